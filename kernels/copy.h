@@ -1,0 +1,26 @@
+#pragma once
+// Strided 2-D copies: place a (rows, cols) block into, or take it out of, a wider matrix
+// (feature concatenation and its backward).
+
+#include "kernels/common.h"
+
+namespace lockstep::kernels {
+
+// dst (rows, cols) with row stride ld_dst  <-  src (rows, cols) with row stride ld_src.
+// If accumulate, dst += src instead.
+namespace cpu {
+template <class T>
+void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
+             int64_t ld_dst, bool accumulate);
+}
+namespace cuda {
+void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const float* src, int64_t ld_src,
+             float* dst, int64_t ld_dst, bool accumulate);
+}
+template <class T>
+void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
+             int64_t ld_dst, bool accumulate = false) {
+  LOCKSTEP_DISPATCH(T, ctx, copy_2d, rows, cols, src, ld_src, dst, ld_dst, accumulate);
+}
+
+}  // namespace lockstep::kernels

@@ -1,0 +1,26 @@
+#include "kernels/copy.h"
+
+#include <cstring>
+
+namespace lockstep::kernels::cpu {
+
+template <class T>
+void copy_2d(const Context&, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
+             int64_t ld_dst, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* s = src + r * ld_src;
+    T* d = dst + r * ld_dst;
+    if (accumulate) {
+      for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
+    } else {
+      std::memcpy(d, s, static_cast<size_t>(cols) * sizeof(T));
+    }
+  }
+}
+
+template void copy_2d<float>(const Context&, int64_t, int64_t, const float*, int64_t, float*,
+                             int64_t, bool);
+template void copy_2d<double>(const Context&, int64_t, int64_t, const double*, int64_t, double*,
+                              int64_t, bool);
+
+}  // namespace lockstep::kernels::cpu

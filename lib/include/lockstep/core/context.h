@@ -1,0 +1,58 @@
+#pragma once
+// Context: everything a kernel launch needs on one device.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "lockstep/core/device.h"
+
+namespace lockstep {
+
+struct ContextOptions {
+  /// Allow TF32 tensor-core math in cuBLAS GEMMs (faster, ~1e-3 relative error). Off by
+  /// default so that CUDA results match the CPU reference to fp32 precision.
+  bool allow_tf32 = false;
+  /// Threads for CPU kernels and OpenBLAS; 0 keeps the library default.
+  int cpu_threads = 0;
+};
+
+/// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
+/// bound to it and a stream-ordered scratch workspace; on the CPU only the workspace.
+/// All work a Context launches is ordered on its stream. Move-only; not thread-safe (use one
+/// Context per thread). Buffers allocated on a Context must not outlive it.
+class Context {
+ public:
+  /// A CPU context.
+  Context();
+  /// A context on `device`; for CUDA it makes that device current on the calling thread.
+  explicit Context(Device device, ContextOptions options = {});
+  ~Context();
+  Context(Context&&) noexcept;
+  Context& operator=(Context&&) noexcept;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  const Device& device() const;
+  bool is_cuda() const { return device().is_cuda(); }
+  bool is_cpu() const { return device().is_cpu(); }
+  const ContextOptions& options() const;
+
+  /// The cudaStream_t of this context (nullptr on the CPU).
+  void* stream() const;
+  /// The cublasHandle_t of this context (nullptr on the CPU).
+  void* cublas() const;
+
+  /// Scratch memory of at least `bytes` on this context's device, valid until the next call
+  /// of workspace() on this context (stream order on CUDA). Grows, never shrinks.
+  void* workspace(size_t bytes) const;
+
+  /// Waits until all work on this context's stream is done (no-op on the CPU).
+  void synchronize() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lockstep

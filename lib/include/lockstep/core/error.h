@@ -1,0 +1,45 @@
+#pragma once
+// lockstep::Error and the checks that raise it.
+//
+// Bad input and misuse throw lockstep::Error with a message that says what is wrong, where
+// (the file:line of the data or config, or the name of the argument) and how to fix it.
+// Library code never calls exit().
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace lockstep {
+
+/// The one exception type lockstep throws for user-visible failures (bad data, config, flags,
+/// shapes; CUDA/cuBLAS/NCCL/MPI failures). `what()` is a complete, human-readable message.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+/// Throws Error("<field> = <value> is out of range: must be in [lo, hi]") when value is outside
+/// [lo, hi]. `field` names the flag or config key as the user wrote it.
+void check_range(std::string_view field, double value, double lo, double hi);
+/// Same for integers, printed without decimals.
+void check_range(std::string_view field, int64_t value, int64_t lo, int64_t hi);
+
+}  // namespace lockstep
+
+/// Throws lockstep::Error with a fmt-formatted message when `cond` is false.
+#define LOCKSTEP_CHECK(cond, ...)                                  \
+  do {                                                             \
+    if (!(cond)) throw ::lockstep::Error(::fmt::format(__VA_ARGS__)); \
+  } while (0)
+
+/// Internal invariant: a failure is a lockstep bug, reported with file:line.
+#define LOCKSTEP_ASSERT(cond)                                                                \
+  do {                                                                                       \
+    if (!(cond))                                                                             \
+      throw ::lockstep::Error(::fmt::format("internal error: assertion '{}' failed at {}:{} " \
+                                            "(please report this as a lockstep bug)",        \
+                                            #cond, __FILE__, __LINE__));                     \
+  } while (0)

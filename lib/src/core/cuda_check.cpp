@@ -1,0 +1,37 @@
+#include "lockstep/config.h"
+
+#if LOCKSTEP_CUDA_ENABLED
+#include "core/cuda_check.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace lockstep::detail {
+
+void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
+  (void)cudaGetLastError();
+  throw Error(fmt::format("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(err),
+                          cudaGetErrorString(err), expr, file, line));
+}
+
+void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line) {
+  throw Error(fmt::format("cuBLAS error {} ({}) in {} at {}:{}", cublasGetStatusName(st),
+                          cublasGetStatusString(st), expr, file, line));
+}
+
+void check_kernel_launch(const Context& ctx, const char* kernel, const char* file, int line) {
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) {
+    static const bool sync_check = [] {
+      const char* v = std::getenv("LOCKSTEP_SYNC_CHECK");
+      return v && std::strcmp(v, "0") != 0;
+    }();
+    if (!sync_check) return;
+    err = cudaStreamSynchronize(stream_of(ctx));
+    if (err == cudaSuccess) return;
+  }
+  throw_cuda_error(err, kernel, file, line);
+}
+
+}  // namespace lockstep::detail
+#endif

@@ -1,0 +1,15 @@
+#include "lockstep/core/error.h"
+
+namespace lockstep {
+
+void check_range(std::string_view field, double value, double lo, double hi) {
+  LOCKSTEP_CHECK(value >= lo && value <= hi, "{} = {} is out of range: must be in [{}, {}]", field,
+                 value, lo, hi);
+}
+
+void check_range(std::string_view field, int64_t value, int64_t lo, int64_t hi) {
+  LOCKSTEP_CHECK(value >= lo && value <= hi, "{} = {} is out of range: must be in [{}, {}]", field,
+                 value, lo, hi);
+}
+
+}  // namespace lockstep

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds lockstep into $LOCKSTEP_BUILD_DIR (default: build/).
+#   LOCKSTEP_WITH_CUDA=AUTO|ON|OFF (default AUTO), LOCKSTEP_CUDA_ARCHITECTURES (default 90).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${LOCKSTEP_BUILD_DIR:-$root/build}
+cmake -S "$root" -B "$build" -G Ninja \
+  -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
+  -DLOCKSTEP_WITH_CUDA="${LOCKSTEP_WITH_CUDA:-AUTO}" \
+  -DLOCKSTEP_CUDA_ARCHITECTURES="${LOCKSTEP_CUDA_ARCHITECTURES:-90}"
+cmake --build "$build" -j "$(nproc)"
