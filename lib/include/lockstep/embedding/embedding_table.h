@@ -1,0 +1,80 @@
+#pragma once
+// Embedding tables keyed by 64-bit feature signs, with a row-wise sparse optimizer.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockstep/core/context.h"
+#include "lockstep/core/tensor.h"
+#include "lockstep/nn/optimizer.h"
+
+namespace lockstep::embedding {
+
+enum class Pooling { Sum, Mean };
+/// "sum" or "mean"; parse throws Error naming `field` otherwise.
+const char* pooling_name(Pooling p);
+Pooling parse_pooling(std::string_view name, std::string_view field);
+
+struct TableConfig {
+  std::string name;
+  int64_t rows = 0;          // hash buckets
+  int64_t dim = 16;
+  Pooling pooling = Pooling::Mean;  // for every multi-hot field that reads this table
+  float init_scale = 0.05f;  // rows start uniform in [-init_scale, init_scale]
+  /// Throws Error naming `prefix`.<field> and its allowed range.
+  void validate(std::string_view prefix) const;
+};
+
+/// A (rows, dim) table. v1 maps a key to a row with the hashing trick:
+/// row = XXH64(key as 8 little-endian bytes, seed = XXH64(table name)) % rows.
+/// Sparse updates: row-wise Adagrad (one accumulator per row) or lazy Adam; only rows touched by
+/// a step change. Initial rows come from the counter-based RNG keyed by (seed, table name, row),
+/// identical on CPU and CUDA.
+template <class T>
+class EmbeddingTable {
+ public:
+  EmbeddingTable(TableConfig config, nn::OptimizerConfig optimizer);
+
+  void allocate(const Context& ctx, uint64_t seed);
+
+  uint64_t row_of(uint64_t key) const;
+  const TableConfig& config() const { return config_; }
+  int64_t rows() const { return config_.rows; }
+  int64_t dim() const { return config_.dim; }
+  T* weights() { return weights_.data(); }
+  const T* weights() const { return weights_.data(); }
+
+  /// The sparse gradient of the current step, written by the lookup backward:
+  /// grad_ids (capacity) ascending rows, grad_rows (capacity, dim), num_unique one element on the
+  /// table's device; `grad_capacity` bounds the count.
+  Tensor<uint64_t> grad_ids;
+  Tensor<T> grad_rows;
+  Tensor<int64_t> num_unique;
+  int64_t grad_capacity = 0;
+  /// True when the current step produced a gradient (set by the backward, cleared by apply).
+  bool has_grad = false;
+
+  /// Applies the optimizer to the rows in the current sparse gradient, scaled by grad_scale.
+  /// `step` (from 1) drives Adam's bias correction.
+  void apply_gradients(const Context& ctx, T grad_scale, int64_t step);
+
+  /// Host copies of the weights and optimizer state by name ("<table>.weight",
+  /// "<table>.accum" or "<table>.m"/"<table>.v"), for checkpoints and tests.
+  std::map<std::string, std::vector<T>> to_host(const Context& ctx) const;
+  /// Restores what to_host() produced (shapes checked, Error names the tensor).
+  void from_host(const Context& ctx, const std::map<std::string, std::vector<T>>& tensors);
+
+ private:
+  TableConfig config_;
+  nn::OptimizerConfig optimizer_;
+  uint64_t hash_seed_;
+  Tensor<T> weights_, state0_, state1_;
+};
+
+extern template class EmbeddingTable<float>;
+extern template class EmbeddingTable<double>;
+
+}  // namespace lockstep::embedding

@@ -1,0 +1,115 @@
+#include "lockstep/embedding/embedding_table.h"
+
+#include <xxhash.h>
+
+#include "kernels/init.h"
+#include "kernels/optimizer.h"
+
+namespace lockstep::embedding {
+
+const char* pooling_name(Pooling p) { return p == Pooling::Sum ? "sum" : "mean"; }
+
+Pooling parse_pooling(std::string_view name, std::string_view field) {
+  if (name == "sum") return Pooling::Sum;
+  if (name == "mean") return Pooling::Mean;
+  throw Error(fmt::format("{} = '{}' is not a pooling: use sum or mean", field, name));
+}
+
+void TableConfig::validate(std::string_view prefix) const {
+  LOCKSTEP_CHECK(!name.empty(), "{}.name is empty: every table needs a name", prefix);
+  check_range(fmt::format("{}.rows", prefix), rows, int64_t{1}, int64_t{1} << 40);
+  check_range(fmt::format("{}.dim", prefix), dim, int64_t{1}, int64_t{4096});
+  check_range(fmt::format("{}.init_scale", prefix), init_scale, 0.0, 10.0);
+}
+
+template <class T>
+EmbeddingTable<T>::EmbeddingTable(TableConfig config, nn::OptimizerConfig optimizer)
+    : config_(std::move(config)), optimizer_(optimizer) {
+  config_.validate("table '" + config_.name + "'");
+  optimizer_.validate("sparse_optimizer");
+  LOCKSTEP_CHECK(optimizer_.kind != nn::OptimizerKind::Sgd,
+                 "sparse_optimizer.kind = 'sgd' is not supported for embedding tables: use "
+                 "adagrad or adam");
+  hash_seed_ = XXH64(config_.name.data(), config_.name.size(), 0);
+}
+
+template <class T>
+uint64_t EmbeddingTable<T>::row_of(uint64_t key) const {
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(key >> (8 * i));
+  return XXH64(le, 8, hash_seed_) % static_cast<uint64_t>(config_.rows);
+}
+
+template <class T>
+void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
+  const int64_t n = config_.rows * config_.dim;
+  weights_.resize(ctx, {config_.rows, config_.dim});
+  kernels::fill_uniform<T>(ctx, n, seed, hash_seed_, 0, -config_.init_scale, config_.init_scale,
+                           weights_.data());
+  if (optimizer_.kind == nn::OptimizerKind::Adagrad) {
+    state0_.resize(ctx, {config_.rows});
+    kernels::fill_constant<T>(ctx, config_.rows, T(optimizer_.initial_accumulator), state0_.data());
+  } else {
+    state0_.resize(ctx, {config_.rows, config_.dim});
+    state1_.resize(ctx, {config_.rows, config_.dim});
+    kernels::fill_constant<T>(ctx, n, T(0), state0_.data());
+    kernels::fill_constant<T>(ctx, n, T(0), state1_.data());
+  }
+  num_unique.resize(ctx, {1});
+  zero_bytes(ctx, num_unique.data(), sizeof(int64_t));
+}
+
+template <class T>
+void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
+  if (!has_grad) return;
+  const auto& o = optimizer_;
+  if (o.kind == nn::OptimizerKind::Adagrad) {
+    kernels::sparse_adagrad_update<T>(ctx, {o.lr, o.eps}, grad_scale, config_.dim,
+                                      num_unique.data(), grad_capacity, grad_ids.data(),
+                                      grad_rows.data(), weights_.data(), state0_.data());
+  } else {
+    kernels::sparse_adam_update<T>(ctx, {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
+                                   grad_scale, config_.dim, num_unique.data(), grad_capacity,
+                                   grad_ids.data(), grad_rows.data(), weights_.data(),
+                                   state0_.data(), state1_.data());
+  }
+  has_grad = false;
+}
+
+template <class T>
+std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& ctx) const {
+  std::map<std::string, std::vector<T>> out;
+  out[config_.name + ".weight"] = lockstep::to_host(ctx, weights_);
+  if (optimizer_.kind == nn::OptimizerKind::Adagrad) {
+    out[config_.name + ".accum"] = lockstep::to_host(ctx, state0_);
+  } else {
+    out[config_.name + ".m"] = lockstep::to_host(ctx, state0_);
+    out[config_.name + ".v"] = lockstep::to_host(ctx, state1_);
+  }
+  return out;
+}
+
+template <class T>
+void EmbeddingTable<T>::from_host(const Context& ctx,
+                                  const std::map<std::string, std::vector<T>>& tensors) {
+  const auto restore = [&](const std::string& name, Tensor<T>& t) {
+    auto it = tensors.find(name);
+    LOCKSTEP_CHECK(it != tensors.end(), "embedding tensor '{}' is missing", name);
+    LOCKSTEP_CHECK(static_cast<int64_t>(it->second.size()) == t.numel(),
+                   "embedding tensor '{}' has {} values, the table needs {}", name,
+                   it->second.size(), t.numel());
+    copy_bytes(ctx, t.data(), ctx.device(), it->second.data(), Device::cpu(), t.bytes());
+  };
+  restore(config_.name + ".weight", weights_);
+  if (optimizer_.kind == nn::OptimizerKind::Adagrad) {
+    restore(config_.name + ".accum", state0_);
+  } else {
+    restore(config_.name + ".m", state0_);
+    restore(config_.name + ".v", state1_);
+  }
+}
+
+template class EmbeddingTable<float>;
+template class EmbeddingTable<double>;
+
+}  // namespace lockstep::embedding

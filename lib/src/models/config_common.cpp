@@ -1,0 +1,89 @@
+#include "models/config_common.h"
+
+namespace lockstep::models {
+
+nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
+                              nn::MlpConfig c) {
+  doc.check_keys(t, prefix, {"widths", "activation", "activate_last", "leaky_slope", "prelu_init",
+                             "dice_eps", "dice_momentum"});
+  c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
+  LOCKSTEP_CHECK(!c.widths.empty(), "{}: {}.widths is empty", doc.where(*t.get("widths")), prefix);
+  if (const toml::node* n = t.get("activation")) {
+    const std::string name = doc.get_string(t, prefix, "activation", "");
+    c.activation.kind =
+        doc.at(*n, [&] { return nn::parse_activation(name, fmt::format("{}.activation", prefix)); });
+  }
+  c.activate_last = doc.get_bool(t, prefix, "activate_last", c.activate_last);
+  auto& a = c.activation;
+  a.leaky_slope = static_cast<float>(doc.get_float(t, prefix, "leaky_slope", a.leaky_slope, 0, 1));
+  a.prelu_init = static_cast<float>(doc.get_float(t, prefix, "prelu_init", a.prelu_init, -1, 1));
+  a.dice_eps = static_cast<float>(doc.get_float(t, prefix, "dice_eps", a.dice_eps, 1e-12, 1));
+  a.dice_momentum =
+      static_cast<float>(doc.get_float(t, prefix, "dice_momentum", a.dice_momentum, 0, 1));
+  return c;
+}
+
+nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,
+                                          std::string_view prefix, nn::OptimizerConfig c) {
+  doc.check_keys(t, prefix, {"kind", "lr", "momentum", "nesterov", "beta1", "beta2", "eps",
+                             "weight_decay", "initial_accumulator"});
+  if (const toml::node* n = t.get("kind")) {
+    const std::string name = doc.get_string(t, prefix, "kind", "");
+    c.kind = doc.at(*n, [&] { return nn::parse_optimizer(name, fmt::format("{}.kind", prefix)); });
+  }
+  const auto f = [&](std::string_view key, float def, double lo, double hi) {
+    return static_cast<float>(doc.get_float(t, prefix, key, def, lo, hi));
+  };
+  c.lr = f("lr", c.lr, 1e-12, 100);
+  c.momentum = f("momentum", c.momentum, 0, 0.999999);
+  c.nesterov = doc.get_bool(t, prefix, "nesterov", c.nesterov);
+  c.beta1 = f("beta1", c.beta1, 0, 0.999999);
+  c.beta2 = f("beta2", c.beta2, 0, 0.999999999);
+  c.eps = f("eps", c.eps, 1e-30, 1);
+  c.weight_decay = f("weight_decay", c.weight_decay, 0, 1);
+  c.initial_accumulator = f("initial_accumulator", c.initial_accumulator, 0, 1e6);
+  doc.at(t, [&] { c.validate(prefix); });
+  return c;
+}
+
+std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, const toml::table& t,
+                                                       std::string_view prefix) {
+  std::vector<embedding::TableConfig> out;
+  const auto tables = doc.get_table_array(t, prefix, "tables");
+  for (size_t i = 0; i < tables.size(); ++i) {
+    const toml::table& tt = *tables[i];
+    const std::string p = fmt::format("{}.tables[{}]", prefix, i);
+    doc.check_keys(tt, p, {"name", "rows", "dim", "pooling", "init_scale"});
+    embedding::TableConfig c;
+    c.name = doc.get_string(tt, p, "name", "");
+    if (c.name.empty()) doc.fail(tt, fmt::format("{}.name is missing", p));
+    c.rows = doc.get_int(tt, p, "rows", 0, 1, int64_t{1} << 40);
+    if (!tt.get("rows")) doc.fail(tt, fmt::format("{}.rows is missing", p));
+    c.dim = doc.get_int(tt, p, "dim", c.dim, 1, 4096);
+    if (const toml::node* n = tt.get("pooling")) {
+      const std::string name = doc.get_string(tt, p, "pooling", "");
+      c.pooling = doc.at(*n, [&] { return embedding::parse_pooling(name, p + ".pooling"); });
+    }
+    c.init_scale = static_cast<float>(doc.get_float(tt, p, "init_scale", c.init_scale, 0, 10));
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<embedding::FieldConfig> read_field_configs(const io::TomlDoc& doc, const toml::table& t,
+                                                       std::string_view prefix) {
+  std::vector<embedding::FieldConfig> out;
+  const auto fields = doc.get_table_array(t, prefix, "fields");
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const toml::table& ft = *fields[i];
+    const std::string p = fmt::format("{}.fields[{}]", prefix, i);
+    doc.check_keys(ft, p, {"column", "table"});
+    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""), doc.get_string(ft, p, "table", "")};
+    if (c.column.empty() || c.table.empty())
+      doc.fail(ft, fmt::format("{} needs both 'column' and 'table'", p));
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace lockstep::models

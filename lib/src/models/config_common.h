@@ -1,0 +1,25 @@
+#pragma once
+// Internal: readers for the configuration pieces models share (MLP, tables, fields, optimizers).
+
+#include <string_view>
+#include <vector>
+
+#include "io/toml_util.h"
+#include "lockstep/embedding/pooled_embeddings.h"
+#include "lockstep/nn/mlp.h"
+#include "lockstep/nn/optimizer.h"
+
+namespace lockstep::models {
+
+nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
+                              nn::MlpConfig defaults);
+nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,
+                                          std::string_view prefix, nn::OptimizerConfig defaults);
+/// [[<prefix>.tables]]
+std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, const toml::table& t,
+                                                       std::string_view prefix);
+/// [[<prefix>.fields]]
+std::vector<embedding::FieldConfig> read_field_configs(const io::TomlDoc& doc, const toml::table& t,
+                                                       std::string_view prefix);
+
+}  // namespace lockstep::models

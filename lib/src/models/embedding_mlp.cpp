@@ -1,0 +1,77 @@
+#include "lockstep/models/embedding_mlp.h"
+
+#include "kernels/copy.h"
+
+namespace lockstep::models {
+
+void EmbeddingMlpConfig::validate() const {
+  LOCKSTEP_CHECK(!tables.empty(), "model.tables is empty: define at least one embedding table");
+  for (size_t i = 0; i < tables.size(); ++i) tables[i].validate(fmt::format("model.tables[{}]", i));
+  mlp.validate("model.mlp");
+  LOCKSTEP_CHECK(mlp.widths.back() == 1,
+                 "model.mlp.widths ends in {}: the last layer must have width 1 (the logit)",
+                 mlp.widths.back());
+  dense_optimizer.validate("optimizer");
+  sparse_optimizer.validate("sparse_optimizer");
+}
+
+template <class T>
+EmbeddingMlp<T>::EmbeddingMlp(EmbeddingMlpConfig config,
+                              const std::vector<std::string>& sparse_columns, int64_t num_dense,
+                              const Context& ctx)
+    : config_(std::move(config)), num_dense_(config_.use_dense ? num_dense : 0) {
+  config_.validate();
+  embeddings_ = std::make_unique<embedding::PooledEmbeddings<T>>(
+      config_.tables, config_.fields, sparse_columns, config_.sparse_optimizer);
+  input_width_ = embeddings_->output_width() + num_dense_;
+  mlp_ = std::make_unique<nn::Mlp<T>>(params_, "mlp", input_width_, config_.mlp);
+  params_.allocate(ctx, config_.seed);
+  embeddings_->allocate(ctx, config_.seed);
+  optimizer_ = std::make_unique<nn::DenseOptimizer<T>>(config_.dense_optimizer, ctx,
+                                                       params_.trainable_size());
+}
+
+template <class T> EmbeddingMlp<T>::~EmbeddingMlp() = default;
+
+template <class T>
+const T* EmbeddingMlp<T>::forward(const Context& ctx, const data::Batch& batch, bool training) {
+  rows_ = batch.size;
+  embeddings_->set_batch(ctx, batch);
+  input_.resize(ctx, {rows_, input_width_});
+  embeddings_->forward(ctx, input_.data(), input_width_);
+  if (num_dense_ > 0) {
+    LOCKSTEP_CHECK(static_cast<int64_t>(batch.dense.size()) == rows_ * num_dense_,
+                   "batch has {} dense values for {} rows; the model expects {} per row",
+                   batch.dense.size(), rows_, num_dense_);
+    const std::vector<T> dense(batch.dense.begin(), batch.dense.end());
+    upload(ctx, dense, dense_, {rows_, num_dense_});
+    kernels::copy_2d<T>(ctx, rows_, num_dense_, dense_.data(), num_dense_,
+                        input_.data() + embeddings_->output_width(), input_width_);
+  }
+  return mlp_->forward(ctx, rows_, input_.data(), training);
+}
+
+template <class T>
+void EmbeddingMlp<T>::backward(const Context& ctx, const T* dlogits) {
+  dinput_.resize(ctx, {rows_, input_width_});
+  mlp_->backward(ctx, rows_, input_.data(), dlogits, dinput_.data());
+  embeddings_->backward(ctx, dinput_.data(), input_width_);
+}
+
+template <class T>
+void EmbeddingMlp<T>::apply_gradients(const Context& ctx, T grad_scale) {
+  optimizer_->step(ctx, params_.values(), params_.grads(), grad_scale);
+  embeddings_->apply_gradients(ctx, grad_scale, optimizer_->step_count());
+}
+
+template <class T>
+std::vector<embedding::EmbeddingTable<T>*> EmbeddingMlp<T>::tables() {
+  std::vector<embedding::EmbeddingTable<T>*> out;
+  for (auto& t : embeddings_->tables()) out.push_back(&t);
+  return out;
+}
+
+template class EmbeddingMlp<float>;
+template class EmbeddingMlp<double>;
+
+}  // namespace lockstep::models

@@ -1,0 +1,131 @@
+// safetensors files and ParamSet save/load: round trips, corruption, atomic replacement.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/file_util.h"
+#include "lockstep/io/safetensors.h"
+#include "lockstep/nn/linear.h"
+#include "test_util.h"
+
+using namespace lockstep;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / "lockstep_io_test";
+  fs::create_directories(dir);
+  return dir / name;
+}
+std::vector<char> read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+void write_all(const fs::path& p, const std::vector<char>& bytes) {
+  std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+}  // namespace
+
+TEST_CASE("safetensors round trip keeps names, shapes, dtypes, bytes and metadata", "[io]") {
+  const auto a = test::random_vector<float>(12, 1);
+  const std::vector<uint64_t> keys = {1, 99, 1ull << 63};
+  const std::vector<double> d = {3.5};
+  const auto path = scratch("round.safetensors").string();
+  io::write_safetensors(path,
+                        {{"a", io::DType::F32, {3, 4}, a.data()},
+                         {"keys", io::DType::U64, {3}, keys.data()},
+                         {"scalar", io::DType::F64, {}, d.data()}},
+                        {{"step", "42"}});
+  const auto f = io::read_safetensors(path);
+  CHECK(f.metadata.at("step") == "42");
+  CHECK(f.metadata.size() == 1);  // checksums are not user metadata
+  CHECK(f.get("a").shape == std::vector<int64_t>{3, 4});
+  CHECK(f.get("a").as<float>() == a);
+  CHECK(f.get("keys").as<uint64_t>() == keys);
+  CHECK(f.get("scalar").as<double>() == d);
+  CHECK_THROWS_WITH(f.get("a").as<double>(), Contains("'a' has dtype F32"));
+  CHECK_THROWS_WITH(f.get("b"), Contains("no tensor named 'b'"));
+}
+
+TEST_CASE("Corrupted or truncated safetensors files are refused", "[io][errors]") {
+  const auto values = test::random_vector<float>(64, 2);
+  const auto path = scratch("corrupt.safetensors");
+  io::write_safetensors(path.string(), {{"w", io::DType::F32, {64}, values.data()}});
+  const auto good = read_all(path);
+
+  auto flipped = good;
+  flipped[flipped.size() - 5] ^= 0x40;  // one bit in the data section
+  write_all(path, flipped);
+  CHECK_THROWS_WITH(io::read_safetensors(path.string()),
+                    Contains("checksum mismatch in tensor 'w'") && Contains(path.string()));
+
+  write_all(path, std::vector<char>(good.begin(), good.end() - 16));
+  CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("outside"));
+
+  write_all(path, std::vector<char>(good.begin(), good.begin() + 5));
+  CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("truncated"));
+
+  auto bad_json = good;
+  bad_json[9] = '#';
+  write_all(path, bad_json);
+  CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("not valid JSON"));
+}
+
+TEST_CASE("Atomic writes keep the previous file when writing fails", "[io]") {
+  const auto path = scratch("atomic.bin");
+  io::write_file_atomically(path.string(), [](io::FileWriter& w) { w.write("old", 3); });
+  CHECK_THROWS_WITH(io::write_file_atomically(path.string(),
+                                              [](io::FileWriter& w) {
+                                                w.write("partial", 7);
+                                                throw Error("disk on fire");
+                                              }),
+                    Contains("disk on fire"));
+  CHECK(read_all(path) == std::vector<char>{'o', 'l', 'd'});
+  for (const auto& entry : fs::directory_iterator(path.parent_path()))
+    CHECK(entry.path().filename().string().find("atomic.bin.tmp") == std::string::npos);
+}
+
+TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact", "[io][params]") {
+  Context ctx;
+  nn::ParamSet<float> a;
+  nn::Linear<float> la(a, "fc", 5, 3);
+  a.allocate(ctx, 1);
+  const auto path = scratch("params.safetensors").string();
+  a.save(ctx, path, {{"model", "test"}});
+
+  nn::ParamSet<float> b;
+  nn::Linear<float> lb(b, "fc", 5, 3);
+  b.allocate(ctx, 2);  // other seed: other values
+  REQUIRE(b.to_host(ctx) != a.to_host(ctx));
+  b.load(ctx, path);
+  CHECK(b.to_host(ctx) == a.to_host(ctx));
+  CHECK(a.layout_hash() == b.layout_hash());
+
+  nn::ParamSet<float> c;
+  nn::Linear<float> lc(c, "fc", 5, 4);
+  c.allocate(ctx, 3);
+  const auto before = c.to_host(ctx);
+  CHECK_THROWS_WITH(c.load(ctx, path), Contains("'fc.weight'") && Contains("(5, 3)") &&
+                                           Contains("(5, 4)"));
+  CHECK(c.to_host(ctx) == before);
+  CHECK(c.layout_hash() != a.layout_hash());
+}
+
+TEST_CASE("ParamSet lays out trainable parameters first, aligned", "[params]") {
+  Context ctx;
+  nn::ParamSet<float> ps;
+  const auto s = ps.add("state", {3}, nn::Init::constant(1.0f), false);
+  const auto w = ps.add("w", {5}, nn::Init::uniform(-1, 1));
+  const auto b = ps.add("b", {2}, nn::Init::constant(0.5f));
+  ps.allocate(ctx, 9);
+  CHECK(ps.entry(w).offset == 0);
+  CHECK(ps.entry(b).offset == 16);
+  CHECK(ps.trainable_size() == 32);
+  CHECK(ps.entry(s).offset == 32);
+  CHECK(ps.value(b)[1] == 0.5f);
+  CHECK(ps.value(s)[2] == 1.0f);
+  CHECK(ps.values()[7] == 0.0f);  // padding stays zero
+  CHECK(test::any_nonzero(std::vector<float>(ps.value(w), ps.value(w) + 5)));
+}

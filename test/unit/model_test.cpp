@@ -1,0 +1,202 @@
+// The EmbeddingMlp model: whole-model gradient check, determinism, configuration errors.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "gradcheck.h"
+#include "lockstep/models/embedding_mlp.h"
+#include "lockstep/nn/loss.h"
+#include "lockstep/train/local_trainer.h"
+#include "test_util.h"
+
+using namespace lockstep;
+using Catch::Matchers::Contains;
+
+namespace {
+const std::vector<std::string> kColumns = {"user", "item", "hist"};
+
+models::EmbeddingMlpConfig small_config(nn::ActivationKind act) {
+  models::EmbeddingMlpConfig c;
+  c.tables = {{"user", 11, 3, embedding::Pooling::Sum, 0.3f},
+              {"item", 17, 4, embedding::Pooling::Mean, 0.3f}};
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
+  c.mlp = {{6, 3, 1}, {act}, false};
+  c.seed = 7;
+  return c;
+}
+
+data::Batch make_batch(int64_t rows, uint64_t seed, int64_t num_dense) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  data::Batch b;
+  b.size = rows;
+  for (int c = 0; c < 3; ++c) {
+    data::SparseColumn col;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int len = c == 2 ? static_cast<int>(rng() % 5) : 1;  // history may be empty
+      for (int j = 0; j < len; ++j) col.keys.push_back(rng() % 40);
+      col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
+    }
+    b.sparse.push_back(col);
+  }
+  for (int64_t i = 0; i < rows * num_dense; ++i) b.dense.push_back(u(rng));
+  for (int64_t r = 0; r < rows; ++r) {
+    b.labels.push_back(static_cast<float>(rng() % 2));
+    b.sample_ids.push_back(static_cast<uint64_t>(seed * 1000 + r));
+  }
+  return b;
+}
+}  // namespace
+
+TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model][gradcheck]") {
+  Context ctx;
+  using K = nn::ActivationKind;
+  for (K act : {K::PReLU, K::Dice}) {
+    for (int64_t rows : {1, 7}) {
+      if (act == K::Dice && rows == 1) continue;
+      DYNAMIC_SECTION(nn::activation_name(act) << " rows=" << rows) {
+        models::EmbeddingMlp<double> model(small_config(act), kColumns, 2, ctx);
+        const data::Batch batch = make_batch(rows, 3, 2);
+        const std::vector<double> labels(batch.labels.begin(), batch.labels.end());
+        nn::BceWithLogits<double> bce;
+        std::vector<double> dlogits(rows);
+        double loss_sum = 0;
+        const auto loss = [&] {
+          const double* z = model.forward(ctx, batch, true);
+          bce.forward_backward(ctx, rows, z, labels.data(), 1.0, nullptr, &loss_sum);
+          return loss_sum;
+        };
+        model.zero_grad(ctx);
+        const double* z = model.forward(ctx, batch, true);
+        bce.forward_backward(ctx, rows, z, labels.data(), 1.0, dlogits.data(), &loss_sum);
+        model.backward(ctx, dlogits.data());
+        auto& ps = model.dense_params();
+        std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
+        std::vector<int64_t> trainable;
+        for (const auto& e : ps.entries())
+          if (e.trainable)
+            for (int64_t i = 0; i < e.numel(); ++i) trainable.push_back(e.offset + i);
+        test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
+                             trainable, 1e-6, 5e-6);
+        for (auto* table : model.tables()) {
+          std::vector<double> dense(table->rows() * table->dim(), 0.0);
+          for (int64_t k = 0; k < *table->num_unique.data(); ++k)
+            for (int64_t d = 0; d < table->dim(); ++d)
+              dense[table->grad_ids.data()[k] * table->dim() + d] =
+                  table->grad_rows.data()[k * table->dim() + d];
+          test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
+                               table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-9);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Same seed and data twice give bitwise-identical parameters", "[model][determinism]") {
+  Context ctx;
+  const auto train = [&](uint64_t seed) {
+    auto cfg = small_config(nn::ActivationKind::Dice);
+    cfg.seed = seed;
+    models::EmbeddingMlp<float> model(cfg, kColumns, 2, ctx);
+    train::LocalTrainer<float> trainer(model, ctx);
+    for (int step = 0; step < 15; ++step) trainer.step(make_batch(32, 100 + step, 2));
+    std::vector<float> all;
+    for (const auto& [name, v] : model.dense_params().to_host(ctx)) all.insert(all.end(), v.begin(), v.end());
+    for (auto* t : model.tables())
+      for (const auto& [name, v] : t->to_host(ctx)) all.insert(all.end(), v.begin(), v.end());
+    return all;
+  };
+  const auto a = train(5), b = train(5), c = train(6);
+  test::require_bitwise_equal(a, b, "two runs with seed 5");
+  REQUIRE(a.size() == c.size());
+  CHECK(a != c);  // the seed matters
+}
+
+TEST_CASE("Training reduces the loss and an empty batch changes nothing", "[model][train]") {
+  Context ctx;
+  models::EmbeddingMlp<float> model(small_config(nn::ActivationKind::ReLU), kColumns, 2, ctx);
+  train::LocalTrainer<float> trainer(model, ctx);
+  const data::Batch batch = make_batch(64, 1, 2);
+  const double first = trainer.step(batch);
+  double last = first;
+  for (int i = 0; i < 60; ++i) last = trainer.step(batch);
+  CHECK(last < 0.7 * first);  // memorising one batch must work
+  const auto before = model.dense_params().to_host(ctx);
+  data::Batch empty = make_batch(0, 2, 2);
+  CHECK(trainer.step(empty) == 0.0);
+  CHECK(model.dense_params().to_host(ctx) == before);
+  const auto p = trainer.predict(batch);
+  REQUIRE(p.size() == 64);
+  for (float v : p) {
+    CHECK(v > 0.0f);
+    CHECK(v < 1.0f);
+  }
+}
+
+namespace {
+std::string write_file(const std::string& name, const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+const char* kGoodConfig = R"(seed = 3
+[model]
+use_dense = true
+[model.mlp]
+widths = [16, 8, 1]
+activation = "dice"
+[[model.tables]]
+name = "item"
+rows = 1000
+dim = 8
+pooling = "mean"
+[[model.fields]]
+column = "hist"
+table = "item"
+[optimizer]
+kind = "adam"
+lr = 0.002
+[sparse_optimizer]
+kind = "adagrad"
+lr = 0.05
+)";
+}  // namespace
+
+TEST_CASE("Model configuration loads from TOML", "[model][config]") {
+  const auto c = models::load_embedding_mlp_config(write_file("lockstep_good.toml", kGoodConfig));
+  CHECK(c.seed == 3);
+  CHECK(c.mlp.widths == std::vector<int64_t>{16, 8, 1});
+  CHECK(c.mlp.activation.kind == nn::ActivationKind::Dice);
+  REQUIRE(c.tables.size() == 1);
+  CHECK(c.tables[0].rows == 1000);
+  CHECK(c.tables[0].pooling == embedding::Pooling::Mean);
+  CHECK(c.fields[0].column == "hist");
+  CHECK(c.dense_optimizer.lr == Approx(0.002));
+  CHECK(c.sparse_optimizer.kind == nn::OptimizerKind::Adagrad);
+}
+
+TEST_CASE("Bad model configuration names file, line and field", "[model][config][errors]") {
+  const auto bad = [](const std::string& from, const std::string& to) {
+    std::string text = kGoodConfig;
+    text.replace(text.find(from), from.size(), to);
+    return write_file("lockstep_bad.toml", text);
+  };
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("[16, 8, 1]", "[16, 0, 1]")),
+                    Contains("lockstep_bad.toml:5") && Contains("model.mlp.widths[1] = 0") &&
+                        Contains("[1, 1048576]"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("widths", "wdiths")),
+                    Contains(":5") && Contains("unknown key model.mlp.wdiths"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("\"dice\"", "\"swish\"")),
+                    Contains(":6") && Contains("model.mlp.activation = 'swish'"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("rows = 1000", "rows = -5")),
+                    Contains(":9") && Contains("model.tables[0].rows = -5"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("lr = 0.002", "lr = \"fast\"")),
+                    Contains(":17") && Contains("optimizer.lr must be a number"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("[16, 8, 1]", "[16, 8, 2]")),
+                    Contains("must have width 1"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("dim = 8", "dim = 8 8")),
+                    Contains("lockstep_bad.toml:10"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config("/nonexistent/model.toml"),
+                    Contains("/nonexistent/model.toml"));
+}
