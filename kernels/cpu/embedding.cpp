@@ -16,8 +16,8 @@ namespace {
 // Throws unless offsets is a valid CSR row pointer for `batch` bags: offsets[0] == 0 and
 // non-decreasing. Names the first bad sample so that the caller can find it in its batch.
 void check_offsets(const char* op, int64_t batch, const int64_t* offsets) {
-  LOCKSTEP_CHECK(offsets[0] == 0, "{}: offsets[0] = {} but must be 0 (CSR offsets start at 0)",
-                 op, offsets[0]);
+  LOCKSTEP_CHECK(offsets[0] == 0, "{}: offsets[0] = {} but must be 0 (CSR offsets start at 0)", op,
+                 offsets[0]);
   for (int64_t b = 0; b < batch; ++b) {
     LOCKSTEP_CHECK(offsets[b + 1] >= offsets[b],
                    "{}: offsets[{}] = {} < offsets[{}] = {}: sample {} has a negative number of "
@@ -69,12 +69,12 @@ void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64
 
 template <class T>
 void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
-                            const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
+                            int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique) {
   constexpr const char* op = "pooled_lookup_backward";
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}",
-                 op, batch, dim, nnz);
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
+                 batch, dim, nnz);
   LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
   *num_unique = 0;
   if (batch == 0) {
@@ -128,12 +128,11 @@ void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int6
   *num_unique = u;
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                \
-  template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,  \
-                                         int64_t, const int64_t*, const uint64_t*, T*,         \
-                                         int64_t);                                             \
-  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,           \
-                                          const int64_t*, const uint64_t*, int64_t, const T*, \
+#define LOCKSTEP_INSTANTIATE(T)                                                                  \
+  template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,    \
+                                         int64_t, const int64_t*, const uint64_t*, T*, int64_t); \
+  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,             \
+                                          const int64_t*, const uint64_t*, int64_t, const T*,    \
                                           int64_t, uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)

@@ -37,8 +37,8 @@ void adam_step(const AdamHyper& h, T bc1, T bc2, T g, T& p, T& m, T& v) {
 }  // namespace
 
 template <class T>
-void sgd_update(const Context&, const SgdHyper& h, T grad_scale, int64_t n, T* param,
-                const T* grad, T* velocity) {
+void sgd_update(const Context&, const SgdHyper& h, T grad_scale, int64_t n, T* param, const T* grad,
+                T* velocity) {
   LOCKSTEP_CHECK(n >= 0, "sgd_update: negative size n={}", n);
   LOCKSTEP_CHECK(h.momentum == 0.0f || velocity != nullptr,
                  "sgd_update: momentum = {} needs a velocity buffer", h.momentum);
@@ -63,7 +63,8 @@ void adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale,
   check_adam_step("adam_update", step);
   const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
   const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
-  for (int64_t i = 0; i < n; ++i) adam_step(h, bc1, bc2, grad_scale * grad[i], param[i], m[i], v[i]);
+  for (int64_t i = 0; i < n; ++i)
+    adam_step(h, bc1, bc2, grad_scale * grad[i], param[i], m[i], v[i]);
 }
 
 template <class T>
@@ -113,9 +114,9 @@ void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, 
 }
 
 template <class T>
-void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale,
-                        int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v) {
+void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t dim,
+                        const int64_t* num_unique, int64_t max_unique, const uint64_t* unique_ids,
+                        const T* grad_rows, T* table, T* m, T* v) {
   LOCKSTEP_CHECK(dim >= 0, "sparse_adam_update: negative dim={}", dim);
   check_adam_step("sparse_adam_update", step);
   const int64_t count = checked_num_unique("sparse_adam_update", num_unique, max_unique);
@@ -130,18 +131,18 @@ void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad
   }
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                  \
-  template void sgd_update<T>(const Context&, const SgdHyper&, T, int64_t, T*, const T*, T*);    \
-  template void adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t, T*,        \
-                               const T*, T*, T*);                                                \
-  template void adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t, T*, const T*, \
-                                  T*);                                                           \
-  template void sparse_adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t,        \
-                                         const int64_t*, int64_t, const uint64_t*, const T*, T*, \
-                                         T*);                                                    \
-  template void sparse_adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t,     \
-                                      const int64_t*, int64_t, const uint64_t*, const T*, T*,    \
-                                      T*, T*);
+#define LOCKSTEP_INSTANTIATE(T)                                                                   \
+  template void sgd_update<T>(const Context&, const SgdHyper&, T, int64_t, T*, const T*, T*);     \
+  template void adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t, T*,         \
+                               const T*, T*, T*);                                                 \
+  template void adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t, T*, const T*,  \
+                                  T*);                                                            \
+  template void sparse_adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t,         \
+                                         const int64_t*, int64_t, const uint64_t*, const T*, T*,  \
+                                         T*);                                                     \
+  template void sparse_adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t,      \
+                                      const int64_t*, int64_t, const uint64_t*, const T*, T*, T*, \
+                                      T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

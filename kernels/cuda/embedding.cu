@@ -33,9 +33,9 @@ __device__ __forceinline__ float bag_scale(Pooling pooling, int64_t len) {
 // rows sequentially in increasing position order and applies the scale last, like the CPU.
 // Ids >= rows are skipped, so a bad id can never read outside the table.
 //   table: (rows, dim); offsets: (batch + 1); ids: (offsets[batch]); out: (batch, ld_out)
-__global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int64_t dim,
-                                             int lanes, const float* __restrict__ table,
-                                             int64_t rows, const int64_t* __restrict__ offsets,
+__global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int64_t dim, int lanes,
+                                             const float* __restrict__ table, int64_t rows,
+                                             const int64_t* __restrict__ offsets,
                                              const uint64_t* __restrict__ ids,
                                              float* __restrict__ out, int64_t ld_out) {
   const int64_t rows_per_block = blockDim.x / lanes;
@@ -61,14 +61,17 @@ __global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int
 // however long the bags are. Empty bags are never the answer (they contain no position). For
 // invalid offsets the result is still a bag in [0, batch), so later reads stay in bounds.
 //   offsets: (batch + 1); bag_of: (nnz)
-__global__ void position_bag_kernel(int64_t batch, const int64_t* __restrict__ offsets,
-                                    int64_t nnz, int64_t* __restrict__ bag_of) {
+__global__ void position_bag_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
+                                    int64_t* __restrict__ bag_of) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < nnz;
        j += int64_t(gridDim.x) * blockDim.x) {
     int64_t lo = 0, hi = batch;  // offsets[lo] <= j < offsets[hi]
     while (hi - lo > 1) {
       const int64_t mid = lo + (hi - lo) / 2;
-      if (offsets[mid] <= j) lo = mid; else hi = mid;
+      if (offsets[mid] <= j)
+        lo = mid;
+      else
+        hi = mid;
     }
     bag_of[j] = lo;
   }
@@ -94,9 +97,8 @@ __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __rest
                                    const int64_t* __restrict__ starts,
                                    const int64_t* __restrict__ counts,
                                    const int64_t* __restrict__ sorted_bag,
-                                   const float* __restrict__ scales,
-                                   const float* __restrict__ dout, int64_t ld_dout,
-                                   float* __restrict__ grad_rows) {
+                                   const float* __restrict__ scales, const float* __restrict__ dout,
+                                   int64_t ld_dout, float* __restrict__ grad_rows) {
   const int64_t unique = *num_unique;
   const int64_t rows_per_block = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes;
@@ -164,8 +166,8 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
                             const float* dout, int64_t ld_dout, uint64_t* unique_ids,
                             float* grad_rows, int64_t* num_unique) {
   constexpr const char* op = "pooled_lookup_backward";
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}",
-                 op, batch, dim, nnz);
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
+                 batch, dim, nnz);
   LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
   LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
   // cub::DeviceRunLengthEncode counts items in int.
@@ -178,26 +180,26 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   }
 
   // Temporary storage of the three CUB calls (they run one after another, so they share it).
+  // The size queries use exactly the argument types of the real calls below.
   size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
-      static_cast<const int64_t*>(nullptr), static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
+      nullptr, sort_bytes, ids, static_cast<uint64_t*>(nullptr), static_cast<int64_t*>(nullptr),
+      static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
   LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(
-      nullptr, rle_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
-      static_cast<int64_t*>(nullptr), static_cast<int64_t*>(nullptr), static_cast<int>(nnz),
-      stream));
+      nullptr, rle_bytes, static_cast<uint64_t*>(nullptr), unique_ids,
+      static_cast<int64_t*>(nullptr), num_unique, static_cast<int>(nnz), stream));
   LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes,
-                                                    static_cast<const int64_t*>(nullptr),
+                                                    static_cast<int64_t*>(nullptr),
                                                     static_cast<int64_t*>(nullptr), nnz, stream));
   const size_t cub_bytes = std::max({sort_bytes, rle_bytes, scan_bytes, size_t{1}});
   const size_t n = static_cast<size_t>(nnz);
 
   WorkspaceLayout layout;
-  const size_t bag_at = layout.reserve(n * sizeof(int64_t));          // bag of each position
-  const size_t sorted_id_at = layout.reserve(n * sizeof(uint64_t));   // ids in sorted order
-  const size_t sorted_bag_at = layout.reserve(n * sizeof(int64_t));   // their bags
-  const size_t count_at = layout.reserve(n * sizeof(int64_t));        // positions per unique id
-  const size_t start_at = layout.reserve(n * sizeof(int64_t));        // first sorted position
+  const size_t bag_at = layout.reserve(n * sizeof(int64_t));         // bag of each position
+  const size_t sorted_id_at = layout.reserve(n * sizeof(uint64_t));  // ids in sorted order
+  const size_t sorted_bag_at = layout.reserve(n * sizeof(int64_t));  // their bags
+  const size_t count_at = layout.reserve(n * sizeof(int64_t));       // positions per unique id
+  const size_t start_at = layout.reserve(n * sizeof(int64_t));       // first sorted position
   const size_t scale_at =
       layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
   const size_t cub_at = layout.reserve(cub_bytes);
@@ -218,8 +220,8 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   }
 
   size_t temp_bytes = sort_bytes;
-  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp, temp_bytes, ids, sorted_ids,
-                                                      bag_of, sorted_bag, nnz, 0, 64, stream));
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp, temp_bytes, ids, sorted_ids, bag_of,
+                                                      sorted_bag, nnz, 0, 64, stream));
   // Counts past num_unique are never written by the encoding but are read by the scan below
   // (its length must be known on the host): zero them so that it reads defined values.
   LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(counts, 0, n * sizeof(int64_t), stream));

@@ -29,7 +29,12 @@ AdamArgs adam_args(const char* op, const AdamHyper& h, int64_t step) {
   const auto bias_correction = [step](float beta) {
     return static_cast<float>(1.0 - std::pow(static_cast<double>(beta), static_cast<double>(step)));
   };
-  return {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, bias_correction(h.beta1),
+  return {h.lr,
+          h.beta1,
+          h.beta2,
+          h.eps,
+          h.weight_decay,
+          bias_correction(h.beta1),
           bias_correction(h.beta2)};
 }
 
@@ -89,7 +94,7 @@ __global__ void sparse_adagrad_kernel(AdagradHyper h, float grad_scale, int64_t 
                                       const uint64_t* __restrict__ unique_ids,
                                       const float* __restrict__ grad_rows,
                                       float* __restrict__ table, float* __restrict__ accum) {
-  const int64_t unique = min(*num_unique, max_unique);
+  const int64_t unique = *num_unique < max_unique ? *num_unique : max_unique;
   const int64_t warps_per_block = blockDim.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   for (int64_t u = blockIdx.x * warps_per_block + threadIdx.x / kWarp; u < unique;
@@ -123,7 +128,7 @@ __global__ void sparse_adam_kernel(AdamArgs a, float grad_scale, int64_t dim,
                                    const uint64_t* __restrict__ unique_ids,
                                    const float* __restrict__ grad_rows, float* __restrict__ table,
                                    float* __restrict__ m, float* __restrict__ v) {
-  const int64_t n = min(*num_unique, max_unique) * dim;
+  const int64_t n = (*num_unique < max_unique ? *num_unique : max_unique) * dim;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t u = i / dim, d = i - u * dim;
@@ -157,13 +162,12 @@ void adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale,
                     float* param, const float* grad, float* accum) {
   LOCKSTEP_CHECK(n >= 0, "adagrad_update: negative size n={}", n);
   if (n == 0) return;
-  adagrad_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(h, grad_scale, n, param, grad,
-                                                              accum);
+  adagrad_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(h, grad_scale, n, param, grad, accum);
   LOCKSTEP_KERNEL_CHECK(ctx, "adagrad_update");
 }
 
-void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale,
-                           int64_t dim, const int64_t* num_unique, int64_t max_unique,
+void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale, int64_t dim,
+                           const int64_t* num_unique, int64_t max_unique,
                            const uint64_t* unique_ids, const float* grad_rows, float* table,
                            float* accum) {
   LOCKSTEP_CHECK(dim >= 0 && max_unique >= 0,
@@ -176,8 +180,8 @@ void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad
 
 void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, float grad_scale,
                         int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const float* grad_rows, float* table,
-                        float* m, float* v) {
+                        const uint64_t* unique_ids, const float* grad_rows, float* table, float* m,
+                        float* v) {
   LOCKSTEP_CHECK(dim >= 0 && max_unique >= 0,
                  "sparse_adam_update: negative size dim={} max_unique={}", dim, max_unique);
   const AdamArgs args = adam_args("sparse_adam_update", h, step);

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "csr_batch.h"
 #include "kernels/embedding.h"
 #include "lockstep/core/error.h"
 #include "test_util.h"
@@ -16,49 +17,11 @@
 using namespace lockstep;
 using Catch::Matchers::Contains;
 using kernels::Pooling;
+using test::csr_from_bags;
+using test::CsrBatch;
+using test::random_csr;
 
 namespace {
-
-// A multi-hot batch in CSR form.
-struct CsrBatch {
-  std::vector<int64_t> offsets{0};
-  std::vector<uint64_t> ids;
-  int64_t batch() const { return static_cast<int64_t>(offsets.size()) - 1; }
-  int64_t nnz() const { return static_cast<int64_t>(ids.size()); }
-  void add_bag(const std::vector<uint64_t>& bag) {
-    ids.insert(ids.end(), bag.begin(), bag.end());
-    offsets.push_back(static_cast<int64_t>(ids.size()));
-  }
-};
-
-CsrBatch csr_from_bags(const std::vector<std::vector<uint64_t>>& bags) {
-  CsrBatch csr;
-  for (const auto& bag : bags) csr.add_bag(bag);
-  return csr;
-}
-
-// Bags of 0..max_len ids uniform in [0, rows). Bag 0 is empty and bag 1 repeats one id three
-// times whenever the batch is big enough to hold them beside random bags; smaller batches get
-// non-empty random bags only.
-CsrBatch random_csr(int64_t batch, int64_t rows, int max_len, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int> len_dist(0, max_len);
-  std::uniform_int_distribution<uint64_t> id_dist(0, static_cast<uint64_t>(rows - 1));
-  CsrBatch csr;
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<uint64_t> bag;
-    if (batch >= 3 && b == 0) {
-      // empty
-    } else if (batch >= 3 && b == 1) {
-      bag.assign(3, id_dist(rng));
-    } else {
-      const int len = batch >= 3 ? len_dist(rng) : std::max(1, len_dist(rng));
-      for (int j = 0; j < len; ++j) bag.push_back(id_dist(rng));
-    }
-    csr.add_bag(bag);
-  }
-  return csr;
-}
 
 // The pooled output straight from the definition, accumulated in long double.
 template <class T>
@@ -163,8 +126,8 @@ void check_backward_by_finite_differences(const CsrBatch& csr, int64_t dim, int6
     std::vector<double> grad_rows(static_cast<size_t>(nnz * dim));
     int64_t num_unique = -1;
     kernels::pooled_lookup_backward<double>(ctx, pooling, csr.batch(), dim, csr.offsets.data(),
-                                            csr.ids.data(), nnz, w.data(), ld_w,
-                                            unique_ids.data(), grad_rows.data(), &num_unique);
+                                            csr.ids.data(), nnz, w.data(), ld_w, unique_ids.data(),
+                                            grad_rows.data(), &num_unique);
 
     REQUIRE(num_unique == static_cast<int64_t>(distinct.size()));
     const std::vector<uint64_t> got_ids(unique_ids.begin(), unique_ids.begin() + num_unique);
@@ -204,9 +167,7 @@ TEST_CASE("pooled_lookup_backward matches central finite differences in double",
     const CsrBatch csr = csr_from_bags({{2, 5, 2}, {}, {5}, {0, 2, 2, 6}, {3}, {5, 5}});
     check_backward_by_finite_differences(csr, 3, 8, 11);  // row 1, 4 and 7 untouched
   }
-  SECTION("batch 1") {
-    check_backward_by_finite_differences(csr_from_bags({{1, 0, 1}}), 2, 3, 12);
-  }
+  SECTION("batch 1") { check_backward_by_finite_differences(csr_from_bags({{1, 0, 1}}), 2, 3, 12); }
   SECTION("random batch with many duplicates") {
     check_backward_by_finite_differences(random_csr(9, 11, 6, 13), 4, 11, 14);
   }
@@ -234,8 +195,8 @@ TEST_CASE("pooled_lookup_backward in float agrees with double", "[kernels][embed
     CHECK(std::vector<uint64_t>(ids_f.begin(), ids_f.begin() + u_f) ==
           std::vector<uint64_t>(ids_d.begin(), ids_d.begin() + u_d));
     test::require_close(std::vector<float>(grad_f.begin(), grad_f.begin() + u_f * dim),
-                        std::vector<double>(grad_d.begin(), grad_d.begin() + u_d * dim), 1e-6,
-                        1e-5, pooling_name(pooling));
+                        std::vector<double>(grad_d.begin(), grad_d.begin() + u_d * dim), 1e-6, 1e-5,
+                        pooling_name(pooling));
   }
 }
 
@@ -294,19 +255,19 @@ TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
 
   SECTION("id out of range") {
     const CsrBatch csr = csr_from_bags({{0, 4}, {1, 5}, {2}});  // ids[3] = 5 in sample 1
-    CHECK_THROWS_WITH(kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim,
-                                                            table.data(), rows, csr.offsets.data(),
-                                                            csr.ids.data(), out.data(), dim),
-                      Contains("ids[3] = 5") && Contains("sample 1") && Contains("5 rows"));
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              csr.offsets.data(), csr.ids.data(), out.data(), dim),
+        Contains("ids[3] = 5") && Contains("sample 1") && Contains("5 rows"));
     CHECK(out == std::vector<float>(3 * dim, 42.0f));  // validated before anything is written
   }
   SECTION("offsets not starting at 0") {
     const std::vector<int64_t> offsets = {1, 2, 3, 4};
     const std::vector<uint64_t> ids = {0, 1, 2, 3};
-    CHECK_THROWS_WITH(kernels::pooled_lookup_forward<float>(ctx, Pooling::Mean, 3, dim,
-                                                            table.data(), rows, offsets.data(),
-                                                            ids.data(), out.data(), dim),
-                      Contains("offsets[0] = 1"));
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Mean, 3, dim, table.data(), rows,
+                                              offsets.data(), ids.data(), out.data(), dim),
+        Contains("offsets[0] = 1"));
     CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
                           ctx, Pooling::Mean, 3, dim, offsets.data(), ids.data(), 4, dout.data(),
                           dim, unique_ids.data(), grad.data(), &num_unique),
@@ -315,10 +276,10 @@ TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
   SECTION("decreasing offsets") {
     const std::vector<int64_t> offsets = {0, 3, 2, 4};
     const std::vector<uint64_t> ids = {0, 1, 2, 3};
-    CHECK_THROWS_WITH(kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim,
-                                                            table.data(), rows, offsets.data(),
-                                                            ids.data(), out.data(), dim),
-                      Contains("offsets[2] = 2") && Contains("sample 1"));
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              offsets.data(), ids.data(), out.data(), dim),
+        Contains("offsets[2] = 2") && Contains("sample 1"));
     CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
                           ctx, Pooling::Sum, 3, dim, offsets.data(), ids.data(), 4, dout.data(),
                           dim, unique_ids.data(), grad.data(), &num_unique),
@@ -333,9 +294,9 @@ TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
   }
   SECTION("row stride smaller than dim") {
     const CsrBatch csr = csr_from_bags({{0}, {1}, {2}});
-    CHECK_THROWS_WITH(kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim,
-                                                            table.data(), rows, csr.offsets.data(),
-                                                            csr.ids.data(), out.data(), 1),
-                      Contains("ld_out=1"));
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              csr.offsets.data(), csr.ids.data(), out.data(), 1),
+        Contains("ld_out=1"));
   }
 }

@@ -130,7 +130,8 @@ TEMPLATE_TEST_CASE("adam_update follows its formula, bias correction included",
         // Bias-corrected first step: m_hat = g and sqrt(v_hat) = |g|, so every parameter
         // moves by lr against the sign of its gradient (eps is negligible here).
         for (int64_t i = 0; i < n; ++i) {
-          CHECK(double(before[i] - param[i]) == Approx(h.lr * (grad[i] > 0 ? 1 : -1)).epsilon(1e-3));
+          CHECK(double(before[i] - param[i]) ==
+                Approx(h.lr * (grad[i] > 0 ? 1 : -1)).epsilon(1e-3));
         }
       }
       INFO("step " << step);
@@ -141,8 +142,8 @@ TEMPLATE_TEST_CASE("adam_update follows its formula, bias correction included",
   }
 }
 
-TEMPLATE_TEST_CASE("adagrad_update follows its formula over several steps",
-                   "[kernels][optimizer]", float, double) {
+TEMPLATE_TEST_CASE("adagrad_update follows its formula over several steps", "[kernels][optimizer]",
+                   float, double) {
   using T = TestType;
   Context ctx;
   const int64_t n = 31;
@@ -192,11 +193,9 @@ void require_untouched_rows_unchanged(const std::vector<T>& before, const std::v
     if (std::find(touched.begin(), touched.end(), static_cast<uint64_t>(r)) != touched.end())
       continue;
     INFO(what << " row " << r);
-    test::require_bitwise_equal(std::vector<T>(before.begin() + r * width,
-                                               before.begin() + (r + 1) * width),
-                                std::vector<T>(after.begin() + r * width,
-                                               after.begin() + (r + 1) * width),
-                                what);
+    test::require_bitwise_equal(
+        std::vector<T>(before.begin() + r * width, before.begin() + (r + 1) * width),
+        std::vector<T>(after.begin() + r * width, after.begin() + (r + 1) * width), what);
   }
 }
 
@@ -277,8 +276,8 @@ TEMPLATE_TEST_CASE("sparse_adam_update applies Adam to the listed rows only",
     require_untouched_rows_unchanged(*before, *after, rows, dim, touched, what);
 }
 
-TEMPLATE_TEST_CASE("sparse_adam_update over every row equals adam_update",
-                   "[kernels][optimizer]", float, double) {
+TEMPLATE_TEST_CASE("sparse_adam_update over every row equals adam_update", "[kernels][optimizer]",
+                   float, double) {
   using T = TestType;
   Context ctx;
   AdamHyper h;
@@ -312,14 +311,14 @@ TEST_CASE("optimizers reject bad steps, counts and buffers", "[kernels][optimize
                                                 m.data(), v.data()),
                     Contains("step = 0"));
   int64_t num_unique = 3;
-  CHECK_THROWS_WITH(kernels::sparse_adam_update<float>(ctx, AdamHyper{}, 1, 1.0f, 4, &num_unique,
-                                                       2, ids.data(), g.data(), p.data(),
-                                                       m.data(), v.data()),
-                    Contains("num_unique = 3") && Contains("max_unique = 2"));
-  CHECK_THROWS_WITH(kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, 4,
-                                                          &num_unique, 2, ids.data(), g.data(),
-                                                          p.data(), m.data()),
-                    Contains("num_unique = 3"));
+  CHECK_THROWS_WITH(
+      kernels::sparse_adam_update<float>(ctx, AdamHyper{}, 1, 1.0f, 4, &num_unique, 2, ids.data(),
+                                         g.data(), p.data(), m.data(), v.data()),
+      Contains("num_unique = 3") && Contains("max_unique = 2"));
+  CHECK_THROWS_WITH(
+      kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, 4, &num_unique, 2,
+                                            ids.data(), g.data(), p.data(), m.data()),
+      Contains("num_unique = 3"));
   SgdHyper h;
   h.momentum = 0.9f;
   CHECK_THROWS_WITH(kernels::sgd_update<float>(ctx, h, 1.0f, 8, p.data(), g.data(), nullptr),
