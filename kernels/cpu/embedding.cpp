@@ -1,0 +1,141 @@
+// CPU reference for the pooled embedding lookup (kernels/embedding.h).
+//
+// The CUDA kernels reproduce these loops operation for operation (same summation order, same
+// scale arithmetic), so the two agree bitwise; change one only together with the other.
+
+#include "kernels/embedding.h"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+namespace lockstep::kernels::cpu {
+
+namespace {
+
+// Throws unless offsets is a valid CSR row pointer for `batch` bags: offsets[0] == 0 and
+// non-decreasing. Names the first bad sample so that the caller can find it in its batch.
+void check_offsets(const char* op, int64_t batch, const int64_t* offsets) {
+  LOCKSTEP_CHECK(offsets[0] == 0, "{}: offsets[0] = {} but must be 0 (CSR offsets start at 0)", op,
+                 offsets[0]);
+  for (int64_t b = 0; b < batch; ++b) {
+    LOCKSTEP_CHECK(offsets[b + 1] >= offsets[b],
+                   "{}: offsets[{}] = {} < offsets[{}] = {}: sample {} has a negative number of "
+                   "ids (offsets must be non-decreasing)",
+                   op, b + 1, offsets[b + 1], b, offsets[b], b);
+  }
+}
+
+// The pooling factor of one bag of `len` ids. Written once so that forward and backward use the
+// same arithmetic as the CUDA kernels: 1 / len rounded once in T, applied by one multiply.
+template <class T>
+T bag_scale(Pooling pooling, int64_t len) {
+  return pooling == Pooling::Mean && len > 0 ? T(1) / static_cast<T>(len) : T(1);
+}
+
+}  // namespace
+
+template <class T>
+void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
+                           const T* table, int64_t rows, const int64_t* offsets,
+                           const uint64_t* ids, T* out, int64_t ld_out) {
+  constexpr const char* op = "pooled_lookup_forward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && rows >= 0, "{}: negative size batch={} dim={} rows={}",
+                 op, batch, dim, rows);
+  LOCKSTEP_CHECK(ld_out >= dim, "{}: ld_out={} is smaller than dim={}", op, ld_out, dim);
+  if (batch == 0) return;
+  check_offsets(op, batch, offsets);
+  // Validate every id before writing anything, so a bad batch leaves `out` untouched.
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) {
+      LOCKSTEP_CHECK(ids[j] < static_cast<uint64_t>(rows),
+                     "{}: ids[{}] = {} (sample {}) is out of range for a table of {} rows", op, j,
+                     ids[j], b, rows);
+    }
+  }
+
+  for (int64_t b = 0; b < batch; ++b) {
+    T* out_row = out + b * ld_out;
+    const int64_t begin = offsets[b], end = offsets[b + 1];
+    const T scale = bag_scale<T>(pooling, end - begin);
+    for (int64_t d = 0; d < dim; ++d) {
+      // Increasing position order, then the scale last: the order the CUDA kernel uses.
+      T sum = T(0);
+      for (int64_t j = begin; j < end; ++j) sum += table[static_cast<int64_t>(ids[j]) * dim + d];
+      out_row[d] = sum * scale;  // an empty bag gives 0 * 1 = 0
+    }
+  }
+}
+
+template <class T>
+void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
+                            int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
+                            int64_t* num_unique) {
+  constexpr const char* op = "pooled_lookup_backward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
+                 batch, dim, nnz);
+  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
+  *num_unique = 0;
+  if (batch == 0) {
+    LOCKSTEP_CHECK(nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
+    return;
+  }
+  check_offsets(op, batch, offsets);
+  LOCKSTEP_CHECK(offsets[batch] == nnz, "{}: nnz={} but offsets[{}] = {}", op, nnz, batch,
+                 offsets[batch]);
+  if (nnz == 0) return;
+
+  // Each position's bag and its pooling factor applied to dout, stored before summing: the
+  // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
+  std::vector<int64_t> bag_of(static_cast<size_t>(nnz));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) bag_of[j] = b;
+  std::vector<T> scaled_dout;
+  if (pooling == Pooling::Mean) {
+    scaled_dout.resize(static_cast<size_t>(batch * dim));
+    for (int64_t b = 0; b < batch; ++b) {
+      const T scale = bag_scale<T>(pooling, offsets[b + 1] - offsets[b]);
+      for (int64_t d = 0; d < dim; ++d) scaled_dout[b * dim + d] = dout[b * ld_dout + d] * scale;
+    }
+  }
+  const auto contribution = [&](int64_t b, int64_t d) {
+    return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
+  };
+
+  // Stable sort of positions by id: equal ids keep increasing position order, which fixes the
+  // summation order below (the CUDA radix sort is stable too).
+  std::vector<int64_t> order(static_cast<size_t>(nnz));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [ids](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+
+  // One segment per distinct id; sum its positions sequentially, per dim.
+  int64_t u = 0;
+  for (int64_t start = 0; start < nnz; ++u) {
+    const uint64_t id = ids[order[start]];
+    int64_t end = start + 1;
+    while (end < nnz && ids[order[end]] == id) ++end;
+    unique_ids[u] = id;
+    T* grad_row = grad_rows + u * dim;
+    for (int64_t d = 0; d < dim; ++d) {
+      T sum = T(0);
+      for (int64_t k = start; k < end; ++k) sum += contribution(bag_of[order[k]], d);
+      grad_row[d] = sum;
+    }
+    start = end;
+  }
+  *num_unique = u;
+}
+
+#define LOCKSTEP_INSTANTIATE(T)                                                                  \
+  template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,    \
+                                         int64_t, const int64_t*, const uint64_t*, T*, int64_t); \
+  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,             \
+                                          const int64_t*, const uint64_t*, int64_t, const T*,    \
+                                          int64_t, uint64_t*, T*, int64_t*);
+LOCKSTEP_INSTANTIATE(float)
+LOCKSTEP_INSTANTIATE(double)
+#undef LOCKSTEP_INSTANTIATE
+
+}  // namespace lockstep::kernels::cpu

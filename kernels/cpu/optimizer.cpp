@@ -1,0 +1,150 @@
+// CPU reference for the fused optimizer updates (kernels/optimizer.h).
+//
+// Each rule is written once per element (sgd_step, adam_step, ...) and used by both the dense
+// and the sparse update, so that sparse Adam over all rows is dense Adam, bit for bit.
+
+#include "kernels/optimizer.h"
+
+#include <cmath>
+
+namespace lockstep::kernels::cpu {
+
+namespace {
+
+// 1 - beta^step, computed in double for every element type and every device (the CUDA launcher
+// computes the same value on the host), so CPU and CUDA start from identical bias corrections.
+double bias_correction(float beta, int64_t step) {
+  return 1.0 - std::pow(static_cast<double>(beta), static_cast<double>(step));
+}
+
+void check_adam_step(const char* op, int64_t step) {
+  LOCKSTEP_CHECK(step >= 1, "{}: step = {} but Adam steps count from 1", op, step);
+}
+
+// Adam on one element, g already scaled. bc1, bc2: the bias corrections 1 - beta^step.
+template <class T>
+void adam_step(const AdamHyper& h, T bc1, T bc2, T g, T& p, T& m, T& v) {
+  const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2);
+  const T lr = static_cast<T>(h.lr);
+  m = b1 * m + (T(1) - b1) * g;
+  v = b2 * v + (T(1) - b2) * g * g;
+  const T m_hat = m / bc1, v_hat = v / bc2;
+  // Decoupled weight decay (AdamW) uses the parameter before this step's update.
+  p -= lr * m_hat / (std::sqrt(v_hat) + static_cast<T>(h.eps)) +
+       lr * static_cast<T>(h.weight_decay) * p;
+}
+
+}  // namespace
+
+template <class T>
+void sgd_update(const Context&, const SgdHyper& h, T grad_scale, int64_t n, T* param, const T* grad,
+                T* velocity) {
+  LOCKSTEP_CHECK(n >= 0, "sgd_update: negative size n={}", n);
+  LOCKSTEP_CHECK(h.momentum == 0.0f || velocity != nullptr,
+                 "sgd_update: momentum = {} needs a velocity buffer", h.momentum);
+  const T lr = static_cast<T>(h.lr), mu = static_cast<T>(h.momentum);
+  const T wd = static_cast<T>(h.weight_decay);
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = grad_scale * grad[i] + wd * param[i];  // L2 weight decay joins the gradient
+    if (h.momentum == 0.0f) {
+      param[i] -= lr * g;
+      continue;
+    }
+    const T v = mu * velocity[i] + g;
+    velocity[i] = v;
+    param[i] -= lr * (h.nesterov ? g + mu * v : v);
+  }
+}
+
+template <class T>
+void adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t n,
+                 T* param, const T* grad, T* m, T* v) {
+  LOCKSTEP_CHECK(n >= 0, "adam_update: negative size n={}", n);
+  check_adam_step("adam_update", step);
+  const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
+  const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
+  for (int64_t i = 0; i < n; ++i)
+    adam_step(h, bc1, bc2, grad_scale * grad[i], param[i], m[i], v[i]);
+}
+
+template <class T>
+void adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t n, T* param,
+                    const T* grad, T* accum) {
+  LOCKSTEP_CHECK(n >= 0, "adagrad_update: negative size n={}", n);
+  const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = grad_scale * grad[i];
+    accum[i] += g * g;
+    param[i] -= lr * g / (std::sqrt(accum[i]) + eps);
+  }
+}
+
+namespace {
+// The number of rows a sparse update applies: *num_unique, which must fit the caller's bound.
+int64_t checked_num_unique(const char* op, const int64_t* num_unique, int64_t max_unique) {
+  const int64_t count = *num_unique;
+  LOCKSTEP_CHECK(count >= 0 && count <= max_unique,
+                 "{}: num_unique = {} is outside [0, max_unique = {}]", op, count, max_unique);
+  return count;
+}
+}  // namespace
+
+template <class T>
+void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t dim,
+                           const int64_t* num_unique, int64_t max_unique,
+                           const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum) {
+  LOCKSTEP_CHECK(dim >= 0, "sparse_adagrad_update: negative dim={}", dim);
+  const int64_t count = checked_num_unique("sparse_adagrad_update", num_unique, max_unique);
+  if (dim == 0) return;
+  const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.eps);
+  for (int64_t u = 0; u < count; ++u) {
+    const T* grad_row = grad_rows + u * dim;
+    const int64_t r = static_cast<int64_t>(unique_ids[u]);
+    T* row = table + r * dim;
+    // One accumulator per row: the mean over the row of the squared scaled gradient.
+    T sum_sq = T(0);
+    for (int64_t d = 0; d < dim; ++d) {
+      const T g = grad_scale * grad_row[d];
+      sum_sq += g * g;
+    }
+    accum[r] += sum_sq / static_cast<T>(dim);
+    const T denom = std::sqrt(accum[r]) + eps;
+    for (int64_t d = 0; d < dim; ++d) row[d] -= lr * (grad_scale * grad_row[d]) / denom;
+  }
+}
+
+template <class T>
+void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t dim,
+                        const int64_t* num_unique, int64_t max_unique, const uint64_t* unique_ids,
+                        const T* grad_rows, T* table, T* m, T* v) {
+  LOCKSTEP_CHECK(dim >= 0, "sparse_adam_update: negative dim={}", dim);
+  check_adam_step("sparse_adam_update", step);
+  const int64_t count = checked_num_unique("sparse_adam_update", num_unique, max_unique);
+  const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
+  const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
+  for (int64_t u = 0; u < count; ++u) {
+    const int64_t base = static_cast<int64_t>(unique_ids[u]) * dim;
+    for (int64_t d = 0; d < dim; ++d) {
+      adam_step(h, bc1, bc2, grad_scale * grad_rows[u * dim + d], table[base + d], m[base + d],
+                v[base + d]);
+    }
+  }
+}
+
+#define LOCKSTEP_INSTANTIATE(T)                                                                   \
+  template void sgd_update<T>(const Context&, const SgdHyper&, T, int64_t, T*, const T*, T*);     \
+  template void adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t, T*,         \
+                               const T*, T*, T*);                                                 \
+  template void adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t, T*, const T*,  \
+                                  T*);                                                            \
+  template void sparse_adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t,         \
+                                         const int64_t*, int64_t, const uint64_t*, const T*, T*,  \
+                                         T*);                                                     \
+  template void sparse_adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t,      \
+                                      const int64_t*, int64_t, const uint64_t*, const T*, T*, T*, \
+                                      T*);
+LOCKSTEP_INSTANTIATE(float)
+LOCKSTEP_INSTANTIATE(double)
+#undef LOCKSTEP_INSTANTIATE
+
+}  // namespace lockstep::kernels::cpu

@@ -1,0 +1,243 @@
+// CUDA pooled embedding lookup (kernels/embedding.h), float.
+//
+// Bitwise parity with the CPU reference (kernels/cpu/embedding.cpp) is part of the contract, so
+// every floating-point operation here is spelled with an explicit round-to-nearest intrinsic
+// (__fadd_rn, __fmul_rn, __fdiv_rn): nvcc can neither contract them into FMAs nor replace them
+// under fast-math flags, and they are exactly the IEEE operations the CPU loops perform.
+
+#include <cub/cub.cuh>
+
+#include <climits>
+
+#include "kernels/cuda/launch.cuh"
+#include "kernels/embedding.h"
+
+namespace lockstep::kernels::cuda {
+
+namespace {
+
+// Threads that share one output row: the smallest power of two >= dim, at most a warp. Small
+// dims (16 in the benchmark workloads) thus keep every lane busy; larger ones loop over dim.
+int lanes_per_row(int64_t dim) {
+  int lanes = 1;
+  while (lanes < dim && lanes < 32) lanes *= 2;
+  return lanes;
+}
+
+// The pooling factor of a bag of `len` ids, the same arithmetic as the CPU: 1/len rounded once.
+__device__ __forceinline__ float bag_scale(Pooling pooling, int64_t len) {
+  return pooling == Pooling::Mean && len > 0 ? __fdiv_rn(1.0f, static_cast<float>(len)) : 1.0f;
+}
+
+// One group of `lanes` threads per bag, lanes over dim. Each output element sums its bag's
+// rows sequentially in increasing position order and applies the scale last, like the CPU.
+// Ids >= rows are skipped, so a bad id can never read outside the table.
+//   table: (rows, dim); offsets: (batch + 1); ids: (offsets[batch]); out: (batch, ld_out)
+__global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int64_t dim, int lanes,
+                                             const float* __restrict__ table, int64_t rows,
+                                             const int64_t* __restrict__ offsets,
+                                             const uint64_t* __restrict__ ids,
+                                             float* __restrict__ out, int64_t ld_out) {
+  const int64_t rows_per_block = blockDim.x / lanes;
+  const int lane = threadIdx.x % lanes;
+  for (int64_t b = blockIdx.x * rows_per_block + threadIdx.x / lanes; b < batch;
+       b += int64_t(gridDim.x) * rows_per_block) {
+    const int64_t begin = offsets[b], end = offsets[b + 1];
+    const float scale = bag_scale(pooling, end - begin);
+    float* out_row = out + b * ld_out;
+    for (int64_t d = lane; d < dim; d += lanes) {
+      float sum = 0.0f;
+      for (int64_t j = begin; j < end; ++j) {
+        const uint64_t id = ids[j];
+        if (id < static_cast<uint64_t>(rows))
+          sum = __fadd_rn(sum, table[static_cast<int64_t>(id) * dim + d]);
+      }
+      out_row[d] = __fmul_rn(sum, scale);
+    }
+  }
+}
+
+// bag_of[j] = the bag b with offsets[b] <= j < offsets[b + 1], by binary search: balanced work
+// however long the bags are. Empty bags are never the answer (they contain no position). For
+// invalid offsets the result is still a bag in [0, batch), so later reads stay in bounds.
+//   offsets: (batch + 1); bag_of: (nnz)
+__global__ void position_bag_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
+                                    int64_t* __restrict__ bag_of) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < nnz;
+       j += int64_t(gridDim.x) * blockDim.x) {
+    int64_t lo = 0, hi = batch;  // offsets[lo] <= j < offsets[hi]
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (offsets[mid] <= j)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    bag_of[j] = lo;
+  }
+}
+
+// scales[b] = the pooling factor of bag b (Mean only; Sum needs no multiply).
+//   offsets: (batch + 1); scales: (batch)
+__global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offsets,
+                                 float* __restrict__ scales) {
+  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < batch;
+       b += int64_t(gridDim.x) * blockDim.x)
+    scales[b] = bag_scale(Pooling::Mean, offsets[b + 1] - offsets[b]);
+}
+
+// Segmented reduction over the id-sorted positions: one group of `lanes` threads per unique id
+// u < *num_unique, lanes over dim. Segment u is sorted positions starts[u] .. starts[u] +
+// counts[u] - 1, in increasing original position (the radix sort is stable); each element sums
+// scale_b * dout[b, d] over it sequentially, the product rounded before the add, like the CPU.
+// Launched for the upper bound of nnz segments; groups past *num_unique exit at once.
+//   sorted_bag: (nnz); scales: (batch) or nullptr for Sum; dout: (batch, ld_dout)
+//   grad_rows: (>= num_unique, dim)
+__global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __restrict__ num_unique,
+                                   const int64_t* __restrict__ starts,
+                                   const int64_t* __restrict__ counts,
+                                   const int64_t* __restrict__ sorted_bag,
+                                   const float* __restrict__ scales, const float* __restrict__ dout,
+                                   int64_t ld_dout, float* __restrict__ grad_rows) {
+  const int64_t unique = *num_unique;
+  const int64_t rows_per_block = blockDim.x / lanes;
+  const int lane = threadIdx.x % lanes;
+  for (int64_t u = blockIdx.x * rows_per_block + threadIdx.x / lanes; u < unique;
+       u += int64_t(gridDim.x) * rows_per_block) {
+    const int64_t begin = starts[u], end = begin + counts[u];
+    float* grad_row = grad_rows + u * dim;
+    for (int64_t d = lane; d < dim; d += lanes) {
+      float sum = 0.0f;
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t b = sorted_bag[k];
+        const float g = dout[b * ld_dout + d];
+        sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(g, scales[b]) : g);
+      }
+      grad_row[d] = sum;
+    }
+  }
+}
+
+// Carves one workspace allocation into pieces, each starting on a 256-byte boundary (what CUB
+// and coalesced access want). First reserve every piece, then request `bytes`, then take them.
+class WorkspaceLayout {
+ public:
+  size_t reserve(size_t bytes) {
+    const size_t at = bytes_;
+    bytes_ += (bytes + kAlign - 1) / kAlign * kAlign;
+    return at;
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr size_t kAlign = 256;
+  size_t bytes_ = 0;
+};
+
+template <class T>
+T* at(void* base, size_t offset) {
+  return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
+}
+
+}  // namespace
+
+void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                           const float* table, int64_t rows, const int64_t* offsets,
+                           const uint64_t* ids, float* out, int64_t ld_out) {
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && rows >= 0,
+                 "pooled_lookup_forward: negative size batch={} dim={} rows={}", batch, dim, rows);
+  LOCKSTEP_CHECK(ld_out >= dim, "pooled_lookup_forward: ld_out={} is smaller than dim={}", ld_out,
+                 dim);
+  if (batch == 0 || dim == 0) return;
+  const int lanes = lanes_per_row(dim);
+  pooled_lookup_forward_kernel<<<grid_for(batch * lanes), kBlock, 0, stream_of(ctx)>>>(
+      pooling, batch, dim, lanes, table, rows, offsets, ids, out, ld_out);
+  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_forward");
+}
+
+// Sort (id, bag) pairs whose input order is position order: the radix sort is stable, so for
+// equal ids the bags come out in increasing position order, exactly the CPU's stable sort of
+// (id, position) pairs, and the segmented sum needs no position -> bag lookup afterwards.
+// Unique ids and their counts come from a run-length encoding of the sorted ids, segment starts
+// from an exclusive scan of the counts. No step waits for the host: num_unique stays on the
+// device and every later kernel reads it there.
+void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
+                            const float* dout, int64_t ld_dout, uint64_t* unique_ids,
+                            float* grad_rows, int64_t* num_unique) {
+  constexpr const char* op = "pooled_lookup_backward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
+                 batch, dim, nnz);
+  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
+  LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
+  // cub::DeviceRunLengthEncode counts items in int.
+  LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", op, nnz,
+                 INT_MAX);
+  const cudaStream_t stream = stream_of(ctx);
+  if (nnz == 0) {
+    LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
+    return;
+  }
+
+  // Temporary storage of the three CUB calls (they run one after another, so they share it).
+  // The size queries use exactly the argument types of the real calls below.
+  size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, sort_bytes, ids, static_cast<uint64_t*>(nullptr), static_cast<int64_t*>(nullptr),
+      static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(
+      nullptr, rle_bytes, static_cast<uint64_t*>(nullptr), unique_ids,
+      static_cast<int64_t*>(nullptr), num_unique, static_cast<int>(nnz), stream));
+  LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes,
+                                                    static_cast<int64_t*>(nullptr),
+                                                    static_cast<int64_t*>(nullptr), nnz, stream));
+  const size_t cub_bytes = std::max({sort_bytes, rle_bytes, scan_bytes, size_t{1}});
+  const size_t n = static_cast<size_t>(nnz);
+
+  WorkspaceLayout layout;
+  const size_t bag_at = layout.reserve(n * sizeof(int64_t));         // bag of each position
+  const size_t sorted_id_at = layout.reserve(n * sizeof(uint64_t));  // ids in sorted order
+  const size_t sorted_bag_at = layout.reserve(n * sizeof(int64_t));  // their bags
+  const size_t count_at = layout.reserve(n * sizeof(int64_t));       // positions per unique id
+  const size_t start_at = layout.reserve(n * sizeof(int64_t));       // first sorted position
+  const size_t scale_at =
+      layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
+  const size_t cub_at = layout.reserve(cub_bytes);
+  void* base = ctx.workspace(layout.bytes());
+  int64_t* bag_of = at<int64_t>(base, bag_at);
+  uint64_t* sorted_ids = at<uint64_t>(base, sorted_id_at);
+  int64_t* sorted_bag = at<int64_t>(base, sorted_bag_at);
+  int64_t* counts = at<int64_t>(base, count_at);
+  int64_t* starts = at<int64_t>(base, start_at);
+  float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
+  void* cub_temp = static_cast<char*>(base) + cub_at;
+
+  position_bag_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(batch, offsets, nnz, bag_of);
+  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(position_bag)");
+  if (scales != nullptr) {
+    bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
+    LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(bag_scale)");
+  }
+
+  size_t temp_bytes = sort_bytes;
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp, temp_bytes, ids, sorted_ids, bag_of,
+                                                      sorted_bag, nnz, 0, 64, stream));
+  // Counts past num_unique are never written by the encoding but are read by the scan below
+  // (its length must be known on the host): zero them so that it reads defined values.
+  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(counts, 0, n * sizeof(int64_t), stream));
+  temp_bytes = rle_bytes;
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(cub_temp, temp_bytes, sorted_ids,
+                                                         unique_ids, counts, num_unique,
+                                                         static_cast<int>(nnz), stream));
+  temp_bytes = scan_bytes;
+  LOCKSTEP_CUDA_CHECK(
+      cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz, stream));
+
+  if (dim == 0) return;
+  const int lanes = lanes_per_row(dim);
+  segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
+      dim, lanes, num_unique, starts, counts, sorted_bag, scales, dout, ld_dout, grad_rows);
+  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(segment_sum)");
+}
+
+}  // namespace lockstep::kernels::cuda

@@ -1,0 +1,148 @@
+// CUDA vs CPU pooled embedding lookup: forward and backward must agree bit for bit (the
+// contract of kernels/embedding.h), including the unique ids and their count.
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "csr_batch.h"
+#include "gpu_util.h"
+#include "kernels/embedding.h"
+
+using namespace lockstep;
+using kernels::Pooling;
+using test::CsrBatch;
+
+namespace {
+
+const char* pooling_name(Pooling p) { return p == Pooling::Sum ? "sum" : "mean"; }
+
+struct LookupCase {
+  Pooling pooling;
+  int64_t dim, rows;
+  int64_t ld;  // row stride of out and dout (>= dim)
+};
+
+// Runs forward and backward on both devices and requires identical bits. The GPU backward
+// runs twice to check that it is reproducible run-to-run.
+void require_lookup_parity(test::ParityContexts& pc, const LookupCase& c, const CsrBatch& csr,
+                           uint64_t seed) {
+  const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = c.dim, ld = c.ld;
+  INFO("pooling " << pooling_name(c.pooling) << " batch " << batch << " nnz " << nnz << " dim "
+                  << dim << " rows " << c.rows << " ld " << ld);
+  const auto table = test::random_vector<float>(c.rows * dim, seed);
+  const auto d_table = test::to_gpu(pc.gpu, table);
+  const auto d_offsets = test::to_gpu(pc.gpu, csr.offsets);
+  const auto d_ids = test::to_gpu(pc.gpu, csr.ids);
+
+  // Forward, into a wider matrix whose other columns hold a sentinel.
+  const std::vector<float> sentinel(static_cast<size_t>(batch * ld), -333.0f);
+  std::vector<float> out_cpu = sentinel;
+  kernels::pooled_lookup_forward<float>(pc.cpu, c.pooling, batch, dim, table.data(), c.rows,
+                                        csr.offsets.data(), csr.ids.data(), out_cpu.data(), ld);
+  auto d_out = test::to_gpu(pc.gpu, sentinel);
+  kernels::pooled_lookup_forward<float>(pc.gpu, c.pooling, batch, dim, d_table.data(), c.rows,
+                                        d_offsets.data(), d_ids.data(), d_out.data(), ld);
+  test::require_bitwise_equal(to_host(pc.gpu, d_out), out_cpu, "forward");
+  if (nnz > 0 && dim > 0) CHECK(test::any_nonzero(out_cpu));
+
+  // Backward.
+  const auto dout = test::random_vector<float>(batch * ld, seed + 1);
+  std::vector<uint64_t> unique_cpu(static_cast<size_t>(nnz));
+  std::vector<float> grad_cpu(static_cast<size_t>(nnz * dim));
+  int64_t num_unique_cpu = -1;
+  kernels::pooled_lookup_backward<float>(pc.cpu, c.pooling, batch, dim, csr.offsets.data(),
+                                         csr.ids.data(), nnz, dout.data(), ld, unique_cpu.data(),
+                                         grad_cpu.data(), &num_unique_cpu);
+  unique_cpu.resize(static_cast<size_t>(num_unique_cpu));
+  grad_cpu.resize(static_cast<size_t>(num_unique_cpu * dim));
+
+  const auto d_dout = test::to_gpu(pc.gpu, dout);
+  Tensor<uint64_t> d_unique(pc.gpu, {nnz});
+  Tensor<float> d_grad(pc.gpu, {nnz * dim});
+  auto d_num_unique = test::to_gpu(pc.gpu, std::vector<int64_t>{-1});
+  std::vector<float> first_grad;
+  for (int run = 0; run < 2; ++run) {
+    INFO("GPU run " << run);
+    kernels::pooled_lookup_backward<float>(pc.gpu, c.pooling, batch, dim, d_offsets.data(),
+                                           d_ids.data(), nnz, d_dout.data(), ld, d_unique.data(),
+                                           d_grad.data(), d_num_unique.data());
+    const int64_t num_unique_gpu = to_host(pc.gpu, d_num_unique.data(), 1)[0];
+    REQUIRE(num_unique_gpu == num_unique_cpu);
+    test::require_bitwise_equal(to_host(pc.gpu, d_unique.data(), num_unique_gpu), unique_cpu,
+                                "unique_ids");
+    const auto grad_gpu = to_host(pc.gpu, d_grad.data(), num_unique_gpu * dim);
+    test::require_bitwise_equal(grad_gpu, grad_cpu, "grad_rows");
+    if (run == 0)
+      first_grad = grad_gpu;
+    else
+      test::require_bitwise_equal(grad_gpu, first_grad, "grad_rows run-to-run");
+  }
+  if (num_unique_cpu > 0 && dim > 0) CHECK(test::any_nonzero(grad_cpu));
+}
+
+}  // namespace
+
+TEST_CASE("CUDA pooled lookup is bitwise equal to the CPU for odd dims and small batches",
+          "[gpu][embedding]") {
+  test::ParityContexts pc;
+  uint64_t seed = 1000;
+  for (const int64_t batch : {int64_t{1}, int64_t{37}}) {
+    for (const int64_t dim : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{33}, int64_t{128}}) {
+      for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+        ++seed;
+        const CsrBatch csr = test::random_csr(batch, 1000, 9, seed);  // empty bag when batch > 2
+        for (const int64_t ld : {dim, dim + 5})
+          require_lookup_parity(pc, {pooling, dim, 1000, ld}, csr, seed);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA pooled lookup handles batches without ids", "[gpu][embedding]") {
+  test::ParityContexts pc;
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+    require_lookup_parity(pc, {pooling, 8, 10, 8}, test::csr_from_bags({{}, {}, {}, {}, {}}), 1);
+    require_lookup_parity(pc, {pooling, 8, 10, 8}, CsrBatch{}, 2);  // batch 0
+  }
+}
+
+TEST_CASE("CUDA pooled lookup with many duplicate ids", "[gpu][embedding]") {
+  test::ParityContexts pc;
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+    // 3 rows, bags of up to 40 ids: every id appears hundreds of times, across and within bags.
+    require_lookup_parity(pc, {pooling, 33, 3, 40}, test::random_csr(300, 3, 40, 11), 12);
+    // One bag holding every position.
+    require_lookup_parity(pc, {pooling, 5, 4, 5}, test::random_csr(1, 4, 5000, 13, 5000), 14);
+  }
+}
+
+TEST_CASE("CUDA pooled lookup at benchmark scale", "[gpu][embedding]") {
+  // din-bench shape: batch 4096, ~50 ids per bag, 1M rows, dim 16.
+  test::ParityContexts pc;
+  const CsrBatch csr = test::random_csr(4096, 1000000, 99, 21, 1);
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean})
+    require_lookup_parity(pc, {pooling, 16, 1000000, 16}, csr, 22);
+}
+
+TEST_CASE("CUDA pooled lookup skips ids past the table", "[gpu][embedding]") {
+  // The CPU reference rejects ids >= rows; CUDA skips them. Skipping equals adding a zero row:
+  // the CPU sees an extra all-zero row `rows`, the GPU a table of `rows` rows, same ids.
+  test::ParityContexts pc;
+  const int64_t rows = 20, dim = 7, batch = 4;
+  const test::CsrBatch csr = test::csr_from_bags({{3, 20, 5}, {20}, {}, {1, 20, 20, 19}});
+  auto table = test::random_vector<float>((rows + 1) * dim, 31);
+  std::fill(table.end() - dim, table.end(), 0.0f);
+  const auto d_table = test::to_gpu(pc.gpu, table);
+  const auto d_offsets = test::to_gpu(pc.gpu, csr.offsets);
+  const auto d_ids = test::to_gpu(pc.gpu, csr.ids);
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+    std::vector<float> out_cpu(batch * dim);
+    kernels::pooled_lookup_forward<float>(pc.cpu, pooling, batch, dim, table.data(), rows + 1,
+                                          csr.offsets.data(), csr.ids.data(), out_cpu.data(), dim);
+    Tensor<float> d_out(pc.gpu, {batch * dim});
+    kernels::pooled_lookup_forward<float>(pc.gpu, pooling, batch, dim, d_table.data(), rows,
+                                          d_offsets.data(), d_ids.data(), d_out.data(), dim);
+    test::require_bitwise_equal(to_host(pc.gpu, d_out), out_cpu, pooling_name(pooling));
+  }
+}

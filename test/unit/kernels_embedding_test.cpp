@@ -1,0 +1,302 @@
+// CPU reference of the pooled embedding lookup: forward against a naive loop, backward against
+// central finite differences in double, the summation-order contract, and input validation.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "csr_batch.h"
+#include "kernels/embedding.h"
+#include "lockstep/core/error.h"
+#include "test_util.h"
+
+using namespace lockstep;
+using Catch::Matchers::Contains;
+using kernels::Pooling;
+using test::csr_from_bags;
+using test::CsrBatch;
+using test::random_csr;
+
+namespace {
+
+// The pooled output straight from the definition, accumulated in long double.
+template <class T>
+std::vector<long double> naive_forward(Pooling pooling, const CsrBatch& csr, int64_t dim,
+                                       const std::vector<T>& table) {
+  std::vector<long double> out(static_cast<size_t>(csr.batch() * dim), 0.0L);
+  for (int64_t b = 0; b < csr.batch(); ++b) {
+    const int64_t len = csr.offsets[b + 1] - csr.offsets[b];
+    for (int64_t j = csr.offsets[b]; j < csr.offsets[b + 1]; ++j)
+      for (int64_t d = 0; d < dim; ++d) out[b * dim + d] += table[csr.ids[j] * dim + d];
+    if (pooling == Pooling::Mean && len > 0)
+      for (int64_t d = 0; d < dim; ++d) out[b * dim + d] /= len;
+  }
+  return out;
+}
+
+const char* pooling_name(Pooling p) { return p == Pooling::Sum ? "sum" : "mean"; }
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("pooled_lookup_forward matches a naive loop and writes only its slice",
+                   "[kernels][embedding]", float, double) {
+  using T = TestType;
+  Context ctx;
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+  const T sentinel = T(-777.25);
+  struct Case {
+    int64_t batch, dim, rows;
+    int max_len;
+  };
+  uint64_t seed = 100;
+  for (const Case s : {Case{1, 1, 5, 4}, Case{1, 16, 3, 6}, Case{7, 3, 50, 5},
+                       Case{33, 16, 1000, 12}, Case{20, 33, 9, 8}}) {
+    for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+      ++seed;
+      INFO("batch " << s.batch << " dim " << s.dim << " rows " << s.rows << " pooling "
+                    << pooling_name(pooling));
+      const CsrBatch csr = random_csr(s.batch, s.rows, s.max_len, seed);
+      const auto table = test::random_vector<T>(s.rows * s.dim, seed + 1000);
+      const int64_t ld_out = s.dim + 3;
+      std::vector<T> out(static_cast<size_t>(s.batch * ld_out), sentinel);
+      kernels::pooled_lookup_forward<T>(ctx, pooling, s.batch, s.dim, table.data(), s.rows,
+                                        csr.offsets.data(), csr.ids.data(), out.data(), ld_out);
+
+      const auto ref = naive_forward(pooling, csr, s.dim, table);
+      std::vector<T> got(ref.size());
+      for (int64_t b = 0; b < s.batch; ++b) {
+        for (int64_t d = 0; d < s.dim; ++d) got[b * s.dim + d] = out[b * ld_out + d];
+        for (int64_t d = s.dim; d < ld_out; ++d) REQUIRE(out[b * ld_out + d] == sentinel);
+        if (csr.offsets[b + 1] == csr.offsets[b])  // empty bag: an exact zero row
+          for (int64_t d = 0; d < s.dim; ++d) REQUIRE(out[b * ld_out + d] == T(0));
+      }
+      test::require_close(got, ref, tol, tol, "pooled output");
+      CHECK(test::any_nonzero(got));
+    }
+  }
+}
+
+TEST_CASE("pooled_lookup_forward pools a bag with a repeated id", "[kernels][embedding]") {
+  Context ctx;
+  const int64_t dim = 4, rows = 6;
+  const auto table = test::random_vector<double>(rows * dim, 7);
+  const CsrBatch csr = csr_from_bags({{4, 1, 4, 4}});
+  std::vector<double> sum(dim), mean(dim);
+  kernels::pooled_lookup_forward<double>(ctx, Pooling::Sum, 1, dim, table.data(), rows,
+                                         csr.offsets.data(), csr.ids.data(), sum.data(), dim);
+  kernels::pooled_lookup_forward<double>(ctx, Pooling::Mean, 1, dim, table.data(), rows,
+                                         csr.offsets.data(), csr.ids.data(), mean.data(), dim);
+  for (int64_t d = 0; d < dim; ++d) {
+    CHECK(sum[d] == Approx(3 * table[4 * dim + d] + table[1 * dim + d]).epsilon(1e-14));
+    CHECK(mean[d] == Approx((3 * table[4 * dim + d] + table[1 * dim + d]) / 4).epsilon(1e-14));
+  }
+}
+
+namespace {
+
+// loss(table) = sum_{b,d} w[b, d] * out[b, d], w stored with row stride ld_w.
+double weighted_loss(const Context& ctx, Pooling pooling, const CsrBatch& csr, int64_t dim,
+                     const std::vector<double>& table, int64_t rows, const std::vector<double>& w,
+                     int64_t ld_w) {
+  std::vector<double> out(static_cast<size_t>(csr.batch() * dim));
+  kernels::pooled_lookup_forward<double>(ctx, pooling, csr.batch(), dim, table.data(), rows,
+                                         csr.offsets.data(), csr.ids.data(), out.data(), dim);
+  double loss = 0;
+  for (int64_t b = 0; b < csr.batch(); ++b)
+    for (int64_t d = 0; d < dim; ++d) loss += w[b * ld_w + d] * out[b * dim + d];
+  return loss;
+}
+
+void check_backward_by_finite_differences(const CsrBatch& csr, int64_t dim, int64_t rows,
+                                          uint64_t seed) {
+  Context ctx;
+  const std::set<uint64_t> distinct(csr.ids.begin(), csr.ids.end());
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+    INFO("pooling " << pooling_name(pooling) << ", batch " << csr.batch() << ", dim " << dim);
+    auto table = test::random_vector<double>(rows * dim, seed);
+    const int64_t ld_w = dim + 2;  // dout has padding columns the backward must ignore
+    const auto w = test::random_vector<double>(csr.batch() * ld_w, seed + 1);
+
+    const int64_t nnz = csr.nnz();
+    std::vector<uint64_t> unique_ids(static_cast<size_t>(nnz));
+    std::vector<double> grad_rows(static_cast<size_t>(nnz * dim));
+    int64_t num_unique = -1;
+    kernels::pooled_lookup_backward<double>(ctx, pooling, csr.batch(), dim, csr.offsets.data(),
+                                            csr.ids.data(), nnz, w.data(), ld_w, unique_ids.data(),
+                                            grad_rows.data(), &num_unique);
+
+    REQUIRE(num_unique == static_cast<int64_t>(distinct.size()));
+    const std::vector<uint64_t> got_ids(unique_ids.begin(), unique_ids.begin() + num_unique);
+    REQUIRE(got_ids == std::vector<uint64_t>(distinct.begin(), distinct.end()));  // ascending
+
+    // Central differences for every table entry; rows the batch does not touch must have none.
+    const double h = 1e-5;
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto it = std::find(got_ids.begin(), got_ids.end(), static_cast<uint64_t>(r));
+      for (int64_t d = 0; d < dim; ++d) {
+        double& x = table[r * dim + d];
+        const double saved = x;
+        x = saved + h;
+        const double plus = weighted_loss(ctx, pooling, csr, dim, table, rows, w, ld_w);
+        x = saved - h;
+        const double minus = weighted_loss(ctx, pooling, csr, dim, table, rows, w, ld_w);
+        x = saved;
+        const double numeric = (plus - minus) / (2 * h);
+        INFO("row " << r << " dim " << d);
+        if (it == got_ids.end()) {
+          REQUIRE(std::abs(numeric) < 1e-9);
+        } else {
+          const double analytic = grad_rows[(it - got_ids.begin()) * dim + d];
+          REQUIRE(std::abs(analytic - numeric) <= 1e-8 + 1e-7 * std::abs(numeric));
+          REQUIRE(analytic != 0.0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pooled_lookup_backward matches central finite differences in double",
+          "[kernels][embedding]") {
+  SECTION("duplicates within one bag and across bags, an empty bag") {
+    const CsrBatch csr = csr_from_bags({{2, 5, 2}, {}, {5}, {0, 2, 2, 6}, {3}, {5, 5}});
+    check_backward_by_finite_differences(csr, 3, 8, 11);  // row 1, 4 and 7 untouched
+  }
+  SECTION("batch 1") { check_backward_by_finite_differences(csr_from_bags({{1, 0, 1}}), 2, 3, 12); }
+  SECTION("random batch with many duplicates") {
+    check_backward_by_finite_differences(random_csr(9, 11, 6, 13), 4, 11, 14);
+  }
+}
+
+TEST_CASE("pooled_lookup_backward in float agrees with double", "[kernels][embedding]") {
+  Context ctx;
+  const CsrBatch csr = random_csr(40, 25, 10, 21);
+  const int64_t dim = 7, nnz = csr.nnz();
+  const auto dout = test::random_vector<double>(csr.batch() * dim, 22);
+  const std::vector<float> dout_f(dout.begin(), dout.end());
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+    std::vector<uint64_t> ids_d(nnz), ids_f(nnz);
+    std::vector<double> grad_d(nnz * dim);
+    std::vector<float> grad_f(nnz * dim);
+    int64_t u_d = -1, u_f = -1;
+    kernels::pooled_lookup_backward<double>(ctx, pooling, csr.batch(), dim, csr.offsets.data(),
+                                            csr.ids.data(), nnz, dout.data(), dim, ids_d.data(),
+                                            grad_d.data(), &u_d);
+    kernels::pooled_lookup_backward<float>(ctx, pooling, csr.batch(), dim, csr.offsets.data(),
+                                           csr.ids.data(), nnz, dout_f.data(), dim, ids_f.data(),
+                                           grad_f.data(), &u_f);
+    REQUIRE(u_f == u_d);
+    REQUIRE(u_d > 1);
+    CHECK(std::vector<uint64_t>(ids_f.begin(), ids_f.begin() + u_f) ==
+          std::vector<uint64_t>(ids_d.begin(), ids_d.begin() + u_d));
+    test::require_close(std::vector<float>(grad_f.begin(), grad_f.begin() + u_f * dim),
+                        std::vector<double>(grad_d.begin(), grad_d.begin() + u_d * dim), 1e-6, 1e-5,
+                        pooling_name(pooling));
+  }
+}
+
+TEST_CASE("pooled_lookup_backward sums an id's positions in increasing position order",
+          "[kernels][embedding]") {
+  // Id 5 sits at positions 0, 2 and 4, in bags with dout 1, 1e8 and -1e8. In float,
+  // (1 + 1e8) - 1e8 == 0 because 1e8 + 1 rounds to 1e8, while any order that adds 1 last
+  // (e.g. decreasing positions) gives 1: the contract's order is observable.
+  Context ctx;
+  const CsrBatch csr = csr_from_bags({{5, 2}, {5, 9}, {5}});
+  const std::vector<float> dout = {1.0f, 1e8f, -1e8f};
+  std::vector<uint64_t> unique_ids(5);
+  std::vector<float> grad(5);
+  int64_t num_unique = -1;
+  kernels::pooled_lookup_backward<float>(ctx, Pooling::Sum, 3, 1, csr.offsets.data(),
+                                         csr.ids.data(), 5, dout.data(), 1, unique_ids.data(),
+                                         grad.data(), &num_unique);
+  REQUIRE(num_unique == 3);
+  CHECK(unique_ids[0] == 2);
+  CHECK(unique_ids[1] == 5);
+  CHECK(unique_ids[2] == 9);
+  CHECK(grad[0] == 1.0f);
+  CHECK(grad[1] == 0.0f);
+  CHECK(grad[2] == 1e8f);
+}
+
+TEST_CASE("pooled_lookup_backward of a batch without ids has no unique ids",
+          "[kernels][embedding]") {
+  Context ctx;
+  std::vector<uint64_t> unique_ids(1, 99);
+  std::vector<float> grad(4, 3.0f);
+  const std::vector<float> dout(3 * 4, 1.0f);
+  int64_t num_unique = -1;
+  const CsrBatch empty_bags = csr_from_bags({{}, {}, {}});
+  kernels::pooled_lookup_backward<float>(ctx, Pooling::Mean, 3, 4, empty_bags.offsets.data(),
+                                         empty_bags.ids.data(), 0, dout.data(), 4,
+                                         unique_ids.data(), grad.data(), &num_unique);
+  CHECK(num_unique == 0);
+  num_unique = -1;
+  const int64_t zero_offset = 0;
+  kernels::pooled_lookup_backward<float>(ctx, Pooling::Sum, 0, 4, &zero_offset, nullptr, 0,
+                                         dout.data(), 4, unique_ids.data(), grad.data(),
+                                         &num_unique);
+  CHECK(num_unique == 0);
+}
+
+TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
+          "[kernels][embedding]") {
+  Context ctx;
+  const int64_t dim = 2, rows = 5;
+  const auto table = test::random_vector<float>(rows * dim, 3);
+  std::vector<float> out(3 * dim, 42.0f);
+  std::vector<float> dout(3 * dim, 1.0f), grad(8 * dim);
+  std::vector<uint64_t> unique_ids(8);
+  int64_t num_unique = 0;
+
+  SECTION("id out of range") {
+    const CsrBatch csr = csr_from_bags({{0, 4}, {1, 5}, {2}});  // ids[3] = 5 in sample 1
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              csr.offsets.data(), csr.ids.data(), out.data(), dim),
+        Contains("ids[3] = 5") && Contains("sample 1") && Contains("5 rows"));
+    CHECK(out == std::vector<float>(3 * dim, 42.0f));  // validated before anything is written
+  }
+  SECTION("offsets not starting at 0") {
+    const std::vector<int64_t> offsets = {1, 2, 3, 4};
+    const std::vector<uint64_t> ids = {0, 1, 2, 3};
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Mean, 3, dim, table.data(), rows,
+                                              offsets.data(), ids.data(), out.data(), dim),
+        Contains("offsets[0] = 1"));
+    CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
+                          ctx, Pooling::Mean, 3, dim, offsets.data(), ids.data(), 4, dout.data(),
+                          dim, unique_ids.data(), grad.data(), &num_unique),
+                      Contains("offsets[0] = 1"));
+  }
+  SECTION("decreasing offsets") {
+    const std::vector<int64_t> offsets = {0, 3, 2, 4};
+    const std::vector<uint64_t> ids = {0, 1, 2, 3};
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              offsets.data(), ids.data(), out.data(), dim),
+        Contains("offsets[2] = 2") && Contains("sample 1"));
+    CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
+                          ctx, Pooling::Sum, 3, dim, offsets.data(), ids.data(), 4, dout.data(),
+                          dim, unique_ids.data(), grad.data(), &num_unique),
+                      Contains("offsets[2] = 2") && Contains("sample 1"));
+  }
+  SECTION("nnz disagrees with the offsets") {
+    const CsrBatch csr = csr_from_bags({{0, 4}, {1}, {2}});
+    CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
+                          ctx, Pooling::Sum, 3, dim, csr.offsets.data(), csr.ids.data(), 5,
+                          dout.data(), dim, unique_ids.data(), grad.data(), &num_unique),
+                      Contains("nnz=5") && Contains("offsets[3] = 4"));
+  }
+  SECTION("row stride smaller than dim") {
+    const CsrBatch csr = csr_from_bags({{0}, {1}, {2}});
+    CHECK_THROWS_WITH(
+        kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
+                                              csr.offsets.data(), csr.ids.data(), out.data(), 1),
+        Contains("ld_out=1"));
+  }
+}
