@@ -113,14 +113,17 @@ void dice_forward_train(const Context&, int64_t rows, int64_t cols, T eps, const
       sq_dev[c] += d * d;
     }
   }
-  for (int64_t c = 0; c < cols; ++c) var[c] = static_cast<T>(sq_dev[c] / static_cast<double>(rows));
+  std::vector<T> inv_std(ucols);
+  for (int64_t c = 0; c < cols; ++c) {
+    var[c] = static_cast<T>(sq_dev[c] / static_cast<double>(rows));
+    inv_std[c] = T(1) / std::sqrt(var[c] + eps);
+  }
 
   // The elementwise part uses the stored (type T) mean and var, exactly as dice_backward will.
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const int64_t i = r * cols + c;
-      const T s = T(1) / std::sqrt(var[c] + eps);
-      const T pi = stable_sigmoid((x[i] - mean[c]) * s);
+      const T pi = stable_sigmoid((x[i] - mean[c]) * inv_std[c]);
       p[i] = pi;
       y[i] = x[i] * (alpha[c] + pi * (T(1) - alpha[c]));
     }
@@ -163,13 +166,14 @@ void dice_backward(const Context&, int64_t rows, int64_t cols, T eps, const T* x
   if (rows <= 0 || cols <= 0) return;
   const auto ucols = static_cast<size_t>(cols);
   std::vector<double> sum_g(ucols, 0.0), sum_g_xhat(ucols, 0.0), sum_dalpha(ucols, 0.0);
+  std::vector<T> inv_std(ucols);
+  for (int64_t c = 0; c < cols; ++c) inv_std[c] = T(1) / std::sqrt(var[c] + eps);
   // Pass 1: per-column sums. Reads everything it needs from dy before pass 2 overwrites it
   // (dx may alias dy).
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const int64_t i = r * cols + c;
-      const T s = T(1) / std::sqrt(var[c] + eps);
-      const T xhat = (x[i] - mean[c]) * s;
+      const T xhat = (x[i] - mean[c]) * inv_std[c];
       const T g = dy[i] * x[i] * (T(1) - alpha[c]) * p[i] * (T(1) - p[i]);
       sum_g[c] += static_cast<double>(g);
       sum_g_xhat[c] += static_cast<double>(g) * static_cast<double>(xhat);
@@ -185,33 +189,34 @@ void dice_backward(const Context&, int64_t rows, int64_t cols, T eps, const T* x
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const int64_t i = r * cols + c;
-      const T s = T(1) / std::sqrt(var[c] + eps);
+      const T s = inv_std[c];
       const T xhat = (x[i] - mean[c]) * s;
       const T d = dy[i];
       const T g = d * x[i] * (T(1) - alpha[c]) * p[i] * (T(1) - p[i]);
-      dx[i] = d * (alpha[c] + p[i] * (T(1) - alpha[c])) + s * (g - mean_g[c] - xhat * mean_g_xhat[c]);
+      dx[i] =
+          d * (alpha[c] + p[i] * (T(1) - alpha[c])) + s * (g - mean_g[c] - xhat * mean_g_xhat[c]);
     }
   }
   for (int64_t c = 0; c < cols; ++c) dalpha[c] += static_cast<T>(sum_dalpha[c]);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                   \
-  template void relu_forward<T>(const Context&, int64_t, const T*, T*);                           \
-  template void relu_backward<T>(const Context&, int64_t, const T*, const T*, T*);                \
-  template void leaky_relu_forward<T>(const Context&, int64_t, T, const T*, T*);                  \
-  template void leaky_relu_backward<T>(const Context&, int64_t, T, const T*, const T*, T*);       \
-  template void sigmoid_forward<T>(const Context&, int64_t, const T*, T*);                        \
-  template void sigmoid_backward<T>(const Context&, int64_t, const T*, const T*, T*);             \
-  template void prelu_forward<T>(const Context&, int64_t, int64_t, const T*, const T*, T*);       \
-  template void prelu_backward<T>(const Context&, int64_t, int64_t, const T*, const T*, const T*, \
-                                  T*, T*);                                                        \
-  template void dice_forward_train<T>(const Context&, int64_t, int64_t, T, const T*, const T*,    \
-                                      T*, T*, T*, T*);                                            \
-  template void dice_forward_infer<T>(const Context&, int64_t, int64_t, T, const T*, const T*,    \
-                                      const T*, const T*, T*);                                    \
-  template void dice_update_running<T>(const Context&, int64_t, int64_t, T, const T*, const T*,   \
-                                       T*, T*);                                                   \
-  template void dice_backward<T>(const Context&, int64_t, int64_t, T, const T*, const T*,         \
+#define LOCKSTEP_INSTANTIATE(T)                                                                    \
+  template void relu_forward<T>(const Context&, int64_t, const T*, T*);                            \
+  template void relu_backward<T>(const Context&, int64_t, const T*, const T*, T*);                 \
+  template void leaky_relu_forward<T>(const Context&, int64_t, T, const T*, T*);                   \
+  template void leaky_relu_backward<T>(const Context&, int64_t, T, const T*, const T*, T*);        \
+  template void sigmoid_forward<T>(const Context&, int64_t, const T*, T*);                         \
+  template void sigmoid_backward<T>(const Context&, int64_t, const T*, const T*, T*);              \
+  template void prelu_forward<T>(const Context&, int64_t, int64_t, const T*, const T*, T*);        \
+  template void prelu_backward<T>(const Context&, int64_t, int64_t, const T*, const T*, const T*,  \
+                                  T*, T*);                                                         \
+  template void dice_forward_train<T>(const Context&, int64_t, int64_t, T, const T*, const T*, T*, \
+                                      T*, T*, T*);                                                 \
+  template void dice_forward_infer<T>(const Context&, int64_t, int64_t, T, const T*, const T*,     \
+                                      const T*, const T*, T*);                                     \
+  template void dice_update_running<T>(const Context&, int64_t, int64_t, T, const T*, const T*,    \
+                                       T*, T*);                                                    \
+  template void dice_backward<T>(const Context&, int64_t, int64_t, T, const T*, const T*,          \
                                  const T*, const T*, const T*, const T*, T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)

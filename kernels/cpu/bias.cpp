@@ -22,8 +22,8 @@ void bias_grad(const Context&, int64_t rows, int64_t cols, const T* dy, T* dbias
   for (int64_t c = 0; c < cols; ++c) dbias[c] += static_cast<T>(sum[c]);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                    \
-  template void bias_add<T>(const Context&, int64_t, int64_t, const T*, T*);       \
+#define LOCKSTEP_INSTANTIATE(T)                                              \
+  template void bias_add<T>(const Context&, int64_t, int64_t, const T*, T*); \
   template void bias_grad<T>(const Context&, int64_t, int64_t, const T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)

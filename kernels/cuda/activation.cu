@@ -83,8 +83,8 @@ __global__ void dice_forward_infer_kernel(int64_t rows, int64_t cols, float eps,
 
 // mean, var, running_mean, running_var: (cols). unbias = rows / (rows - 1), or 1 for one row.
 __global__ void dice_update_running_kernel(int64_t cols, float momentum, float unbias,
-                                           const float* mean, const float* var,
-                                           float* running_mean, float* running_var) {
+                                           const float* mean, const float* var, float* running_mean,
+                                           float* running_var) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols;
        c += int64_t(gridDim.x) * blockDim.x) {
     running_mean[c] = momentum * running_mean[c] + (1.f - momentum) * mean[c];
@@ -254,7 +254,8 @@ void sigmoid_backward(const Context& ctx, int64_t n, const float* y, const float
 void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const float* x,
                    const float* alpha, float* y) {
   if (rows <= 0 || cols <= 0) return;
-  prelu_forward_kernel<<<grid_for(rows * cols), kBlock, 0, stream_of(ctx)>>>(rows, cols, x, alpha, y);
+  prelu_forward_kernel<<<grid_for(rows * cols), kBlock, 0, stream_of(ctx)>>>(rows, cols, x, alpha,
+                                                                             y);
   LOCKSTEP_KERNEL_CHECK(ctx, "prelu_forward");
 }
 

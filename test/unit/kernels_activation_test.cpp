@@ -62,7 +62,8 @@ DiceReference dice_reference(int64_t rows, int64_t cols, double eps, const std::
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r * cols + c;
       const long double v = x[i];
-      const long double p = 1.0L / (1.0L + std::exp(-(v - ref.mean[c]) / std::sqrt(ref.var[c] + eps)));
+      const long double p =
+          1.0L / (1.0L + std::exp(-(v - ref.mean[c]) / std::sqrt(ref.var[c] + eps)));
       ref.p[i] = p;
       ref.y[i] = p * v + (1.0L - p) * alpha[c] * v;
     }
@@ -91,8 +92,8 @@ TEMPLATE_TEST_CASE("relu and leaky_relu follow their definitions, including x ==
   kernels::leaky_relu_forward<T>(ctx, n, slope, x.data(), y_leaky.data());
   std::vector<T> y_ref(n), y_leaky_ref(n);
   for (int64_t i = 0; i < n; ++i) {
-    y_ref[i] = (x[i] + std::abs(x[i])) / 2;            // exact in floating point
-    y_leaky_ref[i] = std::max(x[i], slope * x[i]);     // for 0 < slope < 1
+    y_ref[i] = (x[i] + std::abs(x[i])) / 2;         // exact in floating point
+    y_leaky_ref[i] = std::max(x[i], slope * x[i]);  // for 0 < slope < 1
   }
   test::require_bitwise_equal(y, y_ref, "relu forward");
   test::require_bitwise_equal(y_leaky, y_leaky_ref, "leaky_relu forward");
@@ -134,7 +135,8 @@ TEST_CASE("relu and leaky_relu backward match central differences", "[kernels][a
   kernels::relu_backward<double>(ctx, n, x.data(), w.data(), dx.data());
   kernels::leaky_relu_backward<double>(ctx, n, slope, x.data(), w.data(), dx_leaky.data());
   test::require_close(dx, fd_relu, kGradAtol, kGradRtol, "relu dx vs finite differences");
-  test::require_close(dx_leaky, fd_leaky, kGradAtol, kGradRtol, "leaky_relu dx vs finite differences");
+  test::require_close(dx_leaky, fd_leaky, kGradAtol, kGradRtol,
+                      "leaky_relu dx vs finite differences");
 
   // dx may alias dy.
   auto inplace = w;
@@ -153,7 +155,8 @@ TEMPLATE_TEST_CASE("sigmoid forward is accurate and finite for any x", "[kernels
   Context ctx;
   auto x = test::random_vector<T>(100, 31, -8.0, 8.0);
   const T inf = std::numeric_limits<T>::infinity();
-  const std::vector<T> extremes = {T(0), T(40), T(-40), T(100), T(-100), T(1e4), T(-1e4), inf, -inf};
+  const std::vector<T> extremes = {T(0),   T(40),   T(-40), T(100), T(-100),
+                                   T(1e4), T(-1e4), inf,    -inf};
   const size_t first_extreme = x.size();
   x.insert(x.end(), extremes.begin(), extremes.end());
   const auto n = static_cast<int64_t>(x.size());
@@ -161,7 +164,8 @@ TEMPLATE_TEST_CASE("sigmoid forward is accurate and finite for any x", "[kernels
   std::vector<T> y(n);
   kernels::sigmoid_forward<T>(ctx, n, x.data(), y.data());
   std::vector<long double> ref(n);
-  for (int64_t i = 0; i < n; ++i) ref[i] = 1.0L / (1.0L + std::exp(-static_cast<long double>(x[i])));
+  for (int64_t i = 0; i < n; ++i)
+    ref[i] = 1.0L / (1.0L + std::exp(-static_cast<long double>(x[i])));
   for (int64_t i = 0; i < n; ++i) {
     INFO("x = " << x[i] << ", y = " << y[i]);
     REQUIRE(std::isfinite(y[i]));
@@ -169,7 +173,8 @@ TEMPLATE_TEST_CASE("sigmoid forward is accurate and finite for any x", "[kernels
     REQUIRE(y[i] <= T(1));
   }
   // atol = smallest normal: sigmoid(-100) is subnormal in float.
-  test::require_close(y, ref, std::numeric_limits<T>::min(), few_ulps<T>(), "sigmoid vs 1/(1+exp(-x))");
+  test::require_close(y, ref, std::numeric_limits<T>::min(), few_ulps<T>(),
+                      "sigmoid vs 1/(1+exp(-x))");
 
   const T* e = y.data() + first_extreme;  // outputs for `extremes`, in order
   CHECK(e[0] == T(0.5));
@@ -235,9 +240,11 @@ TEMPLATE_TEST_CASE("prelu forward and backward at x == 0 follow the per-column d
   for (int64_t c = 0; c < cols; ++c) {
     long double expect = 0;
     for (int64_t r = 0; r < rows; ++r)
-      if (!(x[r * cols + c] > 0)) expect += static_cast<long double>(dy[r * cols + c]) * x[r * cols + c];
+      if (!(x[r * cols + c] > 0))
+        expect += static_cast<long double>(dy[r * cols + c]) * x[r * cols + c];
     INFO("column " << c);
-    CHECK(static_cast<double>(dalpha[c]) == Approx(static_cast<double>(expect)).epsilon(few_ulps<T>() * rows).margin(1e-30));
+    CHECK(static_cast<double>(dalpha[c]) ==
+          Approx(static_cast<double>(expect)).epsilon(few_ulps<T>() * rows).margin(1e-30));
   }
 }
 
@@ -303,7 +310,8 @@ TEMPLATE_TEST_CASE("dice_forward_train matches the definition with batch statist
   }
 }
 
-TEST_CASE("dice_forward_train with one row: zero variance, p = 1/2", "[kernels][activation][dice]") {
+TEST_CASE("dice_forward_train with one row: zero variance, p = 1/2",
+          "[kernels][activation][dice]") {
   Context ctx;
   const int64_t cols = 4;
   const std::vector<double> x = {1.5, -2.0, 0.25, 7.0}, alpha = {0.1, 0.2, -0.3, 0.9};
@@ -323,7 +331,8 @@ TEST_CASE("dice backward (training mode) matches central differences through the
           "[kernels][activation][dice]") {
   Context ctx;
   const double eps = 1e-5;
-  for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{6, 5}, {17, 3}, {3, 2}, {1, 4}}) {
+  for (const auto& shape :
+       std::vector<std::pair<int64_t, int64_t>>{{6, 5}, {17, 3}, {3, 2}, {1, 4}}) {
     const int64_t rows = shape.first, cols = shape.second;
     DYNAMIC_SECTION("rows " << rows << " cols " << cols) {
       auto x = test::random_vector<double>(rows * cols, 81 + rows, -2.0, 2.0);
@@ -403,19 +412,22 @@ TEMPLATE_TEST_CASE("dice_forward_infer uses the running statistics", "[kernels][
       for (int64_t c = 0; c < cols; ++c) {
         const long double v = x[r * cols + c];
         const long double p =
-            1.0L / (1.0L + std::exp(-(v - rmean[c]) / std::sqrt(static_cast<long double>(rvar[c]) + eps)));
+            1.0L /
+            (1.0L + std::exp(-(v - rmean[c]) / std::sqrt(static_cast<long double>(rvar[c]) + eps)));
         ref[r * cols + c] = p * v + (1 - p) * alpha[c] * v;
       }
     test::require_close(y, ref, std::is_same_v<T, float> ? 1e-6 : 1e-14, 4 * few_ulps<T>(),
                         "dice inference");
 
     // With the batch statistics as running statistics, inference reproduces training.
-    std::vector<T> y_train(rows * cols), mean(cols), var(cols), p(rows * cols), y_infer(rows * cols);
+    std::vector<T> y_train(rows * cols), mean(cols), var(cols), p(rows * cols),
+        y_infer(rows * cols);
     kernels::dice_forward_train<T>(ctx, rows, cols, eps, x.data(), alpha.data(), y_train.data(),
                                    mean.data(), var.data(), p.data());
     kernels::dice_forward_infer<T>(ctx, rows, cols, eps, x.data(), alpha.data(), mean.data(),
                                    var.data(), y_infer.data());
-    test::require_close(y_infer, y_train, 0.0, few_ulps<T>(), "inference with batch statistics == training");
+    test::require_close(y_infer, y_train, 0.0, few_ulps<T>(),
+                        "inference with batch statistics == training");
   }
 }
 

@@ -91,8 +91,8 @@ TEMPLATE_TEST_CASE("bce_with_logits matches the definition and stays finite for 
   auto t = test::random_vector<T>(200, 132, 0.0, 1.0);
   // (logit, label) pairs that reach every branch and the saturated regime.
   const std::vector<std::pair<double, double>> special = {
-      {0, 0},     {0, 1},    {0, 0.3},   {40, 1},    {40, 0},   {-40, 1},  {-40, 0},
-      {100, 1},   {100, 0},  {-100, 1},  {-100, 0},  {100, 0.25}, {-1e4, 0.5}, {1e4, 1}};
+      {0, 0},   {0, 1},   {0, 0.3},  {40, 1},   {40, 0},     {-40, 1},    {-40, 0},
+      {100, 1}, {100, 0}, {-100, 1}, {-100, 0}, {100, 0.25}, {-1e4, 0.5}, {1e4, 1}};
   const size_t first_special = x.size();
   for (const auto& [xv, tv] : special) {
     x.push_back(static_cast<T>(xv));
@@ -130,7 +130,7 @@ TEMPLATE_TEST_CASE("bce_with_logits matches the definition and stays finite for 
   CHECK(g[0] == scale * T(0.5));
   // Confident and right: log1p(e^-40) ~ e^-40, a normal number in float too (log(1 + e) gives 0).
   CHECK(static_cast<double>(l[3]) == Approx(std::exp(-40.0)).epsilon(1e-5));
-  CHECK(l[4] == T(40));    // confident and wrong: |x|
+  CHECK(l[4] == T(40));  // confident and wrong: |x|
   CHECK(l[5] == T(40));
   CHECK(l[7] < T(1e-40));
   CHECK(l[8] == T(100));
@@ -139,9 +139,9 @@ TEMPLATE_TEST_CASE("bce_with_logits matches the definition and stays finite for 
   CHECK(l[11] == T(75));
   CHECK(l[12] == T(5000));
   CHECK(l[13] == T(0));
-  CHECK(g[7] == T(0));       // sigmoid(100) == 1 exactly in T
-  CHECK(g[8] == scale);      // sigmoid(100) - 0
-  CHECK(g[9] == -scale);     // sigmoid(-100) - 1
+  CHECK(g[7] == T(0));    // sigmoid(100) == 1 exactly in T
+  CHECK(g[8] == scale);   // sigmoid(100) - 0
+  CHECK(g[9] == -scale);  // sigmoid(-100) - 1
   CHECK(std::abs(g[10]) < T(1e-40));
 
   // Either output may be skipped; the other is unchanged by that.
@@ -191,8 +191,8 @@ TEST_CASE("bce_with_logits dlogits matches central differences", "[kernels][loss
 
 // ---- Sum -------------------------------------------------------------------------------------
 
-TEMPLATE_TEST_CASE("sum adds every element; an empty input sums to exactly 0", "[kernels][reduce]",
-                   float, double) {
+TEMPLATE_TEST_CASE("sum adds every element and gives exactly 0 for an empty input",
+                   "[kernels][reduce]", float, double) {
   using T = TestType;
   Context ctx;
   for (const int64_t n : {int64_t(0), int64_t(1), int64_t(7), int64_t(10007)}) {
