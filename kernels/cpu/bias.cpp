@@ -1,0 +1,32 @@
+// CPU reference for kernels/bias.h.
+
+#include "kernels/bias.h"
+
+#include <vector>
+
+namespace lockstep::kernels::cpu {
+
+template <class T>
+void bias_add(const Context&, int64_t rows, int64_t cols, const T* bias, T* y) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+}
+
+template <class T>
+void bias_grad(const Context&, int64_t rows, int64_t cols, const T* dy, T* dbias) {
+  if (rows <= 0 || cols <= 0) return;
+  // Row-order accumulation in double (fixed order, so deterministic), then one add into dbias.
+  std::vector<double> sum(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(dy[r * cols + c]);
+  for (int64_t c = 0; c < cols; ++c) dbias[c] += static_cast<T>(sum[c]);
+}
+
+#define LOCKSTEP_INSTANTIATE(T)                                              \
+  template void bias_add<T>(const Context&, int64_t, int64_t, const T*, T*); \
+  template void bias_grad<T>(const Context&, int64_t, int64_t, const T*, T*);
+LOCKSTEP_INSTANTIATE(float)
+LOCKSTEP_INSTANTIATE(double)
+#undef LOCKSTEP_INSTANTIATE
+
+}  // namespace lockstep::kernels::cpu
