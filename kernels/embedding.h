@@ -11,8 +11,9 @@ enum class Pooling : int { Sum = 0, Mean = 1 };
 //   out[b, :] = scale_b * sum_{j in bag b} table[ids[j], :],  scale_b = 1 (Sum) or
 //   1 / (offsets[b+1] - offsets[b]) (Mean). An empty bag gives a zero row.
 //   table:   (rows, dim) row-major
-//   offsets: (batch + 1) int64, offsets[0] == 0, non-decreasing
-//   ids:     (offsets[batch]) uint64 row indices, each < rows (the CPU reference throws
+//   offsets: (batch + 1) int64, non-decreasing, absolute positions into `ids`; offsets[0] may
+//            be > 0, so the bags of one field can be a window of a larger CSR
+//   ids:     row indices (uint64), each < rows (the CPU reference throws
 //            lockstep::Error naming the position otherwise; CUDA skips such ids)
 //   out:     (batch, dim) with row stride ld_out >= dim (so a field can write its slice of a
 //            concatenated feature matrix directly)

@@ -13,11 +13,13 @@ namespace lockstep::kernels::cpu {
 
 namespace {
 
-// Throws unless offsets is a valid CSR row pointer for `batch` bags: offsets[0] == 0 and
-// non-decreasing. Names the first bad sample so that the caller can find it in its batch.
-void check_offsets(const char* op, int64_t batch, const int64_t* offsets) {
-  LOCKSTEP_CHECK(offsets[0] == 0, "{}: offsets[0] = {} but must be 0 (CSR offsets start at 0)", op,
-                 offsets[0]);
+// Throws unless offsets is a valid CSR row pointer for `batch` bags: offsets[0] == 0 (or >= 0
+// when `slice` allows a window of a larger CSR) and non-decreasing. Names the first bad sample so
+// that the caller can find it in its batch.
+void check_offsets(const char* op, int64_t batch, const int64_t* offsets, bool slice = false) {
+  LOCKSTEP_CHECK(slice ? offsets[0] >= 0 : offsets[0] == 0,
+                 "{}: offsets[0] = {} but must be {} (CSR offsets start at 0)", op, offsets[0],
+                 slice ? ">= 0" : "0");
   for (int64_t b = 0; b < batch; ++b) {
     LOCKSTEP_CHECK(offsets[b + 1] >= offsets[b],
                    "{}: offsets[{}] = {} < offsets[{}] = {}: sample {} has a negative number of "
@@ -44,7 +46,7 @@ void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64
                  op, batch, dim, rows);
   LOCKSTEP_CHECK(ld_out >= dim, "{}: ld_out={} is smaller than dim={}", op, ld_out, dim);
   if (batch == 0) return;
-  check_offsets(op, batch, offsets);
+  check_offsets(op, batch, offsets, /*slice=*/true);
   // Validate every id before writing anything, so a bad batch leaves `out` untouched.
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) {

@@ -264,10 +264,16 @@ TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
   SECTION("offsets not starting at 0") {
     const std::vector<int64_t> offsets = {1, 2, 3, 4};
     const std::vector<uint64_t> ids = {0, 1, 2, 3};
+    // The forward accepts a window of a larger CSR: bags are ids[1], ids[2], ids[3].
+    kernels::pooled_lookup_forward<float>(ctx, Pooling::Mean, 3, dim, table.data(), rows,
+                                          offsets.data(), ids.data(), out.data(), dim);
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t d = 0; d < dim; ++d) CHECK(out[b * dim + d] == table[(b + 1) * dim + d]);
+    const std::vector<int64_t> negative = {-1, 2, 3, 4};
     CHECK_THROWS_WITH(
         kernels::pooled_lookup_forward<float>(ctx, Pooling::Mean, 3, dim, table.data(), rows,
-                                              offsets.data(), ids.data(), out.data(), dim),
-        Contains("offsets[0] = 1"));
+                                              negative.data(), ids.data(), out.data(), dim),
+        Contains("offsets[0] = -1"));
     CHECK_THROWS_WITH(kernels::pooled_lookup_backward<float>(
                           ctx, Pooling::Mean, 3, dim, offsets.data(), ids.data(), 4, dout.data(),
                           dim, unique_ids.data(), grad.data(), &num_unique),

@@ -115,23 +115,28 @@ TEST_CASE("Same seed and data twice give bitwise-identical parameters", "[model]
 
 TEST_CASE("Training reduces the loss and an empty batch changes nothing", "[model][train]") {
   Context ctx;
-  models::EmbeddingMlp<float> model(small_config(nn::ActivationKind::ReLU), kColumns, 2, ctx);
+  auto cfg = small_config(nn::ActivationKind::ReLU);
+  cfg.dense_optimizer.lr = 0.01f;
+  models::EmbeddingMlp<float> model(cfg, kColumns, 2, ctx);
   train::LocalTrainer<float> trainer(model, ctx);
   const data::Batch batch = make_batch(64, 1, 2);
   const double first = trainer.step(batch);
   double last = first;
-  for (int i = 0; i < 60; ++i) last = trainer.step(batch);
-  CHECK(last < 0.7 * first);  // memorising one batch must work
+  for (int i = 0; i < 100; ++i) last = trainer.step(batch);
+  CHECK(last < 0.5 * first);  // memorising one batch must work
   const auto before = model.dense_params().to_host(ctx);
   data::Batch empty = make_batch(0, 2, 2);
   CHECK(trainer.step(empty) == 0.0);
   CHECK(model.dense_params().to_host(ctx) == before);
   const auto p = trainer.predict(batch);
   REQUIRE(p.size() == 64);
-  for (float v : p) {
-    CHECK(v > 0.0f);
-    CHECK(v < 1.0f);
+  double err = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    REQUIRE(p[i] >= 0.0f);
+    REQUIRE(p[i] <= 1.0f);
+    err += std::abs(p[i] - batch.labels[i]);
   }
+  CHECK(err / p.size() < 0.25);  // the memorised batch is predicted well
 }
 
 namespace {

@@ -76,10 +76,15 @@ TEST_CASE("MLP: finite-difference gradients for every activation", "[nn][gradche
           cfg.activation.leaky_slope = 0.1f;
           nn::Mlp<double> mlp(ps, "mlp", 3, cfg);
           ps.allocate(ctx, 5);
-          // PReLU/Dice alphas start equal; spread them so their gradients differ per channel.
-          for (const auto& e : ps.entries())
+          // PReLU/Dice alphas start equal: spread them so their gradients differ per channel.
+          // Biases start at zero: make them positive so that ReLU units are not all dead.
+          for (const auto& e : ps.entries()) {
             if (e.name.find("alpha") != std::string::npos)
               for (int64_t i = 0; i < e.numel(); ++i) ps.values()[e.offset + i] = 0.1 + 0.05 * i;
+            if (e.name.find("bias") != std::string::npos)
+              for (int64_t i = 0; i < e.numel(); ++i)
+                ps.values()[e.offset + i] = (e.name == "mlp.2.bias" ? 3.0 : 0.3) + 0.1 * i;
+          }
           auto x = test::random_vector<double>(rows * 3, 3, -2, 2);
           const auto w = test::random_vector<double>(rows * 2, 4);
           std::vector<double> dx(rows * 3);
