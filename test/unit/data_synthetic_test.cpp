@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,16 @@ TEST_CASE("synthetic batches are well formed and consistent with the world", "[d
       CHECK(cats[j] == static_cast<uint64_t>(gen.item_category(static_cast<int64_t>(items[j]))));
     }
   }
+  // Histories are drawn per sample: long ones almost never repeat.
+  std::set<std::vector<uint64_t>> distinct;
+  int64_t long_histories = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto items = test::ids_of(hist_items, i);
+    if (items.size() < 5) continue;
+    ++long_histories;
+    distinct.insert(items);
+  }
+  CHECK(static_cast<double>(distinct.size()) > 0.99 * static_cast<double>(long_histories));
   // Length uniform in [0, 20]: mean 10, every length present.
   CHECK(std::abs(length_sum / n - 10.0) < 0.3);
   CHECK(empty_histories > 0);
@@ -298,6 +309,28 @@ TEST_CASE("context pairs interact: e(a, b) is not a sum of per-field effects",
   INFO("mean |interaction contrast| " << contrast / quads << ", mean effect " << mean);
   CHECK(contrast / quads > 0.5);  // about 0.9 for independent uniform effects
   CHECK(std::abs(mean) < 0.25);
+
+  // Users follow Zipf(user_zipf): check the top user's share and the number of distinct users
+  // against the formulas (expected distinct = sum_r 1 - (1 - p_r)^n).
+  {
+    const SyntheticConfig dc = SyntheticConfig::demo();
+    const SyntheticGenerator users_gen(dc);
+    const int64_t n = 20000;
+    const Batch u = users_gen.generate(0, n);
+    const auto& ids = u.sparse[slot(users_gen, "user")].keys;
+    std::vector<double> p(static_cast<size_t>(dc.num_users));
+    double total = 0;
+    for (size_t r = 0; r < p.size(); ++r) total += p[r] = std::pow(r + 1.0, -dc.user_zipf);
+    double expected_distinct = 0;
+    for (double& x : p) {
+      x /= total;
+      expected_distinct += 1.0 - std::pow(1.0 - x, static_cast<double>(n));
+    }
+    const std::set<uint64_t> distinct(ids.begin(), ids.end());
+    CHECK(std::abs(static_cast<double>(distinct.size()) - expected_distinct) < 40.0);
+    const auto top = std::count(ids.begin(), ids.end(), uint64_t{0});
+    CHECK(static_cast<double>(top) / n == Approx(p[0]).margin(0.004));
+  }
 
   // Zipf check on the demo preset: the most frequent value of a Zipf(1) field over 100 values
   // has probability 1 / H_100.

@@ -105,7 +105,7 @@ TEST_CASE("write_text round-trips extreme values exactly", "[data][text]") {
                   Column::ignore("skip"), Column::sparse("ids")});
   Batch b = make_empty_batch(s);
   b.size = 3;
-  b.labels = {0.0f, 1.0f, 0.3f};
+  b.labels = {0.0f, 1.0f, 1.0f / 3.0f};
   b.sample_ids = {0, 1, 2};
   const float tiny = std::numeric_limits<float>::denorm_min();
   b.dense = {tiny, -0.0f, std::numeric_limits<float>::max(), 0.1f,
