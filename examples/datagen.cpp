@@ -5,7 +5,8 @@
 // writes data/demo/{schema.toml, train.tsv (or train-<k>-of-<K>.tsv with --shards K), test.tsv,
 // meta.json}. Every file is written under a temporary name and renamed into place only after
 // all of them are complete (meta.json last), so a failed or interrupted run never leaves a
-// partial file under a final name. docs/data.md describes the formats and the generator.
+// partial file under a final name; should a rename fail, the files this run already renamed are
+// removed again. A directory with meta.json holds a complete data set. docs/data.md describes the formats and the generator.
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -147,10 +148,18 @@ int run(const Options& opt) {
                      {"splits", {{"train", train.meta}, {"test", test.meta}}}};
   writers.emplace_back((std::filesystem::path(opt.out) / "meta.json").string());
   writers.back().write(meta.dump(2) + "\n");
+  // Rename everything into place, meta.json last. Should a rename fail, remove what this run
+  // already renamed, so the directory never holds a mix of this run's and no run's files.
   int64_t bytes = 0;
-  for (AtomicFileWriter& w : writers) {
-    bytes += w.bytes_written();
-    w.commit();
+  size_t committed = 0;
+  try {
+    for (; committed < writers.size(); ++committed) {
+      bytes += writers[committed].bytes_written();
+      writers[committed].commit();
+    }
+  } catch (...) {
+    for (size_t k = 0; k < committed; ++k) std::remove(writers[k].path().c_str());
+    throw;
   }
 
   const double seconds =
