@@ -67,27 +67,33 @@ AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept
 }
 
 void AtomicFileWriter::write(std::string_view bytes) {
-  LOCKSTEP_CHECK(file_ != nullptr, "'{}' was already committed or discarded", path_);
+  LOCKSTEP_CHECK(file_ != nullptr, "cannot write to '{}': it was already closed, committed or "
+                 "discarded", path_);
   if (bytes.empty()) return;
   const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), file_);
   LOCKSTEP_CHECK(n == bytes.size(), "cannot write to '{}': {}", temp_path_, system_reason());
   bytes_ += static_cast<int64_t>(n);
 }
 
-void AtomicFileWriter::commit() {
-  LOCKSTEP_CHECK(file_ != nullptr, "'{}' was already committed or discarded", path_);
+void AtomicFileWriter::close() {
+  LOCKSTEP_CHECK(!finished_, "'{}' was already committed or discarded", path_);
+  if (file_ == nullptr) return;
   const bool flushed = std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
   const std::string reason = flushed ? "" : system_reason();
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
   if (!flushed || !closed) {
     const std::string why = flushed ? system_reason() : reason;
-    std::remove(temp_path_.c_str());
+    discard();
     throw Error(fmt::format("cannot write to '{}': {}", temp_path_, why));
   }
+}
+
+void AtomicFileWriter::commit() {
+  close();
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     const std::string why = system_reason();
-    std::remove(temp_path_.c_str());
+    discard();
     throw Error(fmt::format("cannot rename '{}' to '{}': {}", temp_path_, path_, why));
   }
   finished_ = true;

@@ -30,7 +30,10 @@ class AtomicFileWriter {
 
   /// Appends bytes to the temporary file.
   void write(std::string_view bytes);
-  /// Flushes, fsyncs, closes and renames the temporary file to path(). Call once.
+  /// Flushes, fsyncs and closes the temporary file without renaming it, so that a program can
+  /// hold many finished files without holding their descriptors. No write() after this.
+  void close();
+  /// close() if still open, then renames the temporary file to path(). Call once.
   void commit();
   /// Deletes the temporary file now (commit() is then no longer possible). Never throws.
   void discard() noexcept;
