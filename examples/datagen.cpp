@@ -6,7 +6,8 @@
 // meta.json}. Every file is written under a temporary name and renamed into place only after
 // all of them are complete (meta.json last), so a failed or interrupted run never leaves a
 // partial file under a final name; should a rename fail, the files this run already renamed are
-// removed again. A directory with meta.json holds a complete data set. docs/data.md describes the formats and the generator.
+// removed again. A directory with meta.json holds a complete data set. docs/data.md describes the
+// formats and the generator.
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -99,7 +100,8 @@ SplitResult write_split(const SyntheticGenerator& gen, const Options& opt, const
       const int64_t n = std::min(opt.chunk, hi - at);
       const auto t0 = std::chrono::steady_clock::now();
       const auto batch = gen.generate(at, n, &probs);
-      generate_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      generate_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       text.clear();
       lockstep::data::append_text(text, gen.schema(), batch);
       writer.write(text);
@@ -192,8 +194,9 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Writes a synthetic CTR data set: schema.toml, train/test text records and "
-               "meta.json (see docs/data.md)."};
+  CLI::App app{
+      "Writes a synthetic CTR data set: schema.toml, train/test text records and "
+      "meta.json (see docs/data.md)."};
   app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
   Options opt;
   app.add_option("--out", opt.out, "Output directory (created if missing)")->required();
@@ -203,7 +206,8 @@ int main(int argc, char** argv) {
   app.add_option("--test", opt.test, "Number of test samples (indices after the training ones)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  app.add_option("--seed", opt.seed, "Seed of the synthetic world and samples")->capture_default_str();
+  app.add_option("--seed", opt.seed, "Seed of the synthetic world and samples")
+      ->capture_default_str();
   app.add_option("--preset", opt.preset, "Generator preset")
       ->capture_default_str()
       ->check(CLI::IsMember({"demo", "din-bench"}));

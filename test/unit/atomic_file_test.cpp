@@ -24,7 +24,8 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("AtomicFileWriter shows the file under its name only once committed", "[core][atomic_file]") {
+TEST_CASE("AtomicFileWriter shows the file under its name only once committed",
+          "[core][atomic_file]") {
   test::TempDir dir;
   const std::string path = dir.write("data.txt", "old contents");
   {

@@ -55,8 +55,9 @@ TEST_CASE("lockstep-datagen writes shards that read back as the generator's samp
   test::TempDir scratch;
   const std::string out = scratch.file("out");
   std::string output;
-  REQUIRE(run_datagen("--out " + out + " --train 1000 --test 200 --seed 3 --preset demo "
-                      "--shards 3 --chunk 128",
+  REQUIRE(run_datagen("--out " + out +
+                          " --train 1000 --test 200 --seed 3 --preset demo "
+                          "--shards 3 --chunk 128",
                       scratch, output) == 0);
   CHECK_THAT(output, Contains("train: 1000 samples in 3 file(s)") && Contains("oracle AUC"));
   std::vector<std::string> files;

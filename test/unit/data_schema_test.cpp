@@ -26,20 +26,20 @@ std::string lines(const std::vector<std::string>& ls) {
 // A valid schema's TOML lines; tests append or edit lines to break it.
 std::vector<std::string> valid_lines() {
   return {
-      "# a comment",            // 1
-      "[[column]]",             // 2
-      "name = \"click\"",       // 3
-      "kind = \"label\"",       // 4
-      "",                       // 5
-      "[[column]]",             // 6
-      "name = \"hist\"",        // 7
-      "kind = \"sequence\"",    // 8
-      "max_len = 50",           // 9
-      "",                       // 10
-      "[[column]]",             // 11
-      "name = \"dense\"",       // 12
-      "kind = \"dense\"",       // 13
-      "dim = 4",                // 14
+      "# a comment",          // 1
+      "[[column]]",           // 2
+      "name = \"click\"",     // 3
+      "kind = \"label\"",     // 4
+      "",                     // 5
+      "[[column]]",           // 6
+      "name = \"hist\"",      // 7
+      "kind = \"sequence\"",  // 8
+      "max_len = 50",         // 9
+      "",                     // 10
+      "[[column]]",           // 11
+      "name = \"dense\"",     // 12
+      "kind = \"dense\"",     // 13
+      "dim = 4",              // 14
   };
 }
 
@@ -92,10 +92,10 @@ TEST_CASE("Schema TOML round trip through text and files", "[data][schema]") {
 }
 
 TEST_CASE("Schema TOML defaults and comments", "[data][schema]") {
-  const Schema s = Schema::parse(lines({"# header", "[[column]]", "name = \"y\"",
-                                        "kind = \"label\"  # trailing comment", "[[column]]",
-                                        "name = \"price\"", "kind = \"dense\""}),
-                                 "s.toml");
+  const Schema s = Schema::parse(
+      lines({"# header", "[[column]]", "name = \"y\"", "kind = \"label\"  # trailing comment",
+             "[[column]]", "name = \"price\"", "kind = \"dense\""}),
+      "s.toml");
   REQUIRE(s.num_columns() == 2);
   CHECK(s.columns()[1].dim == 1);  // dense without dim has one value
   CHECK(s.num_dense() == 1);
@@ -112,7 +112,9 @@ TEST_CASE("hashed columns use XXH64 seeded with XXH64 of the column name", "[dat
 }
 
 TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][schema]") {
-  auto parse_with = [](std::vector<std::string> ls) { return Schema::parse(lines(ls), "schema.toml"); };
+  auto parse_with = [](std::vector<std::string> ls) {
+    return Schema::parse(lines(ls), "schema.toml");
+  };
   REQUIRE_NOTHROW(parse_with(valid_lines()));
 
   SECTION("max_len out of range") {
@@ -175,8 +177,9 @@ TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][sc
   SECTION("wrong types") {
     auto ls = valid_lines();
     ls[13] = "dim = \"4\"";
-    REQUIRE_THROWS_WITH(parse_with(ls), Contains("schema.toml:14: column 'dense' field 'dim' must be "
-                                                 "an integer, not a string"));
+    REQUIRE_THROWS_WITH(parse_with(ls),
+                        Contains("schema.toml:14: column 'dense' field 'dim' must be "
+                                 "an integer, not a string"));
     auto hash_text = valid_lines();
     hash_text.push_back("hash = 1");
     REQUIRE_THROWS_WITH(parse_with(hash_text),
@@ -189,7 +192,8 @@ TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][sc
   SECTION("missing name, kind or max_len") {
     auto no_name = valid_lines();
     no_name.erase(no_name.begin() + 6);
-    REQUIRE_THROWS_WITH(parse_with(no_name), Contains("schema.toml:6: column 2 has no field 'name'"));
+    REQUIRE_THROWS_WITH(parse_with(no_name),
+                        Contains("schema.toml:6: column 2 has no field 'name'"));
     auto no_kind = valid_lines();
     no_kind.erase(no_kind.begin() + 7);
     REQUIRE_THROWS_WITH(parse_with(no_kind),
@@ -211,13 +215,13 @@ TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][sc
   SECTION("TOML syntax error") {
     auto ls = valid_lines();
     ls[8] = "max_len = = 50";
-    REQUIRE_THROWS_WITH(parse_with(ls), Contains("schema.toml:9:") && Contains("TOML syntax error"));
+    REQUIRE_THROWS_WITH(parse_with(ls),
+                        Contains("schema.toml:9:") && Contains("TOML syntax error"));
   }
   SECTION("unknown top-level key and a non-table 'column'") {
     auto ls = valid_lines();
     ls.insert(ls.begin(), "version = 2");
-    REQUIRE_THROWS_WITH(parse_with(ls),
-                        Contains("schema.toml:1: unknown top-level key 'version'"));
+    REQUIRE_THROWS_WITH(parse_with(ls), Contains("schema.toml:1: unknown top-level key 'version'"));
     REQUIRE_THROWS_WITH(parse_with({"", "column = 3"}),
                         Contains("schema.toml:2: 'column' must be written as [[column]] tables"));
     REQUIRE_THROWS_WITH(parse_with({"# nothing"}), Contains("schema.toml: no [[column]] tables"));
@@ -227,16 +231,18 @@ TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][sc
 TEST_CASE("Schema::load names an unreadable file", "[data][schema]") {
   test::TempDir dir;
   const std::string missing = dir.file("missing.toml");
-  REQUIRE_THROWS_WITH(Schema::load(missing),
-                      Contains("cannot open schema file '" + missing + "'") &&
-                          Contains("No such file"));
+  REQUIRE_THROWS_WITH(
+      Schema::load(missing),
+      Contains("cannot open schema file '" + missing + "'") && Contains("No such file"));
   const std::string bad = dir.write("bad.toml", lines({"[[column]]", "name = \"y\"", "kind = 3"}));
-  REQUIRE_THROWS_WITH(Schema::load(bad), Contains(bad + ":3: column 'y' field 'kind' must be a string"));
+  REQUIRE_THROWS_WITH(Schema::load(bad),
+                      Contains(bad + ":3: column 'y' field 'kind' must be a string"));
 }
 
 TEST_CASE("Schema built in code is validated too", "[data][schema]") {
-  REQUIRE_THROWS_WITH(Schema({Column::label("y"), Column::dense("d", 0)}),
-                      Contains("column 'd' field 'dim' = 0 is out of range: must be in [1, 65536]"));
+  REQUIRE_THROWS_WITH(
+      Schema({Column::label("y"), Column::dense("d", 0)}),
+      Contains("column 'd' field 'dim' = 0 is out of range: must be in [1, 65536]"));
   REQUIRE_THROWS_WITH(Schema({Column::label("y"), Column::sequence("s", 100001)}),
                       Contains("column 's' field 'max_len' = 100001 is out of range"));
   REQUIRE_THROWS_WITH(Schema({Column::sparse("a")}), Contains("no column has kind 'label'"));
@@ -262,7 +268,8 @@ TEST_CASE("check_batch rejects batches that do not match the schema", "[data][sc
 
   Batch bad = b;
   bad.labels.pop_back();
-  CHECK_THROWS_WITH(check_batch(s, bad, "mine"), Contains("mine: labels has 1 values for 2 samples"));
+  CHECK_THROWS_WITH(check_batch(s, bad, "mine"),
+                    Contains("mine: labels has 1 values for 2 samples"));
   bad = b;
   bad.dense.push_back(5);
   CHECK_THROWS_WITH(check_batch(s, bad), Contains("dense has 5 values"));

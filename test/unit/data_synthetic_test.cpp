@@ -67,9 +67,9 @@ TEST_CASE("synthetic samples depend only on (seed, index): any split is bitwise 
   CHECK(whole.sample_ids.front() == 0);
   CHECK(whole.sample_ids.back() == 99);
 
-  for (const std::vector<int64_t>& cuts : {std::vector<int64_t>{0, 50, 100},
-                                           std::vector<int64_t>{0, 1, 2, 37, 99, 100},
-                                           std::vector<int64_t>{0, 0, 100}}) {
+  for (const std::vector<int64_t>& cuts :
+       {std::vector<int64_t>{0, 50, 100}, std::vector<int64_t>{0, 1, 2, 37, 99, 100},
+        std::vector<int64_t>{0, 0, 100}}) {
     Batch joined;
     std::vector<float> prob_joined;
     for (size_t k = 0; k + 1 < cuts.size(); ++k) {
@@ -123,8 +123,8 @@ TEST_CASE("synthetic batches are well formed and consistent with the world", "[d
     CHECK(test::ids_of(user, i)[0] < static_cast<uint64_t>(c.num_users));
     const uint64_t target = test::ids_of(item, i)[0];
     REQUIRE(target < static_cast<uint64_t>(c.num_items));
-    CHECK(test::ids_of(item_cat, i) ==
-          std::vector<uint64_t>{static_cast<uint64_t>(gen.item_category(static_cast<int64_t>(target)))});
+    CHECK(test::ids_of(item_cat, i) == std::vector<uint64_t>{static_cast<uint64_t>(
+                                           gen.item_category(static_cast<int64_t>(target)))});
     for (int64_t f = 0; f < c.num_context_fields; ++f) {
       const auto ctx = test::ids_of(b.sparse[slot(gen, "ctx_" + std::to_string(f))], i);
       REQUIRE(ctx.size() == 1);
@@ -285,8 +285,8 @@ TEST_CASE("context pairs interact: e(a, b) is not a sum of per-field effects",
   const Batch b = gen.generate(0, 5000);
   std::map<std::pair<uint64_t, uint64_t>, double> cell;
   for (int64_t i = 0; i < b.size; ++i) {
-    const auto key = std::make_pair(b.sparse[slot(gen, "ctx_0")].keys[i],
-                                    b.sparse[slot(gen, "ctx_1")].keys[i]);
+    const auto key =
+        std::make_pair(b.sparse[slot(gen, "ctx_0")].keys[i], b.sparse[slot(gen, "ctx_1")].keys[i]);
     const double e = gen.logit_terms(i).context / c.w_ctx;
     CHECK(std::abs(e) <= 1.0);
     const auto [it, inserted] = cell.emplace(key, e);
@@ -301,8 +301,8 @@ TEST_CASE("context pairs interact: e(a, b) is not a sum of per-field effects",
     for (uint64_t b1 = 0; b1 < 10; ++b1) {
       mean += cell.at({a1, b1}) / 100.0;
       const uint64_t a2 = (a1 + 1) % 10, b2 = (b1 + 1) % 10;
-      contrast += std::abs(cell.at({a1, b1}) - cell.at({a1, b2}) - cell.at({a2, b1}) +
-                           cell.at({a2, b2}));
+      contrast +=
+          std::abs(cell.at({a1, b1}) - cell.at({a1, b2}) - cell.at({a2, b1}) + cell.at({a2, b2}));
       ++quads;
     }
   }
@@ -381,15 +381,16 @@ TEST_CASE("SyntheticConfig::validate names the field and its range", "[data][syn
   REQUIRE_THROWS_WITH(c.validate(), Contains("synthetic.num_users = 0 is out of range"));
   c = SyntheticConfig::demo();
   c.target_interest_prob = 1.5;
-  REQUIRE_THROWS_WITH(c.validate(), Contains("synthetic.target_interest_prob = 1.5") &&
-                                        Contains("[0, 1]"));
+  REQUIRE_THROWS_WITH(c.validate(),
+                      Contains("synthetic.target_interest_prob = 1.5") && Contains("[0, 1]"));
   c = SyntheticConfig::demo();
   c.item_zipf = std::nan("");
   REQUIRE_THROWS_WITH(c.validate(), Contains("synthetic.item_zipf = nan"));
   c = SyntheticConfig::demo();
   c.min_history = 0;
   c.max_history = 0;
-  REQUIRE_THROWS_WITH(c.validate(), Contains("synthetic.max_history = 0 is out of range: must be in [1,"));
+  REQUIRE_THROWS_WITH(c.validate(),
+                      Contains("synthetic.max_history = 0 is out of range: must be in [1,"));
   REQUIRE_THROWS_WITH(SyntheticConfig::preset("huge"),
                       Contains("'huge' is not a synthetic data preset: use demo or din-bench"));
   const SyntheticGenerator gen(SyntheticConfig::demo());
@@ -404,7 +405,7 @@ TEST_CASE("small worlds and edge settings still generate valid data", "[data][sy
   c.num_categories = 1;
   c.num_context_fields = 1;  // no pairs: the context term is zero
   c.context_vocab = 1;
-  c.num_dense = 0;            // no dense column
+  c.num_dense = 0;  // no dense column
   c.interests_per_user = 1;
   c.min_history = 2;
   c.max_history = 2;

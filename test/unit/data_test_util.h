@@ -74,7 +74,8 @@ inline void append_batch(data::Batch& a, const data::Batch& b) {
 }
 
 /// Requires two batches to be identical bit for bit, naming the first difference.
-inline void require_same_batch(const data::Batch& a, const data::Batch& b, const std::string& what) {
+inline void require_same_batch(const data::Batch& a, const data::Batch& b,
+                               const std::string& what) {
   INFO(what);
   REQUIRE(a.size == b.size);
   require_bitwise_equal(a.labels, b.labels, what + ": labels");

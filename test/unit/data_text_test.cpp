@@ -24,7 +24,8 @@ namespace {
 // label, dense(2), user (sparse), hist_items (sequence, max_len 3), note (ignore), tags (sparse)
 Schema small_schema() {
   return Schema({Column::label("click"), Column::dense("dense", 2), Column::sparse("user"),
-                 Column::sequence("hist_items", 3), Column::ignore("note"), Column::sparse("tags")});
+                 Column::sequence("hist_items", 3), Column::ignore("note"),
+                 Column::sparse("tags")});
 }
 
 // n valid records of small_schema; record i has user id 100 + i.
@@ -43,7 +44,7 @@ TEST_CASE("TextReader parses every column kind as documented", "[data][text]") {
       "train.tsv",
       "1\t0.5,-2.25\t42\t7,8,9,10,11\tfree text, with commas\t3,1,3\n"  // sequence cut to last 3
       "0\t1e-3,0\t18446744073709551615\t\t\t\n"                         // empty fields: no ids
-      "0.25\t-0,3\t0\t5\tz\t9\r\n");                                   // CRLF, soft label
+      "0.25\t-0,3\t0\t5\tz\t9\r\n");                                    // CRLF, soft label
   const Batch b = read_text(path, small_schema());
   REQUIRE(b.size == 3);
   CHECK(b.labels == std::vector<float>{1.0f, 0.0f, 0.25f});
@@ -63,13 +64,16 @@ TEST_CASE("TextReader parses every column kind as documented", "[data][text]") {
 
 TEST_CASE("hashed columns hash each token with the column's seed", "[data][text]") {
   test::TempDir dir;
-  const Schema s({Column::label("y"), Column::sparse("query", true), Column::sequence("clicks", 4, true)});
+  const Schema s(
+      {Column::label("y"), Column::sparse("query", true), Column::sequence("clicks", 4, true)});
   const std::string path = dir.write("h.tsv", "1\tred shoes,42\tabc,abc\n0\t\t\n");
   const Batch b = read_text(path, s);
   REQUIRE(b.size == 2);
   const uint64_t q = XXH64("query", 5, 0), c = XXH64("clicks", 6, 0);
-  CHECK(test::ids_of(b.sparse[0], 0) == std::vector<uint64_t>{XXH64("red shoes", 9, q), XXH64("42", 2, q)});
-  CHECK(test::ids_of(b.sparse[1], 0) == std::vector<uint64_t>{XXH64("abc", 3, c), XXH64("abc", 3, c)});
+  CHECK(test::ids_of(b.sparse[0], 0) ==
+        std::vector<uint64_t>{XXH64("red shoes", 9, q), XXH64("42", 2, q)});
+  CHECK(test::ids_of(b.sparse[1], 0) ==
+        std::vector<uint64_t>{XXH64("abc", 3, c), XXH64("abc", 3, c)});
   CHECK(test::ids_of(b.sparse[0], 1).empty());
   // A hashed batch cannot be written back (the strings are gone).
   REQUIRE_THROWS_WITH(write_text(dir.file("out.tsv"), s, b),
@@ -108,9 +112,18 @@ TEST_CASE("write_text round-trips extreme values exactly", "[data][text]") {
   b.labels = {0.0f, 1.0f, 1.0f / 3.0f};
   b.sample_ids = {0, 1, 2};
   const float tiny = std::numeric_limits<float>::denorm_min();
-  b.dense = {tiny, -0.0f, std::numeric_limits<float>::max(), 0.1f,
-             -std::numeric_limits<float>::min(), 1.0f / 3.0f, 16777217.0f, -1e-30f,
-             123456.789f, 2.5f, -7.0f, 1e30f};
+  b.dense = {tiny,
+             -0.0f,
+             std::numeric_limits<float>::max(),
+             0.1f,
+             -std::numeric_limits<float>::min(),
+             1.0f / 3.0f,
+             16777217.0f,
+             -1e-30f,
+             123456.789f,
+             2.5f,
+             -7.0f,
+             1e30f};
   b.sparse[0].offsets = {0, 3, 3, 4};
   b.sparse[0].keys = {0, 18446744073709551615ULL, 5, 12345678901234567890ULL};
   b.sparse[1].offsets = {0, 0, 2, 5};
@@ -181,7 +194,8 @@ TEST_CASE("TextReader errors name the file, line, column and token", "[data][tex
   test::TempDir dir;
   // Lines 1 and 2 are valid; line 3 gets the fault.
   auto read_with_line3 = [&](const std::string& line3) {
-    const std::string path = dir.write("train.tsv", valid_records(2) + line3 + "\n" + valid_records(1));
+    const std::string path =
+        dir.write("train.tsv", valid_records(2) + line3 + "\n" + valid_records(1));
     return read_text(path, small_schema());
   };
   REQUIRE(read_with_line3("1\t0,0\t5\t1\t\t2").size == 4);
@@ -206,8 +220,8 @@ TEST_CASE("TextReader errors name the file, line, column and token", "[data][tex
                         Contains("train.tsv:3: expected 6 tab-separated fields (one per schema "
                                  "column), found 5"));
     REQUIRE_THROWS_WITH(read_with_line3("1\t0,0\t5\t\t\t\t"), Contains("found 7"));
-    REQUIRE_THROWS_WITH(read_with_line3(""), Contains("train.tsv:3: expected 6") &&
-                                                 Contains("found 1"));
+    REQUIRE_THROWS_WITH(read_with_line3(""),
+                        Contains("train.tsv:3: expected 6") && Contains("found 1"));
   }
   SECTION("bad labels") {
     REQUIRE_THROWS_WITH(read_with_line3("2\t0,0\t5\t\t\t"),
@@ -222,9 +236,11 @@ TEST_CASE("TextReader errors name the file, line, column and token", "[data][tex
     REQUIRE_THROWS_WITH(read_with_line3("1\t0,0,0\t5\t\t\t"),
                         Contains("train.tsv:3: column 'dense' (field 2): expected 2 "
                                  "comma-separated values (dim), found 3"));
-    REQUIRE_THROWS_WITH(read_with_line3("1\t\t5\t\t\t"), Contains("expected 2") && Contains("found 0"));
-    REQUIRE_THROWS_WITH(read_with_line3("1\t0,nan\t5\t\t\t"),
-                        Contains("train.tsv:3: column 'dense' (field 2): 'nan' is not a finite number"));
+    REQUIRE_THROWS_WITH(read_with_line3("1\t\t5\t\t\t"),
+                        Contains("expected 2") && Contains("found 0"));
+    REQUIRE_THROWS_WITH(
+        read_with_line3("1\t0,nan\t5\t\t\t"),
+        Contains("train.tsv:3: column 'dense' (field 2): 'nan' is not a finite number"));
     REQUIRE_THROWS_WITH(read_with_line3("1\t-inf,0\t5\t\t\t"), Contains("'-inf' is not a finite"));
     REQUIRE_THROWS_WITH(read_with_line3("1\t1e50,0\t5\t\t\t"),
                         Contains("'1e50' is out of the float range"));
@@ -239,7 +255,8 @@ TEST_CASE("TextReader errors name the file, line, column and token", "[data][tex
 
 TEST_CASE("a shard reader skips other shards' records without parsing them", "[data][text]") {
   test::TempDir dir;
-  const std::string path = dir.write("train.tsv", valid_records(2) + "garbage\n" + valid_records(2));
+  const std::string path =
+      dir.write("train.tsv", valid_records(2) + "garbage\n" + valid_records(2));
   // Line 3 is record 2: shard 0 of 2 owns it, shard 1 never parses it.
   TextReader odd(path, small_schema(), 1, 2);
   Batch b;
@@ -261,8 +278,10 @@ TEST_CASE("TextReader rejects bad arguments and unreadable files", "[data][text]
   };
   REQUIRE_THROWS_WITH(read_directory(), Contains(dir.path().string() + ":1: read error"));
   const std::string path = dir.write("t.tsv", valid_records(1));
-  REQUIRE_THROWS_WITH(TextReader(path, small_schema(), 2, 2), Contains("shard = 2 is out of range: must be in [0, 1]"));
-  REQUIRE_THROWS_WITH(TextReader(path, small_schema(), 0, 0), Contains("num_shards = 0 is out of range"));
+  REQUIRE_THROWS_WITH(TextReader(path, small_schema(), 2, 2),
+                      Contains("shard = 2 is out of range: must be in [0, 1]"));
+  REQUIRE_THROWS_WITH(TextReader(path, small_schema(), 0, 0),
+                      Contains("num_shards = 0 is out of range"));
   TextReader reader(path, small_schema());
   REQUIRE_THROWS_WITH(reader.next(b, 0), Contains("max_batch = 0 is out of range"));
 }

@@ -117,8 +117,8 @@ TEST_CASE("log loss from logits matches the direct formula and is stable", "[met
 TEST_CASE("log loss from probabilities clamps and matches the formula", "[metrics]") {
   const std::vector<float> p = {0.2f, 0.9f, 0.5f, 0.0f, 1.0f};
   const std::vector<float> y = {0.0f, 1.0f, 1.0f, 0.0f, 0.0f};
-  const double expected = (-std::log(0.8) - std::log(0.9) - std::log(0.5) -
-                           std::log1p(-1e-7) - std::log(1e-7)) / 5.0;
+  const double expected =
+      (-std::log(0.8) - std::log(0.9) - std::log(0.5) - std::log1p(-1e-7) - std::log(1e-7)) / 5.0;
   CHECK(mean_log_loss_from_probs(p, y) == Approx(expected).epsilon(1e-6));
   CHECK(std::isnan(mean_log_loss_from_probs({}, {})));
 }

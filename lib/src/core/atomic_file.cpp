@@ -67,8 +67,10 @@ AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept
 }
 
 void AtomicFileWriter::write(std::string_view bytes) {
-  LOCKSTEP_CHECK(file_ != nullptr, "cannot write to '{}': it was already closed, committed or "
-                 "discarded", path_);
+  LOCKSTEP_CHECK(file_ != nullptr,
+                 "cannot write to '{}': it was already closed, committed or "
+                 "discarded",
+                 path_);
   if (bytes.empty()) return;
   const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), file_);
   LOCKSTEP_CHECK(n == bytes.size(), "cannot write to '{}': {}", temp_path_, system_reason());

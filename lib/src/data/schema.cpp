@@ -51,7 +51,8 @@ void validate_columns(const std::vector<Column>& columns, const Locator& where,
                    "digits, '_', '.' or '-'",
                    where(i, "name"), i + 1, c.name);
     const auto [it, inserted] = seen.emplace(c.name, i);
-    LOCKSTEP_CHECK(inserted, "{}column '{}' is defined twice (columns {} and {}): names must be unique",
+    LOCKSTEP_CHECK(inserted,
+                   "{}column '{}' is defined twice (columns {} and {}): names must be unique",
                    where(i, "name"), c.name, it->second + 1, i + 1);
     const std::string_view kind = to_string(c.kind);
     if (c.kind == ColumnKind::kDense) {
@@ -90,16 +91,26 @@ void validate_columns(const std::vector<Column>& columns, const Locator& where,
 
 std::string_view toml_type_name(toml::node_type type) {
   switch (type) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -115,11 +126,16 @@ struct ColumnLines {
 
 std::string_view to_string(ColumnKind kind) {
   switch (kind) {
-    case ColumnKind::kLabel: return "label";
-    case ColumnKind::kDense: return "dense";
-    case ColumnKind::kSparse: return "sparse";
-    case ColumnKind::kSequence: return "sequence";
-    case ColumnKind::kIgnore: return "ignore";
+    case ColumnKind::kLabel:
+      return "label";
+    case ColumnKind::kDense:
+      return "dense";
+    case ColumnKind::kSparse:
+      return "sparse";
+    case ColumnKind::kSequence:
+      return "sequence";
+    case ColumnKind::kIgnore:
+      return "ignore";
   }
   return "?";
 }
@@ -130,7 +146,9 @@ uint64_t hash_token(std::string_view token, uint64_t seed) {
 
 uint64_t Column::hash_seed() const { return XXH64(name.data(), name.size(), 0); }
 
-Column Column::label(std::string name) { return {std::move(name), ColumnKind::kLabel, 0, 0, false}; }
+Column Column::label(std::string name) {
+  return {std::move(name), ColumnKind::kLabel, 0, 0, false};
+}
 Column Column::dense(std::string name, int64_t dim) {
   return {std::move(name), ColumnKind::kDense, dim, 0, false};
 }
@@ -140,22 +158,25 @@ Column Column::sparse(std::string name, bool hash) {
 Column Column::sequence(std::string name, int64_t max_len, bool hash) {
   return {std::move(name), ColumnKind::kSequence, 0, max_len, hash};
 }
-Column Column::ignore(std::string name) { return {std::move(name), ColumnKind::kIgnore, 0, 0, false}; }
+Column Column::ignore(std::string name) {
+  return {std::move(name), ColumnKind::kIgnore, 0, 0, false};
+}
 
 bool Column::operator==(const Column& other) const {
-  return name == other.name && kind == other.kind && dim == other.dim &&
-         max_len == other.max_len && hash == other.hash;
+  return name == other.name && kind == other.kind && dim == other.dim && max_len == other.max_len &&
+         hash == other.hash;
 }
 
 Schema::Schema(std::vector<Column> columns) : columns_(std::move(columns)) {
   validate_columns(
-      columns_,
-      [](int64_t, std::string_view) { return std::string("schema: "); }, "schema");
+      columns_, [](int64_t, std::string_view) { return std::string("schema: "); }, "schema");
   slot_or_offset_.assign(columns_.size(), -1);
   for (int64_t i = 0; i < num_columns(); ++i) {
     const Column& c = columns_[i];
     switch (c.kind) {
-      case ColumnKind::kLabel: label_column_ = i; break;
+      case ColumnKind::kLabel:
+        label_column_ = i;
+        break;
       case ColumnKind::kDense:
         slot_or_offset_[i] = num_dense_;
         num_dense_ += c.dim;
@@ -165,7 +186,8 @@ Schema::Schema(std::vector<Column> columns) : columns_(std::move(columns)) {
         slot_or_offset_[i] = static_cast<int64_t>(sparse_columns_.size());
         sparse_columns_.push_back(i);
         break;
-      case ColumnKind::kIgnore: break;
+      case ColumnKind::kIgnore:
+        break;
     }
   }
 }
@@ -173,7 +195,8 @@ Schema::Schema(std::vector<Column> columns) : columns_(std::move(columns)) {
 int64_t Schema::sparse_slot(int64_t column) const {
   check_range("column", column, 0, num_columns() - 1);
   const ColumnKind kind = columns_[column].kind;
-  return kind == ColumnKind::kSparse || kind == ColumnKind::kSequence ? slot_or_offset_[column] : -1;
+  return kind == ColumnKind::kSparse || kind == ColumnKind::kSequence ? slot_or_offset_[column]
+                                                                      : -1;
 }
 
 int64_t Schema::dense_offset(int64_t column) const {
@@ -221,8 +244,8 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
     bool has_kind = false, has_dim = false, has_max_len = false;
     // The name first, so every later message can use it.
     if (const toml::node* n = t.get("name")) {
-      LOCKSTEP_CHECK(n->is_string(), "{}:{}: column {} field 'name' must be a string, not {}",
-                     src, line_of(*n), i + 1, toml_type_name(n->type()));
+      LOCKSTEP_CHECK(n->is_string(), "{}:{}: column {} field 'name' must be a string, not {}", src,
+                     line_of(*n), i + 1, toml_type_name(n->type()));
       c.name = n->as_string()->get();
       name_for_errors = fmt::format("'{}'", c.name);
     } else {
@@ -356,8 +379,8 @@ void check_batch(const Schema& schema, const Batch& batch, std::string_view what
   }
   for (int64_t b = 0; b < n; ++b) {
     const float y = batch.labels[b];
-    LOCKSTEP_CHECK(y >= 0.0f && y <= 1.0f, "{}: label of sample {} = {} is outside [0, 1]", what,
-                   b, y);
+    LOCKSTEP_CHECK(y >= 0.0f && y <= 1.0f, "{}: label of sample {} = {} is outside [0, 1]", what, b,
+                   y);
   }
 }
 

@@ -115,8 +115,8 @@ struct SyntheticGenerator::Tables {
     double cdf;
     int64_t item;
   };
-  std::vector<CategoryEntry> by_category;  // (num_items)
-  std::vector<double> dense_weight;     // (num_dense): v_j = +-w_dense / sqrt(num_dense)
+  std::vector<CategoryEntry> by_category;        // (num_items)
+  std::vector<double> dense_weight;              // (num_dense): v_j = +-w_dense / sqrt(num_dense)
   std::vector<int32_t> pair_first, pair_second;  // context field pairs f < g
 
   // The first item of category c whose within-category CDF exceeds u. Items are most popular
@@ -166,7 +166,8 @@ SyntheticConfig SyntheticConfig::din_bench() {
 SyntheticConfig SyntheticConfig::preset(std::string_view name) {
   if (name == "demo") return demo();
   if (name == "din-bench") return din_bench();
-  throw Error(fmt::format("preset '{}' is not a synthetic data preset: use demo or din-bench", name));
+  throw Error(
+      fmt::format("preset '{}' is not a synthetic data preset: use demo or din-bench", name));
 }
 
 void SyntheticConfig::validate() const {
@@ -282,8 +283,8 @@ void SyntheticGenerator::draw(int64_t index, Sample& s) const {
   const auto k0 = static_cast<uint32_t>(c.seed), k1 = static_cast<uint32_t>(c.seed >> 32);
   const auto idx = static_cast<uint64_t>(index);
   auto philox = [&](uint32_t stream, uint64_t i, uint32_t sub) {
-    return philox4x32_10(static_cast<uint32_t>(i), static_cast<uint32_t>(i >> 32), sub, stream,
-                         k0, k1);
+    return philox4x32_10(static_cast<uint32_t>(i), static_cast<uint32_t>(i >> 32), sub, stream, k0,
+                         k1);
   };
 
   const Philox4x32 r0 = philox(kSample, idx, 0), r1 = philox(kSample, idx, 1);
@@ -296,7 +297,8 @@ void SyntheticGenerator::draw(int64_t index, Sample& s) const {
   double interest_cdf[64];
   double total = 0.0;
   for (int64_t k = 0; k < c.interests_per_user; ++k) {
-    const Philox4x32 r = philox(kUserInterest, static_cast<uint64_t>(s.user), static_cast<uint32_t>(k));
+    const Philox4x32 r =
+        philox(kUserInterest, static_cast<uint64_t>(s.user), static_cast<uint32_t>(k));
     interest[k] = t.item_category[t.items.sample(r.v[0])];
     total += 0.5 + unit(r.v[1]);
     interest_cdf[k] = total;
@@ -309,8 +311,8 @@ void SyntheticGenerator::draw(int64_t index, Sample& s) const {
   };
   // One item: from an interest category with probability p, else by global popularity.
   // Sets (item, category); the category is known without a lookup on the interest path.
-  auto pick_item = [&](double coin, double p, double u_interest, uint32_t item_word,
-                       int64_t& item, int64_t& category) {
+  auto pick_item = [&](double coin, double p, double u_interest, uint32_t item_word, int64_t& item,
+                       int64_t& category) {
     if (coin < p) {
       category = pick_interest(u_interest);
       item = t.sample_in_category(category, unit(item_word));
@@ -352,14 +354,17 @@ void SyntheticGenerator::draw(int64_t index, Sample& s) const {
   double dense = 0.0;
   for (int64_t j = 0; j < c.num_dense; ++j) {
     // The model sees floats, so the truth uses the float value too.
-    s.dense[j] = static_cast<float>(standard_normalish(philox(kDense, idx, static_cast<uint32_t>(j))));
+    s.dense[j] =
+        static_cast<float>(standard_normalish(philox(kDense, idx, static_cast<uint32_t>(j))));
     dense += t.dense_weight[j] * static_cast<double>(s.dense[j]);
   }
 
   LogitTerms& lt = s.terms;
   lt.bias = c.bias;
-  lt.user = c.user_bias_std * standard_normalish(philox(kUserBias, static_cast<uint64_t>(s.user), 0));
-  lt.item = c.item_bias_std * standard_normalish(philox(kItemBias, static_cast<uint64_t>(s.item), 0));
+  lt.user =
+      c.user_bias_std * standard_normalish(philox(kUserBias, static_cast<uint64_t>(s.user), 0));
+  lt.item =
+      c.item_bias_std * standard_normalish(philox(kItemBias, static_cast<uint64_t>(s.item), 0));
   lt.category_matches = category_matches;
   lt.item_matches = item_matches;
   lt.match = c.w_match * std::log1p(static_cast<double>(category_matches));
@@ -383,7 +388,8 @@ Batch SyntheticGenerator::generate(int64_t first_sample, int64_t count,
   for (SparseColumn& col : batch.sparse) col.offsets.reserve(static_cast<size_t>(count + 1));
   const int64_t mean_history = (c.min_history + c.max_history + 1) / 2;
   for (int s = 0; s < 3; ++s) batch.sparse[s].keys.reserve(static_cast<size_t>(count));
-  for (int s = 3; s < 5; ++s) batch.sparse[s].keys.reserve(static_cast<size_t>(count * mean_history));
+  for (int s = 3; s < 5; ++s)
+    batch.sparse[s].keys.reserve(static_cast<size_t>(count * mean_history));
   if (true_prob != nullptr) true_prob->resize(static_cast<size_t>(count));
 
   Sample s;

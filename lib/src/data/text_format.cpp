@@ -69,8 +69,8 @@ struct TextReader::Impl {
       const char* data = buffer.data();
       const void* nl = end > begin ? std::memchr(data + begin, '\n', end - begin) : nullptr;
       if (nl != nullptr || (at_eof && begin < end)) {
-        const size_t stop = nl != nullptr ? static_cast<size_t>(static_cast<const char*>(nl) - data)
-                                          : end;
+        const size_t stop =
+            nl != nullptr ? static_cast<size_t>(static_cast<const char*>(nl) - data) : end;
         line = std::string_view(data + begin, stop - begin);
         begin = nl != nullptr ? stop + 1 : end;
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -110,17 +110,19 @@ struct TextReader::Impl {
     if (ec != std::errc() || ptr != token.data() + token.size() || token.empty()) {
       fail_field(field, fmt::format("{} is not a number", quote(token)));
     }
-    if (!std::isfinite(value)) fail_field(field, fmt::format("{} is not a finite number", quote(token)));
+    if (!std::isfinite(value))
+      fail_field(field, fmt::format("{} is not a finite number", quote(token)));
     return value;
   }
 
-  void parse_ids(size_t field, std::string_view text, const Column& c, std::vector<uint64_t>& keys) {
+  void parse_ids(size_t field, std::string_view text, const Column& c,
+                 std::vector<uint64_t>& keys) {
     if (text.empty()) return;
     const uint64_t seed = c.hash ? c.hash_seed() : 0;
     for_each_token(text, [&](std::string_view token) {
       if (token.empty()) {
-        fail_field(field, fmt::format("empty id in {}: ids are separated by single commas",
-                                      quote(text)));
+        fail_field(field,
+                   fmt::format("empty id in {}: ids are separated by single commas", quote(text)));
       }
       if (c.hash) {
         keys.push_back(hash_token(token, seed));
@@ -164,7 +166,8 @@ struct TextReader::Impl {
         case ColumnKind::kLabel: {
           const float y = parse_float(j, text);
           if (!(y >= 0.0f && y <= 1.0f)) {
-            fail_field(j, fmt::format("{} is out of range: a label must be in [0, 1]", quote(text)));
+            fail_field(j,
+                       fmt::format("{} is out of range: a label must be in [0, 1]", quote(text)));
           }
           out.labels.push_back(y);
           break;
@@ -179,8 +182,8 @@ struct TextReader::Impl {
             });
           }
           if (count != c.dim) {
-            fail_field(j, fmt::format("expected {} comma-separated values (dim), found {}", c.dim,
-                                      count));
+            fail_field(
+                j, fmt::format("expected {} comma-separated values (dim), found {}", c.dim, count));
           }
           break;
         }
@@ -199,7 +202,8 @@ struct TextReader::Impl {
           col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
           break;
         }
-        case ColumnKind::kIgnore: break;
+        case ColumnKind::kIgnore:
+          break;
       }
     }
     out.sample_ids.push_back(first_sample_id + static_cast<uint64_t>(line_number - 1));
@@ -277,10 +281,12 @@ void append_text(std::string& out, const Schema& schema, const Batch& batch) {
       const Column& c = columns[j];
       if (j > 0) out.push_back('\t');
       switch (c.kind) {
-        case ColumnKind::kLabel: fmt::format_to(it, "{}", batch.labels[b]); break;
+        case ColumnKind::kLabel:
+          fmt::format_to(it, "{}", batch.labels[b]);
+          break;
         case ColumnKind::kDense: {
-          const float* row = batch.dense.data() + b * num_dense +
-                             schema.dense_offset(static_cast<int64_t>(j));
+          const float* row =
+              batch.dense.data() + b * num_dense + schema.dense_offset(static_cast<int64_t>(j));
           for (int64_t k = 0; k < c.dim; ++k) {
             LOCKSTEP_CHECK(std::isfinite(row[k]),
                            "cannot write sample {}: column '{}' value {} is {}, which the text "
@@ -306,7 +312,8 @@ void append_text(std::string& out, const Schema& schema, const Batch& batch) {
           }
           break;
         }
-        case ColumnKind::kIgnore: break;
+        case ColumnKind::kIgnore:
+          break;
       }
     }
     out.push_back('\n');

@@ -43,9 +43,9 @@ struct SyntheticConfig {
   double context_zipf = 1.0;   ///< each context field's values
 
   // Behaviour.
-  int64_t interests_per_user = 3;       ///< interest categories per user (weighted)
-  double history_interest_prob = 0.8;   ///< a history item comes from the user's interests
-  double target_interest_prob = 0.5;    ///< the target item comes from the user's interests
+  int64_t interests_per_user = 3;      ///< interest categories per user (weighted)
+  double history_interest_prob = 0.8;  ///< a history item comes from the user's interests
+  double target_interest_prob = 0.5;   ///< the target item comes from the user's interests
 
   // Click model: logit = bias + user_bias + item_bias + w_match*ln(1 + n_cat)
   //   + w_repeat*ln(1 + n_item) + w_ctx * sum_{f<g} e_fg(ctx_f, ctx_g) + dense . v
@@ -96,7 +96,8 @@ class SyntheticGenerator {
   /// Samples [first_sample, first_sample + count), with sample_ids = their indices. Sample i
   /// depends only on (config, i). When `true_prob` is given it receives sigmoid(true logit)
   /// per sample (resized to count).
-  Batch generate(int64_t first_sample, int64_t count, std::vector<float>* true_prob = nullptr) const;
+  Batch generate(int64_t first_sample, int64_t count,
+                 std::vector<float>* true_prob = nullptr) const;
 
   /// The terms of sample i's true logit, recomputed from scratch.
   LogitTerms logit_terms(int64_t sample) const;
