@@ -11,6 +11,8 @@ namespace lockstep::data {
 namespace {
 
 // Philox streams: one per kind of draw, so draws of different kinds never share counters.
+// Every draw uses the counter (index low, index high, sub, stream) under the key (seed low,
+// seed high).
 enum Stream : uint32_t {
   kItemCategory = 1,  // index = item
   kUserInterest,      // index = user, sub = interest k
@@ -19,7 +21,7 @@ enum Stream : uint32_t {
   kSample,            // index = sample, sub 0/1
   kHistory,           // index = sample, sub = position j
   kContext,           // index = sample, sub = field f
-  kContextPair,       // counter = (a, b, pair), see pair_effect()
+  kContextPair,       // counter = (value a, value b, pair index): e_fg(a, b)
   kDense,             // index = sample, sub = feature j
   kDenseWeight,       // index = feature j
 };
@@ -86,7 +88,6 @@ class ZipfTable {
       guide_[k] = static_cast<int32_t>(std::min(n - 1, upper_bound_index(cdf_.data(), n, start)));
     }
   }
-  int64_t size() const { return static_cast<int64_t>(cdf_.size()); }
   int64_t sample(uint32_t word) const {
     const uint32_t slice = bits_ == 0 ? 0 : word >> (32 - bits_);
     const int64_t lo = guide_[slice], hi = guide_[slice + 1];
@@ -259,7 +260,10 @@ SyntheticGenerator::SyntheticGenerator(SyntheticConfig config)
 
   t->dense_weight.resize(static_cast<size_t>(c.num_dense));
   for (int64_t j = 0; j < c.num_dense; ++j) {
-    const uint32_t word = philox_u32(seed, kDenseWeight, static_cast<uint64_t>(j));
+    const uint32_t word =
+        philox4x32_10(static_cast<uint32_t>(j), 0, 0, kDenseWeight, static_cast<uint32_t>(seed),
+                      static_cast<uint32_t>(seed >> 32))
+            .v[0];
     const double sign = (word & 1u) != 0 ? 1.0 : -1.0;
     t->dense_weight[j] = sign * c.w_dense / std::sqrt(static_cast<double>(c.num_dense));
   }
