@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/file_util.h"
 #include "lockstep/io/safetensors.h"
 #include "lockstep/nn/linear.h"
 #include "test_util.h"
@@ -71,20 +70,6 @@ TEST_CASE("Corrupted or truncated safetensors files are refused", "[io][errors]"
   bad_json[9] = '#';
   write_all(path, bad_json);
   CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("not valid JSON"));
-}
-
-TEST_CASE("Atomic writes keep the previous file when writing fails", "[io]") {
-  const auto path = scratch("atomic.bin");
-  io::write_file_atomically(path.string(), [](io::FileWriter& w) { w.write("old", 3); });
-  CHECK_THROWS_WITH(io::write_file_atomically(path.string(),
-                                              [](io::FileWriter& w) {
-                                                w.write("partial", 7);
-                                                throw Error("disk on fire");
-                                              }),
-                    Contains("disk on fire"));
-  CHECK(read_all(path) == std::vector<char>{'o', 'l', 'd'});
-  for (const auto& entry : fs::directory_iterator(path.parent_path()))
-    CHECK(entry.path().filename().string().find("atomic.bin.tmp") == std::string::npos);
 }
 
 TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact", "[io][params]") {

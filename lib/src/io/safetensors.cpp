@@ -1,7 +1,5 @@
 #include "lockstep/io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -11,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "io/file_util.h"
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 
 namespace lockstep::io {
@@ -117,14 +115,14 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   header["__metadata__"] = meta;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-  write_file_atomically(path, [&](FileWriter& out) {
-    uint64_t len = text.size();
-    uint8_t le[8];
-    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(len >> (8 * i));
-    out.write(le, 8);
-    out.write(text.data(), text.size());
-    for (size_t i = 0; i < tensors.size(); ++i) out.write(tensors[i].data, sizes[i]);
-  });
+  AtomicFileWriter out(path);
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));
+  out.write({reinterpret_cast<const char*>(le), 8});
+  out.write(text);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    out.write({static_cast<const char*>(tensors[i].data), sizes[i]});
+  out.commit();
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
