@@ -32,7 +32,7 @@ namespace {
 
 struct Options {
   std::string config, data_dir, synthetic = "demo", device = "auto", save, metrics, log_level = "info";
-  int64_t train_samples = 200000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
+  int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
   int64_t epochs = 1;
   uint64_t data_seed = 1;
   int threads = 0;
@@ -87,38 +87,48 @@ class SyntheticSource final : public DataSource {
   double oracle_ = NAN;
 };
 
+/// A directory written by lockstep-datagen: schema.toml, the training files listed in meta.json
+/// (train.tsv when there is no meta.json), test.tsv, and the oracle AUC from meta.json.
 class DirectorySource final : public DataSource {
  public:
   explicit DirectorySource(const std::string& dir) : dir_(dir) {
     schema_ = data::Schema::load(dir + "/schema.toml");
     test_ = data::read_text(dir + "/test.tsv", schema_);
+    train_files_ = {dir + "/train.tsv"};
     const std::string meta = dir + "/meta.json";
-    if (std::filesystem::exists(meta)) {
-      try {
-        const auto j = nlohmann::json::parse(std::ifstream(meta));
-        if (j.contains("test") && j["test"].contains("oracle_auc"))
-          oracle_ = j["test"]["oracle_auc"].get<double>();
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("{}: {}", meta, e.what()));
-      }
+    if (!std::filesystem::exists(meta)) return;
+    try {
+      const auto j = nlohmann::json::parse(std::ifstream(meta));
+      const auto& splits = j.at("splits");
+      if (splits.at("test").contains("oracle_auc"))
+        oracle_ = splits.at("test").at("oracle_auc").get<double>();
+      train_files_.clear();
+      for (const auto& f : splits.at("train").at("files"))
+        train_files_.push_back(dir + "/" + f.at("path").get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
     }
   }
   const data::Schema& schema() const override { return schema_; }
   void for_each_train_batch(int64_t batch_size,
                             const std::function<void(const data::Batch&)>& fn) override {
-    data::TextReader reader(dir_ + "/train.tsv", schema_);
     data::Batch batch;
-    while (reader.next(batch, batch_size)) fn(batch);
+    for (const auto& file : train_files_) {
+      data::TextReader reader(file, schema_);
+      while (reader.next(batch, batch_size)) fn(batch);
+    }
   }
   const data::Batch& test_set() const override { return test_; }
   double oracle_auc() const override { return oracle_; }
   std::string describe() const override {
-    return fmt::format("{}/train.tsv and test.tsv ({} held-out samples)", dir_, test_.size);
+    return fmt::format("{}: {} training file(s), {} held-out samples", dir_, train_files_.size(),
+                       test_.size);
   }
 
  private:
   std::string dir_;
   data::Schema schema_;
+  std::vector<std::string> train_files_;
   data::Batch test_;
   double oracle_ = NAN;
 };
@@ -145,10 +155,7 @@ models::EmbeddingMlpConfig default_config(const data::Schema& schema, int64_t ta
     if (table == name) c.tables.push_back({name, table_rows, 16, embedding::Pooling::Mean, 0.05f});
     c.fields.push_back({name, table});
   }
-  c.mlp = {{200, 80, 1}, {nn::ActivationKind::PReLU}, false};
-  c.dense_optimizer = {nn::OptimizerKind::Adam, 1e-3f};
-  c.sparse_optimizer = {nn::OptimizerKind::Adagrad, 0.05f};
-  return c;
+  return c;  // MLP and optimizers: the EmbeddingMlpConfig defaults
 }
 
 struct EvalResult {

@@ -8,6 +8,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/deps.sh"
 "$root/scripts/build.sh"
 build=${LOCKSTEP_BUILD_DIR:-$root/build}
-echo "lockstep demo: training on 300000 generated samples, evaluating on 50000 held-out ones"
-exec "$build/examples/lockstep-train" --synthetic demo --train-samples 300000 \
-  --test-samples 50000 --epochs 2 --batch-size 1024 "$@"
+echo "lockstep demo: training on 1000000 generated samples, evaluating on 50000 held-out ones"
+exec "$build/examples/lockstep-train" --synthetic demo --train-samples 1000000 \
+  --test-samples 50000 --epochs 1 --batch-size 1024 "$@"

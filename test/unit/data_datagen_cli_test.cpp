@@ -1,6 +1,6 @@
 // End-to-end checks of the lockstep-datagen tool: what it writes reads back as the generator's
-// samples, and failures leave nothing behind. Skipped (with a warning) when the examples are
-// not built.
+// samples, and failures leave nothing behind. Built only with LOCKSTEP_BUILD_EXAMPLES
+// (test/CMakeLists.txt), which also builds the tool before the tests.
 
 #include <catch2/catch.hpp>
 
@@ -26,15 +26,8 @@ namespace {
 
 const std::string kDatagen = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-datagen";
 
-// Runs the tool with `args`, stdout and stderr captured in `output`; returns the exit code.
 int run_datagen(const std::string& args, const test::TempDir& scratch, std::string& output) {
-  const std::string log = scratch.file("datagen.log");
-  const int status = std::system((kDatagen + " " + args + " > " + log + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  output = text.str();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return test::run_tool(kDatagen, args, scratch, output);
 }
 
 std::string read_file(const std::string& path) {
@@ -48,10 +41,7 @@ std::string read_file(const std::string& path) {
 
 TEST_CASE("lockstep-datagen writes shards that read back as the generator's samples",
           "[data][cli]") {
-  if (!std::filesystem::exists(kDatagen)) {
-    WARN("skipped: " << kDatagen << " is not built (LOCKSTEP_BUILD_EXAMPLES=OFF?)");
-    return;
-  }
+  REQUIRE(std::filesystem::exists(kDatagen));
   test::TempDir scratch;
   const std::string out = scratch.file("out");
   std::string output;
@@ -102,10 +92,7 @@ TEST_CASE("lockstep-datagen writes shards that read back as the generator's samp
 }
 
 TEST_CASE("lockstep-datagen rejects bad flags and leaves nothing half-written", "[data][cli]") {
-  if (!std::filesystem::exists(kDatagen)) {
-    WARN("skipped: " << kDatagen << " is not built");
-    return;
-  }
+  REQUIRE(std::filesystem::exists(kDatagen));
   test::TempDir scratch;
   std::string output;
   const std::string out = scratch.file("out");

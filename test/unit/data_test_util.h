@@ -11,7 +11,11 @@
 #include "lockstep/data/batch.h"
 #include "test_util.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <iterator>
 
 namespace lockstep::test {
 
@@ -55,6 +59,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// Runs `binary args` with stdout and stderr captured into `output` (through a file in
+/// `scratch`); returns the exit code (-1 when it did not exit normally).
+inline int run_tool(const std::string& binary, const std::string& args, const TempDir& scratch,
+                    std::string& output) {
+  const std::string log = scratch.file("tool.log");
+  const int status = std::system((binary + " " + args + " > " + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  output.assign(std::istreambuf_iterator<char>(in), {});
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 /// Appends the samples of `b` to `a` (same layout), shifting b's CSR offsets.
 inline void append_batch(data::Batch& a, const data::Batch& b) {

@@ -18,7 +18,9 @@ struct EmbeddingMlpConfig {
   bool use_dense = true;  // append the batch's dense features to the MLP input
   nn::MlpConfig mlp{{200, 80, 1}, {nn::ActivationKind::PReLU}, false};
   nn::OptimizerConfig dense_optimizer{nn::OptimizerKind::Adam, 1e-3f};
-  nn::OptimizerConfig sparse_optimizer{nn::OptimizerKind::Adagrad, 0.05f};
+  // Row-wise Adagrad normalises each row's step by its accumulated gradient, so a large rate is
+  // right: 0.5 gave the best held-out AUC on the demo data (docs/training.md).
+  nn::OptimizerConfig sparse_optimizer{nn::OptimizerKind::Adagrad, 0.5f};
   uint64_t seed = 1;
   /// Throws Error naming the field and its allowed range (the MLP must end in width 1).
   void validate() const;

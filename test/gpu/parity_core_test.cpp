@@ -1,0 +1,144 @@
+// CUDA vs CPU for the core kernels (gemm, fill_uniform/fill_constant, copy_2d) and for whole
+// layers and the EmbeddingMlp model: identical initial weights, forward/backward and training
+// steps within fp32 tolerance.
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "gpu_util.h"
+#include "kernels/copy.h"
+#include "kernels/gemm.h"
+#include "kernels/init.h"
+#include "lockstep/models/embedding_mlp.h"
+#include "lockstep/train/local_trainer.h"
+
+using namespace lockstep;
+
+TEST_CASE("CUDA gemm matches the CPU for every transpose combination", "[gpu][gemm]") {
+  test::ParityContexts ctx;
+  using kernels::Trans;
+  for (int combo = 0; combo < 4; ++combo) {
+    const Trans ta = combo & 1 ? Trans::T : Trans::N, tb = combo & 2 ? Trans::T : Trans::N;
+    for (auto [M, N, K] : {std::tuple{1, 1, 1}, std::tuple{7, 5, 3}, std::tuple{257, 33, 129},
+                           std::tuple{4096, 200, 152}, std::tuple{3, 4, 0}}) {
+      INFO("combo " << combo << " M=" << M << " N=" << N << " K=" << K);
+      const int64_t lda = (ta == Trans::N ? K : M) + 1, ldb = (tb == Trans::N ? N : K) + 2,
+                    ldc = N + 3;
+      const auto A = test::random_vector<float>((ta == Trans::N ? M : K) * lda, 1 + combo);
+      const auto B = test::random_vector<float>((tb == Trans::N ? K : N) * ldb, 2 + combo);
+      auto C = test::random_vector<float>(M * ldc, 3 + combo);
+      auto dA = test::to_gpu(ctx.gpu, A), dB = test::to_gpu(ctx.gpu, B), dC = test::to_gpu(ctx.gpu, C);
+      kernels::gemm<float>(ctx.cpu, ta, tb, M, N, K, 0.75f, A.data(), lda, B.data(), ldb, 0.5f,
+                           C.data(), ldc);
+      kernels::gemm<float>(ctx.gpu, ta, tb, M, N, K, 0.75f, dA.data(), lda, dB.data(), ldb, 0.5f,
+                           dC.data(), ldc);
+      // Sums of K products of values in [-1, 1]: error grows like sqrt(K) ulps.
+      test::require_close(to_host(ctx.gpu, dC), C, 1e-5 * std::sqrt(double(K) + 1), 1e-5, "gemm");
+    }
+  }
+}
+
+TEST_CASE("CUDA fill_uniform and fill_constant are bitwise equal to the CPU", "[gpu][init]") {
+  test::ParityContexts ctx;
+  for (int64_t n : {1, 7, 1000, (1 << 20) + 3}) {
+    for (uint64_t offset : {uint64_t{0}, uint64_t{12345}}) {
+      std::vector<float> ref(n);
+      kernels::fill_uniform<float>(ctx.cpu, n, 42, 9, offset, -0.3f, 0.7f, ref.data());
+      Tensor<float> got(ctx.gpu, {n});
+      kernels::fill_uniform<float>(ctx.gpu, n, 42, 9, offset, -0.3f, 0.7f, got.data());
+      test::require_bitwise_equal(to_host(ctx.gpu, got), ref, "fill_uniform");
+    }
+    Tensor<float> c(ctx.gpu, {n});
+    kernels::fill_constant<float>(ctx.gpu, n, 2.5f, c.data());
+    test::require_bitwise_equal(to_host(ctx.gpu, c), std::vector<float>(n, 2.5f), "fill_constant");
+  }
+}
+
+TEST_CASE("CUDA copy_2d places and accumulates blocks like the CPU", "[gpu][copy]") {
+  test::ParityContexts ctx;
+  for (auto [rows, cols, ld_src, ld_dst] : {std::tuple{1, 1, 1, 1}, std::tuple{37, 16, 16, 152},
+                                            std::tuple{4096, 8, 9, 200}}) {
+    const auto src = test::random_vector<float>(rows * ld_src, 1);
+    auto dst = test::random_vector<float>(rows * ld_dst, 2);
+    auto d_src = test::to_gpu(ctx.gpu, src), d_dst = test::to_gpu(ctx.gpu, dst);
+    const int64_t col0 = ld_dst > cols ? 1 : 0;  // a block that does not start at column 0
+    for (bool acc : {false, true}) {
+      kernels::copy_2d<float>(ctx.cpu, rows, cols, src.data(), ld_src, dst.data() + col0, ld_dst,
+                              acc);
+      kernels::copy_2d<float>(ctx.gpu, rows, cols, d_src.data(), ld_src, d_dst.data() + col0,
+                              ld_dst, acc);
+      test::require_bitwise_equal(to_host(ctx.gpu, d_dst), dst, acc ? "accumulate" : "copy");
+    }
+  }
+}
+
+namespace {
+const std::vector<std::string> kColumns = {"user", "item", "hist"};
+
+models::EmbeddingMlpConfig model_config(nn::ActivationKind act) {
+  models::EmbeddingMlpConfig c;
+  c.tables = {{"user", 1000, 8, embedding::Pooling::Sum, 0.1f},
+              {"item", 5000, 16, embedding::Pooling::Mean, 0.1f}};
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
+  c.mlp = {{64, 32, 1}, {act}, false};
+  c.seed = 11;
+  return c;
+}
+
+data::Batch random_batch(int64_t rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  data::Batch b;
+  b.size = rows;
+  for (int c = 0; c < 3; ++c) {
+    data::SparseColumn col;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int len = c == 2 ? static_cast<int>(rng() % 21) : 1;
+      for (int j = 0; j < len; ++j) col.keys.push_back(rng() % 3000);
+      col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
+    }
+    b.sparse.push_back(col);
+  }
+  for (int64_t i = 0; i < rows * 4; ++i) b.dense.push_back(u(rng));
+  for (int64_t r = 0; r < rows; ++r) {
+    b.labels.push_back(static_cast<float>(rng() % 2));
+    b.sample_ids.push_back(static_cast<uint64_t>(r));
+  }
+  return b;
+}
+
+std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMlp<float>& m) {
+  std::vector<float> out;
+  for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  for (auto* t : m.tables())
+    for (const auto& [name, v] : t->to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("EmbeddingMlp on CUDA: identical initial weights, close logits and training", "[gpu][model]") {
+  test::ParityContexts ctx;
+  for (auto act : {nn::ActivationKind::PReLU, nn::ActivationKind::Dice}) {
+    INFO(nn::activation_name(act));
+    models::EmbeddingMlp<float> cpu(model_config(act), kColumns, 4, ctx.cpu);
+    models::EmbeddingMlp<float> gpu(model_config(act), kColumns, 4, ctx.gpu);
+    test::require_bitwise_equal(all_parameters(ctx.gpu, gpu), all_parameters(ctx.cpu, cpu),
+                                "initial parameters");
+    const data::Batch batch = random_batch(513, 3);
+    const auto z_cpu = to_host(ctx.cpu, cpu.forward(ctx.cpu, batch, true), batch.size);
+    const auto z_gpu = to_host(ctx.gpu, gpu.forward(ctx.gpu, batch, true), batch.size);
+    test::require_close(z_gpu, z_cpu, 1e-5, 1e-4, "logits");
+
+    train::LocalTrainer<float> t_cpu(cpu, ctx.cpu), t_gpu(gpu, ctx.gpu);
+    for (int step = 0; step < 5; ++step) {
+      const data::Batch b = random_batch(256 + step, 100 + step);
+      const double l_cpu = t_cpu.step(b), l_gpu = t_gpu.step(b);
+      CHECK(l_gpu == Approx(l_cpu).epsilon(1e-4));
+    }
+    // Adam/Adagrad normalise steps, so tiny differences in small gradients can move a weight by
+    // up to ~lr per step: compare with an absolute tolerance of a few learning rates.
+    test::require_close(all_parameters(ctx.gpu, gpu), all_parameters(ctx.cpu, cpu), 5e-3, 1e-3,
+                        "parameters after 5 steps");
+  }
+}
