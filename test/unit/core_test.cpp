@@ -147,3 +147,29 @@ TEST_CASE("copy_2d places and accumulates a block in a wider matrix", "[kernels]
   kernels::copy_2d<float>(ctx, 3, 4, src.data(), 4, dst.data() + 2, 10, true);
   CHECK(dst[10 + 3] == 2 * src[4 + 1]);
 }
+
+TEST_CASE("Context random stream hands out disjoint counters and can be restored", "[core][rng]") {
+  Context ctx(Device::cpu(), ContextOptions{false, 0, 77});
+  CHECK(ctx.random_seed() == 77);
+  CHECK(ctx.reserve_random(10) == 0);
+  CHECK(ctx.reserve_random(5) == 10);
+  CHECK(ctx.random_offset() == 15);
+  ctx.set_random_offset(3);
+  CHECK(ctx.reserve_random(1) == 3);
+  // Draws through the stream are the Philox words at those counters.
+  std::vector<float> a(4), b(4);
+  const uint64_t first = ctx.reserve_random(4);
+  kernels::fill_uniform<float>(ctx, 4, ctx.random_seed(), 0, first, 0.0f, 1.0f, a.data());
+  for (int i = 0; i < 4; ++i) b[i] = uniform01_from_u32(philox_u32(77, 0, first + i));
+  test::require_bitwise_equal(a, b, "fill_uniform through the context stream");
+}
+
+#if LOCKSTEP_NCCL_ENABLED
+#include "comm/nccl_check.h"
+TEST_CASE("LOCKSTEP_NCCL_CHECK names the NCCL error and the call", "[core][errors]") {
+  CHECK_THROWS_WITH([] { LOCKSTEP_NCCL_CHECK(ncclInvalidArgument); }(),
+                    Contains("NCCL error 4") && Contains("ncclInvalidArgument") &&
+                        Contains("core_test.cpp"));
+  CHECK_NOTHROW([] { LOCKSTEP_NCCL_CHECK(ncclInProgress); }());  // non-blocking work still running
+}
+#endif

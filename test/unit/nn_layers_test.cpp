@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "gradcheck.h"
-#include "lockstep/embedding/pooled_embeddings.h"
+#include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/nn/linear.h"
 #include "lockstep/nn/loss.h"
 #include "lockstep/nn/mlp.h"
@@ -158,7 +158,7 @@ data::Batch random_sparse_batch(int64_t rows, const std::vector<int>& max_ids, u
 }
 }  // namespace
 
-TEST_CASE("PooledEmbeddings: finite-difference gradients over shared tables", "[nn][embedding][gradcheck]") {
+TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared tables", "[nn][embedding][gradcheck]") {
   Context ctx;
   using embedding::Pooling;
   // Table "item" (mean) is read by two fields; "ctx" (sum) by one; bags may be empty.
@@ -166,7 +166,7 @@ TEST_CASE("PooledEmbeddings: finite-difference gradients over shared tables", "[
                                                 {"ctx", 5, 2, Pooling::Sum, 0.5f}};
   std::vector<embedding::FieldConfig> fields = {{"target", "item"}, {"hist", "item"}, {"c0", "ctx"}};
   nn::OptimizerConfig opt{nn::OptimizerKind::Adagrad, 0.1f};
-  embedding::PooledEmbeddings<double> emb(tables, fields, {"c0", "hist", "target"}, opt);
+  embedding::EmbeddingBagCollection<double> emb(tables, fields, {"c0", "hist", "target"}, opt);
   emb.allocate(ctx, 3);
   REQUIRE(emb.output_width() == 3 + 3 + 2);
   const int64_t rows = 6, width = emb.output_width();
@@ -195,15 +195,15 @@ TEST_CASE("PooledEmbeddings: finite-difference gradients over shared tables", "[
   }
 }
 
-TEST_CASE("PooledEmbeddings reports configuration errors by name", "[nn][embedding][errors]") {
+TEST_CASE("EmbeddingBagCollection reports configuration errors by name", "[nn][embedding][errors]") {
   nn::OptimizerConfig opt{nn::OptimizerKind::Adagrad, 0.1f};
   std::vector<embedding::TableConfig> tables = {{"item", 7, 3}};
-  CHECK_THROWS_WITH(embedding::PooledEmbeddings<float>(tables, {{"hist", "item"}}, {"user"}, opt),
+  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(tables, {{"hist", "item"}}, {"user"}, opt),
                     Contains("'hist'") && Contains("columns: user"));
-  CHECK_THROWS_WITH(embedding::PooledEmbeddings<float>(tables, {{"user", "items"}}, {"user"}, opt),
+  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(tables, {{"user", "items"}}, {"user"}, opt),
                     Contains("table 'items'"));
   std::vector<embedding::TableConfig> bad = {{"item", 0, 3}};
-  CHECK_THROWS_WITH(embedding::PooledEmbeddings<float>(bad, {{"user", "item"}}, {"user"}, opt),
+  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(bad, {{"user", "item"}}, {"user"}, opt),
                     Contains("rows = 0"));
 }
 

@@ -18,6 +18,7 @@ struct Context::Impl {
   void* stream = nullptr;
   void* cublas = nullptr;
   Buffer workspace;  // declared after stream: destroyed first, while the stream still exists
+  uint64_t random_offset = 0;
 
   ~Impl() {
 #if LOCKSTEP_CUDA_ENABLED
@@ -81,6 +82,15 @@ void Context::synchronize() const {
 #if LOCKSTEP_CUDA_ENABLED
   if (impl_->stream) LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl_->stream)));
 #endif
+}
+
+uint64_t Context::random_seed() const { return impl_->options.seed; }
+uint64_t Context::random_offset() const { return impl_->random_offset; }
+void Context::set_random_offset(uint64_t offset) { impl_->random_offset = offset; }
+uint64_t Context::reserve_random(uint64_t n) {
+  const uint64_t first = impl_->random_offset;
+  impl_->random_offset += n;
+  return first;
 }
 
 }  // namespace lockstep

@@ -92,21 +92,25 @@ std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& 
 template <class T>
 void EmbeddingTable<T>::from_host(const Context& ctx,
                                   const std::map<std::string, std::vector<T>>& tensors) {
-  const auto restore = [&](const std::string& name, Tensor<T>& t) {
+  std::vector<std::pair<const std::vector<T>*, Tensor<T>*>> plan;
+  const auto find = [&](const std::string& name, Tensor<T>& t) {
     auto it = tensors.find(name);
     LOCKSTEP_CHECK(it != tensors.end(), "embedding tensor '{}' is missing", name);
     LOCKSTEP_CHECK(static_cast<int64_t>(it->second.size()) == t.numel(),
                    "embedding tensor '{}' has {} values, the table needs {}", name,
                    it->second.size(), t.numel());
-    copy_bytes(ctx, t.data(), ctx.device(), it->second.data(), Device::cpu(), t.bytes());
+    plan.emplace_back(&it->second, &t);
   };
-  restore(config_.name + ".weight", weights_);
+  find(config_.name + ".weight", weights_);
   if (optimizer_.kind == nn::OptimizerKind::Adagrad) {
-    restore(config_.name + ".accum", state0_);
+    find(config_.name + ".accum", state0_);
   } else {
-    restore(config_.name + ".m", state0_);
-    restore(config_.name + ".v", state1_);
+    find(config_.name + ".m", state0_);
+    find(config_.name + ".v", state1_);
   }
+  // Everything checked: now overwrite, so a bad input leaves the table as it was.
+  for (auto& [src, dst] : plan)
+    copy_bytes(ctx, dst->data(), ctx.device(), src->data(), Device::cpu(), dst->bytes());
 }
 
 template class EmbeddingTable<float>;

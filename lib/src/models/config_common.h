@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "io/toml_util.h"
-#include "lockstep/embedding/pooled_embeddings.h"
+#include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
 

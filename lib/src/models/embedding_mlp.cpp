@@ -21,7 +21,7 @@ EmbeddingMlp<T>::EmbeddingMlp(EmbeddingMlpConfig config,
                               const Context& ctx)
     : config_(std::move(config)), num_dense_(config_.use_dense ? num_dense : 0) {
   config_.validate();
-  embeddings_ = std::make_unique<embedding::PooledEmbeddings<T>>(
+  embeddings_ = std::make_unique<embedding::EmbeddingBagCollection<T>>(
       config_.tables, config_.fields, sparse_columns, config_.sparse_optimizer);
   input_width_ = embeddings_->output_width() + num_dense_;
   mlp_ = std::make_unique<nn::Mlp<T>>(params_, "mlp", input_width_, config_.mlp);

@@ -15,6 +15,8 @@ struct ContextOptions {
   bool allow_tf32 = false;
   /// Threads for CPU kernels and OpenBLAS; 0 keeps the library default.
   int cpu_threads = 0;
+  /// Seed of the context's random stream (dropout and other per-step draws).
+  uint64_t seed = 0;
 };
 
 /// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
@@ -49,6 +51,16 @@ class Context {
 
   /// Waits until all work on this context's stream is done (no-op on the CPU).
   void synchronize() const;
+
+  /// The context's counter-based random stream (Philox, lockstep/core/philox.h): draws are
+  /// philox_u32(random_seed(), stream, counter). reserve_random(n) returns the first of n fresh
+  /// counters and advances the offset, so successive users get disjoint numbers and the same
+  /// sequence of calls gives the same numbers on the CPU and on CUDA. The offset is part of a
+  /// checkpoint (random_offset / set_random_offset).
+  uint64_t random_seed() const;
+  uint64_t reserve_random(uint64_t n);
+  uint64_t random_offset() const;
+  void set_random_offset(uint64_t offset);
 
  private:
   struct Impl;

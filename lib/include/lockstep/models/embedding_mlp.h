@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/embedding/pooled_embeddings.h"
+#include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/models/model.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
@@ -50,7 +50,7 @@ class EmbeddingMlp final : public Model<T> {
   std::vector<embedding::EmbeddingTable<T>*> tables() override;
 
   const EmbeddingMlpConfig& config() const { return config_; }
-  embedding::PooledEmbeddings<T>& embeddings() { return *embeddings_; }
+  embedding::EmbeddingBagCollection<T>& embeddings() { return *embeddings_; }
   /// Width of the MLP input: embedding fields plus dense features.
   int64_t input_width() const { return input_width_; }
 
@@ -58,7 +58,7 @@ class EmbeddingMlp final : public Model<T> {
   EmbeddingMlpConfig config_;
   int64_t num_dense_;
   nn::ParamSet<T> params_;
-  std::unique_ptr<embedding::PooledEmbeddings<T>> embeddings_;
+  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
   std::unique_ptr<nn::Mlp<T>> mlp_;
   std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
   int64_t input_width_ = 0, rows_ = 0;

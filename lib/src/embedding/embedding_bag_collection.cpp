@@ -1,4 +1,4 @@
-#include "lockstep/embedding/pooled_embeddings.h"
+#include "lockstep/embedding/embedding_bag_collection.h"
 
 #include <algorithm>
 
@@ -15,7 +15,7 @@ kernels::Pooling to_kernel(Pooling p) {
 
 /// One table's view of the batch: the bags of all its fields, field after field, as one CSR.
 template <class T>
-struct PooledEmbeddings<T>::TableBatch {
+struct EmbeddingBagCollection<T>::TableBatch {
   std::vector<int> fields;              // field indices reading this table, in order
   std::vector<int64_t> host_offsets;    // (fields * rows + 1)
   std::vector<uint64_t> host_ids;       // rows of the table
@@ -25,7 +25,7 @@ struct PooledEmbeddings<T>::TableBatch {
 };
 
 template <class T>
-PooledEmbeddings<T>::PooledEmbeddings(std::vector<TableConfig> tables,
+EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> tables,
                                       std::vector<FieldConfig> fields,
                                       const std::vector<std::string>& batch_columns,
                                       nn::OptimizerConfig optimizer)
@@ -60,16 +60,16 @@ PooledEmbeddings<T>::PooledEmbeddings(std::vector<TableConfig> tables,
                    tables_[t].config().name);
 }
 
-template <class T> PooledEmbeddings<T>::~PooledEmbeddings() = default;
-template <class T> PooledEmbeddings<T>::PooledEmbeddings(PooledEmbeddings&&) noexcept = default;
+template <class T> EmbeddingBagCollection<T>::~EmbeddingBagCollection() = default;
+template <class T> EmbeddingBagCollection<T>::EmbeddingBagCollection(EmbeddingBagCollection&&) noexcept = default;
 
 template <class T>
-void PooledEmbeddings<T>::allocate(const Context& ctx, uint64_t seed) {
+void EmbeddingBagCollection<T>::allocate(const Context& ctx, uint64_t seed) {
   for (auto& t : tables_) t.allocate(ctx, seed);
 }
 
 template <class T>
-void PooledEmbeddings<T>::set_batch(const Context& ctx, const data::Batch& batch) {
+void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch& batch) {
   rows_ = batch.size;
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
@@ -97,7 +97,7 @@ void PooledEmbeddings<T>::set_batch(const Context& ctx, const data::Batch& batch
 }
 
 template <class T>
-void PooledEmbeddings<T>::forward(const Context& ctx, T* out, int64_t ld_out) const {
+void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_out) const {
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
@@ -113,7 +113,7 @@ void PooledEmbeddings<T>::forward(const Context& ctx, T* out, int64_t ld_out) co
 }
 
 template <class T>
-void PooledEmbeddings<T>::backward(const Context& ctx, const T* dout, int64_t ld_dout) {
+void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int64_t ld_dout) {
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
     EmbeddingTable<T>& table = tables_[t];
@@ -141,11 +141,11 @@ void PooledEmbeddings<T>::backward(const Context& ctx, const T* dout, int64_t ld
 }
 
 template <class T>
-void PooledEmbeddings<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
+void EmbeddingBagCollection<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
   for (auto& t : tables_) t.apply_gradients(ctx, grad_scale, step);
 }
 
-template class PooledEmbeddings<float>;
-template class PooledEmbeddings<double>;
+template class EmbeddingBagCollection<float>;
+template class EmbeddingBagCollection<double>;
 
 }  // namespace lockstep::embedding

@@ -1,6 +1,7 @@
 #pragma once
-// The embedding layer of a model: several tables, several multi-hot fields, each field pooled
-// (sum or mean) into its slice of a concatenated feature matrix.
+// EmbeddingBagCollection: the embedding layer of a model. Several tables (EmbeddingTable, v1
+// rows = XXH64(key) % rows), several multi-hot fields ("embedding bags"), each field pooled (sum
+// or mean) into its slice of a concatenated feature matrix.
 
 #include <memory>
 #include <string>
@@ -21,15 +22,15 @@ struct FieldConfig {
 /// Owns the tables. Per step: set_batch() (host: keys -> rows, upload), forward(), backward()
 /// (per-table sparse gradient, deterministic), apply_gradients().
 template <class T>
-class PooledEmbeddings {
+class EmbeddingBagCollection {
  public:
   /// `batch_columns`: the names of Batch::sparse columns in order (from the data schema).
   /// Throws Error naming the field for an unknown column or table, a duplicate table name, or a
   /// table no field reads.
-  PooledEmbeddings(std::vector<TableConfig> tables, std::vector<FieldConfig> fields,
+  EmbeddingBagCollection(std::vector<TableConfig> tables, std::vector<FieldConfig> fields,
                    const std::vector<std::string>& batch_columns, nn::OptimizerConfig optimizer);
-  ~PooledEmbeddings();
-  PooledEmbeddings(PooledEmbeddings&&) noexcept;
+  ~EmbeddingBagCollection();
+  EmbeddingBagCollection(EmbeddingBagCollection&&) noexcept;
 
   void allocate(const Context& ctx, uint64_t seed);
 
@@ -66,7 +67,7 @@ class PooledEmbeddings {
   std::vector<std::unique_ptr<TableBatch>> batches_;  // one per table
 };
 
-extern template class PooledEmbeddings<float>;
-extern template class PooledEmbeddings<double>;
+extern template class EmbeddingBagCollection<float>;
+extern template class EmbeddingBagCollection<double>;
 
 }  // namespace lockstep::embedding

@@ -1,0 +1,15 @@
+// Runner for the multi-rank tests (label mpi): every rank runs every test case between
+// MPI_Init and MPI_Finalize; ctest starts it under mpirun.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <mpi.h>
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  const int failed = Catch::Session().run(argc, argv);
+  // A rank whose assertions failed makes the whole job fail.
+  int any = failed != 0, total = 0;
+  MPI_Allreduce(&any, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return total == 0 ? 0 : 1;
+}
