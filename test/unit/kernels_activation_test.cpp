@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "finite_difference.h"
+#include "gradcheck.h"
 #include "kernels/activation.h"
 #include "test_util.h"
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "finite_difference.h"
+#include "gradcheck.h"
 #include "kernels/bias.h"
 #include "kernels/loss.h"
 #include "kernels/reduce.h"
