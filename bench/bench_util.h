@@ -19,7 +19,8 @@ namespace lockstep::bench {
 
 /// Median wall time in milliseconds of `iters` runs of fn after `warmup` runs. On CUDA each run
 /// is bracketed by events on the context's stream (device time); on the CPU by steady_clock.
-inline double median_ms(const Context& ctx, const std::function<void()>& fn, int warmup, int iters) {
+inline double median_ms(const Context& ctx, const std::function<void()>& fn, int warmup,
+                        int iters) {
   for (int i = 0; i < warmup; ++i) fn();
   ctx.synchronize();
   std::vector<double> times;
@@ -66,8 +67,8 @@ struct Row {
 
 inline void print_table(const std::string& title, const std::vector<Row>& rows) {
   std::printf("\n%s\n", title.c_str());
-  std::printf("%-34s %10s %12s %12s %8s  %s\n", "case", "median ms", "achieved", "ceiling", "of peak",
-              "note");
+  std::printf("%-34s %10s %12s %12s %8s  %s\n", "case", "median ms", "achieved", "ceiling",
+              "of peak", "note");
   for (const auto& r : rows) {
     char frac[16] = "-";
     if (r.ceiling > 0) std::snprintf(frac, sizeof frac, "%.1f%%", 100.0 * r.achieved / r.ceiling);

@@ -28,9 +28,12 @@ namespace {
 double cpu_triad_gbs(const Context& ctx) {
   const size_t n = size_t{1} << 24;  // 64 MiB per array
   std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
-  const double ms = bench::median_ms(ctx, [&] {
-    for (size_t i = 0; i < n; ++i) a[i] = b[i] + 0.5f * c[i];
-  }, 1, 5);
+  const double ms = bench::median_ms(
+      ctx,
+      [&] {
+        for (size_t i = 0; i < n; ++i) a[i] = b[i] + 0.5f * c[i];
+      },
+      1, 5);
   return 3.0 * n * sizeof(float) / (ms * 1e-3) / 1e9;
 }
 
@@ -39,10 +42,13 @@ double measured_sgemm_gflops(const Context& ctx) {
   Tensor<float> a(ctx, {n, n}), b(ctx, {n, n}), c(ctx, {n, n});
   zero_bytes(ctx, a.data(), a.bytes());
   zero_bytes(ctx, b.data(), b.bytes());
-  const double ms = bench::median_ms(ctx, [&] {
-    kernels::gemm<float>(ctx, kernels::Trans::N, kernels::Trans::N, n, n, n, 1.0f, a.data(), n,
-                         b.data(), n, 0.0f, c.data(), n);
-  }, 1, 5);
+  const double ms = bench::median_ms(
+      ctx,
+      [&] {
+        kernels::gemm<float>(ctx, kernels::Trans::N, kernels::Trans::N, n, n, n, 1.0f, a.data(), n,
+                             b.data(), n, 0.0f, c.data(), n);
+      },
+      1, 5);
   return 2.0 * n * n * n / (ms * 1e-3) / 1e9;
 }
 
@@ -67,10 +73,11 @@ int main(int argc, char** argv) {
     const bool cpu = device.is_cpu();
     const double bw_ceiling = cpu ? cpu_triad_gbs(ctx) : info.peak_bandwidth_gbs;
     const double sgemm = measured_sgemm_gflops(ctx);
-    std::printf("device: %s (%s)\n%s\nbandwidth ceiling: %.1f GB/s (%s); FP32 peak %.0f GFLOP/s; "
-                "measured large SGEMM %.0f GFLOP/s\n",
-                device.str().c_str(), info.name.c_str(), info.how.c_str(), bw_ceiling,
-                cpu ? "measured triad" : "theoretical", info.peak_fp32_gflops, sgemm);
+    std::printf(
+        "device: %s (%s)\n%s\nbandwidth ceiling: %.1f GB/s (%s); FP32 peak %.0f GFLOP/s; "
+        "measured large SGEMM %.0f GFLOP/s\n",
+        device.str().c_str(), info.name.c_str(), info.how.c_str(), bw_ceiling,
+        cpu ? "measured triad" : "theoretical", info.peak_fp32_gflops, sgemm);
 
     // ---- din-bench history field: bags of 1..50 item ids, 1M-row table, dim 16, mean pooling.
     const int64_t rows = 1000000, dim = 16;
@@ -93,31 +100,41 @@ int main(int argc, char** argv) {
     Tensor<int64_t> num_unique(ctx, {1});
     std::vector<bench::Row> rows_out;
 
-    const double fwd_ms = bench::median_ms(ctx, [&] {
-      kernels::pooled_lookup_forward<float>(ctx, kernels::Pooling::Mean, batch, dim, table.data(),
-                                            rows, d_offsets.data(), d_ids.data(), out.data(), dim);
-    }, 3, iters);
+    const double fwd_ms = bench::median_ms(
+        ctx,
+        [&] {
+          kernels::pooled_lookup_forward<float>(ctx, kernels::Pooling::Mean, batch, dim,
+                                                table.data(), rows, d_offsets.data(), d_ids.data(),
+                                                out.data(), dim);
+        },
+        3, iters);
     const double fwd_bytes = nnz * (dim * 4.0 + 8) + (batch + 1) * 8.0 + batch * dim * 4.0;
     rows_out.push_back({"pooled lookup fwd (hist, mean)", fwd_ms, fwd_bytes / (fwd_ms * 1e6),
                         bw_ceiling, "GB/s",
                         fmt::format("B={} nnz={} dim={} rows=1M", batch, nnz, dim)});
 
-    const double bwd_ms = bench::median_ms(ctx, [&] {
-      kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
-                                             d_offsets.data(), d_ids.data(), nnz, out.data(), dim,
-                                             unique.data(), grad_rows.data(), num_unique.data());
-    }, 3, iters);
+    const double bwd_ms = bench::median_ms(
+        ctx,
+        [&] {
+          kernels::pooled_lookup_backward<float>(
+              ctx, kernels::Pooling::Mean, batch, dim, d_offsets.data(), d_ids.data(), nnz,
+              out.data(), dim, unique.data(), grad_rows.data(), num_unique.data());
+        },
+        3, iters);
     const int64_t u = to_host(ctx, num_unique.data(), 1)[0];
     const double bwd_bytes = nnz * 8.0 + batch * dim * 4.0 + u * (dim * 4.0 + 8);
     rows_out.push_back({"pooled lookup bwd (sort+reduce)", bwd_ms, bwd_bytes / (bwd_ms * 1e6),
                         bw_ceiling, "GB/s",
                         fmt::format("unique rows {}; bytes = ids + dout + unique grads", u)});
 
-    const double upd_ms = bench::median_ms(ctx, [&] {
-      kernels::sparse_adagrad_update<float>(ctx, {0.01f, 1e-8f}, 1.0f / batch, dim,
-                                            num_unique.data(), nnz, unique.data(),
-                                            grad_rows.data(), table.data(), accum.data());
-    }, 3, iters);
+    const double upd_ms = bench::median_ms(
+        ctx,
+        [&] {
+          kernels::sparse_adagrad_update<float>(ctx, {0.01f, 1e-8f}, 1.0f / batch, dim,
+                                                num_unique.data(), nnz, unique.data(),
+                                                grad_rows.data(), table.data(), accum.data());
+        },
+        3, iters);
     const double upd_bytes = u * (8.0 + dim * 4.0 * 3 + 4.0 * 2);
     rows_out.push_back({"sparse row-wise adagrad", upd_ms, upd_bytes / (upd_ms * 1e6), bw_ceiling,
                         "GB/s", "read grad+row+acc, write row+acc"});
@@ -125,22 +142,26 @@ int main(int argc, char** argv) {
     // ---- din-bench MLP: input 152 = hist 32 + target 32 + user 16 + 4 ctx x 16 + 8 dense,
     // 200 -> 80 -> 1, PReLU; forward + backward (dW and dx).
     nn::ParamSet<float> ps;
-    nn::Mlp<float> mlp(ps, "mlp", 152, nn::MlpConfig{{200, 80, 1}, {nn::ActivationKind::PReLU}, false});
+    nn::Mlp<float> mlp(ps, "mlp", 152,
+                       nn::MlpConfig{{200, 80, 1}, {nn::ActivationKind::PReLU}, false});
     ps.allocate(ctx, 1);
     Tensor<float> x(ctx, {batch, 152}), dx(ctx, {batch, 152}), dout(ctx, {batch, 1});
     zero_bytes(ctx, x.data(), x.bytes());
     zero_bytes(ctx, dout.data(), dout.bytes());
-    const double mlp_ms = bench::median_ms(ctx, [&] {
-      mlp.forward(ctx, batch, x.data(), true);
-      mlp.backward(ctx, batch, x.data(), dout.data(), dx.data());
-    }, 3, iters);
+    const double mlp_ms = bench::median_ms(
+        ctx,
+        [&] {
+          mlp.forward(ctx, batch, x.data(), true);
+          mlp.backward(ctx, batch, x.data(), dout.data(), dx.data());
+        },
+        3, iters);
     const double mlp_flops = 3.0 * 2.0 * batch * (152.0 * 200 + 200.0 * 80 + 80.0 * 1);
     rows_out.push_back({"DIN MLP 152-200-80-1 fwd+bwd", mlp_ms, mlp_flops / (mlp_ms * 1e6), sgemm,
                         "GF/s", "ceiling: measured large SGEMM"});
 
-    bench::print_table(fmt::format("din-bench kernels on {} ({}), batch {}", device.str(),
-                                   info.name, batch),
-                       rows_out);
+    bench::print_table(
+        fmt::format("din-bench kernels on {} ({}), batch {}", device.str(), info.name, batch),
+        rows_out);
     if (!json_path.empty()) {
       nlohmann::json j;
       j["device"] = device.str();
@@ -150,8 +171,12 @@ int main(int argc, char** argv) {
       j["peak_fp32_gflops"] = info.peak_fp32_gflops;
       j["measured_sgemm_gflops"] = sgemm;
       for (const auto& r : rows_out)
-        j["cases"].push_back({{"name", r.name}, {"median_ms", r.ms}, {"achieved", r.achieved},
-                              {"ceiling", r.ceiling}, {"unit", r.unit}, {"note", r.note}});
+        j["cases"].push_back({{"name", r.name},
+                              {"median_ms", r.ms},
+                              {"achieved", r.achieved},
+                              {"ceiling", r.ceiling},
+                              {"unit", r.unit},
+                              {"note", r.note}});
       std::ofstream(json_path) << j.dump(2) << "\n";
     }
   } catch (const Error& e) {

@@ -31,7 +31,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string config, data_dir, synthetic = "demo", device = "auto", save, metrics, log_level = "info";
+  std::string config, data_dir, synthetic = "demo", device = "auto", save, metrics,
+                                log_level = "info";
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
   int64_t epochs = 1;
   uint64_t data_seed = 1;
@@ -45,7 +46,8 @@ class DataSource {
   virtual ~DataSource() = default;
   virtual const data::Schema& schema() const = 0;
   /// Calls fn(batch) for every training batch of one epoch.
-  virtual void for_each_train_batch(int64_t batch_size, const std::function<void(const data::Batch&)>& fn) = 0;
+  virtual void for_each_train_batch(int64_t batch_size,
+                                    const std::function<void(const data::Batch&)>& fn) = 0;
   /// The held-out set and its oracle AUC (NaN when unknown).
   virtual const data::Batch& test_set() const = 0;
   virtual double oracle_auc() const = 0;
@@ -60,7 +62,8 @@ class SyntheticSource final : public DataSource {
           c.seed = seed;
           return c;
         }()),
-        preset_(preset), train_(train) {
+        preset_(preset),
+        train_(train) {
     std::vector<float> prob;
     // The held-out samples follow the training samples: disjoint by construction.
     test_ = generator_.generate(train, test, &prob);
@@ -162,7 +165,8 @@ struct EvalResult {
   double auc, logloss;
 };
 
-EvalResult evaluate(train::LocalTrainer<float>& trainer, const data::Batch& test, int64_t batch_size) {
+EvalResult evaluate(train::LocalTrainer<float>& trainer, const data::Batch& test,
+                    int64_t batch_size) {
   std::vector<float> probs;
   probs.reserve(test.size);
   // Predict in slices so that activations stay batch-sized.
@@ -194,7 +198,8 @@ int run(const Options& o) {
   if (!o.data_dir.empty())
     source = std::make_unique<DirectorySource>(o.data_dir);
   else
-    source = std::make_unique<SyntheticSource>(o.synthetic, o.data_seed, o.train_samples, o.test_samples);
+    source = std::make_unique<SyntheticSource>(o.synthetic, o.data_seed, o.train_samples,
+                                               o.test_samples);
   const auto config = o.config.empty() ? default_config(source->schema(), o.table_rows)
                                        : models::load_embedding_mlp_config(o.config);
   models::EmbeddingMlp<float> model(config, sparse_column_names(source->schema()),
@@ -203,7 +208,8 @@ int run(const Options& o) {
   log().info("data: {}", source->describe());
   log().info("model: {} tables, {} fields, MLP input {} -> {}, {} dense parameters, device {}",
              config.tables.size(), config.fields.size(), model.input_width(),
-             fmt::join(config.mlp.widths, "-"), model.dense_params().trainable_size(), device.str());
+             fmt::join(config.mlp.widths, "-"), model.dense_params().trainable_size(),
+             device.str());
 
   std::ofstream metrics;
   if (!o.metrics.empty()) metrics.open(o.metrics);
@@ -225,10 +231,11 @@ int run(const Options& o) {
     total_step_s += step_s;
     total_wall_s += wall_s;
     total_samples += samples;
-    std::printf("epoch %lld: train loss %.4f | held-out AUC %.4f (oracle %.4f) logloss %.4f | "
-                "%.0f samples/s (model step), %.0f samples/s (end to end)\n",
-                static_cast<long long>(epoch), loss_sum / std::max<int64_t>(samples, 1), last.auc,
-                source->oracle_auc(), last.logloss, samples / step_s, samples / wall_s);
+    std::printf(
+        "epoch %lld: train loss %.4f | held-out AUC %.4f (oracle %.4f) logloss %.4f | "
+        "%.0f samples/s (model step), %.0f samples/s (end to end)\n",
+        static_cast<long long>(epoch), loss_sum / std::max<int64_t>(samples, 1), last.auc,
+        source->oracle_auc(), last.logloss, samples / step_s, samples / wall_s);
     std::fflush(stdout);
     if (metrics.is_open()) {
       metrics << nlohmann::json{{"epoch", epoch},
@@ -273,7 +280,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-seed", o.data_seed, "seed of the synthetic data");
   app.add_option("--batch-size", o.batch_size, "samples per step")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--epochs", o.epochs, "passes over the training data")->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--epochs", o.epochs, "passes over the training data")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--table-rows", o.table_rows, "hash buckets per table of the built-in model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");

@@ -12,23 +12,28 @@ namespace lockstep::kernels {
 
 // ---- ReLU: y = max(x, 0); dx = dy * (x > 0).
 namespace cpu {
-template <class T> void relu_forward(const Context& ctx, int64_t n, const T* x, T* y);
-template <class T> void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx);
+template <class T>
+void relu_forward(const Context& ctx, int64_t n, const T* x, T* y);
+template <class T>
+void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx);
 }  // namespace cpu
 namespace cuda {
 void relu_forward(const Context& ctx, int64_t n, const float* x, float* y);
 void relu_backward(const Context& ctx, int64_t n, const float* x, const float* dy, float* dx);
 }  // namespace cuda
-template <class T> void relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+template <class T>
+void relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, relu_forward, n, x, y);
 }
-template <class T> void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
+template <class T>
+void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
   LOCKSTEP_DISPATCH(T, ctx, relu_backward, n, x, dy, dx);
 }
 
 // ---- LeakyReLU with a fixed slope: y = x > 0 ? x : slope * x.
 namespace cpu {
-template <class T> void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y);
+template <class T>
+void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y);
 template <class T>
 void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, const T* dy, T* dx);
 }  // namespace cpu
@@ -37,7 +42,8 @@ void leaky_relu_forward(const Context& ctx, int64_t n, float slope, const float*
 void leaky_relu_backward(const Context& ctx, int64_t n, float slope, const float* x,
                          const float* dy, float* dx);
 }  // namespace cuda
-template <class T> void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
+template <class T>
+void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, leaky_relu_forward, n, slope, x, y);
 }
 template <class T>
@@ -48,17 +54,21 @@ void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, con
 // ---- Sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for any x.
 // Backward uses the forward OUTPUT: dx = dy * y * (1 - y).
 namespace cpu {
-template <class T> void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y);
-template <class T> void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx);
+template <class T>
+void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y);
+template <class T>
+void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx);
 }  // namespace cpu
 namespace cuda {
 void sigmoid_forward(const Context& ctx, int64_t n, const float* x, float* y);
 void sigmoid_backward(const Context& ctx, int64_t n, const float* y, const float* dy, float* dx);
 }  // namespace cuda
-template <class T> void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+template <class T>
+void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, sigmoid_forward, n, x, y);
 }
-template <class T> void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx) {
+template <class T>
+void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx) {
   LOCKSTEP_DISPATCH(T, ctx, sigmoid_backward, n, y, dy, dx);
 }
 
@@ -67,7 +77,8 @@ template <class T> void sigmoid_backward(const Context& ctx, int64_t n, const T*
 // dalpha[c] += sum over rows of dy * (x > 0 ? 0 : x).
 namespace cpu {
 template <class T>
-void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha, T* y);
+void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
+                   T* y);
 template <class T>
 void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
                     const T* dy, T* dx, T* dalpha);
@@ -79,7 +90,8 @@ void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const float*
                     const float* alpha, const float* dy, float* dx, float* dalpha);
 }  // namespace cuda
 template <class T>
-void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha, T* y) {
+void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
+                   T* y) {
   LOCKSTEP_DISPATCH(T, ctx, prelu_forward, rows, cols, x, alpha, y);
 }
 template <class T>
@@ -109,8 +121,9 @@ void dice_update_running(const Context& ctx, int64_t rows, int64_t cols, T momen
                          const T* var, T* running_mean, T* running_var);
 // Training-mode backward: needs x, alpha, and mean, var, p from dice_forward_train.
 template <class T>
-void dice_backward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x, const T* alpha,
-                   const T* mean, const T* var, const T* p, const T* dy, T* dx, T* dalpha);
+void dice_backward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
+                   const T* alpha, const T* mean, const T* var, const T* p, const T* dy, T* dx,
+                   T* dalpha);
 }  // namespace cpu
 namespace cuda {
 void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, float eps, const float* x,
@@ -133,16 +146,19 @@ void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, T eps, c
 template <class T>
 void dice_forward_infer(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
                         const T* alpha, const T* running_mean, const T* running_var, T* y) {
-  LOCKSTEP_DISPATCH(T, ctx, dice_forward_infer, rows, cols, eps, x, alpha, running_mean, running_var, y);
+  LOCKSTEP_DISPATCH(T, ctx, dice_forward_infer, rows, cols, eps, x, alpha, running_mean,
+                    running_var, y);
 }
 template <class T>
 void dice_update_running(const Context& ctx, int64_t rows, int64_t cols, T momentum, const T* mean,
                          const T* var, T* running_mean, T* running_var) {
-  LOCKSTEP_DISPATCH(T, ctx, dice_update_running, rows, cols, momentum, mean, var, running_mean, running_var);
+  LOCKSTEP_DISPATCH(T, ctx, dice_update_running, rows, cols, momentum, mean, var, running_mean,
+                    running_var);
 }
 template <class T>
-void dice_backward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x, const T* alpha,
-                   const T* mean, const T* var, const T* p, const T* dy, T* dx, T* dalpha) {
+void dice_backward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
+                   const T* alpha, const T* mean, const T* var, const T* p, const T* dy, T* dx,
+                   T* dalpha) {
   LOCKSTEP_DISPATCH(T, ctx, dice_backward, rows, cols, eps, x, alpha, mean, var, p, dy, dx, dalpha);
 }
 

@@ -27,13 +27,13 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// Body of a dispatcher: LOCKSTEP_DISPATCH(T, ctx, op, args...) calls cpu::op<T>(ctx, args...)
 /// on a CPU context and cuda::op(ctx, args...) on a CUDA context.
-#define LOCKSTEP_DISPATCH(T, ctx, op, ...)                                            \
-  do {                                                                                \
-    if ((ctx).is_cpu()) {                                                             \
-      ::lockstep::kernels::cpu::op<T>((ctx), __VA_ARGS__);                            \
-    } else if constexpr (LOCKSTEP_CUDA_ENABLED && std::is_same_v<T, float>) {         \
-      ::lockstep::kernels::cuda::op((ctx), __VA_ARGS__);                              \
-    } else {                                                                          \
-      ::lockstep::kernels::detail::no_cuda_kernel((ctx), #op, sizeof(T));             \
-    }                                                                                 \
+#define LOCKSTEP_DISPATCH(T, ctx, op, ...)                                    \
+  do {                                                                        \
+    if ((ctx).is_cpu()) {                                                     \
+      ::lockstep::kernels::cpu::op<T>((ctx), __VA_ARGS__);                    \
+    } else if constexpr (LOCKSTEP_CUDA_ENABLED && std::is_same_v<T, float>) { \
+      ::lockstep::kernels::cuda::op((ctx), __VA_ARGS__);                      \
+    } else {                                                                  \
+      ::lockstep::kernels::detail::no_cuda_kernel((ctx), #op, sizeof(T));     \
+    }                                                                         \
   } while (0)

@@ -51,8 +51,8 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 namespace cpu {
 template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
-                            const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
+                            int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique);
 }
 namespace cuda {
@@ -63,8 +63,8 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
 }
 template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
-                            const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
+                            int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique) {
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
                     ld_dout, unique_ids, grad_rows, num_unique);

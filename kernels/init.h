@@ -13,7 +13,8 @@ namespace cpu {
 template <class T>
 void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
                   float lo, float hi, T* x);
-template <class T> void fill_constant(const Context& ctx, int64_t n, T value, T* x);
+template <class T>
+void fill_constant(const Context& ctx, int64_t n, T value, T* x);
 }  // namespace cpu
 namespace cuda {
 void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
@@ -25,7 +26,8 @@ void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream,
                   float lo, float hi, T* x) {
   LOCKSTEP_DISPATCH(T, ctx, fill_uniform, n, seed, stream, offset, lo, hi, x);
 }
-template <class T> void fill_constant(const Context& ctx, int64_t n, T value, T* x) {
+template <class T>
+void fill_constant(const Context& ctx, int64_t n, T value, T* x) {
   LOCKSTEP_DISPATCH(T, ctx, fill_constant, n, value, x);
 }
 

@@ -92,14 +92,14 @@ void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T 
                         const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v);
 }  // namespace cpu
 namespace cuda {
-void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale,
-                           int64_t dim, const int64_t* num_unique, int64_t max_unique,
+void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale, int64_t dim,
+                           const int64_t* num_unique, int64_t max_unique,
                            const uint64_t* unique_ids, const float* grad_rows, float* table,
                            float* accum);
 void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, float grad_scale,
                         int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const float* grad_rows, float* table,
-                        float* m, float* v);
+                        const uint64_t* unique_ids, const float* grad_rows, float* table, float* m,
+                        float* v);
 }  // namespace cuda
 template <class T>
 void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t dim,

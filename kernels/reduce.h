@@ -9,12 +9,14 @@ namespace lockstep::kernels {
 // order is fixed for a given n (sequential on the CPU, a fixed tree on CUDA), so repeated runs
 // give identical bits; CPU and CUDA agree to rounding.
 namespace cpu {
-template <class T> void sum(const Context& ctx, int64_t n, const T* x, T* out);
+template <class T>
+void sum(const Context& ctx, int64_t n, const T* x, T* out);
 }
 namespace cuda {
 void sum(const Context& ctx, int64_t n, const float* x, float* out);
 }
-template <class T> void sum(const Context& ctx, int64_t n, const T* x, T* out) {
+template <class T>
+void sum(const Context& ctx, int64_t n, const T* x, T* out) {
   LOCKSTEP_DISPATCH(T, ctx, sum, n, x, out);
 }
 

@@ -7,8 +7,8 @@ namespace lockstep::kernels::cpu {
 namespace {
 CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
 
-void check_gemm_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda,
-                     int64_t ldb, int64_t ldc) {
+void check_gemm_args(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                     int64_t ldc) {
   LOCKSTEP_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M={} N={} K={}", M, N, K);
   const int64_t a_cols = ta == Trans::N ? K : M, b_cols = tb == Trans::N ? N : K;
   LOCKSTEP_CHECK(lda >= std::max<int64_t>(1, a_cols) && ldb >= std::max<int64_t>(1, b_cols) &&

@@ -12,10 +12,9 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
   LOCKSTEP_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M={} N={} K={}", M, N, K);
   if (M == 0 || N == 0) return;
   const auto op = [](Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; };
-  LOCKSTEP_CUBLAS_CHECK(cublasSgemm(cublas_of(ctx), op(tb), op(ta), static_cast<int>(N),
-                                    static_cast<int>(M), static_cast<int>(K), &alpha, B,
-                                    static_cast<int>(ldb), A, static_cast<int>(lda), &beta, C,
-                                    static_cast<int>(ldc)));
+  LOCKSTEP_CUBLAS_CHECK(cublasSgemm(
+      cublas_of(ctx), op(tb), op(ta), static_cast<int>(N), static_cast<int>(M), static_cast<int>(K),
+      &alpha, B, static_cast<int>(ldb), A, static_cast<int>(lda), &beta, C, static_cast<int>(ldc)));
 }
 
 }  // namespace lockstep::kernels::cuda

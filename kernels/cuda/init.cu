@@ -25,7 +25,7 @@ void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream,
                   float lo, float hi, float* x) {
   if (n <= 0) return;
   fill_uniform_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(n, seed, stream, offset, lo,
-                                                                   hi - lo, x);
+                                                                  hi - lo, x);
   LOCKSTEP_KERNEL_CHECK(ctx, "fill_uniform");
 }
 

@@ -28,7 +28,8 @@ TEST_CASE("CUDA gemm matches the CPU for every transpose combination", "[gpu][ge
       const auto A = test::random_vector<float>((ta == Trans::N ? M : K) * lda, 1 + combo);
       const auto B = test::random_vector<float>((tb == Trans::N ? K : N) * ldb, 2 + combo);
       auto C = test::random_vector<float>(M * ldc, 3 + combo);
-      auto dA = test::to_gpu(ctx.gpu, A), dB = test::to_gpu(ctx.gpu, B), dC = test::to_gpu(ctx.gpu, C);
+      auto dA = test::to_gpu(ctx.gpu, A), dB = test::to_gpu(ctx.gpu, B),
+           dC = test::to_gpu(ctx.gpu, C);
       kernels::gemm<float>(ctx.cpu, ta, tb, M, N, K, 0.75f, A.data(), lda, B.data(), ldb, 0.5f,
                            C.data(), ldc);
       kernels::gemm<float>(ctx.gpu, ta, tb, M, N, K, 0.75f, dA.data(), lda, dB.data(), ldb, 0.5f,
@@ -57,8 +58,8 @@ TEST_CASE("CUDA fill_uniform and fill_constant are bitwise equal to the CPU", "[
 
 TEST_CASE("CUDA copy_2d places and accumulates blocks like the CPU", "[gpu][copy]") {
   test::ParityContexts ctx;
-  for (auto [rows, cols, ld_src, ld_dst] : {std::tuple{1, 1, 1, 1}, std::tuple{37, 16, 16, 152},
-                                            std::tuple{4096, 8, 9, 200}}) {
+  for (auto [rows, cols, ld_src, ld_dst] :
+       {std::tuple{1, 1, 1, 1}, std::tuple{37, 16, 16, 152}, std::tuple{4096, 8, 9, 200}}) {
     const auto src = test::random_vector<float>(rows * ld_src, 1);
     auto dst = test::random_vector<float>(rows * ld_dst, 2);
     auto d_src = test::to_gpu(ctx.gpu, src), d_dst = test::to_gpu(ctx.gpu, dst);
@@ -110,14 +111,16 @@ data::Batch random_batch(int64_t rows, uint64_t seed) {
 
 std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMlp<float>& m) {
   std::vector<float> out;
-  for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  for (const auto& [name, v] : m.dense_params().to_host(ctx))
+    out.insert(out.end(), v.begin(), v.end());
   for (auto* t : m.tables())
     for (const auto& [name, v] : t->to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
   return out;
 }
 }  // namespace
 
-TEST_CASE("EmbeddingMlp on CUDA: identical initial weights, close logits and training", "[gpu][model]") {
+TEST_CASE("EmbeddingMlp on CUDA: identical initial weights, close logits and training",
+          "[gpu][model]") {
   test::ParityContexts ctx;
   for (auto act : {nn::ActivationKind::PReLU, nn::ActivationKind::Dice}) {
     INFO(nn::activation_name(act));

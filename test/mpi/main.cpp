@@ -1,8 +1,8 @@
 // Runner for the multi-rank tests (label mpi): every rank runs every test case between
 // MPI_Init and MPI_Finalize; ctest starts it under mpirun.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
 #include <mpi.h>
+#include <catch2/catch.hpp>
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);

@@ -1,6 +1,6 @@
 // The MPI test harness itself and the MPI error check.
-#include <catch2/catch.hpp>
 #include <mpi.h>
+#include <catch2/catch.hpp>
 
 #include "comm/mpi_check.h"
 

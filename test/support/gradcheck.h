@@ -57,8 +57,8 @@ constexpr double kGradRtol = 1e-6;
 /// check would prove nothing.
 inline void check_gradient(const std::string& what, const std::function<double()>& loss,
                            double* values, const double* analytic, int64_t n,
-                           std::vector<int64_t> indices = {}, double eps = 1e-6,
-                           double tol = 1e-6, double floor = 1e-7) {
+                           std::vector<int64_t> indices = {}, double eps = 1e-6, double tol = 1e-6,
+                           double floor = 1e-7) {
   INFO(what);
   if (indices.empty())
     for (int64_t i = 0; i < n; ++i) indices.push_back(i);

@@ -46,8 +46,8 @@ void require_close(const std::vector<T>& got, const std::vector<U>& ref, double 
     }
   }
   if (bad > 0) {
-    FAIL(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol "
-              << atol << ", rtol " << rtol << "); worst at index " << worst << ": got "
+    FAIL(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << atol
+              << ", rtol " << rtol << "); worst at index " << worst << ": got "
               << static_cast<double>(got[worst]) << ", expected "
               << static_cast<double>(ref[worst]));
   }
@@ -55,7 +55,8 @@ void require_close(const std::vector<T>& got, const std::vector<U>& ref, double 
 
 /// Asserts two vectors are identical bit for bit (reports the first difference).
 template <class T>
-void require_bitwise_equal(const std::vector<T>& a, const std::vector<T>& b, const std::string& what) {
+void require_bitwise_equal(const std::vector<T>& a, const std::vector<T>& b,
+                           const std::string& what) {
   INFO(what);
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {

@@ -20,14 +20,14 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors", "[core][rn
   CHECK(zero.v[1] == 0xe169c58du);
   CHECK(zero.v[2] == 0xbc57ac4cu);
   CHECK(zero.v[3] == 0x9b00dbd8u);
-  const auto ones = philox4x32_10(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu,
-                                  0xffffffffu);
+  const auto ones =
+      philox4x32_10(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu);
   CHECK(ones.v[0] == 0x408f276du);
   CHECK(ones.v[1] == 0x41c83b0eu);
   CHECK(ones.v[2] == 0xa20bc7c6u);
   CHECK(ones.v[3] == 0x6d5451fdu);
-  const auto pi = philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u,
-                                0x299f31d0u);
+  const auto pi =
+      philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u);
   CHECK(pi.v[0] == 0xd16cfe09u);
   CHECK(pi.v[1] == 0x94fdccebu);
   CHECK(pi.v[2] == 0x5001e420u);
@@ -61,9 +61,11 @@ TEST_CASE("select_device resolves flags and rejects bad ones", "[core][device]")
   CHECK(select_device("cpu").is_cpu());
   if (cuda_device_count() == 0) {
     CHECK(select_device("auto").is_cpu());
-    CHECK_THROWS_WITH(select_device("cuda"), Contains("--device cuda") && Contains("use --device cpu"));
+    CHECK_THROWS_WITH(select_device("cuda"),
+                      Contains("--device cuda") && Contains("use --device cpu"));
   }
-  CHECK_THROWS_WITH(select_device("tpu"), Contains("'tpu'") && Contains("auto, cpu, cuda or cuda:N"));
+  CHECK_THROWS_WITH(select_device("tpu"),
+                    Contains("'tpu'") && Contains("auto, cpu, cuda or cuda:N"));
   CHECK_THROWS_AS(select_device("cuda:x"), Error);
 }
 
@@ -112,8 +114,8 @@ std::vector<T> naive_gemm(bool ta, bool tb, int M, int N, int K, T alpha, const 
 }
 }  // namespace
 
-TEMPLATE_TEST_CASE("CPU gemm matches a triple loop for every transpose combination", "[kernels][gemm]",
-                   float, double) {
+TEMPLATE_TEST_CASE("CPU gemm matches a triple loop for every transpose combination",
+                   "[kernels][gemm]", float, double) {
   Context ctx;
   const double tol = std::is_same_v<TestType, float> ? 1e-5 : 1e-12;
   for (int combo = 0; combo < 4; ++combo) {
@@ -167,9 +169,9 @@ TEST_CASE("Context random stream hands out disjoint counters and can be restored
 #if LOCKSTEP_NCCL_ENABLED
 #include "comm/nccl_check.h"
 TEST_CASE("LOCKSTEP_NCCL_CHECK names the NCCL error and the call", "[core][errors]") {
-  CHECK_THROWS_WITH([] { LOCKSTEP_NCCL_CHECK(ncclInvalidArgument); }(),
-                    Contains("NCCL error 4") && Contains("ncclInvalidArgument") &&
-                        Contains("core_test.cpp"));
+  CHECK_THROWS_WITH(
+      [] { LOCKSTEP_NCCL_CHECK(ncclInvalidArgument); }(),
+      Contains("NCCL error 4") && Contains("ncclInvalidArgument") && Contains("core_test.cpp"));
   CHECK_NOTHROW([] { LOCKSTEP_NCCL_CHECK(ncclInProgress); }());  // non-blocking work still running
 }
 #endif

@@ -23,7 +23,8 @@ std::vector<char> read_all(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 void write_all(const fs::path& p, const std::vector<char>& bytes) {
-  std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(p, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 }  // namespace
 
@@ -72,7 +73,8 @@ TEST_CASE("Corrupted or truncated safetensors files are refused", "[io][errors]"
   CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("not valid JSON"));
 }
 
-TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact", "[io][params]") {
+TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact",
+          "[io][params]") {
   Context ctx;
   nn::ParamSet<float> a;
   nn::Linear<float> la(a, "fc", 5, 3);
@@ -92,8 +94,8 @@ TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused in
   nn::Linear<float> lc(c, "fc", 5, 4);
   c.allocate(ctx, 3);
   const auto before = c.to_host(ctx);
-  CHECK_THROWS_WITH(c.load(ctx, path), Contains("'fc.weight'") && Contains("(5, 3)") &&
-                                           Contains("(5, 4)"));
+  CHECK_THROWS_WITH(c.load(ctx, path),
+                    Contains("'fc.weight'") && Contains("(5, 3)") && Contains("(5, 4)"));
   CHECK(c.to_host(ctx) == before);
   CHECK(c.layout_hash() != a.layout_hash());
 }

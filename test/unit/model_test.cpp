@@ -102,7 +102,8 @@ TEST_CASE("Same seed and data twice give bitwise-identical parameters", "[model]
     train::LocalTrainer<float> trainer(model, ctx);
     for (int step = 0; step < 15; ++step) trainer.step(make_batch(32, 100 + step, 2));
     std::vector<float> all;
-    for (const auto& [name, v] : model.dense_params().to_host(ctx)) all.insert(all.end(), v.begin(), v.end());
+    for (const auto& [name, v] : model.dense_params().to_host(ctx))
+      all.insert(all.end(), v.begin(), v.end());
     for (auto* t : model.tables())
       for (const auto& [name, v] : t->to_host(ctx)) all.insert(all.end(), v.begin(), v.end());
     return all;

@@ -69,8 +69,8 @@ TEST_CASE("MLP: finite-difference gradients for every activation", "[nn][gradche
     for (bool activate_last : {false, true}) {
       for (int64_t rows : {1, 6}) {
         if (kind == K::Dice && rows == 1) continue;  // batch statistics of one row are constant
-        DYNAMIC_SECTION(nn::activation_name(kind) << " activate_last=" << activate_last
-                                                  << " rows=" << rows) {
+        DYNAMIC_SECTION(nn::activation_name(kind)
+                        << " activate_last=" << activate_last << " rows=" << rows) {
           nn::ParamSet<double> ps;
           nn::MlpConfig cfg{{5, 4, 2}, {kind}, activate_last};
           cfg.activation.leaky_slope = 0.1f;
@@ -117,9 +117,11 @@ TEST_CASE("Dice running averages drive inference mode", "[nn][dice]") {
   std::vector<double> y(6), y_infer(6);
   dice.forward(ctx, 3, x.data(), y.data(), true);
   const auto state = ps.to_host(ctx);
-  // running = 0.5 * init + 0.5 * batch (unbiased variance): means 1.5, 15; vars 0.5 + 0.5*4, 0.5+0.5*700
+  // running = 0.5 * init + 0.5 * batch (unbiased variance): means 1.5, 15; vars 0.5 + 0.5*4,
+  // 0.5+0.5*700
   test::require_close(state.at("d.running_mean"), std::vector<double>{1.5, 15}, 1e-6, 1e-6, "mean");
-  test::require_close(state.at("d.running_var"), std::vector<double>{2.5, 350.5}, 1e-6, 1e-6, "var");
+  test::require_close(state.at("d.running_var"), std::vector<double>{2.5, 350.5}, 1e-6, 1e-6,
+                      "var");
   dice.forward(ctx, 3, x.data(), y_infer.data(), false);
   // Inference with running stats: p = σ((x − rm)/sqrt(rv + eps)), y = x (α + p (1 − α)).
   for (int i = 0; i < 6; ++i) {
@@ -158,13 +160,15 @@ data::Batch random_sparse_batch(int64_t rows, const std::vector<int>& max_ids, u
 }
 }  // namespace
 
-TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared tables", "[nn][embedding][gradcheck]") {
+TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared tables",
+          "[nn][embedding][gradcheck]") {
   Context ctx;
   using embedding::Pooling;
   // Table "item" (mean) is read by two fields; "ctx" (sum) by one; bags may be empty.
   std::vector<embedding::TableConfig> tables = {{"item", 7, 3, Pooling::Mean, 0.5f},
                                                 {"ctx", 5, 2, Pooling::Sum, 0.5f}};
-  std::vector<embedding::FieldConfig> fields = {{"target", "item"}, {"hist", "item"}, {"c0", "ctx"}};
+  std::vector<embedding::FieldConfig> fields = {
+      {"target", "item"}, {"hist", "item"}, {"c0", "ctx"}};
   nn::OptimizerConfig opt{nn::OptimizerKind::Adagrad, 0.1f};
   embedding::EmbeddingBagCollection<double> emb(tables, fields, {"c0", "hist", "target"}, opt);
   emb.allocate(ctx, 3);
@@ -195,16 +199,20 @@ TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared table
   }
 }
 
-TEST_CASE("EmbeddingBagCollection reports configuration errors by name", "[nn][embedding][errors]") {
+TEST_CASE("EmbeddingBagCollection reports configuration errors by name",
+          "[nn][embedding][errors]") {
   nn::OptimizerConfig opt{nn::OptimizerKind::Adagrad, 0.1f};
   std::vector<embedding::TableConfig> tables = {{"item", 7, 3}};
-  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(tables, {{"hist", "item"}}, {"user"}, opt),
-                    Contains("'hist'") && Contains("columns: user"));
-  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(tables, {{"user", "items"}}, {"user"}, opt),
-                    Contains("table 'items'"));
+  CHECK_THROWS_WITH(
+      embedding::EmbeddingBagCollection<float>(tables, {{"hist", "item"}}, {"user"}, opt),
+      Contains("'hist'") && Contains("columns: user"));
+  CHECK_THROWS_WITH(
+      embedding::EmbeddingBagCollection<float>(tables, {{"user", "items"}}, {"user"}, opt),
+      Contains("table 'items'"));
   std::vector<embedding::TableConfig> bad = {{"item", 0, 3}};
-  CHECK_THROWS_WITH(embedding::EmbeddingBagCollection<float>(bad, {{"user", "item"}}, {"user"}, opt),
-                    Contains("rows = 0"));
+  CHECK_THROWS_WITH(
+      embedding::EmbeddingBagCollection<float>(bad, {{"user", "item"}}, {"user"}, opt),
+      Contains("rows = 0"));
 }
 
 TEST_CASE("BceWithLogits: summed loss and finite-difference gradient", "[nn][loss][gradcheck]") {

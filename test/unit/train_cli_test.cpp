@@ -20,7 +20,8 @@ const std::string kDemoConfig = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/co
 /// The numbers of "result: AUC a vs oracle AUC b".
 std::pair<double, double> result_aucs(const std::string& output) {
   std::smatch m;
-  REQUIRE(std::regex_search(output, m, std::regex(R"(result: AUC ([0-9.]+) vs oracle AUC ([0-9.]+))")));
+  REQUIRE(
+      std::regex_search(output, m, std::regex(R"(result: AUC ([0-9.]+) vs oracle AUC ([0-9.]+))")));
   return {std::stod(m[1]), std::stod(m[2])};
 }
 }  // namespace
@@ -32,7 +33,8 @@ TEST_CASE("lockstep-train learns on generated data and reports AUC next to the o
   const std::string metrics = scratch.file("metrics.jsonl");
   REQUIRE(test::run_tool(kTrain,
                          "--device cpu --train-samples 60000 --test-samples 10000 --epochs 2 "
-                         "--table-rows 16384 --metrics " + metrics,
+                         "--table-rows 16384 --metrics " +
+                             metrics,
                          scratch, out) == 0);
   INFO(out);
   const auto [auc, oracle] = result_aucs(out);
@@ -64,16 +66,19 @@ TEST_CASE("lockstep-train reads a lockstep-datagen directory with a TOML config"
   CHECK(auc > 0.55);
 }
 
-TEST_CASE("lockstep-train rejects bad flags and configs with a clear message", "[train][cli][errors]") {
+TEST_CASE("lockstep-train rejects bad flags and configs with a clear message",
+          "[train][cli][errors]") {
   test::TempDir scratch;
   std::string out;
   CHECK(test::run_tool(kTrain, "--device tpu --train-samples 100", scratch, out) != 0);
   CHECK_THAT(out, Contains("--device = 'tpu'") && Contains("auto, cpu, cuda"));
   CHECK(test::run_tool(kTrain, "--batch-size 0", scratch, out) != 0);
   CHECK_THAT(out, Contains("--batch-size"));
-  const std::string bad = scratch.write("bad.toml", "[model]\n[model.mlp]\nwidths = [8, 1]\n"
-                                                    "activation = \"gelu\"\n");
-  CHECK(test::run_tool(kTrain, "--device cpu --train-samples 100 --config " + bad, scratch, out) != 0);
+  const std::string bad = scratch.write("bad.toml",
+                                        "[model]\n[model.mlp]\nwidths = [8, 1]\n"
+                                        "activation = \"gelu\"\n");
+  CHECK(test::run_tool(kTrain, "--device cpu --train-samples 100 --config " + bad, scratch, out) !=
+        0);
   CHECK_THAT(out, Contains("bad.toml:4") && Contains("model.mlp.activation = 'gelu'"));
 }
 

@@ -20,7 +20,8 @@ void throw_mpi_error(int code, const char* expr, const char* file, int line) {
   if (initialized && !finalized) {
     char buf[MPI_MAX_ERROR_STRING];
     int len = 0;
-    if (MPI_Error_string(code, buf, &len) == MPI_SUCCESS) text.assign(buf, static_cast<size_t>(len));
+    if (MPI_Error_string(code, buf, &len) == MPI_SUCCESS)
+      text.assign(buf, static_cast<size_t>(len));
     MPI_Error_class(code, &error_class);
   }
   throw Error(fmt::format("MPI error {} ({}) in {} at {}:{}", error_class, text, expr, file, line));

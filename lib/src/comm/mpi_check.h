@@ -13,9 +13,9 @@ namespace lockstep::detail {
 
 /// Runs an MPI call that returns an error code (on a communicator whose error handler is
 /// MPI_ERRORS_RETURN) and throws lockstep::Error on failure.
-#define LOCKSTEP_MPI_CHECK(expr)                                                  \
-  do {                                                                            \
-    const int lockstep_mpi_rc_ = (expr);                                          \
-    if (lockstep_mpi_rc_ != MPI_SUCCESS)                                          \
+#define LOCKSTEP_MPI_CHECK(expr)                                                        \
+  do {                                                                                  \
+    const int lockstep_mpi_rc_ = (expr);                                                \
+    if (lockstep_mpi_rc_ != MPI_SUCCESS)                                                \
       ::lockstep::detail::throw_mpi_error(lockstep_mpi_rc_, #expr, __FILE__, __LINE__); \
   } while (0)

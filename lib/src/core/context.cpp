@@ -51,12 +51,13 @@ Context::Context(Device device, ContextOptions options) : impl_(std::make_unique
   LOCKSTEP_CUBLAS_CHECK(cublasCreate(&handle));
   impl_->cublas = handle;
   LOCKSTEP_CUBLAS_CHECK(cublasSetStream(handle, stream));
-  LOCKSTEP_CUBLAS_CHECK(
-      cublasSetMathMode(handle, options.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  LOCKSTEP_CUBLAS_CHECK(cublasSetMathMode(
+      handle, options.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 #else
-  throw Error(fmt::format("cannot create a context on {}: this build of lockstep has no CUDA "
-                          "support (rebuild with -DLOCKSTEP_WITH_CUDA=ON)",
-                          device.str()));
+  throw Error(
+      fmt::format("cannot create a context on {}: this build of lockstep has no CUDA "
+                  "support (rebuild with -DLOCKSTEP_WITH_CUDA=ON)",
+                  device.str()));
 #endif
 }
 
@@ -80,7 +81,8 @@ void* Context::workspace(size_t bytes) const {
 
 void Context::synchronize() const {
 #if LOCKSTEP_CUDA_ENABLED
-  if (impl_->stream) LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl_->stream)));
+  if (impl_->stream)
+    LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl_->stream)));
 #endif
 }
 

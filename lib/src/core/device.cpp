@@ -60,7 +60,8 @@ Device select_device(const std::string& request, int local_rank) {
                    request, count, count - 1);
     return Device::cuda(index);
   }
-  throw Error(fmt::format("--device = '{}' is not a device: use auto, cpu, cuda or cuda:N", request));
+  throw Error(
+      fmt::format("--device = '{}' is not a device: use auto, cpu, cuda or cuda:N", request));
 }
 
 }  // namespace lockstep

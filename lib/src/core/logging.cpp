@@ -30,9 +30,10 @@ void set_log_level(const std::string& level) {
       return;
     }
   }
-  throw Error(fmt::format("--log-level = '{}' is not a level: use one of trace, debug, info, "
-                          "warn, error, critical, off",
-                          level));
+  throw Error(
+      fmt::format("--log-level = '{}' is not a level: use one of trace, debug, info, "
+                  "warn, error, critical, off",
+                  level));
 }
 
 void set_log_rank(int rank) { log().set_pattern(fmt::format("[lockstep r{}] [%l] %v", rank)); }

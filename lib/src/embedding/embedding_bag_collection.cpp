@@ -16,19 +16,19 @@ kernels::Pooling to_kernel(Pooling p) {
 /// One table's view of the batch: the bags of all its fields, field after field, as one CSR.
 template <class T>
 struct EmbeddingBagCollection<T>::TableBatch {
-  std::vector<int> fields;              // field indices reading this table, in order
-  std::vector<int64_t> host_offsets;    // (fields * rows + 1)
-  std::vector<uint64_t> host_ids;       // rows of the table
+  std::vector<int> fields;            // field indices reading this table, in order
+  std::vector<int64_t> host_offsets;  // (fields * rows + 1)
+  std::vector<uint64_t> host_ids;     // rows of the table
   Tensor<int64_t> offsets;
   Tensor<uint64_t> ids;
-  Tensor<T> dout;                       // (fields * rows, dim): gathered gradient
+  Tensor<T> dout;  // (fields * rows, dim): gathered gradient
 };
 
 template <class T>
 EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> tables,
-                                      std::vector<FieldConfig> fields,
-                                      const std::vector<std::string>& batch_columns,
-                                      nn::OptimizerConfig optimizer)
+                                                  std::vector<FieldConfig> fields,
+                                                  const std::vector<std::string>& batch_columns,
+                                                  nn::OptimizerConfig optimizer)
     : fields_(std::move(fields)) {
   LOCKSTEP_CHECK(!fields_.empty(), "model.fields is empty: give at least one embedding field");
   for (size_t i = 0; i < tables.size(); ++i) {
@@ -60,8 +60,10 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
                    tables_[t].config().name);
 }
 
-template <class T> EmbeddingBagCollection<T>::~EmbeddingBagCollection() = default;
-template <class T> EmbeddingBagCollection<T>::EmbeddingBagCollection(EmbeddingBagCollection&&) noexcept = default;
+template <class T>
+EmbeddingBagCollection<T>::~EmbeddingBagCollection() = default;
+template <class T>
+EmbeddingBagCollection<T>::EmbeddingBagCollection(EmbeddingBagCollection&&) noexcept = default;
 
 template <class T>
 void EmbeddingBagCollection<T>::allocate(const Context& ctx, uint64_t seed) {
@@ -104,10 +106,9 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_o
     for (size_t k = 0; k < tb.fields.size(); ++k) {
       const int f = tb.fields[k];
       // Field k's bags are bags [k*rows, (k+1)*rows) of the table batch; offsets are absolute.
-      kernels::pooled_lookup_forward<T>(ctx, to_kernel(table.config().pooling), rows_, table.dim(),
-                                        table.weights(), table.rows(),
-                                        tb.offsets.data() + k * rows_, tb.ids.data(),
-                                        out + field_offsets_[f], ld_out);
+      kernels::pooled_lookup_forward<T>(
+          ctx, to_kernel(table.config().pooling), rows_, table.dim(), table.weights(), table.rows(),
+          tb.offsets.data() + k * rows_, tb.ids.data(), out + field_offsets_[f], ld_out);
     }
   }
 }
@@ -132,10 +133,9 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
     table.grad_capacity = std::max<int64_t>(nnz, 1);
     table.grad_ids.resize(ctx, {table.grad_capacity});
     table.grad_rows.resize(ctx, {table.grad_capacity, dim});
-    kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
-                                       tb.offsets.data(), tb.ids.data(), nnz, grad, ld,
-                                       table.grad_ids.data(), table.grad_rows.data(),
-                                       table.num_unique.data());
+    kernels::pooled_lookup_backward<T>(
+        ctx, to_kernel(table.config().pooling), bags, dim, tb.offsets.data(), tb.ids.data(), nnz,
+        grad, ld, table.grad_ids.data(), table.grad_rows.data(), table.num_unique.data());
     table.has_grad = true;
   }
 }

@@ -50,12 +50,30 @@ int64_t TensorData::numel() const {
 namespace {
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<double>() { return DType::F64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
-template <> constexpr DType dtype_of<uint64_t>() { return DType::U64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::F64;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::I32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::I64;
+}
+template <>
+constexpr DType dtype_of<uint64_t>() {
+  return DType::U64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::U8;
+}
 }  // namespace
 
 template <class T>
@@ -131,7 +149,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   in.seekg(0, std::ios::end);
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
-  LOCKSTEP_CHECK(file_size >= 8, "{}: truncated ({} bytes): not a safetensors file", path, file_size);
+  LOCKSTEP_CHECK(file_size >= 8, "{}: truncated ({} bytes): not a safetensors file", path,
+                 file_size);
   uint8_t le[8];
   in.read(reinterpret_cast<char*>(le), 8);
   uint64_t header_len = 0;
@@ -192,7 +211,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
       ranges.emplace_back(off[0], off[1]);
       t.bytes.resize(off[1] - off[0]);
       in.seekg(static_cast<std::streamoff>(8 + header_len + off[0]));
-      in.read(reinterpret_cast<char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+      in.read(reinterpret_cast<char*>(t.bytes.data()),
+              static_cast<std::streamsize>(t.bytes.size()));
       LOCKSTEP_CHECK(in.good(), "{}: read error in tensor '{}'", path, t.name);
       file.tensors.push_back(std::move(t));
     }

@@ -19,7 +19,8 @@ TomlDoc::TomlDoc(const std::string& path) : path_(path) {
     const auto& src = e.source();
     if (!src.path)  // toml++ reports unreadable files as parse errors without a position
       throw Error(fmt::format("{}: {}", path, e.description()));
-    throw Error(fmt::format("{}:{}:{}: {}", path, src.begin.line, src.begin.column, e.description()));
+    throw Error(
+        fmt::format("{}:{}:{}: {}", path, src.begin.line, src.begin.column, e.description()));
   }
 }
 
@@ -58,7 +59,8 @@ bool TomlDoc::get_bool(const toml::table& table, std::string_view prefix, std::s
                        bool def) const {
   const toml::node* node = table.get(key);
   if (!node) return def;
-  if (!node->is_boolean()) fail(*node, fmt::format("{} must be true or false", dotted(prefix, key)));
+  if (!node->is_boolean())
+    fail(*node, fmt::format("{} must be true or false", dotted(prefix, key)));
   return *node->value<bool>();
 }
 

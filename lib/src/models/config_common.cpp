@@ -4,14 +4,15 @@ namespace lockstep::models {
 
 nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
                               nn::MlpConfig c) {
-  doc.check_keys(t, prefix, {"widths", "activation", "activate_last", "leaky_slope", "prelu_init",
-                             "dice_eps", "dice_momentum"});
+  doc.check_keys(t, prefix,
+                 {"widths", "activation", "activate_last", "leaky_slope", "prelu_init", "dice_eps",
+                  "dice_momentum"});
   c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
   LOCKSTEP_CHECK(!c.widths.empty(), "{}: {}.widths is empty", doc.where(*t.get("widths")), prefix);
   if (const toml::node* n = t.get("activation")) {
     const std::string name = doc.get_string(t, prefix, "activation", "");
-    c.activation.kind =
-        doc.at(*n, [&] { return nn::parse_activation(name, fmt::format("{}.activation", prefix)); });
+    c.activation.kind = doc.at(
+        *n, [&] { return nn::parse_activation(name, fmt::format("{}.activation", prefix)); });
   }
   c.activate_last = doc.get_bool(t, prefix, "activate_last", c.activate_last);
   auto& a = c.activation;
@@ -25,8 +26,9 @@ nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std:
 
 nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,
                                           std::string_view prefix, nn::OptimizerConfig c) {
-  doc.check_keys(t, prefix, {"kind", "lr", "momentum", "nesterov", "beta1", "beta2", "eps",
-                             "weight_decay", "initial_accumulator"});
+  doc.check_keys(t, prefix,
+                 {"kind", "lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
+                  "initial_accumulator"});
   if (const toml::node* n = t.get("kind")) {
     const std::string name = doc.get_string(t, prefix, "kind", "");
     c.kind = doc.at(*n, [&] { return nn::parse_optimizer(name, fmt::format("{}.kind", prefix)); });
@@ -78,7 +80,8 @@ std::vector<embedding::FieldConfig> read_field_configs(const io::TomlDoc& doc, c
     const toml::table& ft = *fields[i];
     const std::string p = fmt::format("{}.fields[{}]", prefix, i);
     doc.check_keys(ft, p, {"column", "table"});
-    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""), doc.get_string(ft, p, "table", "")};
+    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""),
+                             doc.get_string(ft, p, "table", "")};
     if (c.column.empty() || c.table.empty())
       doc.fail(ft, fmt::format("{} needs both 'column' and 'table'", p));
     out.push_back(c);

@@ -31,7 +31,8 @@ EmbeddingMlp<T>::EmbeddingMlp(EmbeddingMlpConfig config,
                                                        params_.trainable_size());
 }
 
-template <class T> EmbeddingMlp<T>::~EmbeddingMlp() = default;
+template <class T>
+EmbeddingMlp<T>::~EmbeddingMlp() = default;
 
 template <class T>
 const T* EmbeddingMlp<T>::forward(const Context& ctx, const data::Batch& batch, bool training) {

@@ -5,19 +5,25 @@
 namespace lockstep::nn {
 
 namespace {
-constexpr ActivationKind kKinds[] = {ActivationKind::None,      ActivationKind::ReLU,
-                                     ActivationKind::PReLU,     ActivationKind::LeakyReLU,
-                                     ActivationKind::Sigmoid,   ActivationKind::Dice};
+constexpr ActivationKind kKinds[] = {ActivationKind::None,    ActivationKind::ReLU,
+                                     ActivationKind::PReLU,   ActivationKind::LeakyReLU,
+                                     ActivationKind::Sigmoid, ActivationKind::Dice};
 }
 
 const char* activation_name(ActivationKind kind) {
   switch (kind) {
-    case ActivationKind::None: return "none";
-    case ActivationKind::ReLU: return "relu";
-    case ActivationKind::PReLU: return "prelu";
-    case ActivationKind::LeakyReLU: return "leaky_relu";
-    case ActivationKind::Sigmoid: return "sigmoid";
-    case ActivationKind::Dice: return "dice";
+    case ActivationKind::None:
+      return "none";
+    case ActivationKind::ReLU:
+      return "relu";
+    case ActivationKind::PReLU:
+      return "prelu";
+    case ActivationKind::LeakyReLU:
+      return "leaky_relu";
+    case ActivationKind::Sigmoid:
+      return "sigmoid";
+    case ActivationKind::Dice:
+      return "dice";
   }
   return "?";
 }
@@ -25,9 +31,10 @@ const char* activation_name(ActivationKind kind) {
 ActivationKind parse_activation(std::string_view name, std::string_view field) {
   for (auto k : kKinds)
     if (name == activation_name(k)) return k;
-  throw Error(fmt::format("{} = '{}' is not an activation: use one of none, relu, prelu, "
-                          "leaky_relu, sigmoid, dice",
-                          field, name));
+  throw Error(
+      fmt::format("{} = '{}' is not an activation: use one of none, relu, prelu, "
+                  "leaky_relu, sigmoid, dice",
+                  field, name));
 }
 
 void ActivationConfig::validate(std::string_view prefix) const {
@@ -57,11 +64,15 @@ void Activation<T>::forward(const Context& ctx, int64_t rows, const T* x, T* y, 
     case ActivationKind::None:
       if (n > 0) copy_bytes(ctx, y, ctx.device(), x, ctx.device(), n * sizeof(T));
       break;
-    case ActivationKind::ReLU: kernels::relu_forward<T>(ctx, n, x, y); break;
+    case ActivationKind::ReLU:
+      kernels::relu_forward<T>(ctx, n, x, y);
+      break;
     case ActivationKind::LeakyReLU:
       kernels::leaky_relu_forward<T>(ctx, n, T(config_.leaky_slope), x, y);
       break;
-    case ActivationKind::Sigmoid: kernels::sigmoid_forward<T>(ctx, n, x, y); break;
+    case ActivationKind::Sigmoid:
+      kernels::sigmoid_forward<T>(ctx, n, x, y);
+      break;
     case ActivationKind::PReLU:
       kernels::prelu_forward<T>(ctx, rows, width_, x, params_->value(alpha_), y);
       break;
@@ -95,11 +106,15 @@ void Activation<T>::backward(const Context& ctx, int64_t rows, const T* x, const
     case ActivationKind::None:
       if (n > 0 && dx != dy) copy_bytes(ctx, dx, ctx.device(), dy, ctx.device(), n * sizeof(T));
       break;
-    case ActivationKind::ReLU: kernels::relu_backward<T>(ctx, n, x, dy, dx); break;
+    case ActivationKind::ReLU:
+      kernels::relu_backward<T>(ctx, n, x, dy, dx);
+      break;
     case ActivationKind::LeakyReLU:
       kernels::leaky_relu_backward<T>(ctx, n, T(config_.leaky_slope), x, dy, dx);
       break;
-    case ActivationKind::Sigmoid: kernels::sigmoid_backward<T>(ctx, n, y, dy, dx); break;
+    case ActivationKind::Sigmoid:
+      kernels::sigmoid_backward<T>(ctx, n, y, dy, dx);
+      break;
     case ActivationKind::PReLU:
       kernels::prelu_backward<T>(ctx, rows, width_, x, params_->value(alpha_), dy, dx,
                                  params_->grad(alpha_));

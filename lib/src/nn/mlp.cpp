@@ -38,8 +38,10 @@ Mlp<T>::Mlp(ParamSet<T>& params, const std::string& name, int64_t in_features, M
   }
 }
 
-template <class T> Mlp<T>::~Mlp() = default;
-template <class T> Mlp<T>::Mlp(Mlp&&) noexcept = default;
+template <class T>
+Mlp<T>::~Mlp() = default;
+template <class T>
+Mlp<T>::Mlp(Mlp&&) noexcept = default;
 
 template <class T>
 const T* Mlp<T>::forward(const Context& ctx, int64_t rows, const T* x, bool training) {

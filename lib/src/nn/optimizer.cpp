@@ -7,9 +7,12 @@ namespace lockstep::nn {
 
 const char* optimizer_name(OptimizerKind kind) {
   switch (kind) {
-    case OptimizerKind::Sgd: return "sgd";
-    case OptimizerKind::Adam: return "adam";
-    case OptimizerKind::Adagrad: return "adagrad";
+    case OptimizerKind::Sgd:
+      return "sgd";
+    case OptimizerKind::Adam:
+      return "adam";
+    case OptimizerKind::Adagrad:
+      return "adagrad";
   }
   return "?";
 }
@@ -17,7 +20,8 @@ const char* optimizer_name(OptimizerKind kind) {
 OptimizerKind parse_optimizer(std::string_view name, std::string_view field) {
   for (auto k : {OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adagrad})
     if (name == optimizer_name(k)) return k;
-  throw Error(fmt::format("{} = '{}' is not an optimizer: use one of sgd, adam, adagrad", field, name));
+  throw Error(
+      fmt::format("{} = '{}' is not an optimizer: use one of sgd, adam, adagrad", field, name));
 }
 
 void OptimizerConfig::validate(std::string_view prefix) const {
@@ -28,8 +32,8 @@ void OptimizerConfig::validate(std::string_view prefix) const {
   check_range(fmt::format("{}.eps", prefix), eps, 1e-30, 1.0);
   check_range(fmt::format("{}.weight_decay", prefix), weight_decay, 0.0, 1.0);
   check_range(fmt::format("{}.initial_accumulator", prefix), initial_accumulator, 0.0, 1e6);
-  LOCKSTEP_CHECK(!nesterov || momentum > 0.0f,
-                 "{}.nesterov = true needs {}.momentum > 0", prefix, prefix);
+  LOCKSTEP_CHECK(!nesterov || momentum > 0.0f, "{}.nesterov = true needs {}.momentum > 0", prefix,
+                 prefix);
 }
 
 template <class T>
@@ -48,7 +52,9 @@ DenseOptimizer<T>::DenseOptimizer(OptimizerConfig config, const Context& ctx, in
       zeroed(s0_, T(0));
       zeroed(s1_, T(0));
       break;
-    case OptimizerKind::Adagrad: zeroed(s0_, T(config_.initial_accumulator)); break;
+    case OptimizerKind::Adagrad:
+      zeroed(s0_, T(config_.initial_accumulator));
+      break;
   }
 }
 
@@ -77,8 +83,10 @@ std::vector<std::pair<std::string, Tensor<T>*>> DenseOptimizer<T>::state() {
     case OptimizerKind::Sgd:
       if (config_.momentum > 0.0f) return {{"velocity", &s0_}};
       return {};
-    case OptimizerKind::Adam: return {{"m", &s0_}, {"v", &s1_}};
-    case OptimizerKind::Adagrad: return {{"accum", &s0_}};
+    case OptimizerKind::Adam:
+      return {{"m", &s0_}, {"v", &s1_}};
+    case OptimizerKind::Adagrad:
+      return {{"accum", &s0_}};
   }
   return {};
 }

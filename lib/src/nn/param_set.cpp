@@ -14,8 +14,10 @@ namespace {
 constexpr int64_t kAlign = 16;  // elements; 64 bytes for float
 int64_t align_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 uint64_t name_stream(const std::string& name) { return XXH64(name.data(), name.size(), 0); }
-template <class T> constexpr io::DType kDType = io::DType::F32;
-template <> constexpr io::DType kDType<double> = io::DType::F64;
+template <class T>
+constexpr io::DType kDType = io::DType::F32;
+template <>
+constexpr io::DType kDType<double> = io::DType::F64;
 }  // namespace
 
 Init Init::xavier_uniform(int64_t fan_in, int64_t fan_out) {
@@ -25,7 +27,7 @@ Init Init::xavier_uniform(int64_t fan_in, int64_t fan_out) {
 
 template <class T>
 typename ParamSet<T>::Handle ParamSet<T>::add(const std::string& name, Shape shape, Init init,
-                                             bool trainable) {
+                                              bool trainable) {
   LOCKSTEP_CHECK(!allocated_, "ParamSet::add('{}') after allocate(): declare all parameters first",
                  name);
   LOCKSTEP_CHECK(!name.empty(), "ParamSet::add: empty parameter name");
@@ -113,7 +115,8 @@ void ParamSet<T>::save(const Context& ctx, const std::string& path,
   LOCKSTEP_ASSERT(allocated_);
   const std::vector<T> all = lockstep::to_host(ctx, values_.data(), size_);
   std::vector<io::TensorRef> refs;
-  for (const auto& e : entries_) refs.push_back({e.name, kDType<T>, e.shape, all.data() + e.offset});
+  for (const auto& e : entries_)
+    refs.push_back({e.name, kDType<T>, e.shape, all.data() + e.offset});
   io::write_safetensors(path, refs, metadata);
 }
 
@@ -123,8 +126,10 @@ void ParamSet<T>::load(const Context& ctx, const std::string& path) {
   const io::SafetensorsFile file = io::read_safetensors(path);
   // Validate everything before changing anything, so a bad file leaves the parameters intact.
   for (const auto& e : entries_) {
-    LOCKSTEP_CHECK(file.has(e.name), "{}: parameter '{}' is missing (does the file belong to this "
-                   "model configuration?)", path, e.name);
+    LOCKSTEP_CHECK(file.has(e.name),
+                   "{}: parameter '{}' is missing (does the file belong to this "
+                   "model configuration?)",
+                   path, e.name);
     const auto& t = file.get(e.name);
     LOCKSTEP_CHECK(t.shape == e.shape && t.dtype == kDType<T>,
                    "{}: parameter '{}' is {} {} in the file but {} {} in the model", path, e.name,

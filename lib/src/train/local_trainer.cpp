@@ -34,7 +34,8 @@ std::vector<float> LocalTrainer<T>::predict(const data::Batch& batch) {
   const T* logits = model_->forward(*ctx_, batch, /*training=*/false);
   const std::vector<T> z = to_host(*ctx_, logits, batch.size);
   std::vector<float> p(z.size());
-  for (size_t i = 0; i < z.size(); ++i) p[i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(z[i]))));
+  for (size_t i = 0; i < z.size(); ++i)
+    p[i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(z[i]))));
   return p;
 }
 

@@ -16,7 +16,9 @@ struct Device {
   bool is_cpu() const { return type == DeviceType::CPU; }
   /// "cpu" or "cuda:N".
   std::string str() const;
-  bool operator==(const Device& o) const { return type == o.type && (is_cpu() || index == o.index); }
+  bool operator==(const Device& o) const {
+    return type == o.type && (is_cpu() || index == o.index);
+  }
   bool operator!=(const Device& o) const { return !(*this == o); }
 
   static Device cpu() { return {DeviceType::CPU, 0}; }

@@ -8,11 +8,11 @@
 namespace lockstep {
 
 struct DeviceInfo {
-  std::string name;              // "NVIDIA H100 80GB HBM3" or the CPU model name
-  int compute_units = 0;         // SMs or logical CPU cores
-  double peak_fp32_gflops = 0;   // theoretical FP32 (FMA = 2 FLOPs), 0 when unknown
-  double peak_bandwidth_gbs = 0; // theoretical DRAM bandwidth in GB/s (1e9 B/s), 0 when unknown
-  std::string how;               // how the ceilings were obtained
+  std::string name;               // "NVIDIA H100 80GB HBM3" or the CPU model name
+  int compute_units = 0;          // SMs or logical CPU cores
+  double peak_fp32_gflops = 0;    // theoretical FP32 (FMA = 2 FLOPs), 0 when unknown
+  double peak_bandwidth_gbs = 0;  // theoretical DRAM bandwidth in GB/s (1e9 B/s), 0 when unknown
+  std::string how;                // how the ceilings were obtained
 };
 
 /// CUDA: from device attributes (SM count × FP32 lanes per SM × 2 × clock; memory clock × bus

@@ -30,16 +30,17 @@ void check_range(std::string_view field, int64_t value, int64_t lo, int64_t hi);
 }  // namespace lockstep
 
 /// Throws lockstep::Error with a fmt-formatted message when `cond` is false.
-#define LOCKSTEP_CHECK(cond, ...)                                  \
-  do {                                                             \
+#define LOCKSTEP_CHECK(cond, ...)                                     \
+  do {                                                                \
     if (!(cond)) throw ::lockstep::Error(::fmt::format(__VA_ARGS__)); \
   } while (0)
 
 /// Internal invariant: a failure is a lockstep bug, reported with file:line.
-#define LOCKSTEP_ASSERT(cond)                                                                \
-  do {                                                                                       \
-    if (!(cond))                                                                             \
-      throw ::lockstep::Error(::fmt::format("internal error: assertion '{}' failed at {}:{} " \
-                                            "(please report this as a lockstep bug)",        \
-                                            #cond, __FILE__, __LINE__));                     \
+#define LOCKSTEP_ASSERT(cond)                                             \
+  do {                                                                    \
+    if (!(cond))                                                          \
+      throw ::lockstep::Error(                                            \
+          ::fmt::format("internal error: assertion '{}' failed at {}:{} " \
+                        "(please report this as a lockstep bug)",         \
+                        #cond, __FILE__, __LINE__));                      \
   } while (0)

@@ -34,7 +34,10 @@ LOCKSTEP_HD Philox4x32 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint
     const uint32_t lo0 = philox_mulhilo(kM0, c0, &hi0);
     const uint32_t lo1 = philox_mulhilo(kM1, c2, &hi1);
     const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += kW0;
     k1 += kW1;
   }

@@ -65,7 +65,9 @@ class Tensor {
   T* data() { return static_cast<T*>(buf_.data()); }
   const T* data() const { return static_cast<const T*>(buf_.data()); }
   const Shape& shape() const { return shape_; }
-  int64_t numel() const { return shape_.empty() && buf_.data() == nullptr ? 0 : shape_numel(shape_); }
+  int64_t numel() const {
+    return shape_.empty() && buf_.data() == nullptr ? 0 : shape_numel(shape_);
+  }
   int64_t dim(size_t i) const { return shape_.at(i); }
   size_t bytes() const { return static_cast<size_t>(numel()) * sizeof(T); }
   const Device& device() const { return buf_.device(); }
@@ -102,7 +104,8 @@ void upload(const Context& ctx, const std::vector<T>& src, Tensor<T>& dst, Shape
                  "upload: shape {} holds {} elements but the host vector has {}", shape_str(shape),
                  shape_numel(shape), src.size());
   dst.resize(ctx, std::move(shape));
-  if (!src.empty()) copy_bytes(ctx, dst.data(), ctx.device(), src.data(), Device::cpu(), src.size() * sizeof(T));
+  if (!src.empty())
+    copy_bytes(ctx, dst.data(), ctx.device(), src.data(), Device::cpu(), src.size() * sizeof(T));
 }
 
 /// A Tensor on ctx's device holding a copy of a host vector.

@@ -28,7 +28,8 @@ class EmbeddingBagCollection {
   /// Throws Error naming the field for an unknown column or table, a duplicate table name, or a
   /// table no field reads.
   EmbeddingBagCollection(std::vector<TableConfig> tables, std::vector<FieldConfig> fields,
-                   const std::vector<std::string>& batch_columns, nn::OptimizerConfig optimizer);
+                         const std::vector<std::string>& batch_columns,
+                         nn::OptimizerConfig optimizer);
   ~EmbeddingBagCollection();
   EmbeddingBagCollection(EmbeddingBagCollection&&) noexcept;
 
@@ -59,8 +60,8 @@ class EmbeddingBagCollection {
   struct TableBatch;
   std::vector<EmbeddingTable<T>> tables_;
   std::vector<FieldConfig> fields_;
-  std::vector<int> field_table_;    // table index of each field
-  std::vector<int> field_column_;   // Batch::sparse index of each field
+  std::vector<int> field_table_;   // table index of each field
+  std::vector<int> field_column_;  // Batch::sparse index of each field
   std::vector<int64_t> field_offsets_;
   int64_t output_width_ = 0;
   int64_t rows_ = 0;

@@ -20,10 +20,10 @@ Pooling parse_pooling(std::string_view name, std::string_view field);
 
 struct TableConfig {
   std::string name;
-  int64_t rows = 0;          // hash buckets
+  int64_t rows = 0;  // hash buckets
   int64_t dim = 16;
   Pooling pooling = Pooling::Mean;  // for every multi-hot field that reads this table
-  float init_scale = 0.05f;  // rows start uniform in [-init_scale, init_scale]
+  float init_scale = 0.05f;         // rows start uniform in [-init_scale, init_scale]
   /// Throws Error naming `prefix`.<field> and its allowed range.
   void validate(std::string_view prefix) const;
 };

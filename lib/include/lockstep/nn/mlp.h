@@ -11,9 +11,9 @@
 namespace lockstep::nn {
 
 struct MlpConfig {
-  std::vector<int64_t> widths;   // output width of each Linear layer, e.g. {200, 80, 1}
-  ActivationConfig activation;   // after every layer but the last
-  bool activate_last = false;    // also after the last layer (hidden towers)
+  std::vector<int64_t> widths;  // output width of each Linear layer, e.g. {200, 80, 1}
+  ActivationConfig activation;  // after every layer but the last
+  bool activate_last = false;   // also after the last layer (hidden towers)
   /// Throws Error naming `prefix`.<field> for an empty or out-of-range width.
   void validate(std::string_view prefix) const;
 };

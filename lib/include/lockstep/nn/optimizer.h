@@ -20,12 +20,12 @@ OptimizerKind parse_optimizer(std::string_view name, std::string_view field);
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::Adam;
   float lr = 1e-3f;
-  float momentum = 0.0f;      // sgd
-  bool nesterov = false;      // sgd
-  float beta1 = 0.9f;         // adam
-  float beta2 = 0.999f;       // adam
-  float eps = 1e-8f;          // adam, adagrad
-  float weight_decay = 0.0f;  // sgd: L2; adam: decoupled (AdamW); not used by adagrad
+  float momentum = 0.0f;             // sgd
+  bool nesterov = false;             // sgd
+  float beta1 = 0.9f;                // adam
+  float beta2 = 0.999f;              // adam
+  float eps = 1e-8f;                 // adam, adagrad
+  float weight_decay = 0.0f;         // sgd: L2; adam: decoupled (AdamW); not used by adagrad
   float initial_accumulator = 0.0f;  // adagrad
   /// Throws Error naming `prefix`.<field> and its allowed range for a bad value.
   void validate(std::string_view prefix) const;
