@@ -1,7 +1,9 @@
-// lockstep-train: single-process trainer of the embedding + MLP model on generated or TSV data.
-// Prints held-out AUC next to the oracle (Bayes) AUC of the generator, and samples/s.
+// lockstep-train: lockstep data-parallel training of the embedding + MLP model on generated or
+// TSV data, in one process or under mpirun. Rank 0 prints held-out AUC (exact, over every rank's
+// shard) next to the oracle (Bayes) AUC of the generator, and samples/s.
 //
 //   lockstep-train                                   # demo preset, generated in memory
+//   mpirun -np 2 lockstep-train --synthetic demo     # two ranks, each a full replica
 //   lockstep-train --synthetic din-bench --train-samples 2000000 --device cuda
 //   lockstep-train --data out/demo --config examples/configs/demo.toml
 //
@@ -17,124 +19,93 @@
 #include <memory>
 #include <optional>
 
+#include "lockstep/comm/communicator.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/synthetic.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/models/embedding_mlp.h"
-#include "lockstep/train/local_trainer.h"
+#include "lockstep/train/batch_source.h"
 #include "lockstep/train/metrics.h"
+#include "lockstep/train/trainer.h"
 
 using namespace lockstep;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
 struct Options {
-  std::string config, data_dir, synthetic = "demo", device = "auto", save, metrics,
-                                log_level = "info";
+  std::string config, data_dir, synthetic = "demo", device = "auto", comm = "auto", save, metrics;
+  std::string log_level = "info", checkpoint_dir, inject_fault;
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
-  int64_t epochs = 1;
+  int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
   uint64_t data_seed = 1;
   int threads = 0;
-  bool allow_tf32 = false;
+  double comm_timeout = 300;
+  bool allow_tf32 = false, resume = false;
 };
 
-/// Where batches come from: the generator (in memory) or a lockstep-datagen directory.
-class DataSource {
- public:
-  virtual ~DataSource() = default;
-  virtual const data::Schema& schema() const = 0;
-  /// Calls fn(batch) for every training batch of one epoch.
-  virtual void for_each_train_batch(int64_t batch_size,
-                                    const std::function<void(const data::Batch&)>& fn) = 0;
-  /// The held-out set and its oracle AUC (NaN when unknown).
-  virtual const data::Batch& test_set() const = 0;
-  virtual double oracle_auc() const = 0;
-  virtual std::string describe() const = 0;
+/// This rank's training and held-out shards, and the oracle AUC of the held-out data.
+struct Data {
+  data::Schema schema;
+  std::unique_ptr<train::BatchSource> train, test;
+  double oracle_auc = NAN;
+  std::string description;
 };
 
-class SyntheticSource final : public DataSource {
- public:
-  SyntheticSource(const std::string& preset, uint64_t seed, int64_t train, int64_t test)
-      : generator_([&] {
-          auto c = data::SyntheticConfig::preset(preset);
-          c.seed = seed;
-          return c;
-        }()),
-        preset_(preset),
-        train_(train) {
-    std::vector<float> prob;
-    // The held-out samples follow the training samples: disjoint by construction.
-    test_ = generator_.generate(train, test, &prob);
-    oracle_ = train::roc_auc(prob, test_.labels);
-  }
-  const data::Schema& schema() const override { return generator_.schema(); }
-  void for_each_train_batch(int64_t batch_size,
-                            const std::function<void(const data::Batch&)>& fn) override {
-    for (int64_t first = 0; first < train_; first += batch_size)
-      fn(generator_.generate(first, std::min(batch_size, train_ - first)));
-  }
-  const data::Batch& test_set() const override { return test_; }
-  double oracle_auc() const override { return oracle_; }
-  std::string describe() const override {
-    return fmt::format("synthetic '{}' (seed {}): {} train, {} held-out samples", preset_,
-                       generator_.config().seed, train_, test_.size);
-  }
+Data synthetic_data(const Options& o, int rank, int ranks) {
+  auto config = data::SyntheticConfig::preset(o.synthetic);
+  config.seed = o.data_seed;
+  auto generator = std::make_shared<const data::SyntheticGenerator>(config);
+  Data d;
+  d.schema = generator->schema();
+  // Held-out samples follow the training ones: disjoint by construction.
+  d.train = std::make_unique<train::SyntheticBatchSource>(generator, 0, o.train_samples,
+                                                          o.batch_size, rank, ranks);
+  d.test = std::make_unique<train::SyntheticBatchSource>(generator, o.train_samples,
+                                                         o.test_samples, o.batch_size, rank, ranks);
+  std::vector<float> prob;
+  const data::Batch test = generator->generate(o.train_samples, o.test_samples, &prob);
+  d.oracle_auc = train::roc_auc(prob, test.labels);
+  d.description = fmt::format("synthetic '{}' (seed {}): {} train, {} held-out samples",
+                              o.synthetic, o.data_seed, o.train_samples, o.test_samples);
+  return d;
+}
 
- private:
-  data::SyntheticGenerator generator_;
-  std::string preset_;
-  int64_t train_;
-  data::Batch test_;
-  double oracle_ = NAN;
-};
-
-/// A directory written by lockstep-datagen: schema.toml, the training files listed in meta.json
-/// (train.tsv when there is no meta.json), test.tsv, and the oracle AUC from meta.json.
-class DirectorySource final : public DataSource {
- public:
-  explicit DirectorySource(const std::string& dir) : dir_(dir) {
-    schema_ = data::Schema::load(dir + "/schema.toml");
-    test_ = data::read_text(dir + "/test.tsv", schema_);
-    train_files_ = {dir + "/train.tsv"};
-    const std::string meta = dir + "/meta.json";
-    if (!std::filesystem::exists(meta)) return;
+/// A lockstep-datagen directory: schema.toml, the training files listed in meta.json (train.tsv
+/// without one), test.tsv, and the oracle AUC from meta.json.
+Data directory_data(const Options& o, int rank, int ranks) {
+  const std::string dir = o.data_dir;
+  Data d;
+  d.schema = data::Schema::load(dir + "/schema.toml");
+  std::vector<std::string> files = {dir + "/train.tsv"};
+  std::vector<uint64_t> first_ids = {0};
+  uint64_t test_first = 0;
+  const std::string meta = dir + "/meta.json";
+  if (std::filesystem::exists(meta)) {
     try {
       const auto j = nlohmann::json::parse(std::ifstream(meta));
       const auto& splits = j.at("splits");
       if (splits.at("test").contains("oracle_auc"))
-        oracle_ = splits.at("test").at("oracle_auc").get<double>();
-      train_files_.clear();
-      for (const auto& f : splits.at("train").at("files"))
-        train_files_.push_back(dir + "/" + f.at("path").get<std::string>());
+        d.oracle_auc = splits.at("test").at("oracle_auc").get<double>();
+      files.clear();
+      first_ids.clear();
+      for (const auto& f : splits.at("train").at("files")) {
+        files.push_back(dir + "/" + f.at("path").get<std::string>());
+        first_ids.push_back(f.at("first_sample").get<uint64_t>());
+      }
+      test_first = splits.at("test").at("files").at(0).at("first_sample").get<uint64_t>();
     } catch (const nlohmann::json::exception& e) {
       throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
     }
   }
-  const data::Schema& schema() const override { return schema_; }
-  void for_each_train_batch(int64_t batch_size,
-                            const std::function<void(const data::Batch&)>& fn) override {
-    data::Batch batch;
-    for (const auto& file : train_files_) {
-      data::TextReader reader(file, schema_);
-      while (reader.next(batch, batch_size)) fn(batch);
-    }
-  }
-  const data::Batch& test_set() const override { return test_; }
-  double oracle_auc() const override { return oracle_; }
-  std::string describe() const override {
-    return fmt::format("{}: {} training file(s), {} held-out samples", dir_, train_files_.size(),
-                       test_.size);
-  }
-
- private:
-  std::string dir_;
-  data::Schema schema_;
-  std::vector<std::string> train_files_;
-  data::Batch test_;
-  double oracle_ = NAN;
-};
+  d.train = std::make_unique<train::TextBatchSource>(files, d.schema, o.batch_size, rank, ranks,
+                                                     first_ids);
+  d.test = std::make_unique<train::TextBatchSource>(std::vector<std::string>{dir + "/test.tsv"},
+                                                    d.schema, o.batch_size, rank, ranks,
+                                                    std::vector<uint64_t>{test_first});
+  d.description = fmt::format("{}: {} training file(s) and test.tsv", dir, files.size());
+  return d;
+}
 
 std::vector<std::string> sparse_column_names(const data::Schema& schema) {
   std::vector<std::string> names;
@@ -161,100 +132,69 @@ models::EmbeddingMlpConfig default_config(const data::Schema& schema, int64_t ta
   return c;  // MLP and optimizers: the EmbeddingMlpConfig defaults
 }
 
-struct EvalResult {
-  double auc, logloss;
-};
-
-EvalResult evaluate(train::LocalTrainer<float>& trainer, const data::Batch& test,
-                    int64_t batch_size) {
-  std::vector<float> probs;
-  probs.reserve(test.size);
-  // Predict in slices so that activations stay batch-sized.
-  for (int64_t first = 0; first < test.size; first += batch_size) {
-    const int64_t n = std::min(batch_size, test.size - first);
-    data::Batch slice;
-    slice.size = n;
-    for (const auto& col : test.sparse) {
-      data::SparseColumn s;
-      const int64_t base = col.offsets[first];
-      for (int64_t b = 1; b <= n; ++b) s.offsets.push_back(col.offsets[first + b] - base);
-      s.keys.assign(col.keys.begin() + base, col.keys.begin() + col.offsets[first + n]);
-      slice.sparse.push_back(std::move(s));
-    }
-    const int64_t nd = test.num_dense();
-    slice.dense.assign(test.dense.begin() + first * nd, test.dense.begin() + (first + n) * nd);
-    slice.labels.assign(test.labels.begin() + first, test.labels.begin() + first + n);
-    const auto p = trainer.predict(slice);
-    probs.insert(probs.end(), p.begin(), p.end());
-  }
-  return {train::roc_auc(probs, test.labels), train::mean_log_loss_from_probs(probs, test.labels)};
+/// Everything that must be equal on all ranks, compared by the trainer at start-up.
+std::string run_signature(const Options& o, const std::string& config_text) {
+  return fmt::format("data={} synthetic={} seed={} train={} test={} batch={} epochs={} "
+                     "rows={} config={}",
+                     o.data_dir, o.synthetic, o.data_seed, o.train_samples, o.test_samples,
+                     o.batch_size, o.epochs, o.table_rows, config_text);
 }
 
 int run(const Options& o) {
   set_log_level(o.log_level);
-  const Device device = select_device(o.device);
-  Context ctx(device, ContextOptions{o.allow_tf32, o.threads});
-  std::unique_ptr<DataSource> source;
-  if (!o.data_dir.empty())
-    source = std::make_unique<DirectorySource>(o.data_dir);
-  else
-    source = std::make_unique<SyntheticSource>(o.synthetic, o.data_seed, o.train_samples,
-                                               o.test_samples);
-  const auto config = o.config.empty() ? default_config(source->schema(), o.table_rows)
-                                       : models::load_embedding_mlp_config(o.config);
-  models::EmbeddingMlp<float> model(config, sparse_column_names(source->schema()),
-                                    source->schema().num_dense(), ctx);
-  train::LocalTrainer<float> trainer(model, ctx);
-  log().info("data: {}", source->describe());
-  log().info("model: {} tables, {} fields, MLP input {} -> {}, {} dense parameters, device {}",
-             config.tables.size(), config.fields.size(), model.input_width(),
-             fmt::join(config.mlp.widths, "-"), model.dense_params().trainable_size(),
-             device.str());
-
-  std::ofstream metrics;
-  if (!o.metrics.empty()) metrics.open(o.metrics);
-  EvalResult last{NAN, NAN};
-  double total_step_s = 0, total_wall_s = 0;
-  int64_t total_samples = 0;
-  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
-    double loss_sum = 0, step_s = 0;
-    int64_t samples = 0;
-    const auto t0 = Clock::now();
-    source->for_each_train_batch(o.batch_size, [&](const data::Batch& batch) {
-      const auto s0 = Clock::now();
-      loss_sum += trainer.step(batch);  // returns after the step's work is done (loss read back)
-      step_s += std::chrono::duration<double>(Clock::now() - s0).count();
-      samples += batch.size;
-    });
-    const double wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    last = evaluate(trainer, source->test_set(), o.batch_size);
-    total_step_s += step_s;
-    total_wall_s += wall_s;
-    total_samples += samples;
-    std::printf(
-        "epoch %lld: train loss %.4f | held-out AUC %.4f (oracle %.4f) logloss %.4f | "
-        "%.0f samples/s (model step), %.0f samples/s (end to end)\n",
-        static_cast<long long>(epoch), loss_sum / std::max<int64_t>(samples, 1), last.auc,
-        source->oracle_auc(), last.logloss, samples / step_s, samples / wall_s);
-    std::fflush(stdout);
-    if (metrics.is_open()) {
-      metrics << nlohmann::json{{"epoch", epoch},
-                                {"train_loss", loss_sum / std::max<int64_t>(samples, 1)},
-                                {"test_auc", last.auc},
-                                {"oracle_auc", source->oracle_auc()},
-                                {"test_logloss", last.logloss},
-                                {"samples_per_s_step", samples / step_s},
-                                {"samples_per_s_end_to_end", samples / wall_s},
-                                {"device", device.str()}}
-                     .dump()
-              << "\n";
-    }
+  const auto [local_rank, local_size] = comm::launcher_local_rank();
+  const Device device = select_device(o.device, local_rank);
+  Context ctx(device, ContextOptions{o.allow_tf32, o.threads, o.data_seed});
+  comm::CommOptions comm_options;
+  comm_options.timeout_s = o.comm_timeout;
+  auto comm = comm::create_communicator(o.comm, device, comm_options);
+  const int rank = comm->rank(), ranks = comm->size();
+  if (ranks > 1) {
+    set_log_rank(rank);
+    if (rank != 0 && o.log_level == "info") set_log_level("warn");  // one voice: rank 0
   }
-  std::printf("result: AUC %.4f vs oracle AUC %.4f (gap %.4f); %.0f samples/s on %s, batch %lld\n",
-              last.auc, source->oracle_auc(), source->oracle_auc() - last.auc,
-              total_samples / total_step_s, device.str().c_str(),
-              static_cast<long long>(o.batch_size));
-  if (!o.save.empty()) {
+  Data d = o.data_dir.empty() ? synthetic_data(o, rank, ranks) : directory_data(o, rank, ranks);
+  std::string config_text;
+  if (!o.config.empty()) {
+    std::ifstream in(o.config);
+    config_text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto config = o.config.empty() ? default_config(d.schema, o.table_rows)
+                                       : models::load_embedding_mlp_config(o.config);
+  models::EmbeddingMlp<float> model(config, sparse_column_names(d.schema), d.schema.num_dense(), ctx);
+  log().info("data: {}", d.description);
+  log().info("model: {} tables, {} fields, MLP input {} -> {}, {} dense parameters; {} rank(s), "
+             "communicator {}, device {}",
+             config.tables.size(), config.fields.size(), model.input_width(),
+             fmt::join(config.mlp.widths, "-"), model.dense_params().trainable_size(), ranks,
+             comm->backend(), device.str());
+
+  train::TrainerConfig tc;
+  tc.epochs = o.epochs;
+  tc.log_every = o.log_every;
+  tc.metrics_path = o.metrics;
+  tc.checkpoint_dir = o.checkpoint_dir;
+  tc.checkpoint_every = o.checkpoint_every;
+  tc.resume = o.resume;
+  tc.run_config = run_signature(o, config_text);
+  tc.fault = train::FaultInjection::parse(o.inject_fault);
+  train::Trainer trainer(model, *comm, ctx, tc);
+  const train::FitResult r = trainer.fit(*d.train, d.test.get());
+  if (rank == 0) {
+    const double per_s = r.samples / std::max(r.train_seconds, 1e-9);
+    if (r.stopped)
+      std::printf("stopped at step %llu by a signal%s%s\n",
+                  static_cast<unsigned long long>(trainer.step()),
+                  r.last_checkpoint.empty() ? "" : "; checkpoint ", r.last_checkpoint.c_str());
+    else
+      std::printf("result: AUC %.4f vs oracle AUC %.4f (gap %.4f); %.0f samples/s on %d rank(s) "
+                  "(%s, %s), batch %lld per rank\n",
+                  r.last_eval.auc, d.oracle_auc, d.oracle_auc - r.last_eval.auc, per_s, ranks,
+                  device.str().c_str(), comm->backend().c_str(),
+                  static_cast<long long>(o.batch_size));
+    std::fflush(stdout);
+  }
+  if (!o.save.empty() && rank == 0) {
     model.dense_params().save(ctx, o.save, {{"model", "embedding_mlp"}});
     log().info("saved dense parameters to {}", o.save);
   }
@@ -264,7 +204,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lockstep-train: single-process training of embedding + MLP on CTR data"};
+  CLI::App app{"lockstep-train: lockstep data-parallel training of embedding + MLP on CTR data (run it under mpirun for several ranks)"};
   Options o;
   app.add_option("--config", o.config, "model TOML (docs/configuration.md); default: built in")
       ->check(CLI::ExistingFile);
@@ -284,13 +224,24 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--table-rows", o.table_rows, "hash buckets per table of the built-in model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
-  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
+  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (under mpirun: one per local rank)");
+  app.add_option("--comm", o.comm, "auto, local, mpi or nccl (docs/communication.md)");
+  app.add_option("--comm-timeout", o.comm_timeout, "seconds a rank waits for the others")
+      ->check(CLI::Range(0.1, 1e6));
   app.add_flag("--allow-tf32", o.allow_tf32, "allow TF32 tensor-core GEMMs on CUDA");
   app.add_option("--threads", o.threads, "CPU threads for OpenBLAS (0 = its default)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--log-every", o.log_every, "progress line every N steps (0 = per epoch)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--checkpoint-dir", o.checkpoint_dir, "write checkpoints here");
+  app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0 = at the end)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_flag("--resume", o.resume, "resume from the newest checkpoint in --checkpoint-dir");
   app.add_option("--save", o.save, "write the dense parameters (safetensors) here at the end");
-  app.add_option("--metrics", o.metrics, "append one JSON line per epoch to this file");
+  app.add_option("--metrics", o.metrics, "append JSON lines of progress and evaluations here");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error");
+  app.add_option("--inject-fault", o.inject_fault,
+                 "for tests: kind:rank:step[:seconds], kind = skew, fail, sleep, kill, sigterm");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -23,4 +23,17 @@ void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64
   LOCKSTEP_DISPATCH(T, ctx, copy_2d, rows, cols, src, ld_src, dst, ld_dst, accumulate);
 }
 
+// y[i] = alpha * x[i] for n elements; y may alias x (in-place scaling).
+namespace cpu {
+template <class T>
+void scale(const Context& ctx, int64_t n, T alpha, const T* x, T* y);
+}
+namespace cuda {
+void scale(const Context& ctx, int64_t n, float alpha, const float* x, float* y);
+}
+template <class T>
+void scale(const Context& ctx, int64_t n, T alpha, const T* x, T* y) {
+  LOCKSTEP_DISPATCH(T, ctx, scale, n, alpha, x, y);
+}
+
 }  // namespace lockstep::kernels

@@ -18,6 +18,13 @@ void copy_2d(const Context&, int64_t rows, int64_t cols, const T* src, int64_t l
   }
 }
 
+template <class T>
+void scale(const Context&, int64_t n, T alpha, const T* x, T* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i];
+}
+
+template void scale<float>(const Context&, int64_t, float, const float*, float*);
+template void scale<double>(const Context&, int64_t, double, const double*, double*);
 template void copy_2d<float>(const Context&, int64_t, int64_t, const float*, int64_t, float*,
                              int64_t, bool);
 template void copy_2d<double>(const Context&, int64_t, int64_t, const double*, int64_t, double*,

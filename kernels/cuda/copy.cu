@@ -13,7 +13,18 @@ __global__ void add_2d_kernel(int64_t rows, int64_t cols, const float* src, int6
     dst[r * ld_dst + c] += src[r * ld_src + c];
   }
 }
+__global__ void scale_kernel(int64_t n, float alpha, const float* x, float* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __fmul_rn(alpha, x[i]);  // one rounding, as on the CPU
+}
 }  // namespace
+
+void scale(const Context& ctx, int64_t n, float alpha, const float* x, float* y) {
+  if (n <= 0) return;
+  scale_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(n, alpha, x, y);
+  LOCKSTEP_KERNEL_CHECK(ctx, "scale");
+}
 
 void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const float* src, int64_t ld_src,
              float* dst, int64_t ld_dst, bool accumulate) {

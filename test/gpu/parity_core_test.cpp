@@ -74,6 +74,18 @@ TEST_CASE("CUDA copy_2d places and accumulates blocks like the CPU", "[gpu][copy
   }
 }
 
+TEST_CASE("CUDA scale is bitwise equal to the CPU", "[gpu][copy]") {
+  test::ParityContexts ctx;
+  for (int64_t n : {1, 1000, (1 << 20) + 7}) {
+    const auto x = test::random_vector<float>(n, 8);
+    std::vector<float> ref(n);
+    kernels::scale<float>(ctx.cpu, n, 0.37f, x.data(), ref.data());
+    auto d = test::to_gpu(ctx.gpu, x);
+    kernels::scale<float>(ctx.gpu, n, 0.37f, d.data(), d.data());
+    test::require_bitwise_equal(to_host(ctx.gpu, d), ref, "scale in place");
+  }
+}
+
 namespace {
 const std::vector<std::string> kColumns = {"user", "item", "hist"};
 

@@ -85,6 +85,16 @@ TEST_CASE("Tensor resize keeps capacity and copies round-trip", "[core][tensor]"
   CHECK(shape_str({2, 3, 4}) == "(2, 3, 4)");
 }
 
+TEST_CASE("scale multiplies in place and out of place", "[kernels][copy]") {
+  Context ctx;
+  const auto x = test::random_vector<double>(37, 4);
+  std::vector<double> y(37);
+  kernels::scale<double>(ctx, 37, 0.25, x.data(), y.data());
+  for (int i = 0; i < 37; ++i) CHECK(y[i] == x[i] / 4);  // exact: power of two
+  kernels::scale<double>(ctx, 37, 3.0, y.data(), y.data());
+  for (int i = 0; i < 37; ++i) CHECK(y[i] == Approx(0.75 * x[i]));
+}
+
 TEST_CASE("check_range names the field and the allowed range", "[core][error]") {
   CHECK_NOTHROW(check_range("train.lr", 0.5, 0.0, 1.0));
   CHECK_THROWS_WITH(check_range("train.lr", 1.5, 0.0, 1.0),

@@ -47,7 +47,7 @@ TEST_CASE("lockstep-train learns on generated data and reports AUC next to the o
   int lines = 0;
   while (std::getline(in, line)) {
     ++lines;
-    CHECK_THAT(line, Contains("\"test_auc\"") && Contains("\"oracle_auc\""));
+    CHECK_THAT(line, Contains("\"eval_auc\"") && Contains("\"eval_logloss\""));
   }
   CHECK(lines == 2);
 }

@@ -85,6 +85,18 @@ void ParamSet<T>::zero_grad(const Context& ctx) {
 }
 
 template <class T>
+void ParamSet<T>::reserve_grad_tail(const Context& ctx, int64_t n) {
+  LOCKSTEP_ASSERT(allocated_ && n >= 0);
+  if (n == tail_) return;
+  Tensor<T> grown(ctx, {std::max<int64_t>(size_ + n, 1)});
+  copy_bytes(ctx, grown.data(), ctx.device(), grads_.data(), ctx.device(),
+             static_cast<size_t>(size_) * sizeof(T));
+  zero_bytes(ctx, grown.data() + size_, static_cast<size_t>(n) * sizeof(T));
+  grads_ = std::move(grown);
+  tail_ = n;
+}
+
+template <class T>
 uint64_t ParamSet<T>::layout_hash() const {
   XXH64_state_t* st = XXH64_createState();
   XXH64_reset(st, sizeof(T));
@@ -122,20 +134,29 @@ void ParamSet<T>::save(const Context& ctx, const std::string& path,
 
 template <class T>
 void ParamSet<T>::load(const Context& ctx, const std::string& path) {
-  LOCKSTEP_ASSERT(allocated_);
   const io::SafetensorsFile file = io::read_safetensors(path);
-  // Validate everything before changing anything, so a bad file leaves the parameters intact.
+  check_file(file);
+  assign_from(ctx, file);
+}
+
+template <class T>
+void ParamSet<T>::check_file(const io::SafetensorsFile& file) const {
   for (const auto& e : entries_) {
     LOCKSTEP_CHECK(file.has(e.name),
                    "{}: parameter '{}' is missing (does the file belong to this "
                    "model configuration?)",
-                   path, e.name);
+                   file.path, e.name);
     const auto& t = file.get(e.name);
     LOCKSTEP_CHECK(t.shape == e.shape && t.dtype == kDType<T>,
-                   "{}: parameter '{}' is {} {} in the file but {} {} in the model", path, e.name,
-                   io::dtype_name(t.dtype), shape_str(t.shape), io::dtype_name(kDType<T>),
+                   "{}: parameter '{}' is {} {} in the file but {} {} in the model", file.path,
+                   e.name, io::dtype_name(t.dtype), shape_str(t.shape), io::dtype_name(kDType<T>),
                    shape_str(e.shape));
   }
+}
+
+template <class T>
+void ParamSet<T>::assign_from(const Context& ctx, const io::SafetensorsFile& file) {
+  LOCKSTEP_ASSERT(allocated_);
   std::vector<T> all = lockstep::to_host(ctx, values_.data(), size_);
   for (const auto& e : entries_) {
     const auto& t = file.get(e.name);

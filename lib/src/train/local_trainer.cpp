@@ -13,6 +13,15 @@ LocalTrainer<T>::LocalTrainer(models::Model<T>& model, const Context& ctx)
 template <class T>
 double LocalTrainer<T>::step(const data::Batch& batch) {
   if (batch.size == 0) return 0.0;
+  const double loss = compute_gradients(batch);
+  model_->apply_gradients(*ctx_, T(1) / static_cast<T>(batch.size));
+  ++steps_;
+  return loss;
+}
+
+template <class T>
+double LocalTrainer<T>::compute_gradients(const data::Batch& batch) {
+  LOCKSTEP_CHECK(batch.size > 0, "compute_gradients needs a non-empty batch");
   LOCKSTEP_CHECK(static_cast<int64_t>(batch.labels.size()) == batch.size,
                  "batch has {} labels for {} samples", batch.labels.size(), batch.size);
   const Context& ctx = *ctx_;
@@ -23,8 +32,6 @@ double LocalTrainer<T>::step(const data::Batch& batch) {
   loss_.forward_backward(ctx, batch.size, logits, labels_.data(), T(1), dlogits_.data(),
                          loss_sum_.data());
   model_->backward(ctx, dlogits_.data());
-  model_->apply_gradients(ctx, T(1) / static_cast<T>(batch.size));
-  ++steps_;
   return static_cast<double>(to_host(ctx, loss_sum_.data(), 1)[0]);
 }
 

@@ -48,6 +48,7 @@ class EmbeddingMlp final : public Model<T> {
   void apply_gradients(const Context& ctx, T grad_scale) override;
   nn::ParamSet<T>& dense_params() override { return params_; }
   std::vector<embedding::EmbeddingTable<T>*> tables() override;
+  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   const EmbeddingMlpConfig& config() const { return config_; }
   embedding::EmbeddingBagCollection<T>& embeddings() { return *embeddings_; }

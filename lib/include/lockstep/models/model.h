@@ -6,6 +6,7 @@
 
 #include "lockstep/data/batch.h"
 #include "lockstep/embedding/embedding_table.h"
+#include "lockstep/nn/optimizer.h"
 #include "lockstep/nn/param_set.h"
 
 namespace lockstep::models {
@@ -32,6 +33,8 @@ class Model {
 
   virtual nn::ParamSet<T>& dense_params() = 0;
   virtual std::vector<embedding::EmbeddingTable<T>*> tables() = 0;
+  /// The optimizer of dense_params() (its state and step count go into checkpoints).
+  virtual nn::DenseOptimizer<T>& dense_optimizer() = 0;
 };
 
 }  // namespace lockstep::models

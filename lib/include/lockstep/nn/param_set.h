@@ -9,6 +9,7 @@
 
 #include "lockstep/core/context.h"
 #include "lockstep/core/tensor.h"
+#include "lockstep/io/safetensors.h"
 
 namespace lockstep::nn {
 
@@ -79,8 +80,15 @@ class ParamSet {
   int64_t trainable_size() const { return trainable_size_; }
   const Device& device() const { return values_.device(); }
 
-  /// Sets every gradient to zero.
+  /// Sets every gradient to zero (not the tail).
   void zero_grad(const Context& ctx);
+
+  /// Reserves `n` elements right after the gradient buffer (zeroed), so that a collective can
+  /// carry extra data (the lockstep control block) in the same call as the gradients: grads()
+  /// then spans size() + grad_tail_size() contiguous elements. Keeps the gradient values.
+  void reserve_grad_tail(const Context& ctx, int64_t n);
+  T* grad_tail() { return grads_.data() + size_; }
+  int64_t grad_tail_size() const { return tail_; }
 
   /// A 64-bit hash of names, shapes, trainability and layout: equal on two replicas exactly when
   /// they hold the same parameter layout.
@@ -95,12 +103,17 @@ class ParamSet {
             const std::map<std::string, std::string>& metadata = {}) const;
   /// Loads values saved by save(): every parameter must be present with the same shape and
   /// dtype, or Error names the file, the parameter and what differs. Extra tensors are ignored.
+  /// A file that does not fit leaves the parameters unchanged.
   void load(const Context& ctx, const std::string& path);
+  /// The two halves of load() for callers that check several files before changing anything:
+  /// check_file() throws as load() would; assign_from() copies (after check_file()).
+  void check_file(const io::SafetensorsFile& file) const;
+  void assign_from(const Context& ctx, const io::SafetensorsFile& file);
 
  private:
   std::vector<Entry> entries_;
   Tensor<T> values_, grads_;
-  int64_t size_ = 0, trainable_size_ = 0;
+  int64_t size_ = 0, trainable_size_ = 0, tail_ = 0;
   bool allocated_ = false;
 };
 

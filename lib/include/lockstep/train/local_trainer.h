@@ -19,6 +19,12 @@ class LocalTrainer {
   /// An empty batch changes nothing (optimizer state included). Returns the summed loss.
   double step(const data::Batch& batch);
 
+  /// The first half of a step: clears the dense gradients, runs forward and backward on a
+  /// non-empty batch, and leaves the SUMMED gradients in the model (dense in its ParamSet,
+  /// sparse in its tables). Returns the summed loss. The multi-rank trainer all-reduces the
+  /// gradients between this and the model's apply_gradients(1 / global samples).
+  double compute_gradients(const data::Batch& batch);
+
   /// Click probabilities σ(logit) for `batch` in inference mode (Dice uses running averages).
   std::vector<float> predict(const data::Batch& batch);
 

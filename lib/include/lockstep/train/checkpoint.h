@@ -1,0 +1,48 @@
+#pragma once
+// Checkpoints: everything needed to resume training bitwise where it stopped.
+//
+// Layout of a checkpoint directory <root>/step-<12 digits>/:
+//   manifest.json        format version, model, step counters, epoch position, RNG offset, ranks,
+//                        configuration hash, and the size and XXH64 of every file below
+//   dense.safetensors    dense parameters and non-trainable state (ParamSet values)
+//   optimizer.safetensors dense optimizer state ("m", "v", "velocity" or "accum")
+//   tables.safetensors   every embedding table's weights and optimizer state
+// It is written under a temporary name, every file and the directory are fsynced, then it is
+// renamed into place and <root>/LATEST (the name of the newest checkpoint) is replaced
+// atomically. Older checkpoints beyond `keep` are deleted only after that.
+
+#include <cstdint>
+#include <string>
+
+#include "lockstep/models/model.h"
+
+namespace lockstep::train {
+
+struct CheckpointMeta {
+  uint64_t step = 0;           // lockstep steps completed (the next step's number)
+  uint64_t updates = 0;        // optimizer updates applied
+  int64_t epoch = 0;           // epoch in progress
+  int64_t step_in_epoch = 0;   // batches each rank consumed in that epoch
+  uint64_t random_offset = 0;  // Context::random_offset()
+  int ranks = 1;               // ranks of the run that wrote it
+  uint64_t config_hash = 0;    // hash of the run configuration (checked on resume)
+  std::string model;           // Model::name()
+};
+
+/// Writes a checkpoint of `model` under `root` (created if missing) and returns its path.
+/// Throws Error naming the path on any failure; a failed write leaves earlier checkpoints and
+/// LATEST untouched.
+std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
+                             models::Model<float>& model, const Context& ctx, int keep = 2);
+
+/// The newest complete checkpoint under `root` (named by LATEST), or "" when there is none.
+std::string latest_checkpoint(const std::string& root);
+
+/// Verifies the checkpoint at `path` completely (manifest, file sizes and checksums, tensor names
+/// and shapes against `model`, model name and configuration hash) and only then restores the
+/// model, its optimizer and table state. Returns the metadata. A missing, truncated or corrupted
+/// checkpoint throws Error naming the file and what is wrong, leaving the model unchanged.
+CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& model,
+                               const Context& ctx, uint64_t expected_config_hash);
+
+}  // namespace lockstep::train

@@ -1,0 +1,74 @@
+#pragma once
+// The control block of the lockstep step: what every rank tells every other rank each step,
+// carried by the same all-reduce as the dense gradients.
+//
+// Each rank owns one slot of `slot_size()` floats in a (ranks × slot) float array; every other
+// slot is zero, so the SUM all-reduce leaves each rank's values intact in its slot (one-hot
+// gather). Integers are split into 16-bit chunks, each exactly representable in a float, so
+// counts and step numbers up to 2^64 survive the float all-reduce exactly; the loss sum is
+// carried as a (hi, lo) float pair, precise to ~1e-14 relative.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lockstep::train {
+
+/// What one rank reports at one step.
+struct RankReport {
+  uint64_t step = 0;       // the step this rank is executing
+  uint64_t n_samples = 0;  // samples in its batch (0 when its data is exhausted)
+  bool has_next = false;   // whether it has another batch after this one
+  uint16_t status = 0;     // 0 = ok; otherwise the rank failed this step (see kStatus*)
+  bool stop_requested = false;  // a signal asked this rank to checkpoint and stop
+  double loss_sum = 0.0;   // summed loss over its batch
+  std::vector<uint64_t> sparse_rows;  // per embedding table: rows in its sparse gradient
+};
+
+/// Status codes a rank can report.
+constexpr uint16_t kStatusOk = 0;
+constexpr uint16_t kStatusComputeFailed = 1;     // forward/backward threw
+constexpr uint16_t kStatusDataFailed = 2;        // reading the next batch threw
+constexpr uint16_t kStatusCheckpointFailed = 3;  // writing a checkpoint threw
+constexpr uint16_t kStatusInjected = 9;          // test fault injection
+/// "forward/backward failed", ... for messages.
+const char* status_name(uint16_t status);
+
+class ControlBlock {
+ public:
+  ControlBlock(int ranks, int tables);
+
+  int ranks() const { return ranks_; }
+  /// Floats per rank slot.
+  int64_t slot_size() const;
+  /// Floats of the whole block (ranks × slot).
+  int64_t size() const { return ranks_ * slot_size(); }
+
+  /// Writes `report` into slot `rank` of `block` (size() floats; other slots untouched).
+  void encode(const RankReport& report, int rank, float* block) const;
+  /// Reads every slot of an all-reduced block. Throws Error when a slot is not a valid
+  /// encoding (a chunk that is not an integer in [0, 65535]: corrupted data or mixed layouts).
+  std::vector<RankReport> decode(const float* block) const;
+
+ private:
+  int ranks_, tables_;
+};
+
+/// What all ranks agreed on after a step's all-reduce.
+struct StepSummary {
+  uint64_t step = 0;
+  uint64_t samples = 0;      // Σ n_samples
+  double loss_sum = 0.0;     // Σ loss_sum
+  bool any_next = false;     // Σ has_next > 0
+  bool stop_requested = false;
+  std::vector<uint64_t> sparse_rows;  // per rank and table: rows[r * tables + t]
+};
+
+/// Checks the reports for the step `expected_step` and sums them. Throws the same Error on every
+/// rank (the reports are identical everywhere) when a rank reported a failure status or a step
+/// that differs from `expected_step`, naming the ranks and steps:
+///   "lockstep divergence at step 12: rank 1 is at step 13 (ranks 0, 2 at step 12) ..."
+///   "rank 2 failed at step 7 (reading the next batch failed; its log has the error) ..."
+StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_step);
+
+}  // namespace lockstep::train

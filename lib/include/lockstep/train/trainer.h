@@ -1,0 +1,116 @@
+#pragma once
+// The lockstep trainer: synchronous data-parallel training where every rank runs every step,
+// with or without data, and exactly one blocking collective per step carries the dense
+// gradients and the control block (docs/lockstep.md).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lockstep/comm/communicator.h"
+#include "lockstep/models/model.h"
+#include "lockstep/train/batch_source.h"
+#include "lockstep/train/control_block.h"
+
+namespace lockstep::train {
+
+/// Faults injected on purpose, for the fault-tolerance tests ("kind:rank:step[:seconds]").
+struct FaultInjection {
+  enum class Kind { None, StepSkew, Fail, Sleep, Kill, Signal };
+  Kind kind = Kind::None;
+  int rank = 0;
+  uint64_t step = 0;
+  double seconds = 0;  // Sleep
+  /// Parses "skew:1:5" (rank 1 reports step 6 at step 5), "fail:1:5" (rank 1 reports a failure
+  /// status), "sleep:1:5:30" (rank 1 sleeps 30 s before the collective), "kill:1:5" (rank 1
+  /// SIGKILLs itself), "sigterm:1:5" (rank 1 SIGTERMs itself). Throws Error naming the flag.
+  static FaultInjection parse(const std::string& spec);
+};
+
+struct TrainerConfig {
+  int64_t epochs = 1;
+  /// Rank 0 prints a progress line every `log_every` steps (0: only at the end of each epoch).
+  int64_t log_every = 100;
+  /// Rank 0 appends one JSON line per progress line / evaluation here ("" = none).
+  std::string metrics_path;
+  /// Checkpoints go here ("" = none): every `checkpoint_every` steps (0 = never periodic) and
+  /// when training ends or stops on SIGTERM/SIGINT.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  int keep_checkpoints = 2;
+  /// Resume from the newest checkpoint in checkpoint_dir when there is one.
+  bool resume = false;
+  /// Install SIGTERM/SIGINT handlers during fit(): the next step stops every rank, a
+  /// checkpoint is written (when checkpoint_dir is set) and fit() returns.
+  bool handle_signals = true;
+  /// After a communication fault (CommError), abort the job (every rank exits non-zero) instead
+  /// of throwing. Only a job-wide abort guarantees that no rank stays blocked.
+  bool abort_on_comm_error = true;
+  /// Run configuration text compared across ranks at start-up (with the model layout).
+  std::string run_config;
+  FaultInjection fault;
+};
+
+/// What a callback sees after each step (on every rank).
+struct StepInfo {
+  uint64_t step = 0;            // the step just completed (0-based, over all epochs)
+  int64_t epoch = 0;
+  const data::Batch* batch = nullptr;  // this rank's batch (size 0 when it had none)
+  StepSummary summary;          // what all ranks agreed on
+  bool updated = false;         // an optimizer update was applied (global samples > 0)
+};
+
+struct EvalResult {
+  int64_t samples = 0;
+  double logloss = 0;  // mean over all ranks' samples
+  double auc = 0;      // exact: all ranks' scores gathered (NaN when a class is absent)
+};
+
+struct FitResult {
+  uint64_t steps = 0;    // lockstep steps run by this fit()
+  uint64_t updates = 0;  // of which applied an update
+  int64_t samples = 0;   // global samples trained on
+  double loss_sum = 0;   // global summed loss
+  double seconds = 0;        // wall time of fit()
+  double train_seconds = 0;  // of which stepping (without evaluation and checkpoints)
+  bool stopped = false;      // ended early on a signal
+  std::string last_checkpoint;
+  EvalResult last_eval;  // after the last epoch, when an evaluation source was given
+};
+
+class Trainer {
+ public:
+  /// `model`, `comm` and `ctx` must outlive the trainer. Checks at construction that every rank
+  /// has the same parameter layout and run configuration (one collective): a mismatch throws the
+  /// same Error on every rank, naming what differs.
+  Trainer(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
+          TrainerConfig config);
+  ~Trainer();
+
+  /// Trains config.epochs epochs over `train` (this rank's shard); evaluates on `eval` (this
+  /// rank's shard of the held-out data) after each epoch when given. Collective.
+  FitResult fit(BatchSource& train, BatchSource* eval = nullptr);
+
+  /// Global loss and exact AUC over every rank's shard of `data` (inference mode). Collective.
+  EvalResult evaluate(BatchSource& data);
+
+  /// Writes a checkpoint now (rank 0 writes; collective). Returns its path ("" on other ranks).
+  std::string save_checkpoint();
+
+  void on_step(std::function<void(const StepInfo&)> callback);
+
+  uint64_t step() const { return step_; }
+  uint64_t updates() const { return updates_; }
+  /// The hash of model layout and run configuration compared across ranks.
+  uint64_t config_hash() const { return config_hash_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t step_ = 0, updates_ = 0, config_hash_ = 0;
+  int64_t epoch_ = 0, step_in_epoch_ = 0;
+};
+
+}  // namespace lockstep::train

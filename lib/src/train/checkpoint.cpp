@@ -1,0 +1,235 @@
+#include "lockstep/train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lockstep/core/atomic_file.h"
+#include "lockstep/io/safetensors.h"
+
+namespace lockstep::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr int kFormatVersion = 1;
+constexpr const char* kFiles[] = {"dense.safetensors", "optimizer.safetensors",
+                                  "tables.safetensors"};
+
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) return;  // best effort: some file systems refuse to open directories
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string file_hash(const fs::path& p, uint64_t* size) {
+  std::ifstream in(p, std::ios::binary);
+  LOCKSTEP_CHECK(in.good(), "{}: cannot open", p.string());
+  XXH64_state_t* st = XXH64_createState();
+  XXH64_reset(st, 0);
+  std::vector<char> buf(1 << 20);
+  *size = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto n = in.gcount();
+    XXH64_update(st, buf.data(), static_cast<size_t>(n));
+    *size += static_cast<uint64_t>(n);
+  }
+  const uint64_t h = XXH64_digest(st);
+  XXH64_freeState(st);
+  return fmt::format("{:016x}", h);
+}
+
+/// The optimizer and table tensors of a model, by name, as host vectors.
+std::map<std::string, std::vector<float>> optimizer_tensors(models::Model<float>& model,
+                                                            const Context& ctx) {
+  std::map<std::string, std::vector<float>> out;
+  for (auto& [name, tensor] : model.dense_optimizer().state())
+    out["optimizer." + name] = to_host(ctx, *tensor);
+  return out;
+}
+
+std::map<std::string, std::vector<float>> table_tensors(models::Model<float>& model,
+                                                        const Context& ctx) {
+  std::map<std::string, std::vector<float>> out;
+  for (auto* table : model.tables())
+    for (auto& [name, values] : table->to_host(ctx)) out[name] = std::move(values);
+  return out;
+}
+
+void write_map(const fs::path& path, const std::map<std::string, std::vector<float>>& tensors,
+               const std::map<std::string, std::string>& metadata) {
+  std::vector<io::TensorRef> refs;
+  for (const auto& [name, values] : tensors)
+    refs.push_back({name, io::DType::F32, {static_cast<int64_t>(values.size())}, values.data()});
+  io::write_safetensors(path.string(), refs, metadata);
+}
+
+/// Every tensor `expected` names must be in `file` with the same number of F32 values.
+void check_map(const io::SafetensorsFile& file,
+               const std::map<std::string, std::vector<float>>& expected) {
+  for (const auto& [name, values] : expected) {
+    LOCKSTEP_CHECK(file.has(name), "{}: tensor '{}' is missing (a checkpoint of another model?)",
+                   file.path, name);
+    const auto& t = file.get(name);
+    LOCKSTEP_CHECK(t.dtype == io::DType::F32 && t.numel() == static_cast<int64_t>(values.size()),
+                   "{}: tensor '{}' has {} {} values, the model needs {} F32", file.path, name,
+                   t.numel(), io::dtype_name(t.dtype), values.size());
+  }
+}
+
+std::map<std::string, std::vector<float>> read_map(
+    const io::SafetensorsFile& file, const std::map<std::string, std::vector<float>>& like) {
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, values] : like) out[name] = file.get(name).as<float>();
+  return out;
+}
+}  // namespace
+
+std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
+                             models::Model<float>& model, const Context& ctx, int keep) {
+  LOCKSTEP_CHECK(keep >= 1, "keep = {} checkpoints: must be >= 1", keep);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  LOCKSTEP_CHECK(!ec, "{}: cannot create the checkpoint directory ({})", root, ec.message());
+  const std::string name = fmt::format("step-{:012d}", meta.step);
+  const fs::path final_dir = fs::path(root) / name;
+  const fs::path tmp = fs::path(root) / fmt::format(".tmp-{}-{}", name, ::getpid());
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  LOCKSTEP_CHECK(!ec, "{}: cannot create ({})", tmp.string(), ec.message());
+  try {
+    const std::map<std::string, std::string> tag = {{"checkpoint_step", std::to_string(meta.step)}};
+    model.dense_params().save(ctx, (tmp / kFiles[0]).string(), tag);
+    auto opt_meta = tag;
+    opt_meta["optimizer_steps"] = std::to_string(model.dense_optimizer().step_count());
+    write_map(tmp / kFiles[1], optimizer_tensors(model, ctx), opt_meta);
+    write_map(tmp / kFiles[2], table_tensors(model, ctx), tag);
+
+    nlohmann::ordered_json m;
+    m["format_version"] = kFormatVersion;
+    m["model"] = meta.model;
+    m["step"] = meta.step;
+    m["updates"] = meta.updates;
+    m["epoch"] = meta.epoch;
+    m["step_in_epoch"] = meta.step_in_epoch;
+    m["random_offset"] = meta.random_offset;
+    m["ranks"] = meta.ranks;
+    m["config_hash"] = fmt::format("{:016x}", meta.config_hash);
+    m["optimizer_steps"] = model.dense_optimizer().step_count();
+    for (const char* f : kFiles) {
+      uint64_t size = 0;
+      const std::string hash = file_hash(tmp / f, &size);
+      m["files"][f] = {{"bytes", size}, {"xxh64", hash}};
+    }
+    AtomicFileWriter manifest((tmp / "manifest.json").string());
+    manifest.write(m.dump(2) + "\n");
+    manifest.commit();
+    fsync_path(tmp);
+    if (fs::exists(final_dir)) fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    fsync_path(root);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    throw Error(fmt::format("{}: writing the checkpoint failed: {}", final_dir.string(), e.what()));
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  AtomicFileWriter latest((fs::path(root) / "LATEST").string());
+  latest.write(name + "\n");
+  latest.commit();
+
+  // Retention: the newest `keep` checkpoints stay.
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && entry.path().filename().string().rfind("step-", 0) == 0)
+      names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  for (size_t i = 0; i + keep < names.size(); ++i)
+    if (names[i] != name) fs::remove_all(fs::path(root) / names[i], ec);
+  return final_dir.string();
+}
+
+std::string latest_checkpoint(const std::string& root) {
+  std::ifstream in(fs::path(root) / "LATEST");
+  if (!in) return "";
+  std::string name;
+  std::getline(in, name);
+  LOCKSTEP_CHECK(name.rfind("step-", 0) == 0 && name.find('/') == std::string::npos,
+                 "{}/LATEST names '{}', not a checkpoint directory", root, name);
+  return (fs::path(root) / name).string();
+}
+
+CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& model,
+                               const Context& ctx, uint64_t expected_config_hash) {
+  const fs::path dir(path);
+  const fs::path manifest_path = dir / "manifest.json";
+  std::ifstream in(manifest_path);
+  LOCKSTEP_CHECK(in.good(), "{}: missing: not a complete checkpoint", manifest_path.string());
+  nlohmann::json m;
+  CheckpointMeta meta;
+  try {
+    m = nlohmann::json::parse(in);
+    LOCKSTEP_CHECK(m.at("format_version").get<int>() == kFormatVersion,
+                   "{}: format_version {} is not supported (this lockstep reads {})",
+                   manifest_path.string(), m.at("format_version").dump(), kFormatVersion);
+    meta.model = m.at("model").get<std::string>();
+    meta.step = m.at("step").get<uint64_t>();
+    meta.updates = m.at("updates").get<uint64_t>();
+    meta.epoch = m.at("epoch").get<int64_t>();
+    meta.step_in_epoch = m.at("step_in_epoch").get<int64_t>();
+    meta.random_offset = m.at("random_offset").get<uint64_t>();
+    meta.ranks = m.at("ranks").get<int>();
+    meta.config_hash = std::stoull(m.at("config_hash").get<std::string>(), nullptr, 16);
+    for (const char* f : kFiles) {
+      const auto& entry = m.at("files").at(f);
+      uint64_t size = 0;
+      LOCKSTEP_CHECK(fs::exists(dir / f), "{}: missing from the checkpoint", (dir / f).string());
+      const std::string hash = file_hash(dir / f, &size);
+      LOCKSTEP_CHECK(size == entry.at("bytes").get<uint64_t>(),
+                     "{}: {} bytes but the manifest says {} (truncated checkpoint)",
+                     (dir / f).string(), size, entry.at("bytes").get<uint64_t>());
+      LOCKSTEP_CHECK(hash == entry.at("xxh64").get<std::string>(),
+                     "{}: checksum {} does not match the manifest's {} (corrupted checkpoint)",
+                     (dir / f).string(), hash, entry.at("xxh64").get<std::string>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: malformed manifest: {}", manifest_path.string(), e.what()));
+  }
+  LOCKSTEP_CHECK(meta.model == model.name(), "{}: a checkpoint of model '{}', not '{}'", path,
+                 meta.model, model.name());
+  LOCKSTEP_CHECK(expected_config_hash == 0 || meta.config_hash == expected_config_hash,
+                 "{}: written by a run with another configuration (hash {:016x}, this run "
+                 "{:016x}): resume with the configuration that wrote it",
+                 path, meta.config_hash, expected_config_hash);
+
+  // Read and check everything, then change the model.
+  const io::SafetensorsFile dense = io::read_safetensors((dir / kFiles[0]).string());
+  const io::SafetensorsFile opt = io::read_safetensors((dir / kFiles[1]).string());
+  const io::SafetensorsFile tables = io::read_safetensors((dir / kFiles[2]).string());
+  model.dense_params().check_file(dense);
+  const auto opt_like = optimizer_tensors(model, ctx);
+  const auto table_like = table_tensors(model, ctx);
+  check_map(opt, opt_like);
+  check_map(tables, table_like);
+  const auto opt_values = read_map(opt, opt_like);
+  const auto table_values = read_map(tables, table_like);
+
+  model.dense_params().assign_from(ctx, dense);
+  for (auto& [name, tensor] : model.dense_optimizer().state()) {
+    const auto& v = opt_values.at("optimizer." + name);
+    copy_bytes(ctx, tensor->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(float));
+  }
+  model.dense_optimizer().set_step_count(m.at("optimizer_steps").get<int64_t>());
+  for (auto* table : model.tables()) table->from_host(ctx, table_values);
+  return meta;
+}
+
+}  // namespace lockstep::train

@@ -1,0 +1,130 @@
+#include "lockstep/train/control_block.h"
+
+#include <cmath>
+
+#include "lockstep/core/error.h"
+
+namespace lockstep::train {
+
+namespace {
+// Slot layout (floats): step[4] n_samples[4] has_next status stop loss_hi loss_lo rows[4 × tables]
+constexpr int kStep = 0, kSamples = 4, kHasNext = 8, kStatus = 9, kStop = 10, kLossHi = 11,
+              kLossLo = 12, kRows = 13;
+constexpr int kChunks = 4;  // 16-bit chunks per 64-bit integer
+
+void put_u64(uint64_t v, float* out) {
+  for (int i = 0; i < kChunks; ++i) out[i] = static_cast<float>((v >> (16 * i)) & 0xffffu);
+}
+
+uint64_t get_u64(const float* in, const char* field, int rank) {
+  uint64_t v = 0;
+  for (int i = 0; i < kChunks; ++i) {
+    const float c = in[i];
+    LOCKSTEP_CHECK(c >= 0.0f && c <= 65535.0f && std::floor(c) == c,
+                   "control block: field '{}' of rank {} holds {} in chunk {}, not a 16-bit "
+                   "integer (ranks with different layouts, or corrupted data)",
+                   field, rank, c, i);
+    v |= static_cast<uint64_t>(c) << (16 * i);
+  }
+  return v;
+}
+
+float get_small(float v, float max, const char* field, int rank) {
+  LOCKSTEP_CHECK(v >= 0.0f && v <= max && std::floor(v) == v,
+                 "control block: field '{}' of rank {} holds {}, expected an integer in [0, {}]",
+                 field, rank, v, max);
+  return v;
+}
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s;
+  for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
+  return s;
+}
+}  // namespace
+
+const char* status_name(uint16_t status) {
+  switch (status) {
+    case kStatusOk: return "ok";
+    case kStatusComputeFailed: return "forward/backward failed";
+    case kStatusDataFailed: return "reading the next batch failed";
+    case kStatusCheckpointFailed: return "writing a checkpoint failed";
+    case kStatusInjected: return "injected test fault";
+  }
+  return "unknown failure";
+}
+
+ControlBlock::ControlBlock(int ranks, int tables) : ranks_(ranks), tables_(tables) {
+  LOCKSTEP_ASSERT(ranks >= 1 && tables >= 0);
+}
+
+int64_t ControlBlock::slot_size() const { return kRows + kChunks * tables_; }
+
+void ControlBlock::encode(const RankReport& r, int rank, float* block) const {
+  LOCKSTEP_ASSERT(rank >= 0 && rank < ranks_);
+  LOCKSTEP_ASSERT(static_cast<int>(r.sparse_rows.size()) == tables_);
+  float* slot = block + rank * slot_size();
+  put_u64(r.step, slot + kStep);
+  put_u64(r.n_samples, slot + kSamples);
+  slot[kHasNext] = r.has_next ? 1.0f : 0.0f;
+  slot[kStatus] = static_cast<float>(r.status);
+  slot[kStop] = r.stop_requested ? 1.0f : 0.0f;
+  const float hi = static_cast<float>(r.loss_sum);
+  slot[kLossHi] = hi;
+  slot[kLossLo] = static_cast<float>(r.loss_sum - static_cast<double>(hi));
+  for (int t = 0; t < tables_; ++t) put_u64(r.sparse_rows[t], slot + kRows + kChunks * t);
+}
+
+std::vector<RankReport> ControlBlock::decode(const float* block) const {
+  std::vector<RankReport> out(ranks_);
+  for (int rank = 0; rank < ranks_; ++rank) {
+    const float* slot = block + rank * slot_size();
+    RankReport& r = out[rank];
+    r.step = get_u64(slot + kStep, "step", rank);
+    r.n_samples = get_u64(slot + kSamples, "n_samples", rank);
+    r.has_next = get_small(slot[kHasNext], 1, "has_next", rank) != 0.0f;
+    r.status = static_cast<uint16_t>(get_small(slot[kStatus], 65535, "status", rank));
+    r.stop_requested = get_small(slot[kStop], 1, "stop_requested", rank) != 0.0f;
+    r.loss_sum = static_cast<double>(slot[kLossHi]) + static_cast<double>(slot[kLossLo]);
+    for (int t = 0; t < tables_; ++t)
+      r.sparse_rows.push_back(get_u64(slot + kRows + kChunks * t, "sparse_rows", rank));
+  }
+  return out;
+}
+
+StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_step) {
+  std::vector<int> failed, off_step, on_step;
+  for (size_t r = 0; r < reports.size(); ++r) {
+    if (reports[r].status != kStatusOk) failed.push_back(static_cast<int>(r));
+    (reports[r].step == expected_step ? on_step : off_step).push_back(static_cast<int>(r));
+  }
+  if (!failed.empty()) {
+    std::string what;
+    for (int r : failed)
+      what += fmt::format("{}rank {} ({})", what.empty() ? "" : "; ", r,
+                          status_name(reports[r].status));
+    throw Error(fmt::format("lockstep step {} failed on {}: see that rank's log for the error; "
+                            "every rank stops here",
+                            expected_step, what));
+  }
+  if (!off_step.empty()) {
+    std::string what;
+    for (int r : off_step)
+      what += fmt::format("{}rank {} is at step {}", what.empty() ? "" : ", ", r, reports[r].step);
+    throw Error(fmt::format("lockstep divergence at step {}: {} (rank(s) {} at step {}); the "
+                            "replicas no longer run the same step, every rank stops here",
+                            expected_step, what, rank_list(on_step), expected_step));
+  }
+  StepSummary s;
+  s.step = expected_step;
+  for (const auto& r : reports) {
+    s.samples += r.n_samples;
+    s.loss_sum += r.loss_sum;
+    s.any_next = s.any_next || r.has_next;
+    s.stop_requested = s.stop_requested || r.stop_requested;
+    s.sparse_rows.insert(s.sparse_rows.end(), r.sparse_rows.begin(), r.sparse_rows.end());
+  }
+  return s;
+}
+
+}  // namespace lockstep::train

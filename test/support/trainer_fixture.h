@@ -1,0 +1,98 @@
+#pragma once
+// A small EmbeddingMlp and synthetic batches with globally unique sample ids, shared by the
+// trainer tests (unit, one process) and the multi-rank tests (mpi).
+
+#include <xxhash.h>
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lockstep/models/embedding_mlp.h"
+
+namespace lockstep::test {
+
+inline const std::vector<std::string>& fixture_columns() {
+  static const std::vector<std::string> columns = {"user", "item", "hist"};
+  return columns;
+}
+
+inline models::EmbeddingMlpConfig fixture_config(
+    nn::ActivationKind act = nn::ActivationKind::PReLU) {
+  models::EmbeddingMlpConfig c;
+  c.tables = {{"user", 101, 4, embedding::Pooling::Sum, 0.1f},
+              {"item", 257, 8, embedding::Pooling::Mean, 0.1f}};
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
+  c.mlp = {{16, 8, 1}, {act}, false};
+  c.seed = 5;
+  return c;
+}
+
+inline std::unique_ptr<models::EmbeddingMlp<float>> fixture_model(
+    const Context& ctx, nn::ActivationKind act = nn::ActivationKind::PReLU) {
+  return std::make_unique<models::EmbeddingMlp<float>>(fixture_config(act), fixture_columns(), 3,
+                                                       ctx);
+}
+
+/// A batch of `rows` samples with ids first_id .. first_id + rows - 1, content determined by the
+/// ids (so any rank can rebuild any other rank's batches).
+inline data::Batch fixture_batch(uint64_t first_id, int64_t rows) {
+  data::Batch b;
+  b.size = rows;
+  b.sparse.resize(3);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t id = first_id + static_cast<uint64_t>(r);
+    std::mt19937_64 rng(id * 7919 + 1);
+    for (int c = 0; c < 3; ++c) {
+      const int len = c == 2 ? static_cast<int>(rng() % 6) : 1;
+      for (int j = 0; j < len; ++j) b.sparse[c].keys.push_back(rng() % 500);
+      b.sparse[c].offsets.push_back(static_cast<int64_t>(b.sparse[c].keys.size()));
+    }
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (int d = 0; d < 3; ++d) b.dense.push_back(u(rng));
+    b.labels.push_back(static_cast<float>(rng() % 3 == 0));
+    b.sample_ids.push_back(id);
+  }
+  return b;
+}
+
+/// Concatenation of batches (the "union of a step's batches", in rank order).
+inline data::Batch concat(const std::vector<data::Batch>& parts) {
+  data::Batch out;
+  out.sparse.resize(3);
+  for (const auto& p : parts) {
+    for (int c = 0; c < 3; ++c) {
+      const int64_t base = static_cast<int64_t>(out.sparse[c].keys.size());
+      for (size_t i = 1; i < p.sparse[c].offsets.size(); ++i)
+        out.sparse[c].offsets.push_back(base + p.sparse[c].offsets[i]);
+      out.sparse[c].keys.insert(out.sparse[c].keys.end(), p.sparse[c].keys.begin(),
+                                p.sparse[c].keys.end());
+    }
+    out.dense.insert(out.dense.end(), p.dense.begin(), p.dense.end());
+    out.labels.insert(out.labels.end(), p.labels.begin(), p.labels.end());
+    out.sample_ids.insert(out.sample_ids.end(), p.sample_ids.begin(), p.sample_ids.end());
+    out.size += p.size;
+  }
+  return out;
+}
+
+/// Every parameter, optimizer state and table value of a model, in a fixed order.
+inline std::vector<float> all_state(const Context& ctx, models::EmbeddingMlp<float>& m) {
+  std::vector<float> out;
+  for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  for (auto& [name, t] : m.dense_optimizer().state()) {
+    const auto v = to_host(ctx, *t);
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  for (auto* t : m.tables())
+    for (const auto& [name, v] : t->to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  return out;
+}
+
+inline uint64_t state_hash(const Context& ctx, models::EmbeddingMlp<float>& m) {
+  const auto v = all_state(ctx, m);
+  return XXH64(v.data(), v.size() * sizeof(float), 0);
+}
+
+}  // namespace lockstep::test

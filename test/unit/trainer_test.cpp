@@ -1,0 +1,196 @@
+// The lockstep Trainer in one process (local communicator): step semantics, collectives per
+// step, failures, checkpoints and bitwise resume. Multi-rank behaviour: test/mpi/trainer_test.cpp.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data_test_util.h"
+#include "lockstep/comm/communicator.h"
+#include "lockstep/train/checkpoint.h"
+#include "lockstep/train/local_trainer.h"
+#include "lockstep/train/trainer.h"
+#include "trainer_fixture.h"
+
+using namespace lockstep;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<data::Batch> batches(int n, int64_t rows, uint64_t first_id = 0) {
+  std::vector<data::Batch> out;
+  for (int i = 0; i < n; ++i) out.push_back(test::fixture_batch(first_id + i * rows, rows));
+  return out;
+}
+
+train::TrainerConfig quiet() {
+  train::TrainerConfig c;
+  c.log_every = 0;
+  c.handle_signals = true;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("Trainer on one rank matches LocalTrainer bitwise, one all-reduce per step",
+          "[train][trainer]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto a = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  auto b = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  auto data = batches(7, 32);
+  data.back() = test::fixture_batch(1000, 5);  // a partial last batch
+  train::Trainer trainer(*a, *comm, ctx, quiet());
+  train::VectorBatchSource source(data);
+  const int64_t reduces_before = comm->stats().all_reduce;
+  const auto result = trainer.fit(source);
+  CHECK(result.steps == 7);
+  CHECK(result.updates == 7);
+  CHECK(result.samples == 6 * 32 + 5);
+  CHECK(comm->stats().all_reduce - reduces_before == 7);  // exactly one per step
+
+  train::LocalTrainer<float> local(*b, ctx);
+  double loss = 0;
+  for (const auto& batch : data) loss += local.step(batch);
+  CHECK(result.loss_sum == Approx(loss).epsilon(1e-6));
+  test::require_bitwise_equal(test::all_state(ctx, *a), test::all_state(ctx, *b),
+                              "Trainer vs LocalTrainer");
+}
+
+TEST_CASE("An empty shard runs one step, applies nothing and stops", "[train][trainer]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx);
+  const auto before = test::all_state(ctx, *model);
+  train::Trainer trainer(*model, *comm, ctx, quiet());
+  train::VectorBatchSource empty({});
+  const auto r = trainer.fit(empty);
+  CHECK(r.steps == 1);
+  CHECK(r.updates == 0);
+  CHECK(r.samples == 0);
+  test::require_bitwise_equal(test::all_state(ctx, *model), before, "no update on no data");
+}
+
+TEST_CASE("A failing step raises one clear error", "[train][trainer][errors]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx);
+  auto cfg = quiet();
+  cfg.fault = train::FaultInjection::parse("fail:0:2");
+  train::Trainer trainer(*model, *comm, ctx, cfg);
+  train::VectorBatchSource source(batches(5, 8));
+  CHECK_THROWS_WITH(trainer.fit(source),
+                    Contains("step 2 failed on rank 0") && Contains("injected test fault"));
+  CHECK_THROWS_WITH(train::FaultInjection::parse("sleep:1:5"), Contains("sleep needs seconds"));
+  CHECK_THROWS_WITH(train::FaultInjection::parse("melt:1:5"), Contains("unknown kind 'melt'"));
+}
+
+TEST_CASE("Checkpoint, stop on SIGTERM and resume give the uninterrupted parameters bitwise",
+          "[train][trainer][checkpoint]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  const auto data = batches(6, 16);
+  auto cfg = quiet();
+  cfg.epochs = 2;
+
+  auto reference = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  {
+    train::Trainer trainer(*reference, *comm, ctx, cfg);
+    train::VectorBatchSource source(data);
+    trainer.fit(source);
+  }
+
+  auto cfg_stop = cfg;
+  cfg_stop.checkpoint_dir = dir.file("ckpt");
+  cfg_stop.checkpoint_every = 4;
+  cfg_stop.fault = train::FaultInjection::parse("sigterm:0:8");  // epoch 2, batch 3
+  {
+    auto model = test::fixture_model(ctx, nn::ActivationKind::Dice);
+    train::Trainer trainer(*model, *comm, ctx, cfg_stop);
+    train::VectorBatchSource source(data);
+    const auto r = trainer.fit(source);
+    CHECK(r.stopped);
+    CHECK(r.steps == 9);
+    CHECK_THAT(r.last_checkpoint, Contains("step-000000000009"));
+  }
+  auto cfg_resume = cfg;
+  cfg_resume.checkpoint_dir = dir.file("ckpt");
+  cfg_resume.resume = true;
+  auto resumed = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  train::Trainer trainer(*resumed, *comm, ctx, cfg_resume);
+  train::VectorBatchSource source(data);
+  const auto r = trainer.fit(source);
+  CHECK(r.steps == 3);  // the rest of epoch 2
+  CHECK(trainer.step() == 12);
+  test::require_bitwise_equal(test::all_state(ctx, *resumed), test::all_state(ctx, *reference),
+                              "resumed vs uninterrupted");
+}
+
+TEST_CASE("A corrupted or truncated checkpoint is refused; the previous one stays usable",
+          "[train][trainer][checkpoint][errors]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.checkpoint_every = 2;
+  auto model = test::fixture_model(ctx);
+  {
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    train::VectorBatchSource source(batches(4, 8));
+    trainer.fit(source);  // checkpoints at steps 2 and 4
+  }
+  const std::string latest = train::latest_checkpoint(cfg.checkpoint_dir);
+  REQUIRE_THAT(latest, Contains("step-000000000004"));
+  const fs::path previous = fs::path(cfg.checkpoint_dir) / "step-000000000002";
+  REQUIRE(fs::exists(previous / "manifest.json"));
+  const auto intact = test::all_state(ctx, *model);
+
+  const fs::path tables = fs::path(latest) / "tables.safetensors";
+  const auto good_size = fs::file_size(tables);
+  {  // flip one byte in the middle of the table data
+    std::fstream f(tables, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(good_size / 2));
+    char c;
+    f.read(&c, 1);
+    c ^= 0x10;
+    f.seekp(static_cast<std::streamoff>(good_size / 2));
+    f.write(&c, 1);
+  }
+  auto fresh = test::fixture_model(ctx);
+  const auto fresh_before = test::all_state(ctx, *fresh);
+  CHECK_THROWS_WITH(train::read_checkpoint(latest, *fresh, ctx, 0),
+                    Contains("tables.safetensors") && Contains("corrupted"));
+  test::require_bitwise_equal(test::all_state(ctx, *fresh), fresh_before, "model untouched");
+
+  fs::resize_file(tables, good_size - 100);
+  CHECK_THROWS_WITH(train::read_checkpoint(latest, *fresh, ctx, 0), Contains("truncated"));
+  auto resume_cfg = cfg;
+  resume_cfg.resume = true;
+  train::Trainer trainer(*fresh, *comm, ctx, resume_cfg);
+  train::VectorBatchSource source(batches(4, 8));
+  CHECK_THROWS_WITH(trainer.fit(source), Contains("truncated"));
+
+  // The previous checkpoint is intact and loads.
+  const auto meta = train::read_checkpoint(previous.string(), *fresh, ctx, 0);
+  CHECK(meta.step == 2);
+  CHECK(meta.updates == 2);
+}
+
+TEST_CASE("Checkpoints keep only the newest ones", "[train][checkpoint]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.checkpoint_every = 1;
+  cfg.keep_checkpoints = 2;
+  auto model = test::fixture_model(ctx);
+  train::Trainer trainer(*model, *comm, ctx, cfg);
+  train::VectorBatchSource source(batches(5, 4));
+  trainer.fit(source);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(cfg.checkpoint_dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"LATEST", "step-000000000004", "step-000000000005"});
+}
