@@ -1,18 +1,16 @@
-// The cost of the lockstep sync point.
-//  1. Step time of the embedding + MLP model at 1 rank: LocalTrainer (no communicator) vs the
-//     lockstep Trainer on the given communicator (control block, one all-reduce per step).
-//  2. All-reduce bandwidth for the gradient buffer size (and a few others): algbw = bytes / t,
-//     busbw = algbw · 2(n−1)/n (nccl-tests conventions).
+// The cost of the lockstep sync point: step time of the embedding + MLP model with
+// LocalTrainer (no communicator) vs the lockstep Trainer on a communicator (control block, one
+// all-reduce and the sparse exchange per step), same batches. All-reduce bandwidth for the
+// gradient buffer size: lockstep-bench-comm.
 //
 //   lockstep-bench-sync [--device cpu|cuda] [--comm local|mpi|nccl] [--batch N] [--steps N]
-//   mpirun -np 4 lockstep-bench-sync --comm mpi        # all-reduce across 4 ranks
+//   mpirun -np 1 lockstep-bench-sync --comm mpi      # the MPI path at one rank
 
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 
-#include "bench/bench_util.h"
 #include "lockstep/comm/communicator.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/synthetic.h"
@@ -61,10 +59,12 @@ int main(int argc, char** argv) {
 
     // 1. step time: LocalTrainer vs lockstep Trainer (same batches, same model).
     double local_ms = 0, lockstep_ms = 0;
-    int64_t grad_elems = 0;
     {
       models::EmbeddingMlp<float> model(config, columns, gen.schema().num_dense(), ctx);
-      grad_elems = model.dense_params().size();
+      if (rank == 0)
+        std::printf("dense gradient buffer: %lld floats (%.2f MB)\n",
+                    static_cast<long long>(model.dense_params().size()),
+                    model.dense_params().size() * 4e-6);
       train::LocalTrainer<float> local(model, ctx);
       for (int i = 0; i < 5; ++i) local.step(batches[i]);
       ctx.synchronize();
@@ -93,23 +93,6 @@ int main(int argc, char** argv) {
                   static_cast<int>(14 - comm->backend().size()), "", lockstep_ms,
                   100.0 * (lockstep_ms - local_ms) / local_ms);
 
-    // 2. all-reduce bandwidth.
-    if (rank == 0)
-      std::printf("\nall-reduce on %d rank(s), %s:\n%-28s %10s %12s %12s\n", ranks,
-                  comm->backend().c_str(), "size", "median ms", "algbw GB/s", "busbw GB/s");
-    for (int64_t n : {grad_elems, int64_t{1} << 16, int64_t{1} << 20, int64_t{1} << 24}) {
-      Tensor<float> buf(ctx, {n});
-      zero_bytes(ctx, buf.data(), buf.bytes());
-      const double ms = bench::median_ms(ctx, [&] {
-        comm->all_reduce_sum(ctx, buf.data(), n, comm::DataType::F32);
-      }, 3, 20);
-      const double algbw = n * 4.0 / (ms * 1e6);
-      const double busbw = algbw * 2.0 * (ranks - 1) / ranks;  // 0 for one rank: nothing moves
-      if (rank == 0)
-        std::printf("%-28s %10.3f %12.3f %12.3f\n",
-                    fmt::format("{:.2f} MB{}", n * 4e-6, n == grad_elems ? " (gradients)" : "").c_str(),
-                    ms, algbw, busbw);
-    }
   } catch (const Error& e) {
     log().error("{}", e.what());
     return 1;

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "lockstep/comm/communicator.h"
