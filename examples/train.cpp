@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "lockstep/comm/communicator.h"
 #include "lockstep/core/device.h"
@@ -144,7 +145,11 @@ int run(const Options& o) {
   set_log_level(o.log_level);
   const auto [local_rank, local_size] = comm::launcher_local_rank();
   const Device device = select_device(o.device, local_rank);
-  Context ctx(device, ContextOptions{o.allow_tf32, o.threads, o.data_seed});
+  // Ranks sharing a node share its cores: by default each gets its part for OpenBLAS.
+  const int threads = o.threads > 0 || local_size <= 1
+                          ? o.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
+  Context ctx(device, ContextOptions{o.allow_tf32, threads, o.data_seed});
   comm::CommOptions comm_options;
   comm_options.timeout_s = o.comm_timeout;
   auto comm = comm::create_communicator(o.comm, device, comm_options);
@@ -172,6 +177,8 @@ int run(const Options& o) {
   train::TrainerConfig tc;
   tc.epochs = o.epochs;
   tc.log_every = o.log_every;
+  if (o.data_dir.empty())  // synthetic: ceil(samples / (batch × ranks)) steps per epoch
+    tc.steps_per_epoch = (o.train_samples + o.batch_size * ranks - 1) / (o.batch_size * ranks);
   tc.metrics_path = o.metrics;
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
@@ -229,7 +236,8 @@ int main(int argc, char** argv) {
   app.add_option("--comm-timeout", o.comm_timeout, "seconds a rank waits for the others")
       ->check(CLI::Range(0.1, 1e6));
   app.add_flag("--allow-tf32", o.allow_tf32, "allow TF32 tensor-core GEMMs on CUDA");
-  app.add_option("--threads", o.threads, "CPU threads for OpenBLAS (0 = its default)")
+  app.add_option("--threads", o.threads,
+                 "CPU threads for OpenBLAS per rank (0: cores / ranks on this node)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-every", o.log_every, "progress line every N steps (0 = per epoch)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));

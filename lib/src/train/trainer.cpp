@@ -486,11 +486,18 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         if (m.rank == 0 && m.config.log_every > 0 && step_ % m.config.log_every == 0) {
           const auto now = Clock::now();
           const double dt = std::chrono::duration<double>(now - last_log).count();
-          log().info("step {} | epoch {} | {:.0f} samples/s | loss {:.4f} | eval AUC {:.4f} | "
-                     "elapsed {}",
-                     step_, epoch_ + 1, samples_since_log / std::max(dt, 1e-9),
-                     summary.samples ? summary.loss_sum / summary.samples : NAN, m.last_eval.auc,
-                     hms(std::chrono::duration<double>(now - t0).count()));
+          const double elapsed = std::chrono::duration<double>(now - t0).count();
+          std::string line = fmt::format("step {} | epoch {}/{} | {:.0f} samples/s | loss {:.4f}",
+                                         step_, epoch_ + 1, m.config.epochs,
+                                         samples_since_log / std::max(dt, 1e-9),
+                                         summary.samples ? summary.loss_sum / summary.samples : NAN);
+          if (!std::isnan(m.last_eval.auc)) line += fmt::format(" | eval AUC {:.4f}", m.last_eval.auc);
+          const int64_t total = m.config.steps_per_epoch * m.config.epochs;
+          if (total > 0 && static_cast<int64_t>(result.steps) < total) {
+            const double per_step = elapsed / static_cast<double>(result.steps);
+            line += fmt::format(" | ETA {}", hms(per_step * (total - static_cast<double>(step_))));
+          }
+          log().info("{} | elapsed {}", line, hms(elapsed));
           if (m.metrics.is_open())
             m.metrics << nlohmann::json{{"step", step_},
                                         {"epoch", epoch_},
@@ -539,7 +546,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
     if (!m.config.checkpoint_dir.empty() && saved_at != step_)
       timed([&] { result.last_checkpoint = save_checkpoint(); });
   } catch (const comm::CommError& e) {
-    log().error("rank {}: {}", m.rank, e.what());
+    log().error("{}", e.what());  // names this rank, the step and the silent ranks
     if (!m.config.abort_on_comm_error) throw;
     log().error("rank {}: aborting the job (exit code {})", m.rank, kExitCommError);
     m.comm.abort(kExitCommError);

@@ -33,6 +33,8 @@ struct TrainerConfig {
   int64_t epochs = 1;
   /// Rank 0 prints a progress line every `log_every` steps (0: only at the end of each epoch).
   int64_t log_every = 100;
+  /// Steps per epoch when known (for the ETA in progress lines; 0 = unknown).
+  int64_t steps_per_epoch = 0;
   /// Rank 0 appends one JSON line per progress line / evaluation here ("" = none).
   std::string metrics_path;
   /// Checkpoints go here ("" = none): every `checkpoint_every` steps (0 = never periodic) and
