@@ -11,6 +11,7 @@ except ImportError:  # PyPI is reachable where the benchmarks run; install on fi
     import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def main(csv_path: str, png_path: str, title: str) -> None:
@@ -27,6 +28,7 @@ def main(csv_path: str, png_path: str, title: str) -> None:
     ax2.set_ylabel("efficiency vs ideal")
     ax2.axhline(1.0, color="grey", linewidth=0.5)
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -54,37 +55,51 @@ int main(int argc, char** argv) {
     std::vector<std::string> columns;
     const auto config = demo_model(gen.schema(), columns);
     std::vector<data::Batch> batches;
-    for (int64_t s = 0; s < steps + 5; ++s)
+    for (int64_t s = 0; s < steps; ++s)
       batches.push_back(gen.generate((s * ranks + rank) * batch, batch));
 
-    // 1. step time: LocalTrainer vs lockstep Trainer (same batches, same model).
-    double local_ms = 0, lockstep_ms = 0;
-    {
-      models::EmbeddingMlp<float> model(config, columns, gen.schema().num_dense(), ctx);
-      if (rank == 0)
-        std::printf("dense gradient buffer: %lld floats (%.2f MB)\n",
-                    static_cast<long long>(model.dense_params().size()),
-                    model.dense_params().size() * 4e-6);
-      train::LocalTrainer<float> local(model, ctx);
-      for (int i = 0; i < 5; ++i) local.step(batches[i]);
+    // Per-step times of both, interleaved in rounds so that machine noise hits both alike;
+    // medians are reported.
+    models::EmbeddingMlp<float> local_model(config, columns, gen.schema().num_dense(), ctx);
+    models::EmbeddingMlp<float> lockstep_model(config, columns, gen.schema().num_dense(), ctx);
+    if (rank == 0)
+      std::printf("dense gradient buffer: %lld floats (%.2f MB)\n",
+                  static_cast<long long>(local_model.dense_params().size()),
+                  local_model.dense_params().size() * 4e-6);
+    train::LocalTrainer<float> local(local_model, ctx);
+    train::TrainerConfig tc;
+    tc.log_every = 0;
+    tc.handle_signals = false;
+    train::Trainer trainer(lockstep_model, *comm, ctx, tc);
+    std::vector<double> local_times, lockstep_times;
+    auto last = Clock::now();
+    bool first_of_fit = true;  // the first step of a fit() also pays fit()'s set-up: not timed
+    trainer.on_step([&](const train::StepInfo&) {
       ctx.synchronize();
-      const auto t0 = Clock::now();
-      for (int64_t s = 0; s < steps; ++s) local.step(batches[5 + s]);
-      ctx.synchronize();
-      local_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / steps;
+      const auto now = Clock::now();
+      if (!first_of_fit)
+        lockstep_times.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+      first_of_fit = false;
+      last = now;
+    });
+    const int64_t round = 10;
+    for (int64_t first = 0; first + round <= static_cast<int64_t>(batches.size()); first += round) {
+      for (int64_t s = first; s < first + round; ++s) {
+        const auto t0 = Clock::now();
+        local.step(batches[s]);
+        ctx.synchronize();
+        local_times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      train::VectorBatchSource part(
+          std::vector<data::Batch>(batches.begin() + first, batches.begin() + first + round));
+      first_of_fit = true;
+      trainer.fit(part);
     }
-    {
-      models::EmbeddingMlp<float> model(config, columns, gen.schema().num_dense(), ctx);
-      train::TrainerConfig tc;
-      tc.log_every = 0;
-      tc.handle_signals = false;
-      train::Trainer trainer(model, *comm, ctx, tc);
-      train::VectorBatchSource warm(std::vector<data::Batch>(batches.begin(), batches.begin() + 5));
-      trainer.fit(warm);
-      train::VectorBatchSource timed(std::vector<data::Batch>(batches.begin() + 5, batches.end()));
-      const auto r = trainer.fit(timed);
-      lockstep_ms = r.train_seconds * 1e3 / static_cast<double>(r.steps);
-    }
+    const auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    const double local_ms = median(local_times), lockstep_ms = median(lockstep_times);
     if (rank == 0)
       std::printf("step time, batch %lld, %d rank(s), %s on %s:\n  LocalTrainer (no communicator)   "
                   "%8.3f ms\n  lockstep Trainer (%s)%*s%8.3f ms  (+%.1f%%)\n",

@@ -545,6 +545,8 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
     }
     if (!m.config.checkpoint_dir.empty() && saved_at != step_)
       timed([&] { result.last_checkpoint = save_checkpoint(); });
+    epoch_ = 0;  // completed: a further fit() trains config.epochs more epochs
+    step_in_epoch_ = 0;
   } catch (const comm::CommError& e) {
     log().error("{}", e.what());  // names this rank, the step and the silent ranks
     if (!m.config.abort_on_comm_error) throw;

@@ -92,7 +92,9 @@ class Trainer {
   ~Trainer();
 
   /// Trains config.epochs epochs over `train` (this rank's shard); evaluates on `eval` (this
-  /// rank's shard of the held-out data) after each epoch when given. Collective.
+  /// rank's shard of the held-out data) after each epoch when given. Collective. After a fit()
+  /// that stopped on a signal, the next fit() continues where it stopped; after a completed one
+  /// it trains config.epochs epochs again (step counters keep counting).
   FitResult fit(BatchSource& train, BatchSource* eval = nullptr);
 
   /// Global loss and exact AUC over every rank's shard of `data` (inference mode). Collective.
