@@ -4,7 +4,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <random>
 
 #include "gpu_util.h"
 #include "kernels/copy.h"
@@ -12,6 +11,7 @@
 #include "kernels/init.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/train/local_trainer.h"
+#include "model_fixture.h"
 
 using namespace lockstep;
 
@@ -86,74 +86,29 @@ TEST_CASE("CUDA scale is bitwise equal to the CPU", "[gpu][copy]") {
   }
 }
 
-namespace {
-const std::vector<std::string> kColumns = {"user", "item", "hist"};
-
-models::EmbeddingMlpConfig model_config(nn::ActivationKind act) {
-  models::EmbeddingMlpConfig c;
-  c.tables = {{"user", 1000, 8, embedding::Pooling::Sum, 0.1f},
-              {"item", 5000, 16, embedding::Pooling::Mean, 0.1f}};
-  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
-  c.mlp = {{64, 32, 1}, {act}, false};
-  c.seed = 11;
-  return c;
-}
-
-data::Batch random_batch(int64_t rows, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-1, 1);
-  data::Batch b;
-  b.size = rows;
-  for (int c = 0; c < 3; ++c) {
-    data::SparseColumn col;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int len = c == 2 ? static_cast<int>(rng() % 21) : 1;
-      for (int j = 0; j < len; ++j) col.keys.push_back(rng() % 3000);
-      col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
-    }
-    b.sparse.push_back(col);
-  }
-  for (int64_t i = 0; i < rows * 4; ++i) b.dense.push_back(u(rng));
-  for (int64_t r = 0; r < rows; ++r) {
-    b.labels.push_back(static_cast<float>(rng() % 2));
-    b.sample_ids.push_back(static_cast<uint64_t>(r));
-  }
-  return b;
-}
-
-std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMlp<float>& m) {
-  std::vector<float> out;
-  for (const auto& [name, v] : m.dense_params().to_host(ctx))
-    out.insert(out.end(), v.begin(), v.end());
-  for (auto* t : m.tables())
-    for (const auto& [name, v] : t->to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
-  return out;
-}
-}  // namespace
-
 TEST_CASE("EmbeddingMlp on CUDA: identical initial weights, close logits and training",
           "[gpu][model]") {
   test::ParityContexts ctx;
   for (auto act : {nn::ActivationKind::PReLU, nn::ActivationKind::Dice}) {
     INFO(nn::activation_name(act));
-    models::EmbeddingMlp<float> cpu(model_config(act), kColumns, 4, ctx.cpu);
-    models::EmbeddingMlp<float> gpu(model_config(act), kColumns, 4, ctx.gpu);
-    test::require_bitwise_equal(all_parameters(ctx.gpu, gpu), all_parameters(ctx.cpu, cpu),
-                                "initial parameters");
-    const data::Batch batch = random_batch(513, 3);
-    const auto z_cpu = to_host(ctx.cpu, cpu.forward(ctx.cpu, batch, true), batch.size);
-    const auto z_gpu = to_host(ctx.gpu, gpu.forward(ctx.gpu, batch, true), batch.size);
+    auto cpu = test::fixture_model(ctx.cpu, act);
+    auto gpu = test::fixture_model(ctx.gpu, act);
+    test::require_bitwise_equal(test::all_parameters(ctx.gpu, *gpu),
+                                test::all_parameters(ctx.cpu, *cpu), "initial parameters");
+    const data::Batch batch = test::fixture_batch(0, 513, 20);
+    const auto z_cpu = to_host(ctx.cpu, cpu->forward(ctx.cpu, batch, true), batch.size);
+    const auto z_gpu = to_host(ctx.gpu, gpu->forward(ctx.gpu, batch, true), batch.size);
     test::require_close(z_gpu, z_cpu, 1e-5, 1e-4, "logits");
 
-    train::LocalTrainer<float> t_cpu(cpu, ctx.cpu), t_gpu(gpu, ctx.gpu);
+    train::LocalTrainer<float> t_cpu(*cpu, ctx.cpu), t_gpu(*gpu, ctx.gpu);
     for (int step = 0; step < 5; ++step) {
-      const data::Batch b = random_batch(256 + step, 100 + step);
+      const data::Batch b = test::fixture_batch(1000 * (step + 1), 256 + step, 20);
       const double l_cpu = t_cpu.step(b), l_gpu = t_gpu.step(b);
       CHECK(l_gpu == Approx(l_cpu).epsilon(1e-4));
     }
     // Adam/Adagrad normalise steps, so tiny differences in small gradients can move a weight by
     // up to ~lr per step: compare with an absolute tolerance of a few learning rates.
-    test::require_close(all_parameters(ctx.gpu, gpu), all_parameters(ctx.cpu, cpu), 5e-3, 1e-3,
-                        "parameters after 5 steps");
+    test::require_close(test::all_parameters(ctx.gpu, *gpu), test::all_parameters(ctx.cpu, *cpu),
+                        5e-3, 1e-3, "parameters after 5 steps");
   }
 }

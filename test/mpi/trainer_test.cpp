@@ -12,7 +12,7 @@
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/trainer.h"
 #include "test_util.h"
-#include "trainer_fixture.h"
+#include "model_fixture.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;

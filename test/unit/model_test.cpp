@@ -8,45 +8,18 @@
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/nn/loss.h"
 #include "lockstep/train/local_trainer.h"
+#include "model_fixture.h"
 #include "test_util.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
 
 namespace {
-const std::vector<std::string> kColumns = {"user", "item", "hist"};
-
+// Small tables: the finite-difference checks perturb every table entry.
 models::EmbeddingMlpConfig small_config(nn::ActivationKind act) {
-  models::EmbeddingMlpConfig c;
-  c.tables = {{"user", 11, 3, embedding::Pooling::Sum, 0.3f},
-              {"item", 17, 4, embedding::Pooling::Mean, 0.3f}};
-  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
-  c.mlp = {{6, 3, 1}, {act}, false};
-  c.seed = 7;
-  return c;
+  return test::fixture_config(act, 11, 17);
 }
-
-data::Batch make_batch(int64_t rows, uint64_t seed, int64_t num_dense) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-1, 1);
-  data::Batch b;
-  b.size = rows;
-  for (int c = 0; c < 3; ++c) {
-    data::SparseColumn col;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int len = c == 2 ? static_cast<int>(rng() % 5) : 1;  // history may be empty
-      for (int j = 0; j < len; ++j) col.keys.push_back(rng() % 40);
-      col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
-    }
-    b.sparse.push_back(col);
-  }
-  for (int64_t i = 0; i < rows * num_dense; ++i) b.dense.push_back(u(rng));
-  for (int64_t r = 0; r < rows; ++r) {
-    b.labels.push_back(static_cast<float>(rng() % 2));
-    b.sample_ids.push_back(static_cast<uint64_t>(seed * 1000 + r));
-  }
-  return b;
-}
+const std::vector<std::string>& kColumns = test::fixture_columns();
 }  // namespace
 
 TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model][gradcheck]") {
@@ -56,8 +29,8 @@ TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model]
     for (int64_t rows : {1, 7}) {
       if (act == K::Dice && rows == 1) continue;
       DYNAMIC_SECTION(nn::activation_name(act) << " rows=" << rows) {
-        models::EmbeddingMlp<double> model(small_config(act), kColumns, 2, ctx);
-        const data::Batch batch = make_batch(rows, 3, 2);
+        models::EmbeddingMlp<double> model(small_config(act), kColumns, 3, ctx);
+        const data::Batch batch = test::fixture_batch(3, rows);
         const std::vector<double> labels(batch.labels.begin(), batch.labels.end());
         nn::BceWithLogits<double> bce;
         std::vector<double> dlogits(rows);
@@ -77,8 +50,10 @@ TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model]
         for (const auto& e : ps.entries())
           if (e.trainable)
             for (int64_t i = 0; i < e.numel(); ++i) trainable.push_back(e.offset + i);
+        // The loss is a sum over rows (~5): finite differences carry ~1e-16·L/h ≈ 5e-10 of
+        // rounding, so errors are measured against a floor of 1e-3 (atol 5e-9).
         test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
-                             trainable, 1e-6, 5e-6);
+                             trainable, 1e-6, 5e-6, 1e-3);
         for (auto* table : model.tables()) {
           std::vector<double> dense(table->rows() * table->dim(), 0.0);
           for (int64_t k = 0; k < *table->num_unique.data(); ++k)
@@ -86,7 +61,7 @@ TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model]
               dense[table->grad_ids.data()[k] * table->dim() + d] =
                   table->grad_rows.data()[k * table->dim() + d];
           test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
-                               table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-9);
+                               table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
         }
       }
     }
@@ -98,15 +73,10 @@ TEST_CASE("Same seed and data twice give bitwise-identical parameters", "[model]
   const auto train = [&](uint64_t seed) {
     auto cfg = small_config(nn::ActivationKind::Dice);
     cfg.seed = seed;
-    models::EmbeddingMlp<float> model(cfg, kColumns, 2, ctx);
+    models::EmbeddingMlp<float> model(cfg, kColumns, 3, ctx);
     train::LocalTrainer<float> trainer(model, ctx);
-    for (int step = 0; step < 15; ++step) trainer.step(make_batch(32, 100 + step, 2));
-    std::vector<float> all;
-    for (const auto& [name, v] : model.dense_params().to_host(ctx))
-      all.insert(all.end(), v.begin(), v.end());
-    for (auto* t : model.tables())
-      for (const auto& [name, v] : t->to_host(ctx)) all.insert(all.end(), v.begin(), v.end());
-    return all;
+    for (int step = 0; step < 15; ++step) trainer.step(test::fixture_batch(100 * step, 32));
+    return test::all_state(ctx, model);
   };
   const auto a = train(5), b = train(5), c = train(6);
   test::require_bitwise_equal(a, b, "two runs with seed 5");
@@ -118,15 +88,15 @@ TEST_CASE("Training reduces the loss and an empty batch changes nothing", "[mode
   Context ctx;
   auto cfg = small_config(nn::ActivationKind::ReLU);
   cfg.dense_optimizer.lr = 0.01f;
-  models::EmbeddingMlp<float> model(cfg, kColumns, 2, ctx);
+  models::EmbeddingMlp<float> model(cfg, kColumns, 3, ctx);
   train::LocalTrainer<float> trainer(model, ctx);
-  const data::Batch batch = make_batch(64, 1, 2);
+  const data::Batch batch = test::fixture_batch(0, 64);
   const double first = trainer.step(batch);
   double last = first;
   for (int i = 0; i < 100; ++i) last = trainer.step(batch);
   CHECK(last < 0.5 * first);  // memorising one batch must work
   const auto before = model.dense_params().to_host(ctx);
-  data::Batch empty = make_batch(0, 2, 2);
+  data::Batch empty = test::fixture_batch(0, 0);
   CHECK(trainer.step(empty) == 0.0);
   CHECK(model.dense_params().to_host(ctx) == before);
   const auto p = trainer.predict(batch);

@@ -10,7 +10,7 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
-#include "trainer_fixture.h"
+#include "model_fixture.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;

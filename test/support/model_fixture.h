@@ -1,6 +1,6 @@
 #pragma once
-// A small EmbeddingMlp and synthetic batches with globally unique sample ids, shared by the
-// trainer tests (unit, one process) and the multi-rank tests (mpi).
+// A small EmbeddingMlp and batches with globally unique sample ids, shared by the model, trainer,
+// GPU parity and multi-rank tests.
 
 #include <xxhash.h>
 
@@ -18,11 +18,13 @@ inline const std::vector<std::string>& fixture_columns() {
   return columns;
 }
 
-inline models::EmbeddingMlpConfig fixture_config(
-    nn::ActivationKind act = nn::ActivationKind::PReLU) {
+/// Tables "user" (sum pooling) and "item" (mean; read by the target item and the history),
+/// three dense features, MLP 16 -> 8 -> 1.
+inline models::EmbeddingMlpConfig fixture_config(nn::ActivationKind act = nn::ActivationKind::PReLU,
+                                                 int64_t user_rows = 101, int64_t item_rows = 257) {
   models::EmbeddingMlpConfig c;
-  c.tables = {{"user", 101, 4, embedding::Pooling::Sum, 0.1f},
-              {"item", 257, 8, embedding::Pooling::Mean, 0.1f}};
+  c.tables = {{"user", user_rows, 4, embedding::Pooling::Sum, 0.1f},
+              {"item", item_rows, 8, embedding::Pooling::Mean, 0.1f}};
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}};
   c.mlp = {{16, 8, 1}, {act}, false};
   c.seed = 5;
@@ -36,8 +38,9 @@ inline std::unique_ptr<models::EmbeddingMlp<float>> fixture_model(
 }
 
 /// A batch of `rows` samples with ids first_id .. first_id + rows - 1, content determined by the
-/// ids (so any rank can rebuild any other rank's batches).
-inline data::Batch fixture_batch(uint64_t first_id, int64_t rows) {
+/// ids (so any rank can rebuild any other rank's batches). Histories hold 0..max_history ids, so
+/// some are empty.
+inline data::Batch fixture_batch(uint64_t first_id, int64_t rows, int max_history = 5) {
   data::Batch b;
   b.size = rows;
   b.sparse.resize(3);
@@ -45,7 +48,7 @@ inline data::Batch fixture_batch(uint64_t first_id, int64_t rows) {
     const uint64_t id = first_id + static_cast<uint64_t>(r);
     std::mt19937_64 rng(id * 7919 + 1);
     for (int c = 0; c < 3; ++c) {
-      const int len = c == 2 ? static_cast<int>(rng() % 6) : 1;
+      const int len = c == 2 ? static_cast<int>(rng() % (max_history + 1)) : 1;
       for (int j = 0; j < len; ++j) b.sparse[c].keys.push_back(rng() % 500);
       b.sparse[c].offsets.push_back(static_cast<int64_t>(b.sparse[c].keys.size()));
     }
@@ -74,6 +77,15 @@ inline data::Batch concat(const std::vector<data::Batch>& parts) {
     out.sample_ids.insert(out.sample_ids.end(), p.sample_ids.begin(), p.sample_ids.end());
     out.size += p.size;
   }
+  return out;
+}
+
+/// Every parameter and table value of a model (no optimizer state), in a fixed order.
+inline std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMlp<float>& m) {
+  std::vector<float> out;
+  for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
+  for (auto* t : m.tables())
+    for (const auto& [name, v] : t->to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
   return out;
 }
 
