@@ -29,4 +29,29 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
   LOCKSTEP_DISPATCH(T, ctx, gemm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// Strided batched GEMM: for i < batch, C_i = alpha · op(A_i) · op(B_i) + beta · C_i with
+// A_i = A + i·strideA, B_i = B + i·strideB, C_i = C + i·strideC (elements), each as in gemm().
+// CPU: a loop of gemm(); CUDA: cublasSgemmStridedBatched.
+namespace cpu {
+template <class T>
+void gemm_strided_batched(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+                          T alpha, const T* A, int64_t lda, int64_t strideA, const T* B,
+                          int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc,
+                          int64_t strideC, int64_t batch);
+}
+namespace cuda {
+void gemm_strided_batched(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float* A, int64_t lda, int64_t strideA,
+                          const float* B, int64_t ldb, int64_t strideB, float beta, float* C,
+                          int64_t ldc, int64_t strideC, int64_t batch);
+}
+template <class T>
+void gemm_strided_batched(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+                          T alpha, const T* A, int64_t lda, int64_t strideA, const T* B,
+                          int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc,
+                          int64_t strideC, int64_t batch) {
+  LOCKSTEP_DISPATCH(T, ctx, gemm_strided_batched, ta, tb, M, N, K, alpha, A, lda, strideA, B, ldb,
+                    strideB, beta, C, ldc, strideC, batch);
+}
+
 }  // namespace lockstep::kernels
