@@ -14,14 +14,18 @@ kernels::Pooling to_kernel(Pooling p) {
 }  // namespace
 
 /// One table's view of the batch: the bags of all its fields, field after field, as one CSR.
+/// A pooled field contributes one bag per sample; a sequence field one bag per (sample,
+/// position), holding one id or none (padding), so that the pooled lookup kernels gather and
+/// differentiate sequences too (a bag of one id has scale 1 under either pooling).
 template <class T>
 struct EmbeddingBagCollection<T>::TableBatch {
   std::vector<int> fields;            // field indices reading this table, in order
-  std::vector<int64_t> host_offsets;  // (fields * rows + 1)
+  std::vector<int64_t> bag_start;     // first bag of each of those fields
+  std::vector<int64_t> host_offsets;  // (bags + 1)
   std::vector<uint64_t> host_ids;     // rows of the table
   Tensor<int64_t> offsets;
   Tensor<uint64_t> ids;
-  Tensor<T> dout;  // (fields * rows, dim): gathered gradient
+  Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
 };
 
 template <class T>
@@ -44,15 +48,30 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
                    "field {} reads column '{}', which is not a sparse or sequence column of the "
                    "data (columns: {})",
                    f, fc.column, fmt::join(batch_columns, ", "));
+    for (size_t g = 0; g < f; ++g)
+      LOCKSTEP_CHECK(fields_[g].column != fc.column, "column '{}' is read by two fields",
+                     fc.column);
     int table = -1;
     for (size_t t = 0; t < tables_.size(); ++t)
       if (tables_[t].config().name == fc.table) table = static_cast<int>(t);
     LOCKSTEP_CHECK(table >= 0, "field '{}' reads table '{}', which is not defined", fc.column,
                    fc.table);
+    check_range(fmt::format("field '{}' max_len", fc.column), fc.max_len, int64_t{0},
+                int64_t{100000});
+    if (fc.max_len > 0) {
+      LOCKSTEP_CHECK(sequence_length_ == 0 || sequence_length_ == fc.max_len,
+                     "sequence field '{}' has max_len {} but the others have {}: all sequence "
+                     "fields of a model share one length",
+                     fc.column, fc.max_len, sequence_length_);
+      sequence_length_ = fc.max_len;
+      field_offsets_.push_back(sequence_width_);
+      sequence_width_ += tables_[table].dim();
+    } else {
+      field_offsets_.push_back(output_width_);
+      output_width_ += tables_[table].dim();
+    }
     field_table_.push_back(table);
     field_column_.push_back(static_cast<int>(col - batch_columns.begin()));
-    field_offsets_.push_back(output_width_);
-    output_width_ += tables_[table].dim();
     batches_[table]->fields.push_back(static_cast<int>(f));
   }
   for (size_t t = 0; t < tables_.size(); ++t)
@@ -71,13 +90,24 @@ void EmbeddingBagCollection<T>::allocate(const Context& ctx, uint64_t seed) {
 }
 
 template <class T>
+size_t EmbeddingBagCollection<T>::field_index(const std::string& column) const {
+  for (size_t f = 0; f < fields_.size(); ++f)
+    if (fields_[f].column == column) return f;
+  throw Error(fmt::format("no embedding field reads column '{}'", column));
+}
+
+template <class T>
 void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch& batch) {
   rows_ = batch.size;
+  const int64_t Tn = sequence_length_;
+  host_lengths_.clear();
+  int first_sequence_field = -1;
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
     tb.host_offsets.assign(1, 0);
     tb.host_ids.clear();
+    tb.bag_start.clear();
     for (int f : tb.fields) {
       const int c = field_column_[f];
       LOCKSTEP_CHECK(c < static_cast<int>(batch.sparse.size()),
@@ -89,53 +119,92 @@ void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch&
                          col.offsets.back() == static_cast<int64_t>(col.keys.size()),
                      "column '{}' of the batch is malformed: {} offsets and {} keys for {} rows",
                      fields_[f].column, col.offsets.size(), col.keys.size(), rows_);
-      const int64_t base = static_cast<int64_t>(tb.host_ids.size());
-      for (int64_t b = 1; b <= rows_; ++b) tb.host_offsets.push_back(base + col.offsets[b]);
-      for (uint64_t key : col.keys) tb.host_ids.push_back(table.row_of(key));
+      tb.bag_start.push_back(static_cast<int64_t>(tb.host_offsets.size()) - 1);
+      if (fields_[f].max_len == 0) {
+        const int64_t base = static_cast<int64_t>(tb.host_ids.size());
+        for (int64_t b = 1; b <= rows_; ++b) tb.host_offsets.push_back(base + col.offsets[b]);
+        for (uint64_t key : col.keys) tb.host_ids.push_back(table.row_of(key));
+        continue;
+      }
+      // Sequence field: bag (b, t) = the t-th most recent id of sample b, or nothing.
+      const bool first = first_sequence_field < 0;
+      if (first) {
+        first_sequence_field = f;
+        host_lengths_.resize(rows_);
+      }
+      for (int64_t b = 0; b < rows_; ++b) {
+        const int64_t n = col.offsets[b + 1] - col.offsets[b], len = std::min(n, Tn);
+        if (first) host_lengths_[b] = len;
+        LOCKSTEP_CHECK(host_lengths_[b] == len,
+                       "sample {} has {} ids in '{}' but {} in '{}': sequence fields must have "
+                       "equal lengths per sample",
+                       b, n, fields_[f].column, host_lengths_[b],
+                       fields_[first_sequence_field].column);
+        for (int64_t p = 0; p < Tn; ++p) {
+          if (p < len) tb.host_ids.push_back(table.row_of(col.keys[col.offsets[b + 1] - 1 - p]));
+          tb.host_offsets.push_back(static_cast<int64_t>(tb.host_ids.size()));
+        }
+      }
     }
     upload(ctx, tb.host_offsets, tb.offsets);
     upload(ctx, tb.host_ids, tb.ids);
   }
+  if (sequence_length_ > 0) upload(ctx, host_lengths_, lengths_);
 }
 
 template <class T>
-void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_out) const {
+void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_out, T* seq_out,
+                                        int64_t ld_seq) const {
+  LOCKSTEP_CHECK(sequence_length_ == 0 || seq_out != nullptr,
+                 "this model has sequence fields: forward() needs a sequence output");
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
     for (size_t k = 0; k < tb.fields.size(); ++k) {
       const int f = tb.fields[k];
-      // Field k's bags are bags [k*rows, (k+1)*rows) of the table batch; offsets are absolute.
+      const bool seq = fields_[f].max_len > 0;
+      // The field's bags are a window of the table batch; offsets are absolute positions.
       kernels::pooled_lookup_forward<T>(
-          ctx, to_kernel(table.config().pooling), rows_, table.dim(), table.weights(), table.rows(),
-          tb.offsets.data() + k * rows_, tb.ids.data(), out + field_offsets_[f], ld_out);
+          ctx, to_kernel(table.config().pooling), seq ? rows_ * sequence_length_ : rows_,
+          table.dim(), table.weights(), table.rows(), tb.offsets.data() + tb.bag_start[k],
+          tb.ids.data(), (seq ? seq_out : out) + field_offsets_[f], seq ? ld_seq : ld_out);
     }
   }
 }
 
 template <class T>
-void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int64_t ld_dout) {
+void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int64_t ld_dout,
+                                         const T* dseq, int64_t ld_seq) {
+  LOCKSTEP_CHECK(sequence_length_ == 0 || dseq != nullptr,
+                 "this model has sequence fields: backward() needs their gradient");
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
     EmbeddingTable<T>& table = tables_[t];
     const int64_t dim = table.dim(), nnz = static_cast<int64_t>(tb.host_ids.size());
-    const int64_t bags = static_cast<int64_t>(tb.fields.size()) * rows_;
-    const T* grad = dout + field_offsets_[tb.fields[0]];
-    int64_t ld = ld_dout;
+    const int64_t bags = static_cast<int64_t>(tb.host_offsets.size()) - 1;
+    const auto grad_of = [&](int f) {
+      return fields_[f].max_len > 0 ? std::pair{dseq + field_offsets_[f], ld_seq}
+                                    : std::pair{dout + field_offsets_[f], ld_dout};
+    };
+    auto [grad, ld] = grad_of(tb.fields[0]);
     if (tb.fields.size() > 1) {  // gather the fields' gradient slices into one (bags, dim) matrix
       tb.dout.resize(ctx, {bags, dim});
-      for (size_t k = 0; k < tb.fields.size(); ++k)
-        kernels::copy_2d<T>(ctx, rows_, dim, dout + field_offsets_[tb.fields[k]], ld_dout,
-                            tb.dout.data() + k * rows_ * dim, dim);
+      for (size_t k = 0; k < tb.fields.size(); ++k) {
+        const int f = tb.fields[k];
+        const auto [g, ldg] = grad_of(f);
+        const int64_t n = fields_[f].max_len > 0 ? rows_ * sequence_length_ : rows_;
+        kernels::copy_2d<T>(ctx, n, dim, g, ldg, tb.dout.data() + tb.bag_start[k] * dim, dim);
+      }
       grad = tb.dout.data();
       ld = dim;
     }
     table.grad_capacity = std::max<int64_t>(nnz, 1);
     table.grad_ids.resize(ctx, {table.grad_capacity});
     table.grad_rows.resize(ctx, {table.grad_capacity, dim});
-    kernels::pooled_lookup_backward<T>(
-        ctx, to_kernel(table.config().pooling), bags, dim, tb.offsets.data(), tb.ids.data(), nnz,
-        grad, ld, table.grad_ids.data(), table.grad_rows.data(), table.num_unique.data());
+    kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
+                                       tb.offsets.data(), tb.ids.data(), nnz, grad, ld,
+                                       table.grad_ids.data(), table.grad_rows.data(),
+                                       table.num_unique.data());
     table.has_grad = true;
   }
 }

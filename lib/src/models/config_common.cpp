@@ -2,25 +2,29 @@
 
 namespace lockstep::models {
 
-nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
-                              nn::MlpConfig c) {
-  doc.check_keys(t, prefix,
-                 {"widths", "activation", "activate_last", "leaky_slope", "prelu_init", "dice_eps",
-                  "dice_momentum"});
-  c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
-  LOCKSTEP_CHECK(!c.widths.empty(), "{}: {}.widths is empty", doc.where(*t.get("widths")), prefix);
+nn::ActivationConfig read_activation_config(const io::TomlDoc& doc, const toml::table& t,
+                                            std::string_view prefix, nn::ActivationConfig a) {
   if (const toml::node* n = t.get("activation")) {
     const std::string name = doc.get_string(t, prefix, "activation", "");
-    c.activation.kind = doc.at(
-        *n, [&] { return nn::parse_activation(name, fmt::format("{}.activation", prefix)); });
+    a.kind =
+        doc.at(*n, [&] { return nn::parse_activation(name, fmt::format("{}.activation", prefix)); });
   }
-  c.activate_last = doc.get_bool(t, prefix, "activate_last", c.activate_last);
-  auto& a = c.activation;
   a.leaky_slope = static_cast<float>(doc.get_float(t, prefix, "leaky_slope", a.leaky_slope, 0, 1));
   a.prelu_init = static_cast<float>(doc.get_float(t, prefix, "prelu_init", a.prelu_init, -1, 1));
   a.dice_eps = static_cast<float>(doc.get_float(t, prefix, "dice_eps", a.dice_eps, 1e-12, 1));
   a.dice_momentum =
       static_cast<float>(doc.get_float(t, prefix, "dice_momentum", a.dice_momentum, 0, 1));
+  return a;
+}
+
+nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
+                              nn::MlpConfig c) {
+  doc.check_keys(t, prefix, {"widths", "activation", "activate_last", "leaky_slope", "prelu_init",
+                             "dice_eps", "dice_momentum"});
+  c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
+  LOCKSTEP_CHECK(!c.widths.empty(), "{}: {}.widths is empty", doc.where(*t.get("widths")), prefix);
+  c.activate_last = doc.get_bool(t, prefix, "activate_last", c.activate_last);
+  c.activation = read_activation_config(doc, t, prefix, c.activation);
   return c;
 }
 

@@ -11,6 +11,9 @@
 
 namespace lockstep::models {
 
+/// activation, leaky_slope, prelu_init, dice_eps, dice_momentum of table `t` (keys not checked).
+nn::ActivationConfig read_activation_config(const io::TomlDoc& doc, const toml::table& t,
+                                            std::string_view prefix, nn::ActivationConfig defaults);
 nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
                               nn::MlpConfig defaults);
 nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,

@@ -1,12 +1,17 @@
 #include "lockstep/models/embedding_mlp.h"
 
-#include "kernels/copy.h"
+#include "models/dense_input.h"
 
 namespace lockstep::models {
 
 void EmbeddingMlpConfig::validate() const {
   LOCKSTEP_CHECK(!tables.empty(), "model.tables is empty: define at least one embedding table");
   for (size_t i = 0; i < tables.size(); ++i) tables[i].validate(fmt::format("model.tables[{}]", i));
+  for (size_t i = 0; i < fields.size(); ++i)
+    LOCKSTEP_CHECK(fields[i].max_len == 0,
+                   "model.fields[{}] (column '{}') has max_len {}: the embedding_mlp model pools "
+                   "every field; use kind = \"din\" or \"bst\" for sequence fields",
+                   i, fields[i].column, fields[i].max_len);
   mlp.validate("model.mlp");
   LOCKSTEP_CHECK(mlp.widths.back() == 1,
                  "model.mlp.widths ends in {}: the last layer must have width 1 (the logit)",
@@ -40,15 +45,8 @@ const T* EmbeddingMlp<T>::forward(const Context& ctx, const data::Batch& batch, 
   embeddings_->set_batch(ctx, batch);
   input_.resize(ctx, {rows_, input_width_});
   embeddings_->forward(ctx, input_.data(), input_width_);
-  if (num_dense_ > 0) {
-    LOCKSTEP_CHECK(static_cast<int64_t>(batch.dense.size()) == rows_ * num_dense_,
-                   "batch has {} dense values for {} rows; the model expects {} per row",
-                   batch.dense.size(), rows_, num_dense_);
-    const std::vector<T> dense(batch.dense.begin(), batch.dense.end());
-    upload(ctx, dense, dense_, {rows_, num_dense_});
-    kernels::copy_2d<T>(ctx, rows_, num_dense_, dense_.data(), num_dense_,
-                        input_.data() + embeddings_->output_width(), input_width_);
-  }
+  place_dense_features(ctx, batch, num_dense_, dense_, input_.data() + embeddings_->output_width(),
+                       input_width_);
   return mlp_->forward(ctx, rows_, input_.data(), training);
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // EmbeddingBagCollection: the embedding layer of a model. Several tables (EmbeddingTable, v1
-// rows = XXH64(key) % rows), several multi-hot fields ("embedding bags"), each field pooled (sum
-// or mean) into its slice of a concatenated feature matrix.
+// rows = XXH64(key) % rows), several fields. A pooled field ("embedding bag") pools its ids (sum
+// or mean) into its slice of a (B, W_pooled) feature matrix; a sequence field gathers its ids
+// unpooled, one embedding per position, into its slice of a (B, T, W_seq) sequence matrix.
 
 #include <memory>
 #include <string>
@@ -13,10 +14,16 @@
 namespace lockstep::embedding {
 
 /// A batch column read through a table. Several fields may share one table (e.g. the target
-/// item and the history items); they then share its pooling mode.
+/// item and the history items); pooled fields of one table share its pooling mode.
 struct FieldConfig {
   std::string column;  // name of a sparse/sequence column of the data schema
   std::string table;   // name of a TableConfig
+  /// 0: pooled. > 0: a sequence field gathered unpooled into max_len positions, NEWEST FIRST
+  /// (position 0 = the most recent id, i.e. the last one of the column; ids are stored oldest
+  /// first). A longer history keeps its max_len most recent ids; shorter ones are padded with
+  /// zero rows. All sequence fields of a collection share max_len and must have the same length
+  /// for every sample (e.g. history items and their categories).
+  int64_t max_len = 0;
 };
 
 /// Owns the tables. Per step: set_batch() (host: keys -> rows, upload), forward(), backward()
@@ -35,21 +42,38 @@ class EmbeddingBagCollection {
 
   void allocate(const Context& ctx, uint64_t seed);
 
-  /// Width of the concatenated output: sum of the fields' table dims, in field order.
+  /// Width of the pooled output: sum of the pooled fields' table dims, in field order.
   int64_t output_width() const { return output_width_; }
-  /// Column of `out` where field i starts.
+  /// Width of one position of the sequence output (sum of the sequence fields' dims) and the
+  /// number of positions T (0 when there are no sequence fields).
+  int64_t sequence_width() const { return sequence_width_; }
+  int64_t sequence_length() const { return sequence_length_; }
+  /// Column where field i starts: in the pooled output for pooled fields, in each position of
+  /// the sequence output for sequence fields.
   int64_t field_offset(size_t i) const { return field_offsets_.at(i); }
+  /// Index of the field reading `column`; throws Error naming the column when there is none.
+  size_t field_index(const std::string& column) const;
   const std::vector<FieldConfig>& fields() const { return fields_; }
 
   /// Maps the batch's keys to rows and uploads them (host -> ctx's device).
   void set_batch(const Context& ctx, const data::Batch& batch);
   int64_t rows() const { return rows_; }
+  /// Valid positions of each sample of the current batch (min(history length, max_len)), on the
+  /// host and on ctx's device; empty without sequence fields.
+  const std::vector<int64_t>& lengths() const { return host_lengths_; }
+  const int64_t* device_lengths() const { return lengths_.data(); }
 
-  /// out: (rows, ld_out); field i writes columns [field_offset(i), field_offset(i) + dim).
-  void forward(const Context& ctx, T* out, int64_t ld_out) const;
-  /// dout: (rows, ld_dout), same column layout. Computes each table's sparse gradient (all fields
-  /// of a table are reduced together, so a row read by two fields gets one summed gradient).
-  void backward(const Context& ctx, const T* dout, int64_t ld_dout);
+  /// out: (rows, ld_out); pooled field i writes columns [field_offset(i), field_offset(i) + dim).
+  /// seq_out: (rows, T, ld_seq) (position row stride ld_seq); sequence field i writes columns
+  /// [field_offset(i), + dim) of every position; padding positions get zeros. seq_out may be
+  /// nullptr only when there are no sequence fields.
+  void forward(const Context& ctx, T* out, int64_t ld_out, T* seq_out = nullptr,
+               int64_t ld_seq = 0) const;
+  /// dout / dseq: gradients in the same layouts. Computes each table's sparse gradient (all
+  /// fields of a table are reduced together, so a row read by two fields gets one summed
+  /// gradient).
+  void backward(const Context& ctx, const T* dout, int64_t ld_dout, const T* dseq = nullptr,
+                int64_t ld_seq = 0);
   /// Sparse optimizer step on every table that has a gradient.
   void apply_gradients(const Context& ctx, T grad_scale, int64_t step);
 
@@ -63,8 +87,10 @@ class EmbeddingBagCollection {
   std::vector<int> field_table_;   // table index of each field
   std::vector<int> field_column_;  // Batch::sparse index of each field
   std::vector<int64_t> field_offsets_;
-  int64_t output_width_ = 0;
+  int64_t output_width_ = 0, sequence_width_ = 0, sequence_length_ = 0;
   int64_t rows_ = 0;
+  std::vector<int64_t> host_lengths_;
+  Tensor<int64_t> lengths_;
   std::vector<std::unique_ptr<TableBatch>> batches_;  // one per table
 };
 

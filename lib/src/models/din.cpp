@@ -1,0 +1,136 @@
+#include "lockstep/models/din.h"
+
+#include <algorithm>
+
+#include "models/dense_input.h"
+
+namespace lockstep::models {
+
+void DinConfig::validate() const {
+  LOCKSTEP_CHECK(!tables.empty(), "model.tables is empty: define at least one embedding table");
+  for (size_t i = 0; i < tables.size(); ++i) tables[i].validate(fmt::format("model.tables[{}]", i));
+  LOCKSTEP_CHECK(!query.empty() && query.size() == keys.size(),
+                 "model.din.query has {} fields and model.din.keys {}: give one key (history) "
+                 "field per query (target) field, in the same order",
+                 query.size(), keys.size());
+  attention.validate("model.din.attention");
+  mlp.validate("model.mlp");
+  LOCKSTEP_CHECK(mlp.widths.back() == 1,
+                 "model.mlp.widths ends in {}: the last layer must have width 1 (the logit)",
+                 mlp.widths.back());
+  dense_optimizer.validate("optimizer");
+  sparse_optimizer.validate("sparse_optimizer");
+}
+
+namespace {
+/// Column where `names` start in their output, checking that they are consecutive there and
+/// of the kind (pooled or sequence) required. Returns {offset, total width}.
+template <class T>
+std::pair<int64_t, int64_t> consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
+                                               const std::vector<std::string>& names,
+                                               bool sequence, const char* what) {
+  int64_t start = -1, width = 0;
+  for (const auto& name : names) {
+    const size_t f = emb.field_index(name);
+    LOCKSTEP_CHECK((emb.fields()[f].max_len > 0) == sequence,
+                   "model.din.{} field '{}' must be a {} field", what, name,
+                   sequence ? "sequence (max_len > 0)" : "pooled (max_len = 0)");
+    const int64_t off = emb.field_offset(f);
+    if (start < 0) start = off;
+    LOCKSTEP_CHECK(off == start + width,
+                   "model.din.{} fields must be consecutive in model.fields (field '{}' is not "
+                   "next to the previous one)",
+                   what, name);
+    for (const auto& t : emb.tables())
+      if (t.config().name == emb.fields()[f].table) width += t.dim();
+  }
+  return {start, width};
+}
+}  // namespace
+
+template <class T>
+Din<T>::Din(DinConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
+            const Context& ctx)
+    : config_(std::move(config)), num_dense_(config_.use_dense ? num_dense : 0) {
+  config_.validate();
+  embeddings_ = std::make_unique<embedding::EmbeddingBagCollection<T>>(
+      config_.tables, config_.fields, sparse_columns, config_.sparse_optimizer);
+  LOCKSTEP_CHECK(embeddings_->sequence_length() > 0,
+                 "the din model needs history fields: give the fields in model.din.keys a "
+                 "max_len > 0");
+  const auto [q_col, q_width] = consecutive_fields(*embeddings_, config_.query, false, "query");
+  const int64_t k_col = consecutive_fields(*embeddings_, config_.keys, true, "keys").first;
+  for (size_t i = 0; i < config_.query.size(); ++i) {
+    const auto dim_of = [&](const std::string& column) {
+      const auto& table = embeddings_->fields()[embeddings_->field_index(column)].table;
+      for (const auto& t : embeddings_->tables())
+        if (t.config().name == table) return t.dim();
+      return int64_t{0};
+    };
+    LOCKSTEP_CHECK(dim_of(config_.query[i]) == dim_of(config_.keys[i]),
+                   "model.din: query field '{}' ({} wide) and key field '{}' ({} wide) must have "
+                   "the same width",
+                   config_.query[i], dim_of(config_.query[i]), config_.keys[i],
+                   dim_of(config_.keys[i]));
+  }
+  dim_ = q_width;
+  q_col_ = dim_ + q_col;  // the pooled fields sit after the attention output in the input
+  k_col_ = k_col;
+  width_ = dim_ + embeddings_->output_width() + num_dense_;
+  attention_ = std::make_unique<nn::DinAttention<T>>(params_, "din", dim_, config_.attention);
+  mlp_ = std::make_unique<nn::Mlp<T>>(params_, "mlp", width_, config_.mlp);
+  params_.allocate(ctx, config_.seed);
+  embeddings_->allocate(ctx, config_.seed);
+  optimizer_ = std::make_unique<nn::DenseOptimizer<T>>(config_.dense_optimizer, ctx,
+                                                       params_.trainable_size());
+}
+
+template <class T>
+Din<T>::~Din() = default;
+
+template <class T>
+const T* Din<T>::forward(const Context& ctx, const data::Batch& batch, bool training) {
+  rows_ = batch.size;
+  const int64_t Tn = embeddings_->sequence_length(), ws = embeddings_->sequence_width();
+  embeddings_->set_batch(ctx, batch);
+  // x = [attention output (dim) | pooled fields | dense], seq = (B, T, ws) history.
+  x_.resize(ctx, {rows_, width_});
+  seq_.resize(ctx, {rows_ * Tn, ws});
+  embeddings_->forward(ctx, x_.data() + dim_, width_, seq_.data(), ws);
+  place_dense_features(ctx, batch, num_dense_, dense_, x_.data() + dim_ + embeddings_->output_width(),
+                       width_);
+  attention_->forward(ctx, rows_, Tn, x_.data() + q_col_, width_, seq_.data() + k_col_, ws,
+                      embeddings_->device_lengths(), x_.data(), width_, training);
+  return mlp_->forward(ctx, rows_, x_.data(), training);
+}
+
+template <class T>
+void Din<T>::backward(const Context& ctx, const T* dlogits) {
+  const int64_t Tn = embeddings_->sequence_length(), ws = embeddings_->sequence_width();
+  dx_.resize(ctx, {rows_, width_});
+  mlp_->backward(ctx, rows_, x_.data(), dlogits, dx_.data());
+  dseq_.resize(ctx, {rows_ * Tn, ws});
+  zero_bytes(ctx, dseq_.data(), dseq_.bytes());
+  // The target receives gradient both through the MLP (already in dx) and the attention (+=).
+  attention_->backward(ctx, dx_.data(), width_, dx_.data() + q_col_, width_, dseq_.data() + k_col_,
+                       ws);
+  embeddings_->backward(ctx, dx_.data() + dim_, width_, dseq_.data(), ws);
+}
+
+template <class T>
+void Din<T>::apply_gradients(const Context& ctx, T grad_scale) {
+  optimizer_->step(ctx, params_.values(), params_.grads(), grad_scale);
+  embeddings_->apply_gradients(ctx, grad_scale, optimizer_->step_count());
+}
+
+template <class T>
+std::vector<embedding::EmbeddingTable<T>*> Din<T>::tables() {
+  std::vector<embedding::EmbeddingTable<T>*> out;
+  for (auto& t : embeddings_->tables()) out.push_back(&t);
+  return out;
+}
+
+template class Din<float>;
+template class Din<double>;
+
+}  // namespace lockstep::models
