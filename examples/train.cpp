@@ -26,6 +26,7 @@
 #include "lockstep/data/synthetic.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/models/embedding_mlp.h"
+#include "lockstep/models/factory.h"
 #include "lockstep/train/batch_source.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
@@ -36,7 +37,7 @@ namespace {
 
 struct Options {
   std::string config, data_dir, synthetic = "demo", device = "auto", comm = "auto", save, metrics;
-  std::string log_level = "info", checkpoint_dir, inject_fault;
+  std::string log_level = "info", checkpoint_dir, inject_fault, model = "embedding_mlp";
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
   int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
   uint64_t data_seed = 1;
@@ -114,10 +115,10 @@ std::vector<std::string> sparse_column_names(const data::Schema& schema) {
   return names;
 }
 
-/// The built-in model when no --config is given: one table per sparse column, except that a
-/// history column shares the table of the matching target column (hist_items -> item,
-/// hist_cats -> item_cat), so history and target embeddings live in one space.
-models::EmbeddingMlpConfig default_config(const data::Schema& schema, int64_t table_rows) {
+/// The built-in embedding + MLP model when no --config is given: one table per sparse column,
+/// except that a history column shares the table of the matching target column (hist_items ->
+/// item, hist_cats -> item_cat), so history and target embeddings live in one space.
+models::EmbeddingMlpConfig default_embedding_mlp(const data::Schema& schema, int64_t table_rows) {
   models::EmbeddingMlpConfig c;
   const auto names = sparse_column_names(schema);
   const auto has = [&](const std::string& n) {
@@ -133,12 +134,50 @@ models::EmbeddingMlpConfig default_config(const data::Schema& schema, int64_t ta
   return c;  // MLP and optimizers: the EmbeddingMlpConfig defaults
 }
 
+/// The built-in DIN for the synthetic schema: the same tables and fields, but the history
+/// columns are sequences (max_len from the schema) attended with the target item ⊕ category.
+models::DinConfig default_din(const data::Schema& schema, int64_t table_rows) {
+  const auto base = default_embedding_mlp(schema, table_rows);
+  models::DinConfig c;
+  c.tables = base.tables;
+  c.fields = base.fields;
+  for (auto& f : c.fields) {
+    const auto& col = schema.columns()[schema.find(f.column)];
+    if (col.kind == data::ColumnKind::kSequence) f.max_len = col.max_len;
+  }
+  return c;  // query item ⊕ item_cat, keys hist_items ⊕ hist_cats, attention 80-40, MLP 200-80-1
+}
+
+/// The built-in BST for the synthetic schema: the same tables; the history columns are sequences
+/// (max_len from the schema); target item ⊕ category prepended; 1 block, 8 heads.
+models::BstConfig default_bst(const data::Schema& schema, int64_t table_rows) {
+  const auto din = default_din(schema, table_rows);
+  models::BstConfig c;
+  c.tables = din.tables;
+  c.fields = din.fields;
+  return c;  // transformer 8 heads, FFN 32, read-out at the target, MLP 1024-512-256-1
+}
+
+std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::Schema& schema,
+                                                 const Context& ctx) {
+  const auto columns = sparse_column_names(schema);
+  if (!o.config.empty()) return models::load_model<float>(o.config, columns, schema.num_dense(), ctx);
+  if (o.model == "din")
+    return std::make_unique<models::Din<float>>(default_din(schema, o.table_rows), columns,
+                                                schema.num_dense(), ctx);
+  if (o.model == "bst")
+    return std::make_unique<models::Bst<float>>(default_bst(schema, o.table_rows), columns,
+                                                schema.num_dense(), ctx);
+  return std::make_unique<models::EmbeddingMlp<float>>(default_embedding_mlp(schema, o.table_rows),
+                                                       columns, schema.num_dense(), ctx);
+}
+
 /// Everything that must be equal on all ranks, compared by the trainer at start-up.
 std::string run_signature(const Options& o, const std::string& config_text) {
   return fmt::format("data={} synthetic={} seed={} train={} test={} batch={} epochs={} "
-                     "rows={} config={}",
+                     "rows={} model={} config={}",
                      o.data_dir, o.synthetic, o.data_seed, o.train_samples, o.test_samples,
-                     o.batch_size, o.epochs, o.table_rows, config_text);
+                     o.batch_size, o.epochs, o.table_rows, o.model, config_text);
 }
 
 int run(const Options& o) {
@@ -164,14 +203,11 @@ int run(const Options& o) {
     std::ifstream in(o.config);
     config_text.assign(std::istreambuf_iterator<char>(in), {});
   }
-  const auto config = o.config.empty() ? default_config(d.schema, o.table_rows)
-                                       : models::load_embedding_mlp_config(o.config);
-  models::EmbeddingMlp<float> model(config, sparse_column_names(d.schema), d.schema.num_dense(), ctx);
+  auto model = make_model(o, d.schema, ctx);
   log().info("data: {}", d.description);
-  log().info("model: {} tables, {} fields, MLP input {} -> {}, {} dense parameters; {} rank(s), "
-             "communicator {}, device {}",
-             config.tables.size(), config.fields.size(), model.input_width(),
-             fmt::join(config.mlp.widths, "-"), model.dense_params().trainable_size(), ranks,
+  log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
+             "device {}",
+             model->name(), model->tables().size(), model->dense_params().trainable_size(), ranks,
              comm->backend(), device.str());
 
   train::TrainerConfig tc;
@@ -185,7 +221,7 @@ int run(const Options& o) {
   tc.resume = o.resume;
   tc.run_config = run_signature(o, config_text);
   tc.fault = train::FaultInjection::parse(o.inject_fault);
-  train::Trainer trainer(model, *comm, ctx, tc);
+  train::Trainer trainer(*model, *comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());
   if (rank == 0) {
     const double per_s = r.samples / std::max(r.train_seconds, 1e-9);
@@ -202,7 +238,7 @@ int run(const Options& o) {
     std::fflush(stdout);
   }
   if (!o.save.empty() && rank == 0) {
-    model.dense_params().save(ctx, o.save, {{"model", "embedding_mlp"}});
+    model->dense_params().save(ctx, o.save, {{"model", model->name()}});
     log().info("saved dense parameters to {}", o.save);
   }
   return 0;
@@ -229,6 +265,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--epochs", o.epochs, "passes over the training data")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--model", o.model, "built-in model when no --config is given")
+      ->check(CLI::IsMember({"embedding_mlp", "din", "bst"}));
   app.add_option("--table-rows", o.table_rows, "hash buckets per table of the built-in model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (under mpirun: one per local rank)");

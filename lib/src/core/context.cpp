@@ -89,7 +89,7 @@ void Context::synchronize() const {
 uint64_t Context::random_seed() const { return impl_->options.seed; }
 uint64_t Context::random_offset() const { return impl_->random_offset; }
 void Context::set_random_offset(uint64_t offset) { impl_->random_offset = offset; }
-uint64_t Context::reserve_random(uint64_t n) {
+uint64_t Context::reserve_random(uint64_t n) const {
   const uint64_t first = impl_->random_offset;
   impl_->random_offset += n;
   return first;

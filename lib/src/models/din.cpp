@@ -1,8 +1,7 @@
 #include "lockstep/models/din.h"
 
-#include <algorithm>
-
 #include "models/dense_input.h"
+#include "models/field_layout.h"
 
 namespace lockstep::models {
 
@@ -22,32 +21,6 @@ void DinConfig::validate() const {
   sparse_optimizer.validate("sparse_optimizer");
 }
 
-namespace {
-/// Column where `names` start in their output, checking that they are consecutive there and
-/// of the kind (pooled or sequence) required. Returns {offset, total width}.
-template <class T>
-std::pair<int64_t, int64_t> consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
-                                               const std::vector<std::string>& names,
-                                               bool sequence, const char* what) {
-  int64_t start = -1, width = 0;
-  for (const auto& name : names) {
-    const size_t f = emb.field_index(name);
-    LOCKSTEP_CHECK((emb.fields()[f].max_len > 0) == sequence,
-                   "model.din.{} field '{}' must be a {} field", what, name,
-                   sequence ? "sequence (max_len > 0)" : "pooled (max_len = 0)");
-    const int64_t off = emb.field_offset(f);
-    if (start < 0) start = off;
-    LOCKSTEP_CHECK(off == start + width,
-                   "model.din.{} fields must be consecutive in model.fields (field '{}' is not "
-                   "next to the previous one)",
-                   what, name);
-    for (const auto& t : emb.tables())
-      if (t.config().name == emb.fields()[f].table) width += t.dim();
-  }
-  return {start, width};
-}
-}  // namespace
-
 template <class T>
 Din<T>::Din(DinConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
             const Context& ctx)
@@ -58,24 +31,12 @@ Din<T>::Din(DinConfig config, const std::vector<std::string>& sparse_columns, in
   LOCKSTEP_CHECK(embeddings_->sequence_length() > 0,
                  "the din model needs history fields: give the fields in model.din.keys a "
                  "max_len > 0");
-  const auto [q_col, q_width] = consecutive_fields(*embeddings_, config_.query, false, "query");
-  const int64_t k_col = consecutive_fields(*embeddings_, config_.keys, true, "keys").first;
-  for (size_t i = 0; i < config_.query.size(); ++i) {
-    const auto dim_of = [&](const std::string& column) {
-      const auto& table = embeddings_->fields()[embeddings_->field_index(column)].table;
-      for (const auto& t : embeddings_->tables())
-        if (t.config().name == table) return t.dim();
-      return int64_t{0};
-    };
-    LOCKSTEP_CHECK(dim_of(config_.query[i]) == dim_of(config_.keys[i]),
-                   "model.din: query field '{}' ({} wide) and key field '{}' ({} wide) must have "
-                   "the same width",
-                   config_.query[i], dim_of(config_.query[i]), config_.keys[i],
-                   dim_of(config_.keys[i]));
-  }
-  dim_ = q_width;
-  q_col_ = dim_ + q_col;  // the pooled fields sit after the attention output in the input
-  k_col_ = k_col;
+  const FieldSpan query = consecutive_fields(*embeddings_, config_.query, false, "model.din.query");
+  const FieldSpan keys = consecutive_fields(*embeddings_, config_.keys, true, "model.din.keys");
+  check_paired_widths(*embeddings_, config_.query, config_.keys, "model.din");
+  dim_ = query.width;
+  q_col_ = dim_ + query.offset;  // the pooled fields sit after the attention output in the input
+  k_col_ = keys.offset;
   width_ = dim_ + embeddings_->output_width() + num_dense_;
   attention_ = std::make_unique<nn::DinAttention<T>>(params_, "din", dim_, config_.attention);
   mlp_ = std::make_unique<nn::Mlp<T>>(params_, "mlp", width_, config_.mlp);

@@ -26,7 +26,8 @@ void Linear<T>::forward(const Context& ctx, int64_t rows, const T* x, T* y) cons
 }
 
 template <class T>
-void Linear<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* dy, T* dx) const {
+void Linear<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* dy, T* dx,
+                         bool accumulate_dx) const {
   if (rows == 0) return;
   // dW (in, out) += xᵀ (in, rows) · dy (rows, out)
   kernels::gemm<T>(ctx, Trans::T, Trans::N, in_, out_, rows, T(1), x, in_, dy, out_, T(1),
@@ -35,7 +36,7 @@ void Linear<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* 
   // dx (rows, in) = dy (rows, out) · Wᵀ (out, in)
   if (dx)
     kernels::gemm<T>(ctx, Trans::N, Trans::T, rows, in_, out_, T(1), dy, out_,
-                     params_->value(weight_), out_, T(0), dx, in_);
+                     params_->value(weight_), out_, accumulate_dx ? T(1) : T(0), dx, in_);
 }
 
 template class Linear<float>;

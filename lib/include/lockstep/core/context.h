@@ -58,7 +58,7 @@ class Context {
   /// sequence of calls gives the same numbers on the CPU and on CUDA. The offset is part of a
   /// checkpoint (random_offset / set_random_offset).
   uint64_t random_seed() const;
-  uint64_t reserve_random(uint64_t n);
+  uint64_t reserve_random(uint64_t n) const;
   uint64_t random_offset() const;
   void set_random_offset(uint64_t offset);
 

@@ -17,9 +17,10 @@ class Linear {
 
   /// x: (rows, in), y: (rows, out), both on the ParamSet's device. rows may be 0.
   void forward(const Context& ctx, int64_t rows, const T* x, T* y) const;
-  /// Accumulates dW += xᵀ·dy and db += Σ_rows dy; writes dx (rows, in) = dy · Wᵀ unless dx is
-  /// nullptr (first layer over inputs that need no gradient).
-  void backward(const Context& ctx, int64_t rows, const T* x, const T* dy, T* dx) const;
+  /// Accumulates dW += xᵀ·dy and db += Σ_rows dy; writes dx (rows, in) = dy · Wᵀ (or adds it,
+  /// with accumulate_dx) unless dx is nullptr (first layer over inputs that need no gradient).
+  void backward(const Context& ctx, int64_t rows, const T* x, const T* dy, T* dx,
+                bool accumulate_dx = false) const;
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }

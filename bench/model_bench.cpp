@@ -1,0 +1,107 @@
+// Forward + backward (+ optimizer update) time per batch of the DIN and BST models at the
+// din-bench and bst-bench shapes (../shared/DESIGN.md §6), with GFLOP/s of the dense work and
+// the fraction of the FP32 ceiling.
+//
+//   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst]
+//
+// FLOPs count the dense layers as written in the papers (the DIN unit on [q, k, q−k, q⊙k] as a
+// 4D × 80 layer even though lockstep never materialises that input), forward ×3 for
+// forward + backward (dX and dW); embedding lookups and element-wise work are not counted.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "bench/bench_util.h"
+#include "lockstep/core/device_info.h"
+#include "lockstep/core/logging.h"
+#include "lockstep/data/synthetic.h"
+#include "lockstep/models/bst.h"
+#include "lockstep/models/din.h"
+#include "lockstep/train/local_trainer.h"
+
+using namespace lockstep;
+
+namespace {
+std::vector<std::string> columns_of(const data::Schema& schema) {
+  std::vector<std::string> names;
+  for (int64_t c : schema.sparse_columns()) names.push_back(schema.columns()[c].name);
+  return names;
+}
+
+/// din-bench tables: 1M items, 10k categories, 1M users, 4 context fields of 25k; dim 16.
+void bench_tables(const data::Schema& schema, int64_t max_len,
+                  std::vector<embedding::TableConfig>& tables,
+                  std::vector<embedding::FieldConfig>& fields) {
+  for (const auto& name : columns_of(schema)) {
+    std::string table = name == "hist_items" ? "item" : name == "hist_cats" ? "item_cat" : name;
+    const int64_t rows = table == "item" || table == "user" ? 1000000
+                         : table == "item_cat"              ? 10000
+                                                            : 25000;
+    if (table == name) tables.push_back({name, rows, 16});
+    fields.push_back({name, table, name.rfind("hist_", 0) == 0 ? max_len : 0});
+  }
+}
+
+/// Median milliseconds of one training step (forward, backward, optimizer update) on `batch`.
+double step_ms(const Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters) {
+  train::LocalTrainer<float> trainer(model, ctx);
+  return bench::median_ms(ctx, [&] { trainer.step(batch); }, 3, iters);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lockstep DIN/BST forward+backward benchmark at din-bench/bst-bench shapes"};
+  std::string device_flag = "auto", which = "din,bst";
+  int64_t batch = 0;
+  int iters = 10;
+  app.add_option("--device", device_flag, "auto, cpu, cuda");
+  app.add_option("--batch", batch, "samples per batch (default 4096 on GPU, 1024 on CPU)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
+  app.add_option("--models", which, "din, bst or din,bst");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const Device device = select_device(device_flag);
+    Context ctx(device);
+    if (batch == 0) batch = device.is_cuda() ? 4096 : 1024;
+    const DeviceInfo info = query_device_info(device);
+    std::vector<bench::Row> rows;
+    if (which.find("din") != std::string::npos) {
+      const data::SyntheticGenerator gen(data::SyntheticConfig::din_bench());
+      const data::Batch b = gen.generate(0, batch);
+      models::DinConfig c;
+      bench_tables(gen.schema(), 50, c.tables, c.fields);
+      models::Din<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
+      const int64_t T = 50, D = 32, in = model.input_width();
+      const double fwd = 2.0 * batch * (T * (4.0 * D * 80 + 80.0 * 40 + 40) + in * 200.0 + 200.0 * 80 + 80);
+      const double ms = step_ms(ctx, model, b, iters);
+      rows.push_back({"din-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
+                      info.peak_fp32_gflops, "GF/s",
+                      fmt::format("B={} T=50 unit 128-80-40-1, MLP {}-200-80-1", batch, in)});
+    }
+    if (which.find("bst") != std::string::npos) {
+      auto cfg = data::SyntheticConfig::din_bench();
+      cfg.max_history = 20;  // bst-bench: sequence length 20 + target
+      const data::SyntheticGenerator gen(cfg);
+      const data::Batch b = gen.generate(0, batch);
+      models::BstConfig c;
+      bench_tables(gen.schema(), 20, c.tables, c.fields);
+      models::Bst<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
+      const double L = 21, d = 32, f = 32, in = static_cast<double>(model.input_width());
+      const double block = 2.0 * L * (d * 3 * d + d * d + 2 * d * f) + 4.0 * L * L * d;
+      const double fwd = batch * (block + 2.0 * (in * 1024 + 1024.0 * 512 + 512.0 * 256 + 256));
+      const double ms = step_ms(ctx, model, b, iters);
+      rows.push_back({"bst-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
+                      info.peak_fp32_gflops, "GF/s",
+                      fmt::format("B={} L=21 d=32 8 heads, MLP 1024-512-256-1", batch)});
+    }
+    bench::print_table(fmt::format("models on {} ({}), ceiling = theoretical FP32 peak",
+                                   device.str(), info.name),
+                       rows);
+  } catch (const Error& e) {
+    log().error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}
