@@ -39,4 +39,28 @@ void gemm<double>(const Context&, Trans ta, Trans tb, int64_t M, int64_t N, int6
               ldc);
 }
 
+template <class T>
+void gemm_strided_batched(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+                          T alpha, const T* A, int64_t lda, int64_t strideA, const T* B,
+                          int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc, int64_t strideC,
+                          int64_t batch) {
+  LOCKSTEP_CHECK(batch >= 0, "gemm_strided_batched: batch = {} is negative", batch);
+  LOCKSTEP_CHECK(strideA >= 0 && strideB >= 0 && strideC >= 0,
+                 "gemm_strided_batched: negative stride strideA={} strideB={} strideC={}", strideA,
+                 strideB, strideC);
+  check_gemm_args(ta, tb, M, N, K, lda, ldb, ldc);  // also when batch == 0: same errors always
+  for (int64_t i = 0; i < batch; ++i)
+    cpu::gemm<T>(ctx, ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
+                 C + i * strideC, ldc);
+}
+
+template void gemm_strided_batched<float>(const Context&, Trans, Trans, int64_t, int64_t, int64_t,
+                                          float, const float*, int64_t, int64_t, const float*,
+                                          int64_t, int64_t, float, float*, int64_t, int64_t,
+                                          int64_t);
+template void gemm_strided_batched<double>(const Context&, Trans, Trans, int64_t, int64_t, int64_t,
+                                           double, const double*, int64_t, int64_t, const double*,
+                                           int64_t, int64_t, double, double*, int64_t, int64_t,
+                                           int64_t);
+
 }  // namespace lockstep::kernels::cpu
