@@ -62,9 +62,12 @@ TEST_CASE("Transformer block: finite-difference gradients with masking and dropo
             for (int64_t j = 0; j < d; ++j) dy[(b * L + t) * d + j] = w[(b * L + t) * d + j];
         block.backward(ctx, dy.data(), dx.data());
         std::vector<double> grads(ps.grads(), ps.grads() + ps.size());
+        // Finite differences carry ~1e-9 of rounding here (the key bias has an exactly zero true
+        // gradient: softmax ignores a constant added to every score), so errors are measured
+        // against a floor of 1e-3.
         test::check_gradient("parameters", loss, ps.values(), grads.data(), ps.size(),
-                             trainable_indices(ps), 1e-6, 3e-6, 1e-6);
-        test::check_gradient("input", loss, x.data(), dx.data(), B * L * d, {}, 1e-6, 3e-6, 1e-6);
+                             trainable_indices(ps), 1e-6, 3e-6, 1e-3);
+        test::check_gradient("input", loss, x.data(), dx.data(), B * L * d, {}, 1e-6, 3e-6, 1e-3);
         // Padding positions of x get no gradient through the masked attention.
         for (int64_t b = 0; b < B; ++b)
           for (int64_t t = lengths[b]; t < L; ++t)

