@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/trainer.h"
@@ -75,10 +76,12 @@ struct RunResult {
   std::vector<float> state;
 };
 
-RunResult run_plan(const Plan& plan, comm::Communicator& comm, train::TrainerConfig cfg = quiet(),
-                   nn::ActivationKind act = nn::ActivationKind::PReLU) {
-  Context ctx;
-  auto model = test::fixture_model(ctx, act);
+using ModelFactory = std::function<std::unique_ptr<models::Model<float>>(const Context&)>;
+
+RunResult run_model(const Plan& plan, comm::Communicator& comm, train::TrainerConfig cfg,
+                    const ModelFactory& make) {
+  Context ctx(Device::cpu(), ContextOptions{false, 0, 7});
+  auto model = make(ctx);
   train::Trainer trainer(*model, comm, ctx, cfg);
   RunResult out;
   trainer.on_step([&](const train::StepInfo& info) {
@@ -92,6 +95,13 @@ RunResult run_plan(const Plan& plan, comm::Communicator& comm, train::TrainerCon
   out.state = test::all_state(ctx, *model);
   out.hash = test::state_hash(ctx, *model);
   return out;
+}
+
+RunResult run_plan(const Plan& plan, comm::Communicator& comm, train::TrainerConfig cfg = quiet(),
+                   nn::ActivationKind act = nn::ActivationKind::PReLU) {
+  return run_model(plan, comm, cfg, [act](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+    return test::fixture_model(ctx, act);
+  });
 }
 
 /// Asserts the exactly-once accounting and identical replicas across ranks.
@@ -135,6 +145,26 @@ TEST_CASE("Uneven shards: every rank leaves at the same step, each sample used o
     const auto r = run_plan(plan, *comm);
     check_run(plan, r);
     CHECK(r.fit.samples == 0);
+  }
+}
+
+TEST_CASE("DIN and BST train under the lockstep trainer with uneven shards", "[trainer][uneven][sequence]") {
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  Plan plan;
+  for (int r = 0; r < comm->size(); ++r) {
+    std::vector<int64_t> s(2 + 2 * r, 9);
+    s.back() = 4;  // a partial last batch
+    plan.sizes.push_back(s);
+  }
+  SECTION("DIN") {
+    check_run(plan, run_model(plan, *comm, quiet(), [](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_din(ctx);
+    }));
+  }
+  SECTION("BST with dropout") {
+    check_run(plan, run_model(plan, *comm, quiet(), [](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_bst(ctx);
+    }));
   }
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/models/bst.h"
+#include "lockstep/models/din.h"
 #include "lockstep/models/embedding_mlp.h"
 
 namespace lockstep::test {
@@ -35,6 +37,37 @@ inline std::unique_ptr<models::EmbeddingMlp<float>> fixture_model(
     const Context& ctx, nn::ActivationKind act = nn::ActivationKind::PReLU) {
   return std::make_unique<models::EmbeddingMlp<float>>(fixture_config(act), fixture_columns(), 3,
                                                        ctx);
+}
+
+/// The fixture's data read by DIN: the target item attends over the history (a sequence of up to
+/// 4 positions: longer histories are truncated).
+inline std::unique_ptr<models::Din<float>> fixture_din(const Context& ctx) {
+  models::DinConfig c;
+  const auto base = fixture_config();
+  c.tables = base.tables;
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
+  c.query = {"item"};
+  c.keys = {"hist"};
+  c.attention.hidden = {8, 4};
+  c.mlp = {{16, 8, 1}, {nn::ActivationKind::PReLU}, false};
+  c.seed = 5;
+  return std::make_unique<models::Din<float>>(c, fixture_columns(), 3, ctx);
+}
+
+/// The same read by BST (target token + history, 2 heads over the 8-wide item embeddings).
+inline std::unique_ptr<models::Bst<float>> fixture_bst(const Context& ctx) {
+  models::BstConfig c;
+  const auto base = fixture_config();
+  c.tables = base.tables;
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
+  c.target = {"item"};
+  c.sequence = {"hist"};
+  c.transformer.heads = 2;
+  c.transformer.ffn_width = 8;
+  c.transformer.dropout = 0.1f;
+  c.mlp = {{16, 8, 1}, {nn::ActivationKind::LeakyReLU}, false};
+  c.seed = 5;
+  return std::make_unique<models::Bst<float>>(c, fixture_columns(), 3, ctx);
 }
 
 /// A batch of `rows` samples with ids first_id .. first_id + rows - 1, content determined by the
@@ -81,7 +114,7 @@ inline data::Batch concat(const std::vector<data::Batch>& parts) {
 }
 
 /// Every parameter and table value of a model (no optimizer state), in a fixed order.
-inline std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMlp<float>& m) {
+inline std::vector<float> all_parameters(const Context& ctx, models::Model<float>& m) {
   std::vector<float> out;
   for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
   for (auto* t : m.tables())
@@ -90,7 +123,7 @@ inline std::vector<float> all_parameters(const Context& ctx, models::EmbeddingMl
 }
 
 /// Every parameter, optimizer state and table value of a model, in a fixed order.
-inline std::vector<float> all_state(const Context& ctx, models::EmbeddingMlp<float>& m) {
+inline std::vector<float> all_state(const Context& ctx, models::Model<float>& m) {
   std::vector<float> out;
   for (const auto& [name, v] : m.dense_params().to_host(ctx)) out.insert(out.end(), v.begin(), v.end());
   for (auto& [name, t] : m.dense_optimizer().state()) {
@@ -102,7 +135,7 @@ inline std::vector<float> all_state(const Context& ctx, models::EmbeddingMlp<flo
   return out;
 }
 
-inline uint64_t state_hash(const Context& ctx, models::EmbeddingMlp<float>& m) {
+inline uint64_t state_hash(const Context& ctx, models::Model<float>& m) {
   const auto v = all_state(ctx, m);
   return XXH64(v.data(), v.size() * sizeof(float), 0);
 }
