@@ -8,6 +8,7 @@
 
 #include "data_test_util.h"
 #include "lockstep/models/embedding_mlp.h"
+#include "lockstep/models/factory.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
@@ -88,4 +89,26 @@ TEST_CASE("The shipped demo config loads and describes the synthetic schema", "[
   CHECK(c.fields.size() == 9);
   CHECK(c.mlp.widths == std::vector<int64_t>{200, 80, 1});
   CHECK(c.sparse_optimizer.lr == Approx(0.5));
+}
+
+TEST_CASE("lockstep-train trains the built-in DIN and BST and the shipped configs load",
+          "[train][cli][sequence]") {
+  test::TempDir scratch;
+  std::string out;
+  for (const std::string model : {"din", "bst"}) {
+    INFO(model);
+    REQUIRE(test::run_tool(kTrain,
+                           "--device cpu --model " + model +
+                               " --train-samples 4000 --test-samples 2000 --batch-size 256 "
+                               "--table-rows 4096 --log-every 0",
+                           scratch, out) == 0);
+    INFO(out);
+    const auto [auc, oracle] = result_aucs(out);
+    CHECK(auc > 0.5);
+    CHECK(oracle > 0.7);
+  }
+  const std::string root = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/configs/";
+  CHECK(models::model_kind(root + "din.toml") == "din");
+  CHECK(models::load_din_config(root + "din.toml").fields[3].max_len == 20);
+  CHECK(models::load_bst_config(root + "bst.toml").transformer.heads == 8);
 }
