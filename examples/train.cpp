@@ -28,6 +28,7 @@
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/factory.h"
 #include "lockstep/train/batch_source.h"
+#include "lockstep/train/checkpoint.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
 
@@ -38,6 +39,8 @@ namespace {
 struct Options {
   std::string config, data_dir, synthetic = "demo", device = "auto", comm = "auto", save, metrics;
   std::string log_level = "info", checkpoint_dir, inject_fault, model = "embedding_mlp";
+  std::string export_dir, init_from;
+  bool student_only = false;
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
   int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
   uint64_t data_seed = 1;
@@ -158,16 +161,45 @@ models::BstConfig default_bst(const data::Schema& schema, int64_t table_rows) {
   return c;  // transformer 8 heads, FFN 32, read-out at the target, MLP 1024-512-256-1
 }
 
+/// The built-in dual DNN (dual-bench, DESIGN §7): the history mean-pooled for both towers and
+/// attended by the teacher; teacher = DIN attention + 3-layer cross network + MLP 512-256-128-1;
+/// student = MLP 128-64-1 over the pooled embeddings and dense features.
+models::DualConfig default_dual(const data::Schema& schema, int64_t table_rows) {
+  const auto base = default_embedding_mlp(schema, table_rows);
+  models::DualConfig c;
+  c.tables = base.tables;
+  c.fields = base.fields;  // every column pooled (history: mean)
+  for (const auto& f : base.fields) {
+    const auto& col = schema.columns()[schema.find(f.column)];
+    if (col.kind == data::ColumnKind::kSequence) c.fields.push_back({f.column, f.table, col.max_len});
+  }
+  return c;  // components din + cross, MLPs, losses: the DualConfig defaults
+}
+
 std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::Schema& schema,
                                                  const Context& ctx) {
   const auto columns = sparse_column_names(schema);
-  if (!o.config.empty()) return models::load_model<float>(o.config, columns, schema.num_dense(), ctx);
+  if (!o.config.empty()) {
+    if (o.student_only) {
+      LOCKSTEP_CHECK(models::model_kind(o.config) == "dual",
+                     "--student-only needs a dual model (kind = \"dual\" in {})", o.config);
+      auto c = models::load_dual_config(o.config);
+      c.mode = models::DualMode::StudentOnly;
+      return std::make_unique<models::DualDnn<float>>(c, columns, schema.num_dense(), ctx);
+    }
+    return models::load_model<float>(o.config, columns, schema.num_dense(), ctx);
+  }
   if (o.model == "din")
     return std::make_unique<models::Din<float>>(default_din(schema, o.table_rows), columns,
                                                 schema.num_dense(), ctx);
   if (o.model == "bst")
     return std::make_unique<models::Bst<float>>(default_bst(schema, o.table_rows), columns,
                                                 schema.num_dense(), ctx);
+  if (o.model == "dual") {
+    auto c = default_dual(schema, o.table_rows);
+    if (o.student_only) c.mode = models::DualMode::StudentOnly;
+    return std::make_unique<models::DualDnn<float>>(c, columns, schema.num_dense(), ctx);
+  }
   return std::make_unique<models::EmbeddingMlp<float>>(default_embedding_mlp(schema, o.table_rows),
                                                        columns, schema.num_dense(), ctx);
 }
@@ -175,9 +207,9 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
 /// Everything that must be equal on all ranks, compared by the trainer at start-up.
 std::string run_signature(const Options& o, const std::string& config_text) {
   return fmt::format("data={} synthetic={} seed={} train={} test={} batch={} epochs={} "
-                     "rows={} model={} config={}",
+                     "rows={} model={} student_only={} config={}",
                      o.data_dir, o.synthetic, o.data_seed, o.train_samples, o.test_samples,
-                     o.batch_size, o.epochs, o.table_rows, o.model, config_text);
+                     o.batch_size, o.epochs, o.table_rows, o.model, o.student_only, config_text);
 }
 
 int run(const Options& o) {
@@ -204,6 +236,14 @@ int run(const Options& o) {
     config_text.assign(std::istreambuf_iterator<char>(in), {});
   }
   auto model = make_model(o, d.schema, ctx);
+  auto* dual = dynamic_cast<models::DualDnn<float>*>(model.get());
+  LOCKSTEP_CHECK(!o.student_only || dual, "--student-only needs the dual model (--model dual)");
+  LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the dual "
+                 "model (--model dual or a config of kind dual)");
+  if (!o.init_from.empty()) {  // warm start: parameters, optimizer and table state
+    const auto meta = train::read_checkpoint(o.init_from, *model, ctx, 0);
+    log().info("warm start from {} (step {})", o.init_from, meta.step);
+  }
   log().info("data: {}", d.description);
   log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
              "device {}",
@@ -223,6 +263,12 @@ int run(const Options& o) {
   tc.fault = train::FaultInjection::parse(o.inject_fault);
   train::Trainer trainer(*model, *comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());
+  double teacher_auc = NAN;
+  if (dual && !r.stopped) {  // the teacher's held-out AUC too (collective)
+    dual->set_output(models::DualDnn<float>::Output::Teacher);
+    teacher_auc = trainer.evaluate(*d.test).auc;
+    dual->set_output(models::DualDnn<float>::Output::Student);
+  }
   if (rank == 0) {
     const double per_s = r.samples / std::max(r.train_seconds, 1e-9);
     if (r.stopped)
@@ -230,12 +276,17 @@ int run(const Options& o) {
                   static_cast<unsigned long long>(trainer.step()),
                   r.last_checkpoint.empty() ? "" : "; checkpoint ", r.last_checkpoint.c_str());
     else
-      std::printf("result: AUC %.4f vs oracle AUC %.4f (gap %.4f); %.0f samples/s on %d rank(s) "
+      std::printf("result: AUC %.4f vs oracle AUC %.4f (gap %.4f)%s; %.0f samples/s on %d rank(s) "
                   "(%s, %s), batch %lld per rank\n",
-                  r.last_eval.auc, d.oracle_auc, d.oracle_auc - r.last_eval.auc, per_s, ranks,
-                  device.str().c_str(), comm->backend().c_str(),
+                  r.last_eval.auc, d.oracle_auc, d.oracle_auc - r.last_eval.auc,
+                  dual ? fmt::format(" [student]; teacher AUC {:.4f}", teacher_auc).c_str() : "",
+                  per_s, ranks, device.str().c_str(), comm->backend().c_str(),
                   static_cast<long long>(o.batch_size));
     std::fflush(stdout);
+    if (dual && !o.export_dir.empty()) {
+      dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));
+      std::printf("exported the student to %s\n", o.export_dir.c_str());
+    }
   }
   if (!o.save.empty() && rank == 0) {
     model->dense_params().save(ctx, o.save, {{"model", model->name()}});
@@ -266,7 +317,7 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", o.epochs, "passes over the training data")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--model", o.model, "built-in model when no --config is given")
-      ->check(CLI::IsMember({"embedding_mlp", "din", "bst"}));
+      ->check(CLI::IsMember({"embedding_mlp", "din", "bst", "dual"}));
   app.add_option("--table-rows", o.table_rows, "hash buckets per table of the built-in model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (under mpirun: one per local rank)");
@@ -284,6 +335,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_flag("--resume", o.resume, "resume from the newest checkpoint in --checkpoint-dir");
   app.add_option("--save", o.save, "write the dense parameters (safetensors) here at the end");
+  app.add_option("--export", o.export_dir, "dual model: write the student serving bundle here");
+  app.add_flag("--student-only", o.student_only,
+               "dual model: train only the student (teacher and embeddings frozen); use with "
+               "--init-from");
+  app.add_option("--init-from", o.init_from,
+                 "warm start: load parameters and optimizer state from this checkpoint directory")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--metrics", o.metrics, "append JSON lines of progress and evaluations here");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error");
   app.add_option("--inject-fault", o.inject_fault,

@@ -49,8 +49,10 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
                    "data (columns: {})",
                    f, fc.column, fmt::join(batch_columns, ", "));
     for (size_t g = 0; g < f; ++g)
-      LOCKSTEP_CHECK(fields_[g].column != fc.column, "column '{}' is read by two fields",
-                     fc.column);
+      LOCKSTEP_CHECK(fields_[g].column != fc.column || (fields_[g].max_len > 0) != (fc.max_len > 0),
+                     "column '{}' is read by two {} fields (a column may feed one pooled and one "
+                     "sequence field)",
+                     fc.column, fc.max_len > 0 ? "sequence" : "pooled");
     int table = -1;
     for (size_t t = 0; t < tables_.size(); ++t)
       if (tables_[t].config().name == fc.table) table = static_cast<int>(t);
@@ -94,6 +96,14 @@ size_t EmbeddingBagCollection<T>::field_index(const std::string& column) const {
   for (size_t f = 0; f < fields_.size(); ++f)
     if (fields_[f].column == column) return f;
   throw Error(fmt::format("no embedding field reads column '{}'", column));
+}
+
+template <class T>
+size_t EmbeddingBagCollection<T>::field_index(const std::string& column, bool sequence) const {
+  for (size_t f = 0; f < fields_.size(); ++f)
+    if (fields_[f].column == column && (fields_[f].max_len > 0) == sequence) return f;
+  throw Error(fmt::format("no {} field reads column '{}'", sequence ? "sequence" : "pooled",
+                          column));
 }
 
 template <class T>

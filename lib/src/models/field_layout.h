@@ -30,9 +30,13 @@ FieldSpan consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
                              const std::string& what) {
   FieldSpan span{-1, 0};
   for (const auto& name : names) {
-    const size_t f = emb.field_index(name);
-    LOCKSTEP_CHECK((emb.fields()[f].max_len > 0) == sequence, "{} field '{}' must be a {} field",
-                   what, name, sequence ? "sequence (max_len > 0)" : "pooled (max_len = 0)");
+    size_t f = 0;
+    try {
+      f = emb.field_index(name, sequence);
+    } catch (const Error&) {
+      throw Error(fmt::format("{} field '{}' must be a {} field", what, name,
+                              sequence ? "sequence (max_len > 0)" : "pooled (max_len = 0)"));
+    }
     const int64_t off = emb.field_offset(f);
     if (span.offset < 0) span.offset = off;
     LOCKSTEP_CHECK(off == span.offset + span.width,
@@ -44,14 +48,15 @@ FieldSpan consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
   return span;
 }
 
-/// first[i] and second[i] must have equal widths (target item and history item, ...).
+/// The pooled field first[i] and the sequence field second[i] must have equal widths (target
+/// item and history item, ...).
 template <class T>
 void check_paired_widths(const embedding::EmbeddingBagCollection<T>& emb,
                          const std::vector<std::string>& first,
                          const std::vector<std::string>& second, const std::string& what) {
   for (size_t i = 0; i < first.size() && i < second.size(); ++i) {
-    const int64_t a = field_width(emb, emb.field_index(first[i]));
-    const int64_t b = field_width(emb, emb.field_index(second[i]));
+    const int64_t a = field_width(emb, emb.field_index(first[i], false));
+    const int64_t b = field_width(emb, emb.field_index(second[i], true));
     LOCKSTEP_CHECK(a == b, "{}: field '{}' ({} wide) and field '{}' ({} wide) must have the same "
                    "width", what, first[i], a, second[i], b);
   }

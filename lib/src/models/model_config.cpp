@@ -2,6 +2,7 @@
 #include "io/toml_util.h"
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
+#include "lockstep/models/dual_dnn.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/factory.h"
 #include "models/config_common.h"
@@ -9,7 +10,7 @@
 namespace lockstep::models {
 
 namespace {
-constexpr const char* kKinds = "embedding_mlp, din, bst";
+constexpr const char* kKinds = "embedding_mlp, din, bst, dual";
 
 /// The parts every model configuration shares: seed, [optimizer], [sparse_optimizer], and the
 /// [model] table (checked for `kind` and the keys the caller allows).
@@ -29,7 +30,7 @@ Common read_common(const io::TomlDoc& doc) {
   c.model = doc.get_table(root, "", "model");
   LOCKSTEP_CHECK(c.model, "{}: missing [model] table", doc.path());
   c.kind = doc.get_string(*c.model, "model", "kind", "embedding_mlp");
-  if (c.kind != "embedding_mlp" && c.kind != "din" && c.kind != "bst")
+  if (c.kind != "embedding_mlp" && c.kind != "din" && c.kind != "bst" && c.kind != "dual")
     doc.fail(*c.model->get("kind"),
              fmt::format("model.kind = '{}' is not a model: use one of {}", c.kind, kKinds));
   if (const toml::table* opt = doc.get_table(root, "", "optimizer"))
@@ -49,20 +50,7 @@ Config validated(const io::TomlDoc& doc, Config c) {
   return c;
 }
 
-EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& common) {
-  const toml::table& m = *common.model;
-  doc.check_keys(m, "model", {"kind", "use_dense", "mlp", "tables", "fields"});
-  EmbeddingMlpConfig c;
-  c.seed = common.seed;
-  c.dense_optimizer = common.dense_optimizer;
-  c.sparse_optimizer = common.sparse_optimizer;
-  c.use_dense = doc.get_bool(m, "model", "use_dense", c.use_dense);
-  if (const toml::table* mlp = doc.get_table(m, "model", "mlp"))
-    c.mlp = read_mlp_config(doc, *mlp, "model.mlp", c.mlp);
-  c.tables = read_table_configs(doc, m, "model");
-  c.fields = read_field_configs(doc, m, "model");
-  return validated(doc, c);
-}
+EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& common);
 
 std::vector<std::string> read_names(const io::TomlDoc& doc, const toml::table& t,
                                     std::string_view prefix, std::string_view key,
@@ -79,73 +67,160 @@ std::vector<std::string> read_names(const io::TomlDoc& doc, const toml::table& t
   return out;
 }
 
-DinConfig read_din(const io::TomlDoc& doc, const Common& common) {
+/// [<prefix>] of a DIN: query, keys, [<prefix>.attention].
+void read_din_section(const io::TomlDoc& doc, const toml::table& din, const std::string& p,
+                      std::vector<std::string>& query, std::vector<std::string>& keys,
+                      nn::DinAttentionConfig& attention) {
+  doc.check_keys(din, p, {"query", "keys", "attention"});
+  query = read_names(doc, din, p, "query", query);
+  keys = read_names(doc, din, p, "keys", keys);
+  if (const toml::table* att = doc.get_table(din, p, "attention")) {
+    const std::string q = p + ".attention";
+    doc.check_keys(*att, q, {"hidden", "activation", "softmax", "leaky_slope", "prelu_init",
+                             "dice_eps", "dice_momentum"});
+    attention.activation = read_activation_config(doc, *att, q, attention.activation);
+    attention.hidden = doc.get_int_array(*att, q, "hidden", attention.hidden, 1, 1 << 16);
+    attention.softmax = doc.get_bool(*att, q, "softmax", attention.softmax);
+  }
+}
+
+/// [<prefix>] of a BST: target, sequence, blocks, output, [<prefix>.transformer] (and time_gap
+/// when `time_gap` is given).
+void read_bst_section(const io::TomlDoc& doc, const toml::table& bst, const std::string& p,
+                      std::vector<std::string>& target, std::vector<std::string>& sequence,
+                      std::string* time_gap, nn::BstEncoderConfig& enc) {
+  if (time_gap)
+    doc.check_keys(bst, p, {"target", "sequence", "time_gap", "blocks", "output", "transformer"});
+  else
+    doc.check_keys(bst, p, {"target", "sequence", "blocks", "output", "transformer"});
+  target = read_names(doc, bst, p, "target", target);
+  sequence = read_names(doc, bst, p, "sequence", sequence);
+  if (time_gap) *time_gap = doc.get_string(bst, p, "time_gap", *time_gap);
+  enc.blocks = doc.get_int(bst, p, "blocks", enc.blocks, 1, 64);
+  if (const toml::node* n = bst.get("output")) {
+    const std::string name = doc.get_string(bst, p, "output", "");
+    enc.readout = doc.at(*n, [&] { return nn::parse_bst_readout(name, p + ".output"); });
+  }
+  if (const toml::table* tr = doc.get_table(bst, p, "transformer")) {
+    const std::string q = p + ".transformer";
+    doc.check_keys(*tr, q, {"heads", "ffn_width", "leaky_slope", "dropout", "layer_norm_eps"});
+    auto& t = enc.transformer;
+    t.heads = doc.get_int(*tr, q, "heads", t.heads, 1, 1024);
+    t.ffn_width = doc.get_int(*tr, q, "ffn_width", t.ffn_width, 1, int64_t{1} << 20);
+    t.leaky_slope = static_cast<float>(doc.get_float(*tr, q, "leaky_slope", t.leaky_slope, 0, 1));
+    t.dropout = static_cast<float>(doc.get_float(*tr, q, "dropout", t.dropout, 0, 0.95));
+    t.layer_norm_eps =
+        static_cast<float>(doc.get_float(*tr, q, "layer_norm_eps", t.layer_norm_eps, 1e-12, 1));
+  }
+}
+
+/// The keys every model shares: seed and optimizers (from `common`), use_dense, tables, fields;
+/// plus [model.mlp] when `mlp` is given. `extra` are the kind's own keys of [model].
+template <class Config>
+void read_base(const io::TomlDoc& doc, const Common& common, Config& c, nn::MlpConfig* mlp,
+               std::initializer_list<std::string_view> allowed) {
   const toml::table& m = *common.model;
-  doc.check_keys(m, "model", {"kind", "use_dense", "mlp", "tables", "fields", "din"});
-  DinConfig c;
+  doc.check_keys(m, "model", allowed);
   c.seed = common.seed;
   c.dense_optimizer = common.dense_optimizer;
   c.sparse_optimizer = common.sparse_optimizer;
   c.use_dense = doc.get_bool(m, "model", "use_dense", c.use_dense);
-  if (const toml::table* mlp = doc.get_table(m, "model", "mlp"))
-    c.mlp = read_mlp_config(doc, *mlp, "model.mlp", c.mlp);
+  if (mlp)
+    if (const toml::table* t = doc.get_table(m, "model", "mlp"))
+      *mlp = read_mlp_config(doc, *t, "model.mlp", *mlp);
   c.tables = read_table_configs(doc, m, "model");
   c.fields = read_field_configs(doc, m, "model");
-  if (const toml::table* din = doc.get_table(m, "model", "din")) {
-    doc.check_keys(*din, "model.din", {"query", "keys", "attention"});
-    c.query = read_names(doc, *din, "model.din", "query", c.query);
-    c.keys = read_names(doc, *din, "model.din", "keys", c.keys);
-    if (const toml::table* att = doc.get_table(*din, "model.din", "attention")) {
-      doc.check_keys(*att, "model.din.attention",
-                     {"hidden", "activation", "softmax", "leaky_slope", "prelu_init", "dice_eps",
-                      "dice_momentum"});
-      c.attention.activation =
-          read_activation_config(doc, *att, "model.din.attention", c.attention.activation);
-      c.attention.hidden =
-          doc.get_int_array(*att, "model.din.attention", "hidden", c.attention.hidden, 1, 1 << 16);
-      c.attention.softmax = doc.get_bool(*att, "model.din.attention", "softmax", c.attention.softmax);
+}
+
+DinConfig read_din(const io::TomlDoc& doc, const Common& common) {
+  DinConfig c;
+  read_base(doc, common, c, &c.mlp, {"kind", "use_dense", "mlp", "tables", "fields", "din"});
+  if (const toml::table* din = doc.get_table(*common.model, "model", "din"))
+    read_din_section(doc, *din, "model.din", c.query, c.keys, c.attention);
+  return validated(doc, c);
+}
+
+BstConfig read_bst(const io::TomlDoc& doc, const Common& common) {
+  BstConfig c;
+  read_base(doc, common, c, &c.mlp, {"kind", "use_dense", "mlp", "tables", "fields", "bst"});
+  if (const toml::table* bst = doc.get_table(*common.model, "model", "bst")) {
+    nn::BstEncoderConfig enc{c.blocks, c.transformer, c.output};
+    read_bst_section(doc, *bst, "model.bst", c.target, c.sequence, &c.time_gap, enc);
+    c.blocks = enc.blocks;
+    c.transformer = enc.transformer;
+    c.output = enc.readout;
+  }
+  return validated(doc, c);
+}
+
+DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
+  DualConfig c;
+  read_base(doc, common, c, nullptr,
+            {"kind", "use_dense", "tables", "fields", "teacher", "student", "distillation"});
+  const toml::table& m = *common.model;
+  if (const toml::table* t = doc.get_table(m, "model", "teacher")) {
+    const std::string p = "model.teacher";
+    doc.check_keys(*t, p, {"components", "mlp", "fm", "cross", "din", "bst"});
+    c.components = read_names(doc, *t, p, "components", c.components);
+    if (const toml::table* mlp = doc.get_table(*t, p, "mlp"))
+      c.teacher_mlp = read_mlp_config(doc, *mlp, p + ".mlp", c.teacher_mlp);
+    if (const toml::table* fm = doc.get_table(*t, p, "fm")) {
+      doc.check_keys(*fm, p + ".fm", {"fields"});
+      c.fm_fields = read_names(doc, *fm, p + ".fm", "fields", c.fm_fields);
+    }
+    if (const toml::table* cross = doc.get_table(*t, p, "cross")) {
+      doc.check_keys(*cross, p + ".cross", {"layers"});
+      c.cross_layers = doc.get_int(*cross, p + ".cross", "layers", c.cross_layers, 1, 64);
+    }
+    if (const toml::table* din = doc.get_table(*t, p, "din"))
+      read_din_section(doc, *din, p + ".din", c.din_query, c.din_keys, c.din_attention);
+    if (const toml::table* bst = doc.get_table(*t, p, "bst"))
+      read_bst_section(doc, *bst, p + ".bst", c.bst_target, c.bst_sequence, nullptr, c.bst);
+  }
+  if (const toml::table* s = doc.get_table(m, "model", "student")) {
+    doc.check_keys(*s, "model.student", {"mlp"});
+    if (const toml::table* mlp = doc.get_table(*s, "model.student", "mlp"))
+      c.student_mlp = read_mlp_config(doc, *mlp, "model.student.mlp", c.student_mlp);
+  }
+  if (const toml::table* d = doc.get_table(m, "model", "distillation")) {
+    const std::string p = "model.distillation";
+    doc.check_keys(*d, p, {"teacher_weight", "student_weight", "kd_weight", "kd", "temperature",
+                           "hint_weight", "student_updates_embeddings", "mode"});
+    const auto f = [&](std::string_view key, float def, double lo, double hi) {
+      return static_cast<float>(doc.get_float(*d, p, key, def, lo, hi));
+    };
+    c.teacher_weight = f("teacher_weight", c.teacher_weight, 0, 1e3);
+    c.student_weight = f("student_weight", c.student_weight, 0, 1e3);
+    c.kd_weight = f("kd_weight", c.kd_weight, 0, 1e3);
+    c.temperature = f("temperature", c.temperature, 1e-3, 1e3);
+    c.hint_weight = f("hint_weight", c.hint_weight, 0, 1e3);
+    c.student_updates_embeddings =
+        doc.get_bool(*d, p, "student_updates_embeddings", c.student_updates_embeddings);
+    if (const toml::node* n = d->get("kd")) {
+      const std::string name = doc.get_string(*d, p, "kd", "");
+      c.kd = doc.at(*n, [&] { return parse_kd_loss(name, p + ".kd"); });
+    }
+    if (const toml::node* n = d->get("mode")) {
+      const std::string name = doc.get_string(*d, p, "mode", "");
+      c.mode = doc.at(*n, [&] { return parse_dual_mode(name, p + ".mode"); });
     }
   }
   return validated(doc, c);
 }
-BstConfig read_bst(const io::TomlDoc& doc, const Common& common) {
-  const toml::table& m = *common.model;
-  doc.check_keys(m, "model", {"kind", "use_dense", "mlp", "tables", "fields", "bst"});
-  BstConfig c;
-  c.seed = common.seed;
-  c.dense_optimizer = common.dense_optimizer;
-  c.sparse_optimizer = common.sparse_optimizer;
-  c.use_dense = doc.get_bool(m, "model", "use_dense", c.use_dense);
-  if (const toml::table* mlp = doc.get_table(m, "model", "mlp"))
-    c.mlp = read_mlp_config(doc, *mlp, "model.mlp", c.mlp);
-  c.tables = read_table_configs(doc, m, "model");
-  c.fields = read_field_configs(doc, m, "model");
-  if (const toml::table* bst = doc.get_table(m, "model", "bst")) {
-    const std::string p = "model.bst";
-    doc.check_keys(*bst, p, {"target", "sequence", "time_gap", "blocks", "output", "transformer"});
-    c.target = read_names(doc, *bst, p, "target", c.target);
-    c.sequence = read_names(doc, *bst, p, "sequence", c.sequence);
-    c.time_gap = doc.get_string(*bst, p, "time_gap", c.time_gap);
-    c.blocks = doc.get_int(*bst, p, "blocks", c.blocks, 1, 64);
-    if (const toml::node* n = bst->get("output")) {
-      const std::string name = doc.get_string(*bst, p, "output", "");
-      c.output = doc.at(*n, [&] { return parse_bst_output(name, p + ".output"); });
-    }
-    if (const toml::table* tr = doc.get_table(*bst, p, "transformer")) {
-      const std::string q = p + ".transformer";
-      doc.check_keys(*tr, q, {"heads", "ffn_width", "leaky_slope", "dropout", "layer_norm_eps"});
-      auto& t = c.transformer;
-      t.heads = doc.get_int(*tr, q, "heads", t.heads, 1, 1024);
-      t.ffn_width = doc.get_int(*tr, q, "ffn_width", t.ffn_width, 1, int64_t{1} << 20);
-      t.leaky_slope = static_cast<float>(doc.get_float(*tr, q, "leaky_slope", t.leaky_slope, 0, 1));
-      t.dropout = static_cast<float>(doc.get_float(*tr, q, "dropout", t.dropout, 0, 0.95));
-      t.layer_norm_eps =
-          static_cast<float>(doc.get_float(*tr, q, "layer_norm_eps", t.layer_norm_eps, 1e-12, 1));
-    }
-  }
+EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& common) {
+  EmbeddingMlpConfig c;
+  read_base(doc, common, c, &c.mlp, {"kind", "use_dense", "mlp", "tables", "fields"});
   return validated(doc, c);
 }
 }  // namespace
+
+DualConfig load_dual_config(const std::string& path) {
+  const io::TomlDoc doc(path);
+  const Common common = read_common(doc);
+  if (common.kind != "dual")
+    doc.fail(*common.model->get("kind"), fmt::format("model.kind = '{}': expected dual here", common.kind));
+  return read_dual(doc, common);
+}
 
 BstConfig load_bst_config(const std::string& path) {
   const io::TomlDoc doc(path);
@@ -187,6 +262,8 @@ std::unique_ptr<Model<T>> load_model(const std::string& path,
     return std::make_unique<Din<T>>(read_din(doc, common), sparse_columns, num_dense, ctx);
   if (common.kind == "bst")
     return std::make_unique<Bst<T>>(read_bst(doc, common), sparse_columns, num_dense, ctx);
+  if (common.kind == "dual")
+    return std::make_unique<DualDnn<T>>(read_dual(doc, common), sparse_columns, num_dense, ctx);
   return std::make_unique<EmbeddingMlp<T>>(read_embedding_mlp(doc, common), sparse_columns,
                                            num_dense, ctx);
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/copy.h"
+
 namespace lockstep::nn {
 
 void MlpConfig::validate(std::string_view prefix) const {
@@ -60,7 +62,10 @@ const T* Mlp<T>::forward(const Context& ctx, int64_t rows, const T* x, bool trai
 }
 
 template <class T>
-void Mlp<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* dout, T* dx) {
+void Mlp<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* dout, T* dx,
+                      const T* d_last_hidden) {
+  LOCKSTEP_CHECK(d_last_hidden == nullptr || layers_.size() >= 2,
+                 "a hint gradient needs an MLP with a hidden layer");
   int64_t max_width = in_;
   for (const auto& l : layers_) max_width = std::max(max_width, l->linear.out_features());
   grad_a_.resize(ctx, {rows * max_width});
@@ -83,8 +88,17 @@ void Mlp<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* dou
     if (i > 0) {
       g = din;
       which ^= 1;
+      if (d_last_hidden && i == layers_.size() - 1)  // g = d(last hidden): add the hint's part
+        kernels::copy_2d<T>(ctx, rows, layers_[i - 1]->linear.out_features(), d_last_hidden,
+                            layers_[i - 1]->linear.out_features(), din,
+                            layers_[i - 1]->linear.out_features(), /*accumulate=*/true);
     }
   }
+}
+
+template <class T>
+int64_t Mlp<T>::last_hidden_width() const {
+  return layers_.size() < 2 ? 0 : layers_[layers_.size() - 2]->linear.out_features();
 }
 
 template <class T>

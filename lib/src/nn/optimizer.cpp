@@ -60,19 +60,29 @@ DenseOptimizer<T>::DenseOptimizer(OptimizerConfig config, const Context& ctx, in
 
 template <class T>
 void DenseOptimizer<T>::step(const Context& ctx, T* params, const T* grads, T grad_scale) {
+  step(ctx, params, grads, grad_scale, 0, n_);
+}
+
+template <class T>
+void DenseOptimizer<T>::step(const Context& ctx, T* params, const T* grads, T grad_scale,
+                             int64_t begin, int64_t end) {
+  LOCKSTEP_ASSERT(0 <= begin && begin <= end && end <= n_);
   ++step_;
   const auto& c = config_;
+  const int64_t n = end - begin;
+  T* p = params + begin;
+  const T* g = grads + begin;
   switch (c.kind) {
     case OptimizerKind::Sgd:
-      kernels::sgd_update<T>(ctx, {c.lr, c.momentum, c.weight_decay, c.nesterov}, grad_scale, n_,
-                             params, grads, c.momentum > 0.0f ? s0_.data() : nullptr);
+      kernels::sgd_update<T>(ctx, {c.lr, c.momentum, c.weight_decay, c.nesterov}, grad_scale, n, p,
+                             g, c.momentum > 0.0f ? s0_.data() + begin : nullptr);
       break;
     case OptimizerKind::Adam:
       kernels::adam_update<T>(ctx, {c.lr, c.beta1, c.beta2, c.eps, c.weight_decay}, step_,
-                              grad_scale, n_, params, grads, s0_.data(), s1_.data());
+                              grad_scale, n, p, g, s0_.data() + begin, s1_.data() + begin);
       break;
     case OptimizerKind::Adagrad:
-      kernels::adagrad_update<T>(ctx, {c.lr, c.eps}, grad_scale, n_, params, grads, s0_.data());
+      kernels::adagrad_update<T>(ctx, {c.lr, c.eps}, grad_scale, n, p, g, s0_.data() + begin);
       break;
   }
 }

@@ -1,15 +1,12 @@
 #include "lockstep/train/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-#include <xxhash.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "lockstep/core/atomic_file.h"
+#include "io/directory_writer.h"
 #include "lockstep/io/safetensors.h"
 
 namespace lockstep::train {
@@ -20,31 +17,6 @@ namespace {
 constexpr int kFormatVersion = 1;
 constexpr const char* kFiles[] = {"dense.safetensors", "optimizer.safetensors",
                                   "tables.safetensors"};
-
-void fsync_path(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) return;  // best effort: some file systems refuse to open directories
-  ::fsync(fd);
-  ::close(fd);
-}
-
-std::string file_hash(const fs::path& p, uint64_t* size) {
-  std::ifstream in(p, std::ios::binary);
-  LOCKSTEP_CHECK(in.good(), "{}: cannot open", p.string());
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
-  std::vector<char> buf(1 << 20);
-  *size = 0;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = in.gcount();
-    XXH64_update(st, buf.data(), static_cast<size_t>(n));
-    *size += static_cast<uint64_t>(n);
-  }
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
-  return fmt::format("{:016x}", h);
-}
 
 /// The optimizer and table tensors of a model, by name, as host vectors.
 std::map<std::string, std::vector<float>> optimizer_tensors(models::Model<float>& model,
@@ -95,16 +67,10 @@ std::map<std::string, std::vector<float>> read_map(
 std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
                              models::Model<float>& model, const Context& ctx, int keep) {
   LOCKSTEP_CHECK(keep >= 1, "keep = {} checkpoints: must be >= 1", keep);
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  LOCKSTEP_CHECK(!ec, "{}: cannot create the checkpoint directory ({})", root, ec.message());
   const std::string name = fmt::format("step-{:012d}", meta.step);
   const fs::path final_dir = fs::path(root) / name;
-  const fs::path tmp = fs::path(root) / fmt::format(".tmp-{}-{}", name, ::getpid());
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  LOCKSTEP_CHECK(!ec, "{}: cannot create ({})", tmp.string(), ec.message());
-  try {
+  io::write_directory_atomically(final_dir.string(), [&](const std::string& dir) {
+    const fs::path tmp(dir);
     const std::map<std::string, std::string> tag = {{"checkpoint_step", std::to_string(meta.step)}};
     model.dense_params().save(ctx, (tmp / kFiles[0]).string(), tag);
     auto opt_meta = tag;
@@ -125,28 +91,19 @@ std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta
     m["optimizer_steps"] = model.dense_optimizer().step_count();
     for (const char* f : kFiles) {
       uint64_t size = 0;
-      const std::string hash = file_hash(tmp / f, &size);
+      const std::string hash = io::file_xxh64((tmp / f).string(), &size);
       m["files"][f] = {{"bytes", size}, {"xxh64", hash}};
     }
     AtomicFileWriter manifest((tmp / "manifest.json").string());
     manifest.write(m.dump(2) + "\n");
     manifest.commit();
-    fsync_path(tmp);
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
-    fsync_path(root);
-  } catch (const fs::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
-    throw Error(fmt::format("{}: writing the checkpoint failed: {}", final_dir.string(), e.what()));
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  });
   AtomicFileWriter latest((fs::path(root) / "LATEST").string());
   latest.write(name + "\n");
   latest.commit();
 
   // Retention: the newest `keep` checkpoints stay.
+  std::error_code ec;
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(root))
     if (entry.is_directory() && entry.path().filename().string().rfind("step-", 0) == 0)
@@ -190,15 +147,8 @@ CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& mo
     meta.config_hash = std::stoull(m.at("config_hash").get<std::string>(), nullptr, 16);
     for (const char* f : kFiles) {
       const auto& entry = m.at("files").at(f);
-      uint64_t size = 0;
-      LOCKSTEP_CHECK(fs::exists(dir / f), "{}: missing from the checkpoint", (dir / f).string());
-      const std::string hash = file_hash(dir / f, &size);
-      LOCKSTEP_CHECK(size == entry.at("bytes").get<uint64_t>(),
-                     "{}: {} bytes but the manifest says {} (truncated checkpoint)",
-                     (dir / f).string(), size, entry.at("bytes").get<uint64_t>());
-      LOCKSTEP_CHECK(hash == entry.at("xxh64").get<std::string>(),
-                     "{}: checksum {} does not match the manifest's {} (corrupted checkpoint)",
-                     (dir / f).string(), hash, entry.at("xxh64").get<std::string>());
+      io::verify_file((dir / f).string(), entry.at("bytes").get<uint64_t>(),
+                      entry.at("xxh64").get<std::string>());
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: malformed manifest: {}", manifest_path.string(), e.what()));

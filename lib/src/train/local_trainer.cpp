@@ -28,6 +28,7 @@ double LocalTrainer<T>::compute_gradients(const data::Batch& batch) {
   model_->zero_grad(ctx);
   const T* logits = model_->forward(ctx, batch, /*training=*/true);
   upload(ctx, std::vector<T>(batch.labels.begin(), batch.labels.end()), labels_);
+  if (model_->has_custom_loss()) return model_->loss_and_backward(ctx, labels_.data());
   dlogits_.resize(ctx, {batch.size});
   loss_.forward_backward(ctx, batch.size, logits, labels_.data(), T(1), dlogits_.data(),
                          loss_sum_.data());

@@ -51,8 +51,12 @@ class EmbeddingBagCollection {
   /// Column where field i starts: in the pooled output for pooled fields, in each position of
   /// the sequence output for sequence fields.
   int64_t field_offset(size_t i) const { return field_offsets_.at(i); }
-  /// Index of the field reading `column`; throws Error naming the column when there is none.
+  /// Index of the (first) field reading `column`; throws Error naming the column when there is
+  /// none.
   size_t field_index(const std::string& column) const;
+  /// Index of the pooled (sequence = false) or sequence field reading `column`: a column may
+  /// feed one of each (e.g. the history mean-pooled for one tower and attended by another).
+  size_t field_index(const std::string& column, bool sequence) const;
   const std::vector<FieldConfig>& fields() const { return fields_; }
 
   /// Maps the batch's keys to rows and uploads them (host -> ctx's device).

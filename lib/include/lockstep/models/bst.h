@@ -9,16 +9,14 @@
 
 #include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/models/model.h"
+#include "lockstep/nn/bst_encoder.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
-#include "lockstep/nn/transformer.h"
 
 namespace lockstep::models {
 
-enum class BstOutput { Target, Mean, Concat };
-/// "target", "mean", "concat"; parse throws Error naming `field` otherwise.
-const char* bst_output_name(BstOutput o);
-BstOutput parse_bst_output(std::string_view name, std::string_view field);
+using BstOutput = nn::BstReadout;
+inline const char* bst_output_name(BstOutput o) { return nn::bst_readout_name(o); }
 
 struct BstConfig {
   std::vector<embedding::TableConfig> tables;
@@ -72,19 +70,12 @@ class Bst final : public Model<T> {
   int64_t num_dense_;
   nn::ParamSet<T> params_;
   std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
-  std::vector<std::unique_ptr<nn::TransformerBlock<T>>> blocks_;
+  std::unique_ptr<nn::BstEncoder<T>> encoder_;
   std::unique_ptr<nn::Mlp<T>> mlp_;
   std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
-  typename nn::ParamSet<T>::Handle position_ = -1;
   int64_t width_tok_ = 0, out_width_ = 0, width_ = 0, t_col_ = 0, s_col_ = 0, g_col_ = -1;
   int64_t rows_ = 0;
-  std::vector<int64_t> host_tok_lengths_;
-  std::vector<T> host_mean_weights_;
-  Tensor<int64_t> tok_lengths_;
-  Tensor<T> mean_weights_, dweights_;
   Tensor<T> x_, dx_, seq_, dseq_, dense_;
-  std::vector<Tensor<T>> tokens_;  // blocks + 1 activations, (B, L, W) each
-  Tensor<T> dtok_a_, dtok_b_, masked_;
 };
 
 extern template class Bst<float>;

@@ -7,17 +7,20 @@
 
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
+#include "lockstep/models/dual_dnn.h"
 #include "lockstep/models/model.h"
 
 namespace lockstep::models {
 
-/// The model kind of a configuration file ([model] kind: embedding_mlp, din, bst).
+/// The model kind of a configuration file ([model] kind: embedding_mlp, din, bst, dual).
 std::string model_kind(const std::string& path);
 
 /// Reads a DIN configuration (kind = "din"): see docs/configuration.md.
 DinConfig load_din_config(const std::string& path);
 /// Reads a BST configuration (kind = "bst").
 BstConfig load_bst_config(const std::string& path);
+/// Reads a dual DNN configuration (kind = "dual").
+DualConfig load_dual_config(const std::string& path);
 
 /// Builds the model a configuration file describes, allocated and initialised on ctx.
 /// `sparse_columns` and `num_dense` describe the data (Batch::sparse order, Batch::dense width).

@@ -25,6 +25,15 @@ class Model {
   /// Given dL/dlogits (rows) on ctx's device, ACCUMULATES dense gradients into
   /// dense_params().grads() and computes the tables' sparse gradients.
   virtual void backward(const Context& ctx, const T* dlogits) = 0;
+
+  /// Models whose training loss is not BCE on forward()'s logits (the dual DNN: teacher and
+  /// student losses plus distillation) return true and implement loss_and_backward().
+  virtual bool has_custom_loss() const { return false; }
+  /// After forward(training = true): computes the training loss against `labels` (rows, on the
+  /// device) as a SUM over samples, and runs the backward pass for it. Returns the loss.
+  virtual double loss_and_backward(const Context& ctx, const T* labels) {
+    throw Error(name() + " has no custom loss: train it with BCE on its logits");
+  }
   /// Clears the dense gradients before a step.
   virtual void zero_grad(const Context& ctx) { dense_params().zero_grad(ctx); }
   /// One optimizer step on dense and sparse parameters with gradients scaled by grad_scale

@@ -30,8 +30,12 @@ class Mlp {
   /// x: (rows, in). Returns the output (rows, out_features()), valid until the next forward.
   const T* forward(const Context& ctx, int64_t rows, const T* x, bool training);
   /// dout: (rows, out). Accumulates parameter gradients; writes dx (rows, in) unless nullptr.
-  /// Uses the activations of the last forward (same x and rows).
-  void backward(const Context& ctx, int64_t rows, const T* x, const T* dout, T* dx);
+  /// Uses the activations of the last forward (same x and rows). d_last_hidden (rows, width of
+  /// last_hidden()), when given, is an extra gradient with respect to last_hidden() (a hint loss).
+  void backward(const Context& ctx, int64_t rows, const T* x, const T* dout, T* dx,
+                const T* d_last_hidden = nullptr);
+  /// Width of last_hidden() (0 for a single-layer MLP).
+  int64_t last_hidden_width() const;
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return config_.widths.back(); }

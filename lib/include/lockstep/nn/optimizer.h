@@ -40,6 +40,10 @@ class DenseOptimizer {
 
   /// params -= update(grad_scale * grads). Increments step().
   void step(const Context& ctx, T* params, const T* grads, T grad_scale);
+  /// The same for elements [begin, end) only (frozen parameters elsewhere keep their values and
+  /// optimizer state exactly). Increments step().
+  void step(const Context& ctx, T* params, const T* grads, T grad_scale, int64_t begin,
+            int64_t end);
 
   int64_t step_count() const { return step_; }
   const OptimizerConfig& config() const { return config_; }

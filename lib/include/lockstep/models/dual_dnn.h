@@ -1,0 +1,143 @@
+#pragma once
+// The dual DNN (iQIYI; ../shared/MISSION.md seed 002): a complex teacher and a plain student
+// trained together over one shared embedding layer, with online knowledge distillation. Only the
+// student is served (export_student).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lockstep/embedding/embedding_bag_collection.h"
+#include "lockstep/models/model.h"
+#include "lockstep/nn/bst_encoder.h"
+#include "lockstep/nn/din_attention.h"
+#include "lockstep/nn/linear.h"
+#include "lockstep/nn/loss.h"
+#include "lockstep/nn/mlp.h"
+#include "lockstep/nn/optimizer.h"
+
+namespace lockstep::models {
+
+enum class KdLoss { Mse, Bce };
+enum class DualMode { Joint, StudentOnly };
+
+struct DualConfig {
+  std::vector<embedding::TableConfig> tables;
+  /// Pooled fields (shared by both towers) and sequence fields (the teacher's attention). A
+  /// column may feed one pooled and one sequence field (history mean-pooled for the student and
+  /// attended by the teacher).
+  std::vector<embedding::FieldConfig> fields;
+  bool use_dense = true;
+
+  // ---- teacher: interaction components, then its own MLP.
+  /// Any of "fm", "cross", "din", "bst", in the order their outputs are concatenated after the
+  /// shared input [pooled fields ⊕ dense].
+  std::vector<std::string> components = {"din", "cross"};
+  std::vector<std::string> fm_fields;  // pooled fields of one width, consecutive; empty = all pooled
+  int64_t cross_layers = 3;
+  std::vector<std::string> din_query = {"item", "item_cat"};
+  std::vector<std::string> din_keys = {"hist_items", "hist_cats"};
+  nn::DinAttentionConfig din_attention;
+  std::vector<std::string> bst_target = {"item", "item_cat"};
+  std::vector<std::string> bst_sequence = {"hist_items", "hist_cats"};
+  nn::BstEncoderConfig bst;
+  nn::MlpConfig teacher_mlp{{512, 256, 128, 1}, {nn::ActivationKind::PReLU}, false};
+
+  // ---- student: a plain MLP over the shared input.
+  nn::MlpConfig student_mlp{{128, 64, 1}, {nn::ActivationKind::PReLU}, false};
+
+  // ---- loss = teacher_weight·BCE(teacher) + student_weight·BCE(student) + kd_weight·KD
+  //            + hint_weight·hint
+  float teacher_weight = 1.0f;
+  float student_weight = 1.0f;
+  float kd_weight = 1.0f;
+  /// KD: Mse = 0.5·Σ(z_s − z_t)² on logits; Bce = T²·Σ BCE(z_s / T, σ(z_t / T)).
+  KdLoss kd = KdLoss::Mse;
+  float temperature = 1.0f;
+  /// hint = 0.5·Σ‖P·h_s − h_t‖² on the last hidden layers (P learned when the widths differ).
+  float hint_weight = 0.1f;
+  /// Copy-and-freeze (false, the seed's default): student losses do not update the shared
+  /// embeddings. True: they do (Rocket Launching).
+  bool student_updates_embeddings = false;
+  /// StudentOnly: teacher and embeddings frozen (the teacher still runs, in inference mode, to
+  /// supply KD and hint targets); only student parameters change — online learning.
+  DualMode mode = DualMode::Joint;
+
+  nn::OptimizerConfig dense_optimizer{nn::OptimizerKind::Adam, 1e-3f};
+  nn::OptimizerConfig sparse_optimizer{nn::OptimizerKind::Adagrad, 0.5f};
+  uint64_t seed = 1;
+  void validate() const;
+};
+
+const char* kd_loss_name(KdLoss k);
+KdLoss parse_kd_loss(std::string_view name, std::string_view field);
+const char* dual_mode_name(DualMode m);
+DualMode parse_dual_mode(std::string_view name, std::string_view field);
+
+/// Parts of the last training loss (sums over the batch, before weighting).
+struct DualLosses {
+  double teacher = 0, student = 0, kd = 0, hint = 0;
+};
+
+template <class T>
+class DualDnn final : public Model<T> {
+ public:
+  enum class Output { Student, Teacher };
+
+  DualDnn(DualConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
+          const Context& ctx);
+  ~DualDnn() override;
+
+  std::string name() const override { return "dual"; }
+  /// Runs both towers; returns the logits of output() (the student by default: it is served).
+  const T* forward(const Context& ctx, const data::Batch& batch, bool training) override;
+  /// Not used: the dual model has its own loss (loss_and_backward).
+  void backward(const Context& ctx, const T* dlogits) override;
+  bool has_custom_loss() const override { return true; }
+  double loss_and_backward(const Context& ctx, const T* labels) override;
+  void apply_gradients(const Context& ctx, T grad_scale) override;
+  nn::ParamSet<T>& dense_params() override { return params_; }
+  std::vector<embedding::EmbeddingTable<T>*> tables() override;
+  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
+
+  void set_output(Output o) { output_ = o; }
+  Output output() const { return output_; }
+  const T* teacher_logits() const { return teacher_logits_; }
+  const T* student_logits() const { return student_logits_; }
+  const DualLosses& last_losses() const { return losses_; }
+  const DualConfig& config() const { return config_; }
+  /// Dense parameters [student_begin(), trainable_size) belong to the student (and hint
+  /// projection); everything before to the teacher.
+  int64_t student_begin() const { return student_begin_; }
+
+  /// Writes the serving bundle of the student (docs/dual_dnn.md): manifest.json,
+  /// student.safetensors (its MLP) and embeddings.safetensors (the tables of the pooled fields),
+  /// atomically into `dir`. No teacher parameter is written.
+  void export_student(const Context& ctx, const std::string& dir,
+                      const std::vector<std::string>& sparse_columns) const;
+
+ private:
+  struct Teacher;
+  DualConfig config_;
+  int64_t num_dense_;
+  nn::ParamSet<T> params_;
+  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
+  std::unique_ptr<Teacher> teacher_;
+  std::unique_ptr<nn::Mlp<T>> student_;
+  std::unique_ptr<nn::Linear<T>> projection_;  // hint: student hidden -> teacher hidden
+  std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
+  int64_t shared_width_ = 0, student_begin_ = 0, rows_ = 0;
+  Output output_ = Output::Student;
+  const T *teacher_logits_ = nullptr, *student_logits_ = nullptr;
+  DualLosses losses_;
+  bool trained_embeddings_ = false;
+  nn::BceWithLogits<T> bce_t_, bce_s_, bce_kd_;
+  Tensor<T> x0_, dx0_, dx0_student_, seq_, dseq_, dense_;
+  Tensor<T> dz_t_, dz_s_, dkd_, per_sample_, scaled_t_, scaled_s_, probs_t_, proj_, dproj_, dh_s_;
+  Tensor<T> scalars_;
+};
+
+extern template class DualDnn<float>;
+extern template class DualDnn<double>;
+
+}  // namespace lockstep::models

@@ -1,0 +1,75 @@
+#include "lockstep/serving/student_model.h"
+
+#include <cmath>
+
+#include "lockstep/embedding/embedding_bag_collection.h"
+#include "lockstep/io/safetensors.h"
+#include "lockstep/nn/mlp.h"
+#include "models/dense_input.h"
+#include "serving/student_bundle.h"
+
+namespace lockstep::serving {
+
+struct StudentModel::Impl {
+  const Context* ctx;
+  StudentBundle bundle;
+  std::unique_ptr<embedding::EmbeddingBagCollection<float>> embeddings;
+  nn::ParamSet<float> params;
+  std::unique_ptr<nn::Mlp<float>> mlp;
+  int64_t width = 0;
+  Tensor<float> x, dense;
+};
+
+StudentModel::StudentModel(const std::string& dir, const Context& ctx)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.ctx = &ctx;
+  m.bundle = read_student_bundle(dir);
+  // The optimizer is never used: serving only reads the tables.
+  m.embeddings = std::make_unique<embedding::EmbeddingBagCollection<float>>(
+      m.bundle.tables, m.bundle.fields, m.bundle.columns,
+      nn::OptimizerConfig{nn::OptimizerKind::Adagrad, 0.1f});
+  m.width = m.embeddings->output_width() + m.bundle.num_dense;
+  m.mlp = std::make_unique<nn::Mlp<float>>(m.params, "student", m.width, m.bundle.mlp);
+  m.params.allocate(ctx, 0);
+  m.embeddings->allocate(ctx, 0);
+  const io::SafetensorsFile student = io::read_safetensors(dir + "/student.safetensors");
+  const io::SafetensorsFile rows = io::read_safetensors(dir + "/embeddings.safetensors");
+  m.params.check_file(student);
+  for (auto& table : m.embeddings->tables()) {
+    const auto& t = rows.get(table.config().name + ".weight");
+    LOCKSTEP_CHECK(t.numel() == table.rows() * table.dim(),
+                   "{}: table '{}' has {} values, the manifest says {} x {}", rows.path,
+                   table.config().name, t.numel(), table.rows(), table.dim());
+  }
+  m.params.assign_from(ctx, student);
+  for (auto& table : m.embeddings->tables()) {
+    const auto values = rows.get(table.config().name + ".weight").as<float>();
+    copy_bytes(ctx, table.weights(), ctx.device(), values.data(), Device::cpu(),
+               values.size() * sizeof(float));
+  }
+}
+
+StudentModel::~StudentModel() = default;
+StudentModel::StudentModel(StudentModel&&) noexcept = default;
+
+std::vector<float> StudentModel::predict(const data::Batch& batch) {
+  Impl& m = *impl_;
+  const Context& ctx = *m.ctx;
+  if (batch.size == 0) return {};
+  m.embeddings->set_batch(ctx, batch);
+  m.x.resize(ctx, {batch.size, m.width});
+  m.embeddings->forward(ctx, m.x.data(), m.width);
+  models::place_dense_features(ctx, batch, m.bundle.num_dense, m.dense,
+                               m.x.data() + m.embeddings->output_width(), m.width);
+  const float* logits = m.mlp->forward(ctx, batch.size, m.x.data(), /*training=*/false);
+  const auto z = to_host(ctx, logits, batch.size);
+  std::vector<float> p(z.size());
+  for (size_t i = 0; i < z.size(); ++i) p[i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(z[i]))));
+  return p;
+}
+
+const std::vector<std::string>& StudentModel::columns() const { return impl_->bundle.columns; }
+int64_t StudentModel::num_dense() const { return impl_->bundle.num_dense; }
+
+}  // namespace lockstep::serving
