@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "lockstep/core/atomic_file.h"
+#include "lockstep/core/error.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/serving/student_model.h"

@@ -379,16 +379,17 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
     if (used) bundle.tables.push_back(table.config());
   }
   // The student's parameters, under the names the serving MLP ("student") gives them.
-  std::map<std::string, std::vector<float>> student;
-  for (const auto& [name, values] : params_.to_host(ctx))
-    if (name.rfind("student.", 0) == 0 && name.rfind("student.hint_projection", 0) != 0)
-      student[name] = std::vector<float>(values.begin(), values.end());
-  std::map<std::string, std::vector<float>> rows;
+  std::map<std::string, serving::NamedTensor> student, rows;
+  const auto values = to_host(ctx, params_.values(), params_.size());
+  for (const auto& e : params_.entries())
+    if (e.name.rfind("student.", 0) == 0 && e.name.rfind("student.hint_projection", 0) != 0)
+      student[e.name] = {e.shape, std::vector<float>(values.begin() + e.offset,
+                                                     values.begin() + e.offset + e.numel())};
   for (const auto& table : embeddings_->tables())
     for (const auto& tc : bundle.tables)
       if (tc.name == table.config().name) {
-        const auto values = to_host(ctx, table.weights(), table.rows() * table.dim());
-        rows[tc.name + ".weight"] = std::vector<float>(values.begin(), values.end());
+        const auto w = to_host(ctx, table.weights(), table.rows() * table.dim());
+        rows[tc.name + ".weight"] = {{table.rows(), table.dim()}, std::vector<float>(w.begin(), w.end())};
       }
   serving::write_student_bundle(dir, bundle, student, rows);
 }

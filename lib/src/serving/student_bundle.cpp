@@ -15,27 +15,20 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kFiles[] = {"student.safetensors", "embeddings.safetensors"};
 
-void write_tensors(const std::string& path, const std::map<std::string, std::vector<float>>& tensors,
-                   const std::map<std::string, std::vector<int64_t>>& shapes) {
+void write_tensors(const std::string& path, const std::map<std::string, NamedTensor>& tensors) {
   std::vector<io::TensorRef> refs;
-  for (const auto& [name, values] : tensors) {
-    auto it = shapes.find(name);
-    refs.push_back({name, io::DType::F32,
-                    it != shapes.end() ? it->second : std::vector<int64_t>{static_cast<int64_t>(values.size())},
-                    values.data()});
-  }
+  for (const auto& [name, t] : tensors)
+    refs.push_back({name, io::DType::F32, t.shape, t.values.data()});
   io::write_safetensors(path, refs);
 }
 }  // namespace
 
 void write_student_bundle(const std::string& dir, const StudentBundle& b,
-                          const std::map<std::string, std::vector<float>>& student,
-                          const std::map<std::string, std::vector<float>>& table_rows) {
+                          const std::map<std::string, NamedTensor>& student,
+                          const std::map<std::string, NamedTensor>& table_rows) {
   io::write_directory_atomically(dir, [&](const std::string& tmp) {
-    std::map<std::string, std::vector<int64_t>> shapes;
-    for (const auto& t : b.tables) shapes[t.name + ".weight"] = {t.rows, t.dim};
-    write_tensors(tmp + "/" + kFiles[0], student, {});
-    write_tensors(tmp + "/" + kFiles[1], table_rows, shapes);
+    write_tensors(tmp + "/" + kFiles[0], student);
+    write_tensors(tmp + "/" + kFiles[1], table_rows);
     nlohmann::ordered_json m;
     m["format"] = kBundleFormat;
     m["version"] = kBundleVersion;

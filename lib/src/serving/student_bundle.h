@@ -25,10 +25,17 @@ struct StudentBundle {
   nn::MlpConfig mlp;
 };
 
-/// Writes the bundle into `dir` atomically (temporary directory, fsync, rename).
+/// A named tensor of host floats.
+struct NamedTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+/// Writes the bundle into `dir` atomically (temporary directory, fsync, rename): `student` are
+/// the student MLP's parameters under their ParamSet names, `table_rows` "<table>.weight".
 void write_student_bundle(const std::string& dir, const StudentBundle& bundle,
-                          const std::map<std::string, std::vector<float>>& student,
-                          const std::map<std::string, std::vector<float>>& table_rows);
+                          const std::map<std::string, NamedTensor>& student,
+                          const std::map<std::string, NamedTensor>& table_rows);
 
 /// Reads manifest.json of `dir` and verifies every file's size and checksum; Error names the file
 /// and what is wrong (missing, truncated, corrupted, another format or version).
