@@ -1,8 +1,9 @@
-// Forward + backward (+ optimizer update) time per batch of the DIN and BST models at the
-// din-bench and bst-bench shapes (../shared/DESIGN.md §6), with GFLOP/s of the dense work and
-// the fraction of the FP32 ceiling.
+// Forward + backward (+ optimizer update) time per batch of the DIN, BST and dual models at the
+// din-bench, bst-bench and dual-bench shapes (../shared/DESIGN.md §6), with GFLOP/s of the dense
+// work and the fraction of the FP32 ceiling; for the dual model also inference latency and
+// samples/s of the teacher and of the exported student at batch 1, 64 and 4096.
 //
-//   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst]
+//   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst,dual]
 //
 // FLOPs count the dense layers as written in the papers (the DIN unit on [q, k, q−k, q⊙k] as a
 // 4D × 80 layer even though lockstep never materialises that input), forward ×3 for
@@ -10,7 +11,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 
 #include "bench/bench_util.h"
 #include "lockstep/core/device_info.h"
@@ -18,6 +22,8 @@
 #include "lockstep/data/synthetic.h"
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
+#include "lockstep/models/dual_dnn.h"
+#include "lockstep/serving/student_model.h"
 #include "lockstep/train/local_trainer.h"
 
 using namespace lockstep;
@@ -52,14 +58,14 @@ double step_ms(const Context& ctx, models::Model<float>& model, const data::Batc
 
 int main(int argc, char** argv) {
   CLI::App app{"lockstep DIN/BST forward+backward benchmark at din-bench/bst-bench shapes"};
-  std::string device_flag = "auto", which = "din,bst";
+  std::string device_flag = "auto", which = "din,bst,dual";
   int64_t batch = 0;
   int iters = 10;
   app.add_option("--device", device_flag, "auto, cpu, cuda");
   app.add_option("--batch", batch, "samples per batch (default 4096 on GPU, 1024 on CPU)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
-  app.add_option("--models", which, "din, bst or din,bst");
+  app.add_option("--models", which, "any of din, bst, dual, comma-separated");
   CLI11_PARSE(app, argc, argv);
   try {
     const Device device = select_device(device_flag);
@@ -96,9 +102,50 @@ int main(int argc, char** argv) {
                       info.peak_fp32_gflops, "GF/s",
                       fmt::format("B={} L=21 d=32 8 heads, MLP 1024-512-256-1", batch)});
     }
+    std::vector<std::string> latency;
+    if (which.find("dual") != std::string::npos) {
+      const data::SyntheticGenerator gen(data::SyntheticConfig::din_bench());
+      const data::Batch b = gen.generate(0, batch);
+      models::DualConfig c;
+      bench_tables(gen.schema(), 0, c.tables, c.fields);  // every column pooled (both towers)
+      for (const auto& name : columns_of(gen.schema()))   // + the history as sequences (teacher)
+        if (name.rfind("hist_", 0) == 0)
+          c.fields.push_back({name, name == "hist_items" ? "item" : "item_cat", 50});
+      models::DualDnn<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
+      const double ms = step_ms(ctx, model, b, iters);
+      const double w0 = 9 * 16 + 8, wt = w0 + 32 + w0;  // shared input; teacher input
+      const double fwd = 2.0 * batch *
+                         (50 * (4.0 * 32 * 80 + 80.0 * 40 + 40) + 3 * 2 * w0 + wt * 512 +
+                          512.0 * 256 + 256.0 * 128 + 128 + w0 * 128 + 128.0 * 64 + 64);
+      rows.push_back({"dual-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
+                      info.peak_fp32_gflops, "GF/s",
+                      fmt::format("B={}: {:.0f} samples/s; teacher DIN + 3 cross + 512-256-128, "
+                                  "student 128-64",
+                                  batch, batch / (ms * 1e-3))});
+      const std::string dir = fmt::format("/tmp/lockstep-bench-student-{}", ::getpid());
+      model.export_student(ctx, dir, columns_of(gen.schema()));
+      serving::StudentModel student(dir, ctx);
+      for (int64_t n : {int64_t{1}, int64_t{64}, int64_t{4096}}) {
+        const data::Batch q = gen.generate(1000000, n);
+        model.set_output(models::DualDnn<float>::Output::Teacher);
+        const double t_ms = bench::median_ms(ctx, [&] { model.forward(ctx, q, false); }, 3, iters);
+        const double s_ms = bench::median_ms(ctx, [&] { student.predict(q); }, 3, iters);
+        latency.push_back(fmt::format("{:>6} {:>14.3f} {:>14.0f} {:>14.3f} {:>14.0f} {:>8.1f}x", n,
+                                      t_ms, n / (t_ms * 1e-3), s_ms, n / (s_ms * 1e-3), t_ms / s_ms));
+      }
+      std::filesystem::remove_all(dir);
+    }
     bench::print_table(fmt::format("models on {} ({}), ceiling = theoretical FP32 peak",
                                    device.str(), info.name),
                        rows);
+    if (!latency.empty()) {
+      std::printf("\ndual DNN inference on %s: teacher = the dual model's forward (both towers), "
+                  "student = the exported bundle (serving::StudentModel)\n%6s %14s %14s %14s %14s "
+                  "%9s\n",
+                  device.str().c_str(), "batch", "teacher ms", "teacher /s", "student ms",
+                  "student /s", "ratio");
+      for (const auto& line : latency) std::printf("%s\n", line.c_str());
+    }
   } catch (const Error& e) {
     log().error("{}", e.what());
     return 1;

@@ -148,7 +148,7 @@ TEST_CASE("Uneven shards: every rank leaves at the same step, each sample used o
   }
 }
 
-TEST_CASE("DIN and BST train under the lockstep trainer with uneven shards", "[trainer][uneven][sequence]") {
+TEST_CASE("DIN, BST and the dual DNN train under the lockstep trainer with uneven shards", "[trainer][uneven][sequence]") {
   auto comm = comm::create_communicator("mpi", Device::cpu());
   Plan plan;
   for (int r = 0; r < comm->size(); ++r) {
@@ -159,6 +159,11 @@ TEST_CASE("DIN and BST train under the lockstep trainer with uneven shards", "[t
   SECTION("DIN") {
     check_run(plan, run_model(plan, *comm, quiet(), [](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
       return test::fixture_din(ctx);
+    }));
+  }
+  SECTION("dual DNN (teacher with Dice statistics, student, distillation)") {
+    check_run(plan, run_model(plan, *comm, quiet(), [](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_dual(ctx);
     }));
   }
   SECTION("BST with dropout") {

@@ -11,6 +11,7 @@
 
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
+#include "lockstep/models/dual_dnn.h"
 #include "lockstep/models/embedding_mlp.h"
 
 namespace lockstep::test {
@@ -68,6 +69,24 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(const Context& ctx) {
   c.mlp = {{16, 8, 1}, {nn::ActivationKind::LeakyReLU}, false};
   c.seed = 5;
   return std::make_unique<models::Bst<float>>(c, fixture_columns(), 3, ctx);
+}
+
+/// The fixture's data read by a dual DNN: teacher = DIN over the history + cross network,
+/// student = MLP over the pooled fields (the history mean-pooled).
+inline std::unique_ptr<models::DualDnn<float>> fixture_dual(const Context& ctx) {
+  models::DualConfig c;
+  const auto base = fixture_config();
+  c.tables = base.tables;
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};
+  c.components = {"din", "cross"};
+  c.din_query = {"item"};
+  c.din_keys = {"hist"};
+  c.din_attention.hidden = {8, 4};
+  c.cross_layers = 2;
+  c.teacher_mlp = {{16, 8, 1}, {nn::ActivationKind::Dice}, false};
+  c.student_mlp = {{8, 4, 1}, {nn::ActivationKind::PReLU}, false};
+  c.seed = 5;
+  return std::make_unique<models::DualDnn<float>>(c, fixture_columns(), 3, ctx);
 }
 
 /// A batch of `rows` samples with ids first_id .. first_id + rows - 1, content determined by the

@@ -112,3 +112,50 @@ TEST_CASE("lockstep-train trains the built-in DIN and BST and the shipped config
   CHECK(models::load_din_config(root + "din.toml").fields[3].max_len == 20);
   CHECK(models::load_bst_config(root + "bst.toml").transformer.heads == 8);
 }
+
+TEST_CASE("lockstep-train trains the dual DNN, exports the student, and lockstep-predict scores "
+          "with it; student-only training warm-starts from a checkpoint",
+          "[train][cli][dual]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string data = scratch.file("data"), bundle = scratch.file("student");
+  const std::string ckpt = scratch.file("ckpt");
+  REQUIRE(test::run_tool(kDatagen, "--out " + data + " --train 6000 --test 3000 --preset demo",
+                         scratch, out) == 0);
+  const std::string common = " --device cpu --data " + data + " --batch-size 256 --table-rows 4096 --log-every 0";
+  REQUIRE(test::run_tool(kTrain, "--model dual --export " + bundle + " --checkpoint-dir " + ckpt + common,
+                         scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("[student]; teacher AUC") && Contains("exported the student"));
+  const auto [student_auc, oracle] = result_aucs(out);
+  CHECK(student_auc > 0.5);
+
+  const std::string predict = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-predict";
+  const std::string scores = scratch.file("scores.txt");
+  REQUIRE(test::run_tool(predict, "--bundle " + bundle + " --data " + data + "/test.tsv --schema " +
+                                      data + "/schema.toml --out " + scores,
+                         scratch, out) == 0);
+  INFO(out);
+  std::smatch m;
+  REQUIRE(std::regex_search(out, m, std::regex(R"(AUC ([0-9.]+), logloss)")));
+  // The bundle scores the held-out set as the trainer's own evaluation of the student did.
+  CHECK(std::stod(m[1]) == Approx(student_auc).margin(1e-4));
+  std::ifstream in(scores);
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  CHECK(lines == 3000);
+
+  // Online learning: only the student trains, starting from the joint run's checkpoint.
+  const std::string latest = ckpt + "/" + [&] {
+    std::ifstream f(ckpt + "/LATEST");
+    std::string name;
+    std::getline(f, name);
+    return name;
+  }();
+  REQUIRE(test::run_tool(kTrain, "--model dual --student-only --init-from " + latest + common,
+                         scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("warm start from"));
+  CHECK(test::run_tool(kTrain, "--model din --export " + bundle + common, scratch, out) != 0);
+  CHECK_THAT(out, Contains("--export writes a student bundle"));
+}
