@@ -95,13 +95,6 @@ void Bst<T>::apply_gradients(const Context& ctx, T grad_scale) {
   embeddings_->apply_gradients(ctx, grad_scale, optimizer_->step_count());
 }
 
-template <class T>
-std::vector<embedding::EmbeddingTable<T>*> Bst<T>::tables() {
-  std::vector<embedding::EmbeddingTable<T>*> out;
-  for (auto& t : embeddings_->tables()) out.push_back(&t);
-  return out;
-}
-
 template class Bst<float>;
 template class Bst<double>;
 

@@ -358,13 +358,6 @@ void DualDnn<T>::apply_gradients(const Context& ctx, T grad_scale) {
 }
 
 template <class T>
-std::vector<embedding::EmbeddingTable<T>*> DualDnn<T>::tables() {
-  std::vector<embedding::EmbeddingTable<T>*> out;
-  for (auto& t : embeddings_->tables()) out.push_back(&t);
-  return out;
-}
-
-template <class T>
 void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
                                 const std::vector<std::string>& sparse_columns) const {
   serving::StudentBundle bundle;

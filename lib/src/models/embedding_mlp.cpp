@@ -63,13 +63,6 @@ void EmbeddingMlp<T>::apply_gradients(const Context& ctx, T grad_scale) {
   embeddings_->apply_gradients(ctx, grad_scale, optimizer_->step_count());
 }
 
-template <class T>
-std::vector<embedding::EmbeddingTable<T>*> EmbeddingMlp<T>::tables() {
-  std::vector<embedding::EmbeddingTable<T>*> out;
-  for (auto& t : embeddings_->tables()) out.push_back(&t);
-  return out;
-}
-
 template class EmbeddingMlp<float>;
 template class EmbeddingMlp<double>;
 

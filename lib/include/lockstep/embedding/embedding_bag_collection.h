@@ -83,6 +83,12 @@ class EmbeddingBagCollection {
 
   std::vector<EmbeddingTable<T>>& tables() { return tables_; }
   const std::vector<EmbeddingTable<T>>& tables() const { return tables_; }
+  /// Pointers to the tables (what Model::tables() returns).
+  std::vector<EmbeddingTable<T>*> table_pointers() {
+    std::vector<EmbeddingTable<T>*> out;
+    for (auto& t : tables_) out.push_back(&t);
+    return out;
+  }
 
  private:
   struct TableBatch;

@@ -57,7 +57,9 @@ class Bst final : public Model<T> {
   void backward(const Context& ctx, const T* dlogits) override;
   void apply_gradients(const Context& ctx, T grad_scale) override;
   nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override;
+  std::vector<embedding::EmbeddingTable<T>*> tables() override {
+    return embeddings_->table_pointers();
+  }
   nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   const BstConfig& config() const { return config_; }

@@ -97,7 +97,9 @@ class DualDnn final : public Model<T> {
   double loss_and_backward(const Context& ctx, const T* labels) override;
   void apply_gradients(const Context& ctx, T grad_scale) override;
   nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override;
+  std::vector<embedding::EmbeddingTable<T>*> tables() override {
+    return embeddings_->table_pointers();
+  }
   nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   void set_output(Output o) { output_ = o; }
