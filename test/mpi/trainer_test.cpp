@@ -173,6 +173,30 @@ TEST_CASE("DIN, BST and the dual DNN train under the lockstep trainer with uneve
   }
 }
 
+TEST_CASE("Student-only training on several ranks leaves the teacher and its statistics bitwise",
+          "[trainer][dual]") {
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  Plan plan;
+  for (int r = 0; r < comm->size(); ++r) plan.sizes.push_back(std::vector<int64_t>(3 + r, 10));
+  Context ctx;
+  auto model = test::fixture_dual(ctx, models::DualMode::StudentOnly);
+  auto& ps = model->dense_params();
+  const auto before = to_host(ctx, ps.values(), ps.size());
+  train::Trainer trainer(*model, *comm, ctx, quiet());
+  train::VectorBatchSource source(plan.batches_of(comm->rank()));
+  trainer.fit(source);
+  const auto after = to_host(ctx, ps.values(), ps.size());
+  // Teacher parameters [0, student_begin) and non-trainable state [trainable_size, size).
+  test::require_bitwise_equal(std::vector<float>(after.begin(), after.begin() + model->student_begin()),
+                              std::vector<float>(before.begin(), before.begin() + model->student_begin()),
+                              "teacher parameters");
+  test::require_bitwise_equal(std::vector<float>(after.begin() + ps.trainable_size(), after.end()),
+                              std::vector<float>(before.begin() + ps.trainable_size(), before.end()),
+                              "teacher Dice statistics");
+  CHECK(std::vector<float>(after.begin() + model->student_begin(), after.begin() + ps.trainable_size()) !=
+        std::vector<float>(before.begin() + model->student_begin(), before.begin() + ps.trainable_size()));
+}
+
 TEST_CASE("Exactly one dense all-reduce per step", "[trainer][collectives]") {
   auto comm = comm::create_communicator("mpi", Device::cpu());
   Context ctx;

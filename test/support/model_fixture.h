@@ -73,8 +73,10 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(const Context& ctx) {
 
 /// The fixture's data read by a dual DNN: teacher = DIN over the history + cross network,
 /// student = MLP over the pooled fields (the history mean-pooled).
-inline std::unique_ptr<models::DualDnn<float>> fixture_dual(const Context& ctx) {
+inline std::unique_ptr<models::DualDnn<float>> fixture_dual(
+    const Context& ctx, models::DualMode mode = models::DualMode::Joint) {
   models::DualConfig c;
+  c.mode = mode;
   const auto base = fixture_config();
   c.tables = base.tables;
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};

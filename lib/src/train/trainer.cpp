@@ -111,6 +111,7 @@ struct Trainer::Impl {
   Tensor<float> gathered_grads;
   Tensor<int64_t> merge_offsets;
   Tensor<double> scalars;
+  Tensor<float> state_before;  // non-trainable state at the start of the step (ranks > 1)
   std::ofstream metrics;
   EvalResult last_eval{0, NAN, NAN};
 
@@ -129,6 +130,7 @@ struct Trainer::Impl {
     state_size = ps.size() - ps.trainable_size();
     grad_size = ps.size();
     ps.reserve_grad_tail(ctx, control.size());
+    if (state_size > 0) state_before.resize(ctx, {state_size});
     host_block.assign(control.size(), 0.0f);
     if (rank == 0 && !config.metrics_path.empty()) {
       metrics.open(config.metrics_path, std::ios::app);
@@ -427,6 +429,10 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         report.has_next = has_nxt;
         report.status = pending;
         report.stop_requested = g_signal != 0;
+        const bool share_state = m.ranks > 1 && m.state_size > 0;
+        if (share_state)  // the state before this step's forward (see below)
+          copy_bytes(m.ctx, m.state_before.data(), m.ctx.device(), ps.values() + m.state_begin,
+                     m.ctx.device(), m.state_before.bytes());
         try {
           if (batch.size > 0 && pending == kStatusOk) {
             report.loss_sum = m.local.compute_gradients(batch);
@@ -444,11 +450,16 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
                                            ? static_cast<uint64_t>(to_host(m.ctx, t->num_unique)[0])
                                            : 0);
         m.inject(report, step_);
-        // Non-trainable state (Dice running averages) travels weighted by the local sample
-        // count, so that every replica ends with the same sample-weighted average.
-        if (m.ranks > 1 && m.state_size > 0)
-          kernels::scale<float>(m.ctx, m.state_size, static_cast<float>(batch.size),
-                                ps.values() + m.state_begin, ps.grads() + m.state_begin);
+        // Non-trainable state (Dice running averages) travels as this rank's change weighted by
+        // its sample count: every replica then applies the same sample-weighted mean change, and
+        // state that no rank changed (a frozen teacher) stays bitwise as it was.
+        if (share_state) {
+          float* delta = ps.grads() + m.state_begin;
+          kernels::scale<float>(m.ctx, m.state_size, -1.0f, m.state_before.data(), delta);
+          kernels::copy_2d<float>(m.ctx, 1, m.state_size, ps.values() + m.state_begin,
+                                  m.state_size, delta, m.state_size, /*accumulate=*/true);
+          kernels::scale<float>(m.ctx, m.state_size, static_cast<float>(batch.size), delta, delta);
+        }
         std::fill(m.host_block.begin(), m.host_block.end(), 0.0f);
         m.control.encode(report, m.rank, m.host_block.data());
         copy_bytes(m.ctx, ps.grad_tail(), m.ctx.device(), m.host_block.data(), Device::cpu(),
@@ -466,9 +477,14 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         const bool update = summary.samples > 0;
         if (update) {
           const float scale = 1.0f / static_cast<float>(summary.samples);
-          if (m.ranks > 1 && m.state_size > 0)
-            kernels::scale<float>(m.ctx, m.state_size, scale, ps.grads() + m.state_begin,
-                                  ps.values() + m.state_begin);
+          if (share_state) {  // state = before + Σ n_r·Δ_r / N
+            float* delta = ps.grads() + m.state_begin;
+            kernels::scale<float>(m.ctx, m.state_size, scale, delta, delta);
+            copy_bytes(m.ctx, ps.values() + m.state_begin, m.ctx.device(), m.state_before.data(),
+                       m.ctx.device(), m.state_before.bytes());
+            kernels::copy_2d<float>(m.ctx, 1, m.state_size, delta, m.state_size,
+                                    ps.values() + m.state_begin, m.state_size, /*accumulate=*/true);
+          }
           m.model.apply_gradients(m.ctx, scale);
           ++updates_;
           ++result.updates;
