@@ -4,6 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOCKSTEP_BUILD_DIR:-$root/build}
+# ccache (when installed) keys objects by paths relative to the checkout, so clones elsewhere hit.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
   -DLOCKSTEP_WITH_CUDA="${LOCKSTEP_WITH_CUDA:-AUTO}" \

@@ -102,9 +102,9 @@ TEST_CASE("Sequence gather: finite-difference gradients through a table shared w
   emb.backward(ctx, wp.data(), 3, ws.data(), 5);
   for (auto& table : emb.tables()) {
     std::vector<double> dense(table.rows() * table.dim(), 0.0);
-    for (int64_t k = 0; k < *table.num_unique.data(); ++k)
+    for (int64_t k = 0; k < *table.grad().count(); ++k)
       for (int64_t d = 0; d < table.dim(); ++d)
-        dense[table.grad_ids.data()[k] * table.dim() + d] = table.grad_rows.data()[k * table.dim() + d];
+        dense[table.grad().ids()[k] * table.dim() + d] = table.grad().rows()[k * table.dim() + d];
     test::check_gradient(table.config().name, loss, table.weights(), dense.data(),
                          table.rows() * table.dim(), {}, 1e-6, 1e-6, 1e-9);
   }
@@ -219,10 +219,10 @@ TEST_CASE("DIN model: whole-model finite-difference gradient check", "[din][mode
                              trainable, 1e-6, 5e-6, 1e-3);
         for (auto* table : model.tables()) {
           std::vector<double> dense(table->rows() * table->dim(), 0.0);
-          for (int64_t k = 0; k < *table->num_unique.data(); ++k)
+          for (int64_t k = 0; k < *table->grad().count(); ++k)
             for (int64_t d = 0; d < table->dim(); ++d)
-              dense[table->grad_ids.data()[k] * table->dim() + d] =
-                  table->grad_rows.data()[k * table->dim() + d];
+              dense[table->grad().ids()[k] * table->dim() + d] =
+                  table->grad().rows()[k * table->dim() + d];
           test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
                                table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
         }

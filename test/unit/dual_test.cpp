@@ -72,11 +72,11 @@ void check_dual_gradients(models::DualConfig cfg, int64_t begin_from_student, bo
   std::vector<std::vector<double>> table_grads;
   for (auto* table : model.tables()) {
     std::vector<double> dense(table->rows() * table->dim(), 0.0);
-    if (table->has_grad)
-      for (int64_t k = 0; k < *table->num_unique.data(); ++k)
+    if (table->grad().ready())
+      for (int64_t k = 0; k < *table->grad().count(); ++k)
         for (int64_t d = 0; d < table->dim(); ++d)
-          dense[table->grad_ids.data()[k] * table->dim() + d] =
-              table->grad_rows.data()[k * table->dim() + d];
+          dense[table->grad().ids()[k] * table->dim() + d] =
+              table->grad().rows()[k * table->dim() + d];
     table_grads.push_back(dense);
   }
   const int64_t begin = begin_from_student ? model.student_begin() : 0;

@@ -187,12 +187,12 @@ TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared table
     const int64_t dim = table.dim();
     // Scatter the sparse gradient into a dense one; every other row must have zero gradient.
     std::vector<double> dense(table.rows() * dim, 0.0);
-    const int64_t u = *table.num_unique.data();
+    const int64_t u = *table.grad().count();
     REQUIRE(u > 0);
     for (int64_t k = 0; k < u; ++k) {
-      const uint64_t row = table.grad_ids.data()[k];
-      if (k > 0) REQUIRE(row > table.grad_ids.data()[k - 1]);  // ascending and unique
-      for (int64_t d = 0; d < dim; ++d) dense[row * dim + d] = table.grad_rows.data()[k * dim + d];
+      const uint64_t row = table.grad().ids()[k];
+      if (k > 0) REQUIRE(row > table.grad().ids()[k - 1]);  // ascending and unique
+      for (int64_t d = 0; d < dim; ++d) dense[row * dim + d] = table.grad().rows()[k * dim + d];
     }
     test::check_gradient(table.config().name, loss, table.weights(), dense.data(),
                          table.rows() * dim, {}, 1e-6, 1e-6, 1e-9);

@@ -212,14 +212,12 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
       grad = tb.dout.data();
       ld = dim;
     }
-    table.grad_capacity = std::max<int64_t>(nnz, 1);
-    table.grad_ids.resize(ctx, {table.grad_capacity});
-    table.grad_rows.resize(ctx, {table.grad_capacity, dim});
+    SparseGrad<T>& g = table.grad();
+    g.reserve(ctx, nnz, dim);
     kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
-                                       tb.offsets.data(), tb.ids.data(), nnz, grad, ld,
-                                       table.grad_ids.data(), table.grad_rows.data(),
-                                       table.num_unique.data());
-    table.has_grad = true;
+                                       tb.offsets.data(), tb.ids.data(), nnz, grad, ld, g.ids(),
+                                       g.rows(), g.count());
+    g.mark_ready();
   }
 }
 

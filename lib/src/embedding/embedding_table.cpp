@@ -55,25 +55,25 @@ void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
     kernels::fill_constant<T>(ctx, n, T(0), state0_.data());
     kernels::fill_constant<T>(ctx, n, T(0), state1_.data());
   }
-  num_unique.resize(ctx, {1});
-  zero_bytes(ctx, num_unique.data(), sizeof(int64_t));
+  grad_.reserve(ctx, 1, config_.dim);
+  zero_bytes(ctx, grad_.count(), sizeof(int64_t));
 }
 
 template <class T>
 void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
-  if (!has_grad) return;
+  if (!grad_.ready()) return;
   const auto& o = optimizer_;
   if (o.kind == nn::OptimizerKind::Adagrad) {
     kernels::sparse_adagrad_update<T>(ctx, {o.lr, o.eps}, grad_scale, config_.dim,
-                                      num_unique.data(), grad_capacity, grad_ids.data(),
-                                      grad_rows.data(), weights_.data(), state0_.data());
+                                      grad_.count(), grad_.capacity(), grad_.ids(),
+                                      grad_.rows(), weights_.data(), state0_.data());
   } else {
     kernels::sparse_adam_update<T>(ctx, {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
-                                   grad_scale, config_.dim, num_unique.data(), grad_capacity,
-                                   grad_ids.data(), grad_rows.data(), weights_.data(),
+                                   grad_scale, config_.dim, grad_.count(), grad_.capacity(),
+                                   grad_.ids(), grad_.rows(), weights_.data(),
                                    state0_.data(), state1_.data());
   }
-  has_grad = false;
+  grad_.clear();
 }
 
 template <class T>

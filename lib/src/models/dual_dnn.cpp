@@ -341,7 +341,7 @@ double DualDnn<T>::loss_and_backward(const Context& ctx, const T* labels) {
   if (trained_embeddings_)
     embeddings_->backward(ctx, dx0_.data(), W0, Tn > 0 ? dseq_.data() : nullptr, ws);
   else
-    for (auto& table : embeddings_->tables()) table.has_grad = false;
+    for (auto& table : embeddings_->tables()) table.grad().clear();
   return c.teacher_weight * losses_.teacher + c.student_weight * losses_.student +
          c.kd_weight * losses_.kd + c.hint_weight * losses_.hint;
 }

@@ -219,7 +219,7 @@ struct Trainer::Impl {
       total_bytes += seg_bytes[r];
     }
     if (total_bytes == 0) {
-      for (auto* t : tables) t->has_grad = false;
+      for (auto* t : tables) t->grad().clear();
       return;
     }
     send.resize(ctx, {std::max<int64_t>(seg_bytes[rank], 1)});
@@ -228,9 +228,9 @@ struct Trainer::Impl {
     int64_t at = 0;
     for (int t = 0; t < T; ++t) {  // pack: ids then gradient rows, table by table
       const int64_t u = static_cast<int64_t>(rows[rank * T + t]), dim = tables[t]->dim();
-      copy_bytes(ctx, send.data() + at, dev, tables[t]->grad_ids.data(), dev, u * 8);
+      copy_bytes(ctx, send.data() + at, dev, tables[t]->grad().ids(), dev, u * 8);
       at += u * 8;
-      copy_bytes(ctx, send.data() + at, dev, tables[t]->grad_rows.data(), dev, u * dim * 4);
+      copy_bytes(ctx, send.data() + at, dev, tables[t]->grad().rows(), dev, u * dim * 4);
       at += u * dim * 4;
     }
     comm.all_gather_v(ctx, send.data(), recv.data(), seg_bytes, comm::DataType::U8);
@@ -242,7 +242,7 @@ struct Trainer::Impl {
       int64_t total = 0;
       for (int r = 0; r < ranks; ++r) total += static_cast<int64_t>(rows[r * T + t]);
       if (total == 0) {
-        table.has_grad = false;
+        table.grad().clear();
         continue;
       }
       gathered_ids.resize(ctx, {total});
@@ -263,14 +263,13 @@ struct Trainer::Impl {
       std::vector<int64_t> offsets(total + 1);
       for (int64_t i = 0; i <= total; ++i) offsets[i] = i;
       upload(ctx, offsets, merge_offsets);
-      table.grad_capacity = total;
-      table.grad_ids.resize(ctx, {total});
-      table.grad_rows.resize(ctx, {total, dim});
+      auto& g = table.grad();
+      g.reserve(ctx, total, dim);
       kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Sum, total, dim,
                                              merge_offsets.data(), gathered_ids.data(), total,
-                                             gathered_grads.data(), dim, table.grad_ids.data(),
-                                             table.grad_rows.data(), table.num_unique.data());
-      table.has_grad = true;
+                                             gathered_grads.data(), dim, g.ids(), g.rows(),
+                                             g.count());
+      g.mark_ready();
     }
   }
 
@@ -438,7 +437,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
             report.loss_sum = m.local.compute_gradients(batch);
           } else {
             ps.zero_grad(m.ctx);
-            for (auto* t : m.tables) t->has_grad = false;
+            for (auto* t : m.tables) t->grad().clear();
           }
         } catch (const Error& e) {
           log().error("rank {}: step {} failed: {}", m.rank, step_, e.what());
@@ -446,8 +445,8 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
           ps.zero_grad(m.ctx);
         }
         for (auto* t : m.tables)
-          report.sparse_rows.push_back(t->has_grad && report.status == kStatusOk
-                                           ? static_cast<uint64_t>(to_host(m.ctx, t->num_unique)[0])
+          report.sparse_rows.push_back(t->grad().ready() && report.status == kStatusOk
+                                           ? static_cast<uint64_t>(to_host(m.ctx, t->grad().count(), 1)[0])
                                            : 0);
         m.inject(report, step_);
         // Non-trainable state (Dice running averages) travels as this rank's change weighted by

@@ -9,6 +9,7 @@
 
 #include "lockstep/core/context.h"
 #include "lockstep/core/tensor.h"
+#include "lockstep/embedding/sparse_grad.h"
 #include "lockstep/nn/optimizer.h"
 
 namespace lockstep::embedding {
@@ -47,15 +48,10 @@ class EmbeddingTable {
   T* weights() { return weights_.data(); }
   const T* weights() const { return weights_.data(); }
 
-  /// The sparse gradient of the current step, written by the lookup backward:
-  /// grad_ids (capacity) ascending rows, grad_rows (capacity, dim), num_unique one element on the
-  /// table's device; `grad_capacity` bounds the count.
-  Tensor<uint64_t> grad_ids;
-  Tensor<T> grad_rows;
-  Tensor<int64_t> num_unique;
-  int64_t grad_capacity = 0;
-  /// True when the current step produced a gradient (set by the backward, cleared by apply).
-  bool has_grad = false;
+  /// The sparse gradient of the current step (written by the lookup backward or the cross-rank
+  /// merge, consumed by apply_gradients).
+  SparseGrad<T>& grad() { return grad_; }
+  const SparseGrad<T>& grad() const { return grad_; }
 
   /// Applies the optimizer to the rows in the current sparse gradient, scaled by grad_scale.
   /// `step` (from 1) drives Adam's bias correction.
@@ -72,6 +68,7 @@ class EmbeddingTable {
   nn::OptimizerConfig optimizer_;
   uint64_t hash_seed_;
   Tensor<T> weights_, state0_, state1_;
+  SparseGrad<T> grad_;
 };
 
 extern template class EmbeddingTable<float>;
