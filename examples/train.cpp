@@ -31,6 +31,7 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
+#include "train/fault_injection.h"
 
 using namespace lockstep;
 
@@ -260,7 +261,7 @@ int run(const Options& o) {
   tc.checkpoint_every = o.checkpoint_every;
   tc.resume = o.resume;
   tc.run_config = run_signature(o, config_text);
-  tc.fault = train::FaultInjection::parse(o.inject_fault);
+  train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
   train::Trainer trainer(*model, *comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());
   double teacher_auc = NAN;

@@ -21,4 +21,8 @@ rm -rf "$dir/sysroot/usr/share/doc" "$dir/sysroot/usr/share/man" \
   "$dir/sysroot/usr/lib/x86_64-linux-gnu/openblas-pthread/cmake" \
   "$dir/sysroot/usr/lib/x86_64-linux-gnu/cmake/openblas"
 rm -rf "$dir/debs"
+# The PyTorch yardstick (../shared does not travel to the device machine).
+if [ -f "$root/../shared/peers/torch_bench.py" ]; then
+  mkdir -p "$dir/peers" && cp "$root/../shared/peers/torch_bench.py" "$dir/peers/"
+fi
 echo "prepared $(du -sh "$dir/sysroot" | cut -f1) in $dir/sysroot (carry: .device)"

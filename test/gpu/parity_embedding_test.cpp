@@ -117,7 +117,7 @@ TEST_CASE("CUDA pooled lookup with many duplicate ids", "[gpu][embedding]") {
   }
 }
 
-TEST_CASE("CUDA pooled lookup at benchmark scale", "[gpu][embedding]") {
+TEST_CASE("CUDA pooled lookup at benchmark scale", "[gpu][embedding][large]") {
   // din-bench shape: batch 4096, ~50 ids per bag, 1M rows, dim 16.
   test::ParityContexts pc;
   const CsrBatch csr = test::random_csr(4096, 1000000, 99, 21, 1);

@@ -12,6 +12,7 @@
 
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/trainer.h"
+#include "train/fault_injection.h"
 #include "test_util.h"
 #include "model_fixture.h"
 
@@ -250,11 +251,15 @@ TEST_CASE("A step skew or a failure on one rank raises the same error on every r
   Plan plan;
   for (int r = 0; r < comm->size(); ++r) plan.sizes.push_back(std::vector<int64_t>(6, 8));
   auto cfg = quiet();
-  cfg.fault = train::FaultInjection::parse("skew:1:3");
-  CHECK_THROWS_WITH(run_plan(plan, *comm, cfg),
-                    Contains("divergence at step 3") && Contains("rank 1 is at step 4"));
-  cfg.fault = train::FaultInjection::parse("fail:1:2");
-  CHECK_THROWS_WITH(run_plan(plan, *comm, cfg), Contains("step 2 failed on rank 1"));
+  {
+    train::testing::FaultScope fault("skew:1:3");
+    CHECK_THROWS_WITH(run_plan(plan, *comm, cfg),
+                      Contains("divergence at step 3") && Contains("rank 1 is at step 4"));
+  }
+  {
+    train::testing::FaultScope fault("fail:1:2");
+    CHECK_THROWS_WITH(run_plan(plan, *comm, cfg), Contains("step 2 failed on rank 1"));
+  }
 }
 
 TEST_CASE("Ranks with different configurations refuse to start", "[trainer][startup]") {
@@ -287,8 +292,11 @@ TEST_CASE("Multi-rank checkpoint and resume reproduce the uninterrupted run bitw
   MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
   auto stop = cfg;
   stop.checkpoint_dir = path;
-  stop.fault = train::FaultInjection::parse("sigterm:1:" + std::to_string(plan.max_batches() + 1));
-  const RunResult stopped = run_plan(plan, *comm, stop, nn::ActivationKind::Dice);
+  RunResult stopped;
+  {
+    train::testing::FaultScope fault("sigterm:1:" + std::to_string(plan.max_batches() + 1));
+    stopped = run_plan(plan, *comm, stop, nn::ActivationKind::Dice);
+  }
   CHECK(stopped.fit.stopped);
   auto resume = cfg;
   resume.checkpoint_dir = path;

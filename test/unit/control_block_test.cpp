@@ -2,7 +2,7 @@
 
 #include <random>
 
-#include "lockstep/train/control_block.h"
+#include "train/control_block.h"
 
 using namespace lockstep;
 using namespace lockstep::train;

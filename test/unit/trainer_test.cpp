@@ -10,6 +10,7 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
+#include "train/fault_injection.h"
 #include "model_fixture.h"
 
 using namespace lockstep;
@@ -75,7 +76,7 @@ TEST_CASE("A failing step raises one clear error", "[train][trainer][errors]") {
   auto comm = comm::create_communicator("local", ctx.device());
   auto model = test::fixture_model(ctx);
   auto cfg = quiet();
-  cfg.fault = train::FaultInjection::parse("fail:0:2");
+  train::testing::FaultScope fault("fail:0:2");
   train::Trainer trainer(*model, *comm, ctx, cfg);
   train::VectorBatchSource source(batches(5, 8));
   CHECK_THROWS_WITH(trainer.fit(source),
@@ -103,8 +104,8 @@ TEST_CASE("Checkpoint, stop on SIGTERM and resume give the uninterrupted paramet
   auto cfg_stop = cfg;
   cfg_stop.checkpoint_dir = dir.file("ckpt");
   cfg_stop.checkpoint_every = 4;
-  cfg_stop.fault = train::FaultInjection::parse("sigterm:0:8");  // epoch 2, batch 3
   {
+    train::testing::FaultScope fault("sigterm:0:8");  // epoch 2, batch 3
     auto model = test::fixture_model(ctx, nn::ActivationKind::Dice);
     train::Trainer trainer(*model, *comm, ctx, cfg_stop);
     train::VectorBatchSource source(data);

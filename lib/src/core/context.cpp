@@ -19,6 +19,7 @@ struct Context::Impl {
   void* cublas = nullptr;
   Buffer workspace;  // declared after stream: destroyed first, while the stream still exists
   uint64_t random_offset = 0;
+  uint64_t host_reads = 0;
 
   ~Impl() {
 #if LOCKSTEP_CUDA_ENABLED
@@ -94,5 +95,8 @@ uint64_t Context::reserve_random(uint64_t n) const {
   impl_->random_offset += n;
   return first;
 }
+
+uint64_t Context::host_reads() const { return impl_->host_reads; }
+void Context::count_host_read() const { ++impl_->host_reads; }
 
 }  // namespace lockstep

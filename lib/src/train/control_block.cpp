@@ -1,4 +1,4 @@
-#include "lockstep/train/control_block.h"
+#include "train/control_block.h"
 
 #include <cmath>
 
@@ -12,20 +12,14 @@ constexpr int kStep = 0, kSamples = 4, kHasNext = 8, kStatus = 9, kStop = 10, kL
               kLossLo = 12, kRows = 13;
 constexpr int kChunks = 4;  // 16-bit chunks per 64-bit integer
 
-void put_u64(uint64_t v, float* out) {
-  for (int i = 0; i < kChunks; ++i) out[i] = static_cast<float>((v >> (16 * i)) & 0xffffu);
-}
-
 uint64_t get_u64(const float* in, const char* field, int rank) {
   uint64_t v = 0;
-  for (int i = 0; i < kChunks; ++i) {
-    const float c = in[i];
-    LOCKSTEP_CHECK(c >= 0.0f && c <= 65535.0f && std::floor(c) == c,
+  if (get_u64_chunks(in, v)) return v;
+  for (int i = 0; i < kChunks; ++i)
+    LOCKSTEP_CHECK(in[i] >= 0.0f && in[i] <= 65535.0f && std::floor(in[i]) == in[i],
                    "control block: field '{}' of rank {} holds {} in chunk {}, not a 16-bit "
                    "integer (ranks with different layouts, or corrupted data)",
-                   field, rank, c, i);
-    v |= static_cast<uint64_t>(c) << (16 * i);
-  }
+                   field, rank, in[i], i);
   return v;
 }
 
@@ -59,20 +53,24 @@ ControlBlock::ControlBlock(int ranks, int tables) : ranks_(ranks), tables_(table
 }
 
 int64_t ControlBlock::slot_size() const { return kRows + kChunks * tables_; }
+int64_t ControlBlock::loss_index(int rank) const { return rank * slot_size() + kLossHi; }
+int64_t ControlBlock::rows_index(int rank, int table) const {
+  return rank * slot_size() + kRows + kChunks * table;
+}
 
 void ControlBlock::encode(const RankReport& r, int rank, float* block) const {
   LOCKSTEP_ASSERT(rank >= 0 && rank < ranks_);
   LOCKSTEP_ASSERT(static_cast<int>(r.sparse_rows.size()) == tables_);
   float* slot = block + rank * slot_size();
-  put_u64(r.step, slot + kStep);
-  put_u64(r.n_samples, slot + kSamples);
+  put_u64_chunks(r.step, slot + kStep);
+  put_u64_chunks(r.n_samples, slot + kSamples);
   slot[kHasNext] = r.has_next ? 1.0f : 0.0f;
   slot[kStatus] = static_cast<float>(r.status);
   slot[kStop] = r.stop_requested ? 1.0f : 0.0f;
   const float hi = static_cast<float>(r.loss_sum);
   slot[kLossHi] = hi;
   slot[kLossLo] = static_cast<float>(r.loss_sum - static_cast<double>(hi));
-  for (int t = 0; t < tables_; ++t) put_u64(r.sparse_rows[t], slot + kRows + kChunks * t);
+  for (int t = 0; t < tables_; ++t) put_u64_chunks(r.sparse_rows[t], slot + kRows + kChunks * t);
 }
 
 std::vector<RankReport> ControlBlock::decode(const float* block) const {

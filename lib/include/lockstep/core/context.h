@@ -58,6 +58,11 @@ class Context {
   /// sequence of calls gives the same numbers on the CPU and on CUDA. The offset is part of a
   /// checkpoint (random_offset / set_random_offset).
   uint64_t random_seed() const;
+  /// Device→host reads made through to_host() on this context (counted on the CPU too, where
+  /// they are plain copies), so that tests can hold the training step to one read per step.
+  uint64_t host_reads() const;
+  void count_host_read() const;
+
   uint64_t reserve_random(uint64_t n) const;
   uint64_t random_offset() const;
   void set_random_offset(uint64_t offset);

@@ -84,9 +84,11 @@ void copy_bytes(const Context& ctx, void* dst, const Device& dst_dev, const void
 /// Sets `bytes` at dst (on ctx's device) to zero, in stream order.
 void zero_bytes(const Context& ctx, void* dst, size_t bytes);
 
-/// Copies n elements from ctx's device to a host vector (waits for the data).
+/// Copies n elements from ctx's device to a host vector (waits for the data). The one way the
+/// library reads device memory on the host outside a collective: counted by ctx.host_reads().
 template <class T>
 std::vector<T> to_host(const Context& ctx, const T* src, int64_t n) {
+  ctx.count_host_read();
   std::vector<T> out(static_cast<size_t>(n));
   if (n > 0) copy_bytes(ctx, out.data(), Device::cpu(), src, ctx.device(), out.size() * sizeof(T));
   return out;

@@ -61,7 +61,7 @@ struct SyntheticConfig {
 
   /// Small vocabularies: a model learns from ~200k samples in seconds (the defaults above).
   static SyntheticConfig demo();
-  /// The DESIGN §6 din-bench inputs: 1M users, 1M items, 10k categories, 4 context fields of
+  /// The din-bench inputs (docs/data.md): 1M users, 1M items, 10k categories, 4 context fields of
   /// 25k values (100k in total), 8 dense, history length uniform in [1, 50].
   static SyntheticConfig din_bench();
   /// The preset called `name`: "demo" or "din-bench"; throws Error naming the choices otherwise.

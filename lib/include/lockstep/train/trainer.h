@@ -12,22 +12,9 @@
 #include "lockstep/comm/communicator.h"
 #include "lockstep/models/model.h"
 #include "lockstep/train/batch_source.h"
-#include "lockstep/train/control_block.h"
+#include "lockstep/train/step_summary.h"
 
 namespace lockstep::train {
-
-/// Faults injected on purpose, for the fault-tolerance tests ("kind:rank:step[:seconds]").
-struct FaultInjection {
-  enum class Kind { None, StepSkew, Fail, Sleep, Kill, Signal };
-  Kind kind = Kind::None;
-  int rank = 0;
-  uint64_t step = 0;
-  double seconds = 0;  // Sleep
-  /// Parses "skew:1:5" (rank 1 reports step 6 at step 5), "fail:1:5" (rank 1 reports a failure
-  /// status), "sleep:1:5:30" (rank 1 sleeps 30 s before the collective), "kill:1:5" (rank 1
-  /// SIGKILLs itself), "sigterm:1:5" (rank 1 SIGTERMs itself). Throws Error naming the flag.
-  static FaultInjection parse(const std::string& spec);
-};
 
 struct TrainerConfig {
   int64_t epochs = 1;
@@ -52,7 +39,6 @@ struct TrainerConfig {
   bool abort_on_comm_error = true;
   /// Run configuration text compared across ranks at start-up (with the model layout).
   std::string run_config;
-  FaultInjection fault;
 };
 
 /// What a callback sees after each step (on every rank).
@@ -105,16 +91,15 @@ class Trainer {
 
   void on_step(std::function<void(const StepInfo&)> callback);
 
-  uint64_t step() const { return step_; }
-  uint64_t updates() const { return updates_; }
+  /// Steps run and updates applied so far (over every fit(), continued across a resume).
+  uint64_t step() const;
+  uint64_t updates() const;
   /// The hash of model layout and run configuration compared across ranks.
-  uint64_t config_hash() const { return config_hash_; }
+  uint64_t config_hash() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  uint64_t step_ = 0, updates_ = 0, config_hash_ = 0;
-  int64_t epoch_ = 0, step_in_epoch_ = 0;
 };
 
 }  // namespace lockstep::train

@@ -1,5 +1,5 @@
 #pragma once
-// The control block of the lockstep step: what every rank tells every other rank each step,
+// Internal (not installed): the control block of the lockstep step: what every rank tells every other rank each step,
 // carried by the same all-reduce as the dense gradients.
 //
 // Each rank owns one slot of `slot_size()` floats in a (ranks × slot) float array; every other
@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "lockstep/train/step_summary.h"
 
 namespace lockstep::train {
 
@@ -24,6 +26,24 @@ struct RankReport {
   double loss_sum = 0.0;   // summed loss over its batch
   std::vector<uint64_t> sparse_rows;  // per embedding table: rows in its sparse gradient
 };
+
+/// 64-bit integers travel as four 16-bit chunks, each exact in a float or double sum of one-hot
+/// slots. put writes chunks[0..3] (least significant first); get returns false when a chunk is
+/// not an integer in [0, 65535] (corrupted data, or ranks with different layouts).
+template <class F>
+void put_u64_chunks(uint64_t v, F* chunks) {
+  for (int i = 0; i < 4; ++i) chunks[i] = static_cast<F>((v >> (16 * i)) & 0xffffu);
+}
+template <class F>
+bool get_u64_chunks(const F* chunks, uint64_t& v) {
+  v = 0;
+  for (int i = 0; i < 4; ++i) {
+    const F c = chunks[i];
+    if (!(c >= F(0) && c <= F(65535) && static_cast<F>(static_cast<uint64_t>(c)) == c)) return false;
+    v |= static_cast<uint64_t>(c) << (16 * i);
+  }
+  return true;
+}
 
 /// Status codes a rank can report.
 constexpr uint16_t kStatusOk = 0;
@@ -44,6 +64,11 @@ class ControlBlock {
   /// Floats of the whole block (ranks × slot).
   int64_t size() const { return ranks_ * slot_size(); }
 
+  /// Index in the block of rank `rank`'s loss (hi float; the lo float follows) and of the four
+  /// chunks of its row count for table `table`: for values written on the device.
+  int64_t loss_index(int rank) const;
+  int64_t rows_index(int rank, int table) const;
+
   /// Writes `report` into slot `rank` of `block` (size() floats; other slots untouched).
   void encode(const RankReport& report, int rank, float* block) const;
   /// Reads every slot of an all-reduced block. Throws Error when a slot is not a valid
@@ -52,16 +77,6 @@ class ControlBlock {
 
  private:
   int ranks_, tables_;
-};
-
-/// What all ranks agreed on after a step's all-reduce.
-struct StepSummary {
-  uint64_t step = 0;
-  uint64_t samples = 0;      // Σ n_samples
-  double loss_sum = 0.0;     // Σ loss_sum
-  bool any_next = false;     // Σ has_next > 0
-  bool stop_requested = false;
-  std::vector<uint64_t> sparse_rows;  // per rank and table: rows[r * tables + t]
 };
 
 /// Checks the reports for the step `expected_step` and sums them. Throws the same Error on every

@@ -1,0 +1,63 @@
+#include "train/consistency.h"
+
+#include <xxhash.h>
+
+#include <utility>
+#include <vector>
+
+#include "train/control_block.h"
+
+namespace lockstep::train {
+
+namespace {
+uint64_t hash_bytes(const void* data, size_t n, uint64_t seed = 0) { return XXH64(data, n, seed); }
+uint64_t hash_string(const std::string& s) { return hash_bytes(s.data(), s.size()); }
+}  // namespace
+
+uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
+                                   models::Model<float>& model, const std::string& run_config) {
+  std::vector<std::pair<std::string, uint64_t>> parts;
+  parts.emplace_back("model", hash_string(model.name()));
+  parts.emplace_back("dense parameter layout", model.dense_params().layout_hash());
+  std::string tables_text;
+  for (auto* t : model.tables()) {
+    const auto& c = t->config();
+    tables_text += fmt::format("{}:{}:{}:{}:{};", c.name, c.rows, c.dim,
+                               embedding::pooling_name(c.pooling), c.init_scale);
+  }
+  parts.emplace_back("embedding tables", hash_string(tables_text));
+  parts.emplace_back("run configuration", hash_string(run_config));
+  const auto values = to_host(ctx, model.dense_params().values(), model.dense_params().size());
+  parts.emplace_back("initial dense parameters (seed?)",
+                     hash_bytes(values.data(), values.size() * sizeof(float)));
+  // One-hot slots of 16-bit chunks keep the 64-bit hashes exact in the F64 sum.
+  const int rank = host.rank(), ranks = host.size();
+  const size_t k = parts.size();
+  std::vector<double> slots(static_cast<size_t>(ranks) * k * 4, 0.0);
+  for (size_t i = 0; i < k; ++i) put_u64_chunks(parts[i].second, &slots[(rank * k + i) * 4]);
+  const auto all = host.all_reduce_sum(slots);
+  const auto value = [&](int r, size_t i) {
+    uint64_t v = 0;
+    LOCKSTEP_CHECK(get_u64_chunks(&all[(r * k + i) * 4], v),
+                   "start-up check: the {} of rank {} arrived corrupted (ranks built from "
+                   "different versions?)",
+                   parts[i].first, r);
+    return v;
+  };
+  for (size_t i = 0; i < k; ++i) {
+    std::vector<int> differ;
+    for (int r = 1; r < ranks; ++r)
+      if (value(r, i) != value(0, i)) differ.push_back(r);
+    LOCKSTEP_CHECK(differ.empty(),
+                   "ranks disagree at start-up: the {} of rank(s) {} differs from rank 0's "
+                   "({:016x} vs {:016x}); start every rank with the same model, configuration "
+                   "and flags",
+                   parts[i].first, fmt::join(differ, ", "), value(differ.empty() ? 0 : differ[0], i),
+                   value(0, i));
+  }
+  uint64_t h = 0;
+  for (size_t i = 0; i + 1 < k; ++i) h = hash_bytes(&parts[i].second, sizeof(uint64_t), h);
+  return h;
+}
+
+}  // namespace lockstep::train

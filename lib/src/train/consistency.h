@@ -1,0 +1,19 @@
+#pragma once
+// Internal: the trainer's start-up check that every rank runs the same model and configuration.
+
+#include <cstdint>
+#include <string>
+
+#include "lockstep/models/model.h"
+#include "train/host_collectives.h"
+
+namespace lockstep::train {
+
+/// Compares, across ranks, hashes of the model name, the dense parameter layout, the embedding
+/// tables, `run_config` and the initial dense parameters (one collective). Throws the same Error
+/// on every rank naming what differs and on which ranks. Returns the hash of everything but the
+/// initial parameters (the run's configuration hash, checked again on resume).
+uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
+                                   models::Model<float>& model, const std::string& run_config);
+
+}  // namespace lockstep::train

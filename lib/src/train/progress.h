@@ -1,0 +1,39 @@
+#pragma once
+// Internal: rank 0's progress lines and JSON-lines metrics file during fit().
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "lockstep/train/trainer.h"
+
+namespace lockstep::train {
+
+class Progress {
+ public:
+  /// Opens config.metrics_path for appending on rank 0 (Error naming the path if it cannot).
+  Progress(const TrainerConfig& config, int rank);
+
+  /// Starts the clocks of one fit().
+  void start();
+  /// After each step: a progress line every config.log_every steps. `steps_run` counts the
+  /// steps of this fit(), `next_step` is the step number after this one.
+  void on_step(uint64_t next_step, int64_t epoch, const StepSummary& summary, uint64_t steps_run,
+               const EvalResult& last_eval);
+  /// After the held-out evaluation of an epoch.
+  void on_eval(int64_t epoch, uint64_t step, const EvalResult& eval);
+  /// Seconds since start().
+  double elapsed() const;
+
+ private:
+  void write_metrics(const std::string& json_line);
+
+  const TrainerConfig& config_;
+  int rank_;
+  std::ofstream metrics_;
+  std::chrono::steady_clock::time_point t0_, last_log_;
+  int64_t samples_since_log_ = 0;
+};
+
+}  // namespace lockstep::train

@@ -1,0 +1,113 @@
+#include "train/step.h"
+
+#include <algorithm>
+
+#include "kernels/control.h"
+#include "lockstep/core/logging.h"
+
+namespace lockstep::train {
+
+LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx)
+    : model_(model),
+      comm_(comm),
+      ctx_(ctx),
+      local_(model, ctx),
+      tables_(model.tables()),
+      control_(comm.size(), static_cast<int>(model.tables().size())),
+      state_(ctx, model.dense_params(), comm.size()),
+      rank_(comm.rank()),
+      grad_size_(model.dense_params().size()) {
+  model.dense_params().reserve_grad_tail(ctx, control_.size());
+  host_block_.assign(control_.size(), 0.0f);
+}
+
+StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
+                              const FaultInjection& fault) {
+  RankReport report;
+  report.step = input.step;
+  report.n_samples = static_cast<uint64_t>(batch.size);
+  report.has_next = input.has_next;
+  report.status = input.status;
+  report.stop_requested = input.stop_requested;
+  report.sparse_rows.assign(tables_.size(), 0);  // written on the device (write_control_slot)
+  comm_.set_step(static_cast<int64_t>(input.step));
+
+  stage_batch(batch);
+  forward_backward(batch, report);
+  fault.apply(report, rank_, input.step);
+  write_control_slot(report);
+  all_reduce();
+  const StepSummary summary = summarize_step(input.step);
+  exchange_sparse(summary);
+  apply(summary);
+  return summary;
+}
+
+// 1. The batch this rank trains on (empty once its shard is exhausted).
+void LockstepStep::stage_batch(const data::Batch& batch) { batch_ = &batch; }
+
+// 2. Local forward and backward: summed dense gradients in the ParamSet, sparse ones in the
+//    tables, the summed loss in the report. A failure becomes this rank's status, so that every
+//    rank learns of it from the collective instead of waiting for this one.
+void LockstepStep::forward_backward(const data::Batch& batch, RankReport& report) {
+  auto& params = model_.dense_params();
+  state_.snapshot(ctx_);
+  try {
+    if (batch.size > 0 && report.status == kStatusOk) {
+      report.loss_sum = local_.compute_gradients(batch);
+    } else {
+      params.zero_grad(ctx_);
+      for (auto* t : tables_) t->grad().clear();
+    }
+  } catch (const Error& e) {
+    log().error("rank {}: step {} failed: {}", rank_, report.step, e.what());
+    report.status = kStatusComputeFailed;
+    params.zero_grad(ctx_);
+    for (auto* t : tables_) t->grad().clear();
+  }
+  // Non-trainable state travels as this rank's sample-weighted change (StateSync).
+  state_.encode_delta(ctx_, static_cast<int64_t>(batch.size));
+}
+
+// 3. This rank's slot of the control block, in the tail of the gradient buffer: host facts
+//    uploaded, each table's sparse row count encoded on the device (no host read).
+void LockstepStep::write_control_slot(const RankReport& report) {
+  std::fill(host_block_.begin(), host_block_.end(), 0.0f);
+  control_.encode(report, rank_, host_block_.data());
+  float* tail = model_.dense_params().grad_tail();
+  copy_bytes(ctx_, tail, ctx_.device(), host_block_.data(), Device::cpu(),
+             host_block_.size() * sizeof(float));
+  if (report.status != kStatusOk) return;  // a failed rank reports no rows
+  for (size_t t = 0; t < tables_.size(); ++t)
+    if (tables_[t]->grad().ready())
+      kernels::encode_count_chunks<float>(ctx_, tables_[t]->grad().count(),
+                                          tail + control_.rows_index(rank_, static_cast<int>(t)));
+}
+
+// 4. THE collective: dense gradients, state deltas and the control block in one all-reduce.
+void LockstepStep::all_reduce() {
+  comm_.all_reduce_sum(ctx_, model_.dense_params().grads(), grad_size_ + control_.size(),
+                       comm::DataType::F32);
+}
+
+// 5. The step's one host read: every rank's slot, checked and summed (the same Error on every
+//    rank when one failed or diverged).
+StepSummary LockstepStep::summarize_step(uint64_t step) {
+  host_block_ = to_host(ctx_, model_.dense_params().grad_tail(), control_.size());
+  return summarize(control_.decode(host_block_.data()), step);
+}
+
+// 6. Every rank's sparse gradients merged identically on every replica.
+void LockstepStep::exchange_sparse(const StepSummary& summary) {
+  if (comm_.size() > 1) sparse_.run(ctx_, comm_, tables_, summary.sparse_rows);
+}
+
+// 7. The identical update on every rank: gradient / N, state mean; nothing when N = 0.
+void LockstepStep::apply(const StepSummary& summary) {
+  if (summary.samples == 0) return;
+  const float inv = 1.0f / static_cast<float>(summary.samples);
+  state_.apply(ctx_, inv);
+  model_.apply_gradients(ctx_, inv);
+}
+
+}  // namespace lockstep::train

@@ -1,0 +1,66 @@
+#pragma once
+// Internal: one lockstep step, stage by stage (DESIGN §4, docs/lockstep.md).
+
+#include <cstdint>
+#include <vector>
+
+#include "lockstep/comm/communicator.h"
+#include "lockstep/models/model.h"
+#include "lockstep/train/local_trainer.h"
+#include "lockstep/train/step_summary.h"
+#include "train/control_block.h"
+#include "train/fault_injection.h"
+#include "train/sparse_exchange.h"
+#include "train/state_sync.h"
+
+namespace lockstep::train {
+
+/// What a rank knows on the host before its step's collective.
+struct StepInput {
+  uint64_t step = 0;
+  bool has_next = false;     // this rank has another batch after this one
+  uint16_t status = kStatusOk;  // a failure found while reading ahead (kStatusDataFailed)
+  bool stop_requested = false;
+};
+
+/// Every rank runs every step, with or without data:
+///   stage_batch → forward_backward → write_control_slot → all_reduce → summarize
+///   → exchange_sparse → apply.
+/// Exactly one blocking collective (all_reduce) carries dense gradients, state deltas and the
+/// control block; the host reads device memory once per step, after it (summarize).
+class LockstepStep {
+ public:
+  /// `model`, `comm` and `ctx` must outlive the step.
+  LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx);
+
+  /// Runs one step on this rank's `batch` (size 0 once its shard is exhausted) and returns what
+  /// all ranks agreed on; the update has been applied when summary.samples > 0. Throws the same
+  /// Error on every rank when any rank failed or ran another step.
+  StepSummary run(const data::Batch& batch, const StepInput& input, const FaultInjection& fault);
+
+  LocalTrainer<float>& local() { return local_; }
+
+ private:
+  void stage_batch(const data::Batch& batch);
+  void forward_backward(const data::Batch& batch, RankReport& report);
+  void write_control_slot(const RankReport& report);
+  void all_reduce();
+  StepSummary summarize_step(uint64_t step);
+  void exchange_sparse(const StepSummary& summary);
+  void apply(const StepSummary& summary);
+
+  models::Model<float>& model_;
+  comm::Communicator& comm_;
+  Context& ctx_;
+  LocalTrainer<float> local_;
+  std::vector<embedding::EmbeddingTable<float>*> tables_;
+  ControlBlock control_;
+  StateSync state_;
+  SparseExchange sparse_;
+  int rank_;
+  int64_t grad_size_;
+  std::vector<float> host_block_;
+  const data::Batch* batch_ = nullptr;  // the staged batch of the running step
+};
+
+}  // namespace lockstep::train
