@@ -434,7 +434,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
                      m.ctx.device(), m.state_before.bytes());
         try {
           if (batch.size > 0 && pending == kStatusOk) {
-            report.loss_sum = m.local.compute_gradients(batch);
+            report.loss_sum = to_host(m.ctx, m.local.compute_gradients(m.local.stage(batch)), 1)[0];
           } else {
             ps.zero_grad(m.ctx);
             for (auto* t : m.tables) t->grad().clear();
