@@ -70,6 +70,29 @@ void require_model_parity(test::ParityContexts& ctx, const ModelFactory& make) {
                       5e-3, 1e-3, "parameters after one update");
 }
 
+/// The fixture's data read by a dual DNN whose teacher is FM + BST (mean read-out) and whose
+/// distillation is the tempered BCE.
+std::unique_ptr<models::Model<float>> dual_fm_bst(const Context& ctx) {
+  models::DualConfig c;
+  const auto base = test::fixture_config();
+  c.tables = base.tables;
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};
+  c.components = {"fm", "bst"};
+  c.fm_fields = {"item", "hist"};
+  c.bst_target = {"item"};
+  c.bst_sequence = {"hist"};
+  c.bst.transformer.heads = 2;
+  c.bst.transformer.ffn_width = 8;
+  c.bst.readout = nn::BstReadout::Mean;
+  c.teacher_mlp = {{16, 8, 1}, {nn::ActivationKind::PReLU}, false};
+  c.student_mlp = {{8, 4, 1}, {nn::ActivationKind::PReLU}, false};
+  c.kd = models::KdLoss::Bce;
+  c.temperature = 2.0f;
+  c.student_updates_embeddings = true;
+  c.seed = 5;
+  return std::make_unique<models::DualDnn<float>>(c, test::fixture_columns(), 3, ctx);
+}
+
 }  // namespace
 
 TEST_CASE("DIN on CUDA: identical initial weights, close logits, gradients and update",
@@ -91,4 +114,6 @@ TEST_CASE("Dual DNN on CUDA: identical initial weights, close logits, gradients 
     INFO(models::dual_mode_name(mode));
     require_model_parity(ctx, [mode](const Context& c) { return test::fixture_dual(c, mode); });
   }
+  INFO("teacher fm + bst (mean read-out), bce distillation");
+  require_model_parity(ctx, dual_fm_bst);
 }
