@@ -1,13 +1,11 @@
 #include "lockstep/models/dual_dnn.h"
 
-#include <cmath>
-#include <filesystem>
-#include <nlohmann/json.hpp>
+#include <algorithm>
 
 #include "kernels/activation.h"
 #include "kernels/copy.h"
 #include "kernels/gemm.h"
-#include "kernels/interaction.h"
+#include "kernels/interaction.h"  // squared_error
 #include "kernels/reduce.h"
 #include "models/teacher_components.h"
 #include "serving/student_bundle.h"
