@@ -119,64 +119,6 @@ std::vector<std::string> sparse_column_names(const data::Schema& schema) {
   return names;
 }
 
-/// The built-in embedding + MLP model when no --config is given: one table per sparse column,
-/// except that a history column shares the table of the matching target column (hist_items ->
-/// item, hist_cats -> item_cat), so history and target embeddings live in one space.
-models::EmbeddingMlpConfig default_embedding_mlp(const data::Schema& schema, int64_t table_rows) {
-  models::EmbeddingMlpConfig c;
-  const auto names = sparse_column_names(schema);
-  const auto has = [&](const std::string& n) {
-    return std::find(names.begin(), names.end(), n) != names.end();
-  };
-  for (const auto& name : names) {
-    std::string table = name;
-    if (name == "hist_items" && has("item")) table = "item";
-    if (name == "hist_cats" && has("item_cat")) table = "item_cat";
-    if (table == name) c.tables.push_back({name, table_rows, 16, embedding::Pooling::Mean, 0.05f});
-    c.fields.push_back({name, table});
-  }
-  return c;  // MLP and optimizers: the EmbeddingMlpConfig defaults
-}
-
-/// The built-in DIN for the synthetic schema: the same tables and fields, but the history
-/// columns are sequences (max_len from the schema) attended with the target item ⊕ category.
-models::DinConfig default_din(const data::Schema& schema, int64_t table_rows) {
-  const auto base = default_embedding_mlp(schema, table_rows);
-  models::DinConfig c;
-  c.tables = base.tables;
-  c.fields = base.fields;
-  for (auto& f : c.fields) {
-    const auto& col = schema.columns()[schema.find(f.column)];
-    if (col.kind == data::ColumnKind::kSequence) f.max_len = col.max_len;
-  }
-  return c;  // query item ⊕ item_cat, keys hist_items ⊕ hist_cats, attention 80-40, MLP 200-80-1
-}
-
-/// The built-in BST for the synthetic schema: the same tables; the history columns are sequences
-/// (max_len from the schema); target item ⊕ category prepended; 1 block, 8 heads.
-models::BstConfig default_bst(const data::Schema& schema, int64_t table_rows) {
-  const auto din = default_din(schema, table_rows);
-  models::BstConfig c;
-  c.tables = din.tables;
-  c.fields = din.fields;
-  return c;  // transformer 8 heads, FFN 32, read-out at the target, MLP 1024-512-256-1
-}
-
-/// The built-in dual DNN (dual-bench, DESIGN §7): the history mean-pooled for both towers and
-/// attended by the teacher; teacher = DIN attention + 3-layer cross network + MLP 512-256-128-1;
-/// student = MLP 128-64-1 over the pooled embeddings and dense features.
-models::DualConfig default_dual(const data::Schema& schema, int64_t table_rows) {
-  const auto base = default_embedding_mlp(schema, table_rows);
-  models::DualConfig c;
-  c.tables = base.tables;
-  c.fields = base.fields;  // every column pooled (history: mean)
-  for (const auto& f : base.fields) {
-    const auto& col = schema.columns()[schema.find(f.column)];
-    if (col.kind == data::ColumnKind::kSequence) c.fields.push_back({f.column, f.table, col.max_len});
-  }
-  return c;  // components din + cross, MLPs, losses: the DualConfig defaults
-}
-
 std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::Schema& schema,
                                                  const Context& ctx) {
   const auto columns = sparse_column_names(schema);
@@ -190,19 +132,10 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
     }
     return models::load_model<float>(o.config, columns, schema.num_dense(), ctx);
   }
-  if (o.model == "din")
-    return std::make_unique<models::Din<float>>(default_din(schema, o.table_rows), columns,
-                                                schema.num_dense(), ctx);
-  if (o.model == "bst")
-    return std::make_unique<models::Bst<float>>(default_bst(schema, o.table_rows), columns,
-                                                schema.num_dense(), ctx);
-  if (o.model == "dual") {
-    auto c = default_dual(schema, o.table_rows);
-    if (o.student_only) c.mode = models::DualMode::StudentOnly;
-    return std::make_unique<models::DualDnn<float>>(c, columns, schema.num_dense(), ctx);
-  }
-  return std::make_unique<models::EmbeddingMlp<float>>(default_embedding_mlp(schema, o.table_rows),
-                                                       columns, schema.num_dense(), ctx);
+  // The built-in models (models::make_preset_model); --student-only with another model is
+  // reported by run().
+  return models::make_preset_model<float>(o.model, schema, o.table_rows, ctx,
+                                          o.student_only && o.model == "dual");
 }
 
 /// Everything that must be equal on all ranks, compared by the trainer at start-up.

@@ -51,10 +51,11 @@ TEST_CASE("Sequence fields gather newest first, truncate to max_len and pad with
   REQUIRE(emb.sequence_width() == 5);
   REQUIRE(emb.sequence_length() == 3);
   data::Batch batch = history_batch({0, 2, 5}, 4);
-  emb.set_batch(ctx, batch);
-  CHECK(emb.lengths() == std::vector<int64_t>{0, 2, 3});
+  embedding::DeviceBatch<double> staged;
+  emb.stage(ctx, batch, staged);
+  CHECK(staged.host_lengths() == std::vector<int64_t>{0, 2, 3});
   std::vector<double> pooled(3 * 3), seq(3 * 3 * 5, 42.0);
-  emb.forward(ctx, pooled.data(), 3, seq.data(), 5);
+  emb.forward(ctx, staged, pooled.data(), 3, seq.data(), 5);
   const auto& item = emb.tables()[0];
   const auto& cat = emb.tables()[1];
   for (int64_t b = 0; b < 3; ++b) {
@@ -77,7 +78,7 @@ TEST_CASE("Sequence fields gather newest first, truncate to max_len and pad with
   // Sequence fields must agree on the length of every sample.
   batch.sparse[3].keys.push_back(1);
   batch.sparse[3].offsets.back() += 1;
-  CHECK_THROWS_WITH(emb.set_batch(ctx, batch), Contains("sample 2") && Contains("'hist_cat'"));
+  CHECK_THROWS_WITH(emb.stage(ctx, batch, staged), Contains("sample 2") && Contains("'hist_cat'"));
   CHECK_THROWS_WITH(
       embedding::EmbeddingBagCollection<double>(
           small_tables(), {{"item", "item"}, {"hist", "item", 3}, {"hist_cat", "cat", 4}}, kColumns, opt),
@@ -92,13 +93,15 @@ TEST_CASE("Sequence gather: finite-difference gradients through a table shared w
       small_tables(), {{"item", "item"}, {"hist", "item", 4}, {"hist_cat", "cat", 4}}, kColumns, opt);
   emb.allocate(ctx, 2);
   const data::Batch batch = history_batch({3, 0, 6, 1}, 9);
-  emb.set_batch(ctx, batch);
+  embedding::DeviceBatch<double> staged;
+  emb.stage(ctx, batch, staged);
   const auto wp = test::random_vector<double>(4 * 3, 1), ws = test::random_vector<double>(4 * 4 * 5, 2);
   std::vector<double> pooled(4 * 3), seq(4 * 4 * 5);
   const auto loss = [&] {
-    emb.forward(ctx, pooled.data(), 3, seq.data(), 5);
+    emb.forward(ctx, staged, pooled.data(), 3, seq.data(), 5);
     return test::project(wp, pooled) + test::project(ws, seq);
   };
+  loss();  // forward: the layer differentiates the batch of its last forward
   emb.backward(ctx, wp.data(), 3, ws.data(), 5);
   for (auto& table : emb.tables()) {
     std::vector<double> dense(table.rows() * table.dim(), 0.0);

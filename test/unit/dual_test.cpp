@@ -59,14 +59,17 @@ void check_dual_gradients(models::DualConfig cfg, int64_t begin_from_student, bo
   Context ctx;
   models::DualDnn<double> model(cfg, kColumns, 3, ctx);
   const data::Batch batch = test::fixture_batch(7, 5, 4);
-  const auto labels = make_tensor(ctx, std::vector<double>(batch.labels.begin(), batch.labels.end()));
+  embedding::DeviceBatch<double> staged;
+  model.stage(ctx, batch, staged);
+  double loss_sum = 0;  // CPU context: device memory is host memory
   const auto loss = [&] {
-    model.forward(ctx, batch, true);
-    return model.loss_and_backward(ctx, labels.data());
+    model.forward(ctx, staged, true);
+    model.loss_and_backward(ctx, staged, &loss_sum);
+    return loss_sum;
   };
   model.zero_grad(ctx);
-  model.forward(ctx, batch, true);
-  model.loss_and_backward(ctx, labels.data());
+  model.forward(ctx, staged, true);
+  model.loss_and_backward(ctx, staged, &loss_sum);
   auto& ps = model.dense_params();
   const std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
   std::vector<std::vector<double>> table_grads;

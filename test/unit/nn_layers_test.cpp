@@ -177,11 +177,13 @@ TEST_CASE("EmbeddingBagCollection: finite-difference gradients over shared table
   const data::Batch batch = random_sparse_batch(rows, {3, 6, 1}, 9);
   const auto w = test::random_vector<double>(rows * width, 5);
   std::vector<double> out(rows * width);
-  emb.set_batch(ctx, batch);
+  embedding::DeviceBatch<double> staged;
+  emb.stage(ctx, batch, staged);
   const auto loss = [&] {
-    emb.forward(ctx, out.data(), width);
+    emb.forward(ctx, staged, out.data(), width);
     return dot(out.data(), w);
   };
+  loss();  // forward: the layer differentiates the batch of its last forward
   emb.backward(ctx, w.data(), width);
   for (auto& table : emb.tables()) {
     const int64_t dim = table.dim();

@@ -6,6 +6,9 @@
 
 #include "kernels/control.h"
 #include "lockstep/comm/communicator.h"
+#include "lockstep/data/synthetic.h"
+#include "lockstep/models/factory.h"
+#include "lockstep/train/batch_source.h"
 #include "lockstep/train/trainer.h"
 #include "model_fixture.h"
 #include "train/control_block.h"
@@ -49,6 +52,30 @@ TEST_CASE("A lockstep step reads device memory on the host once", "[train][train
     for (size_t i = 1; i < reads.size(); ++i) {
       INFO("step " << i);
       CHECK(reads[i] - reads[i - 1] == 1);
+    }
+  }
+}
+
+TEST_CASE("Every built-in model steps with one host read", "[train][trainer][host-reads]") {
+  auto config = data::SyntheticConfig::preset("demo");
+  auto generator = std::make_shared<const data::SyntheticGenerator>(config);
+  for (const std::string kind : {"embedding_mlp", "din", "bst", "dual"}) {
+    for (const bool student_only : {false, true}) {
+      if (student_only && kind != "dual") continue;
+      INFO(kind << (student_only ? " (student only)" : ""));
+      Context ctx;
+      auto comm = comm::create_communicator("local", ctx.device());
+      auto model = models::make_preset_model<float>(kind, generator->schema(), 512, ctx,
+                                                    student_only);
+      train::TrainerConfig cfg;
+      cfg.log_every = 0;
+      train::Trainer trainer(*model, *comm, ctx, cfg);
+      train::SyntheticBatchSource source(generator, 0, 4 * 32, 32, 0, 1);
+      std::vector<uint64_t> reads;
+      trainer.on_step([&](const train::StepInfo&) { reads.push_back(ctx.host_reads()); });
+      const auto r = trainer.fit(source);
+      REQUIRE(r.updates == 4);
+      for (size_t i = 1; i < reads.size(); ++i) CHECK(reads[i] - reads[i - 1] == 1);
     }
   }
 }

@@ -13,18 +13,16 @@ kernels::Pooling to_kernel(Pooling p) {
 }
 }  // namespace
 
-/// One table's view of the batch: the bags of all its fields, field after field, as one CSR.
-/// A pooled field contributes one bag per sample; a sequence field one bag per (sample,
-/// position), holding one id or none (padding), so that the pooled lookup kernels gather and
-/// differentiate sequences too (a bag of one id has scale 1 under either pooling).
+/// Which fields read one table. The table's part of a staged batch (DeviceBatch) is the bags of
+/// those fields, field after field, as one CSR: a pooled field contributes one bag per sample; a
+/// sequence field one bag per (sample, position), holding one id or none (padding), so that the
+/// pooled lookup kernels gather and differentiate sequences too (a bag of one id has scale 1
+/// under either pooling).
 template <class T>
 struct EmbeddingBagCollection<T>::TableBatch {
-  std::vector<int> fields;            // field indices reading this table, in order
-  std::vector<int64_t> bag_start;     // first bag of each of those fields
-  std::vector<int64_t> host_offsets;  // (bags + 1)
-  std::vector<uint64_t> host_ids;     // rows of the table
-  Tensor<int64_t> offsets;
-  Tensor<uint64_t> ids;
+  std::vector<int> fields;         // field indices reading this table, in order
+  std::vector<int64_t> bag_start;  // first bag of each of those fields, per sample of the batch
+  int64_t bags_per_sample = 0;
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
 };
 
@@ -76,6 +74,11 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
     field_column_.push_back(static_cast<int>(col - batch_columns.begin()));
     batches_[table]->fields.push_back(static_cast<int>(f));
   }
+  for (auto& tb : batches_)
+    for (int f : tb->fields) {
+      tb->bag_start.push_back(tb->bags_per_sample);
+      tb->bags_per_sample += fields_[f].max_len > 0 ? sequence_length_ : 1;
+    }
   for (size_t t = 0; t < tables_.size(); ++t)
     LOCKSTEP_CHECK(!batches_[t]->fields.empty(), "table '{}' is not read by any field",
                    tables_[t].config().name);
@@ -107,70 +110,91 @@ size_t EmbeddingBagCollection<T>::field_index(const std::string& column, bool se
 }
 
 template <class T>
-void EmbeddingBagCollection<T>::set_batch(const Context& ctx, const data::Batch& batch) {
-  rows_ = batch.size;
-  const int64_t Tn = sequence_length_;
-  host_lengths_.clear();
+void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& batch,
+                                      DeviceBatch<T>& out) const {
+  const int64_t rows = batch.size, Tn = sequence_length_;
+  // Pass 1 (host): check the columns and size every table's CSR.
   std::vector<int64_t> counts;  // ids per sample in the first sequence field, before truncation
   int first_sequence_field = -1;
+  std::vector<typename DeviceBatch<T>::TableSize> sizes(tables_.size());
   for (size_t t = 0; t < tables_.size(); ++t) {
-    TableBatch& tb = *batches_[t];
-    const EmbeddingTable<T>& table = tables_[t];
-    tb.host_offsets.assign(1, 0);
-    tb.host_ids.clear();
-    tb.bag_start.clear();
+    const TableBatch& tb = *batches_[t];
+    sizes[t].bags = rows * tb.bags_per_sample;
     for (int f : tb.fields) {
       const int c = field_column_[f];
       LOCKSTEP_CHECK(c < static_cast<int>(batch.sparse.size()),
                      "batch has {} sparse columns; field '{}' needs column {}", batch.sparse.size(),
                      fields_[f].column, c);
       const data::SparseColumn& col = batch.sparse[c];
-      LOCKSTEP_CHECK(static_cast<int64_t>(col.offsets.size()) == rows_ + 1 &&
+      LOCKSTEP_CHECK(static_cast<int64_t>(col.offsets.size()) == rows + 1 &&
                          col.offsets.front() == 0 &&
                          col.offsets.back() == static_cast<int64_t>(col.keys.size()),
                      "column '{}' of the batch is malformed: {} offsets and {} keys for {} rows",
-                     fields_[f].column, col.offsets.size(), col.keys.size(), rows_);
-      tb.bag_start.push_back(static_cast<int64_t>(tb.host_offsets.size()) - 1);
+                     fields_[f].column, col.offsets.size(), col.keys.size(), rows);
       if (fields_[f].max_len == 0) {
-        const int64_t base = static_cast<int64_t>(tb.host_ids.size());
-        for (int64_t b = 1; b <= rows_; ++b) tb.host_offsets.push_back(base + col.offsets[b]);
-        for (uint64_t key : col.keys) tb.host_ids.push_back(table.row_of(key));
+        sizes[t].nnz += static_cast<int64_t>(col.keys.size());
         continue;
       }
-      // Sequence field: bag (b, t) = the t-th most recent id of sample b, or nothing.
       const bool first = first_sequence_field < 0;
       if (first) {
         first_sequence_field = f;
-        host_lengths_.resize(rows_);
-        counts.resize(rows_);
+        counts.resize(rows);
       }
-      for (int64_t b = 0; b < rows_; ++b) {
-        const int64_t n = col.offsets[b + 1] - col.offsets[b], len = std::min(n, Tn);
-        if (first) {
-          counts[b] = n;
-          host_lengths_[b] = len;
-        }
+      for (int64_t b = 0; b < rows; ++b) {
+        const int64_t n = col.offsets[b + 1] - col.offsets[b];
+        if (first) counts[b] = n;
         LOCKSTEP_CHECK(counts[b] == n,
                        "sample {} has {} ids in '{}' but {} in '{}': sequence fields must have "
                        "equal lengths per sample",
                        b, n, fields_[f].column, counts[b], fields_[first_sequence_field].column);
+        sizes[t].nnz += std::min(n, Tn);
+      }
+    }
+  }
+  out.begin(ctx, batch, sizes, Tn > 0);
+  // Pass 2 (host, into the pinned buffer): keys -> rows; sequences newest first.
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    const TableBatch& tb = *batches_[t];
+    const EmbeddingTable<T>& table = tables_[t];
+    int64_t* offsets = out.host_offsets(t);
+    uint64_t* ids = out.host_ids(t);
+    int64_t bag = 0, nnz = 0;
+    offsets[0] = 0;
+    for (int f : tb.fields) {
+      const data::SparseColumn& col = batch.sparse[field_column_[f]];
+      if (fields_[f].max_len == 0) {
+        for (int64_t b = 1; b <= rows; ++b) offsets[++bag] = nnz + col.offsets[b];
+        for (uint64_t key : col.keys) ids[nnz++] = table.row_of(key);
+        continue;
+      }
+      // Sequence field: bag (b, p) = the p-th most recent id of sample b, or nothing.
+      for (int64_t b = 0; b < rows; ++b) {
+        const int64_t len = std::min(counts[b], Tn);
         for (int64_t p = 0; p < Tn; ++p) {
-          if (p < len) tb.host_ids.push_back(table.row_of(col.keys[col.offsets[b + 1] - 1 - p]));
-          tb.host_offsets.push_back(static_cast<int64_t>(tb.host_ids.size()));
+          if (p < len) ids[nnz++] = table.row_of(col.keys[col.offsets[b + 1] - 1 - p]);
+          offsets[++bag] = nnz;
         }
       }
     }
-    upload(ctx, tb.host_offsets, tb.offsets);
-    upload(ctx, tb.host_ids, tb.ids);
   }
-  if (sequence_length_ > 0) upload(ctx, host_lengths_, lengths_);
+  if (Tn > 0) {
+    auto& lengths = out.mutable_host_lengths();
+    for (int64_t b = 0; b < rows; ++b) lengths[b] = std::min(counts[b], Tn);
+  }
+  out.finish(ctx, batch);
 }
 
 template <class T>
-void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_out, T* seq_out,
-                                        int64_t ld_seq) const {
+void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, T* out,
+                                        int64_t ld_out, T* seq_out, int64_t ld_seq) {
   LOCKSTEP_CHECK(sequence_length_ == 0 || seq_out != nullptr,
                  "this model has sequence fields: forward() needs a sequence output");
+  LOCKSTEP_CHECK(batch.num_tables() == tables_.size(),
+                 "the batch was staged for {} tables but this embedding layer has {}: stage it "
+                 "with this layer's stage()",
+                 batch.num_tables(), tables_.size());
+  batch_ = &batch;
+  rows_ = batch.size();
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
@@ -180,8 +204,8 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, T* out, int64_t ld_o
       // The field's bags are a window of the table batch; offsets are absolute positions.
       kernels::pooled_lookup_forward<T>(
           ctx, to_kernel(table.config().pooling), seq ? rows_ * sequence_length_ : rows_,
-          table.dim(), table.weights(), table.rows(), tb.offsets.data() + tb.bag_start[k],
-          tb.ids.data(), (seq ? seq_out : out) + field_offsets_[f], seq ? ld_seq : ld_out);
+          table.dim(), table.weights(), table.rows(), batch.offsets(t) + rows_ * tb.bag_start[k],
+          batch.ids(t), (seq ? seq_out : out) + field_offsets_[f], seq ? ld_seq : ld_out);
     }
   }
 }
@@ -191,11 +215,12 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
                                          const T* dseq, int64_t ld_seq) {
   LOCKSTEP_CHECK(sequence_length_ == 0 || dseq != nullptr,
                  "this model has sequence fields: backward() needs their gradient");
+  LOCKSTEP_CHECK(batch_ != nullptr, "EmbeddingBagCollection::backward() before forward()");
+  const DeviceBatch<T>& batch = *batch_;
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
     EmbeddingTable<T>& table = tables_[t];
-    const int64_t dim = table.dim(), nnz = static_cast<int64_t>(tb.host_ids.size());
-    const int64_t bags = static_cast<int64_t>(tb.host_offsets.size()) - 1;
+    const int64_t dim = table.dim(), nnz = batch.nnz(t), bags = batch.bags(t);
     const auto grad_of = [&](int f) {
       return fields_[f].max_len > 0 ? std::pair{dseq + field_offsets_[f], ld_seq}
                                     : std::pair{dout + field_offsets_[f], ld_dout};
@@ -207,7 +232,8 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
         const int f = tb.fields[k];
         const auto [g, ldg] = grad_of(f);
         const int64_t n = fields_[f].max_len > 0 ? rows_ * sequence_length_ : rows_;
-        kernels::copy_2d<T>(ctx, n, dim, g, ldg, tb.dout.data() + tb.bag_start[k] * dim, dim);
+        kernels::copy_2d<T>(ctx, n, dim, g, ldg, tb.dout.data() + rows_ * tb.bag_start[k] * dim,
+                            dim);
       }
       grad = tb.dout.data();
       ld = dim;
@@ -215,7 +241,7 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
     SparseGrad<T>& g = table.grad();
     g.reserve(ctx, nnz, dim);
     kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
-                                       tb.offsets.data(), tb.ids.data(), nnz, grad, ld, g.ids(),
+                                       batch.offsets(t), batch.ids(t), nnz, grad, ld, g.ids(),
                                        g.rows(), g.count());
     g.mark_ready();
   }

@@ -1,87 +1,65 @@
 #include "lockstep/models/din.h"
 
-#include "models/dense_input.h"
 #include "models/field_layout.h"
 
 namespace lockstep::models {
 
 void DinConfig::validate() const {
-  LOCKSTEP_CHECK(!tables.empty(), "model.tables is empty: define at least one embedding table");
-  for (size_t i = 0; i < tables.size(); ++i) tables[i].validate(fmt::format("model.tables[{}]", i));
+  validate_tables(tables);
   LOCKSTEP_CHECK(!query.empty() && query.size() == keys.size(),
                  "model.din.query has {} fields and model.din.keys {}: give one key (history) "
                  "field per query (target) field, in the same order",
                  query.size(), keys.size());
   attention.validate("model.din.attention");
-  mlp.validate("model.mlp");
-  LOCKSTEP_CHECK(mlp.widths.back() == 1,
-                 "model.mlp.widths ends in {}: the last layer must have width 1 (the logit)",
-                 mlp.widths.back());
-  dense_optimizer.validate("optimizer");
-  sparse_optimizer.validate("sparse_optimizer");
+  validate_logit_mlp(mlp, "model.mlp");
+  validate_optimizers(dense_optimizer, sparse_optimizer);
 }
 
 template <class T>
 Din<T>::Din(DinConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
             const Context& ctx)
-    : config_(std::move(config)), num_dense_(config_.use_dense ? num_dense : 0) {
-  config_.validate();
-  embeddings_ = std::make_unique<embedding::EmbeddingBagCollection<T>>(
-      config_.tables, config_.fields, sparse_columns, config_.sparse_optimizer);
-  LOCKSTEP_CHECK(embeddings_->sequence_length() > 0,
+    : EmbeddingModel<T>(validated_embedding_spec(config), sparse_columns, num_dense),
+      config_(std::move(config)) {
+  const auto& emb = *this->embeddings_;
+  LOCKSTEP_CHECK(emb.sequence_length() > 0,
                  "the din model needs history fields: give the fields in model.din.keys a "
                  "max_len > 0");
-  const FieldSpan query = consecutive_fields(*embeddings_, config_.query, false, "model.din.query");
-  const FieldSpan keys = consecutive_fields(*embeddings_, config_.keys, true, "model.din.keys");
-  check_paired_widths(*embeddings_, config_.query, config_.keys, "model.din");
+  const FieldSpan query = consecutive_fields(emb, config_.query, false, "model.din.query");
+  const FieldSpan keys = consecutive_fields(emb, config_.keys, true, "model.din.keys");
+  check_paired_widths(emb, config_.query, config_.keys, "model.din");
   dim_ = query.width;
   q_col_ = dim_ + query.offset;  // the pooled fields sit after the attention output in the input
   k_col_ = keys.offset;
-  width_ = dim_ + embeddings_->output_width() + num_dense_;
-  attention_ = std::make_unique<nn::DinAttention<T>>(params_, "din", dim_, config_.attention);
-  mlp_ = std::make_unique<nn::Mlp<T>>(params_, "mlp", width_, config_.mlp);
-  params_.allocate(ctx, config_.seed);
-  embeddings_->allocate(ctx, config_.seed);
-  optimizer_ = std::make_unique<nn::DenseOptimizer<T>>(config_.dense_optimizer, ctx,
-                                                       params_.trainable_size());
+  width_ = dim_ + emb.output_width() + this->num_dense_;
+  attention_ = std::make_unique<nn::DinAttention<T>>(this->params_, "din", dim_, config_.attention);
+  mlp_ = std::make_unique<nn::Mlp<T>>(this->params_, "mlp", width_, config_.mlp);
+  this->allocate(ctx, config_.seed, config_.dense_optimizer);
 }
 
 template <class T>
 Din<T>::~Din() = default;
 
 template <class T>
-const T* Din<T>::forward(const Context& ctx, const data::Batch& batch, bool training) {
-  rows_ = batch.size;
-  const int64_t Tn = embeddings_->sequence_length(), ws = embeddings_->sequence_width();
-  embeddings_->set_batch(ctx, batch);
-  // x = [attention output (dim) | pooled fields | dense], seq = (B, T, ws) history.
-  x_.resize(ctx, {rows_, width_});
-  seq_.resize(ctx, {rows_ * Tn, ws});
-  embeddings_->forward(ctx, x_.data() + dim_, width_, seq_.data(), ws);
-  place_dense_features(ctx, batch, num_dense_, dense_, x_.data() + dim_ + embeddings_->output_width(),
-                       width_);
-  attention_->forward(ctx, rows_, Tn, x_.data() + q_col_, width_, seq_.data() + k_col_, ws,
-                      embeddings_->device_lengths(), x_.data(), width_, training);
-  return mlp_->forward(ctx, rows_, x_.data(), training);
+const T* Din<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bool training) {
+  const int64_t B = batch.size(), Tn = this->embeddings_->sequence_length();
+  const int64_t ws = this->embeddings_->sequence_width();
+  // x = [attention output (dim) | pooled fields | dense], seq_ = (B, T, ws) history.
+  x_.resize(ctx, {B, width_});
+  this->embed(ctx, batch, x_.data(), width_, dim_);
+  attention_->forward(ctx, B, Tn, x_.data() + q_col_, width_, this->seq_.data() + k_col_, ws,
+                      batch.lengths(), x_.data(), width_, training);
+  return this->logits_ = mlp_->forward(ctx, B, x_.data(), training);
 }
 
 template <class T>
 void Din<T>::backward(const Context& ctx, const T* dlogits) {
-  const int64_t Tn = embeddings_->sequence_length(), ws = embeddings_->sequence_width();
-  dx_.resize(ctx, {rows_, width_});
-  mlp_->backward(ctx, rows_, x_.data(), dlogits, dx_.data());
-  dseq_.resize(ctx, {rows_ * Tn, ws});
-  zero_bytes(ctx, dseq_.data(), dseq_.bytes());
+  const int64_t B = this->rows_, ws = this->embeddings_->sequence_width();
+  dx_.resize(ctx, {B, width_});
+  mlp_->backward(ctx, B, x_.data(), dlogits, dx_.data());
+  T* dseq = this->zeroed_sequence_grad(ctx);
   // The target receives gradient both through the MLP (already in dx) and the attention (+=).
-  attention_->backward(ctx, dx_.data(), width_, dx_.data() + q_col_, width_, dseq_.data() + k_col_,
-                       ws);
-  embeddings_->backward(ctx, dx_.data() + dim_, width_, dseq_.data(), ws);
-}
-
-template <class T>
-void Din<T>::apply_gradients(const Context& ctx, T grad_scale) {
-  optimizer_->step(ctx, params_.values(), params_.grads(), grad_scale);
-  embeddings_->apply_gradients(ctx, grad_scale, optimizer_->step_count());
+  attention_->backward(ctx, dx_.data(), width_, dx_.data() + q_col_, width_, dseq + k_col_, ws);
+  this->embed_backward(ctx, dx_.data(), width_, dim_);
 }
 
 template class Din<float>;

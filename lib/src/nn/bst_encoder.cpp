@@ -46,8 +46,7 @@ int64_t BstEncoder<T>::output_width() const {
 template <class T>
 void BstEncoder<T>::forward(const Context& ctx, int64_t B, const T* target, int64_t ldt,
                             const T* history, const T* gap, int64_t ldh,
-                            const std::vector<int64_t>& host_lengths, T* out, int64_t ldo,
-                            bool training) {
+                            const int64_t* token_lengths, T* out, int64_t ldo, bool training) {
   B_ = B;
   const int64_t L = Tn_ + 1, W = W_;
   for (auto& t : tokens_) t.resize(ctx, {B * L, W});
@@ -60,28 +59,27 @@ void BstEncoder<T>::forward(const Context& ctx, int64_t B, const T* target, int6
                           /*accumulate=*/true);
   }
   kernels::bias_add<T>(ctx, B, L * W, params_->value(position_), z);
-  host_tok_lengths_.resize(B);
-  for (int64_t b = 0; b < B; ++b) host_tok_lengths_[b] = host_lengths[b] + 1;
-  upload(ctx, host_tok_lengths_, tok_lengths_);
+  tok_lengths_ = token_lengths;
   for (size_t k = 0; k < blocks_.size(); ++k)
-    blocks_[k]->forward(ctx, B, L, tok_lengths_.data(), tokens_[k].data(), tokens_[k + 1].data(),
+    blocks_[k]->forward(ctx, B, L, tok_lengths_, tokens_[k].data(), tokens_[k + 1].data(),
                         training);
   const T* y = tokens_.back().data();
   switch (config_.readout) {
     case BstReadout::Target: kernels::copy_2d<T>(ctx, B, W, y, L * W, out, ldo); break;
     case BstReadout::Mean:
-      host_mean_weights_.assign(B * L, T(0));
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < host_tok_lengths_[b]; ++t)
-          host_mean_weights_[b * L + t] = T(1) / static_cast<T>(host_tok_lengths_[b]);
-      upload(ctx, host_mean_weights_, mean_weights_);
-      kernels::weighted_sum_forward<T>(ctx, B, L, W, tok_lengths_.data(), mean_weights_.data(), y,
+      // Weights 1 / n over the n valid tokens and 0 on padding, computed on the device: the
+      // masked softmax of a row of zeros (exp(0) = 1 over the valid entries, then / n).
+      mean_weights_.resize(ctx, {B, L});
+      zero_bytes(ctx, mean_weights_.data(), mean_weights_.bytes());
+      kernels::masked_softmax_forward<T>(ctx, B, L, 1, tok_lengths_, mean_weights_.data(),
+                                         mean_weights_.data());
+      kernels::weighted_sum_forward<T>(ctx, B, L, W, tok_lengths_, mean_weights_.data(), y,
                                        W, out, ldo);
       break;
     case BstReadout::Concat:
       masked_.resize(ctx, {B * L, W});
       copy_bytes(ctx, masked_.data(), ctx.device(), y, ctx.device(), masked_.bytes());
-      kernels::mask_positions<T>(ctx, B, L, W, tok_lengths_.data(), masked_.data(), W);
+      kernels::mask_positions<T>(ctx, B, L, W, tok_lengths_, masked_.data(), W);
       kernels::copy_2d<T>(ctx, B, L * W, masked_.data(), L * W, out, ldo);
       break;
   }
@@ -98,13 +96,13 @@ void BstEncoder<T>::backward(const Context& ctx, const T* dout, int64_t lddo, T*
     case BstReadout::Target: kernels::copy_2d<T>(ctx, B, W, dout, lddo, dtok_a_.data(), L * W); break;
     case BstReadout::Mean:
       dweights_.resize(ctx, {B, L});
-      kernels::weighted_sum_backward<T>(ctx, B, L, W, tok_lengths_.data(), mean_weights_.data(),
+      kernels::weighted_sum_backward<T>(ctx, B, L, W, tok_lengths_, mean_weights_.data(),
                                         tokens_.back().data(), W, dout, lddo, dweights_.data(),
                                         dtok_a_.data(), W);
       break;
     case BstReadout::Concat:
       kernels::copy_2d<T>(ctx, B, L * W, dout, lddo, dtok_a_.data(), L * W);
-      kernels::mask_positions<T>(ctx, B, L, W, tok_lengths_.data(), dtok_a_.data(), W);
+      kernels::mask_positions<T>(ctx, B, L, W, tok_lengths_, dtok_a_.data(), W);
       break;
   }
   T* g = dtok_a_.data();

@@ -2,10 +2,10 @@
 
 #include <cmath>
 
+#include "lockstep/embedding/device_batch.h"
 #include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/io/safetensors.h"
 #include "lockstep/nn/mlp.h"
-#include "models/dense_input.h"
 #include "serving/student_bundle.h"
 
 namespace lockstep::serving {
@@ -17,7 +17,8 @@ struct StudentModel::Impl {
   nn::ParamSet<float> params;
   std::unique_ptr<nn::Mlp<float>> mlp;
   int64_t width = 0;
-  Tensor<float> x, dense;
+  embedding::DeviceBatch<float> batch;  // the staged request batch
+  Tensor<float> x;
 };
 
 StudentModel::StudentModel(const std::string& dir, const Context& ctx)
@@ -57,11 +58,10 @@ std::vector<float> StudentModel::predict(const data::Batch& batch) {
   Impl& m = *impl_;
   const Context& ctx = *m.ctx;
   if (batch.size == 0) return {};
-  m.embeddings->set_batch(ctx, batch);
+  m.embeddings->stage(ctx, batch, m.batch);
   m.x.resize(ctx, {batch.size, m.width});
-  m.embeddings->forward(ctx, m.x.data(), m.width);
-  models::place_dense_features(ctx, batch, m.bundle.num_dense, m.dense,
-                               m.x.data() + m.embeddings->output_width(), m.width);
+  m.embeddings->forward(ctx, m.batch, m.x.data(), m.width);
+  m.batch.copy_dense(ctx, m.bundle.num_dense, m.x.data() + m.embeddings->output_width(), m.width);
   const float* logits = m.mlp->forward(ctx, batch.size, m.x.data(), /*training=*/false);
   const auto z = to_host(ctx, logits, batch.size);
   std::vector<float> p(z.size());

@@ -43,6 +43,7 @@ const char* status_name(uint16_t status) {
     case kStatusComputeFailed: return "forward/backward failed";
     case kStatusDataFailed: return "reading the next batch failed";
     case kStatusCheckpointFailed: return "writing a checkpoint failed";
+    case kStatusStageFailed: return "staging the batch failed";
     case kStatusInjected: return "injected test fault";
   }
   return "unknown failure";

@@ -50,6 +50,7 @@ constexpr uint16_t kStatusOk = 0;
 constexpr uint16_t kStatusComputeFailed = 1;     // forward/backward threw
 constexpr uint16_t kStatusDataFailed = 2;        // reading the next batch threw
 constexpr uint16_t kStatusCheckpointFailed = 3;  // writing a checkpoint threw
+constexpr uint16_t kStatusStageFailed = 4;       // the batch could not be staged on the device
 constexpr uint16_t kStatusInjected = 9;          // test fault injection
 /// "forward/backward failed", ... for messages.
 const char* status_name(uint16_t status);

@@ -32,8 +32,8 @@ StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
   report.sparse_rows.assign(tables_.size(), 0);  // written on the device (write_control_slot)
   comm_.set_step(static_cast<int64_t>(input.step));
 
-  stage_batch(batch);
-  forward_backward(batch, report);
+  stage_batch(batch, report);
+  forward_backward(report);
   fault.apply(report, rank_, input.step);
   write_control_slot(report);
   all_reduce();
@@ -43,18 +43,29 @@ StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
   return summary;
 }
 
-// 1. The batch this rank trains on (empty once its shard is exhausted).
-void LockstepStep::stage_batch(const data::Batch& batch) { batch_ = &batch; }
+// 1. The batch this rank trains on (empty once its shard is exhausted) goes to the device, once.
+//    A batch the model cannot take becomes this rank's status (every rank stops at this step).
+void LockstepStep::stage_batch(const data::Batch& batch, RankReport& report) {
+  staged_ = nullptr;
+  if (batch.size == 0 || report.status != kStatusOk) return;
+  try {
+    staged_ = &local_.stage(batch);
+  } catch (const Error& e) {
+    log().error("rank {}: step {}: staging the batch failed: {}", rank_, report.step, e.what());
+    report.status = kStatusStageFailed;
+  }
+}
 
 // 2. Local forward and backward: summed dense gradients in the ParamSet, sparse ones in the
-//    tables, the summed loss in the report. A failure becomes this rank's status, so that every
+//    tables, the summed loss on the device. A failure becomes this rank's status, so that every
 //    rank learns of it from the collective instead of waiting for this one.
-void LockstepStep::forward_backward(const data::Batch& batch, RankReport& report) {
+void LockstepStep::forward_backward(RankReport& report) {
   auto& params = model_.dense_params();
   state_.snapshot(ctx_);
+  loss_ = nullptr;
   try {
-    if (batch.size > 0 && report.status == kStatusOk) {
-      report.loss_sum = local_.compute_gradients(batch);
+    if (staged_ && report.status == kStatusOk) {
+      loss_ = local_.compute_gradients(*staged_);
     } else {
       params.zero_grad(ctx_);
       for (auto* t : tables_) t->grad().clear();
@@ -62,22 +73,27 @@ void LockstepStep::forward_backward(const data::Batch& batch, RankReport& report
   } catch (const Error& e) {
     log().error("rank {}: step {} failed: {}", rank_, report.step, e.what());
     report.status = kStatusComputeFailed;
+    loss_ = nullptr;
     params.zero_grad(ctx_);
     for (auto* t : tables_) t->grad().clear();
   }
   // Non-trainable state travels as this rank's sample-weighted change (StateSync).
-  state_.encode_delta(ctx_, static_cast<int64_t>(batch.size));
+  state_.encode_delta(ctx_, static_cast<int64_t>(report.n_samples));
 }
 
 // 3. This rank's slot of the control block, in the tail of the gradient buffer: host facts
-//    uploaded, each table's sparse row count encoded on the device (no host read).
+//    uploaded; the loss and each table's sparse row count written on the device (no host read).
+//    The float loss travels as the slot's hi part (its lo part stays 0).
 void LockstepStep::write_control_slot(const RankReport& report) {
   std::fill(host_block_.begin(), host_block_.end(), 0.0f);
   control_.encode(report, rank_, host_block_.data());
   float* tail = model_.dense_params().grad_tail();
   copy_bytes(ctx_, tail, ctx_.device(), host_block_.data(), Device::cpu(),
              host_block_.size() * sizeof(float));
-  if (report.status != kStatusOk) return;  // a failed rank reports no rows
+  if (report.status != kStatusOk) return;  // a failed rank reports no loss and no rows
+  if (loss_)
+    copy_bytes(ctx_, tail + control_.loss_index(rank_), ctx_.device(), loss_, ctx_.device(),
+               sizeof(float));
   for (size_t t = 0; t < tables_.size(); ++t)
     if (tables_[t]->grad().ready())
       kernels::encode_count_chunks<float>(ctx_, tables_[t]->grad().count(),

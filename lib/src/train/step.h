@@ -41,8 +41,8 @@ class LockstepStep {
   LocalTrainer<float>& local() { return local_; }
 
  private:
-  void stage_batch(const data::Batch& batch);
-  void forward_backward(const data::Batch& batch, RankReport& report);
+  void stage_batch(const data::Batch& batch, RankReport& report);
+  void forward_backward(RankReport& report);
   void write_control_slot(const RankReport& report);
   void all_reduce();
   StepSummary summarize_step(uint64_t step);
@@ -60,7 +60,8 @@ class LockstepStep {
   int rank_;
   int64_t grad_size_;
   std::vector<float> host_block_;
-  const data::Batch* batch_ = nullptr;  // the staged batch of the running step
+  models::DeviceBatch<float>* staged_ = nullptr;  // the running step's batch on the device
+  const float* loss_ = nullptr;  // its summed loss on the device (null: no loss this step)
 };
 
 }  // namespace lockstep::train

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lockstep/data/batch.h"
+#include "lockstep/embedding/device_batch.h"
 #include "lockstep/embedding/embedding_table.h"
 
 namespace lockstep::embedding {
@@ -26,8 +27,8 @@ struct FieldConfig {
   int64_t max_len = 0;
 };
 
-/// Owns the tables. Per step: set_batch() (host: keys -> rows, upload), forward(), backward()
-/// (per-table sparse gradient, deterministic), apply_gradients().
+/// Owns the tables. Per step: stage() (host: keys -> rows, one upload into a DeviceBatch),
+/// forward(), backward() (per-table sparse gradient, deterministic), apply_gradients().
 template <class T>
 class EmbeddingBagCollection {
  public:
@@ -59,20 +60,22 @@ class EmbeddingBagCollection {
   size_t field_index(const std::string& column, bool sequence) const;
   const std::vector<FieldConfig>& fields() const { return fields_; }
 
-  /// Maps the batch's keys to rows and uploads them (host -> ctx's device).
-  void set_batch(const Context& ctx, const data::Batch& batch);
+  /// Stages `batch` into `out` for this layer: every field's keys mapped to rows of its table
+  /// (one CSR per table, sequences newest first), the history lengths (min(ids, max_len) per
+  /// sample), dense features and labels, in one host -> device copy. Throws Error naming the
+  /// column for a missing or malformed column, or sequence fields of unequal lengths.
+  void stage(const Context& ctx, const data::Batch& batch, DeviceBatch<T>& out) const;
+  /// Samples of the batch of the last forward().
   int64_t rows() const { return rows_; }
-  /// Valid positions of each sample of the current batch (min(history length, max_len)), on the
-  /// host and on ctx's device; empty without sequence fields.
-  const std::vector<int64_t>& lengths() const { return host_lengths_; }
-  const int64_t* device_lengths() const { return lengths_.data(); }
 
+  /// `batch`: staged by stage(); it must stay alive until backward() (the layer keeps a
+  /// pointer to it, like its activations).
   /// out: (rows, ld_out); pooled field i writes columns [field_offset(i), field_offset(i) + dim).
   /// seq_out: (rows, T, ld_seq) (position row stride ld_seq); sequence field i writes columns
   /// [field_offset(i), + dim) of every position; padding positions get zeros. seq_out may be
   /// nullptr only when there are no sequence fields.
-  void forward(const Context& ctx, T* out, int64_t ld_out, T* seq_out = nullptr,
-               int64_t ld_seq = 0) const;
+  void forward(const Context& ctx, const DeviceBatch<T>& batch, T* out, int64_t ld_out,
+               T* seq_out = nullptr, int64_t ld_seq = 0);
   /// dout / dseq: gradients in the same layouts. Computes each table's sparse gradient (all
   /// fields of a table are reduced together, so a row read by two fields gets one summed
   /// gradient).
@@ -99,8 +102,7 @@ class EmbeddingBagCollection {
   std::vector<int64_t> field_offsets_;
   int64_t output_width_ = 0, sequence_width_ = 0, sequence_length_ = 0;
   int64_t rows_ = 0;
-  std::vector<int64_t> host_lengths_;
-  Tensor<int64_t> lengths_;
+  const DeviceBatch<T>* batch_ = nullptr;              // of the last forward()
   std::vector<std::unique_ptr<TableBatch>> batches_;  // one per table
 };
 

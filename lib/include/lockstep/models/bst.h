@@ -7,8 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/embedding/embedding_bag_collection.h"
-#include "lockstep/models/model.h"
+#include "lockstep/models/embedding_model.h"
 #include "lockstep/nn/bst_encoder.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
@@ -46,21 +45,16 @@ struct BstConfig {
 /// (len + 1); the read-out (target token, mean of valid tokens, or all tokens with padding
 /// zeroed) ⊕ every pooled field ⊕ dense features → MLP → logit.
 template <class T>
-class Bst final : public Model<T> {
+class Bst final : public EmbeddingModel<T> {
  public:
+  using Model<T>::forward;
   Bst(BstConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
       const Context& ctx);
   ~Bst() override;
 
   std::string name() const override { return "bst"; }
-  const T* forward(const Context& ctx, const data::Batch& batch, bool training) override;
+  const T* forward(const Context& ctx, const DeviceBatch<T>& batch, bool training) override;
   void backward(const Context& ctx, const T* dlogits) override;
-  void apply_gradients(const Context& ctx, T grad_scale) override;
-  nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override {
-    return embeddings_->table_pointers();
-  }
-  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   const BstConfig& config() const { return config_; }
   int64_t token_width() const { return width_tok_; }
@@ -69,15 +63,10 @@ class Bst final : public Model<T> {
 
  private:
   BstConfig config_;
-  int64_t num_dense_;
-  nn::ParamSet<T> params_;
-  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
   std::unique_ptr<nn::BstEncoder<T>> encoder_;
   std::unique_ptr<nn::Mlp<T>> mlp_;
-  std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
   int64_t width_tok_ = 0, out_width_ = 0, width_ = 0, t_col_ = 0, s_col_ = 0, g_col_ = -1;
-  int64_t rows_ = 0;
-  Tensor<T> x_, dx_, seq_, dseq_, dense_;
+  Tensor<T> x_, dx_;
 };
 
 extern template class Bst<float>;

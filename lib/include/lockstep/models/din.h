@@ -5,8 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/embedding/embedding_bag_collection.h"
-#include "lockstep/models/model.h"
+#include "lockstep/models/embedding_model.h"
 #include "lockstep/nn/din_attention.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
@@ -35,37 +34,27 @@ struct DinConfig {
 /// logit = MLP([attention(q, history) ⊕ pooled fields ⊕ dense]); the pooled fields include the
 /// target itself and every other feature (user, context).
 template <class T>
-class Din final : public Model<T> {
+class Din final : public EmbeddingModel<T> {
  public:
+  using Model<T>::forward;
   Din(DinConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
       const Context& ctx);
   ~Din() override;
 
   std::string name() const override { return "din"; }
-  const T* forward(const Context& ctx, const data::Batch& batch, bool training) override;
+  const T* forward(const Context& ctx, const DeviceBatch<T>& batch, bool training) override;
   void backward(const Context& ctx, const T* dlogits) override;
-  void apply_gradients(const Context& ctx, T grad_scale) override;
-  nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override {
-    return embeddings_->table_pointers();
-  }
-  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   const DinConfig& config() const { return config_; }
-  embedding::EmbeddingBagCollection<T>& embeddings() { return *embeddings_; }
   nn::DinAttention<T>& attention() { return *attention_; }
   int64_t input_width() const { return width_; }
 
  private:
   DinConfig config_;
-  int64_t num_dense_;
-  nn::ParamSet<T> params_;
-  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
   std::unique_ptr<nn::DinAttention<T>> attention_;
   std::unique_ptr<nn::Mlp<T>> mlp_;
-  std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
-  int64_t dim_ = 0, width_ = 0, q_col_ = 0, k_col_ = 0, rows_ = 0;
-  Tensor<T> x_, dx_, seq_, dseq_, dense_;
+  int64_t dim_ = 0, width_ = 0, q_col_ = 0, k_col_ = 0;
+  Tensor<T> x_, dx_;
 };
 
 extern template class Din<float>;

@@ -7,8 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/embedding/embedding_bag_collection.h"
-#include "lockstep/models/model.h"
+#include "lockstep/models/embedding_model.h"
 #include "lockstep/nn/bst_encoder.h"
 #include "lockstep/nn/din_attention.h"
 #include "lockstep/nn/linear.h"
@@ -74,14 +73,16 @@ KdLoss parse_kd_loss(std::string_view name, std::string_view field);
 const char* dual_mode_name(DualMode m);
 DualMode parse_dual_mode(std::string_view name, std::string_view field);
 
-/// Parts of the last training loss (sums over the batch, before weighting).
+/// Parts of the last training loss (sums over the batch, before weighting; kd includes the T²
+/// of the bce distillation).
 struct DualLosses {
   double teacher = 0, student = 0, kd = 0, hint = 0;
 };
 
 template <class T>
-class DualDnn final : public Model<T> {
+class DualDnn final : public EmbeddingModel<T> {
  public:
+  using Model<T>::forward;
   enum class Output { Student, Teacher };
 
   DualDnn(DualConfig config, const std::vector<std::string>& sparse_columns, int64_t num_dense,
@@ -90,23 +91,23 @@ class DualDnn final : public Model<T> {
 
   std::string name() const override { return "dual"; }
   /// Runs both towers; returns the logits of output() (the student by default: it is served).
-  const T* forward(const Context& ctx, const data::Batch& batch, bool training) override;
-  /// Not used: the dual model has its own loss (loss_and_backward).
+  const T* forward(const Context& ctx, const DeviceBatch<T>& batch, bool training) override;
+  /// dlogits: the gradient at output()'s logits only; it reaches that tower (and the shared
+  /// embeddings as the configuration allows: a frozen teacher or embeddings stay frozen).
   void backward(const Context& ctx, const T* dlogits) override;
-  bool has_custom_loss() const override { return true; }
-  double loss_and_backward(const Context& ctx, const T* labels) override;
+  /// The dual loss (teacher and student BCE, distillation, hint) summed over the batch into
+  /// loss_sum on the device, and its backward pass. Its parts stay on the device:
+  /// last_losses(ctx) reads them.
+  void loss_and_backward(const Context& ctx, const DeviceBatch<T>& batch, T* loss_sum) override;
+  /// Student-only mode updates only the student's region of the dense parameters.
   void apply_gradients(const Context& ctx, T grad_scale) override;
-  nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override {
-    return embeddings_->table_pointers();
-  }
-  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   void set_output(Output o) { output_ = o; }
   Output output() const { return output_; }
   const T* teacher_logits() const { return teacher_logits_; }
   const T* student_logits() const { return student_logits_; }
-  const DualLosses& last_losses() const { return losses_; }
+  /// The parts of the last loss_and_backward()'s loss: reads them from the device (waits).
+  DualLosses last_losses(const Context& ctx) const;
   const DualConfig& config() const { return config_; }
   /// Dense parameters [student_begin(), trainable_size) belong to the student (and hint
   /// projection); everything before to the teacher.
@@ -120,23 +121,22 @@ class DualDnn final : public Model<T> {
 
  private:
   struct Teacher;
+  /// The backward of both towers from the gradients at their logits (nullptr: that tower gets
+  /// none) and at the student's last hidden layer (dh_s, or nullptr).
+  void backward_towers(const Context& ctx, const T* dz_t, const T* dz_s, const T* dh_s);
+
   DualConfig config_;
-  int64_t num_dense_;
-  nn::ParamSet<T> params_;
-  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
   std::unique_ptr<Teacher> teacher_;
   std::unique_ptr<nn::Mlp<T>> student_;
   std::unique_ptr<nn::Linear<T>> projection_;  // hint: student hidden -> teacher hidden
-  std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
-  int64_t shared_width_ = 0, student_begin_ = 0, rows_ = 0;
+  int64_t shared_width_ = 0, student_begin_ = 0;
   Output output_ = Output::Student;
   const T *teacher_logits_ = nullptr, *student_logits_ = nullptr;
-  DualLosses losses_;
-  bool trained_embeddings_ = false;
   nn::BceWithLogits<T> bce_t_, bce_s_, bce_kd_;
-  Tensor<T> x0_, dx0_, dx0_student_, seq_, dseq_, dense_;
+  Tensor<T> x0_, dx0_, dx0_student_;
   Tensor<T> dz_t_, dz_s_, dkd_, per_sample_, scaled_t_, scaled_s_, probs_t_, proj_, dproj_, dh_s_;
-  Tensor<T> scalars_;
+  /// The loss parts (teacher, student, kd, hint) and their weights, on the device.
+  Tensor<T> parts_, part_weights_;
 };
 
 extern template class DualDnn<float>;

@@ -5,8 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/embedding/embedding_bag_collection.h"
-#include "lockstep/models/model.h"
+#include "lockstep/models/embedding_model.h"
 #include "lockstep/nn/mlp.h"
 #include "lockstep/nn/optimizer.h"
 
@@ -34,8 +33,9 @@ EmbeddingMlpConfig load_embedding_mlp_config(const std::string& path);
 
 /// logit = MLP([pool(field_1) ⊕ … ⊕ pool(field_k) ⊕ dense]).
 template <class T>
-class EmbeddingMlp final : public Model<T> {
+class EmbeddingMlp final : public EmbeddingModel<T> {
  public:
+  using Model<T>::forward;
   /// `sparse_columns`: names of the data's sparse/sequence columns in Batch order;
   /// `num_dense`: width of Batch::dense. Allocates and initialises all parameters on ctx.
   EmbeddingMlp(EmbeddingMlpConfig config, const std::vector<std::string>& sparse_columns,
@@ -43,29 +43,18 @@ class EmbeddingMlp final : public Model<T> {
   ~EmbeddingMlp() override;
 
   std::string name() const override { return "embedding_mlp"; }
-  const T* forward(const Context& ctx, const data::Batch& batch, bool training) override;
+  const T* forward(const Context& ctx, const DeviceBatch<T>& batch, bool training) override;
   void backward(const Context& ctx, const T* dlogits) override;
-  void apply_gradients(const Context& ctx, T grad_scale) override;
-  nn::ParamSet<T>& dense_params() override { return params_; }
-  std::vector<embedding::EmbeddingTable<T>*> tables() override {
-    return embeddings_->table_pointers();
-  }
-  nn::DenseOptimizer<T>& dense_optimizer() override { return *optimizer_; }
 
   const EmbeddingMlpConfig& config() const { return config_; }
-  embedding::EmbeddingBagCollection<T>& embeddings() { return *embeddings_; }
   /// Width of the MLP input: embedding fields plus dense features.
   int64_t input_width() const { return input_width_; }
 
  private:
   EmbeddingMlpConfig config_;
-  int64_t num_dense_;
-  nn::ParamSet<T> params_;
-  std::unique_ptr<embedding::EmbeddingBagCollection<T>> embeddings_;
   std::unique_ptr<nn::Mlp<T>> mlp_;
-  std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
-  int64_t input_width_ = 0, rows_ = 0;
-  Tensor<T> input_, dinput_, dense_;
+  int64_t input_width_ = 0;
+  Tensor<T> input_, dinput_;
 };
 
 extern template class EmbeddingMlp<float>;

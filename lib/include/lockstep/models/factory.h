@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/data/schema.h"
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
 #include "lockstep/models/dual_dnn.h"
+#include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/model.h"
 
 namespace lockstep::models {
@@ -29,5 +31,31 @@ template <class T>
 std::unique_ptr<Model<T>> load_model(const std::string& path,
                                      const std::vector<std::string>& sparse_columns,
                                      int64_t num_dense, const Context& ctx);
+
+// ---- Built-in models (lockstep-train without --config), for any schema: one table of
+// `table_rows` rows (dim 16, mean pooling) per sparse column, except that a history column
+// shares the table of its target column (hist_items -> item, hist_cats -> item_cat), so history
+// and target embeddings live in one space.
+
+/// Every column pooled; MLP and optimizers: the EmbeddingMlpConfig defaults.
+EmbeddingMlpConfig preset_embedding_mlp_config(const data::Schema& schema, int64_t table_rows);
+/// The history columns are sequences (max_len from the schema) attended with the target item ⊕
+/// category; attention 80-40, MLP 200-80-1 (the DinConfig defaults).
+DinConfig preset_din_config(const data::Schema& schema, int64_t table_rows);
+/// Sequences as for DIN, target item ⊕ category prepended; 1 block, 8 heads, FFN 32, read-out
+/// at the target, MLP 1024-512-256-1 (the BstConfig defaults).
+BstConfig preset_bst_config(const data::Schema& schema, int64_t table_rows);
+/// dual-bench (DESIGN §7): every column pooled (history: mean) for both towers and the history
+/// also as a sequence attended by the teacher; teacher = DIN attention + 3-layer cross network
+/// + MLP 512-256-128-1; student = MLP 128-64-1 (the DualConfig defaults).
+DualConfig preset_dual_config(const data::Schema& schema, int64_t table_rows);
+
+/// The built-in model `kind` (embedding_mlp, din, bst, dual) for `schema`, allocated and
+/// initialised on ctx. student_only: the dual model in DualMode::StudentOnly (Error for another
+/// kind).
+template <class T>
+std::unique_ptr<Model<T>> make_preset_model(const std::string& kind, const data::Schema& schema,
+                                            int64_t table_rows, const Context& ctx,
+                                            bool student_only = false);
 
 }  // namespace lockstep::models

@@ -37,11 +37,12 @@ class BstEncoder {
 
   /// target: (B, W) row stride ldt; history: (B, T, ·) with position row stride ldh, the
   /// W history columns at `history` (and the W time-gap columns at `gap`, or nullptr);
-  /// host_lengths: valid history positions per sample (B); out: (B, output_width()) row stride
-  /// ldo (overwritten).
+  /// token_lengths: (B) on ctx's device, valid tokens per sample = history length + 1 (the
+  /// staged batch's DeviceBatch::token_lengths(); kept until backward); out: (B,
+  /// output_width()) row stride ldo (overwritten).
   void forward(const Context& ctx, int64_t B, const T* target, int64_t ldt, const T* history,
-               const T* gap, int64_t ldh, const std::vector<int64_t>& host_lengths, T* out,
-               int64_t ldo, bool training);
+               const T* gap, int64_t ldh, const int64_t* token_lengths, T* out, int64_t ldo,
+               bool training);
   /// dout: (B, output_width()) row stride lddo. ACCUMULATES the target gradient (+=, stride
   /// lddt) and the history (and time-gap) gradients (+=, stride lddh), and the parameters'.
   void backward(const Context& ctx, const T* dout, int64_t lddo, T* dtarget, int64_t lddt,
@@ -54,9 +55,7 @@ class BstEncoder {
   typename ParamSet<T>::Handle position_;
   std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;
   int64_t B_ = 0;
-  std::vector<int64_t> host_tok_lengths_;
-  std::vector<T> host_mean_weights_;
-  Tensor<int64_t> tok_lengths_;
+  const int64_t* tok_lengths_ = nullptr;  // (B) on the device, of the last forward
   Tensor<T> mean_weights_, dweights_, masked_, dtok_a_, dtok_b_;
   std::vector<Tensor<T>> tokens_;  // blocks + 1 activations, (B, L, W) each
 };

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "lockstep/models/model.h"
-#include "lockstep/nn/loss.h"
 
 namespace lockstep::train {
 
@@ -15,15 +14,22 @@ class LocalTrainer {
   /// `model` and `ctx` must outlive the trainer.
   LocalTrainer(models::Model<T>& model, const Context& ctx);
 
-  /// One optimizer step on `batch`: loss = Σ BCE, gradient = mean over the batch's samples.
-  /// An empty batch changes nothing (optimizer state included). Returns the summed loss.
-  double step(const data::Batch& batch);
+  /// Host -> device, once per step: stages `batch` into the trainer's own DeviceBatch (valid
+  /// until the next stage()) and returns it.
+  models::DeviceBatch<T>& stage(const data::Batch& batch);
 
-  /// The first half of a step: clears the dense gradients, runs forward and backward on a
-  /// non-empty batch, and leaves the SUMMED gradients in the model (dense in its ParamSet,
-  /// sparse in its tables). Returns the summed loss. The multi-rank trainer all-reduces the
-  /// gradients between this and the model's apply_gradients(1 / global samples).
-  double compute_gradients(const data::Batch& batch);
+  /// The first half of a step on a staged, non-empty batch: clears the dense gradients, runs
+  /// forward and the model's loss_and_backward, and leaves the SUMMED gradients in the model
+  /// (dense in its ParamSet, sparse in its tables). Returns the device pointer (one element,
+  /// valid until the next call) to the summed loss; nothing is read back to the host. The
+  /// multi-rank trainer all-reduces the gradients between this and the model's
+  /// apply_gradients(1 / global samples).
+  const T* compute_gradients(const models::DeviceBatch<T>& batch);
+
+  /// One optimizer step on `batch` (stage, compute_gradients, update with the mean over the
+  /// batch's samples). An empty batch changes nothing (optimizer state included). Returns the
+  /// summed loss (read from the device).
+  double step(const data::Batch& batch);
 
   /// Click probabilities σ(logit) for `batch` in inference mode (Dice uses running averages).
   std::vector<float> predict(const data::Batch& batch);
@@ -33,8 +39,8 @@ class LocalTrainer {
  private:
   models::Model<T>* model_;
   const Context* ctx_;
-  nn::BceWithLogits<T> loss_;
-  Tensor<T> labels_, dlogits_, loss_sum_;
+  models::DeviceBatch<T> batch_;
+  Tensor<T> loss_sum_;
   int64_t steps_ = 0;
 };
 

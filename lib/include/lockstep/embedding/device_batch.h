@@ -1,0 +1,105 @@
+#pragma once
+// DeviceBatch: a host data::Batch staged on a context's device ONCE per step — every table's
+// row ids and bag offsets, the history lengths, the dense features and the labels — through one
+// reusable pinned host buffer and one host -> device copy. Models, embedding layers, losses and
+// the BST encoder read the step's batch from here; nothing else uploads batch data.
+
+#include <cstdint>
+#include <vector>
+
+#include "lockstep/core/context.h"
+#include "lockstep/core/pinned_buffer.h"
+#include "lockstep/core/tensor.h"
+#include "lockstep/data/batch.h"
+
+namespace lockstep::embedding {
+
+/// The device copy of one batch. Filled by a stager — EmbeddingBagCollection::stage() (tables,
+/// lengths, dense, labels) or stage() below (dense and labels only) — and valid until the next
+/// stage into the same object. Every pointer is on the context's device (on a CPU context it is
+/// the host staging memory itself: no copy at all).
+///
+/// Layout (per table t, the bags of every field reading it, field after field, as one CSR):
+///   offsets(t): (bags(t) + 1) int64, absolute positions into ids(t)
+///   ids(t):     (nnz(t)) uint64 row indices of table t (keys already hashed to rows)
+///   lengths():  (size) int64, valid history positions per sample (nullptr without sequences)
+///   token_lengths(): (size) int64, lengths() + 1 — the history plus the target token
+///   dense():    (size, num_dense) row-major T
+///   labels():   (size) T, or nullptr when the batch has no labels
+template <class T>
+class DeviceBatch {
+ public:
+  DeviceBatch() = default;
+  DeviceBatch(DeviceBatch&&) noexcept = default;
+  DeviceBatch& operator=(DeviceBatch&&) noexcept = default;
+
+  /// Stages a batch that no embedding layer reads: dense features and labels only.
+  void stage(const Context& ctx, const data::Batch& batch);
+
+  int64_t size() const { return size_; }
+  int64_t num_dense() const { return num_dense_; }
+  /// Number of dense values of the host batch (size · num_dense for a well-formed batch).
+  int64_t dense_values() const { return dense_values_; }
+  int64_t num_labels() const { return num_labels_; }
+  const T* dense() const { return num_dense_ > 0 ? ptr<T>(dense_at_) : nullptr; }
+  const T* labels() const { return num_labels_ == size_ && size_ > 0 ? ptr<T>(labels_at_) : nullptr; }
+  const int64_t* lengths() const { return has_lengths_ ? ptr<int64_t>(lengths_at_) : nullptr; }
+  const int64_t* token_lengths() const {
+    return has_lengths_ ? ptr<int64_t>(token_lengths_at_) : nullptr;
+  }
+  /// The history lengths on the host (empty without sequence fields).
+  const std::vector<int64_t>& host_lengths() const { return host_lengths_; }
+
+  size_t num_tables() const { return tables_.size(); }
+  int64_t bags(size_t t) const { return tables_.at(t).bags; }
+  int64_t nnz(size_t t) const { return tables_.at(t).nnz; }
+  const int64_t* offsets(size_t t) const { return ptr<int64_t>(tables_.at(t).offsets_at); }
+  const uint64_t* ids(size_t t) const { return ptr<uint64_t>(tables_.at(t).ids_at); }
+
+  /// dst[:, 0:num_dense] (size() rows, row stride ld) = the dense features, on ctx's device.
+  /// Throws Error when the batch does not hold exactly num_dense values per sample. No-op when
+  /// num_dense == 0.
+  void copy_dense(const Context& ctx, int64_t num_dense, T* dst, int64_t ld) const;
+
+  // ---- For stagers. begin() lays out the batch (host: sizes only), the host_* pointers are then
+  // filled, and finish() writes dense features and labels and issues THE host -> device copy.
+  struct TableSize {
+    int64_t bags = 0, nnz = 0;
+  };
+  /// Lays out `batch` with the given per-table sizes and reserves the pinned buffer.
+  void begin(const Context& ctx, const data::Batch& batch, const std::vector<TableSize>& tables,
+             bool has_lengths);
+  int64_t* host_offsets(size_t t) { return host_ptr<int64_t>(tables_.at(t).offsets_at); }
+  uint64_t* host_ids(size_t t) { return host_ptr<uint64_t>(tables_.at(t).ids_at); }
+  /// The history lengths, to fill (size() elements) before finish().
+  std::vector<int64_t>& mutable_host_lengths() { return host_lengths_; }
+  void finish(const Context& ctx, const data::Batch& batch);
+
+ private:
+  struct Table {
+    int64_t bags = 0, nnz = 0;
+    size_t offsets_at = 0, ids_at = 0;
+  };
+  template <class U>
+  const U* ptr(size_t at) const {
+    return reinterpret_cast<const U*>(static_cast<const char*>(base_) + at);
+  }
+  template <class U>
+  U* host_ptr(size_t at) {
+    return reinterpret_cast<U*>(static_cast<char*>(host_.data()) + at);
+  }
+
+  int64_t size_ = 0, num_dense_ = 0, dense_values_ = 0, num_labels_ = 0;
+  bool has_lengths_ = false;
+  std::vector<Table> tables_;
+  size_t lengths_at_ = 0, token_lengths_at_ = 0, dense_at_ = 0, labels_at_ = 0, bytes_ = 0;
+  std::vector<int64_t> host_lengths_;
+  PinnedBuffer host_;
+  Buffer device_;
+  const void* base_ = nullptr;  // device_ on CUDA, host_ on the CPU
+};
+
+extern template class DeviceBatch<float>;
+extern template class DeviceBatch<double>;
+
+}  // namespace lockstep::embedding

@@ -1,0 +1,105 @@
+#include "lockstep/core/pinned_buffer.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "lockstep/config.h"
+#include "lockstep/core/error.h"
+
+#if LOCKSTEP_CUDA_ENABLED
+#include "core/cuda_check.h"
+#endif
+
+namespace lockstep {
+
+PinnedBuffer::~PinnedBuffer() { release(); }
+
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
+    : ptr_(std::exchange(o.ptr_, nullptr)), capacity_(std::exchange(o.capacity_, 0)),
+      pinned_(o.pinned_), event_(std::exchange(o.event_, nullptr)),
+      pending_(std::exchange(o.pending_, false)) {}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    release();
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    capacity_ = std::exchange(o.capacity_, 0);
+    pinned_ = o.pinned_;
+    event_ = std::exchange(o.event_, nullptr);
+    pending_ = std::exchange(o.pending_, false);
+  }
+  return *this;
+}
+
+void PinnedBuffer::release() noexcept {
+#if LOCKSTEP_CUDA_ENABLED
+  if (event_) {
+    if (pending_) cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  }
+  if (ptr_ && pinned_) cudaFreeHost(ptr_);
+#endif
+  if (ptr_ && !pinned_) std::free(ptr_);
+  ptr_ = nullptr;
+  capacity_ = 0;
+  event_ = nullptr;
+  pending_ = false;
+}
+
+void PinnedBuffer::wait() {
+  if (!pending_) return;
+#if LOCKSTEP_CUDA_ENABLED
+  LOCKSTEP_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+#endif
+  pending_ = false;
+}
+
+void PinnedBuffer::reserve(const Context& ctx, size_t bytes) {
+  wait();
+  const bool pin = ctx.is_cuda();
+  if (bytes <= capacity_ && ptr_ && pin == pinned_) return;
+  // Grow by at least 1.5x so that slowly growing batches do not reallocate every step.
+  const size_t grown = std::max(bytes, pin == pinned_ ? capacity_ + capacity_ / 2 : size_t{0});
+  const size_t rounded = (std::max<size_t>(grown, 64) + 63) / 64 * 64;
+  void* event = std::exchange(event_, nullptr);
+  release();
+  event_ = event;
+  if (pin) {
+#if LOCKSTEP_CUDA_ENABLED
+    LOCKSTEP_CUDA_CHECK(cudaMallocHost(&ptr_, rounded));
+    if (!event_) {
+      cudaEvent_t e = nullptr;
+      LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      event_ = e;
+    }
+#else
+    throw Error("PinnedBuffer: a CUDA context was given but this build has no CUDA support");
+#endif
+  } else {
+    ptr_ = std::aligned_alloc(64, rounded);
+    LOCKSTEP_CHECK(ptr_ != nullptr, "out of host memory allocating {} bytes", rounded);
+  }
+  pinned_ = pin;
+  capacity_ = rounded;
+}
+
+void PinnedBuffer::copy_to_device(const Context& ctx, void* dst, size_t bytes) {
+  LOCKSTEP_CHECK(bytes <= capacity_, "PinnedBuffer: copying {} bytes out of a buffer of {}", bytes,
+                 capacity_);
+  if (bytes == 0) return;
+  if (ctx.is_cpu()) {
+    if (dst != ptr_) std::memcpy(dst, ptr_, bytes);
+    return;
+  }
+#if LOCKSTEP_CUDA_ENABLED
+  LOCKSTEP_CHECK(pinned_, "PinnedBuffer: reserve() it for the CUDA context before copying");
+  const cudaStream_t stream = detail::stream_of(ctx);
+  LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, ptr_, bytes, cudaMemcpyHostToDevice, stream));
+  LOCKSTEP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream));
+  pending_ = true;
+#endif
+}
+
+}  // namespace lockstep
