@@ -1,5 +1,5 @@
 #pragma once
-// Internal: the interaction components of the dual DNN's teacher (DESIGN §7): each reads the
+// Internal: the interaction components of the dual DNN's teacher (docs/dual_dnn.md): each reads the
 // shared input (pooled fields ⊕ dense, and the history) and writes its slice of the teacher's
 // MLP input. One implementation per kind: fm, cross, din, bst.
 

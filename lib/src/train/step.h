@@ -1,5 +1,5 @@
 #pragma once
-// Internal: one lockstep step, stage by stage (DESIGN §4, docs/lockstep.md).
+// Internal: one lockstep step, stage by stage (docs/lockstep.md).
 
 #include <cstdint>
 #include <vector>

@@ -1,6 +1,6 @@
 #pragma once
-// The dual DNN (iQIYI; ../shared/MISSION.md seed 002): a complex teacher and a plain student
-// trained together over one shared embedding layer, with online knowledge distillation. Only the
+// The dual DNN (docs/dual_dnn.md): a complex teacher and a plain student trained together
+// over one shared embedding layer, with online knowledge distillation. Only the
 // student is served (export_student).
 
 #include <memory>
@@ -55,7 +55,7 @@ struct DualConfig {
   float temperature = 1.0f;
   /// hint = 0.5·Σ‖P·h_s − h_t‖² on the last hidden layers (P learned when the widths differ).
   float hint_weight = 0.1f;
-  /// Copy-and-freeze (false, the seed's default): student losses do not update the shared
+  /// Copy-and-freeze (false, the default): student losses do not update the shared
   /// embeddings. True: they do (Rocket Launching).
   bool student_updates_embeddings = false;
   /// StudentOnly: teacher and embeddings frozen (the teacher still runs, in inference mode, to

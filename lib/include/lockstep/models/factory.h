@@ -45,7 +45,7 @@ DinConfig preset_din_config(const data::Schema& schema, int64_t table_rows);
 /// Sequences as for DIN, target item ⊕ category prepended; 1 block, 8 heads, FFN 32, read-out
 /// at the target, MLP 1024-512-256-1 (the BstConfig defaults).
 BstConfig preset_bst_config(const data::Schema& schema, int64_t table_rows);
-/// dual-bench (DESIGN §7): every column pooled (history: mean) for both towers and the history
+/// dual-bench (docs/dual_dnn.md): every column pooled (history: mean) for both towers and the history
 /// also as a sequence attended by the teacher; teacher = DIN attention + 3-layer cross network
 /// + MLP 512-256-128-1; student = MLP 128-64-1 (the DualConfig defaults).
 DualConfig preset_dual_config(const data::Schema& schema, int64_t table_rows);

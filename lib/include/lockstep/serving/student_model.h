@@ -15,7 +15,10 @@ class StudentModel {
  public:
   /// Loads and verifies a bundle written by DualDnn::export_student (lockstep-train --export):
   /// a missing, truncated or corrupted file throws Error naming it.
+  /// The model keeps a reference to `ctx` (its device, stream and workspace): `ctx` must outlive
+  /// it. A temporary Context is refused at compile time.
   StudentModel(const std::string& dir, const Context& ctx);
+  StudentModel(const std::string& dir, Context&& ctx) = delete;
   ~StudentModel();
   StudentModel(StudentModel&&) noexcept;
 

@@ -11,8 +11,9 @@ namespace lockstep::train {
 template <class T>
 class LocalTrainer {
  public:
-  /// `model` and `ctx` must outlive the trainer.
+  /// `model` and `ctx` must outlive the trainer (a temporary Context is refused at compile time).
   LocalTrainer(models::Model<T>& model, const Context& ctx);
+  LocalTrainer(models::Model<T>& model, Context&& ctx) = delete;
 
   /// Host -> device, once per step: stages `batch` into the trainer's own DeviceBatch (valid
   /// until the next stage()) and returns it.
