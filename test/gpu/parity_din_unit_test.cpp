@@ -103,3 +103,58 @@ TEST_CASE("CUDA din_unit matches the CPU reference and its backward is determini
     }
   }
 }
+
+TEST_CASE("CUDA din_unit_backward with only dq or only dk requested", "[gpu][din_unit]") {
+  // The other input gradient is nullptr: nothing is written for it, and what is written has the
+  // bits of the call that requests both.
+  test::ParityContexts ctx;
+  const int64_t B = 9, Tn = 7, D = 5, H = 6, ldq = 7, ldk = 6, lddq = 8, lddk = 5;
+  const int64_t rows = B * Tn;
+  const auto q = strided_random(B, D, ldq, 201, kNaNf);
+  const auto k = strided_random(rows, D, ldk, 202, kNaNf);
+  const auto W = test::random_vector<float>(4 * D * H, 203, -0.3, 0.3);
+  const auto dh = test::random_vector<float>(rows * H, 204);
+  const auto dW0 = test::random_vector<float>(4 * D * H, 205);
+  const auto dbias0 = test::random_vector<float>(H, 206);
+  const auto dq0 = strided_random(B, D, lddq, 207);
+  const auto dk0 = strided_random(rows, D, lddk, 208);
+  const auto q_g = test::to_gpu(ctx.gpu, q), k_g = test::to_gpu(ctx.gpu, k),
+             W_g = test::to_gpu(ctx.gpu, W), dh_g = test::to_gpu(ctx.gpu, dh);
+
+  // mode 0: both, 1: dq only, 2: dk only. Returns dW, dbias, dq, dk after the call.
+  const auto run = [&](const Context& c, int mode) {
+    const bool gpu = c.is_cuda();
+    std::vector<std::vector<float>> out = {dW0, dbias0, dq0, dk0};
+    if (!gpu) {
+      kernels::din_unit_backward<float>(c, B, Tn, D, H, q.data(), ldq, k.data(), ldk, W.data(),
+                                        dh.data(), out[0].data(), out[1].data(),
+                                        mode == 2 ? nullptr : out[2].data(), lddq,
+                                        mode == 1 ? nullptr : out[3].data(), lddk);
+      return out;
+    }
+    std::vector<Tensor<float>> d;
+    for (const auto& v : out) d.push_back(test::to_gpu(c, v));
+    kernels::din_unit_backward<float>(c, B, Tn, D, H, q_g.data(), ldq, k_g.data(), ldk, W_g.data(),
+                                      dh_g.data(), d[0].data(), d[1].data(),
+                                      mode == 2 ? nullptr : d[2].data(), lddq,
+                                      mode == 1 ? nullptr : d[3].data(), lddk);
+    for (size_t i = 0; i < d.size(); ++i) out[i] = host(c, d[i]);
+    return out;
+  };
+  const auto both = run(ctx.gpu, 0), dq_only = run(ctx.gpu, 1), dk_only = run(ctx.gpu, 2);
+  const auto cpu_dq_only = run(ctx.cpu, 1), cpu_dk_only = run(ctx.cpu, 2);
+  for (const auto* one : {&dq_only, &dk_only}) {
+    test::require_bitwise_equal((*one)[0], both[0], "dW");
+    test::require_bitwise_equal((*one)[1], both[1], "dbias");
+  }
+  test::require_bitwise_equal(dq_only[2], both[2], "dq (dq only)");
+  test::require_bitwise_equal(dq_only[3], dk0, "dk untouched (dq only)");
+  test::require_bitwise_equal(dk_only[3], both[3], "dk (dk only)");
+  test::require_bitwise_equal(dk_only[2], dq0, "dq untouched (dk only)");
+  REQUIRE(dq_only[2] != dq0);
+  REQUIRE(dk_only[3] != dk0);
+  test::require_close(dq_only[2], cpu_dq_only[2], reduce_atol(Tn * H), kReduceRtol, "dq vs CPU");
+  test::require_close(dk_only[3], cpu_dk_only[3], reduce_atol(H), kReduceRtol, "dk vs CPU");
+  test::require_bitwise_equal(cpu_dq_only[3], dk0, "CPU dk untouched (dq only)");
+  test::require_bitwise_equal(cpu_dk_only[2], dq0, "CPU dq untouched (dk only)");
+}

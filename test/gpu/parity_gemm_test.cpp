@@ -67,3 +67,59 @@ TEST_CASE("CUDA gemm_strided_batched matches the CPU reference", "[gpu][attentio
       }
   }
 }
+
+TEST_CASE("CUDA gemm with beta = 0 overwrites a NaN-filled C without reading it", "[gpu][gemm]") {
+  // beta == 0 means "C may be uninitialised": NaN * 0 must never reach the result. The stride
+  // padding of C keeps its NaN (it is not part of the output).
+  test::ParityContexts ctx;
+  using kernels::Trans;
+  const int64_t M = 7, N = 5, batch = 3;
+  for (const int64_t K : {int64_t{1}, int64_t{6}, int64_t{64}}) {
+    for (const auto ta : {Trans::N, Trans::T})
+      for (const auto tb : {Trans::N, Trans::T}) {
+        DYNAMIC_SECTION("K " << K << " ta " << (ta == Trans::N ? "N" : "T") << " tb "
+                             << (tb == Trans::N ? "N" : "T")) {
+          const int64_t a_rows = ta == Trans::N ? M : K, a_cols = ta == Trans::N ? K : M;
+          const int64_t b_rows = tb == Trans::N ? K : N, b_cols = tb == Trans::N ? N : K;
+          const int64_t lda = a_cols + 1, ldb = b_cols + 2, ldc = N + 3;
+          const int64_t strideA = a_rows * lda, strideB = b_rows * ldb, strideC = M * ldc;
+          const auto A = test::random_vector<float>(batch * strideA, 91);
+          const auto B = test::random_vector<float>(batch * strideB, 92);
+          const std::vector<float> nan_c(static_cast<size_t>(batch * strideC), kNaNf);
+          auto C = nan_c;
+          kernels::gemm_strided_batched<float>(ctx.cpu, ta, tb, M, N, K, 1.25f, A.data(), lda,
+                                               strideA, B.data(), ldb, strideB, 0.0f, C.data(), ldc,
+                                               strideC, batch);
+          const auto A_g = test::to_gpu(ctx.gpu, A), B_g = test::to_gpu(ctx.gpu, B);
+          auto C_g = test::to_gpu(ctx.gpu, nan_c);
+          kernels::gemm_strided_batched<float>(ctx.gpu, ta, tb, M, N, K, 1.25f, A_g.data(), lda,
+                                               strideA, B_g.data(), ldb, strideB, 0.0f, C_g.data(),
+                                               ldc, strideC, batch);
+          auto C1_g = test::to_gpu(ctx.gpu, nan_c);
+          kernels::gemm<float>(ctx.gpu, ta, tb, M, N, K, 1.25f, A_g.data(), lda, B_g.data(), ldb,
+                               0.0f, C1_g.data(), ldc);
+          const auto got = host(ctx.gpu, C_g), got1 = host(ctx.gpu, C1_g);
+          for (int64_t i = 0; i < batch; ++i)
+            for (int64_t r = 0; r < M; ++r)
+              for (int64_t c = 0; c < ldc; ++c) {
+                const size_t at = static_cast<size_t>(i * strideC + r * ldc + c);
+                INFO("matrix " << i << " row " << r << " col " << c);
+                if (c < N) {
+                  REQUIRE(std::isfinite(C[at]));
+                  REQUIRE(std::isfinite(got[at]));
+                  REQUIRE(std::abs(got[at] - C[at]) <=
+                          reduce_atol(K) + kReduceRtol * std::abs(C[at]));
+                  if (i == 0) {  // gemm: the first product alone
+                    REQUIRE(std::isfinite(got1[at]));
+                    REQUIRE(std::abs(got1[at] - C[at]) <=
+                            reduce_atol(K) + kReduceRtol * std::abs(C[at]));
+                  }
+                } else {
+                  REQUIRE(std::isnan(got[at]));  // stride padding untouched
+                  if (i == 0) REQUIRE(std::isnan(got1[at]));
+                }
+              }
+        }
+      }
+  }
+}

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -82,6 +83,52 @@ TEST_CASE("CUDA masked_softmax matches the CPU reference and is deterministic",
       kernels::masked_softmax_backward<float>(ctx.gpu, rows, n, yc_g.data(), inplace_g.data(),
                                               inplace_g.data());
       test::require_bitwise_equal(host(ctx.gpu, inplace_g), dx_1, "softmax backward in place");
+    }
+  }
+}
+
+TEST_CASE("CUDA masked_softmax with a row count that is no multiple of the group or the block",
+          "[gpu][softmax]") {
+  // One warp per row and 8 warps per block: rows = 8 · k + 5 leaves the last block partly idle,
+  // and rows % group != 0 leaves the last sample with fewer than `group` rows.
+  test::ParityContexts ctx;
+  for (const auto& [rows, group, n] : std::vector<std::array<int64_t, 3>>{
+           {8 * 37 + 5, 4, 21}, {13, 5, 33}, {2049, 64, 7}, {3, 2, 64}}) {
+    DYNAMIC_SECTION("rows " << rows << " group " << group << " n " << n) {
+      const int64_t samples = (rows + group - 1) / group;
+      REQUIRE(rows % group != 0);
+      auto lengths = test_lengths(samples, n, 300 + rows);
+      lengths.back() = n;  // the partial last sample is fully valid: its rows must be computed
+      auto x = test::random_vector<float>(rows * n, 301 + rows, -3.0, 3.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = lengths[r / group]; j < n; ++j) x[r * n + j] = kNaNf;
+      std::vector<float> y(rows * n);
+      kernels::masked_softmax_forward<float>(ctx.cpu, rows, n, group, lengths.data(), x.data(),
+                                             y.data());
+      const auto len_g = test::to_gpu(ctx.gpu, lengths);
+      const auto x_g = test::to_gpu(ctx.gpu, x);
+      // One sentinel row past the end must stay untouched.
+      std::vector<float> y0((rows + 1) * n, kSentinel);
+      auto y_g = test::to_gpu(ctx.gpu, y0);
+      kernels::masked_softmax_forward<float>(ctx.gpu, rows, n, group, len_g.data(), x_g.data(),
+                                             y_g.data());
+      auto got = host(ctx.gpu, y_g);
+      for (int64_t j = 0; j < n; ++j) REQUIRE(got[rows * n + j] == kSentinel);
+      got.resize(static_cast<size_t>(rows * n));
+      test::require_close(got, y, 1e-7, kElemRtol, "masked_softmax_forward");
+      REQUIRE(test::any_nonzero(std::vector<float>(got.end() - n, got.end())));  // last row
+
+      const auto dy = test::random_vector<float>(rows * n, 302 + rows);
+      std::vector<float> dx(rows * n);
+      kernels::masked_softmax_backward<float>(ctx.cpu, rows, n, y.data(), dy.data(), dx.data());
+      const auto yc_g = test::to_gpu(ctx.gpu, y), dy_g = test::to_gpu(ctx.gpu, dy);
+      auto dx_g = test::to_gpu(ctx.gpu, y0);
+      kernels::masked_softmax_backward<float>(ctx.gpu, rows, n, yc_g.data(), dy_g.data(),
+                                              dx_g.data());
+      auto dx_1 = host(ctx.gpu, dx_g);
+      for (int64_t j = 0; j < n; ++j) REQUIRE(dx_1[rows * n + j] == kSentinel);
+      dx_1.resize(static_cast<size_t>(rows * n));
+      test::require_close(dx_1, dx, kElemAtol, kReduceRtol, "masked_softmax_backward");
     }
   }
 }

@@ -194,6 +194,44 @@ TEST_CASE("din_unit_backward in float agrees with double precision", "[kernels][
   test::require_close(dkf, dkd, 1e-5, 1e-5, "dk float vs double");
 }
 
+TEMPLATE_TEST_CASE("din_unit_backward with only dq or only dk requested", "[kernels][din_unit]",
+                   float, double) {
+  // The gradient that is not requested (nullptr) is neither computed nor written; the other one
+  // and the parameter gradients have the bits of the call that requests both.
+  using T = TestType;
+  Context ctx;
+  const int64_t B = 4, Tn = 6, D = 3, H = 5, ld = 4;
+  const auto q = strided_random<T>(B, D, ld, 81, kNaN);
+  const auto k = strided_random<T>(B * Tn, D, ld, 82, kNaN);
+  const auto W = test::random_vector<T>(4 * D * H, 83);
+  const auto dh = test::random_vector<T>(B * Tn * H, 84);
+  const auto dW0 = test::random_vector<T>(4 * D * H, 85);
+  const auto db0 = test::random_vector<T>(H, 86);
+  const auto dq0 = strided_random<T>(B, D, ld, 87);
+  const auto dk0 = strided_random<T>(B * Tn, D, ld, 88);
+  struct Grads {
+    std::vector<T> dW, db, dq, dk;
+  };
+  const auto run = [&](bool want_dq, bool want_dk) {
+    Grads g{dW0, db0, dq0, dk0};
+    kernels::din_unit_backward<T>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(), dh.data(),
+                                  g.dW.data(), g.db.data(), want_dq ? g.dq.data() : nullptr, ld,
+                                  want_dk ? g.dk.data() : nullptr, ld);
+    return g;
+  };
+  const Grads both = run(true, true), dq_only = run(true, false), dk_only = run(false, true);
+  for (const Grads* one : {&dq_only, &dk_only}) {
+    test::require_bitwise_equal(one->dW, both.dW, "dW");
+    test::require_bitwise_equal(one->db, both.db, "dbias");
+  }
+  test::require_bitwise_equal(dq_only.dq, both.dq, "dq (dq only)");
+  test::require_bitwise_equal(dq_only.dk, dk0, "dk untouched (dq only)");
+  test::require_bitwise_equal(dk_only.dk, both.dk, "dk (dk only)");
+  test::require_bitwise_equal(dk_only.dq, dq0, "dq untouched (dk only)");
+  CHECK(both.dq != dq0);
+  CHECK(both.dk != dk0);
+}
+
 // ==== Argument checks ========================================================================
 
 TEST_CASE("din_unit kernels reject bad sizes, strides and lengths naming the argument",

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "csr_batch.h"
@@ -412,4 +413,37 @@ TEST_CASE("merge_sparse_rows of no rows has no unique ids; bad sizes are rejecte
   CHECK_THROWS_WITH(kernels::merge_sparse_rows<float>(ctx, 1, -4, nullptr, nullptr, unique.data(),
                                                       merged.data(), &count),
                     Contains("dim=-4"));
+}
+
+TEMPLATE_TEST_CASE("pooled_lookup_forward over a window of a larger CSR equals the window alone",
+                   "[kernels][embedding]", float, double) {
+  // A field's bags as a window [first, first + batch) of a CSR of all fields: absolute offsets,
+  // offsets[0] > 0. The result must be the bits of the same bags as a standalone CSR.
+  using T = TestType;
+  Context ctx;
+  const int64_t rows = 40, dim = 5, ld_out = dim + 2;
+  const CsrBatch all = random_csr(30, rows, 6, 77);
+  const auto table = test::random_vector<T>(rows * dim, 78);
+  for (const auto& [first, batch] :
+       std::vector<std::pair<int64_t, int64_t>>{{2, 10}, {7, 23}, {29, 1}, {12, 0}}) {
+    for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+      INFO("window " << first << " + " << batch << " pooling " << pooling_name(pooling));
+      const int64_t begin = all.offsets[first];
+      REQUIRE((begin > 0 || batch == 0));
+      CsrBatch alone;
+      for (int64_t b = first; b < first + batch; ++b)
+        alone.add_bag(std::vector<uint64_t>(all.ids.begin() + all.offsets[b],
+                                            all.ids.begin() + all.offsets[b + 1]));
+      std::vector<T> out_window(static_cast<size_t>(batch * ld_out), T(-3)),
+          out_alone(static_cast<size_t>(batch * ld_out), T(-3));
+      kernels::pooled_lookup_forward<T>(ctx, pooling, batch, dim, table.data(), rows,
+                                        all.offsets.data() + first, all.ids.data(),
+                                        out_window.data(), ld_out);
+      kernels::pooled_lookup_forward<T>(ctx, pooling, batch, dim, table.data(), rows,
+                                        alone.offsets.data(), alone.ids.data(), out_alone.data(),
+                                        ld_out);
+      test::require_bitwise_equal(out_window, out_alone, "window vs alone");
+      if (batch > 0) CHECK(test::any_nonzero(out_window));
+    }
+  }
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -104,4 +105,41 @@ TEST_CASE("gemm_strided_batched reject bad sizes, strides and lengths naming the
       kernels::gemm_strided_batched<float>(ctx, kernels::Trans::N, kernels::Trans::N, 2, 2, 3, 1.f,
                                            f, 2, 6, f, 2, 6, 0.f, f, 2, 4, 1),
       Contains("lda=2"));
+}
+
+TEMPLATE_TEST_CASE("gemm with beta = 0 overwrites a NaN-filled C", "[kernels][gemm]", float,
+                   double) {
+  // beta == 0 means "C may be uninitialised" (kernels/gemm.h): no NaN of the old C may survive,
+  // also when K == 0 (the product is then exactly 0). The stride padding of C is not touched.
+  using T = TestType;
+  Context ctx;
+  using kernels::Trans;
+  const int64_t M = 4, N = 3, ldc = N + 2;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (const int64_t K : {int64_t{0}, int64_t{1}, int64_t{5}}) {
+    INFO("K " << K);
+    const int64_t lda = std::max<int64_t>(K, 1) + 1, ldb = N + 1;
+    const auto A = test::random_vector<T>(static_cast<size_t>(M * lda), 301);
+    const auto B = test::random_vector<T>(static_cast<size_t>(std::max<int64_t>(K, 1) * ldb), 302);
+    std::vector<T> C(static_cast<size_t>(M * ldc), nan);
+    kernels::gemm<T>(ctx, Trans::N, Trans::N, M, N, K, T(1.5), A.data(), lda, B.data(), ldb, T(0),
+                     C.data(), ldc);
+    std::vector<T> Cb(static_cast<size_t>(2 * M * ldc), nan);
+    kernels::gemm_strided_batched<T>(ctx, Trans::N, Trans::N, M, N, K, T(1.5), A.data(), lda, 0,
+                                     B.data(), ldb, 0, T(0), Cb.data(), ldc, M * ldc, 2);
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < ldc; ++c) {
+        INFO("row " << r << " col " << c);
+        if (c >= N) {
+          CHECK(std::isnan(C[r * ldc + c]));
+          continue;
+        }
+        T ref = T(0);
+        for (int64_t k = 0; k < K; ++k) ref += A[r * lda + k] * B[k * ldb + c];
+        REQUIRE(std::isfinite(C[r * ldc + c]));
+        CHECK(C[r * ldc + c] == Approx(T(1.5) * ref).margin(1e-5));
+        CHECK(Cb[r * ldc + c] == C[r * ldc + c]);
+        CHECK(Cb[M * ldc + r * ldc + c] == C[r * ldc + c]);
+      }
+  }
 }

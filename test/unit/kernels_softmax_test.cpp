@@ -87,6 +87,29 @@ TEMPLATE_TEST_CASE("masked_softmax_forward is a softmax over the valid entries, 
   }
 }
 
+TEMPLATE_TEST_CASE("masked_softmax_forward with a row count that is no multiple of group",
+                   "[kernels][softmax]", float, double) {
+  // The last sample has fewer than `group` rows; lengths has ceil(rows / group) entries.
+  using T = TestType;
+  Context ctx;
+  const int64_t rows = 11, group = 4, n = 6;
+  const std::vector<int64_t> lengths = {2, 0, 6};  // rows 8..10 belong to sample 2
+  auto x = test::random_vector<T>(rows * n, 57, -5.0, 5.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = lengths[r / group]; j < n; ++j) x[r * n + j] = T(kNaN);
+  std::vector<T> y(static_cast<size_t>((rows + 1) * n), T(kSentinel));  // one row past the end
+  kernels::masked_softmax_forward<T>(ctx, rows, n, group, lengths.data(), x.data(), y.data());
+  for (int64_t j = 0; j < n; ++j) REQUIRE(y[rows * n + j] == T(kSentinel));
+  y.resize(static_cast<size_t>(rows * n));
+  const auto ref = softmax_reference(rows, n, group, lengths, x);
+  test::require_close(y, ref, fwd_tol<T>() * 0.01, fwd_tol<T>(), "softmax vs reference");
+  for (int64_t r = 8; r < rows; ++r) {
+    long double total = 0;
+    for (int64_t j = 0; j < n; ++j) total += y[r * n + j];
+    CHECK(static_cast<double>(total) == Approx(1.0).epsilon(1e-5));
+  }
+}
+
 TEMPLATE_TEST_CASE("masked_softmax_forward is stable for inputs of magnitude 1e4",
                    "[kernels][attention]", float, double) {
   using T = TestType;
