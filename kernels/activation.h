@@ -11,16 +11,8 @@
 namespace lockstep::kernels {
 
 // ---- ReLU: y = max(x, 0); dx = dy * (x > 0).
-namespace cpu {
-template <class T>
-void relu_forward(const Context& ctx, int64_t n, const T* x, T* y);
-template <class T>
-void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx);
-}  // namespace cpu
-namespace cuda {
-void relu_forward(const Context& ctx, int64_t n, const float* x, float* y);
-void relu_backward(const Context& ctx, int64_t n, const float* x, const float* dy, float* dx);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(relu_forward, const Context& ctx, int64_t n, const T* x, T* y)
+LOCKSTEP_KERNEL_IMPLS(relu_backward, const Context& ctx, int64_t n, const T* x, const T* dy, T* dx)
 template <class T>
 void relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, relu_forward, n, x, y);
@@ -31,17 +23,9 @@ void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx
 }
 
 // ---- LeakyReLU with a fixed slope: y = x > 0 ? x : slope * x.
-namespace cpu {
-template <class T>
-void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y);
-template <class T>
-void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, const T* dy, T* dx);
-}  // namespace cpu
-namespace cuda {
-void leaky_relu_forward(const Context& ctx, int64_t n, float slope, const float* x, float* y);
-void leaky_relu_backward(const Context& ctx, int64_t n, float slope, const float* x,
-                         const float* dy, float* dx);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(leaky_relu_forward, const Context& ctx, int64_t n, T slope, const T* x, T* y)
+LOCKSTEP_KERNEL_IMPLS(leaky_relu_backward, const Context& ctx, int64_t n, T slope, const T* x,
+                      const T* dy, T* dx)
 template <class T>
 void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, leaky_relu_forward, n, slope, x, y);
@@ -53,16 +37,9 @@ void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, con
 
 // ---- Sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for any x.
 // Backward uses the forward OUTPUT: dx = dy * y * (1 - y).
-namespace cpu {
-template <class T>
-void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y);
-template <class T>
-void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx);
-}  // namespace cpu
-namespace cuda {
-void sigmoid_forward(const Context& ctx, int64_t n, const float* x, float* y);
-void sigmoid_backward(const Context& ctx, int64_t n, const float* y, const float* dy, float* dx);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(sigmoid_forward, const Context& ctx, int64_t n, const T* x, T* y)
+LOCKSTEP_KERNEL_IMPLS(sigmoid_backward, const Context& ctx, int64_t n, const T* y, const T* dy,
+                      T* dx)
 template <class T>
 void sigmoid_forward(const Context& ctx, int64_t n, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, sigmoid_forward, n, x, y);
@@ -75,20 +52,10 @@ void sigmoid_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T*
 // ---- PReLU with one learned slope per column: y = x > 0 ? x : alpha[c] * x.
 // alpha: (cols). Backward: dx = dy * (x > 0 ? 1 : alpha[c]);
 // dalpha[c] += sum over rows of dy * (x > 0 ? 0 : x).
-namespace cpu {
-template <class T>
-void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
-                   T* y);
-template <class T>
-void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
-                    const T* dy, T* dx, T* dalpha);
-}  // namespace cpu
-namespace cuda {
-void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const float* x,
-                   const float* alpha, float* y);
-void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const float* x,
-                    const float* alpha, const float* dy, float* dx, float* dalpha);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(prelu_forward, const Context& ctx, int64_t rows, int64_t cols, const T* x,
+                      const T* alpha, T* y)
+LOCKSTEP_KERNEL_IMPLS(prelu_backward, const Context& ctx, int64_t rows, int64_t cols, const T* x,
+                      const T* alpha, const T* dy, T* dx, T* dalpha)
 template <class T>
 void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
                    T* y) {
@@ -109,35 +76,15 @@ void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, 
 // dice_forward_train writes mean (cols), var (cols, biased) and p (rows, cols) for backward.
 // rows == 0 is a no-op. dice_update_running: running = momentum * running + (1 - momentum) *
 // batch, with the unbiased variance var * rows / (rows - 1) (biased when rows == 1).
-namespace cpu {
-template <class T>
-void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
-                        const T* alpha, T* y, T* mean, T* var, T* p);
-template <class T>
-void dice_forward_infer(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
-                        const T* alpha, const T* running_mean, const T* running_var, T* y);
-template <class T>
-void dice_update_running(const Context& ctx, int64_t rows, int64_t cols, T momentum, const T* mean,
-                         const T* var, T* running_mean, T* running_var);
-// Training-mode backward: needs x, alpha, and mean, var, p from dice_forward_train.
-template <class T>
-void dice_backward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
-                   const T* alpha, const T* mean, const T* var, const T* p, const T* dy, T* dx,
-                   T* dalpha);
-}  // namespace cpu
-namespace cuda {
-void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, float eps, const float* x,
-                        const float* alpha, float* y, float* mean, float* var, float* p);
-void dice_forward_infer(const Context& ctx, int64_t rows, int64_t cols, float eps, const float* x,
-                        const float* alpha, const float* running_mean, const float* running_var,
-                        float* y);
-void dice_update_running(const Context& ctx, int64_t rows, int64_t cols, float momentum,
-                         const float* mean, const float* var, float* running_mean,
-                         float* running_var);
-void dice_backward(const Context& ctx, int64_t rows, int64_t cols, float eps, const float* x,
-                   const float* alpha, const float* mean, const float* var, const float* p,
-                   const float* dy, float* dx, float* dalpha);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(dice_forward_train, const Context& ctx, int64_t rows, int64_t cols, T eps,
+                      const T* x, const T* alpha, T* y, T* mean, T* var, T* p)
+LOCKSTEP_KERNEL_IMPLS(dice_forward_infer, const Context& ctx, int64_t rows, int64_t cols, T eps,
+                      const T* x, const T* alpha, const T* running_mean, const T* running_var, T* y)
+LOCKSTEP_KERNEL_IMPLS(dice_update_running, const Context& ctx, int64_t rows, int64_t cols,
+                      T momentum, const T* mean, const T* var, T* running_mean, T* running_var)
+LOCKSTEP_KERNEL_IMPLS(dice_backward, const Context& ctx, int64_t rows, int64_t cols, T eps,
+                      const T* x, const T* alpha, const T* mean, const T* var, const T* p,
+                      const T* dy, T* dx, T* dalpha)
 template <class T>
 void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x,
                         const T* alpha, T* y, T* mean, T* var, T* p) {

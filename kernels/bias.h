@@ -6,13 +6,7 @@
 namespace lockstep::kernels {
 
 // y (rows, cols) += bias (cols), broadcast over rows.
-namespace cpu {
-template <class T>
-void bias_add(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* y);
-}
-namespace cuda {
-void bias_add(const Context& ctx, int64_t rows, int64_t cols, const float* bias, float* y);
-}
+LOCKSTEP_KERNEL_IMPLS(bias_add, const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* y)
 template <class T>
 void bias_add(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, bias_add, rows, cols, bias, y);
@@ -20,13 +14,8 @@ void bias_add(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* 
 
 // dbias (cols) += sum over rows of dy (rows, cols). Accumulates (does not overwrite) so that
 // several consumers can add into one gradient. Fixed summation order: deterministic run-to-run.
-namespace cpu {
-template <class T>
-void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* dbias);
-}
-namespace cuda {
-void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const float* dy, float* dbias);
-}
+LOCKSTEP_KERNEL_IMPLS(bias_grad, const Context& ctx, int64_t rows, int64_t cols, const T* dy,
+                      T* dbias)
 template <class T>
 void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* dbias) {
   LOCKSTEP_DISPATCH(T, ctx, bias_grad, rows, cols, dy, dbias);

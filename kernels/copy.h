@@ -8,15 +8,8 @@ namespace lockstep::kernels {
 
 // dst (rows, cols) with row stride ld_dst  <-  src (rows, cols) with row stride ld_src.
 // If accumulate, dst += src instead.
-namespace cpu {
-template <class T>
-void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
-             int64_t ld_dst, bool accumulate);
-}
-namespace cuda {
-void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const float* src, int64_t ld_src,
-             float* dst, int64_t ld_dst, bool accumulate);
-}
+LOCKSTEP_KERNEL_IMPLS(copy_2d, const Context& ctx, int64_t rows, int64_t cols, const T* src,
+                      int64_t ld_src, T* dst, int64_t ld_dst, bool accumulate)
 template <class T>
 void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
              int64_t ld_dst, bool accumulate = false) {
@@ -24,13 +17,7 @@ void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64
 }
 
 // y[i] = alpha * x[i] for n elements; y may alias x (in-place scaling).
-namespace cpu {
-template <class T>
-void scale(const Context& ctx, int64_t n, T alpha, const T* x, T* y);
-}
-namespace cuda {
-void scale(const Context& ctx, int64_t n, float alpha, const float* x, float* y);
-}
+LOCKSTEP_KERNEL_IMPLS(scale, const Context& ctx, int64_t n, T alpha, const T* x, T* y)
 template <class T>
 void scale(const Context& ctx, int64_t n, T alpha, const T* x, T* y) {
   LOCKSTEP_DISPATCH(T, ctx, scale, n, alpha, x, y);

@@ -1,5 +1,6 @@
 #pragma once
-// Pooled embedding lookup for multi-hot fields in CSR form, forward and backward.
+// Pooled embedding lookup for multi-hot fields in CSR form, forward and backward, and the merge
+// of sparse gradient rows gathered from several ranks.
 
 #include "kernels/common.h"
 
@@ -19,26 +20,28 @@ enum class Pooling : int { Sum = 0, Mean = 1 };
 //            concatenated feature matrix directly)
 // Positions are summed in increasing order and scale is applied last, identically on CPU and
 // CUDA, so the two agree bitwise.
-namespace cpu {
-template <class T>
-void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                           const T* table, int64_t rows, const int64_t* offsets,
-                           const uint64_t* ids, T* out, int64_t ld_out);
+LOCKSTEP_KERNEL_IMPLS(pooled_lookup_forward, const Context& ctx, Pooling pooling, int64_t batch,
+                      int64_t dim, const T* table, int64_t rows, const int64_t* offsets,
+                      const uint64_t* ids, T* out, int64_t ld_out)
+namespace detail {
+inline void check_pooled_lookup_forward(int64_t batch, int64_t dim, int64_t rows, int64_t ld_out) {
+  constexpr const char* op = "pooled_lookup_forward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && rows >= 0, "{}: negative size batch={} dim={} rows={}",
+                 op, batch, dim, rows);
+  LOCKSTEP_CHECK(ld_out >= dim, "{}: ld_out={} is smaller than dim={}", op, ld_out, dim);
 }
-namespace cuda {
-void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                           const float* table, int64_t rows, const int64_t* offsets,
-                           const uint64_t* ids, float* out, int64_t ld_out);
-}
+}  // namespace detail
 template <class T>
 void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                            const T* table, int64_t rows, const int64_t* offsets,
                            const uint64_t* ids, T* out, int64_t ld_out) {
+  detail::check_pooled_lookup_forward(batch, dim, rows, ld_out);
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_forward, pooling, batch, dim, table, rows, offsets, ids,
                     out, ld_out);
 }
 
 // Backward: the sparse gradient with respect to the table rows touched by the batch.
+//   offsets:    (batch + 1), offsets[0] == 0 (a whole CSR, not a window)
 //   dout:       (batch, dim) with row stride ld_dout
 //   nnz:        offsets[batch] (passed by the caller, who knows it on the host)
 //   unique_ids: (>= nnz) out: the distinct ids of the batch in ascending order
@@ -48,26 +51,51 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 // Gradient of row r = sum over positions j with ids[j] == r, in increasing j, of
 // scale_{bag(j)} * dout[bag(j), :]. Sort + segmented reduction, no float atomics: identical
 // bits run-to-run, and on CPU and CUDA.
-namespace cpu {
-template <class T>
-void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
-                            int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique);
+LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
+                      int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
+                      const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
+                      int64_t* num_unique)
+namespace detail {
+inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout) {
+  constexpr const char* op = "pooled_lookup_backward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
+                 batch, dim, nnz);
+  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
+  LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
 }
-namespace cuda {
-void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
-                            const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique);
-}
+}  // namespace detail
 template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique) {
+  detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout);
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
                     ld_dout, unique_ids, grad_rows, num_unique);
+}
+
+// Merges the sparse gradients gathered from several ranks: rows with equal ids are summed.
+//   n:          input rows; ids (n) row indices in any order; rows (n, dim) row-major, stride dim
+//   unique_ids: (>= n) out: the distinct ids in ascending order
+//   merged:     (>= n, dim) out: merged[u] = sum of rows[i] over i with ids[i] == unique_ids[u],
+//               added in increasing i (acc = 0; acc += rows[i] ...)
+//   num_unique: out: U, ONE int64 in ctx's device memory (host memory on the CPU)
+// Deterministic: no float atomics; identical bits run-to-run and on CPU and CUDA. n = 0 gives
+// U = 0. It is pooled_lookup_backward with Sum pooling over n one-id bags (offsets 0, 1, ..., n,
+// dout = rows) without the offsets, and gives exactly its bits.
+LOCKSTEP_KERNEL_IMPLS(merge_sparse_rows, const Context& ctx, int64_t n, int64_t dim,
+                      const uint64_t* ids, const T* rows, uint64_t* unique_ids, T* merged,
+                      int64_t* num_unique)
+namespace detail {
+inline void check_merge_sparse_rows(int64_t n, int64_t dim) {
+  LOCKSTEP_CHECK(n >= 0 && dim >= 0, "merge_sparse_rows: negative size n={} dim={}", n, dim);
+}
+}  // namespace detail
+template <class T>
+void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
+                       const T* rows, uint64_t* unique_ids, T* merged, int64_t* num_unique) {
+  detail::check_merge_sparse_rows(n, dim);
+  LOCKSTEP_DISPATCH(T, ctx, merge_sparse_rows, n, dim, ids, rows, unique_ids, merged, num_unique);
 }
 
 }  // namespace lockstep::kernels

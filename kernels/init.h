@@ -9,18 +9,9 @@ namespace lockstep::kernels {
 // One correctly rounded fused multiply-add on both devices, so CPU and CUDA produce identical
 // bits for the same (seed, stream, offset); for T = double the float value is widened.
 // `stream` separates independent tensors (e.g. a hash of the parameter name).
-namespace cpu {
-template <class T>
-void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
-                  float lo, float hi, T* x);
-template <class T>
-void fill_constant(const Context& ctx, int64_t n, T value, T* x);
-}  // namespace cpu
-namespace cuda {
-void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
-                  float lo, float hi, float* x);
-void fill_constant(const Context& ctx, int64_t n, float value, float* x);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(fill_uniform, const Context& ctx, int64_t n, uint64_t seed, uint64_t stream,
+                      uint64_t offset, float lo, float hi, T* x)
+LOCKSTEP_KERNEL_IMPLS(fill_constant, const Context& ctx, int64_t n, T value, T* x)
 template <class T>
 void fill_uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
                   float lo, float hi, T* x) {

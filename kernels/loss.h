@@ -10,15 +10,8 @@ namespace lockstep::kernels {
 //   dlogits[i] = grad_scale * (sigmoid(x) - t)
 // loss or dlogits may be nullptr to skip that output. The summed loss is sum(ctx, n, loss, out)
 // (kernels/reduce.h); losses are SUMS over samples so that an empty batch contributes exactly 0.
-namespace cpu {
-template <class T>
-void bce_with_logits(const Context& ctx, int64_t n, const T* logits, const T* labels, T grad_scale,
-                     T* loss, T* dlogits);
-}
-namespace cuda {
-void bce_with_logits(const Context& ctx, int64_t n, const float* logits, const float* labels,
-                     float grad_scale, float* loss, float* dlogits);
-}
+LOCKSTEP_KERNEL_IMPLS(bce_with_logits, const Context& ctx, int64_t n, const T* logits,
+                      const T* labels, T grad_scale, T* loss, T* dlogits)
 template <class T>
 void bce_with_logits(const Context& ctx, int64_t n, const T* logits, const T* labels, T grad_scale,
                      T* loss, T* dlogits) {

@@ -37,74 +37,76 @@ struct AdagradHyper {
 //          p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps) + lr * wd * p
 //          (step counts from 1)
 // Adagrad: acc += g^2;  p -= lr * g / (sqrt(acc) + eps)
-namespace cpu {
-template <class T>
-void sgd_update(const Context& ctx, const SgdHyper& h, T grad_scale, int64_t n, T* param,
-                const T* grad, T* velocity);
-template <class T>
-void adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale, int64_t n,
-                 T* param, const T* grad, T* m, T* v);
-template <class T>
-void adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t n, T* param,
-                    const T* grad, T* accum);
-}  // namespace cpu
-namespace cuda {
-void sgd_update(const Context& ctx, const SgdHyper& h, float grad_scale, int64_t n, float* param,
-                const float* grad, float* velocity);
-void adam_update(const Context& ctx, const AdamHyper& h, int64_t step, float grad_scale, int64_t n,
-                 float* param, const float* grad, float* m, float* v);
-void adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale, int64_t n,
-                    float* param, const float* grad, float* accum);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(sgd_update, const Context& ctx, const SgdHyper& h, T grad_scale, int64_t n,
+                      T* param, const T* grad, T* velocity)
+LOCKSTEP_KERNEL_IMPLS(adam_update, const Context& ctx, const AdamHyper& h, int64_t step,
+                      T grad_scale, int64_t n, T* param, const T* grad, T* m, T* v)
+LOCKSTEP_KERNEL_IMPLS(adagrad_update, const Context& ctx, const AdagradHyper& h, T grad_scale,
+                      int64_t n, T* param, const T* grad, T* accum)
+namespace detail {
+inline void check_sgd_update(const SgdHyper& h, int64_t n, bool has_velocity) {
+  LOCKSTEP_CHECK(n >= 0, "sgd_update: negative size n={}", n);
+  LOCKSTEP_CHECK(h.momentum == 0.0f || has_velocity,
+                 "sgd_update: momentum = {} needs a velocity buffer", h.momentum);
+}
+inline void check_adam_step(const char* op, int64_t step) {
+  LOCKSTEP_CHECK(step >= 1, "{}: step = {} but Adam steps count from 1", op, step);
+}
+inline void check_adam_update(int64_t step, int64_t n) {
+  LOCKSTEP_CHECK(n >= 0, "adam_update: negative size n={}", n);
+  check_adam_step("adam_update", step);
+}
+inline void check_adagrad_update(int64_t n) {
+  LOCKSTEP_CHECK(n >= 0, "adagrad_update: negative size n={}", n);
+}
+}  // namespace detail
 template <class T>
 void sgd_update(const Context& ctx, const SgdHyper& h, T grad_scale, int64_t n, T* param,
                 const T* grad, T* velocity) {
+  detail::check_sgd_update(h, n, velocity != nullptr);
   LOCKSTEP_DISPATCH(T, ctx, sgd_update, h, grad_scale, n, param, grad, velocity);
 }
 template <class T>
 void adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale, int64_t n,
                  T* param, const T* grad, T* m, T* v) {
+  detail::check_adam_update(step, n);
   LOCKSTEP_DISPATCH(T, ctx, adam_update, h, step, grad_scale, n, param, grad, m, v);
 }
 template <class T>
 void adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t n, T* param,
                     const T* grad, T* accum) {
+  detail::check_adagrad_update(n);
   LOCKSTEP_DISPATCH(T, ctx, adagrad_update, h, grad_scale, n, param, grad, accum);
 }
 
 // ---- Sparse, over the U = *num_unique rows of a pooled_lookup_backward result.
 //   num_unique: one element in ctx's device memory (host on the CPU); max_unique >= U bounds the
-//               launch so CUDA needs no synchronisation
+//               launch so CUDA needs no synchronisation. U outside [0, max_unique]: the CPU
+//               reference throws; the CUDA kernels clamp U to max_unique, so that they never
+//               read or write past max_unique rows (rows u >= max_unique are not updated).
 //   unique_ids: (U) row indices into table; grad_rows: (U, dim)
 //   table: (rows, dim); untouched rows and their state are not modified (lazy updates).
 // Row-wise Adagrad keeps ONE accumulator per row (accum: (rows)):
 //   acc[r] += mean_d(g[d]^2);  table[r, d] -= lr * g[d] / (sqrt(acc[r]) + eps)
 // Sparse Adam keeps m, v: (rows, dim) and applies the dense Adam rule to touched rows only,
 // with bias correction from the global `step` (LazyAdam semantics).
-namespace cpu {
-template <class T>
-void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t dim,
-                           const int64_t* num_unique, int64_t max_unique,
-                           const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum);
-template <class T>
-void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale,
-                        int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v);
-}  // namespace cpu
-namespace cuda {
-void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale, int64_t dim,
-                           const int64_t* num_unique, int64_t max_unique,
-                           const uint64_t* unique_ids, const float* grad_rows, float* table,
-                           float* accum);
-void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, float grad_scale,
-                        int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const float* grad_rows, float* table, float* m,
-                        float* v);
-}  // namespace cuda
+LOCKSTEP_KERNEL_IMPLS(sparse_adagrad_update, const Context& ctx, const AdagradHyper& h,
+                      T grad_scale, int64_t dim, const int64_t* num_unique, int64_t max_unique,
+                      const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum)
+LOCKSTEP_KERNEL_IMPLS(sparse_adam_update, const Context& ctx, const AdamHyper& h, int64_t step,
+                      T grad_scale, int64_t dim, const int64_t* num_unique, int64_t max_unique,
+                      const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v)
+namespace detail {
+inline void check_sparse_update(const char* op, int64_t dim, int64_t max_unique) {
+  LOCKSTEP_CHECK(dim >= 0 && max_unique >= 0, "{}: negative size dim={} max_unique={}", op, dim,
+                 max_unique);
+}
+}  // namespace detail
 template <class T>
 void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t dim,
                            const int64_t* num_unique, int64_t max_unique,
                            const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum) {
+  detail::check_sparse_update("sparse_adagrad_update", dim, max_unique);
   LOCKSTEP_DISPATCH(T, ctx, sparse_adagrad_update, h, grad_scale, dim, num_unique, max_unique,
                     unique_ids, grad_rows, table, accum);
 }
@@ -112,6 +114,8 @@ template <class T>
 void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale,
                         int64_t dim, const int64_t* num_unique, int64_t max_unique,
                         const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v) {
+  detail::check_sparse_update("sparse_adam_update", dim, max_unique);
+  detail::check_adam_step("sparse_adam_update", step);
   LOCKSTEP_DISPATCH(T, ctx, sparse_adam_update, h, step, grad_scale, dim, num_unique, max_unique,
                     unique_ids, grad_rows, table, m, v);
 }

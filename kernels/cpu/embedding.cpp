@@ -35,16 +35,48 @@ T bag_scale(Pooling pooling, int64_t len) {
   return pooling == Pooling::Mean && len > 0 ? T(1) / static_cast<T>(len) : T(1);
 }
 
+// The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
+// distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
+// positions j with ids[j] == id, in increasing j, of contribution(j, d), starting from 0.
+// Returns the number of distinct ids.
+//   ids: (nnz); unique_ids: (>= nnz); out: (>= nnz, dim)
+template <class T, class Contribution>
+int64_t sum_rows_by_id(int64_t nnz, int64_t dim, const uint64_t* ids, Contribution contribution,
+                       uint64_t* unique_ids, T* out) {
+  // Stable sort of positions by id: equal ids keep increasing position order, which fixes the
+  // summation order below (the CUDA radix sort is stable too).
+  std::vector<int64_t> order(static_cast<size_t>(nnz));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [ids](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+
+  // One segment per distinct id; sum its positions sequentially, per dim.
+  int64_t u = 0;
+  for (int64_t start = 0; start < nnz; ++u) {
+    const uint64_t id = ids[order[start]];
+    int64_t end = start + 1;
+    while (end < nnz && ids[order[end]] == id) ++end;
+    unique_ids[u] = id;
+    T* out_row = out + u * dim;
+    for (int64_t d = 0; d < dim; ++d) {
+      T sum = T(0);
+      for (int64_t k = start; k < end; ++k) sum += contribution(order[k], d);
+      out_row[d] = sum;
+    }
+    start = end;
+  }
+  return u;
+}
+
 }  // namespace
 
+// Sizes and strides are validated by the dispatcher (kernels/embedding.h); the CSR itself is
+// validated here, where it is readable.
 template <class T>
 void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
                            const T* table, int64_t rows, const int64_t* offsets,
                            const uint64_t* ids, T* out, int64_t ld_out) {
   constexpr const char* op = "pooled_lookup_forward";
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && rows >= 0, "{}: negative size batch={} dim={} rows={}",
-                 op, batch, dim, rows);
-  LOCKSTEP_CHECK(ld_out >= dim, "{}: ld_out={} is smaller than dim={}", op, ld_out, dim);
   if (batch == 0) return;
   check_offsets(op, batch, offsets, /*slice=*/true);
   // Validate every id before writing anything, so a bad batch leaves `out` untouched.
@@ -75,14 +107,8 @@ void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int6
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique) {
   constexpr const char* op = "pooled_lookup_backward";
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
-                 batch, dim, nnz);
-  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
   *num_unique = 0;
-  if (batch == 0) {
-    LOCKSTEP_CHECK(nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
-    return;
-  }
+  if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
   check_offsets(op, batch, offsets);
   LOCKSTEP_CHECK(offsets[batch] == nnz, "{}: nnz={} but offsets[{}] = {}", op, nnz, batch,
                  offsets[batch]);
@@ -101,41 +127,30 @@ void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int6
       for (int64_t d = 0; d < dim; ++d) scaled_dout[b * dim + d] = dout[b * ld_dout + d] * scale;
     }
   }
-  const auto contribution = [&](int64_t b, int64_t d) {
+  const auto contribution = [&](int64_t j, int64_t d) {
+    const int64_t b = bag_of[j];
     return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
   };
-
-  // Stable sort of positions by id: equal ids keep increasing position order, which fixes the
-  // summation order below (the CUDA radix sort is stable too).
-  std::vector<int64_t> order(static_cast<size_t>(nnz));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [ids](int64_t a, int64_t b) { return ids[a] < ids[b]; });
-
-  // One segment per distinct id; sum its positions sequentially, per dim.
-  int64_t u = 0;
-  for (int64_t start = 0; start < nnz; ++u) {
-    const uint64_t id = ids[order[start]];
-    int64_t end = start + 1;
-    while (end < nnz && ids[order[end]] == id) ++end;
-    unique_ids[u] = id;
-    T* grad_row = grad_rows + u * dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      T sum = T(0);
-      for (int64_t k = start; k < end; ++k) sum += contribution(bag_of[order[k]], d);
-      grad_row[d] = sum;
-    }
-    start = end;
-  }
-  *num_unique = u;
+  *num_unique = sum_rows_by_id<T>(nnz, dim, ids, contribution, unique_ids, grad_rows);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                  \
-  template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,    \
-                                         int64_t, const int64_t*, const uint64_t*, T*, int64_t); \
-  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,             \
-                                          const int64_t*, const uint64_t*, int64_t, const T*,    \
-                                          int64_t, uint64_t*, T*, int64_t*);
+// Row i is a bag of one id with Sum pooling: the backward's reduction with contribution(i, d) =
+// rows[i, d], hence exactly the bits of pooled_lookup_backward over offsets 0, 1, ..., n.
+template <class T>
+void merge_sparse_rows(const Context&, int64_t n, int64_t dim, const uint64_t* ids, const T* rows,
+                       uint64_t* unique_ids, T* merged, int64_t* num_unique) {
+  const auto contribution = [rows, dim](int64_t i, int64_t d) { return rows[i * dim + d]; };
+  *num_unique = sum_rows_by_id<T>(n, dim, ids, contribution, unique_ids, merged);
+}
+
+#define LOCKSTEP_INSTANTIATE(T)                                                                   \
+  template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,     \
+                                         int64_t, const int64_t*, const uint64_t*, T*, int64_t);  \
+  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,              \
+                                          const int64_t*, const uint64_t*, int64_t, const T*,     \
+                                          int64_t, uint64_t*, T*, int64_t*);                      \
+  template void merge_sparse_rows<T>(const Context&, int64_t, int64_t, const uint64_t*, const T*, \
+                                     uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

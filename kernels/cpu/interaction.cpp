@@ -6,29 +6,20 @@
 // accurate than the data type, so that it can serve as the reference of the CUDA parity tests.
 // Elementwise results that use a saved or reduced value (y = x0·s + b + xl, dxl = dy + ds·w,
 // da = grad_scale·(a − t)) are computed in T from the T-rounded value, as the CUDA kernels do.
+// Sizes and strides are validated by the dispatcher.
 
 #include "kernels/interaction.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "kernels/interaction_args.h"
-
 namespace lockstep::kernels::cpu {
-
-using detail::check_cross_args;
-using detail::check_fm_args;
-using detail::check_ld;
-using detail::check_squared_error_args;
 
 // ---- FM bi-interaction ----------------------------------------------------------------------
 
 template <class T>
 void fm_forward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, int64_t ldv, T* out,
                 int64_t ldo) {
-  constexpr const char* op = "fm_forward";
-  check_fm_args(op, B, F, D, ldv);
-  check_ld(op, "ldo", ldo, "D", D);
   if (B == 0 || D == 0) return;
   std::vector<double> sum(static_cast<size_t>(D)), sum_sq(static_cast<size_t>(D));
   for (int64_t b = 0; b < B; ++b) {
@@ -50,10 +41,6 @@ void fm_forward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, int
 template <class T>
 void fm_backward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, int64_t ldv,
                  const T* dout, int64_t lddo, T* dv, int64_t lddv) {
-  constexpr const char* op = "fm_backward";
-  check_fm_args(op, B, F, D, ldv);
-  check_ld(op, "lddo", lddo, "D", D);
-  check_ld(op, "lddv", lddv, "F*D", F * D);
   if (B == 0 || F == 0 || D == 0) return;
   std::vector<double> sum(static_cast<size_t>(D));
   for (int64_t b = 0; b < B; ++b) {
@@ -76,7 +63,6 @@ void fm_backward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, in
 template <class T>
 void cross_forward(const Context&, int64_t B, int64_t n, const T* x0, const T* xl, const T* w,
                    const T* b, T* y, T* s) {
-  check_cross_args("cross_forward", B, n);
   for (int64_t r = 0; r < B; ++r) {
     const T* x0_row = x0 + r * n;
     const T* xl_row = xl + r * n;
@@ -94,7 +80,6 @@ void cross_forward(const Context&, int64_t B, int64_t n, const T* x0, const T* x
 template <class T>
 void cross_backward(const Context&, int64_t B, int64_t n, const T* x0, const T* xl, const T* w,
                     const T* s, const T* dy, T* dx0, T* dxl, T* dw, T* db) {
-  check_cross_args("cross_backward", B, n);
   if (B == 0 || n == 0) return;
   std::vector<double> dw_sum(static_cast<size_t>(n), 0.0), db_sum(static_cast<size_t>(n), 0.0);
   for (int64_t r = 0; r < B; ++r) {
@@ -128,7 +113,6 @@ void cross_backward(const Context&, int64_t B, int64_t n, const T* x0, const T* 
 template <class T>
 void squared_error(const Context&, int64_t rows, int64_t n, const T* a, int64_t lda, const T* t,
                    int64_t ldt, T grad_scale, T* loss, T* da, int64_t ldda) {
-  check_squared_error_args("squared_error", rows, n, lda, ldt, da != nullptr, ldda);
   for (int64_t i = 0; i < rows; ++i) {
     const T* a_row = a + i * lda;
     const T* t_row = t + i * ldt;

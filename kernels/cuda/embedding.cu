@@ -10,6 +10,7 @@
 #include <climits>
 
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/workspace.cuh"
 #include "kernels/embedding.h"
 
 namespace lockstep::kernels::cuda {
@@ -60,11 +61,16 @@ __global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int
 // bag_of[j] = the bag b with offsets[b] <= j < offsets[b + 1], by binary search: balanced work
 // however long the bags are. Empty bags are never the answer (they contain no position). For
 // invalid offsets the result is still a bag in [0, batch), so later reads stay in bounds.
-//   offsets: (batch + 1); bag_of: (nnz)
+// offsets == nullptr means one bag per position: bag_of[j] = j (merge_sparse_rows).
+//   offsets: (batch + 1) or nullptr; bag_of: (nnz)
 __global__ void position_bag_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
                                     int64_t* __restrict__ bag_of) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < nnz;
        j += int64_t(gridDim.x) * blockDim.x) {
+    if (offsets == nullptr) {
+      bag_of[j] = j;
+      continue;
+    }
     int64_t lo = 0, hi = batch;  // offsets[lo] <= j < offsets[hi]
     while (hi - lo > 1) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -118,61 +124,36 @@ __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __rest
   }
 }
 
-// Carves one workspace allocation into pieces, each starting on a 256-byte boundary (what CUB
-// and coalesced access want). First reserve every piece, then request `bytes`, then take them.
-class WorkspaceLayout {
- public:
-  size_t reserve(size_t bytes) {
-    const size_t at = bytes_;
-    bytes_ += (bytes + kAlign - 1) / kAlign * kAlign;
-    return at;
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  static constexpr size_t kAlign = 256;
-  size_t bytes_ = 0;
-};
-
-template <class T>
-T* at(void* base, size_t offset) {
-  return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
-}
-
-}  // namespace
-
-void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                           const float* table, int64_t rows, const int64_t* offsets,
-                           const uint64_t* ids, float* out, int64_t ld_out) {
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && rows >= 0,
-                 "pooled_lookup_forward: negative size batch={} dim={} rows={}", batch, dim, rows);
-  LOCKSTEP_CHECK(ld_out >= dim, "pooled_lookup_forward: ld_out={} is smaller than dim={}", ld_out,
-                 dim);
-  if (batch == 0 || dim == 0) return;
-  const int lanes = lanes_per_row(dim);
-  pooled_lookup_forward_kernel<<<grid_for(batch * lanes), kBlock, 0, stream_of(ctx)>>>(
-      pooling, batch, dim, lanes, table, rows, offsets, ids, out, ld_out);
-  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_forward");
-}
-
+// The sparse gradient of pooled_lookup_backward, and the row merge of merge_sparse_rows (one
+// bag per position: offsets == nullptr, Sum pooling).
+//
 // Sort (id, bag) pairs whose input order is position order: the radix sort is stable, so for
 // equal ids the bags come out in increasing position order, exactly the CPU's stable sort of
 // (id, position) pairs, and the segmented sum needs no position -> bag lookup afterwards.
 // Unique ids and their counts come from a run-length encoding of the sorted ids, segment starts
 // from an exclusive scan of the counts. No step waits for the host: num_unique stays on the
-// device and every later kernel reads it there.
-void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
-                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
-                            const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique) {
-  constexpr const char* op = "pooled_lookup_backward";
-  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
-                 batch, dim, nnz);
-  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
-  LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
+// device and every later kernel reads it there. Arguments are validated by the dispatcher.
+//   names: the op and its kernels, for error messages.
+struct SegmentSumNames {
+  const char* op;
+  const char* position_bag;
+  const char* bag_scale;
+  const char* segment_sum;
+};
+constexpr SegmentSumNames kBackwardNames = {
+    "pooled_lookup_backward", "pooled_lookup_backward(position_bag)",
+    "pooled_lookup_backward(bag_scale)", "pooled_lookup_backward(segment_sum)"};
+constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows(position_bag)",
+                                         "merge_sparse_rows(bag_scale)",
+                                         "merge_sparse_rows(segment_sum)"};
+
+void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pooling pooling,
+                          int64_t batch, int64_t dim, const int64_t* offsets, const uint64_t* ids,
+                          int64_t nnz, const float* dout, int64_t ld_dout, uint64_t* unique_ids,
+                          float* grad_rows, int64_t* num_unique) {
   // cub::DeviceRunLengthEncode counts items in int.
-  LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", op, nnz,
-                 INT_MAX);
+  LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", names.op,
+                 nnz, INT_MAX);
   const cudaStream_t stream = stream_of(ctx);
   if (nnz == 0) {
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
@@ -213,10 +194,10 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   void* cub_temp = static_cast<char*>(base) + cub_at;
 
   position_bag_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(batch, offsets, nnz, bag_of);
-  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(position_bag)");
+  LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
   if (scales != nullptr) {
     bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
-    LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(bag_scale)");
+    LOCKSTEP_KERNEL_CHECK(ctx, names.bag_scale);
   }
 
   size_t temp_bytes = sort_bytes;
@@ -237,7 +218,36 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   const int lanes = lanes_per_row(dim);
   segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
       dim, lanes, num_unique, starts, counts, sorted_bag, scales, dout, ld_dout, grad_rows);
-  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_backward(segment_sum)");
+  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+}
+
+}  // namespace
+
+void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                           const float* table, int64_t rows, const int64_t* offsets,
+                           const uint64_t* ids, float* out, int64_t ld_out) {
+  if (batch == 0 || dim == 0) return;
+  const int lanes = lanes_per_row(dim);
+  pooled_lookup_forward_kernel<<<grid_for(batch * lanes), kBlock, 0, stream_of(ctx)>>>(
+      pooling, batch, dim, lanes, table, rows, offsets, ids, out, ld_out);
+  LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_forward");
+}
+
+void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                            const int64_t* offsets, const uint64_t* ids, int64_t nnz,
+                            const float* dout, int64_t ld_dout, uint64_t* unique_ids,
+                            float* grad_rows, int64_t* num_unique) {
+  sort_and_segment_sum(ctx, kBackwardNames, pooling, batch, dim, offsets, ids, nnz, dout, ld_dout,
+                       unique_ids, grad_rows, num_unique);
+}
+
+// Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
+// sum with bag_of[i] = i, so the merge gives the bits of that backward by construction.
+void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
+                       const float* rows, uint64_t* unique_ids, float* merged,
+                       int64_t* num_unique) {
+  sort_and_segment_sum(ctx, kMergeNames, Pooling::Sum, n, dim, nullptr, ids, n, rows, dim,
+                       unique_ids, merged, num_unique);
 }
 
 }  // namespace lockstep::kernels::cuda

@@ -8,43 +8,23 @@
 // (via bias_grad) sums the chunks. No atomics. Arithmetic uses the explicit __f*_rn intrinsics
 // so that no contraction into FMAs depends on the compiler.
 //
-// Sizes and strides are checked on the host with the same messages as on the CPU
-// (kernels/interaction_args.h). All offsets are 64-bit.
+// Sizes and strides are validated by the dispatcher (kernels/interaction.h). All offsets are
+// 64-bit.
 
 #include <cstddef>
 
 #include "kernels/bias.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/warp.cuh"
+#include "kernels/cuda/workspace.cuh"
 #include "kernels/interaction.h"
-#include "kernels/interaction_args.h"
 
 namespace lockstep::kernels::cuda {
 
-using detail::check_cross_args;
-using detail::check_fm_args;
-using detail::check_ld;
-using detail::check_squared_error_args;
-
 namespace {
 
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 /// Rows per first-stage partial of the cross layer's column sums (dw, db).
 constexpr int64_t kCrossChunk = 32;
-
-size_t floats(int64_t n) { return static_cast<size_t>(n) * sizeof(float); }
-
-/// Byte offset of the next 256-byte aligned piece after `bytes` bytes of workspace.
-size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-// Sum over the 32 lanes of a warp by a fixed xor butterfly; every lane ends with the same bits.
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
-  return v;
-}
-
-// Blocks for the "one warp per row" kernels (grid-stride over rows).
-unsigned warp_grid(int64_t rows) { return grid_for(rows * kWarp); }
 
 // ---- FM bi-interaction -----------------------------------------------------------------------
 
@@ -97,9 +77,7 @@ __global__ void cross_forward_kernel(int64_t B, int64_t n, const float* x0, cons
                                      const float* __restrict__ w, const float* __restrict__ b,
                                      float* y, float* __restrict__ s) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / kWarp);
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x / kWarp) + threadIdx.x / kWarp; r < B;
-       r += warps) {
+  for (int64_t r = first_warp_row(); r < B; r += warp_row_stride()) {
     const float* xl_row = xl + r * n;
     float dot = 0.f;
     for (int64_t j = lane; j < n; j += kWarp) dot = __fadd_rn(dot, __fmul_rn(xl_row[j], w[j]));
@@ -120,9 +98,7 @@ __global__ void cross_backward_rows_kernel(int64_t B, int64_t n, const float* __
                                            const float* __restrict__ s, const float* dy,
                                            float* __restrict__ dx0, float* __restrict__ ds) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / kWarp);
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x / kWarp) + threadIdx.x / kWarp; r < B;
-       r += warps) {
+  for (int64_t r = first_warp_row(); r < B; r += warp_row_stride()) {
     const float* x0_row = x0 + r * n;
     const float* dy_row = dy + r * n;
     float* dx0_row = dx0 + r * n;
@@ -180,9 +156,7 @@ __global__ void squared_error_kernel(int64_t rows, int64_t n, const float* a, in
                                      const float* __restrict__ t, int64_t ldt, float grad_scale,
                                      float* __restrict__ loss, float* da, int64_t ldda) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / kWarp);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x / kWarp) + threadIdx.x / kWarp; i < rows;
-       i += warps) {
+  for (int64_t i = first_warp_row(); i < rows; i += warp_row_stride()) {
     const float* a_row = a + i * lda;
     const float* t_row = t + i * ldt;
     float sum = 0.f;
@@ -205,8 +179,6 @@ __global__ void squared_error_kernel(int64_t rows, int64_t n, const float* a, in
 void fm_forward(const Context& ctx, int64_t B, int64_t F, int64_t D, const float* v, int64_t ldv,
                 float* out, int64_t ldo) {
   constexpr const char* op = "fm_forward";
-  check_fm_args(op, B, F, D, ldv);
-  check_ld(op, "ldo", ldo, "D", D);
   if (B == 0 || D == 0) return;  // F == 0 still runs: it writes out = 0
   fm_forward_kernel<<<grid_for(B * D), kBlock, 0, stream_of(ctx)>>>(B, F, D, v, ldv, out, ldo);
   LOCKSTEP_KERNEL_CHECK(ctx, op);
@@ -215,9 +187,6 @@ void fm_forward(const Context& ctx, int64_t B, int64_t F, int64_t D, const float
 void fm_backward(const Context& ctx, int64_t B, int64_t F, int64_t D, const float* v, int64_t ldv,
                  const float* dout, int64_t lddo, float* dv, int64_t lddv) {
   constexpr const char* op = "fm_backward";
-  check_fm_args(op, B, F, D, ldv);
-  check_ld(op, "lddo", lddo, "D", D);
-  check_ld(op, "lddv", lddv, "F*D", F * D);
   if (B == 0 || F == 0 || D == 0) return;
   fm_backward_kernel<<<grid_for(B * D), kBlock, 0, stream_of(ctx)>>>(B, F, D, v, ldv, dout, lddo,
                                                                      dv, lddv);
@@ -229,7 +198,6 @@ void fm_backward(const Context& ctx, int64_t B, int64_t F, int64_t D, const floa
 void cross_forward(const Context& ctx, int64_t B, int64_t n, const float* x0, const float* xl,
                    const float* w, const float* b, float* y, float* s) {
   constexpr const char* op = "cross_forward";
-  check_cross_args(op, B, n);
   if (B == 0) return;
   if (n == 0) {  // empty rows: s = 0 (an empty dot product), y has no elements
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(s, 0, floats(B), stream_of(ctx)));
@@ -245,18 +213,17 @@ void cross_forward(const Context& ctx, int64_t B, int64_t n, const float* x0, co
 void cross_backward(const Context& ctx, int64_t B, int64_t n, const float* x0, const float* xl,
                     const float* w, const float* s, const float* dy, float* dx0, float* dxl,
                     float* dw, float* db) {
-  constexpr const char* op = "cross_backward";
-  check_cross_args(op, B, n);
   if (B == 0 || n == 0) return;
   const cudaStream_t stream = stream_of(ctx);
   const int64_t chunks = ceil_div(B, kCrossChunk);
-  const size_t ds_at = 0;
-  const size_t dw_at = ds_at + aligned(floats(B));
-  const size_t db_at = dw_at + aligned(floats(chunks * n));
-  char* base = static_cast<char*>(ctx.workspace(db_at + floats(chunks * n)));
-  float* ds = reinterpret_cast<float*>(base + ds_at);
-  float* part_dw = reinterpret_cast<float*>(base + dw_at);
-  float* part_db = reinterpret_cast<float*>(base + db_at);
+  WorkspaceLayout layout;
+  const size_t ds_at = layout.reserve(floats(B));
+  const size_t dw_at = layout.reserve(floats(chunks * n));
+  const size_t db_at = layout.reserve(floats(chunks * n));
+  void* base = ctx.workspace(layout.bytes());
+  float* ds = at<float>(base, ds_at);
+  float* part_dw = at<float>(base, dw_at);
+  float* part_db = at<float>(base, db_at);
 
   cross_backward_rows_kernel<<<warp_grid(B), kBlock, 0, stream>>>(B, n, x0, s, dy, dx0, ds);
   LOCKSTEP_KERNEL_CHECK(ctx, "cross_backward(rows)");
@@ -273,7 +240,6 @@ void squared_error(const Context& ctx, int64_t rows, int64_t n, const float* a, 
                    const float* t, int64_t ldt, float grad_scale, float* loss, float* da,
                    int64_t ldda) {
   constexpr const char* op = "squared_error";
-  check_squared_error_args(op, rows, n, lda, ldt, da != nullptr, ldda);
   if (rows == 0 || (loss == nullptr && da == nullptr)) return;
   if (n == 0) {  // empty rows: loss = 0, da has no elements
     if (loss != nullptr)

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <random>
+#include <utility>
 #include <vector>
 
 #include "csr_batch.h"
@@ -144,5 +147,119 @@ TEST_CASE("CUDA pooled lookup skips ids past the table", "[gpu][embedding]") {
     kernels::pooled_lookup_forward<float>(pc.gpu, pooling, batch, dim, d_table.data(), rows,
                                           d_offsets.data(), d_ids.data(), d_out.data(), dim);
     test::require_bitwise_equal(to_host(pc.gpu, d_out), out_cpu, pooling_name(pooling));
+  }
+}
+
+TEST_CASE("CUDA merge_sparse_rows is bitwise equal to the CPU and to the one-id-bag backward",
+          "[gpu][embedding]") {
+  test::ParityContexts pc;
+  uint64_t seed = 3000;
+  for (const int64_t n : {int64_t{0}, int64_t{1}, int64_t{77}, int64_t{5000}, int64_t{200000}}) {
+    for (const int64_t dim : {int64_t{1}, int64_t{16}, int64_t{33}}) {
+      for (const uint64_t id_range : {uint64_t{3}, uint64_t{1000}, uint64_t{1} << 40}) {
+        ++seed;
+        INFO("n " << n << " dim " << dim << " id range " << id_range);
+        std::mt19937_64 rng(seed);
+        std::uniform_int_distribution<uint64_t> id_dist(0, id_range - 1);
+        std::vector<uint64_t> ids(static_cast<size_t>(n));
+        for (auto& id : ids) id = id_dist(rng);
+        const auto rows = test::random_vector<float>(static_cast<size_t>(n * dim), seed, -5, 5);
+
+        std::vector<uint64_t> unique_cpu(static_cast<size_t>(n));
+        std::vector<float> merged_cpu(static_cast<size_t>(n * dim));
+        int64_t count_cpu = -1;
+        kernels::merge_sparse_rows<float>(pc.cpu, n, dim, ids.data(), rows.data(),
+                                          unique_cpu.data(), merged_cpu.data(), &count_cpu);
+        unique_cpu.resize(static_cast<size_t>(count_cpu));
+        merged_cpu.resize(static_cast<size_t>(count_cpu * dim));
+
+        const auto d_ids = test::to_gpu(pc.gpu, ids);
+        const auto d_rows = test::to_gpu(pc.gpu, rows);
+        std::vector<int64_t> offsets(static_cast<size_t>(n + 1));
+        for (int64_t i = 0; i <= n; ++i) offsets[i] = i;
+        const auto d_offsets = test::to_gpu(pc.gpu, offsets);
+        Tensor<uint64_t> d_unique(pc.gpu, {std::max<int64_t>(n, 1)});
+        Tensor<float> d_merged(pc.gpu, {std::max<int64_t>(n * dim, 1)});
+        auto d_count = test::to_gpu(pc.gpu, std::vector<int64_t>{-1});
+        for (int run = 0; run < 3; ++run) {
+          INFO("GPU run " << run << (run == 2 ? " (pooled_lookup_backward)" : ""));
+          if (run < 2) {
+            kernels::merge_sparse_rows<float>(pc.gpu, n, dim, d_ids.data(), d_rows.data(),
+                                              d_unique.data(), d_merged.data(), d_count.data());
+          } else {
+            kernels::pooled_lookup_backward<float>(
+                pc.gpu, Pooling::Sum, n, dim, d_offsets.data(), d_ids.data(), n, d_rows.data(), dim,
+                d_unique.data(), d_merged.data(), d_count.data());
+          }
+          const int64_t count_gpu = to_host(pc.gpu, d_count.data(), 1)[0];
+          REQUIRE(count_gpu == count_cpu);
+          test::require_bitwise_equal(to_host(pc.gpu, d_unique.data(), count_gpu), unique_cpu,
+                                      "unique_ids");
+          test::require_bitwise_equal(to_host(pc.gpu, d_merged.data(), count_gpu * dim), merged_cpu,
+                                      "merged");
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA pooled lookup over a window of a larger CSR (offsets not starting at 0)",
+          "[gpu][embedding]") {
+  // Forward: the window's absolute offsets (offsets[0] > 0) into the ids of all fields, as a
+  // field of a shared table reads its bags. Backward (whose offsets start at 0): the window
+  // rebased, ids + offsets[first] and offsets - offsets[first], as a caller differentiates it.
+  test::ParityContexts pc;
+  const int64_t rows = 5000, dim = 16;
+  const CsrBatch all = test::random_csr(700, rows, 12, 4001);
+  const auto table = test::random_vector<float>(rows * dim, 4002);
+  const auto d_table = test::to_gpu(pc.gpu, table);
+  const auto d_offsets = test::to_gpu(pc.gpu, all.offsets);
+  const auto d_ids = test::to_gpu(pc.gpu, all.ids);
+  for (const auto& [first, batch] :
+       std::vector<std::pair<int64_t, int64_t>>{{2, 698}, {100, 333}, {650, 50}, {699, 1}}) {
+    for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+      INFO("window " << first << " + " << batch << " pooling " << pooling_name(pooling));
+      const int64_t begin = all.offsets[first], nnz = all.offsets[first + batch] - begin;
+      REQUIRE(begin > 0);
+      const int64_t ld = dim + 3;
+      const std::vector<float> sentinel(static_cast<size_t>(batch * ld), -333.0f);
+      std::vector<float> out_cpu = sentinel;
+      kernels::pooled_lookup_forward<float>(pc.cpu, pooling, batch, dim, table.data(), rows,
+                                            all.offsets.data() + first, all.ids.data(),
+                                            out_cpu.data(), ld);
+      auto d_out = test::to_gpu(pc.gpu, sentinel);
+      kernels::pooled_lookup_forward<float>(pc.gpu, pooling, batch, dim, d_table.data(), rows,
+                                            d_offsets.data() + first, d_ids.data(), d_out.data(),
+                                            ld);
+      test::require_bitwise_equal(to_host(pc.gpu, d_out), out_cpu, "forward over a window");
+      CHECK(test::any_nonzero(out_cpu));
+
+      std::vector<int64_t> rebased(all.offsets.begin() + first,
+                                   all.offsets.begin() + first + batch + 1);
+      for (auto& o : rebased) o -= begin;
+      const auto d_rebased = test::to_gpu(pc.gpu, rebased);
+      const auto dout = test::random_vector<float>(batch * ld, 4003 + first);
+      std::vector<uint64_t> unique_cpu(static_cast<size_t>(nnz));
+      std::vector<float> grad_cpu(static_cast<size_t>(nnz * dim));
+      int64_t count_cpu = -1;
+      kernels::pooled_lookup_backward<float>(pc.cpu, pooling, batch, dim, rebased.data(),
+                                             all.ids.data() + begin, nnz, dout.data(), ld,
+                                             unique_cpu.data(), grad_cpu.data(), &count_cpu);
+      unique_cpu.resize(static_cast<size_t>(count_cpu));
+      grad_cpu.resize(static_cast<size_t>(count_cpu * dim));
+      const auto d_dout = test::to_gpu(pc.gpu, dout);
+      Tensor<uint64_t> d_unique(pc.gpu, {nnz});
+      Tensor<float> d_grad(pc.gpu, {nnz * dim});
+      auto d_count = test::to_gpu(pc.gpu, std::vector<int64_t>{-1});
+      kernels::pooled_lookup_backward<float>(pc.gpu, pooling, batch, dim, d_rebased.data(),
+                                             d_ids.data() + begin, nnz, d_dout.data(), ld,
+                                             d_unique.data(), d_grad.data(), d_count.data());
+      const int64_t count_gpu = to_host(pc.gpu, d_count.data(), 1)[0];
+      REQUIRE(count_gpu == count_cpu);
+      test::require_bitwise_equal(to_host(pc.gpu, d_unique.data(), count_gpu), unique_cpu,
+                                  "unique_ids of the window");
+      test::require_bitwise_equal(to_host(pc.gpu, d_grad.data(), count_gpu * dim), grad_cpu,
+                                  "grad_rows of the window");
+    }
   }
 }

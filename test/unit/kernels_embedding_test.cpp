@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "csr_batch.h"
@@ -304,5 +305,145 @@ TEST_CASE("pooled lookup rejects bad ids and offsets, naming the position",
         kernels::pooled_lookup_forward<float>(ctx, Pooling::Sum, 3, dim, table.data(), rows,
                                               csr.offsets.data(), csr.ids.data(), out.data(), 1),
         Contains("ld_out=1"));
+  }
+}
+
+// ==== merge_sparse_rows =======================================================================
+
+namespace {
+
+// Random gathered rows: n ids drawn from [0, id_range) (so ids repeat when n > id_range) and
+// n rows of dim values.
+struct GatheredRows {
+  std::vector<uint64_t> ids;
+  std::vector<float> rows;
+};
+GatheredRows random_gathered_rows(int64_t n, int64_t dim, uint64_t id_range, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<uint64_t> id_dist(0, id_range - 1);
+  GatheredRows g;
+  for (int64_t i = 0; i < n; ++i) g.ids.push_back(id_dist(rng) * 7919);  // sparse, unsorted
+  g.rows = test::random_vector<float>(static_cast<size_t>(n * dim), seed + 1, -10.0, 10.0);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("merge_sparse_rows gives the bits of pooled_lookup_backward over one-id bags",
+          "[kernels][embedding]") {
+  // What the trainer does today: every gathered row is a one-id bag of a Sum-pooled backward.
+  Context ctx;
+  uint64_t seed = 500;
+  for (const int64_t n : {int64_t{0}, int64_t{1}, int64_t{9}, int64_t{300}, int64_t{2000}}) {
+    for (const int64_t dim : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{33}}) {
+      for (const uint64_t id_range : {uint64_t{4}, uint64_t{100}, uint64_t{100000}}) {
+        ++seed;
+        INFO("n " << n << " dim " << dim << " id range " << id_range);
+        const GatheredRows g = random_gathered_rows(n, dim, id_range, seed);
+        std::vector<int64_t> offsets(static_cast<size_t>(n + 1));
+        for (int64_t i = 0; i <= n; ++i) offsets[i] = i;
+        std::vector<uint64_t> unique_ref(static_cast<size_t>(n)), unique(static_cast<size_t>(n));
+        std::vector<float> merged_ref(static_cast<size_t>(n * dim), -1.0f),
+            merged(static_cast<size_t>(n * dim), -2.0f);
+        int64_t count_ref = -1, count = -1;
+        kernels::pooled_lookup_backward<float>(ctx, Pooling::Sum, n, dim, offsets.data(),
+                                               g.ids.data(), n, g.rows.data(), dim,
+                                               unique_ref.data(), merged_ref.data(), &count_ref);
+        kernels::merge_sparse_rows<float>(ctx, n, dim, g.ids.data(), g.rows.data(), unique.data(),
+                                          merged.data(), &count);
+        REQUIRE(count == count_ref);
+        unique.resize(static_cast<size_t>(count));
+        unique_ref.resize(static_cast<size_t>(count));
+        merged.resize(static_cast<size_t>(count * dim));
+        merged_ref.resize(static_cast<size_t>(count * dim));
+        REQUIRE(unique == unique_ref);
+        REQUIRE(std::is_sorted(unique.begin(), unique.end()));
+        test::require_bitwise_equal(merged, merged_ref, "merged rows");
+        if (n > static_cast<int64_t>(id_range)) CHECK(count < n);  // ids did repeat
+      }
+    }
+  }
+}
+
+TEST_CASE("merge_sparse_rows adds equal ids in increasing row order", "[kernels][embedding]") {
+  // Id 5 is in rows 0, 2 and 4 with values 1, 1e8 and -1e8: in float (1 + 1e8) - 1e8 == 0,
+  // while adding the 1 last would give 1. Doubles: the merge of a few rows, exactly.
+  Context ctx;
+  const std::vector<uint64_t> ids = {5, 2, 5, 9, 5};
+  const std::vector<float> rows = {1.0f, 3.0f, 1e8f, 4.0f, -1e8f};
+  std::vector<uint64_t> unique(5);
+  std::vector<float> merged(5);
+  int64_t count = -1;
+  kernels::merge_sparse_rows<float>(ctx, 5, 1, ids.data(), rows.data(), unique.data(),
+                                    merged.data(), &count);
+  REQUIRE(count == 3);
+  CHECK(unique[0] == 2);
+  CHECK(unique[1] == 5);
+  CHECK(unique[2] == 9);
+  CHECK(merged[0] == 3.0f);
+  CHECK(merged[1] == 0.0f);
+  CHECK(merged[2] == 4.0f);
+
+  const std::vector<uint64_t> ids2 = {7, 3, 7};
+  const std::vector<double> rows2 = {1.0, 2.0, 10.0, 20.0, 100.0, 200.0};  // dim 2
+  std::vector<uint64_t> unique2(3);
+  std::vector<double> merged2(6);
+  kernels::merge_sparse_rows<double>(ctx, 3, 2, ids2.data(), rows2.data(), unique2.data(),
+                                     merged2.data(), &count);
+  REQUIRE(count == 2);
+  CHECK(unique2[0] == 3);
+  CHECK(unique2[1] == 7);
+  merged2.resize(static_cast<size_t>(count * 2));
+  CHECK(merged2 == std::vector<double>{10.0, 20.0, 101.0, 202.0});
+}
+
+TEST_CASE("merge_sparse_rows of no rows has no unique ids; bad sizes are rejected",
+          "[kernels][embedding]") {
+  Context ctx;
+  std::vector<uint64_t> unique(1, 99);
+  std::vector<float> merged(4, 3.0f);
+  int64_t count = -1;
+  kernels::merge_sparse_rows<float>(ctx, 0, 4, nullptr, nullptr, unique.data(), merged.data(),
+                                    &count);
+  CHECK(count == 0);
+  CHECK(unique[0] == 99);  // nothing written
+  CHECK_THROWS_WITH(kernels::merge_sparse_rows<float>(ctx, -1, 4, nullptr, nullptr, unique.data(),
+                                                      merged.data(), &count),
+                    Contains("merge_sparse_rows") && Contains("n=-1"));
+  CHECK_THROWS_WITH(kernels::merge_sparse_rows<float>(ctx, 1, -4, nullptr, nullptr, unique.data(),
+                                                      merged.data(), &count),
+                    Contains("dim=-4"));
+}
+
+TEMPLATE_TEST_CASE("pooled_lookup_forward over a window of a larger CSR equals the window alone",
+                   "[kernels][embedding]", float, double) {
+  // A field's bags as a window [first, first + batch) of a CSR of all fields: absolute offsets,
+  // offsets[0] > 0. The result must be the bits of the same bags as a standalone CSR.
+  using T = TestType;
+  Context ctx;
+  const int64_t rows = 40, dim = 5, ld_out = dim + 2;
+  const CsrBatch all = random_csr(30, rows, 6, 77);
+  const auto table = test::random_vector<T>(rows * dim, 78);
+  for (const auto& [first, batch] :
+       std::vector<std::pair<int64_t, int64_t>>{{2, 10}, {7, 23}, {29, 1}, {12, 0}}) {
+    for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
+      INFO("window " << first << " + " << batch << " pooling " << pooling_name(pooling));
+      const int64_t begin = all.offsets[first];
+      REQUIRE((begin > 0 || batch == 0));
+      CsrBatch alone;
+      for (int64_t b = first; b < first + batch; ++b)
+        alone.add_bag(std::vector<uint64_t>(all.ids.begin() + all.offsets[b],
+                                            all.ids.begin() + all.offsets[b + 1]));
+      std::vector<T> out_window(static_cast<size_t>(batch * ld_out), T(-3)),
+          out_alone(static_cast<size_t>(batch * ld_out), T(-3));
+      kernels::pooled_lookup_forward<T>(ctx, pooling, batch, dim, table.data(), rows,
+                                        all.offsets.data() + first, all.ids.data(),
+                                        out_window.data(), ld_out);
+      kernels::pooled_lookup_forward<T>(ctx, pooling, batch, dim, table.data(), rows,
+                                        alone.offsets.data(), alone.ids.data(), out_alone.data(),
+                                        ld_out);
+      test::require_bitwise_equal(out_window, out_alone, "window vs alone");
+      if (batch > 0) CHECK(test::any_nonzero(out_window));
+    }
   }
 }

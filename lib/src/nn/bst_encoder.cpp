@@ -1,6 +1,7 @@
 #include "lockstep/nn/bst_encoder.h"
 
-#include "kernels/attention.h"
+#include "kernels/softmax.h"
+#include "kernels/weighted_sum.h"
 #include "kernels/bias.h"
 #include "kernels/copy.h"
 

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
-#include "kernels/attention.h"
+#include "kernels/din_unit.h"
+#include "kernels/softmax.h"
+#include "kernels/weighted_sum.h"
 
 namespace lockstep::nn {
 

@@ -1,6 +1,6 @@
 #include "lockstep/nn/layer_norm.h"
 
-#include "kernels/attention.h"
+#include "kernels/layer_norm.h"
 
 namespace lockstep::nn {
 

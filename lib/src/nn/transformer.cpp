@@ -2,7 +2,8 @@
 
 #include <cmath>
 
-#include "kernels/attention.h"
+#include "kernels/dropout.h"
+#include "kernels/softmax.h"
 #include "kernels/copy.h"
 #include "kernels/gemm.h"
 

@@ -57,16 +57,10 @@ void SparseExchange::run(const Context& ctx, comm::Communicator& comm,
                  u * dim * 4);
       filled += u;
     }
-    // Merge: every gathered row is a one-id "bag"; the sort + segmented sum adds equal rows in
-    // rank order, deterministically.
-    std::vector<int64_t> offsets(total + 1);
-    for (int64_t i = 0; i <= total; ++i) offsets[i] = i;
-    upload(ctx, offsets, merge_offsets_);
+    // Merge: equal rows are summed in gathered (= rank) order, deterministically.
     grad.reserve(ctx, total, dim);
-    kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Sum, total, dim,
-                                           merge_offsets_.data(), gathered_ids_.data(), total,
-                                           gathered_rows_.data(), dim, grad.ids(), grad.rows(),
-                                           grad.count());
+    kernels::merge_sparse_rows<float>(ctx, total, dim, gathered_ids_.data(), gathered_rows_.data(),
+                                      grad.ids(), grad.rows(), grad.count());
     grad.mark_ready();
   }
 }

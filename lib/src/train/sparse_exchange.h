@@ -25,7 +25,6 @@ class SparseExchange {
   Tensor<uint8_t> send_, recv_;
   Tensor<uint64_t> gathered_ids_;
   Tensor<float> gathered_rows_;
-  Tensor<int64_t> merge_offsets_;
 };
 
 }  // namespace lockstep::train
