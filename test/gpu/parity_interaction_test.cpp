@@ -19,30 +19,13 @@
 
 #include "gpu_util.h"
 #include "kernels/interaction.h"
+#include "sequence_parity_util.h"
 
 using namespace lockstep;
 
+using namespace test::sequence_parity;
+
 namespace {
-
-constexpr double kElemAtol = 1e-6, kElemRtol = 1e-5;
-constexpr double kReduceRtol = 1e-4;
-constexpr float kSentinel = -12345.0f;
-constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
-
-/// atol for a sum of `len` terms of magnitude <= `magnitude`.
-double reduce_atol(int64_t len, double magnitude = 1.0) {
-  return 2e-5 * std::sqrt(static_cast<double>(std::max<int64_t>(len, 1))) * magnitude;
-}
-
-/// (rows, width) random values with row stride ld; the columns past width hold `pad`.
-std::vector<float> strided_random(int64_t rows, int64_t width, int64_t ld, uint64_t seed,
-                                  float pad = kSentinel, double lo = -1.0, double hi = 1.0) {
-  const auto dense = test::random_vector<float>(static_cast<size_t>(rows * width), seed, lo, hi);
-  std::vector<float> v(static_cast<size_t>(rows * ld), pad);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c) v[r * ld + c] = dense[r * width + c];
-  return v;
-}
 
 /// max |v[r·ld + c]| over the (rows, width) block with row stride ld (padding left out); by
 /// default the whole vector.
@@ -54,8 +37,6 @@ double max_abs(const std::vector<float>& v, int64_t rows = 1, int64_t width = -1
       m = std::max(m, std::abs(static_cast<double>(v[r * ld + c])));
   return m;
 }
-
-std::vector<float> host(const Context& gpu, const Tensor<float>& t) { return to_host(gpu, t); }
 
 }  // namespace
 

@@ -1,6 +1,6 @@
 #pragma once
-// Shared by the CUDA-vs-CPU parity tests of the sequence kernels (DIN unit, weighted sum,
-// softmax, layer norm, dropout, strided batched GEMM): tolerances, inputs with padded strides.
+// Shared by the CUDA-vs-CPU parity tests of the sequence and interaction kernels (DIN unit,
+// weighted sum, softmax, layer norm, dropout, strided batched GEMM, FM, cross network): tolerances, inputs with padded strides.
 //
 // Tolerances (|got − ref| <= atol + rtol |ref|): elementwise results rtol 1e-5; results that go
 // through a GEMM or a reduction of `len` terms of magnitude <= 1 rtol 1e-4 with
@@ -23,9 +23,9 @@ inline constexpr double kReduceRtol = 1e-4;
 inline constexpr float kSentinel = -12345.0f;
 inline constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 
-/// atol for a sum of `len` terms of magnitude <= 1.
-inline double reduce_atol(int64_t len) {
-  return 2e-5 * std::sqrt(static_cast<double>(std::max<int64_t>(len, 1)));
+/// atol for a sum of `len` terms of magnitude <= `magnitude`.
+inline double reduce_atol(int64_t len, double magnitude = 1.0) {
+  return 2e-5 * std::sqrt(static_cast<double>(std::max<int64_t>(len, 1))) * magnitude;
 }
 
 /// (rows, width) random values with row stride ld; the columns past width hold `pad`.

@@ -2,6 +2,7 @@
 // (double, CPU) at history lengths 0, 1 and max, batch size 1, every read-out, and dropout.
 #include <catch2/catch.hpp>
 
+#include "table_grad.h"
 #include "data_test_util.h"
 #include "gradcheck.h"
 #include "lockstep/models/factory.h"
@@ -12,15 +13,7 @@
 using namespace lockstep;
 using Catch::Matchers::Contains;
 
-namespace {
-std::vector<int64_t> trainable_indices(const nn::ParamSet<double>& ps) {
-  std::vector<int64_t> out;
-  for (const auto& e : ps.entries())
-    if (e.trainable)
-      for (int64_t i = 0; i < e.numel(); ++i) out.push_back(e.offset + i);
-  return out;
-}
-}  // namespace
+using test::trainable_indices;
 
 TEST_CASE("Transformer block: finite-difference gradients with masking and dropout",
           "[bst][gradcheck]") {
@@ -152,11 +145,7 @@ TEST_CASE("BST model: whole-model finite-difference gradient check for every rea
         test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
                              trainable_indices(ps), 1e-6, 5e-6, 1e-3);
         for (auto* table : model.tables()) {
-          std::vector<double> dense(table->rows() * table->dim(), 0.0);
-          for (int64_t k = 0; k < *table->grad().count(); ++k)
-            for (int64_t d = 0; d < table->dim(); ++d)
-              dense[table->grad().ids()[k] * table->dim() + d] =
-                  table->grad().rows()[k * table->dim() + d];
+          const auto dense = test::dense_table_grad(*table);
           test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
                                table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
         }

@@ -3,6 +3,7 @@
 // lengths 0, 1 and max and batch size 1.
 #include <catch2/catch.hpp>
 
+#include "table_grad.h"
 #include "data_test_util.h"
 #include "gradcheck.h"
 #include "lockstep/models/factory.h"
@@ -104,10 +105,7 @@ TEST_CASE("Sequence gather: finite-difference gradients through a table shared w
   loss();  // forward: the layer differentiates the batch of its last forward
   emb.backward(ctx, wp.data(), 3, ws.data(), 5);
   for (auto& table : emb.tables()) {
-    std::vector<double> dense(table.rows() * table.dim(), 0.0);
-    for (int64_t k = 0; k < *table.grad().count(); ++k)
-      for (int64_t d = 0; d < table.dim(); ++d)
-        dense[table.grad().ids()[k] * table.dim() + d] = table.grad().rows()[k * table.dim() + d];
+    const auto dense = test::dense_table_grad(table);
     test::check_gradient(table.config().name, loss, table.weights(), dense.data(),
                          table.rows() * table.dim(), {}, 1e-6, 1e-6, 1e-9);
   }
@@ -214,18 +212,11 @@ TEST_CASE("DIN model: whole-model finite-difference gradient check", "[din][mode
         model.backward(ctx, dlogits.data());
         auto& ps = model.dense_params();
         std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
-        std::vector<int64_t> trainable;
-        for (const auto& e : ps.entries())
-          if (e.trainable)
-            for (int64_t i = 0; i < e.numel(); ++i) trainable.push_back(e.offset + i);
+        const auto trainable = test::trainable_indices(ps);
         test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
                              trainable, 1e-6, 5e-6, 1e-3);
         for (auto* table : model.tables()) {
-          std::vector<double> dense(table->rows() * table->dim(), 0.0);
-          for (int64_t k = 0; k < *table->grad().count(); ++k)
-            for (int64_t d = 0; d < table->dim(); ++d)
-              dense[table->grad().ids()[k] * table->dim() + d] =
-                  table->grad().rows()[k * table->dim() + d];
+          const auto dense = test::dense_table_grad(*table);
           test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
                                table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
         }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "table_grad.h"
 #include "data_test_util.h"
 #include "gradcheck.h"
 #include "lockstep/models/dual_dnn.h"
@@ -74,13 +75,7 @@ void check_dual_gradients(models::DualConfig cfg, int64_t begin_from_student, bo
   const std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
   std::vector<std::vector<double>> table_grads;
   for (auto* table : model.tables()) {
-    std::vector<double> dense(table->rows() * table->dim(), 0.0);
-    if (table->grad().ready())
-      for (int64_t k = 0; k < *table->grad().count(); ++k)
-        for (int64_t d = 0; d < table->dim(); ++d)
-          dense[table->grad().ids()[k] * table->dim() + d] =
-              table->grad().rows()[k * table->dim() + d];
-    table_grads.push_back(dense);
+    table_grads.push_back(test::dense_table_grad(*table));
   }
   const int64_t begin = begin_from_student ? model.student_begin() : 0;
   test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "table_grad.h"
 #include "gradcheck.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/nn/loss.h"
@@ -46,20 +47,13 @@ TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model]
         model.backward(ctx, dlogits.data());
         auto& ps = model.dense_params();
         std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
-        std::vector<int64_t> trainable;
-        for (const auto& e : ps.entries())
-          if (e.trainable)
-            for (int64_t i = 0; i < e.numel(); ++i) trainable.push_back(e.offset + i);
+        const auto trainable = test::trainable_indices(ps);
         // The loss is a sum over rows (~5): finite differences carry ~1e-16·L/h ≈ 5e-10 of
         // rounding, so errors are measured against a floor of 1e-3 (atol 5e-9).
         test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
                              trainable, 1e-6, 5e-6, 1e-3);
         for (auto* table : model.tables()) {
-          std::vector<double> dense(table->rows() * table->dim(), 0.0);
-          for (int64_t k = 0; k < *table->grad().count(); ++k)
-            for (int64_t d = 0; d < table->dim(); ++d)
-              dense[table->grad().ids()[k] * table->dim() + d] =
-                  table->grad().rows()[k * table->dim() + d];
+          const auto dense = test::dense_table_grad(*table);
           test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
                                table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
         }
