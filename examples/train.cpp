@@ -146,6 +146,15 @@ std::string run_signature(const Options& o, const std::string& config_text) {
                      o.batch_size, o.epochs, o.table_rows, o.model, o.student_only, config_text);
 }
 
+/// Exit codes: 0 success; 1 an error in the input, configuration or data, or a failure that every
+/// rank reported (lockstep::Error); 3 a communication fault (a rank died or hung); 70 an
+/// internal error (any other exception).
+constexpr int kExitError = 1, kExitCommError = 3, kExitInternal = 70;
+
+/// Loads data and model, trains, evaluates, exports: everything after the communicator exists.
+int train(const Options& o, Context& ctx, comm::Communicator& comm);
+
+/// Sets up the device and the communicator, then trains; see train().
 int run(const Options& o) {
   set_log_level(o.log_level);
   const auto [local_rank, local_size] = comm::launcher_local_rank();
@@ -158,7 +167,28 @@ int run(const Options& o) {
   comm::CommOptions comm_options;
   comm_options.timeout_s = o.comm_timeout;
   auto comm = comm::create_communicator(o.comm, device, comm_options);
-  const int rank = comm->rank(), ranks = comm->size();
+  try {
+    return train(o, ctx, *comm);
+  } catch (const std::exception& e) {
+    // Printed at once, by the rank that failed. An error on one rank only would leave the others
+    // waiting in their next collective (and this rank blocked in MPI_Finalize while unwinding):
+    // a multi-rank job is aborted instead, so every rank exits within seconds.
+    if (comm->size() == 1) throw;
+    const int code = dynamic_cast<const comm::CommError*>(&e) ? kExitCommError
+                     : dynamic_cast<const Error*>(&e)          ? kExitError
+                                                               : kExitInternal;
+    const int rank = comm->rank();
+    log().error("rank {}: {}", rank, e.what());
+    log().error("rank {}: aborting the job (exit code {}) so that no rank waits for this one", rank,
+                code);
+    comm->abort(code);
+  }
+  return kExitInternal;  // not reached: abort() ends the process
+}
+
+int train(const Options& o, Context& ctx, comm::Communicator& comm) {
+  const Device device = ctx.device();
+  const int rank = comm.rank(), ranks = comm.size();
   if (ranks > 1) {
     set_log_rank(rank);
     if (rank != 0 && o.log_level == "info") set_log_level("warn");  // one voice: rank 0
@@ -182,7 +212,7 @@ int run(const Options& o) {
   log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
              "device {}",
              model->name(), model->tables().size(), model->dense_params().trainable_size(), ranks,
-             comm->backend(), device.str());
+             comm.backend(), device.str());
 
   train::TrainerConfig tc;
   tc.epochs = o.epochs;
@@ -195,7 +225,7 @@ int run(const Options& o) {
   tc.resume = o.resume;
   tc.run_config = run_signature(o, config_text);
   train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
-  train::Trainer trainer(*model, *comm, ctx, tc);
+  train::Trainer trainer(*model, comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());
   double teacher_auc = NAN;
   if (dual && !r.stopped) {  // the teacher's held-out AUC too (collective)
@@ -214,7 +244,7 @@ int run(const Options& o) {
                   "(%s, %s), batch %lld per rank\n",
                   r.last_eval.auc, d.oracle_auc, d.oracle_auc - r.last_eval.auc,
                   dual ? fmt::format(" [student]; teacher AUC {:.4f}", teacher_auc).c_str() : "",
-                  per_s, ranks, device.str().c_str(), comm->backend().c_str(),
+                  per_s, ranks, device.str().c_str(), comm.backend().c_str(),
                   static_cast<long long>(o.batch_size));
     std::fflush(stdout);
     if (dual && !o.export_dir.empty()) {
@@ -285,6 +315,9 @@ int main(int argc, char** argv) {
     return run(o);
   } catch (const Error& e) {
     log().error("{}", e.what());
-    return 1;
+    return kExitError;
+  } catch (const std::exception& e) {
+    log().error("internal error: {}", e.what());
+    return kExitInternal;
   }
 }
