@@ -198,6 +198,7 @@ int main(int argc, char** argv) {
       "Writes a synthetic CTR data set: schema.toml, train/test text records and "
       "meta.json (see docs/data.md)."};
   app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
+  app.option_defaults()->always_capture_default();
   Options opt;
   app.add_option("--out", opt.out, "Output directory (created if missing)")->required();
   app.add_option("--train", opt.train, "Number of training samples")

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "lockstep/config.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 #include "lockstep/core/logging.h"
@@ -23,6 +24,8 @@ using namespace lockstep;
 
 int main(int argc, char** argv) {
   CLI::App app{"lockstep-predict: score records with an exported student bundle"};
+  app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
+  app.option_defaults()->always_capture_default();
   std::string bundle, data_path, schema_path, out_path, device_flag = "auto";
   int64_t batch_size = 4096;
   app.add_option("--bundle", bundle, "student bundle directory")->required()->check(CLI::ExistingDirectory);

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "lockstep/comm/communicator.h"
+#include "lockstep/config.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/synthetic.h"
@@ -252,17 +253,29 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
   }
+  // Replicas must be bitwise identical: every rank's state hash, compared on rank 0 (collective).
+  const auto hashes = trainer.replica_hashes();
+  const bool same = std::all_of(hashes.begin(), hashes.end(),
+                                [&](uint64_t h) { return h == hashes[0]; });
+  if (rank == 0) {
+    if (same)
+      log().info("replica state hash {:016x}, identical on all {} rank(s)", hashes[0], ranks);
+    else
+      log().error("replicas DIFFER: state hashes {:016x} (rank 0 first)", fmt::join(hashes, ", "));
+  }
   if (!o.save.empty() && rank == 0) {
     model->dense_params().save(ctx, o.save, {{"model", model->name()}});
     log().info("saved dense parameters to {}", o.save);
   }
-  return 0;
+  return same ? 0 : kExitInternal;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lockstep-train: lockstep data-parallel training of embedding + MLP on CTR data (run it under mpirun for several ranks)"};
+  app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
+  app.option_defaults()->always_capture_default();  // --help shows every default
   Options o;
   app.add_option("--config", o.config, "model TOML (docs/configuration.md); default: built in")
       ->check(CLI::ExistingFile);

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "data_test_util.h"
+#include "lockstep/config.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/factory.h"
 
@@ -158,4 +159,22 @@ TEST_CASE("lockstep-train trains the dual DNN, exports the student, and lockstep
   CHECK_THAT(out, Contains("warm start from"));
   CHECK(test::run_tool(kTrain, "--model din --export " + bundle + common, scratch, out) != 0);
   CHECK_THAT(out, Contains("--export writes a student bundle"));
+}
+
+TEST_CASE("lockstep-train states its version, its defaults, samples per epoch and replica hashes",
+          "[train][cli]") {
+  test::TempDir scratch;
+  std::string out;
+  REQUIRE(test::run_tool(kTrain, "--version", scratch, out) == 0);
+  CHECK_THAT(out, Contains(LOCKSTEP_VERSION_STRING));
+  REQUIRE(test::run_tool(kTrain, "--help", scratch, out) == 0);
+  CHECK_THAT(out, Contains("=1000000"));  // --train-samples' default
+  CHECK_THAT(out, Contains("=1024"));     // --batch-size's default
+  REQUIRE(test::run_tool(kTrain,
+                         "--device cpu --train-samples 5000 --test-samples 1000 --epochs 2 "
+                         "--table-rows 4096 --log-every 0",
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("epoch 1 trained on 5000 samples (all ranks)"));
+  CHECK_THAT(out, Contains("epoch 2 trained on 5000 samples (all ranks)"));
+  CHECK_THAT(out, Contains("identical on all 1 rank(s)"));
 }

@@ -61,3 +61,22 @@ uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
 }
 
 }  // namespace lockstep::train
+
+namespace lockstep::train {
+
+uint64_t model_state_hash(const Context& ctx, models::Model<float>& model) {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  const auto add = [&](const std::vector<float>& v) {
+    XXH64_update(state, v.data(), v.size() * sizeof(float));
+  };
+  add(to_host(ctx, model.dense_params().values(), model.dense_params().size()));
+  for (auto& [name, tensor] : model.dense_optimizer().state()) add(to_host(ctx, *tensor));
+  for (auto* table : model.tables())
+    for (const auto& [name, values] : table->to_host(ctx)) add(values);  // std::map: name order
+  const uint64_t h = XXH64_digest(state);
+  XXH64_freeState(state);
+  return h;
+}
+
+}  // namespace lockstep::train

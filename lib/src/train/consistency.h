@@ -16,4 +16,8 @@ namespace lockstep::train {
 uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
                                    models::Model<float>& model, const std::string& run_config);
 
+/// XXH64 over this rank's whole model state: dense values (parameters and state), the dense
+/// optimizer's state, and every table's tensors (weights, optimizer state) in name order.
+uint64_t model_state_hash(const Context& ctx, models::Model<float>& model);
+
 }  // namespace lockstep::train

@@ -64,6 +64,13 @@ void Progress::on_step(uint64_t next_step, int64_t epoch, const StepSummary& sum
   samples_since_log_ = 0;
 }
 
+void Progress::on_epoch_end(int64_t epoch, uint64_t step, int64_t samples) {
+  if (rank_ != 0) return;
+  epoch_samples_ = samples;
+  log().info("epoch {} trained on {} samples (all ranks) in steps up to {}", epoch + 1, samples,
+             step);
+}
+
 void Progress::on_eval(int64_t epoch, uint64_t step, const EvalResult& eval) {
   if (rank_ != 0) return;
   log().info("epoch {} done at step {}: eval AUC {:.4f}, logloss {:.4f} over {} samples",
@@ -72,7 +79,8 @@ void Progress::on_eval(int64_t epoch, uint64_t step, const EvalResult& eval) {
                                {"epoch", epoch + 1},
                                {"eval_auc", eval.auc},
                                {"eval_logloss", eval.logloss},
-                               {"eval_samples", eval.samples}}
+                               {"eval_samples", eval.samples},
+                               {"epoch_train_samples", epoch_samples_}}
                     .dump());
 }
 

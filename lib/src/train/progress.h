@@ -21,6 +21,9 @@ class Progress {
   /// steps of this fit(), `next_step` is the step number after this one.
   void on_step(uint64_t next_step, int64_t epoch, const StepSummary& summary, uint64_t steps_run,
                const EvalResult& last_eval);
+  /// After the last step of an epoch: `samples` trained on in it, summed over ranks (logged, and
+  /// written with the epoch's evaluation line).
+  void on_epoch_end(int64_t epoch, uint64_t step, int64_t samples);
   /// After the held-out evaluation of an epoch.
   void on_eval(int64_t epoch, uint64_t step, const EvalResult& eval);
   /// Seconds since start().
@@ -33,7 +36,7 @@ class Progress {
   int rank_;
   std::ofstream metrics_;
   std::chrono::steady_clock::time_point t0_, last_log_;
-  int64_t samples_since_log_ = 0;
+  int64_t samples_since_log_ = 0, epoch_samples_ = 0;
 };
 
 }  // namespace lockstep::train

@@ -6,6 +6,7 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/metrics.h"
 #include "train/consistency.h"
+#include "train/control_block.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
 #include "train/progress.h"
@@ -117,6 +118,20 @@ void Trainer::on_step(std::function<void(const StepInfo&)> callback) {
 
 std::string Trainer::save_checkpoint() { return impl_->save_checkpoint(); }
 
+std::vector<uint64_t> Trainer::replica_hashes() {
+  Impl& m = *impl_;
+  const int rank = m.comm.rank(), ranks = m.comm.size();
+  const uint64_t mine = model_state_hash(m.ctx, m.model);
+  std::vector<double> slots(static_cast<size_t>(ranks) * 4, 0.0);
+  put_u64_chunks(mine, &slots[rank * 4]);
+  const auto all = m.host.all_reduce_sum(slots);
+  std::vector<uint64_t> out(ranks);
+  for (int r = 0; r < ranks; ++r)
+    LOCKSTEP_CHECK(get_u64_chunks(&all[r * 4], out[r]), "replica_hashes: rank {}'s hash arrived "
+                   "corrupted", r);
+  return out;
+}
+
 EvalResult Trainer::evaluate(BatchSource& data) { return impl_->evaluate(data); }
 
 FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
@@ -129,10 +144,12 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   try {
     if (m.config.resume) m.resume();
     for (; m.epoch < m.config.epochs; ++m.epoch, m.step_in_epoch = 0) {
+      const int64_t samples_before = result.samples;
       if (!m.train_epoch(train, result)) {
         result.stopped = true;
         break;
       }
+      m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
       if (eval) {
         m.timed([&] { result.last_eval = m.evaluate(*eval); });
         m.progress.on_eval(m.epoch, m.step_no, result.last_eval);

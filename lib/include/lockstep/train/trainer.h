@@ -91,6 +91,11 @@ class Trainer {
 
   void on_step(std::function<void(const StepInfo&)> callback);
 
+  /// XXH64 of this rank's whole model state (dense parameters and state, dense optimizer state,
+  /// every table's weights and optimizer state), gathered from every rank: element r is rank r's.
+  /// Equal values mean bitwise-identical replicas. Collective.
+  std::vector<uint64_t> replica_hashes();
+
   /// Steps run and updates applied so far (over every fit(), continued across a resume).
   uint64_t step() const;
   uint64_t updates() const;
