@@ -241,12 +241,19 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                   static_cast<unsigned long long>(trainer.step()),
                   r.last_checkpoint.empty() ? "" : "; checkpoint ", r.last_checkpoint.c_str());
     else
-      std::printf("result: AUC %.4f vs oracle AUC %.4f (gap %.4f)%s; %.0f samples/s on %d rank(s) "
-                  "(%s, %s), batch %lld per rank\n",
-                  r.last_eval.auc, d.oracle_auc, d.oracle_auc - r.last_eval.auc,
-                  dual ? fmt::format(" [student]; teacher AUC {:.4f}", teacher_auc).c_str() : "",
-                  per_s, ranks, device.str().c_str(), comm.backend().c_str(),
-                  static_cast<long long>(o.batch_size));
+      std::printf("%s\n",
+                  fmt::format("result: AUC {:.4f}{}{}; {:.0f} samples/s on {} rank(s) ({}, {}), "
+                              "batch {} per rank",
+                              r.last_eval.auc,
+                              // data without a known click model has no oracle to compare with
+                              std::isnan(d.oracle_auc)
+                                  ? std::string()
+                                  : fmt::format(" vs oracle AUC {:.4f} (gap {:.4f})", d.oracle_auc,
+                                                d.oracle_auc - r.last_eval.auc),
+                              dual ? fmt::format(" [student]; teacher AUC {:.4f}", teacher_auc)
+                                   : std::string(),
+                              per_s, ranks, device.str(), comm.backend(), o.batch_size)
+                      .c_str());
     std::fflush(stdout);
     if (dual && !o.export_dir.empty()) {
       dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));

@@ -8,6 +8,7 @@
 #include "lockstep/core/logging.h"
 #include "lockstep/core/philox.h"
 #include "lockstep/core/tensor.h"
+#include "lockstep/nn/optimizer.h"
 #include "test_util.h"
 
 using namespace lockstep;
@@ -102,6 +103,17 @@ TEST_CASE("check_range names the field and the allowed range", "[core][error]") 
   CHECK_THROWS_WITH(check_range("model.dim", int64_t{0}, 1, 1024),
                     Contains("model.dim = 0") && Contains("[1, 1024]"));
   CHECK_THROWS_WITH(set_log_level("loud"), Contains("'loud'") && Contains("trace"));
+}
+
+TEST_CASE("A float setting accepts its documented bounds", "[core][error]") {
+  // float(1e-12) < 1e-12 as a double: the bound is compared in float.
+  CHECK_NOTHROW(check_range("optimizer.lr", 1e-12f, 1e-12, 100.0));
+  CHECK_NOTHROW(check_range("optimizer.lr", 100.0f, 1e-12, 100.0));
+  CHECK_THROWS_WITH(check_range("optimizer.lr", 0.5e-12f, 1e-12, 100.0),
+                    Contains("optimizer.lr = ") && Contains("out of range"));
+  nn::OptimizerConfig c;
+  c.lr = 1e-12f;
+  CHECK_NOTHROW(c.validate("optimizer"));
 }
 
 namespace {

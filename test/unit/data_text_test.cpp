@@ -246,6 +246,11 @@ TEST_CASE("TextReader errors name the file, line, column and token", "[data][tex
                         Contains("'1e50' is out of the float range"));
     REQUIRE_THROWS_WITH(read_with_line3("1\t0.5x,0\t5\t\t\t"), Contains("'0.5x' is not a number"));
   }
+  SECTION("non-printable bytes are escaped in messages") {
+    REQUIRE_THROWS_WITH(read_with_line3("1\t0,0\t5\x01\xff\t\t\t"),
+                        Contains("train.tsv:3: column 'user' (field 3): '5\\x01\\xff' is not a "
+                                 "decimal uint64 id"));
+  }
   SECTION("long tokens are shortened in messages") {
     const std::string token(500, 'z');
     REQUIRE_THROWS_WITH(read_with_line3("1\t0,0\t" + token + "\t\t\t"),

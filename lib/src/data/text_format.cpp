@@ -21,9 +21,22 @@ namespace {
 // Tokens quoted in error messages are cut to this many characters.
 constexpr size_t kMaxQuoted = 48;
 
+// Control and non-ASCII bytes become \xHH, so that a binary or mis-encoded record reads safely
+// in a terminal or a log.
+std::string escaped(std::string_view text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b >= 0x20 && b < 0x7f && ch != '\\') out += ch;
+    else out += fmt::format("\\x{:02x}", b);
+  }
+  return out;
+}
+
 std::string quote(std::string_view token) {
-  if (token.size() <= kMaxQuoted) return fmt::format("'{}'", token);
-  return fmt::format("'{}...' ({} characters)", token.substr(0, kMaxQuoted), token.size());
+  if (token.size() <= kMaxQuoted) return fmt::format("'{}'", escaped(token));
+  return fmt::format("'{}...' ({} characters)", escaped(token.substr(0, kMaxQuoted)),
+                     token.size());
 }
 
 // Calls f(token) for each ','-separated token of a non-empty field.

@@ -24,6 +24,9 @@ class Error : public std::runtime_error {
 /// Throws Error("<field> = <value> is out of range: must be in [lo, hi]") when value is outside
 /// [lo, hi]. `field` names the flag or config key as the user wrote it.
 void check_range(std::string_view field, double value, double lo, double hi);
+/// Same for a value stored as float: the bounds are rounded to float first, so a documented
+/// bound such as 1e-12 is accepted when written in a configuration (float(1e-12) < 1e-12).
+void check_range(std::string_view field, float value, double lo, double hi);
 /// Same for integers, printed without decimals.
 void check_range(std::string_view field, int64_t value, int64_t lo, int64_t hi);
 
