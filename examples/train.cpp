@@ -22,6 +22,7 @@
 
 #include "lockstep/comm/communicator.h"
 #include "lockstep/config.h"
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/synthetic.h"
@@ -225,6 +226,10 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.checkpoint_every = o.checkpoint_every;
   tc.resume = o.resume;
   tc.run_config = run_signature(o, config_text);
+  if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
+    if (!o.save.empty()) probe_writable_parent(o.save, "the directory of --save");
+    if (!o.export_dir.empty()) probe_writable_parent(o.export_dir, "the directory of --export");
+  }
   train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
   train::Trainer trainer(*model, comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());

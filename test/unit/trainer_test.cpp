@@ -195,3 +195,26 @@ TEST_CASE("Checkpoints keep only the newest ones", "[train][checkpoint]") {
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"LATEST", "step-000000000004", "step-000000000005"});
 }
+
+TEST_CASE("Outputs are checked before step 1: an unwritable checkpoint directory or metrics file",
+          "[train][trainer][errors]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx);
+  test::TempDir dir;
+  {
+    std::ofstream blocker(dir.file("blocker"));  // a file where a directory is needed
+    blocker << "x";
+  }
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("blocker") + "/ckpt";
+  CHECK_THROWS_WITH(train::Trainer(*model, *comm, ctx, cfg),
+                    Contains("start-up failed on rank(s) 0") &&
+                        Contains("the checkpoint directory '" + cfg.checkpoint_dir +
+                                 "' is not writable"));
+  auto cfg_metrics = quiet();
+  cfg_metrics.metrics_path = dir.file("blocker") + "/metrics.jsonl";
+  CHECK_THROWS_WITH(train::Trainer(*model, *comm, ctx, cfg_metrics),
+                    Contains("cannot open the metrics file"));
+  CHECK_FALSE(fs::exists(cfg.checkpoint_dir));
+}

@@ -119,4 +119,24 @@ void write_file_atomically(const std::string& path, std::string_view contents) {
   writer.commit();
 }
 
+void probe_writable_directory(const std::string& dir, std::string_view what, bool create) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (create) {
+    fs::create_directories(dir, ec);
+    LOCKSTEP_CHECK(!ec, "{} '{}' is not writable: cannot create it: {}", what, dir, ec.message());
+  }
+  const fs::path probe = fs::path(dir) / fmt::format(".lockstep-probe-{}", ::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  LOCKSTEP_CHECK(f != nullptr, "{} '{}' is not writable: {}", what, dir, std::strerror(errno));
+  std::fclose(f);
+  fs::remove(probe, ec);
+}
+
+void probe_writable_parent(const std::string& path, std::string_view what) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  probe_writable_directory(parent.empty() ? std::string(".") : parent.string(), what, false);
+}
+
 }  // namespace lockstep
+

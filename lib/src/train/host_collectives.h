@@ -2,6 +2,7 @@
 // Internal: collectives over small host vectors (start-up checks, votes, evaluation), staged
 // through the context's device memory so that every communicator backend can carry them.
 
+#include <string>
 #include <vector>
 
 #include "lockstep/comm/communicator.h"
@@ -16,8 +17,17 @@ class HostCollectives {
 
   /// Sums host values over all ranks (F64: exact for integers below 2^53). Collective.
   std::vector<double> all_reduce_sum(std::vector<double> values);
-  /// Every rank's floats (any counts) concatenated, rank 0's first. Collective.
-  std::vector<float> all_gather(const std::vector<float>& mine);
+  /// Every rank's floats (any counts) concatenated, rank 0's first; `counts` (when given)
+  /// receives each rank's count. Collective.
+  std::vector<float> all_gather(const std::vector<float>& mine,
+                                std::vector<int64_t>* counts = nullptr);
+
+  /// Ends a phase that can fail on some ranks only (checks of inputs, outputs, configuration):
+  /// each rank passes its error message ("" when its part succeeded). A failing rank logs its
+  /// message at once; then every rank throws the same Error when any rank failed:
+  ///   "<phase> failed on rank(s) 0, 2: rank 0: <message> | rank 2: <message>"
+  /// Collective; returns normally on every rank when all succeeded.
+  void vote(const std::string& phase, const std::string& error);
 
   int rank() const { return comm_.rank(); }
   int size() const { return comm_.size(); }

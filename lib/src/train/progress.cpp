@@ -16,8 +16,10 @@ std::string hms(double seconds) {
 }
 }  // namespace
 
-Progress::Progress(const TrainerConfig& config, int rank) : config_(config), rank_(rank) {
-  if (rank_ == 0 && !config_.metrics_path.empty()) {
+Progress::Progress(const TrainerConfig& config, int rank) : config_(config), rank_(rank) {}
+
+void Progress::open_metrics() {
+  if (rank_ == 0 && !config_.metrics_path.empty() && !metrics_.is_open()) {
     metrics_.open(config_.metrics_path, std::ios::app);
     LOCKSTEP_CHECK(metrics_.good(), "{}: cannot open the metrics file for appending",
                    config_.metrics_path);

@@ -12,8 +12,9 @@ namespace lockstep::train {
 
 class Progress {
  public:
-  /// Opens config.metrics_path for appending on rank 0 (Error naming the path if it cannot).
   Progress(const TrainerConfig& config, int rank);
+  /// Opens config.metrics_path for appending on rank 0 (Error naming the path if it cannot).
+  void open_metrics();
 
   /// Starts the clocks of one fit().
   void start();

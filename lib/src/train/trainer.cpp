@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/metrics.h"
@@ -97,13 +98,27 @@ struct Trainer::Impl {
 Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
                  TrainerConfig config)
     : impl_(std::make_unique<Impl>(model, comm, ctx, std::move(config))) {
-  const TrainerConfig& c = impl_->config;
-  check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
-  check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
-  check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
-  LOCKSTEP_CHECK(!c.resume || !c.checkpoint_dir.empty(), "--resume needs --checkpoint-dir");
-  comm.set_step(0);
-  impl_->config_hash = check_startup_consistency(impl_->host, ctx, model, c.run_config);
+  Impl& m = *impl_;
+  const TrainerConfig& c = m.config;
+  comm.set_step(0);  // start-up deadlines
+  // Checks that may fail on one rank only end in a vote, so that every rank raises the same
+  // error instead of the failing one leaving its peers in the next collective.
+  std::string error;
+  try {
+    check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
+    check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
+    check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
+    LOCKSTEP_CHECK(!c.resume || !c.checkpoint_dir.empty(), "--resume needs --checkpoint-dir");
+    if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
+      m.progress.open_metrics();
+      if (!c.checkpoint_dir.empty())
+        probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
+    }
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  m.host.vote("start-up", error);
+  m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config);
 }
 
 Trainer::~Trainer() = default;

@@ -54,4 +54,12 @@ class AtomicFileWriter {
 /// Writes `contents` to `path` atomically (see AtomicFileWriter).
 void write_file_atomically(const std::string& path, std::string_view contents);
 
+/// Outputs are checked before a long run, so that no result is lost at its end. Throws Error
+/// "<what> '<dir>' is not writable: <reason>" unless a probe file can be created and removed in
+/// `dir`; `create`: make `dir` (and its parents) first when missing.
+void probe_writable_directory(const std::string& dir, std::string_view what, bool create);
+/// The same for the existing directory that will hold the file or directory `path` (`path`
+/// itself is untouched; nothing is created).
+void probe_writable_parent(const std::string& path, std::string_view what);
+
 }  // namespace lockstep
