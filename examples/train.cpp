@@ -48,8 +48,8 @@ struct Options {
   int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
   uint64_t data_seed = 1;
   int threads = 0;
-  double comm_timeout = 300;
-  bool allow_tf32 = false, resume = false;
+  double comm_timeout = 300, startup_timeout = 120;
+  bool allow_tf32 = false, resume = false, allow_empty_data = false;
 };
 
 /// This rank's training and held-out shards, and the oracle AUC of the held-out data.
@@ -81,6 +81,16 @@ Data synthetic_data(const Options& o, int rank, int ranks) {
 
 /// A lockstep-datagen directory: schema.toml, the training files listed in meta.json (train.tsv
 /// without one), test.tsv, and the oracle AUC from meta.json.
+/// Throws Error unless `path` exists and (without allow_empty) holds at least one byte.
+void check_data_file(const std::string& path, const char* what, bool allow_empty) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  LOCKSTEP_CHECK(!ec, "{}: the {} data cannot be read: {}", path, what, ec.message());
+  LOCKSTEP_CHECK(size > 0 || allow_empty,
+                 "{}: the {} data is empty (pass --allow-empty-data to run on it anyway)", path,
+                 what);
+}
+
 Data directory_data(const Options& o, int rank, int ranks) {
   const std::string dir = o.data_dir;
   Data d;
@@ -106,6 +116,10 @@ Data directory_data(const Options& o, int rank, int ranks) {
       throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
     }
   }
+  // Checked before step 1 (every rank reads the same directory, so all reach the same verdict).
+  for (const auto& f : files)
+    check_data_file(f, "training", o.allow_empty_data);
+  check_data_file(dir + "/test.tsv", "held-out", o.allow_empty_data);
   d.train = std::make_unique<train::TextBatchSource>(files, d.schema, o.batch_size, rank, ranks,
                                                      first_ids);
   d.test = std::make_unique<train::TextBatchSource>(std::vector<std::string>{dir + "/test.tsv"},
@@ -168,6 +182,7 @@ int run(const Options& o) {
   Context ctx(device, ContextOptions{o.allow_tf32, threads, o.data_seed});
   comm::CommOptions comm_options;
   comm_options.timeout_s = o.comm_timeout;
+  comm_options.startup_timeout_s = o.startup_timeout;
   auto comm = comm::create_communicator(o.comm, device, comm_options);
   try {
     return train(o, ctx, *comm);
@@ -313,7 +328,13 @@ int main(int argc, char** argv) {
   app.add_option("--comm", o.comm, "auto, local, mpi or nccl (docs/communication.md)");
   app.add_option("--comm-timeout", o.comm_timeout, "seconds a rank waits for the others")
       ->check(CLI::Range(0.1, 1e6));
+  app.add_option("--startup-timeout", o.startup_timeout,
+                 "seconds a rank waits for the others during set-up and the first step (loading "
+                 "data and model)")
+      ->check(CLI::Range(0.1, 1e6));
   app.add_flag("--allow-tf32", o.allow_tf32, "allow TF32 tensor-core GEMMs on CUDA");
+  app.add_flag("--allow-empty-data", o.allow_empty_data,
+               "accept empty training or held-out files (--data) instead of stopping");
   app.add_option("--threads", o.threads,
                  "CPU threads for OpenBLAS per rank (0: cores / ranks on this node)")
       ->check(CLI::Range(0, 1024));

@@ -178,3 +178,18 @@ TEST_CASE("lockstep-train states its version, its defaults, samples per epoch an
   CHECK_THAT(out, Contains("epoch 2 trained on 5000 samples (all ranks)"));
   CHECK_THAT(out, Contains("identical on all 1 rank(s)"));
 }
+
+TEST_CASE("lockstep-train refuses an empty test.tsv unless told to accept it", "[train][cli]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string dir = scratch.file("data");
+  REQUIRE(test::run_tool(kDatagen, "--out " + dir + " --train 3000 --test 500 --preset demo",
+                         scratch, out) == 0);
+  { std::ofstream truncate(dir + "/test.tsv", std::ios::trunc); }
+  const std::string args = "--device cpu --log-every 0 --table-rows 4096 --data " + dir;
+  CHECK(test::run_tool(kTrain, args, scratch, out) == 1);
+  CHECK_THAT(out, Contains(dir + "/test.tsv: the held-out data is empty (pass --allow-empty-data"));
+  CHECK(test::run_tool(kTrain, args + " --allow-empty-data", scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("trained on 3000 samples"));
+}

@@ -2,6 +2,7 @@
 // step, failures, checkpoints and bitwise resume. Multi-rank behaviour: test/mpi/trainer_test.cpp.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -217,4 +218,43 @@ TEST_CASE("Outputs are checked before step 1: an unwritable checkpoint directory
   CHECK_THROWS_WITH(train::Trainer(*model, *comm, ctx, cfg_metrics),
                     Contains("cannot open the metrics file"));
   CHECK_FALSE(fs::exists(cfg.checkpoint_dir));
+}
+
+TEST_CASE("Resuming a run that already finished trains nothing and writes nothing",
+          "[train][trainer][checkpoint]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.epochs = 2;
+  cfg.checkpoint_dir = dir.file("ckpt");
+  auto trained = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  {
+    train::Trainer trainer(*trained, *comm, ctx, cfg);
+    train::VectorBatchSource source(batches(3, 8));
+    trainer.fit(source);
+  }
+  const auto listing = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::recursive_directory_iterator(cfg.checkpoint_dir))
+      names.push_back(e.path().string() + ":" +
+                      std::to_string(fs::last_write_time(e.path()).time_since_epoch().count()));
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const auto before = listing();
+  auto resumed = test::fixture_model(ctx, nn::ActivationKind::Dice);
+  auto cfg_resume = cfg;
+  cfg_resume.resume = true;
+  train::Trainer trainer(*resumed, *comm, ctx, cfg_resume);
+  train::VectorBatchSource source(batches(3, 8)), held_out(batches(2, 8, 1000));
+  const auto r = trainer.fit(source, &held_out);
+  CHECK(r.already_finished);
+  CHECK(r.steps == 0);
+  CHECK(r.updates == 0);
+  CHECK(r.last_eval.samples == 16);
+  CHECK(trainer.step() == 6);
+  CHECK(listing() == before);
+  test::require_bitwise_equal(test::all_state(ctx, *resumed), test::all_state(ctx, *trained),
+                              "resumed finished run vs the run that wrote it");
 }

@@ -89,7 +89,7 @@ struct Trainer::Impl {
     side_seconds += progress.elapsed() - s0;
   }
 
-  void resume();
+  bool resume();
   bool train_epoch(BatchSource& train, FitResult& result);
   std::string save_checkpoint();
   EvalResult evaluate(BatchSource& data);
@@ -157,7 +157,13 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
   try {
-    if (m.config.resume) m.resume();
+    if (m.config.resume && m.resume()) {  // a finished run: evaluate only, change nothing
+      result.already_finished = true;
+      if (eval) result.last_eval = m.evaluate(*eval);
+      m.epoch = m.step_in_epoch = 0;
+      result.seconds = result.train_seconds = m.progress.elapsed();
+      return result;
+    }
     for (; m.epoch < m.config.epochs; ++m.epoch, m.step_in_epoch = 0) {
       const int64_t samples_before = result.samples;
       if (!m.train_epoch(train, result)) {
@@ -222,9 +228,11 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
   }
 }
 
-void Trainer::Impl::resume() {
+/// Loads the newest checkpoint of config.checkpoint_dir when there is one. Returns true when it
+/// is the end of a run that trained all config.epochs epochs.
+bool Trainer::Impl::resume() {
   const std::string path = latest_checkpoint(config.checkpoint_dir);
-  if (path.empty()) return;
+  if (path.empty()) return false;
   const CheckpointMeta meta = read_checkpoint(path, model, ctx, config_hash);
   LOCKSTEP_CHECK(meta.ranks == comm.size(),
                  "{}: written by a run with {} ranks; resume it with {} ranks (each rank's "
@@ -235,9 +243,17 @@ void Trainer::Impl::resume() {
   epoch = meta.epoch;
   step_in_epoch = meta.step_in_epoch;
   ctx.set_random_offset(meta.random_offset);
-  if (comm.rank() == 0)
-    log().info("resumed from {} (step {}, epoch {}, batch {} of the epoch)", path, step_no, epoch,
-               step_in_epoch);
+  const bool finished = epoch >= config.epochs;
+  if (comm.rank() == 0) {
+    if (finished)
+      log().info("{}: this run already finished (step {}, all {} epoch(s) trained): nothing to "
+                 "train, nothing written",
+                 path, step_no, config.epochs);
+    else
+      log().info("resumed from {} (step {}, epoch {}, batch {} of the epoch)", path, step_no,
+                 epoch, step_in_epoch);
+  }
+  return finished;
 }
 
 std::string Trainer::Impl::save_checkpoint() {

@@ -64,6 +64,9 @@ struct FitResult {
   double seconds = 0;        // wall time of fit()
   double train_seconds = 0;  // of which stepping (without evaluation and checkpoints)
   bool stopped = false;      // ended early on a signal
+  /// Resumed from the checkpoint of a run that had already trained all config.epochs epochs:
+  /// nothing was trained or written (last_eval still evaluates the held-out data when given).
+  bool already_finished = false;
   std::string last_checkpoint;
   EvalResult last_eval;  // after the last epoch, when an evaluation source was given
 };
