@@ -49,7 +49,7 @@ struct Options {
   uint64_t data_seed = 1;
   int threads = 0;
   double comm_timeout = 300, startup_timeout = 120;
-  bool allow_tf32 = false, resume = false, allow_empty_data = false;
+  bool allow_tf32 = false, resume = false, resume_or_start = false, allow_empty_data = false;
 };
 
 /// This rank's training and held-out shards, and the oracle AUC of the held-out data.
@@ -240,6 +240,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
   tc.resume = o.resume;
+  tc.resume_or_start = o.resume_or_start;
   tc.run_config = run_signature(o, config_text);
   if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
     if (!o.save.empty()) probe_writable_parent(o.save, "the directory of --save");
@@ -343,7 +344,13 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-dir", o.checkpoint_dir, "write checkpoints here");
   app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0 = at the end)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  app.add_flag("--resume", o.resume, "resume from the newest checkpoint in --checkpoint-dir");
+  auto* resume_flag =
+      app.add_flag("--resume", o.resume,
+                   "resume from the newest checkpoint in --checkpoint-dir (an error when there is none)");
+  app.add_flag("--resume-or-start", o.resume_or_start,
+               "resume from the newest checkpoint in --checkpoint-dir, or start from the beginning "
+               "when there is none")
+      ->excludes(resume_flag);
   app.add_option("--save", o.save, "write the dense parameters (safetensors) here at the end");
   app.add_option("--export", o.export_dir, "dual model: write the student serving bundle here");
   app.add_flag("--student-only", o.student_only,

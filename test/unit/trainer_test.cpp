@@ -258,3 +258,30 @@ TEST_CASE("Resuming a run that already finished trains nothing and writes nothin
   test::require_bitwise_equal(test::all_state(ctx, *resumed), test::all_state(ctx, *trained),
                               "resumed finished run vs the run that wrote it");
 }
+
+TEST_CASE("Resuming without a checkpoint is an error; resume_or_start starts from the beginning",
+          "[train][trainer][checkpoint]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("empty");
+  cfg.resume = true;
+  auto model = test::fixture_model(ctx);
+  const auto before = test::all_state(ctx, *model);
+  {
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    train::VectorBatchSource source(batches(2, 8));
+    CHECK_THROWS_WITH(trainer.fit(source), Contains("resuming failed on rank(s) 0") &&
+                                               Contains("there is no checkpoint in '" +
+                                                        cfg.checkpoint_dir + "'"));
+  }
+  test::require_bitwise_equal(test::all_state(ctx, *model), before, "nothing trained");
+  cfg.resume = false;
+  cfg.resume_or_start = true;
+  train::Trainer trainer(*model, *comm, ctx, cfg);
+  train::VectorBatchSource source(batches(2, 8));
+  const auto r = trainer.fit(source);
+  CHECK(r.steps == 2);
+  CHECK(r.updates == 2);
+}

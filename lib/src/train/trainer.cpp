@@ -108,7 +108,8 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
     check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
     check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
     check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
-    LOCKSTEP_CHECK(!c.resume || !c.checkpoint_dir.empty(), "--resume needs --checkpoint-dir");
+    LOCKSTEP_CHECK(!(c.resume || c.resume_or_start) || !c.checkpoint_dir.empty(),
+                   "--resume needs --checkpoint-dir");
     if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
       m.progress.open_metrics();
       if (!c.checkpoint_dir.empty())
@@ -157,7 +158,17 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
   try {
-    if (m.config.resume && m.resume()) {  // a finished run: evaluate only, change nothing
+    bool finished = false;
+    if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
+      std::string error;
+      try {
+        finished = m.resume();
+      } catch (const Error& e) {
+        error = e.what();
+      }
+      m.host.vote("resuming", error);
+    }
+    if (finished) {  // a finished run: evaluate only, change nothing
       result.already_finished = true;
       if (eval) result.last_eval = m.evaluate(*eval);
       m.epoch = m.step_in_epoch = 0;
@@ -232,7 +243,15 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
 /// is the end of a run that trained all config.epochs epochs.
 bool Trainer::Impl::resume() {
   const std::string path = latest_checkpoint(config.checkpoint_dir);
-  if (path.empty()) return false;
+  if (path.empty()) {
+    LOCKSTEP_CHECK(config.resume_or_start,
+                   "--resume: there is no checkpoint in '{}' to resume from (use "
+                   "--resume-or-start to start from the beginning when there is none)",
+                   config.checkpoint_dir);
+    if (comm.rank() == 0)
+      log().info("no checkpoint in {} yet: starting from the beginning", config.checkpoint_dir);
+    return false;
+  }
   const CheckpointMeta meta = read_checkpoint(path, model, ctx, config_hash);
   LOCKSTEP_CHECK(meta.ranks == comm.size(),
                  "{}: written by a run with {} ranks; resume it with {} ranks (each rank's "

@@ -29,8 +29,10 @@ struct TrainerConfig {
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0;
   int keep_checkpoints = 2;
-  /// Resume from the newest checkpoint in checkpoint_dir when there is one.
+  /// Resume from the newest checkpoint in checkpoint_dir; fit() throws (on every rank) when
+  /// there is none, unless resume_or_start, which then starts from the beginning.
   bool resume = false;
+  bool resume_or_start = false;
   /// Install SIGTERM/SIGINT handlers during fit(): the next step stops every rank, a
   /// checkpoint is written (when checkpoint_dir is set) and fit() returns.
   bool handle_signals = true;
