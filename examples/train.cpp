@@ -79,8 +79,6 @@ Data synthetic_data(const Options& o, int rank, int ranks) {
   return d;
 }
 
-/// A lockstep-datagen directory: schema.toml, the training files listed in meta.json (train.tsv
-/// without one), test.tsv, and the oracle AUC from meta.json.
 /// Throws Error unless `path` exists and (without allow_empty) holds at least one byte.
 void check_data_file(const std::string& path, const char* what, bool allow_empty) {
   std::error_code ec;
@@ -91,6 +89,8 @@ void check_data_file(const std::string& path, const char* what, bool allow_empty
                  what);
 }
 
+/// A lockstep-datagen directory: schema.toml, the training files listed in meta.json (train.tsv
+/// without one), test.tsv, and the oracle AUC from meta.json.
 Data directory_data(const Options& o, int rank, int ranks) {
   const std::string dir = o.data_dir;
   Data d;
