@@ -5,7 +5,6 @@
 #include <utility>
 #include <vector>
 
-#include "train/control_block.h"
 
 namespace lockstep::train {
 
@@ -30,20 +29,12 @@ uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
   const auto values = to_host(ctx, model.dense_params().values(), model.dense_params().size());
   parts.emplace_back("initial dense parameters (seed?)",
                      hash_bytes(values.data(), values.size() * sizeof(float)));
-  // One-hot slots of 16-bit chunks keep the 64-bit hashes exact in the F64 sum.
-  const int rank = host.rank(), ranks = host.size();
+  const int ranks = host.size();
   const size_t k = parts.size();
-  std::vector<double> slots(static_cast<size_t>(ranks) * k * 4, 0.0);
-  for (size_t i = 0; i < k; ++i) put_u64_chunks(parts[i].second, &slots[(rank * k + i) * 4]);
-  const auto all = host.all_reduce_sum(slots);
-  const auto value = [&](int r, size_t i) {
-    uint64_t v = 0;
-    LOCKSTEP_CHECK(get_u64_chunks(&all[(r * k + i) * 4], v),
-                   "start-up check: the {} of rank {} arrived corrupted (ranks built from "
-                   "different versions?)",
-                   parts[i].first, r);
-    return v;
-  };
+  std::vector<uint64_t> mine;
+  for (const auto& p : parts) mine.push_back(p.second);
+  const auto all = host.all_gather_u64(mine);
+  const auto value = [&](int r, size_t i) { return all[r * k + i]; };
   for (size_t i = 0; i < k; ++i) {
     std::vector<int> differ;
     for (int r = 1; r < ranks; ++r)

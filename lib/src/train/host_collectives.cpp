@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lockstep/core/logging.h"
+#include "train/control_block.h"
 
 namespace lockstep::train {
 
@@ -27,6 +28,19 @@ std::vector<float> HostCollectives::all_gather(const std::vector<float>& mine,
   comm_.all_gather_v(ctx_, send.data(), recv.data(), counts, comm::DataType::F32);
   if (counts_out) *counts_out = counts;
   return to_host(ctx_, recv.data(), total);
+}
+
+std::vector<uint64_t> HostCollectives::all_gather_u64(const std::vector<uint64_t>& mine) {
+  const size_t k = mine.size();
+  std::vector<double> slots(static_cast<size_t>(size()) * k * 4, 0.0);
+  for (size_t i = 0; i < k; ++i) put_u64_chunks(mine[i], &slots[(rank() * k + i) * 4]);
+  const auto all = all_reduce_sum(slots);
+  std::vector<uint64_t> out(static_cast<size_t>(size()) * k);
+  for (size_t j = 0; j < out.size(); ++j)
+    LOCKSTEP_CHECK(get_u64_chunks(&all[j * 4], out[j]),
+                   "value {} of rank {} arrived corrupted (ranks built from different versions?)",
+                   j % k, j / k);
+  return out;
 }
 
 void HostCollectives::vote(const std::string& phase, const std::string& error) {

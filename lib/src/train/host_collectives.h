@@ -2,6 +2,7 @@
 // Internal: collectives over small host vectors (start-up checks, votes, evaluation), staged
 // through the context's device memory so that every communicator backend can carry them.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,11 @@ class HostCollectives {
   /// receives each rank's count. Collective.
   std::vector<float> all_gather(const std::vector<float>& mine,
                                 std::vector<int64_t>* counts = nullptr);
+
+  /// Every rank's `mine` (the same count k on every rank), exactly: element r·k + i is rank r's
+  /// i-th value. (One-hot slots of 16-bit chunks keep 64-bit values exact in the F64 sum.)
+  /// Collective; throws Error when a value arrives corrupted (ranks of different builds).
+  std::vector<uint64_t> all_gather_u64(const std::vector<uint64_t>& mine);
 
   /// Ends a phase that can fail on some ranks only (checks of inputs, outputs, configuration):
   /// each rank passes its error message ("" when its part succeeded). A failing rank logs its

@@ -7,7 +7,6 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/metrics.h"
 #include "train/consistency.h"
-#include "train/control_block.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
 #include "train/progress.h"
@@ -135,17 +134,7 @@ void Trainer::on_step(std::function<void(const StepInfo&)> callback) {
 std::string Trainer::save_checkpoint() { return impl_->save_checkpoint(); }
 
 std::vector<uint64_t> Trainer::replica_hashes() {
-  Impl& m = *impl_;
-  const int rank = m.comm.rank(), ranks = m.comm.size();
-  const uint64_t mine = model_state_hash(m.ctx, m.model);
-  std::vector<double> slots(static_cast<size_t>(ranks) * 4, 0.0);
-  put_u64_chunks(mine, &slots[rank * 4]);
-  const auto all = m.host.all_reduce_sum(slots);
-  std::vector<uint64_t> out(ranks);
-  for (int r = 0; r < ranks; ++r)
-    LOCKSTEP_CHECK(get_u64_chunks(&all[r * 4], out[r]), "replica_hashes: rank {}'s hash arrived "
-                   "corrupted", r);
-  return out;
+  return impl_->host.all_gather_u64({model_state_hash(impl_->ctx, impl_->model)});
 }
 
 EvalResult Trainer::evaluate(BatchSource& data) { return impl_->evaluate(data); }
