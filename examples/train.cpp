@@ -31,6 +31,7 @@
 #include "lockstep/models/factory.h"
 #include "lockstep/train/batch_source.h"
 #include "lockstep/train/checkpoint.h"
+#include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
 #include "train/fault_injection.h"
@@ -154,18 +155,28 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
                                           o.student_only && o.model == "dual");
 }
 
-/// Everything that must be equal on all ranks, compared by the trainer at start-up.
+/// Everything that must be equal on all ranks, compared by the trainer at start-up: "key=value"
+/// lines, so that a difference is named (the model configuration line by line).
 std::string run_signature(const Options& o, const std::string& config_text) {
-  return fmt::format("data={} synthetic={} seed={} train={} test={} batch={} epochs={} "
-                     "rows={} model={} student_only={} config={}",
-                     o.data_dir, o.synthetic, o.data_seed, o.train_samples, o.test_samples,
-                     o.batch_size, o.epochs, o.table_rows, o.model, o.student_only, config_text);
+  std::string s = fmt::format("--data={}\n--synthetic={}\n--data-seed={}\n--train-samples={}\n"
+                              "--test-samples={}\n--batch-size={}\n--table-rows={}\n--model={}\n"
+                              "--student-only={}\n",
+                              o.data_dir, o.synthetic, o.data_seed, o.train_samples,
+                              o.test_samples, o.batch_size, o.table_rows, o.model, o.student_only);
+  size_t at = 0;
+  for (int line = 1; at < config_text.size(); ++line) {
+    const size_t end = std::min(config_text.find('\n', at), config_text.size());
+    s += fmt::format("--config line {}={}\n", line, config_text.substr(at, end - at));
+    at = end + 1;
+  }
+  return s;
 }
 
-/// Exit codes: 0 success; 1 an error in the input, configuration or data, or a failure that every
-/// rank reported (lockstep::Error); 3 a communication fault (a rank died or hung); 70 an
-/// internal error (any other exception).
-constexpr int kExitError = 1, kExitCommError = 3, kExitInternal = 70;
+/// Exit codes (train::ExitCode): 0 success; 1 an error in the input, configuration or data, or a
+/// failure that every rank reported (lockstep::Error); 3 a communication fault (a rank died or
+/// hung); 4 a device fault; 70 an internal error (any other exception).
+using train::kExitError;
+using train::kExitInternal;
 
 /// Loads data and model, trains, evaluates, exports: everything after the communicator exists.
 int train(const Options& o, Context& ctx, comm::Communicator& comm);
@@ -187,20 +198,13 @@ int run(const Options& o) {
   try {
     return train(o, ctx, *comm);
   } catch (const std::exception& e) {
-    // Printed at once, by the rank that failed. An error on one rank only would leave the others
-    // waiting in their next collective (and this rank blocked in MPI_Finalize while unwinding):
-    // a multi-rank job is aborted instead, so every rank exits within seconds.
-    if (comm->size() == 1) throw;
-    const int code = dynamic_cast<const comm::CommError*>(&e) ? kExitCommError
-                     : dynamic_cast<const Error*>(&e)          ? kExitError
-                                                               : kExitInternal;
-    const int rank = comm->rank();
-    log().error("rank {}: {}", rank, e.what());
-    log().error("rank {}: aborting the job (exit code {}) so that no rank waits for this one", rank,
-                code);
-    comm->abort(code);
+    // An error every rank raised together (a vote) unwinds normally. Any other is printed at
+    // once by the rank that failed; it would leave the others waiting in their next collective
+    // (and this rank blocked in MPI_Finalize while unwinding): the job is aborted instead, so
+    // every rank exits within seconds.
+    if (comm->size() == 1 || train::raised_on_every_rank(e)) throw;
+    train::abort_job(*comm, e);
   }
-  return kExitInternal;  // not reached: abort() ends the process
 }
 
 int train(const Options& o, Context& ctx, comm::Communicator& comm) {
@@ -210,21 +214,33 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
     set_log_rank(rank);
     if (rank != 0 && o.log_level == "info") set_log_level("warn");  // one voice: rank 0
   }
-  Data d = o.data_dir.empty() ? synthetic_data(o, rank, ranks) : directory_data(o, rank, ranks);
+  Data d;
   std::string config_text;
-  if (!o.config.empty()) {
-    std::ifstream in(o.config);
-    config_text.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  auto model = make_model(o, d.schema, ctx);
-  auto* dual = dynamic_cast<models::DualDnn<float>*>(model.get());
-  LOCKSTEP_CHECK(!o.student_only || dual, "--student-only needs the dual model (--model dual)");
-  LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the dual "
-                 "model (--model dual or a config of kind dual)");
-  if (!o.init_from.empty()) {  // warm start: parameters, optimizer and table state
-    const auto meta = train::read_checkpoint(o.init_from, *model, ctx, 0);
-    log().info("warm start from {} (step {})", o.init_from, meta.step);
-  }
+  std::unique_ptr<models::Model<float>> model;
+  models::DualDnn<float>* dual = nullptr;
+  // Each rank reads its own files (data, schema, configuration, checkpoint): any of them can fail
+  // on one rank only, so the set-up ends in a vote and every rank raises the same error.
+  train::agree(comm, ctx, "set-up", [&] {
+    d = o.data_dir.empty() ? synthetic_data(o, rank, ranks) : directory_data(o, rank, ranks);
+    if (!o.config.empty()) {
+      std::ifstream in(o.config);
+      LOCKSTEP_CHECK(in.good(), "{}: cannot read the model configuration", o.config);
+      config_text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    model = make_model(o, d.schema, ctx);
+    dual = dynamic_cast<models::DualDnn<float>*>(model.get());
+    LOCKSTEP_CHECK(!o.student_only || dual, "--student-only needs the dual model (--model dual)");
+    LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the "
+                   "dual model (--model dual or a config of kind dual)");
+    if (!o.init_from.empty()) {  // warm start: parameters, optimizer and table state
+      const auto meta = train::read_checkpoint(o.init_from, *model, ctx, 0);
+      log().info("warm start from {} (step {})", o.init_from, meta.step);
+    }
+    if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
+      if (!o.save.empty()) probe_writable_parent(o.save, "the directory of --save");
+      if (!o.export_dir.empty()) probe_writable_parent(o.export_dir, "the directory of --export");
+    }
+  });
   log().info("data: {}", d.description);
   log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
              "device {}",
@@ -242,10 +258,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.resume = o.resume;
   tc.resume_or_start = o.resume_or_start;
   tc.run_config = run_signature(o, config_text);
-  if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
-    if (!o.save.empty()) probe_writable_parent(o.save, "the directory of --save");
-    if (!o.export_dir.empty()) probe_writable_parent(o.export_dir, "the directory of --export");
-  }
+  tc.handle_signals = true;  // SIGTERM/SIGINT: stop every rank after the same step, checkpoint
+  tc.abort_on_error = true;  // an error on one rank only ends the whole job at once
   train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
   train::Trainer trainer(*model, comm, ctx, tc);
   const train::FitResult r = trainer.fit(*d.train, d.test.get());
@@ -276,11 +290,19 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                               per_s, ranks, device.str(), comm.backend(), o.batch_size)
                       .c_str());
     std::fflush(stdout);
+  }
+  // Rank 0 writes the outputs; every rank learns whether that worked.
+  trainer.vote("writing the outputs", [&] {
+    if (rank != 0) return;
     if (dual && !o.export_dir.empty()) {
       dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
-  }
+    if (!o.save.empty()) {
+      model->dense_params().save(ctx, o.save, {{"model", model->name()}});
+      log().info("saved dense parameters to {}", o.save);
+    }
+  });
   // Replicas must be bitwise identical: every rank's state hash, compared on rank 0 (collective).
   const auto hashes = trainer.replica_hashes();
   const bool same = std::all_of(hashes.begin(), hashes.end(),
@@ -290,10 +312,6 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       log().info("replica state hash {:016x}, identical on all {} rank(s)", hashes[0], ranks);
     else
       log().error("replicas DIFFER: state hashes {:016x} (rank 0 first)", fmt::join(hashes, ", "));
-  }
-  if (!o.save.empty() && rank == 0) {
-    model->dense_params().save(ctx, o.save, {{"model", model->name()}});
-    log().info("saved dense parameters to {}", o.save);
   }
   return same ? 0 : kExitInternal;
 }
@@ -362,7 +380,8 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", o.metrics, "append JSON lines of progress and evaluations here");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error");
   app.add_option("--inject-fault", o.inject_fault,
-                 "for tests: kind:rank:step[:seconds], kind = skew, fail, sleep, kill, sigterm");
+                 "for tests: kind:rank:step[:seconds], kind = skew, fail, sleep, kill, sigterm, "
+                 "error, device");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -7,10 +7,12 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 
 #include "lockstep/comm/communicator.h"
+#include "lockstep/train/failure.h"
 #include "lockstep/train/trainer.h"
 #include "train/fault_injection.h"
 #include "test_util.h"
@@ -292,6 +294,7 @@ TEST_CASE("Multi-rank checkpoint and resume reproduce the uninterrupted run bitw
   MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
   auto stop = cfg;
   stop.checkpoint_dir = path;
+  stop.handle_signals = true;
   RunResult stopped;
   {
     train::testing::FaultScope fault("sigterm:1:" + std::to_string(plan.max_batches() + 1));
@@ -306,4 +309,132 @@ TEST_CASE("Multi-rank checkpoint and resume reproduce the uninterrupted run bitw
   test::require_bitwise_equal(resumed.state, reference.state, "resumed vs uninterrupted");
   MPI_Barrier(MPI_COMM_WORLD);
   if (comm->rank() == 0) std::filesystem::remove_all(path);
+}
+
+namespace {
+/// A batch source that throws lockstep::Error on one rank at its `fail_at`-th batch.
+class FailingSource : public train::BatchSource {
+ public:
+  FailingSource(std::vector<data::Batch> batches, bool fails, size_t fail_at)
+      : inner_(std::move(batches)), fails_(fails), fail_at_(fail_at) {}
+  void start_epoch(int64_t epoch) override {
+    inner_.start_epoch(epoch);
+    served_ = 0;
+  }
+  bool next(data::Batch& out) override {
+    if (fails_ && served_++ == fail_at_) throw Error("test.tsv:4: field 'label': 'x' is not 0 or 1");
+    return inner_.next(out);
+  }
+
+ private:
+  train::VectorBatchSource inner_;
+  bool fails_;
+  size_t fail_at_, served_ = 0;
+};
+
+/// A shared temporary directory: rank 0 picks it and tells the others.
+std::string shared_temp_dir(const std::string& stem) {
+  char path[256] = {};
+  if (world_rank() == 0) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     (stem + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::snprintf(path, sizeof path, "%s", dir.c_str());
+  }
+  MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return path;
+}
+
+/// Runs `fn` (expected to throw on every rank) and returns this rank's message; the failure must
+/// be a JobError (every rank raised it together) and come without waiting for any deadline.
+template <class F>
+std::string job_error_of(F&& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string message;
+  try {
+    fn();
+  } catch (const JobError& e) {
+    message = e.what();
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
+  return message;
+}
+}  // namespace
+
+TEST_CASE("A bad record that one rank reads stops every rank with that rank's message",
+          "[trainer][failure]") {
+  if (world_size() < 2) return;
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  Context ctx(Device::cpu(), ContextOptions{false, 0, 7});
+  auto model = test::fixture_model(ctx, nn::ActivationKind::PReLU);
+  train::Trainer trainer(*model, *comm, ctx, quiet());
+  Plan plan;
+  for (int r = 0; r < comm->size(); ++r) plan.sizes.push_back(std::vector<int64_t>(4, 8));
+  const bool victim = comm->rank() == 1;
+  SECTION("in training: the step's message carries it to every rank") {
+    FailingSource train(plan.batches_of(comm->rank()), victim, 2);
+    const std::string m = job_error_of([&] { trainer.fit(train); });
+    CHECK_THAT(m, Contains("lockstep step 1 failed on rank(s) 1: rank 1: reading the next batch "
+                           "failed: test.tsv:4: field 'label'"));
+  }
+  SECTION("in evaluation: a vote") {
+    train::VectorBatchSource train(plan.batches_of(comm->rank()));
+    FailingSource eval(plan.batches_of(comm->rank()), victim, 1);
+    const std::string m = job_error_of([&] { trainer.fit(train, &eval); });
+    CHECK_THAT(m, Contains("evaluation failed on rank(s) 1: rank 1: test.tsv:4: field 'label'"));
+  }
+  SECTION("in the forward pass") {
+    train::VectorBatchSource train(plan.batches_of(comm->rank()));
+    train::testing::FaultScope fault("error:1:2");
+    train::Trainer injected(*model, *comm, ctx, quiet());
+    const std::string m = job_error_of([&] { injected.fit(train); });
+    CHECK_THAT(m, Contains("lockstep step 2 failed on rank(s) 1: rank 1: forward/backward failed: "
+                           "injected error"));
+  }
+  SECTION("in a driver's own phase: Trainer::vote") {
+    const std::string m = job_error_of([&] {
+      trainer.vote("writing the outputs", [&] {
+        LOCKSTEP_CHECK(comm->rank() != 0, "/out/student: cannot create the directory");
+      });
+    });
+    CHECK_THAT(m, Contains("writing the outputs failed on rank(s) 0: rank 0: /out/student: cannot "
+                           "create the directory"));
+    // Everyone succeeding is no error, and the trainer stays usable.
+    trainer.vote("nothing", [] {});
+    train::VectorBatchSource train(plan.batches_of(comm->rank()));
+    CHECK(trainer.fit(train).updates == 4);
+  }
+}
+
+TEST_CASE("Ranks that begin at different points are named at start-up", "[trainer][startup]") {
+  if (world_size() < 2) return;
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  Context ctx(Device::cpu(), ContextOptions{false, 0, 7});
+  auto model = test::fixture_model(ctx, nn::ActivationKind::PReLU);
+  const std::string dir = shared_temp_dir("lockstep-mpi-start");
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir;
+  SECTION("one resuming, one not") {
+    cfg.resume_or_start = comm->rank() != 1;
+    const std::string m = job_error_of([&] { train::Trainer(*model, *comm, ctx, cfg); });
+    CHECK_THAT(m, Contains("ranks disagree at start-up: the trainer settings of rank(s) 1") &&
+                      Contains("resume_or_start: 'false' on rank 1, 'true' on rank 0"));
+  }
+  SECTION("different checkpoint directories") {
+    if (comm->rank() == 1) cfg.checkpoint_dir = dir + "-other";
+    const std::string m = job_error_of([&] { train::Trainer(*model, *comm, ctx, cfg); });
+    CHECK_THAT(m, Contains("checkpoint_dir: '" + dir + "-other' on rank 1, '" + dir + "' on rank 0"));
+  }
+  SECTION("different run configurations") {
+    cfg.run_config = fmt::format("--batch-size={}\n--config line 3=dim = {}\n", 1024,
+                                 comm->rank() == 1 ? 16 : 8);
+    const std::string m = job_error_of([&] { train::Trainer(*model, *comm, ctx, cfg); });
+    CHECK_THAT(m, Contains("the run configuration of rank(s) 1") &&
+                      Contains("--config line 3: 'dim = 16' on rank 1, 'dim = 8' on rank 0"));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (comm->rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::remove_all(dir + "-other");
+  }
 }

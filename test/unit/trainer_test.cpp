@@ -2,6 +2,8 @@
 // step, failures, checkpoints and bitwise resume. Multi-rank behaviour: test/mpi/trainer_test.cpp.
 #include <catch2/catch.hpp>
 
+#include <csignal>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +11,7 @@
 #include "data_test_util.h"
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/checkpoint.h"
+#include "lockstep/train/failure.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
 #include "train/fault_injection.h"
@@ -284,4 +287,65 @@ TEST_CASE("Resuming without a checkpoint is an error; resume_or_start starts fro
   const auto r = trainer.fit(source);
   CHECK(r.steps == 2);
   CHECK(r.updates == 2);
+}
+
+TEST_CASE("A failure on one rank only is thrown there; the library exits only when asked",
+          "[train][trainer][failure]") {
+  // Without abort_on_error the library never ends the job: a device lost on this rank is thrown
+  // on this rank as a DeviceError (exit code 4 in the tools, which set abort_on_error; the abort
+  // itself is tested with lockstep-train under mpirun, test/CMakeLists.txt "mpi: fault: ...").
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx, nn::ActivationKind::PReLU);
+  {
+    train::testing::FaultScope fault("device:0:1");
+    train::Trainer trainer(*model, *comm, ctx, quiet());
+    train::VectorBatchSource source(batches(3, 8));
+    try {
+      trainer.fit(source);
+      FAIL("no DeviceError");
+    } catch (const DeviceError& e) {
+      CHECK_THAT(e.what(), Contains("injected device failure (rank 0, step 1)"));
+      CHECK(train::exit_code_for(e) == train::kExitDeviceError);
+      CHECK_FALSE(train::raised_on_every_rank(e));
+    }
+  }
+  // An error in the forward pass is reported through the step: every rank raises it together.
+  train::testing::FaultScope fault("error:0:1");
+  train::Trainer trainer(*model, *comm, ctx, quiet());
+  train::VectorBatchSource source(batches(3, 8));
+  try {
+    trainer.fit(source);
+    FAIL("no JobError");
+  } catch (const JobError& e) {
+    CHECK_THAT(e.what(), Contains("lockstep step 1 failed on rank(s) 0: rank 0: forward/backward "
+                                  "failed: injected error (rank 0, step 1)"));
+    CHECK(train::exit_code_for(e) == train::kExitError);
+    CHECK(train::raised_on_every_rank(e));
+  }
+}
+
+TEST_CASE("Signal handlers are installed only when asked", "[train][trainer][signals]") {
+  // The library installs none by default (TrainerConfig::handle_signals = false): during fit()
+  // SIGTERM keeps the process's own handler unless the driver opts in.
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx, nn::ActivationKind::PReLU);
+  for (const bool opt_in : {false, true}) {
+    train::TrainerConfig c;
+    c.log_every = 0;
+    c.handle_signals = opt_in;
+    train::Trainer trainer(*model, *comm, ctx, c);
+    struct sigaction before {}, during {};
+    sigaction(SIGTERM, nullptr, &before);  // Catch2's own handler, here
+    trainer.on_step([&](const train::StepInfo&) { sigaction(SIGTERM, nullptr, &during); });
+    train::VectorBatchSource source(batches(1, 8));
+    trainer.fit(source);
+    const auto handler = [](const struct sigaction& a) {
+      return (a.sa_flags & SA_SIGINFO) ? reinterpret_cast<void*>(a.sa_sigaction)
+                                       : reinterpret_cast<void*>(a.sa_handler);
+    };
+    CHECK((handler(during) == handler(before)) == !opt_in);
+  }
+  CHECK_FALSE(train::TrainerConfig{}.abort_on_error);
 }

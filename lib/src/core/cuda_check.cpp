@@ -8,10 +8,34 @@
 
 namespace lockstep::detail {
 
+namespace {
+/// Errors that corrupt the CUDA context: every later call of this process fails with them.
+bool is_sticky(cudaError_t err) {
+  switch (err) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorLaunchTimeout:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
 void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
   (void)cudaGetLastError();
-  throw Error(fmt::format("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(err),
-                          cudaGetErrorString(err), expr, file, line));
+  const std::string message = fmt::format("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(err),
+                                          cudaGetErrorString(err), expr, file, line);
+  if (is_sticky(err))
+    throw DeviceError(message + "; the device is unusable for the rest of this process");
+  throw Error(message);
 }
 
 void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line) {

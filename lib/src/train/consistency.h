@@ -10,11 +10,14 @@
 namespace lockstep::train {
 
 /// Compares, across ranks, hashes of the model name, the dense parameter layout, the embedding
-/// tables, `run_config` and the initial dense parameters (one collective). Throws the same Error
-/// on every rank naming what differs and on which ranks. Returns the hash of everything but the
-/// initial parameters (the run's configuration hash, checked again on resume).
+/// tables, `run_config`, the trainer's `settings` and the initial dense parameters (one
+/// collective; a second one on a mismatch). Throws the same JobError on every rank naming what
+/// differs, on which ranks, and for texts of "key=value" lines (`run_config`, `settings`) the
+/// first key whose values differ. Returns the hash of the model layout, the tables and
+/// `run_config` (the run's configuration hash, checked again on resume).
 uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
-                                   models::Model<float>& model, const std::string& run_config);
+                                   models::Model<float>& model, const std::string& run_config,
+                                   const std::string& settings);
 
 /// XXH64 over this rank's whole model state: dense values (parameters and state), the dense
 /// optimizer's state, and every table's tensors (weights, optimizer state) in name order.

@@ -102,7 +102,7 @@ StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_
     for (int r : failed)
       what += fmt::format("{}rank {} ({})", what.empty() ? "" : "; ", r,
                           status_name(reports[r].status));
-    throw Error(fmt::format("lockstep step {} failed on {}: see that rank's log for the error; "
+    throw JobError(fmt::format("lockstep step {} failed on {}: see that rank's log for the error; "
                             "every rank stops here",
                             expected_step, what));
   }
@@ -110,7 +110,7 @@ StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_
     std::string what;
     for (int r : off_step)
       what += fmt::format("{}rank {} is at step {}", what.empty() ? "" : ", ", r, reports[r].step);
-    throw Error(fmt::format("lockstep divergence at step {}: {} (rank(s) {} at step {}); the "
+    throw JobError(fmt::format("lockstep divergence at step {}: {} (rank(s) {} at step {}); the "
                             "replicas no longer run the same step, every rank stops here",
                             expected_step, what, rank_list(on_step), expected_step));
   }

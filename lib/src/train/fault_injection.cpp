@@ -23,7 +23,8 @@ FaultInjection FaultInjection::parse(const std::string& spec) {
     start = colon + 1;
   }
   const std::string usage =
-      "use kind:rank:step[:seconds] with kind skew, fail, sleep, kill or sigterm, e.g. sleep:1:5:30";
+      "use kind:rank:step[:seconds] with kind skew, fail, sleep, kill, sigterm, error or device, "
+      "e.g. sleep:1:5:30";
   LOCKSTEP_CHECK(parts.size() >= 3 && parts.size() <= 4, "--inject-fault = '{}': {}", spec, usage);
   const std::string& kind = parts[0];
   if (kind == "skew") f.kind = Kind::StepSkew;
@@ -31,6 +32,8 @@ FaultInjection FaultInjection::parse(const std::string& spec) {
   else if (kind == "sleep") f.kind = Kind::Sleep;
   else if (kind == "kill") f.kind = Kind::Kill;
   else if (kind == "sigterm") f.kind = Kind::Signal;
+  else if (kind == "error") f.kind = Kind::Error;
+  else if (kind == "device") f.kind = Kind::DeviceLost;
   else throw Error(fmt::format("--inject-fault = '{}': unknown kind '{}': {}", spec, kind, usage));
   try {
     f.rank = std::stoi(parts[1]);
@@ -62,8 +65,18 @@ void FaultInjection::apply(RankReport& report, int my_rank, uint64_t at_step) co
       std::raise(SIGTERM);  // as if delivered now: this step's report carries the request
       report.stop_requested = stop_signal_pending();
       break;
-    case Kind::None: break;
+    default: break;
   }
+}
+
+void FaultInjection::raise_in_compute(int my_rank, uint64_t at_step) const {
+  if (rank != my_rank || step != at_step) return;
+  if (kind == Kind::Error)
+    throw lockstep::Error(fmt::format("injected error (rank {}, step {})", rank, step));
+  if (kind == Kind::DeviceLost)
+    throw DeviceError(fmt::format("injected device failure (rank {}, step {}): the device is "
+                                  "unusable for the rest of this process",
+                                  rank, step));
 }
 
 namespace testing {

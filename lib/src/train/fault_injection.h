@@ -10,18 +10,23 @@
 namespace lockstep::train {
 
 struct FaultInjection {
-  enum class Kind { None, StepSkew, Fail, Sleep, Kill, Signal };
+  enum class Kind { None, StepSkew, Fail, Sleep, Kill, Signal, Error, DeviceLost };
   Kind kind = Kind::None;
   int rank = 0;
   uint64_t step = 0;
   double seconds = 0;  // Sleep
   /// Parses "skew:1:5" (rank 1 reports step 6 at step 5), "fail:1:5" (rank 1 reports a failure
   /// status), "sleep:1:5:30" (rank 1 sleeps 30 s before the collective), "kill:1:5" (rank 1
-  /// SIGKILLs itself), "sigterm:1:5" (rank 1 SIGTERMs itself). Throws Error naming the flag.
+  /// SIGKILLs itself), "sigterm:1:5" (rank 1 SIGTERMs itself), "error:1:5" (rank 1's forward
+  /// throws a lockstep::Error), "device:1:5" (it throws a DeviceError, as after a sticky CUDA
+  /// error). Throws Error naming the flag.
   static FaultInjection parse(const std::string& spec);
 
   /// Applies the fault to `report` when it is due at (rank, step); a no-op otherwise.
   void apply(RankReport& report, int rank, uint64_t step) const;
+  /// Throws the Error or DeviceError of kinds Error and DeviceLost when due (called where the
+  /// step computes); a no-op otherwise.
+  void raise_in_compute(int rank, uint64_t step) const;
 };
 
 namespace testing {

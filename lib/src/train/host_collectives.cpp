@@ -43,28 +43,34 @@ std::vector<uint64_t> HostCollectives::all_gather_u64(const std::vector<uint64_t
   return out;
 }
 
-void HostCollectives::vote(const std::string& phase, const std::string& error) {
-  constexpr size_t kMaxMessage = 2000;  // characters of each rank's message that travel
-  if (!error.empty()) log().error("rank {}: {}", rank(), error);
-  std::vector<float> mine;
-  for (size_t i = 0; i < std::min(error.size(), kMaxMessage); ++i)
-    mine.push_back(static_cast<float>(static_cast<unsigned char>(error[i])));  // exact in float
+std::vector<std::string> HostCollectives::all_gather_text(const std::string& mine,
+                                                          size_t max_chars) {
+  std::vector<float> codes;
+  for (size_t i = 0; i < std::min(mine.size(), max_chars); ++i)
+    codes.push_back(static_cast<float>(static_cast<unsigned char>(mine[i])));  // exact in float
   std::vector<int64_t> counts;
-  const auto all = all_gather(mine, &counts);
+  const auto all = all_gather(codes, &counts);
+  std::vector<std::string> out(static_cast<size_t>(size()));
+  int64_t at = 0;
+  for (int r = 0; r < size(); ++r)
+    for (int64_t i = 0; i < counts[r]; ++i)
+      out[r] += static_cast<char>(static_cast<int>(all[at++]));
+  return out;
+}
+
+void HostCollectives::vote(const std::string& phase, const std::string& error, bool log_error) {
+  if (!error.empty() && log_error) log().error("rank {}: {}", rank(), error);
+  const auto all = all_gather_text(error, 2000);  // characters of each rank's message that travel
   std::vector<int> failed;
   std::string messages;
-  int64_t at = 0;
   for (int r = 0; r < size(); ++r) {
-    if (counts[r] > 0) {
-      std::string m;
-      for (int64_t i = 0; i < counts[r]; ++i) m += static_cast<char>(static_cast<int>(all[at + i]));
-      failed.push_back(r);
-      messages += fmt::format("{}rank {}: {}", messages.empty() ? "" : " | ", r, m);
-    }
-    at += counts[r];
+    if (all[r].empty()) continue;
+    failed.push_back(r);
+    messages += fmt::format("{}rank {}: {}", messages.empty() ? "" : " | ", r, all[r]);
   }
-  LOCKSTEP_CHECK(failed.empty(), "{} failed on rank(s) {}: {}", phase, fmt::join(failed, ", "),
-                 messages);
+  if (!failed.empty())
+    throw JobError(fmt::format("{} failed on rank(s) {}: {}", phase, fmt::join(failed, ", "),
+                               messages));
 }
 
 }  // namespace lockstep::train

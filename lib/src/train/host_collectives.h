@@ -28,12 +28,16 @@ class HostCollectives {
   /// Collective; throws Error when a value arrives corrupted (ranks of different builds).
   std::vector<uint64_t> all_gather_u64(const std::vector<uint64_t>& mine);
 
+  /// Every rank's text (its first `max_chars` bytes), element r rank r's. Collective.
+  std::vector<std::string> all_gather_text(const std::string& mine, size_t max_chars);
+
   /// Ends a phase that can fail on some ranks only (checks of inputs, outputs, configuration):
   /// each rank passes its error message ("" when its part succeeded). A failing rank logs its
-  /// message at once; then every rank throws the same Error when any rank failed:
+  /// message at once; then every rank throws the same JobError when any rank failed:
   ///   "<phase> failed on rank(s) 0, 2: rank 0: <message> | rank 2: <message>"
   /// Collective; returns normally on every rank when all succeeded.
-  void vote(const std::string& phase, const std::string& error);
+  /// (`log_error` = false: the caller has logged it already.)
+  void vote(const std::string& phase, const std::string& error, bool log_error = true);
 
   int rank() const { return comm_.rank(); }
   int size() const { return comm_.size(); }

@@ -21,6 +21,7 @@ SignalGuard::~SignalGuard() {
   if (!installed_) return;
   sigaction(SIGTERM, &old_term_, nullptr);
   sigaction(SIGINT, &old_int_, nullptr);
+  g_signal = 0;  // a stop request belongs to the fit() that received it
 }
 
 bool stop_signal_pending() { return g_signal != 0; }

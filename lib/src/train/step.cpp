@@ -14,6 +14,7 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
       local_(model, ctx),
       tables_(model.tables()),
       control_(comm.size(), static_cast<int>(model.tables().size())),
+      host_(comm, ctx),
       state_(ctx, model.dense_params(), comm.size()),
       rank_(comm.rank()),
       grad_size_(model.dense_params().size()) {
@@ -30,10 +31,11 @@ StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
   report.status = input.status;
   report.stop_requested = input.stop_requested;
   report.sparse_rows.assign(tables_.size(), 0);  // written on the device (write_control_slot)
+  error_ = input.error;
   comm_.set_step(static_cast<int64_t>(input.step));
 
   stage_batch(batch, report);
-  forward_backward(report);
+  forward_backward(report, fault);
   fault.apply(report, rank_, input.step);
   write_control_slot(report);
   all_reduce();
@@ -50,32 +52,45 @@ void LockstepStep::stage_batch(const data::Batch& batch, RankReport& report) {
   if (batch.size == 0 || report.status != kStatusOk) return;
   try {
     staged_ = &local_.stage(batch);
+  } catch (const DeviceError&) {
+    throw;  // this rank cannot take part in the collective: the driver aborts the job
   } catch (const Error& e) {
-    log().error("rank {}: step {}: staging the batch failed: {}", rank_, report.step, e.what());
-    report.status = kStatusStageFailed;
+    fail(report, kStatusStageFailed, "staging the batch", e);
   }
+}
+
+// A failure of this rank in this step: logged at once, reported through the control block, and
+// its message sent to every rank after the collective (summarize_step).
+void LockstepStep::fail(RankReport& report, uint16_t status, const std::string& what,
+                        const Error& e) {
+  error_ = fmt::format("{} failed: {}", what, e.what());
+  log().error("rank {}: step {}: {}", rank_, report.step, error_);
+  report.status = status;
 }
 
 // 2. Local forward and backward: summed dense gradients in the ParamSet, sparse ones in the
 //    tables, the summed loss on the device. A failure becomes this rank's status, so that every
 //    rank learns of it from the collective instead of waiting for this one.
-void LockstepStep::forward_backward(RankReport& report) {
+void LockstepStep::forward_backward(RankReport& report, const FaultInjection& fault) {
   auto& params = model_.dense_params();
   state_.snapshot(ctx_);
   loss_ = nullptr;
-  try {
-    if (staged_ && report.status == kStatusOk) {
-      loss_ = local_.compute_gradients(*staged_);
-    } else {
-      params.zero_grad(ctx_);
-      for (auto* t : tables_) t->grad().clear();
-    }
-  } catch (const Error& e) {
-    log().error("rank {}: step {} failed: {}", rank_, report.step, e.what());
-    report.status = kStatusComputeFailed;
-    loss_ = nullptr;
+  const auto no_gradients = [&] {
     params.zero_grad(ctx_);
     for (auto* t : tables_) t->grad().clear();
+  };
+  try {
+    fault.raise_in_compute(rank_, report.step);
+    if (staged_ && report.status == kStatusOk)
+      loss_ = local_.compute_gradients(*staged_);
+    else
+      no_gradients();
+  } catch (const DeviceError&) {
+    throw;  // this rank cannot take part in the collective: the driver aborts the job
+  } catch (const Error& e) {
+    fail(report, kStatusComputeFailed, "forward/backward", e);
+    loss_ = nullptr;
+    no_gradients();  // a DeviceError here (the device is lost) propagates
   }
   // Non-trainable state travels as this rank's sample-weighted change (StateSync).
   state_.encode_delta(ctx_, static_cast<int64_t>(report.n_samples));
@@ -110,7 +125,13 @@ void LockstepStep::all_reduce() {
 //    rank when one failed or diverged).
 StepSummary LockstepStep::summarize_step(uint64_t step) {
   host_block_ = to_host(ctx_, model_.dense_params().grad_tail(), control_.size());
-  return summarize(control_.decode(host_block_.data()), step);
+  const auto reports = control_.decode(host_block_.data());
+  // Every rank sees the same statuses, so all of them take this branch together: the failing
+  // ranks' messages travel, and every rank raises them.
+  if (std::any_of(reports.begin(), reports.end(),
+                  [](const RankReport& r) { return r.status != kStatusOk; }))
+    host_.vote(fmt::format("lockstep step {}", step), error_, /*log_error=*/false);
+  return summarize(reports, step);
 }
 
 // 6. Every rank's sparse gradients merged identically on every replica.

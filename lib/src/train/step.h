@@ -2,6 +2,7 @@
 // Internal: one lockstep step, stage by stage (docs/lockstep.md).
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lockstep/comm/communicator.h"
@@ -10,6 +11,7 @@
 #include "lockstep/train/step_summary.h"
 #include "train/control_block.h"
 #include "train/fault_injection.h"
+#include "train/host_collectives.h"
 #include "train/sparse_exchange.h"
 #include "train/state_sync.h"
 
@@ -20,6 +22,7 @@ struct StepInput {
   uint64_t step = 0;
   bool has_next = false;     // this rank has another batch after this one
   uint16_t status = kStatusOk;  // a failure found while reading ahead (kStatusDataFailed)
+  std::string error;            // ... and its message
   bool stop_requested = false;
 };
 
@@ -35,14 +38,16 @@ class LockstepStep {
 
   /// Runs one step on this rank's `batch` (size 0 once its shard is exhausted) and returns what
   /// all ranks agreed on; the update has been applied when summary.samples > 0. Throws the same
-  /// Error on every rank when any rank failed or ran another step.
+  /// JobError on every rank when any rank failed (with the failing ranks' messages) or ran
+  /// another step. A DeviceError (this rank's device is lost) propagates on this rank only.
   StepSummary run(const data::Batch& batch, const StepInput& input, const FaultInjection& fault);
 
   LocalTrainer<float>& local() { return local_; }
 
  private:
   void stage_batch(const data::Batch& batch, RankReport& report);
-  void forward_backward(RankReport& report);
+  void forward_backward(RankReport& report, const FaultInjection& fault);
+  void fail(RankReport& report, uint16_t status, const std::string& what, const Error& e);
   void write_control_slot(const RankReport& report);
   void all_reduce();
   StepSummary summarize_step(uint64_t step);
@@ -55,6 +60,7 @@ class LockstepStep {
   LocalTrainer<float> local_;
   std::vector<embedding::EmbeddingTable<float>*> tables_;
   ControlBlock control_;
+  HostCollectives host_;  // the failing ranks' messages, when a step fails
   StateSync state_;
   SparseExchange sparse_;
   int rank_;
@@ -62,6 +68,7 @@ class LockstepStep {
   std::vector<float> host_block_;
   models::DeviceBatch<float>* staged_ = nullptr;  // the running step's batch on the device
   const float* loss_ = nullptr;  // its summed loss on the device (null: no loss this step)
+  std::string error_;            // why this rank failed the running step ("" when it did not)
 };
 
 }  // namespace lockstep::train

@@ -5,6 +5,7 @@
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/train/checkpoint.h"
+#include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "train/consistency.h"
 #include "train/fault_injection.h"
@@ -17,8 +18,6 @@ namespace lockstep::train {
 
 namespace {
 
-constexpr int kExitCommError = 3;
-
 /// One rank's batches with one batch of read-ahead, so that each step knows whether this rank
 /// has another. A failure while reading becomes a status reported at the next step.
 class Lookahead {
@@ -30,6 +29,7 @@ class Lookahead {
   const data::Batch& current() const { return has_cur_ ? cur_ : empty_; }
   bool has_next() const { return has_nxt_; }
   uint16_t status() const { return status_; }
+  const std::string& error() const { return error_; }
   void advance() {
     std::swap(cur_, nxt_);
     has_cur_ = has_nxt_;
@@ -40,8 +40,11 @@ class Lookahead {
   bool read(data::Batch& b) {
     try {
       return source_.next(b);
+    } catch (const DeviceError&) {
+      throw;
     } catch (const Error& e) {
-      log().error("rank {}: reading the next batch failed: {}", rank_, e.what());
+      error_ = fmt::format("reading the next batch failed: {}", e.what());
+      log().error("rank {}: {}", rank_, error_);
       status_ = kStatusDataFailed;
       return false;
     }
@@ -52,7 +55,17 @@ class Lookahead {
   data::Batch cur_, nxt_, empty_;
   bool has_cur_ = false, has_nxt_ = false;
   uint16_t status_ = kStatusOk;
+  std::string error_;
 };
+
+/// The trainer's own settings that every rank must share, as "key=value" lines (compared at
+/// start-up; not part of the configuration hash a checkpoint is checked against).
+std::string settings_text(const TrainerConfig& c) {
+  return fmt::format("epochs={}\nresume={}\nresume_or_start={}\ncheckpoint_dir={}\n"
+                     "checkpoint_every={}\nkeep_checkpoints={}\n",
+                     c.epochs, c.resume, c.resume_or_start, c.checkpoint_dir, c.checkpoint_every,
+                     c.keep_checkpoints);
+}
 
 }  // namespace
 
@@ -81,6 +94,21 @@ struct Trainer::Impl {
         step(m, c, x),
         progress(config, c.rank()) {}
 
+  /// Runs a collective part of the trainer's API. An exception that every rank raised together
+  /// (JobError) propagates; any other leaves this rank's peers waiting: it is logged at once and,
+  /// with config.abort_on_error, ends the job (abort_job), else propagates.
+  template <class F>
+  auto collective(F&& fn) -> decltype(fn()) {
+    try {
+      return fn();
+    } catch (const std::exception& e) {
+      if (raised_on_every_rank(e)) throw;
+      if (config.abort_on_error) abort_job(comm, e);
+      log().error("rank {}: {}", comm.rank(), e.what());
+      throw;
+    }
+  }
+
   template <class F>
   void timed(F&& fn) {  // work that is not stepping (evaluation, checkpoints)
     const double s0 = progress.elapsed();
@@ -89,6 +117,8 @@ struct Trainer::Impl {
   }
 
   bool resume();
+  void check_same_start(const std::string& start);
+  std::string start_point;  // where resume() found this rank starts
   bool train_epoch(BatchSource& train, FitResult& result);
   std::string save_checkpoint();
   EvalResult evaluate(BatchSource& data);
@@ -100,25 +130,24 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
   Impl& m = *impl_;
   const TrainerConfig& c = m.config;
   comm.set_step(0);  // start-up deadlines
-  // Checks that may fail on one rank only end in a vote, so that every rank raises the same
-  // error instead of the failing one leaving its peers in the next collective.
-  std::string error;
-  try {
-    check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
-    check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
-    check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
-    LOCKSTEP_CHECK(!(c.resume || c.resume_or_start) || !c.checkpoint_dir.empty(),
-                   "--resume needs --checkpoint-dir");
-    if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
-      m.progress.open_metrics();
-      if (!c.checkpoint_dir.empty())
-        probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
-    }
-  } catch (const Error& e) {
-    error = e.what();
-  }
-  m.host.vote("start-up", error);
-  m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config);
+  m.collective([&] {
+    // Checks that may fail on one rank only end in a vote, so that every rank raises the same
+    // error instead of the failing one leaving its peers in the next collective.
+    agree(comm, ctx, "start-up", [&] {
+      check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
+      check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
+      check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
+      check_range("keep_checkpoints", int64_t{c.keep_checkpoints}, 1, 1 << 20);
+      LOCKSTEP_CHECK(!(c.resume || c.resume_or_start) || !c.checkpoint_dir.empty(),
+                     "--resume needs --checkpoint-dir");
+      if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
+        m.progress.open_metrics();
+        if (!c.checkpoint_dir.empty())
+          probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
+      }
+    });
+    m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config, settings_text(c));
+  });
 }
 
 Trainer::~Trainer() = default;
@@ -131,13 +160,22 @@ void Trainer::on_step(std::function<void(const StepInfo&)> callback) {
   impl_->callbacks.push_back(std::move(callback));
 }
 
-std::string Trainer::save_checkpoint() { return impl_->save_checkpoint(); }
-
-std::vector<uint64_t> Trainer::replica_hashes() {
-  return impl_->host.all_gather_u64({model_state_hash(impl_->ctx, impl_->model)});
+std::string Trainer::save_checkpoint() {
+  return impl_->collective([&] { return impl_->save_checkpoint(); });
 }
 
-EvalResult Trainer::evaluate(BatchSource& data) { return impl_->evaluate(data); }
+std::vector<uint64_t> Trainer::replica_hashes() {
+  return impl_->collective(
+      [&] { return impl_->host.all_gather_u64({model_state_hash(impl_->ctx, impl_->model)}); });
+}
+
+EvalResult Trainer::evaluate(BatchSource& data) {
+  return impl_->collective([&] { return impl_->evaluate(data); });
+}
+
+void Trainer::vote(const std::string& phase, const std::function<void()>& fn) {
+  impl_->collective([&] { agree(impl_->comm, impl_->ctx, phase, fn); });
+}
 
 FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   Impl& m = *impl_;
@@ -146,23 +184,17 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.progress.start();
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
-  try {
+  m.collective([&] {
     bool finished = false;
     if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
-      std::string error;
-      try {
-        finished = m.resume();
-      } catch (const Error& e) {
-        error = e.what();
-      }
-      m.host.vote("resuming", error);
+      agree(m.comm, m.ctx, "resuming", [&] { finished = m.resume(); });
+      m.check_same_start(m.start_point);
     }
     if (finished) {  // a finished run: evaluate only, change nothing
       result.already_finished = true;
       if (eval) result.last_eval = m.evaluate(*eval);
       m.epoch = m.step_in_epoch = 0;
-      result.seconds = result.train_seconds = m.progress.elapsed();
-      return result;
+      return;
     }
     for (; m.epoch < m.config.epochs; ++m.epoch, m.step_in_epoch = 0) {
       const int64_t samples_before = result.samples;
@@ -182,12 +214,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
       m.epoch = 0;  // completed: a further fit() trains config.epochs more epochs
       m.step_in_epoch = 0;
     }
-  } catch (const comm::CommError& e) {
-    log().error("{}", e.what());  // names this rank, the step and the silent ranks
-    if (!m.config.abort_on_comm_error) throw;
-    log().error("rank {}: aborting the job (exit code {})", m.comm.rank(), kExitCommError);
-    m.comm.abort(kExitCommError);
-  }
+  });
   result.seconds = m.progress.elapsed();
   result.train_seconds = result.seconds - m.side_seconds;
   return result;
@@ -200,7 +227,8 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
   if (step_in_epoch > 0) train.skip(step_in_epoch);
   Lookahead data(train, comm.rank());
   while (true) {
-    const StepInput input{step_no, data.has_next(), data.status(), stop_signal_pending()};
+    const StepInput input{step_no, data.has_next(), data.status(), data.error(),
+                          config.handle_signals && stop_signal_pending()};
     const StepSummary summary = step.run(data.current(), input, fault);
     const bool updated = summary.samples > 0;
     updates += updated;
@@ -237,6 +265,8 @@ bool Trainer::Impl::resume() {
                    "--resume: there is no checkpoint in '{}' to resume from (use "
                    "--resume-or-start to start from the beginning when there is none)",
                    config.checkpoint_dir);
+    start_point = fmt::format("starts from the beginning (no checkpoint in {})",
+                              config.checkpoint_dir);
     if (comm.rank() == 0)
       log().info("no checkpoint in {} yet: starting from the beginning", config.checkpoint_dir);
     return false;
@@ -251,6 +281,7 @@ bool Trainer::Impl::resume() {
   epoch = meta.epoch;
   step_in_epoch = meta.step_in_epoch;
   ctx.set_random_offset(meta.random_offset);
+  start_point = fmt::format("resumes from {} (step {})", path, step_no);
   const bool finished = epoch >= config.epochs;
   if (comm.rank() == 0) {
     if (finished)
@@ -262,6 +293,20 @@ bool Trainer::Impl::resume() {
                  epoch, step_in_epoch);
   }
   return finished;
+}
+
+/// Ranks resuming from different checkpoints (directories not shared, a LATEST written in
+/// between) or one resuming and one not would train different models: every rank compares where
+/// it starts and all raise the same JobError naming the difference. Collective.
+void Trainer::Impl::check_same_start(const std::string& start) {
+  const auto starts = host.all_gather_text(start, 4096);
+  std::string differ;
+  for (int r = 1; r < comm.size(); ++r)
+    if (starts[r] != starts[0]) differ += fmt::format("; rank {} {}", r, starts[r]);
+  if (!differ.empty())
+    throw JobError(fmt::format("ranks start from different points: rank 0 {}{} (give every rank "
+                               "the same checkpoint directory, on a shared file system)",
+                               starts[0], differ));
 }
 
 std::string Trainer::Impl::save_checkpoint() {
@@ -282,25 +327,25 @@ std::string Trainer::Impl::save_checkpoint() {
       log().info("checkpoint written: {}", path);
     } catch (const Error& e) {
       error = e.what();
-      log().error("{}", error);
     }
   }
   // Every rank learns whether rank 0 succeeded, so that all stop together on a failure.
-  const auto failed = host.all_reduce_sum({error.empty() ? 0.0 : 1.0});
-  LOCKSTEP_CHECK(failed[0] == 0.0, "writing the checkpoint at step {} failed on rank 0{}{}",
-                 step_no, error.empty() ? "" : ": ", error);
+  host.vote(fmt::format("writing the checkpoint at step {}", step_no), error);
   return path;
 }
 
 EvalResult Trainer::Impl::evaluate(BatchSource& data) {
   std::vector<float> probs, labels;
-  data.start_epoch(0);
-  data::Batch batch;
-  while (data.next(batch)) {
-    const auto p = step.local().predict(batch);
-    probs.insert(probs.end(), p.begin(), p.end());
-    labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
-  }
+  // A bad record in the part of the data one rank reads fails that rank only: a vote.
+  agree(comm, ctx, "evaluation", [&] {
+    data.start_epoch(0);
+    data::Batch batch;
+    while (data.next(batch)) {
+      const auto p = step.local().predict(batch);
+      probs.insert(probs.end(), p.begin(), p.end());
+      labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
+    }
+  });
   const auto all_probs = host.all_gather(probs);
   const auto all_labels = host.all_gather(labels);
   EvalResult r;

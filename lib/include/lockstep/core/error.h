@@ -21,6 +21,21 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// An Error that every rank of the job raises together, at the same point, with the same message
+/// (the outcome of a vote, or a failed step reported through the step's control block). No rank is
+/// left waiting in a collective, so a driver may simply unwind and exit.
+class JobError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The device failed in a way that leaves this process unable to use it (a sticky CUDA error such
+/// as an illegal address): this rank cannot take part in any further collective.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Throws Error("<field> = <value> is out of range: must be in [lo, hi]") when value is outside
 /// [lo, hi]. `field` names the flag or config key as the user wrote it.
 void check_range(std::string_view field, double value, double lo, double hi);

@@ -33,12 +33,17 @@ struct TrainerConfig {
   /// there is none, unless resume_or_start, which then starts from the beginning.
   bool resume = false;
   bool resume_or_start = false;
-  /// Install SIGTERM/SIGINT handlers during fit(): the next step stops every rank, a
-  /// checkpoint is written (when checkpoint_dir is set) and fit() returns.
-  bool handle_signals = true;
-  /// After a communication fault (CommError), abort the job (every rank exits non-zero) instead
-  /// of throwing. Only a job-wide abort guarantees that no rank stays blocked.
-  bool abort_on_comm_error = true;
+  /// Install SIGTERM/SIGINT handlers during fit() (off by default: the library installs no
+  /// handler unless asked): the next step stops every rank, a checkpoint is written (when
+  /// checkpoint_dir is set) and fit() returns.
+  bool handle_signals = false;
+  /// The failure policy (lockstep/train/failure.h). Errors every rank raises together (JobError:
+  /// a vote, a failed step) are always thrown. An exception that leaves a collective call on this
+  /// rank only (CommError, DeviceError, an internal error) is logged at once and then thrown
+  /// (false, the default: the driver must end the job, e.g. with abort_job()) or ends the whole
+  /// job at once with abort_job() (true; what lockstep-train does). The library never exits on
+  /// its own.
+  bool abort_on_error = false;
   /// Run configuration text compared across ranks at start-up (with the model layout).
   std::string run_config;
 };
@@ -93,6 +98,12 @@ class Trainer {
 
   /// Writes a checkpoint now (rank 0 writes; collective). Returns its path ("" on other ranks).
   std::string save_checkpoint();
+
+  /// Runs `fn` on this rank and then votes (lockstep/train/failure.h, agree()): a lockstep::Error
+  /// thrown by `fn` on any rank becomes the same JobError on every rank, e.g. "export failed on
+  /// rank(s) 0: rank 0: …". For a driver's own work that can fail on some ranks only (rank 0
+  /// writing an export, each rank reading its files). Collective.
+  void vote(const std::string& phase, const std::function<void()>& fn);
 
   void on_step(std::function<void(const StepInfo&)> callback);
 
