@@ -26,6 +26,20 @@ void write_all(const fs::path& p, const std::vector<char>& bytes) {
   std::ofstream(p, std::ios::binary)
       .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
+
+/// A safetensors file by hand: the 8-byte little-endian `header_len`, `header`, `data_bytes`
+/// zero bytes.
+void write_raw(const fs::path& p, const std::string& header, size_t data_bytes,
+               uint64_t header_len) {
+  std::vector<char> bytes(8);
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header_len >> (8 * i));
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  bytes.resize(bytes.size() + data_bytes);
+  write_all(p, bytes);
+}
+void write_raw(const fs::path& p, const std::string& header, size_t data_bytes) {
+  write_raw(p, header, data_bytes, header.size());
+}
 }  // namespace
 
 TEST_CASE("safetensors round trip keeps names, shapes, dtypes, bytes and metadata", "[io]") {
@@ -71,6 +85,85 @@ TEST_CASE("Corrupted or truncated safetensors files are refused", "[io][errors]"
   bad_json[9] = '#';
   write_all(path, bad_json);
   CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("not valid JSON"));
+}
+
+TEST_CASE("safetensors headers are read strictly; shapes and offsets are overflow-checked",
+          "[io][errors]") {
+  const auto path = scratch("hostile.safetensors");
+  const std::string p = path.string();
+  const auto refused = [&](const std::string& header, size_t data, const std::string& message) {
+    INFO(header);
+    write_raw(path, header, data);
+    CHECK_THROWS_WITH(io::read_safetensors(p), Contains(p + ": ") && Contains(message));
+  };
+  const auto tensor = [](const std::string& body) { return "{\"w\": {" + body + "}}"; };
+  write_raw(path, tensor(R"("dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16])"), 16);
+  CHECK(io::read_safetensors(p).get("w").numel() == 4);  // the hand-made file is valid
+
+  // Shapes whose byte count overflows int64: (2^32)^2 elements, 2^62 F32 elements.
+  refused(tensor(R"("dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 16])"),
+          16, "tensor 'w' has shape (4294967296, 4294967296): its dimensions multiply beyond 2^63");
+  refused(tensor(R"("dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 16])"), 16,
+          "tensor 'w' has shape (4611686018427387904): its dimensions multiply beyond 2^63");
+  // With a zero dimension in any place the other ones must still multiply within int64.
+  refused(tensor(R"("dtype": "F32", "shape": [0, 9223372036854775807, 2], "data_offsets": [0, 0])"),
+          0, "multiply beyond 2^63");
+  refused(tensor(R"("dtype": "F32", "shape": [9223372036854775807, 2, 0], "data_offsets": [0, 0])"),
+          0, "multiply beyond 2^63");
+  write_raw(path,
+            tensor(R"("dtype": "F32", "shape": [1048576, 0, 1048576], "data_offsets": [0, 0])"), 0);
+  CHECK(io::read_safetensors(p).get("w").numel() == 0);
+  refused(tensor(R"("dtype": "U8", "shape": [9223372036854775808], "data_offsets": [0, 16])"), 16,
+          "field 'w.shape[0]' = 9223372036854775808 is out of range");
+  refused(tensor(R"("dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16])"), 16,
+          "field 'w.shape[0]' = -1 is out of range");
+  refused(tensor(R"("dtype": "F32", "shape": [3], "data_offsets": [0, 16])"), 16,
+          "tensor 'w' of shape (3) needs 12 bytes but its data_offsets span 16");
+  // Offsets past the end, reversed, huge, or not a pair.
+  refused(tensor(R"("dtype": "F32", "shape": [4], "data_offsets": [0, 16])"), 8,
+          "tensor 'w' data_offsets [0, 16] lie outside the 8-byte data section");
+  refused(tensor(R"("dtype": "F32", "shape": [0], "data_offsets": [16, 8])"), 16, "lie outside");
+  refused(tensor(R"("dtype": "F32", "shape": [4], "data_offsets": [18446744073709551600, 0])"), 16,
+          "field 'w.data_offsets[0]' = 18446744073709551600 is out of range");
+  refused(tensor(R"("dtype": "F32", "shape": [4], "data_offsets": [0, 16, 32])"), 32,
+          "field 'w.data_offsets' must hold 2 offsets, got 3");
+  // Field types and names.
+  refused(tensor(R"("dtype": 5, "shape": [4], "data_offsets": [0, 16])"), 16,
+          "field 'w.dtype' must be a string, got 5");
+  refused(tensor(R"("dtype": "F16", "shape": [4], "data_offsets": [0, 8])"), 8,
+          "tensor 'w' has unsupported dtype \"F16\"");
+  refused(tensor(R"("dtype": "F32", "shape": "4", "data_offsets": [0, 16])"), 16,
+          "field 'w.shape' must be an array of integers, got \"4\"");
+  refused(tensor(R"("dtype": "F32", "shape": [4.0], "data_offsets": [0, 16])"), 16,
+          "field 'w.shape[0]' must be an integer, got 4.0");
+  refused(tensor(R"("dtype": "F32", "data_offsets": [0, 16])"), 16, "field 'w.shape' is missing");
+  refused(tensor(R"("dtype": "F32", "shape": [4], "data_offsets": [0, 16], "x": 1)"), 16,
+          "field 'w.x' is not known");
+  refused(R"({"w": [1]})", 0, "field 'w' must be an object, got an array of 1 elements");
+  refused(R"({"__metadata__": {"step": 3}})", 0,
+          "field '__metadata__.step' must be a string, got 3");
+  refused(R"({"__metadata__": {}, "__metadata__": {}})", 0, "key \"__metadata__\" appears twice");
+  refused("[]", 0, "must be a JSON object, got an array of 0 elements");
+  refused(std::string(200, '['), 0, "nested deeper than 64");
+  refused("{\"w\xff\": 1}", 0, "not valid JSON");
+  refused(std::string("{}\0{\"w\": 1}", 11), 0, "not valid JSON: a NUL byte at offset 2");
+  // Header lengths beyond the file or beyond any sane header.
+  write_raw(path, "{}", 0, uint64_t{1} << 63);
+  CHECK_THROWS_WITH(io::read_safetensors(p),
+                    Contains(p) && Contains("header length 9223372036854775808 does not fit"));
+  write_raw(path, "{}", 0, ~uint64_t{0});
+  CHECK_THROWS_WITH(io::read_safetensors(p), Contains("does not fit"));
+  write_raw(path, "{\"a", 0);
+  CHECK_THROWS_WITH(io::read_safetensors(p), Contains(p + ": not valid JSON"));
+
+  // The writer refuses shapes whose byte count overflows, too.
+  const float x = 0;
+  CHECK_THROWS_WITH(io::write_safetensors(p, {{"big", io::DType::F64, {int64_t{1} << 61, 4}, &x}}),
+                    Contains("tensor 'big' has shape (2305843009213693952, 4)"));
+  CHECK_THROWS_WITH(io::write_safetensors(p, {{"neg", io::DType::F32, {-1}, &x}}),
+                    Contains("tensor 'neg' has shape (-1): a negative dimension"));
+  CHECK_THROWS_WITH(io::write_safetensors(p, {{"big", io::DType::F64, {int64_t{1} << 61, 4}, &x}}),
+                    Contains("multiply beyond 2^63"));
 }
 
 TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact",

@@ -1,18 +1,45 @@
 #include "io/directory_writer.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
-#include <xxhash.h>
 
+#include <cerrno>
+#include <climits>
 #include <filesystem>
-#include <fstream>
-#include <vector>
 
 #include "lockstep/core/error.h"
+#include "lockstep/core/logging.h"
 
 namespace lockstep::io {
 
 namespace fs = std::filesystem;
+
+namespace {
+constexpr std::string_view kTempPrefix = ".tmp-";
+
+std::string host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "unknown-host";
+  return name;
+}
+
+/// kill(pid, 0) succeeds or is refused for a process that exists.
+bool process_running(long pid) {
+  return pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
+/// The pid in the suffix "<digits>" of a temporary's name, or -1.
+long parse_pid(std::string_view digits) {
+  if (digits.empty() || digits.size() > 9) return -1;
+  long pid = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return -1;
+    pid = pid * 10 + (c - '0');
+  }
+  return pid > 0 ? pid : -1;
+}
+}  // namespace
 
 void fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -21,32 +48,8 @@ void fsync_path(const std::string& path) {
   ::close(fd);
 }
 
-std::string file_xxh64(const std::string& path, uint64_t* size) {
-  std::ifstream in(path, std::ios::binary);
-  LOCKSTEP_CHECK(in.good(), "{}: cannot open", path);
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
-  std::vector<char> buf(1 << 20);
-  *size = 0;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = in.gcount();
-    XXH64_update(st, buf.data(), static_cast<size_t>(n));
-    *size += static_cast<uint64_t>(n);
-  }
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
-  return fmt::format("{:016x}", h);
-}
-
-void verify_file(const std::string& path, uint64_t bytes, const std::string& xxh64) {
-  LOCKSTEP_CHECK(fs::exists(path), "{}: missing", path);
-  uint64_t size = 0;
-  const std::string hash = file_xxh64(path, &size);
-  LOCKSTEP_CHECK(size == bytes, "{}: {} bytes but the manifest says {} (truncated)", path, size,
-                 bytes);
-  LOCKSTEP_CHECK(hash == xxh64, "{}: checksum {} does not match the manifest's {} (corrupted)",
-                 path, hash, xxh64);
+std::string temporary_directory_name(std::string_view target_name, long pid) {
+  return fmt::format("{}{}@{}-{}", kTempPrefix, target_name, host_name(), pid);
 }
 
 void write_directory_atomically(const std::string& final_dir,
@@ -56,8 +59,7 @@ void write_directory_atomically(const std::string& final_dir,
   std::error_code ec;
   fs::create_directories(parent, ec);
   LOCKSTEP_CHECK(!ec, "{}: cannot create ({})", parent.string(), ec.message());
-  const fs::path tmp =
-      parent / fmt::format(".tmp-{}-{}", target.filename().string(), ::getpid());
+  const fs::path tmp = parent / temporary_directory_name(target.filename().string(), ::getpid());
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   LOCKSTEP_CHECK(!ec, "{}: cannot create ({})", tmp.string(), ec.message());
@@ -74,6 +76,46 @@ void write_directory_atomically(const std::string& final_dir,
     fs::remove_all(tmp, ec);
     throw;
   }
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir,
+                                                  std::string_view target_prefix) {
+  const std::string start = std::string(kTempPrefix) + std::string(target_prefix);
+  std::vector<fs::path> candidates;  // listed first: the loop below removes entries
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->path().filename().string().rfind(start, 0) == 0 && it->is_directory(type_ec))
+      candidates.push_back(it->path());
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    log().warn("{}: cannot look for leftovers of crashed writes: {}", dir, ec.message());
+
+  const std::string this_host = "@" + host_name() + "-";
+  std::vector<std::string> removed;
+  for (const auto& path : candidates) {
+    const std::string name = path.filename().string();
+    const size_t at = name.rfind(this_host);
+    const long pid = at == std::string::npos ? -1 : parse_pid(name.substr(at + this_host.size()));
+    if (pid < 0) {
+      log().warn(
+          "{}: looks like the temporary directory of a write that did not finish, on "
+          "another host or by an older lockstep; not removed (remove it by hand when no "
+          "run writes into {})",
+          path.string(), dir);
+    } else if (process_running(pid)) {
+      if (pid != ::getpid())
+        log().warn("{}: a temporary directory of process {}, which is still running; not removed",
+                   path.string(), pid);
+    } else if (fs::remove_all(path, ec); ec) {
+      log().warn("{}: cannot remove this leftover of a crashed write: {}", path.string(),
+                 ec.message());
+    } else {
+      log().warn("removed {}: left by process {}, whose write did not finish", path.string(), pid);
+      removed.push_back(path.string());
+    }
+  }
+  return removed;
 }
 
 }  // namespace lockstep::io

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/json_fields.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 
@@ -27,6 +28,28 @@ constexpr DTypeInfo kDTypes[] = {{DType::F32, "F32", 4}, {DType::F64, "F64", 8},
                                  {DType::U64, "U64", 8}, {DType::U8, "U8", 1}};
 
 std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+
+/// The bytes of a tensor of `shape` (no negative dimension) and `dtype_bytes`-byte elements;
+/// false when the element size times the non-zero dimensions does not fit in int64, so that no
+/// product of its dimensions overflows, in any order (TensorData::numel()).
+bool tensor_bytes(const std::vector<int64_t>& shape, size_t dtype_bytes, uint64_t* bytes) {
+  int64_t n = static_cast<int64_t>(dtype_bytes);
+  bool empty = false;
+  for (int64_t d : shape)
+    if (d == 0)
+      empty = true;
+    else if (__builtin_mul_overflow(n, d, &n))
+      return false;
+  *bytes = empty ? 0 : static_cast<uint64_t>(n);
+  return true;
+}
+
+/// A tensor's name as read from a file, for messages.
+std::string tensor_name(const std::string& name) { return quote_text(name, 64, '\''); }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return fmt::format("({})", fmt::join(shape, ", "));
+}
 }  // namespace
 
 const char* dtype_name(DType dtype) {
@@ -43,7 +66,10 @@ size_t dtype_size(DType dtype) {
 
 int64_t TensorData::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+    n *= d;  // read_safetensors checked that the non-zero dimensions multiply within int64
+  }
   return n;
 }
 
@@ -115,12 +141,13 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   for (const auto& t : tensors) {
     LOCKSTEP_CHECK(!t.name.empty() && t.name != "__metadata__", "{}: bad tensor name '{}'", path,
                    t.name);
-    int64_t n = 1;
-    for (int64_t d : t.shape) {
-      LOCKSTEP_CHECK(d >= 0, "{}: tensor '{}' has a negative dimension", path, t.name);
-      n *= d;
-    }
-    const size_t bytes = static_cast<size_t>(n) * dtype_size(t.dtype);
+    uint64_t bytes = 0;
+    for (int64_t d : t.shape)
+      LOCKSTEP_CHECK(d >= 0, "{}: tensor '{}' has shape {}: a negative dimension", path, t.name,
+                     shape_text(t.shape));
+    LOCKSTEP_CHECK(tensor_bytes(t.shape, dtype_size(t.dtype), &bytes),
+                   "{}: tensor '{}' has shape {}: its dimensions multiply beyond 2^63 bytes", path,
+                   t.name, shape_text(t.shape));
     LOCKSTEP_CHECK(!header.contains(t.name), "{}: duplicate tensor name '{}'", path, t.name);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
@@ -161,63 +188,59 @@ SafetensorsFile read_safetensors(const std::string& path) {
                  path, header_len, file_size);
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
-  }
-  LOCKSTEP_CHECK(header.is_object(), "{}: header is not a JSON object", path);
+  const nlohmann::json header = parse_json(text, path);
+  JsonFields fields(header, path);
 
   SafetensorsFile file;
   file.path = path;
   std::map<std::string, std::string> checksums;
   const uint64_t data_size = file_size - 8 - header_len;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  try {
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      if (it.key() == "__metadata__") {
-        for (auto m = it->begin(); m != it->end(); ++m) {
-          const std::string key = m.key(), value = m->get<std::string>();
-          if (key.rfind(kChecksumPrefix, 0) == 0)
-            checksums[key.substr(std::strlen(kChecksumPrefix))] = value;
-          else
-            file.metadata[key] = value;
-        }
-        continue;
+  for (const std::string& name : fields.keys()) {
+    if (name == "__metadata__") {
+      JsonFields meta = fields.object(name);
+      for (const std::string& key : meta.keys()) {
+        const std::string value = meta.string(key);
+        if (key.rfind(kChecksumPrefix, 0) == 0)
+          checksums[key.substr(std::strlen(kChecksumPrefix))] = value;
+        else
+          file.metadata[key] = value;
       }
-      TensorData t;
-      t.name = it.key();
-      const std::string dtype = it->at("dtype").get<std::string>();
-      const DTypeInfo* info = nullptr;
-      for (const auto& d : kDTypes)
-        if (dtype == d.name) info = &d;
-      LOCKSTEP_CHECK(info, "{}: tensor '{}' has unsupported dtype '{}'", path, t.name, dtype);
-      t.dtype = info->dtype;
-      t.shape = it->at("shape").get<std::vector<int64_t>>();
-      const auto off = it->at("data_offsets").get<std::vector<uint64_t>>();
-      LOCKSTEP_CHECK(off.size() == 2 && off[0] <= off[1] && off[1] <= data_size,
-                     "{}: tensor '{}' data_offsets lie outside the {}-byte data section "
-                     "(truncated file?)",
-                     path, t.name, data_size);
-      int64_t n = 1;
-      for (int64_t d : t.shape) {
-        LOCKSTEP_CHECK(d >= 0, "{}: tensor '{}' has a negative dimension", path, t.name);
-        n *= d;
-      }
-      LOCKSTEP_CHECK(static_cast<uint64_t>(n) * info->size == off[1] - off[0],
-                     "{}: tensor '{}' shape needs {} bytes but its data_offsets span {}", path,
-                     t.name, static_cast<uint64_t>(n) * info->size, off[1] - off[0]);
-      ranges.emplace_back(off[0], off[1]);
-      t.bytes.resize(off[1] - off[0]);
-      in.seekg(static_cast<std::streamoff>(8 + header_len + off[0]));
-      in.read(reinterpret_cast<char*>(t.bytes.data()),
-              static_cast<std::streamsize>(t.bytes.size()));
-      LOCKSTEP_CHECK(in.good(), "{}: read error in tensor '{}'", path, t.name);
-      file.tensors.push_back(std::move(t));
+      continue;
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: malformed header: {}", path, e.what()));
+    JsonFields entry = fields.object(name);
+    TensorData t;
+    t.name = name;
+    const std::string dtype = entry.string("dtype");
+    const DTypeInfo* info = nullptr;
+    for (const auto& d : kDTypes)
+      if (dtype == d.name) info = &d;
+    LOCKSTEP_CHECK(info, "{}: tensor {} has unsupported dtype {}", path, tensor_name(name),
+                   quote_text(dtype));
+    t.dtype = info->dtype;
+    t.shape = entry.integers("shape", 0, INT64_MAX);
+    const std::vector<int64_t> off = entry.integers("data_offsets", 0, INT64_MAX);
+    entry.reject_unknown();
+    LOCKSTEP_CHECK(off.size() == 2, "{}: field '{}' must hold 2 offsets, got {}", path,
+                   entry.field("data_offsets"), off.size());
+    const uint64_t begin = static_cast<uint64_t>(off[0]), end = static_cast<uint64_t>(off[1]);
+    LOCKSTEP_CHECK(begin <= end && end <= data_size,
+                   "{}: tensor {} data_offsets [{}, {}] lie outside the {}-byte data section "
+                   "(truncated file?)",
+                   path, tensor_name(name), begin, end, data_size);
+    uint64_t bytes = 0;
+    LOCKSTEP_CHECK(tensor_bytes(t.shape, info->size, &bytes),
+                   "{}: tensor {} has shape {}: its dimensions multiply beyond 2^63 bytes", path,
+                   tensor_name(name), shape_text(t.shape));
+    LOCKSTEP_CHECK(bytes == end - begin,
+                   "{}: tensor {} of shape {} needs {} bytes but its data_offsets span {}", path,
+                   tensor_name(name), shape_text(t.shape), bytes, end - begin);
+    ranges.emplace_back(begin, end);
+    t.bytes.resize(end - begin);
+    in.seekg(static_cast<std::streamoff>(8 + header_len + begin));
+    in.read(reinterpret_cast<char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+    LOCKSTEP_CHECK(in.good(), "{}: read error in tensor {}", path, tensor_name(name));
+    file.tensors.push_back(std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
@@ -225,11 +248,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
   for (const auto& t : file.tensors) {
     auto it = checksums.find(t.name);
     if (it == checksums.end()) continue;  // files from other tools carry no checksums
-    const std::string got = hex64(XXH64(t.bytes.data(), t.bytes.size(), 0));
-    LOCKSTEP_CHECK(got == it->second,
-                   "{}: checksum mismatch in tensor '{}' (stored {}, computed {}): the file is "
+    const uint64_t got = XXH64(t.bytes.data(), t.bytes.size(), 0);
+    uint64_t stored = 0;
+    LOCKSTEP_CHECK(parse_hex64(it->second, &stored) && stored == got,
+                   "{}: checksum mismatch in tensor {} (stored {}, computed {}): the file is "
                    "corrupted",
-                   path, t.name, it->second, got);
+                   path, tensor_name(t.name), quote_text(it->second), hex64(got));
   }
   return file;
 }

@@ -1,8 +1,7 @@
 #include "serving/student_bundle.h"
 
+#include <climits>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "io/directory_writer.h"
 #include "lockstep/core/atomic_file.h"
@@ -13,8 +12,6 @@ namespace lockstep::serving {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kFiles[] = {"student.safetensors", "embeddings.safetensors"};
-
 void write_tensors(const std::string& path, const std::map<std::string, NamedTensor>& tensors) {
   std::vector<io::TensorRef> refs;
   for (const auto& [name, t] : tensors)
@@ -23,82 +20,123 @@ void write_tensors(const std::string& path, const std::map<std::string, NamedTen
 }
 }  // namespace
 
+const std::vector<std::string>& student_bundle_files() {
+  static const std::vector<std::string> files = {"student.safetensors", "embeddings.safetensors"};
+  return files;
+}
+
+std::string student_bundle_manifest_text(const StudentBundleManifest& manifest) {
+  const StudentBundle& b = manifest.bundle;
+  nlohmann::ordered_json m;
+  m["format"] = kBundleFormat;
+  m["version"] = kBundleVersion;
+  m["columns"] = b.columns;
+  m["num_dense"] = b.num_dense;
+  m["tables"] = nlohmann::ordered_json::array();
+  for (const auto& t : b.tables)
+    m["tables"].push_back({{"name", t.name},
+                           {"rows", t.rows},
+                           {"dim", t.dim},
+                           {"pooling", embedding::pooling_name(t.pooling)}});
+  m["fields"] = nlohmann::ordered_json::array();
+  for (const auto& f : b.fields) m["fields"].push_back({{"column", f.column}, {"table", f.table}});
+  const auto& a = b.mlp.activation;
+  m["mlp"] = {{"widths", b.mlp.widths},
+              {"activation", nn::activation_name(a.kind)},
+              {"activate_last", b.mlp.activate_last},
+              {"leaky_slope", a.leaky_slope},
+              {"prelu_init", a.prelu_init},
+              {"dice_eps", a.dice_eps},
+              {"dice_momentum", a.dice_momentum}};
+  m["files"] = io::files_json(manifest.files);
+  return io::seal_manifest(m);
+}
+
+StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
+                                                    const std::string& path) {
+  const bool sealed = io::check_manifest_seal(text, path);
+  const nlohmann::json json = io::parse_json(text, path);
+  io::JsonFields m(json, path);
+  StudentBundleManifest out;
+  const std::string format = m.string("format");
+  LOCKSTEP_CHECK(format == kBundleFormat, "{}: format {} is not {}", path, io::quote_text(format),
+                 kBundleFormat);
+  out.version = static_cast<int>(m.integer("version", 0, INT_MAX));
+  LOCKSTEP_CHECK(out.version >= 1 && out.version <= kBundleVersion,
+                 "{}: version {} is not supported: this lockstep reads 1 to {} (a bundle of a "
+                 "newer lockstep?)",
+                 path, out.version, kBundleVersion);
+  if (out.version >= 2) {
+    LOCKSTEP_CHECK(sealed,
+                   "{}: checksum missing: version {} ends with \"manifest_xxh64\" "
+                   "(truncated or edited)",
+                   path, out.version);
+    m.hex64("manifest_xxh64");  // verified above
+  }
+  StudentBundle& b = out.bundle;
+  // A name for the parse_* messages, which quote it whole.
+  const auto excerpt = [](const std::string& s) {
+    return s.size() > 64 ? s.substr(0, 64) + "..." : s;
+  };
+  b.columns = m.strings("columns");
+  b.num_dense = m.integer("num_dense", 0, int64_t{1} << 20);
+  for (auto& t : m.objects("tables")) {
+    const std::string name = t.name("name");
+    const int64_t rows = t.integer("rows", 1, int64_t{1} << 40);
+    const int64_t dim = t.integer("dim", 1, 4096);  // rows * dim < 2^53
+    const auto pooling = embedding::parse_pooling(
+        excerpt(t.string("pooling")), fmt::format("{}: field '{}'", path, t.field("pooling")));
+    b.tables.push_back({name, rows, dim, pooling, 0.0f});
+    t.reject_unknown();
+  }
+  for (auto& f : m.objects("fields")) {
+    b.fields.push_back({f.name("column"), f.name("table"), 0});
+    f.reject_unknown();
+  }
+  io::JsonFields mlp = m.object("mlp");
+  b.mlp.widths = mlp.integers("widths", 1, int64_t{1} << 20);
+  LOCKSTEP_CHECK(!b.mlp.widths.empty(), "{}: field 'mlp.widths' is empty", path);
+  b.mlp.activate_last = mlp.boolean("activate_last");
+  auto& a = b.mlp.activation;
+  a.kind = nn::parse_activation(excerpt(mlp.string("activation")),
+                                fmt::format("{}: field 'mlp.activation'", path));
+  a.leaky_slope = mlp.real("leaky_slope", 0, 1);  // the ranges of ActivationConfig::validate
+  a.prelu_init = mlp.real("prelu_init", -1, 1);
+  a.dice_eps = mlp.real("dice_eps", 1e-12, 1);
+  a.dice_momentum = mlp.real("dice_momentum", 0, 1);
+  mlp.reject_unknown();
+  out.files = io::read_files(m, student_bundle_files());
+  m.reject_unknown();
+  return out;
+}
+
 void write_student_bundle(const std::string& dir, const StudentBundle& b,
                           const std::map<std::string, NamedTensor>& student,
                           const std::map<std::string, NamedTensor>& table_rows) {
+  const fs::path target(dir);
+  io::remove_stale_temporaries(
+      target.has_parent_path() ? target.parent_path().string() : std::string("."),
+      target.filename().string());
+  const auto& files = student_bundle_files();
   io::write_directory_atomically(dir, [&](const std::string& tmp) {
-    write_tensors(tmp + "/" + kFiles[0], student);
-    write_tensors(tmp + "/" + kFiles[1], table_rows);
-    nlohmann::ordered_json m;
-    m["format"] = kBundleFormat;
-    m["version"] = kBundleVersion;
-    m["columns"] = b.columns;
-    m["num_dense"] = b.num_dense;
-    for (const auto& t : b.tables)
-      m["tables"].push_back({{"name", t.name},
-                             {"rows", t.rows},
-                             {"dim", t.dim},
-                             {"pooling", embedding::pooling_name(t.pooling)}});
-    for (const auto& f : b.fields) m["fields"].push_back({{"column", f.column}, {"table", f.table}});
-    const auto& a = b.mlp.activation;
-    m["mlp"] = {{"widths", b.mlp.widths},
-                {"activation", nn::activation_name(a.kind)},
-                {"activate_last", b.mlp.activate_last},
-                {"leaky_slope", a.leaky_slope},
-                {"prelu_init", a.prelu_init},
-                {"dice_eps", a.dice_eps},
-                {"dice_momentum", a.dice_momentum}};
-    for (const char* f : kFiles) {
-      uint64_t size = 0;
-      const std::string hash = io::file_xxh64(tmp + "/" + f, &size);
-      m["files"][f] = {{"bytes", size}, {"xxh64", hash}};
-    }
-    AtomicFileWriter manifest(tmp + "/manifest.json");
-    manifest.write(m.dump(2) + "\n");
-    manifest.commit();
+    write_tensors(tmp + "/" + files[0], student);
+    write_tensors(tmp + "/" + files[1], table_rows);
+    StudentBundleManifest manifest;
+    manifest.bundle = b;
+    manifest.files = io::digest_files(tmp, files);
+    write_file_atomically(tmp + "/manifest.json", student_bundle_manifest_text(manifest));
   });
 }
 
 StudentBundle read_student_bundle(const std::string& dir) {
   const std::string path = dir + "/manifest.json";
-  std::ifstream in(path);
-  LOCKSTEP_CHECK(in.good(), "{}: missing: not a student bundle (written by DualDnn::export_student "
-                 "or lockstep-train --export)", path);
-  StudentBundle b;
-  try {
-    const auto m = nlohmann::json::parse(in);
-    LOCKSTEP_CHECK(m.at("format").get<std::string>() == kBundleFormat,
-                   "{}: format '{}' is not {}", path, m.at("format").get<std::string>(), kBundleFormat);
-    LOCKSTEP_CHECK(m.at("version").get<int>() == kBundleVersion,
-                   "{}: version {} is not supported (this lockstep reads {})", path,
-                   m.at("version").get<int>(), kBundleVersion);
-    b.columns = m.at("columns").get<std::vector<std::string>>();
-    b.num_dense = m.at("num_dense").get<int64_t>();
-    for (const auto& t : m.at("tables"))
-      b.tables.push_back({t.at("name").get<std::string>(), t.at("rows").get<int64_t>(),
-                          t.at("dim").get<int64_t>(),
-                          embedding::parse_pooling(t.at("pooling").get<std::string>(), "pooling"),
-                          0.0f});
-    for (const auto& f : m.at("fields"))
-      b.fields.push_back({f.at("column").get<std::string>(), f.at("table").get<std::string>(), 0});
-    const auto& mlp = m.at("mlp");
-    b.mlp.widths = mlp.at("widths").get<std::vector<int64_t>>();
-    b.mlp.activate_last = mlp.at("activate_last").get<bool>();
-    auto& a = b.mlp.activation;
-    a.kind = nn::parse_activation(mlp.at("activation").get<std::string>(), "mlp.activation");
-    a.leaky_slope = mlp.at("leaky_slope").get<float>();
-    a.prelu_init = mlp.at("prelu_init").get<float>();
-    a.dice_eps = mlp.at("dice_eps").get<float>();
-    a.dice_momentum = mlp.at("dice_momentum").get<float>();
-    for (const char* f : kFiles) {
-      const auto& entry = m.at("files").at(f);
-      io::verify_file(dir + "/" + f, entry.at("bytes").get<uint64_t>(),
-                      entry.at("xxh64").get<std::string>());
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: malformed manifest: {}", path, e.what()));
-  }
-  return b;
+  const StudentBundleManifest manifest = parse_student_bundle_manifest(
+      io::read_manifest_text(path,
+                             "not a student bundle (written by DualDnn::export_student or "
+                             "lockstep-train --export)"),
+      path);
+  io::verify_files(dir, manifest.files);
+  return manifest.bundle;
 }
 
 }  // namespace lockstep::serving

@@ -1,22 +1,21 @@
 #include "lockstep/train/checkpoint.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
-#include "lockstep/core/atomic_file.h"
 #include "io/directory_writer.h"
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/io/safetensors.h"
+#include "train/checkpoint_manifest.h"
 
 namespace lockstep::train {
 
 namespace fs = std::filesystem;
 
 namespace {
-constexpr int kFormatVersion = 1;
-constexpr const char* kFiles[] = {"dense.safetensors", "optimizer.safetensors",
-                                  "tables.safetensors"};
+constexpr const char* kStepPrefix = "step-";
 
 /// The optimizer and table tensors of a model, by name, as host vectors.
 std::map<std::string, std::vector<float>> optimizer_tensors(models::Model<float>& model,
@@ -64,39 +63,31 @@ std::map<std::string, std::vector<float>> read_map(
 }
 }  // namespace
 
+std::vector<std::string> remove_stale_checkpoint_temporaries(const std::string& root) {
+  return io::remove_stale_temporaries(root, kStepPrefix);
+}
+
 std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
                              models::Model<float>& model, const Context& ctx, int keep) {
   LOCKSTEP_CHECK(keep >= 1, "keep = {} checkpoints: must be >= 1", keep);
-  const std::string name = fmt::format("step-{:012d}", meta.step);
+  remove_stale_checkpoint_temporaries(root);
+  const std::string name = fmt::format("{}{:012d}", kStepPrefix, meta.step);
   const fs::path final_dir = fs::path(root) / name;
+  const auto& files = checkpoint_files();
   io::write_directory_atomically(final_dir.string(), [&](const std::string& dir) {
     const fs::path tmp(dir);
     const std::map<std::string, std::string> tag = {{"checkpoint_step", std::to_string(meta.step)}};
-    model.dense_params().save(ctx, (tmp / kFiles[0]).string(), tag);
+    model.dense_params().save(ctx, (tmp / files[0]).string(), tag);
     auto opt_meta = tag;
     opt_meta["optimizer_steps"] = std::to_string(model.dense_optimizer().step_count());
-    write_map(tmp / kFiles[1], optimizer_tensors(model, ctx), opt_meta);
-    write_map(tmp / kFiles[2], table_tensors(model, ctx), tag);
+    write_map(tmp / files[1], optimizer_tensors(model, ctx), opt_meta);
+    write_map(tmp / files[2], table_tensors(model, ctx), tag);
 
-    nlohmann::ordered_json m;
-    m["format_version"] = kFormatVersion;
-    m["model"] = meta.model;
-    m["step"] = meta.step;
-    m["updates"] = meta.updates;
-    m["epoch"] = meta.epoch;
-    m["step_in_epoch"] = meta.step_in_epoch;
-    m["random_offset"] = meta.random_offset;
-    m["ranks"] = meta.ranks;
-    m["config_hash"] = fmt::format("{:016x}", meta.config_hash);
-    m["optimizer_steps"] = model.dense_optimizer().step_count();
-    for (const char* f : kFiles) {
-      uint64_t size = 0;
-      const std::string hash = io::file_xxh64((tmp / f).string(), &size);
-      m["files"][f] = {{"bytes", size}, {"xxh64", hash}};
-    }
-    AtomicFileWriter manifest((tmp / "manifest.json").string());
-    manifest.write(m.dump(2) + "\n");
-    manifest.commit();
+    CheckpointManifest manifest;
+    manifest.meta = meta;
+    manifest.optimizer_steps = model.dense_optimizer().step_count();
+    manifest.files = io::digest_files(dir, files);
+    write_file_atomically((tmp / "manifest.json").string(), checkpoint_manifest_text(manifest));
   });
   AtomicFileWriter latest((fs::path(root) / "LATEST").string());
   latest.write(name + "\n");
@@ -106,7 +97,7 @@ std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta
   std::error_code ec;
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && entry.path().filename().string().rfind("step-", 0) == 0)
+    if (entry.is_directory() && entry.path().filename().string().rfind(kStepPrefix, 0) == 0)
       names.push_back(entry.path().filename().string());
   std::sort(names.begin(), names.end());
   for (size_t i = 0; i + keep < names.size(); ++i)
@@ -119,51 +110,34 @@ std::string latest_checkpoint(const std::string& root) {
   if (!in) return "";
   std::string name;
   std::getline(in, name);
-  LOCKSTEP_CHECK(name.rfind("step-", 0) == 0 && name.find('/') == std::string::npos,
-                 "{}/LATEST names '{}', not a checkpoint directory", root, name);
+  const std::string digits = name.substr(std::min(name.size(), std::strlen(kStepPrefix)));
+  LOCKSTEP_CHECK(name.rfind(kStepPrefix, 0) == 0 && digits.size() >= 12 && digits.size() <= 20 &&
+                     digits.find_first_not_of("0123456789") == std::string::npos,
+                 "{}/LATEST names {}, not a checkpoint directory (step-<12 or more digits>)", root,
+                 io::quote_text(name));
   return (fs::path(root) / name).string();
 }
 
 CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& model,
                                const Context& ctx, uint64_t expected_config_hash) {
   const fs::path dir(path);
-  const fs::path manifest_path = dir / "manifest.json";
-  std::ifstream in(manifest_path);
-  LOCKSTEP_CHECK(in.good(), "{}: missing: not a complete checkpoint", manifest_path.string());
-  nlohmann::json m;
-  CheckpointMeta meta;
-  try {
-    m = nlohmann::json::parse(in);
-    LOCKSTEP_CHECK(m.at("format_version").get<int>() == kFormatVersion,
-                   "{}: format_version {} is not supported (this lockstep reads {})",
-                   manifest_path.string(), m.at("format_version").dump(), kFormatVersion);
-    meta.model = m.at("model").get<std::string>();
-    meta.step = m.at("step").get<uint64_t>();
-    meta.updates = m.at("updates").get<uint64_t>();
-    meta.epoch = m.at("epoch").get<int64_t>();
-    meta.step_in_epoch = m.at("step_in_epoch").get<int64_t>();
-    meta.random_offset = m.at("random_offset").get<uint64_t>();
-    meta.ranks = m.at("ranks").get<int>();
-    meta.config_hash = std::stoull(m.at("config_hash").get<std::string>(), nullptr, 16);
-    for (const char* f : kFiles) {
-      const auto& entry = m.at("files").at(f);
-      io::verify_file((dir / f).string(), entry.at("bytes").get<uint64_t>(),
-                      entry.at("xxh64").get<std::string>());
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: malformed manifest: {}", manifest_path.string(), e.what()));
-  }
-  LOCKSTEP_CHECK(meta.model == model.name(), "{}: a checkpoint of model '{}', not '{}'", path,
-                 meta.model, model.name());
+  const std::string manifest_path = (dir / "manifest.json").string();
+  const CheckpointManifest manifest = parse_checkpoint_manifest(
+      io::read_manifest_text(manifest_path, "not a complete checkpoint"), manifest_path);
+  const CheckpointMeta& meta = manifest.meta;
+  io::verify_files(path, manifest.files);
+  LOCKSTEP_CHECK(meta.model == model.name(), "{}: a checkpoint of model {}, not '{}'", path,
+                 io::quote_text(meta.model), model.name());
   LOCKSTEP_CHECK(expected_config_hash == 0 || meta.config_hash == expected_config_hash,
                  "{}: written by a run with another configuration (hash {:016x}, this run "
                  "{:016x}): resume with the configuration that wrote it",
                  path, meta.config_hash, expected_config_hash);
 
   // Read and check everything, then change the model.
-  const io::SafetensorsFile dense = io::read_safetensors((dir / kFiles[0]).string());
-  const io::SafetensorsFile opt = io::read_safetensors((dir / kFiles[1]).string());
-  const io::SafetensorsFile tables = io::read_safetensors((dir / kFiles[2]).string());
+  const auto& files = checkpoint_files();
+  const io::SafetensorsFile dense = io::read_safetensors((dir / files[0]).string());
+  const io::SafetensorsFile opt = io::read_safetensors((dir / files[1]).string());
+  const io::SafetensorsFile tables = io::read_safetensors((dir / files[2]).string());
   model.dense_params().check_file(dense);
   const auto opt_like = optimizer_tensors(model, ctx);
   const auto table_like = table_tensors(model, ctx);
@@ -177,7 +151,7 @@ CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& mo
     const auto& v = opt_values.at("optimizer." + name);
     copy_bytes(ctx, tensor->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(float));
   }
-  model.dense_optimizer().set_step_count(m.at("optimizer_steps").get<int64_t>());
+  model.dense_optimizer().set_step_count(manifest.optimizer_steps);
   for (auto* table : model.tables()) table->from_host(ctx, table_values);
   return meta;
 }

@@ -142,8 +142,10 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
                      "--resume needs --checkpoint-dir");
       if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
         m.progress.open_metrics();
-        if (!c.checkpoint_dir.empty())
+        if (!c.checkpoint_dir.empty()) {
           probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
+          remove_stale_checkpoint_temporaries(c.checkpoint_dir);
+        }
       }
     });
     m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config, settings_text(c));

@@ -53,8 +53,11 @@ struct SafetensorsFile {
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-/// Reads and validates `path`: header syntax, dtypes, shapes vs byte ranges, ranges inside the
-/// file and not overlapping, and the xxh64 checksums. Errors name the file and the tensor.
+/// Reads and validates `path`: the header length, the header read strictly (valid JSON, no key
+/// given twice, each tensor exactly {dtype, shape, data_offsets} of the right types, metadata
+/// values strings), dtypes, shapes (no negative dimension, a byte count that fits in int64)
+/// against the byte ranges, ranges inside the file and not overlapping, and the xxh64 checksums.
+/// Any file gives either its tensors or an Error naming the file and the tensor or field.
 SafetensorsFile read_safetensors(const std::string& path);
 
 }  // namespace lockstep::io

@@ -3,16 +3,21 @@
 //
 // Layout of a checkpoint directory <root>/step-<12 digits>/:
 //   manifest.json        format version, model, step counters, epoch position, RNG offset, ranks,
-//                        configuration hash, and the size and XXH64 of every file below
+//                        configuration hash, the size and XXH64 of every file below, and last
+//                        its own checksum "manifest_xxh64" (format: lib/src/train/
+//                        checkpoint_manifest.h; format_version 1, without it, is still read)
 //   dense.safetensors    dense parameters and non-trainable state (ParamSet values)
 //   optimizer.safetensors dense optimizer state ("m", "v", "velocity" or "accum")
 //   tables.safetensors   every embedding table's weights and optimizer state
 // It is written under a temporary name, every file and the directory are fsynced, then it is
 // renamed into place and <root>/LATEST (the name of the newest checkpoint) is replaced
-// atomically. Older checkpoints beyond `keep` are deleted only after that.
+// atomically. Older checkpoints beyond `keep` are deleted only after that. The temporary
+// directory is <root>/.tmp-step-<12 digits>@<host>-<pid>; one left by a killed writer is removed
+// by the next write_checkpoint (or remove_stale_checkpoint_temporaries) on that host.
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lockstep/models/model.h"
 
@@ -35,13 +40,21 @@ struct CheckpointMeta {
 std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
                              models::Model<float>& model, const Context& ctx, int keep = 2);
 
+/// Removes the temporary directories that writes of checkpoints into `root` by processes of this
+/// host that no longer run (crashed, killed) left behind, with a warning for each, and returns
+/// their paths; temporaries of running processes or other hosts stay, with a warning. Never
+/// throws. write_checkpoint calls it; the Trainer calls it on rank 0 at start-up.
+std::vector<std::string> remove_stale_checkpoint_temporaries(const std::string& root);
+
 /// The newest complete checkpoint under `root` (named by LATEST), or "" when there is none.
 std::string latest_checkpoint(const std::string& root);
 
 /// Verifies the checkpoint at `path` completely (manifest, file sizes and checksums, tensor names
 /// and shapes against `model`, model name and configuration hash) and only then restores the
 /// model, its optimizer and table state. Returns the metadata. A missing, truncated or corrupted
-/// checkpoint throws Error naming the file and what is wrong, leaving the model unchanged.
+/// checkpoint throws Error naming the file and what is wrong, leaving the model unchanged: also a
+/// manifest with a changed byte (checksum mismatch), a missing, mistyped, out-of-range or unknown
+/// field (named).
 CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& model,
                                const Context& ctx, uint64_t expected_config_hash);
 

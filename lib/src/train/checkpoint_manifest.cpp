@@ -1,0 +1,62 @@
+#include "train/checkpoint_manifest.h"
+
+#include <climits>
+
+namespace lockstep::train {
+
+const std::vector<std::string>& checkpoint_files() {
+  static const std::vector<std::string> files = {"dense.safetensors", "optimizer.safetensors",
+                                                 "tables.safetensors"};
+  return files;
+}
+
+std::string checkpoint_manifest_text(const CheckpointManifest& c) {
+  const CheckpointMeta& meta = c.meta;
+  nlohmann::ordered_json m;
+  m["format_version"] = kCheckpointFormatVersion;
+  m["model"] = meta.model;
+  m["step"] = meta.step;
+  m["updates"] = meta.updates;
+  m["epoch"] = meta.epoch;
+  m["step_in_epoch"] = meta.step_in_epoch;
+  m["random_offset"] = meta.random_offset;
+  m["ranks"] = meta.ranks;
+  m["config_hash"] = fmt::format("{:016x}", meta.config_hash);
+  m["optimizer_steps"] = c.optimizer_steps;
+  m["files"] = io::files_json(c.files);
+  return io::seal_manifest(m);
+}
+
+CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std::string& path) {
+  const bool sealed = io::check_manifest_seal(text, path);
+  const nlohmann::json json = io::parse_json(text, path);
+  io::JsonFields m(json, path);
+  CheckpointManifest c;
+  c.format_version = static_cast<int>(m.integer("format_version", 0, INT_MAX));
+  LOCKSTEP_CHECK(c.format_version >= 1 && c.format_version <= kCheckpointFormatVersion,
+                 "{}: format_version {} is not supported: this lockstep reads 1 to {} (a "
+                 "checkpoint of a newer lockstep?)",
+                 path, c.format_version, kCheckpointFormatVersion);
+  if (c.format_version >= 2) {
+    LOCKSTEP_CHECK(sealed,
+                   "{}: checksum missing: format_version {} ends with \"manifest_xxh64\" "
+                   "(truncated or edited)",
+                   path, c.format_version);
+    m.hex64("manifest_xxh64");  // verified above
+  }
+  CheckpointMeta& meta = c.meta;
+  meta.model = m.name("model");
+  meta.step = m.unsigned_integer("step");
+  meta.updates = m.unsigned_integer("updates");
+  meta.epoch = m.integer("epoch", 0, INT64_MAX);
+  meta.step_in_epoch = m.integer("step_in_epoch", 0, INT64_MAX);
+  meta.random_offset = m.unsigned_integer("random_offset");
+  meta.ranks = static_cast<int>(m.integer("ranks", 1, INT_MAX));
+  meta.config_hash = m.hex64("config_hash");
+  c.optimizer_steps = m.integer("optimizer_steps", 0, INT64_MAX);
+  c.files = io::read_files(m, checkpoint_files());
+  m.reject_unknown();
+  return c;
+}
+
+}  // namespace lockstep::train
