@@ -83,7 +83,10 @@ void LockstepStep::forward_backward(RankReport& report) {
 
 // 3. This rank's slot of the control block, in the tail of the gradient buffer: host facts
 //    uploaded; the loss and each table's sparse row count written on the device (no host read).
-//    The float loss travels as the slot's hi part (its lo part stays 0).
+//    The float loss travels as the slot's hi part (its lo part stays 0). Invalid input that a
+//    CUDA kernel recorded this step (an id past its table, ...) turns the status to failed on
+//    the device, so every rank stops at this step; this rank throws the kernel's message when
+//    it reads the block (to_host reads the device error record with it).
 void LockstepStep::write_control_slot(const RankReport& report) {
   std::fill(host_block_.begin(), host_block_.end(), 0.0f);
   control_.encode(report, rank_, host_block_.data());
@@ -91,6 +94,8 @@ void LockstepStep::write_control_slot(const RankReport& report) {
   copy_bytes(ctx_, tail, ctx_.device(), host_block_.data(), Device::cpu(),
              host_block_.size() * sizeof(float));
   if (report.status != kStatusOk) return;  // a failed rank reports no loss and no rows
+  kernels::flag_device_error<float>(ctx_, static_cast<float>(kStatusDeviceInputFailed),
+                                    tail + control_.status_index(rank_));
   if (loss_)
     copy_bytes(ctx_, tail + control_.loss_index(rank_), ctx_.device(), loss_, ctx_.device(),
                sizeof(float));
