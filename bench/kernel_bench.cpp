@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
         [&] {
           kernels::sparse_adagrad_update<float>(ctx, {0.01f, 1e-8f}, 1.0f / batch, dim,
                                                 num_unique.data(), nnz, unique.data(),
-                                                grad_rows.data(), table.data(), accum.data());
+                                                grad_rows.data(), table.data(), rows, accum.data());
         },
         3, iters);
     const double upd_bytes = u * (8.0 + dim * 4.0 * 3 + 4.0 * 2);

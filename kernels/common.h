@@ -18,9 +18,13 @@
 // Validation happens in the dispatcher only: sizes, strides and scalar arguments, with messages
 // that name the op and the argument. The implementations trust those and do not repeat them;
 // checks that need the data itself (CSR offsets, ids, sequence lengths) can only run where the
-// data is readable, so they stay in the CPU reference (CUDA kernels clamp or skip instead, as
-// their headers say). Code that calls cpu:: or cuda:: directly (a kernel built from other
-// kernels, a test's reference) passes arguments it has validated itself.
+// data is readable: the CPU reference throws; the CUDA kernels that take ids, offsets or device
+// row counts run the same checks on the device and record a failure in the context's device
+// error record, which the host throws with the CPU's message at its next read (to_host(),
+// ctx.check_device_errors(); see kernels/input_errors.h), while sequence lengths are clamped, as
+// their headers say. Either way a bad element is never read or written out of bounds. Code that
+// calls cpu:: or cuda:: directly (a kernel built from other kernels, a test's reference) passes
+// arguments it has validated itself.
 // Pointers passed to a kernel live on ctx's device. Double precision is CPU-only (it exists for
 // the finite-difference gradient checks); asking for it on CUDA throws lockstep::Error.
 

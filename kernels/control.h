@@ -15,4 +15,16 @@ void encode_count_chunks(const Context& ctx, const int64_t* value, T* chunks) {
   LOCKSTEP_DISPATCH(T, ctx, encode_count_chunks, value, chunks);
 }
 
+// *status = value when a kernel launched on ctx has recorded invalid input that is not
+// reported yet (ctx's device error record, lockstep/core/device_error.h); unchanged otherwise.
+// The lockstep step uses it to mark its control-block slot failed on the device, so that every
+// rank learns of the failure from the step's one collective without a host read here. A no-op
+// on the CPU, whose kernels throw at once.
+LOCKSTEP_KERNEL_IMPLS(flag_device_error, const Context& ctx, T value, T* status)
+template <class T>
+void flag_device_error(const Context& ctx, T value, T* status) {
+  LOCKSTEP_CHECK(status != nullptr, "flag_device_error: null pointer");
+  LOCKSTEP_DISPATCH(T, ctx, flag_device_error, value, status);
+}
+
 }  // namespace lockstep::kernels

@@ -14,8 +14,12 @@ enum class Pooling : int { Sum = 0, Mean = 1 };
 //   table:   (rows, dim) row-major
 //   offsets: (batch + 1) int64, non-decreasing, absolute positions into `ids`; offsets[0] may
 //            be > 0, so the bags of one field can be a window of a larger CSR
-//   ids:     row indices (uint64), each < rows (the CPU reference throws
-//            lockstep::Error naming the position otherwise; CUDA skips such ids)
+//   ids:     row indices (uint64), each < rows
+// Invalid offsets (offsets[0] < 0, a decreasing pair) or an id >= rows: the CPU reference
+// throws lockstep::Error naming the first bad element and writes nothing; CUDA records the same
+// error in ctx's device error record (thrown, with the same message, by the next to_host() or
+// ctx.check_device_errors()), skips the bad elements, and never reads or writes out of bounds
+// (out rows of bags with bad offsets are not written). See kernels/input_errors.h.
 //   out:     (batch, dim) with row stride ld_out >= dim (so a field can write its slice of a
 //            concatenated feature matrix directly)
 // Positions are summed in increasing order and scale is applied last, identically on CPU and
@@ -51,6 +55,9 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 // Gradient of row r = sum over positions j with ids[j] == r, in increasing j, of
 // scale_{bag(j)} * dout[bag(j), :]. Sort + segmented reduction, no float atomics: identical
 // bits run-to-run, and on CPU and CUDA.
+// Invalid offsets (offsets[0] != 0, a decreasing pair, offsets[batch] != nnz): the CPU throws,
+// CUDA records the same error in ctx's device error record and writes only within the bounds
+// above. Ids are not checked against a table (the sparse optimizers check them).
 LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
                       int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                       const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,

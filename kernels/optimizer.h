@@ -80,44 +80,54 @@ void adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int
 }
 
 // ---- Sparse, over the U = *num_unique rows of a pooled_lookup_backward result.
-//   num_unique: one element in ctx's device memory (host on the CPU); max_unique >= U bounds the
-//               launch so CUDA needs no synchronisation. U outside [0, max_unique]: the CPU
-//               reference throws; the CUDA kernels clamp U to max_unique, so that they never
-//               read or write past max_unique rows (rows u >= max_unique are not updated).
-//   unique_ids: (U) row indices into table; grad_rows: (U, dim)
+//   num_unique: one element in ctx's device memory (host on the CPU); max_unique bounds U, so
+//               that the CUDA launch needs no synchronisation.
+//   unique_ids: (U) row indices into table, each < rows; grad_rows: (U, dim)
 //   table: (rows, dim); untouched rows and their state are not modified (lazy updates).
 // Row-wise Adagrad keeps ONE accumulator per row (accum: (rows)):
 //   acc[r] += mean_d(g[d]^2);  table[r, d] -= lr * g[d] / (sqrt(acc[r]) + eps)
 // Sparse Adam keeps m, v: (rows, dim) and applies the dense Adam rule to touched rows only,
 // with bias correction from the global `step` (LazyAdam semantics).
+// Invalid input (kernels/input_errors.h): U outside [0, max_unique], or a unique id >= rows.
+// The CPU reference checks all of it first and throws lockstep::Error without writing. CUDA
+// records the same error in ctx's device error record (thrown with the same message by the next
+// to_host() or ctx.check_device_errors()): for a bad U it updates nothing; a row with a bad id
+// is skipped while the other listed rows are updated; nothing past max_unique rows of the
+// inputs or past `rows` rows of the table and its state is ever read or written. A CUDA update
+// also changes nothing while an error recorded by an earlier kernel on ctx is unreported (a
+// forward that found a bad id), as the CPU would have stopped at that error.
 LOCKSTEP_KERNEL_IMPLS(sparse_adagrad_update, const Context& ctx, const AdagradHyper& h,
                       T grad_scale, int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                      const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum)
+                      const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows,
+                      T* accum)
 LOCKSTEP_KERNEL_IMPLS(sparse_adam_update, const Context& ctx, const AdamHyper& h, int64_t step,
                       T grad_scale, int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                      const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v)
+                      const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows, T* m,
+                      T* v)
 namespace detail {
-inline void check_sparse_update(const char* op, int64_t dim, int64_t max_unique) {
-  LOCKSTEP_CHECK(dim >= 0 && max_unique >= 0, "{}: negative size dim={} max_unique={}", op, dim,
-                 max_unique);
+inline void check_sparse_update(const char* op, int64_t dim, int64_t max_unique, int64_t rows) {
+  LOCKSTEP_CHECK(dim >= 0 && max_unique >= 0 && rows >= 0,
+                 "{}: negative size dim={} max_unique={} rows={}", op, dim, max_unique, rows);
 }
 }  // namespace detail
 template <class T>
 void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t dim,
                            const int64_t* num_unique, int64_t max_unique,
-                           const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum) {
-  detail::check_sparse_update("sparse_adagrad_update", dim, max_unique);
+                           const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows,
+                           T* accum) {
+  detail::check_sparse_update("sparse_adagrad_update", dim, max_unique, rows);
   LOCKSTEP_DISPATCH(T, ctx, sparse_adagrad_update, h, grad_scale, dim, num_unique, max_unique,
-                    unique_ids, grad_rows, table, accum);
+                    unique_ids, grad_rows, table, rows, accum);
 }
 template <class T>
 void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale,
                         int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const T* grad_rows, T* table, T* m, T* v) {
-  detail::check_sparse_update("sparse_adam_update", dim, max_unique);
+                        const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows,
+                        T* m, T* v) {
+  detail::check_sparse_update("sparse_adam_update", dim, max_unique, rows);
   detail::check_adam_step("sparse_adam_update", step);
   LOCKSTEP_DISPATCH(T, ctx, sparse_adam_update, h, step, grad_scale, dim, num_unique, max_unique,
-                    unique_ids, grad_rows, table, m, v);
+                    unique_ids, grad_rows, table, rows, m, v);
 }
 
 }  // namespace lockstep::kernels

@@ -8,7 +8,13 @@ void encode_count_chunks(const Context&, const int64_t* value, T* chunks) {
   for (int c = 0; c < 4; ++c) chunks[c] = static_cast<T>((v >> (16 * c)) & 0xffffu);
 }
 
+// CPU kernels throw at once: there is never an unreported device error to flag.
+template <class T>
+void flag_device_error(const Context&, T, T*) {}
+
 template void encode_count_chunks<float>(const Context&, const int64_t*, float*);
 template void encode_count_chunks<double>(const Context&, const int64_t*, double*);
+template void flag_device_error<float>(const Context&, float, float*);
+template void flag_device_error<double>(const Context&, double, double*);
 
 }  // namespace lockstep::kernels::cpu

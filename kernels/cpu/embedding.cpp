@@ -4,6 +4,7 @@
 // scale arithmetic), so the two agree bitwise; change one only together with the other.
 
 #include "kernels/embedding.h"
+#include "kernels/input_errors.h"
 
 #include <algorithm>
 #include <numeric>
@@ -16,15 +17,13 @@ namespace {
 // Throws unless offsets is a valid CSR row pointer for `batch` bags: offsets[0] == 0 (or >= 0
 // when `slice` allows a window of a larger CSR) and non-decreasing. Names the first bad sample so
 // that the caller can find it in its batch.
+// The messages are those of kernels/input_errors.h, which the CUDA kernels report too.
 void check_offsets(const char* op, int64_t batch, const int64_t* offsets, bool slice = false) {
-  LOCKSTEP_CHECK(slice ? offsets[0] >= 0 : offsets[0] == 0,
-                 "{}: offsets[0] = {} but must be {} (CSR offsets start at 0)", op, offsets[0],
-                 slice ? ">= 0" : "0");
+  if (!(slice ? offsets[0] >= 0 : offsets[0] == 0))
+    throw Error(offsets_start_message(op, offsets[0], slice));
   for (int64_t b = 0; b < batch; ++b) {
-    LOCKSTEP_CHECK(offsets[b + 1] >= offsets[b],
-                   "{}: offsets[{}] = {} < offsets[{}] = {}: sample {} has a negative number of "
-                   "ids (offsets must be non-decreasing)",
-                   op, b + 1, offsets[b + 1], b, offsets[b], b);
+    if (offsets[b + 1] < offsets[b])
+      throw Error(offsets_decreasing_message(op, b, offsets[b], offsets[b + 1]));
   }
 }
 
@@ -82,9 +81,8 @@ void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64
   // Validate every id before writing anything, so a bad batch leaves `out` untouched.
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) {
-      LOCKSTEP_CHECK(ids[j] < static_cast<uint64_t>(rows),
-                     "{}: ids[{}] = {} (sample {}) is out of range for a table of {} rows", op, j,
-                     ids[j], b, rows);
+      if (ids[j] >= static_cast<uint64_t>(rows))
+        throw Error(id_out_of_range_message(op, j, ids[j], b, rows));
     }
   }
 
@@ -110,8 +108,7 @@ void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int6
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
   check_offsets(op, batch, offsets);
-  LOCKSTEP_CHECK(offsets[batch] == nnz, "{}: nnz={} but offsets[{}] = {}", op, nnz, batch,
-                 offsets[batch]);
+  if (offsets[batch] != nnz) throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
   if (nnz == 0) return;
 
   // Each position's bag and its pooling factor applied to dout, stored before summing: the

@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include "kernels/input_errors.h"
+
 namespace lockstep::kernels::cpu {
 
 namespace {
@@ -70,12 +72,20 @@ void adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t
 }
 
 namespace {
-// The number of rows a sparse update applies: *num_unique, which must fit the caller's bound
-// (readable here, in host memory; sizes and steps are validated by the dispatcher).
-int64_t checked_num_unique(const char* op, const int64_t* num_unique, int64_t max_unique) {
+// The number of rows a sparse update applies, *num_unique, after the checks of its input
+// (readable here, in host memory; sizes and steps are validated by the dispatcher): the count
+// must fit the caller's bound and every listed id must be a row of the table. Everything is
+// checked before anything is written, so a bad update leaves the table and its state as they
+// were. The messages are those of kernels/input_errors.h, which the CUDA kernels report too.
+int64_t checked_num_unique(const char* op, const int64_t* num_unique, int64_t max_unique,
+                           const uint64_t* unique_ids, int64_t rows) {
   const int64_t count = *num_unique;
-  LOCKSTEP_CHECK(count >= 0 && count <= max_unique,
-                 "{}: num_unique = {} is outside [0, max_unique = {}]", op, count, max_unique);
+  if (count < 0 || count > max_unique)
+    throw Error(count_out_of_range_message(op, count, max_unique));
+  for (int64_t u = 0; u < count; ++u) {
+    if (unique_ids[u] >= static_cast<uint64_t>(rows))
+      throw Error(unique_id_out_of_range_message(op, u, unique_ids[u], rows));
+  }
   return count;
 }
 }  // namespace
@@ -83,8 +93,10 @@ int64_t checked_num_unique(const char* op, const int64_t* num_unique, int64_t ma
 template <class T>
 void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t dim,
                            const int64_t* num_unique, int64_t max_unique,
-                           const uint64_t* unique_ids, const T* grad_rows, T* table, T* accum) {
-  const int64_t count = checked_num_unique("sparse_adagrad_update", num_unique, max_unique);
+                           const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows,
+                           T* accum) {
+  const int64_t count =
+      checked_num_unique("sparse_adagrad_update", num_unique, max_unique, unique_ids, rows);
   if (dim == 0) return;
   const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.eps);
   for (int64_t u = 0; u < count; ++u) {
@@ -106,8 +118,9 @@ void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, 
 template <class T>
 void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t dim,
                         const int64_t* num_unique, int64_t max_unique, const uint64_t* unique_ids,
-                        const T* grad_rows, T* table, T* m, T* v) {
-  const int64_t count = checked_num_unique("sparse_adam_update", num_unique, max_unique);
+                        const T* grad_rows, T* table, int64_t rows, T* m, T* v) {
+  const int64_t count =
+      checked_num_unique("sparse_adam_update", num_unique, max_unique, unique_ids, rows);
   const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
   const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
   for (int64_t u = 0; u < count; ++u) {
@@ -119,18 +132,18 @@ void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad
   }
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                   \
-  template void sgd_update<T>(const Context&, const SgdHyper&, T, int64_t, T*, const T*, T*);     \
-  template void adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t, T*,         \
-                               const T*, T*, T*);                                                 \
-  template void adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t, T*, const T*,  \
-                                  T*);                                                            \
-  template void sparse_adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t,         \
-                                         const int64_t*, int64_t, const uint64_t*, const T*, T*,  \
-                                         T*);                                                     \
-  template void sparse_adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t,      \
-                                      const int64_t*, int64_t, const uint64_t*, const T*, T*, T*, \
-                                      T*);
+#define LOCKSTEP_INSTANTIATE(T)                                                                  \
+  template void sgd_update<T>(const Context&, const SgdHyper&, T, int64_t, T*, const T*, T*);    \
+  template void adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t, T*,        \
+                               const T*, T*, T*);                                                \
+  template void adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t, T*, const T*, \
+                                  T*);                                                           \
+  template void sparse_adagrad_update<T>(const Context&, const AdagradHyper&, T, int64_t,        \
+                                         const int64_t*, int64_t, const uint64_t*, const T*, T*, \
+                                         int64_t, T*);                                           \
+  template void sparse_adam_update<T>(const Context&, const AdamHyper&, int64_t, T, int64_t,     \
+                                      const int64_t*, int64_t, const uint64_t*, const T*, T*,    \
+                                      int64_t, T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

@@ -4,11 +4,17 @@
 // every floating-point operation here is spelled with an explicit round-to-nearest intrinsic
 // (__fadd_rn, __fmul_rn, __fdiv_rn): nvcc can neither contract them into FMAs nor replace them
 // under fast-math flags, and they are exactly the IEEE operations the CPU loops perform.
+//
+// Invalid input (offsets that are not a CSR, ids >= rows) is checked as the CPU reference checks
+// it, recorded in the context's device error record (kernels/cuda/input_errors.cuh) and skipped:
+// the host throws the CPU's message at its next read, and nothing is read or written out of
+// bounds meanwhile.
 
 #include <cub/cub.cuh>
 
 #include <climits>
 
+#include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/workspace.cuh"
 #include "kernels/embedding.h"
@@ -32,9 +38,13 @@ __device__ __forceinline__ float bag_scale(Pooling pooling, int64_t len) {
 
 // One group of `lanes` threads per bag, lanes over dim. Each output element sums its bag's
 // rows sequentially in increasing position order and applies the scale last, like the CPU.
-// Ids >= rows are skipped, so a bad id can never read outside the table.
+// The CPU's checks of the CSR and the ids run here too, each bad element recorded in `sink`
+// and skipped, so that bad input never reads outside `ids` or the table: a bag whose offsets
+// are wrong is not written (nor one that lies outside [0, offsets[batch]] because other offsets
+// are wrong); an id >= rows is left out of its bag's sum.
 //   table: (rows, dim); offsets: (batch + 1); ids: (offsets[batch]); out: (batch, ld_out)
-__global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int64_t dim, int lanes,
+__global__ void pooled_lookup_forward_kernel(ErrorSink sink, Pooling pooling, int64_t batch,
+                                             int64_t dim, int lanes,
                                              const float* __restrict__ table, int64_t rows,
                                              const int64_t* __restrict__ offsets,
                                              const uint64_t* __restrict__ ids,
@@ -44,6 +54,22 @@ __global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int
   for (int64_t b = blockIdx.x * rows_per_block + threadIdx.x / lanes; b < batch;
        b += int64_t(gridDim.x) * rows_per_block) {
     const int64_t begin = offsets[b], end = offsets[b + 1];
+    if (b == 0 && begin < 0) {  // a window of a larger CSR starts at >= 0
+      if (lane == 0) record_input_error(sink, InputError::OffsetsStart, 0, begin, /*window=*/1);
+      continue;
+    }
+    if (end < begin) {
+      if (lane == 0) record_input_error(sink, InputError::OffsetsDecreasing, b, b, begin, end);
+      continue;
+    }
+    // Offsets that go backwards elsewhere (recorded by that bag's threads) can put a valid-
+    // looking bag before 0 or past offsets[batch], the length of `ids`: skip it unread.
+    if (begin < 0 || end > offsets[batch]) continue;
+    for (int64_t j = begin + lane; j < end; j += lanes) {
+      if (ids[j] >= static_cast<uint64_t>(rows))
+        record_input_error(sink, InputError::IdOutOfRange, j, j, static_cast<int64_t>(ids[j]), b,
+                           rows);
+    }
     const float scale = bag_scale(pooling, end - begin);
     float* out_row = out + b * ld_out;
     for (int64_t d = lane; d < dim; d += lanes) {
@@ -62,15 +88,27 @@ __global__ void pooled_lookup_forward_kernel(Pooling pooling, int64_t batch, int
 // however long the bags are. Empty bags are never the answer (they contain no position). For
 // invalid offsets the result is still a bag in [0, batch), so later reads stay in bounds.
 // offsets == nullptr means one bag per position: bag_of[j] = j (merge_sparse_rows).
+// The same launch runs the CPU's checks of the offsets (thread i checks bag i; thread 0 also
+// offsets[0] == 0 and offsets[batch] == nnz), recording a failure in `sink`, so it is launched
+// for max(nnz, batch) threads, even when nnz == 0.
 //   offsets: (batch + 1) or nullptr; bag_of: (nnz)
-__global__ void position_bag_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
+__global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
+                                    const int64_t* __restrict__ offsets, int64_t nnz,
                                     int64_t* __restrict__ bag_of) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < nnz;
+  const int64_t threads = nnz > batch ? nnz : batch;
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < threads;
        j += int64_t(gridDim.x) * blockDim.x) {
     if (offsets == nullptr) {
       bag_of[j] = j;
       continue;
     }
+    if (j == 0 && offsets[0] != 0)
+      record_input_error(sink, InputError::OffsetsStart, 0, offsets[0], /*window=*/0);
+    if (j < batch && offsets[j + 1] < offsets[j])
+      record_input_error(sink, InputError::OffsetsDecreasing, j, j, offsets[j], offsets[j + 1]);
+    if (j == 0 && offsets[batch] != nnz)
+      record_input_error(sink, InputError::OffsetsEnd, 0, batch, offsets[batch], nnz);
+    if (j >= nnz) continue;
     int64_t lo = 0, hi = batch;  // offsets[lo] <= j < offsets[hi]
     while (hi - lo > 1) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -132,7 +170,9 @@ __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __rest
 // (id, position) pairs, and the segmented sum needs no position -> bag lookup afterwards.
 // Unique ids and their counts come from a run-length encoding of the sorted ids, segment starts
 // from an exclusive scan of the counts. No step waits for the host: num_unique stays on the
-// device and every later kernel reads it there. Arguments are validated by the dispatcher.
+// device and every later kernel reads it there. Sizes are validated by the dispatcher, the CSR
+// by position_bag_kernel (into the context's device error record). Ids are not checked against
+// a table here (there is none): the sparse optimizers check the unique ids they apply.
 //   names: the op and its kernels, for error messages.
 struct SegmentSumNames {
   const char* op;
@@ -157,6 +197,11 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   const cudaStream_t stream = stream_of(ctx);
   if (nnz == 0) {
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
+    if (offsets != nullptr && batch > 0) {  // empty bags: still the CPU's offsets checks
+      position_bag_kernel<<<grid_for(batch), kBlock, 0, stream>>>(error_sink(ctx, names.op), batch,
+                                                                  offsets, 0, nullptr);
+      LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
+    }
     return;
   }
 
@@ -193,7 +238,8 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
   void* cub_temp = static_cast<char*>(base) + cub_at;
 
-  position_bag_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(batch, offsets, nnz, bag_of);
+  position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
+      error_sink(ctx, names.op), batch, offsets, nnz, bag_of);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
   if (scales != nullptr) {
     bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
@@ -223,13 +269,15 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
 
 }  // namespace
 
+// Launched for dim == 0 too: the checks of offsets and ids do not depend on dim.
 void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                            const float* table, int64_t rows, const int64_t* offsets,
                            const uint64_t* ids, float* out, int64_t ld_out) {
-  if (batch == 0 || dim == 0) return;
+  if (batch == 0) return;
   const int lanes = lanes_per_row(dim);
   pooled_lookup_forward_kernel<<<grid_for(batch * lanes), kBlock, 0, stream_of(ctx)>>>(
-      pooling, batch, dim, lanes, table, rows, offsets, ids, out, ld_out);
+      error_sink(ctx, "pooled_lookup_forward"), pooling, batch, dim, lanes, table, rows, offsets,
+      ids, out, ld_out);
   LOCKSTEP_KERNEL_CHECK(ctx, "pooled_lookup_forward");
 }
 

@@ -6,11 +6,15 @@
 // bitwise: nvcc contracts multiply-adds into FMAs and sqrt/division round differently from the
 // host. Every element's arithmetic is fixed, and the one reduction (row-wise Adagrad) uses a
 // fixed butterfly order, so runs are bitwise reproducible. Sizes and steps are validated by the
-// dispatcher; *num_unique lives on the device and is clamped to [0, max_unique] by the sparse
-// kernels, so a count past the bound never touches memory past max_unique rows.
+// dispatcher. The sparse kernels check what lives on the device as the CPU checks it: a
+// *num_unique outside [0, max_unique] makes them change nothing, a unique id >= rows skips its
+// row, and either is recorded in the context's device error record (kernels/cuda/
+// input_errors.cuh) for the host to throw with the CPU's message; no bad value ever reads or
+// writes past max_unique rows of the inputs or past the table and its state.
 
 #include <cmath>
 
+#include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/warp.cuh"
 #include "kernels/optimizer.h"
@@ -84,23 +88,47 @@ __global__ void adagrad_kernel(AdagradHyper h, float grad_scale, int64_t n,
   }
 }
 
-// Row-wise Adagrad: one warp per touched row u < min(*num_unique, max_unique), lanes over dim.
-// The row's mean of g^2 is a per-lane sequential sum followed by a butterfly reduction, so its
-// bits are fixed run-to-run (and equal in every lane). The warp count is launched for
-// max_unique rows; warps past *num_unique exit at once, whole warps at a time.
+// The rows a sparse update applies: *num_unique, or -1 when this launch must change nothing:
+// an earlier kernel on the context recorded an error that is not reported yet, or the count is
+// outside [0, max_unique] (recorded here, by one thread). The same value in every thread.
+__device__ __forceinline__ int64_t checked_num_unique(const ErrorSink& sink,
+                                                      const int64_t* num_unique,
+                                                      int64_t max_unique) {
+  if (error_recorded_before(sink)) return -1;
+  const int64_t unique = *num_unique;
+  if (unique >= 0 && unique <= max_unique) return unique;
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    record_input_error(sink, InputError::CountOutOfRange, 0, unique, max_unique);
+  return -1;
+}
+
+// Row-wise Adagrad: one warp per touched row u < *num_unique, lanes over dim. The row's mean of
+// g^2 is a per-lane sequential sum followed by a butterfly reduction, so its bits are fixed
+// run-to-run (and equal in every lane). The warp count is launched for max_unique rows; warps
+// past *num_unique exit at once, whole warps at a time. A row whose id is >= rows is skipped by
+// the whole warp (every lane reads the same id) and recorded in `sink`.
 //   unique_ids: (num_unique); grad_rows: (num_unique, dim); table: (rows, dim); accum: (rows)
-__global__ void sparse_adagrad_kernel(AdagradHyper h, float grad_scale, int64_t dim,
+__global__ void sparse_adagrad_kernel(ErrorSink sink, AdagradHyper h, float grad_scale, int64_t dim,
                                       const int64_t* __restrict__ num_unique, int64_t max_unique,
                                       const uint64_t* __restrict__ unique_ids,
                                       const float* __restrict__ grad_rows,
-                                      float* __restrict__ table, float* __restrict__ accum) {
-  const int64_t unique = *num_unique < max_unique ? *num_unique : max_unique;
+                                      float* __restrict__ table, int64_t rows,
+                                      float* __restrict__ accum) {
+  const int64_t unique = checked_num_unique(sink, num_unique, max_unique);
   const int64_t warps_per_block = blockDim.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   for (int64_t u = blockIdx.x * warps_per_block + threadIdx.x / kWarp; u < unique;
        u += int64_t(gridDim.x) * warps_per_block) {
+    const uint64_t id = unique_ids[u];
+    if (id >= static_cast<uint64_t>(rows)) {
+      if (lane == 0)
+        record_input_error(sink, InputError::UniqueIdOutOfRange, u, u, static_cast<int64_t>(id),
+                           rows);
+      continue;
+    }
+    if (dim == 0) continue;  // ids checked, nothing to update (and no 0 / 0 in accum)
     const float* grad_row = grad_rows + u * dim;
-    const int64_t r = static_cast<int64_t>(unique_ids[u]);
+    const int64_t r = static_cast<int64_t>(id);
     float sum_sq = 0.0f;
     for (int64_t d = lane; d < dim; d += kWarp) {
       const float g = grad_scale * grad_row[d];
@@ -120,18 +148,29 @@ __global__ void sparse_adagrad_kernel(AdagradHyper h, float grad_scale, int64_t 
   }
 }
 
-// Sparse (lazy) Adam: element-wise over the first min(*num_unique, max_unique) rows of
-// grad_rows, each applied to table/m/v row unique_ids[u]. Launched for max_unique rows.
-__global__ void sparse_adam_kernel(AdamArgs a, float grad_scale, int64_t dim,
+// Sparse (lazy) Adam: element-wise over the first *num_unique rows of grad_rows, each applied
+// to table/m/v row unique_ids[u] (skipped, and recorded in `sink`, when it is >= rows).
+// Launched for max_unique rows.
+__global__ void sparse_adam_kernel(ErrorSink sink, AdamArgs a, float grad_scale, int64_t dim,
                                    const int64_t* __restrict__ num_unique, int64_t max_unique,
                                    const uint64_t* __restrict__ unique_ids,
                                    const float* __restrict__ grad_rows, float* __restrict__ table,
-                                   float* __restrict__ m, float* __restrict__ v) {
-  const int64_t n = (*num_unique < max_unique ? *num_unique : max_unique) * dim;
+                                   int64_t rows, float* __restrict__ m, float* __restrict__ v) {
+  const int64_t unique = checked_num_unique(sink, num_unique, max_unique);
+  const int64_t width = dim > 0 ? dim : 1;  // dim == 0: one thread per row checks its id
+  const int64_t n = unique > 0 ? unique * width : 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t u = i / dim, d = i - u * dim;
-    const int64_t at = static_cast<int64_t>(unique_ids[u]) * dim + d;
+    const int64_t u = i / width, d = i - u * width;
+    const uint64_t id = unique_ids[u];
+    if (id >= static_cast<uint64_t>(rows)) {
+      if (d == 0)
+        record_input_error(sink, InputError::UniqueIdOutOfRange, u, u, static_cast<int64_t>(id),
+                           rows);
+      continue;
+    }
+    if (dim == 0) continue;
+    const int64_t at = static_cast<int64_t>(id) * dim + d;
     adam_step(a, grad_scale * grad_rows[i], table[at], m[at], v[at]);
   }
 }
@@ -163,21 +202,24 @@ void adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale,
 void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, float grad_scale, int64_t dim,
                            const int64_t* num_unique, int64_t max_unique,
                            const uint64_t* unique_ids, const float* grad_rows, float* table,
-                           float* accum) {
-  if (dim == 0 || max_unique == 0) return;
-  sparse_adagrad_kernel<<<grid_for(max_unique * kWarp), kBlock, 0, stream_of(ctx)>>>(
-      h, grad_scale, dim, num_unique, max_unique, unique_ids, grad_rows, table, accum);
+                           int64_t rows, float* accum) {
+  // dim == 0 changes nothing, but the count and the ids are still checked, as on the CPU.
+  sparse_adagrad_kernel<<<grid_for(std::max<int64_t>(max_unique, 1) * kWarp), kBlock, 0,
+                          stream_of(ctx)>>>(error_sink(ctx, "sparse_adagrad_update"), h, grad_scale,
+                                            dim, num_unique, max_unique, unique_ids, grad_rows,
+                                            table, rows, accum);
   LOCKSTEP_KERNEL_CHECK(ctx, "sparse_adagrad_update");
 }
 
 void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, float grad_scale,
                         int64_t dim, const int64_t* num_unique, int64_t max_unique,
-                        const uint64_t* unique_ids, const float* grad_rows, float* table, float* m,
-                        float* v) {
+                        const uint64_t* unique_ids, const float* grad_rows, float* table,
+                        int64_t rows, float* m, float* v) {
   const AdamArgs args = adam_args(h, step);
-  if (dim == 0 || max_unique == 0) return;
-  sparse_adam_kernel<<<grid_for(max_unique * dim), kBlock, 0, stream_of(ctx)>>>(
-      args, grad_scale, dim, num_unique, max_unique, unique_ids, grad_rows, table, m, v);
+  sparse_adam_kernel<<<grid_for(std::max<int64_t>(max_unique, 1) * std::max<int64_t>(dim, 1)),
+                       kBlock, 0, stream_of(ctx)>>>(error_sink(ctx, "sparse_adam_update"), args,
+                                                    grad_scale, dim, num_unique, max_unique,
+                                                    unique_ids, grad_rows, table, rows, m, v);
   LOCKSTEP_KERNEL_CHECK(ctx, "sparse_adam_update");
 }
 

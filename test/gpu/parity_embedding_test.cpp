@@ -128,28 +128,6 @@ TEST_CASE("CUDA pooled lookup at benchmark scale", "[gpu][embedding][large]") {
     require_lookup_parity(pc, {pooling, 16, 1000000, 16}, csr, 22);
 }
 
-TEST_CASE("CUDA pooled lookup skips ids past the table", "[gpu][embedding]") {
-  // The CPU reference rejects ids >= rows; CUDA skips them. Skipping equals adding a zero row:
-  // the CPU sees an extra all-zero row `rows`, the GPU a table of `rows` rows, same ids.
-  test::ParityContexts pc;
-  const int64_t rows = 20, dim = 7, batch = 4;
-  const test::CsrBatch csr = test::csr_from_bags({{3, 20, 5}, {20}, {}, {1, 20, 20, 19}});
-  auto table = test::random_vector<float>((rows + 1) * dim, 31);
-  std::fill(table.end() - dim, table.end(), 0.0f);
-  const auto d_table = test::to_gpu(pc.gpu, table);
-  const auto d_offsets = test::to_gpu(pc.gpu, csr.offsets);
-  const auto d_ids = test::to_gpu(pc.gpu, csr.ids);
-  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
-    std::vector<float> out_cpu(batch * dim);
-    kernels::pooled_lookup_forward<float>(pc.cpu, pooling, batch, dim, table.data(), rows + 1,
-                                          csr.offsets.data(), csr.ids.data(), out_cpu.data(), dim);
-    Tensor<float> d_out(pc.gpu, {batch * dim});
-    kernels::pooled_lookup_forward<float>(pc.gpu, pooling, batch, dim, d_table.data(), rows,
-                                          d_offsets.data(), d_ids.data(), d_out.data(), dim);
-    test::require_bitwise_equal(to_host(pc.gpu, d_out), out_cpu, pooling_name(pooling));
-  }
-}
-
 TEST_CASE("CUDA merge_sparse_rows is bitwise equal to the CPU and to the one-id-bag backward",
           "[gpu][embedding]") {
   test::ParityContexts pc;

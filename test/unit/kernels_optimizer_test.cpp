@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/input_errors.h"
 #include "kernels/optimizer.h"
 #include "lockstep/core/error.h"
 #include "test_util.h"
@@ -219,7 +221,8 @@ TEMPLATE_TEST_CASE("sparse_adagrad_update applies row-wise Adagrad to the listed
     for (int step = 0; step < 3; ++step) {
       const auto g = sparse_grad<T>(touched, 6, dim, 72 + step);
       kernels::sparse_adagrad_update<T>(ctx, h, grad_scale, dim, &g.num_unique, g.max_unique,
-                                        g.ids.data(), g.rows.data(), table.data(), accum.data());
+                                        g.ids.data(), g.rows.data(), table.data(), rows,
+                                        accum.data());
       for (size_t u = 0; u < touched.size(); ++u) {
         const int64_t r = static_cast<int64_t>(touched[u]);
         double mean_sq = 0;
@@ -260,7 +263,8 @@ TEMPLATE_TEST_CASE("sparse_adam_update applies Adam to the listed rows only",
   for (const int64_t step : {1, 2, 3, 50}) {
     const auto g = sparse_grad<T>(touched, 7, dim, 83 + step);
     kernels::sparse_adam_update<T>(ctx, h, step, grad_scale, dim, &g.num_unique, g.max_unique,
-                                   g.ids.data(), g.rows.data(), table.data(), m.data(), v.data());
+                                   g.ids.data(), g.rows.data(), table.data(), rows, m.data(),
+                                   v.data());
     for (size_t u = 0; u < touched.size(); ++u)
       for (int64_t d = 0; d < dim; ++d) {
         const int64_t at = static_cast<int64_t>(touched[u]) * dim + d;
@@ -295,7 +299,8 @@ TEMPLATE_TEST_CASE("sparse_adam_update over every row equals adam_update", "[ker
     kernels::adam_update<T>(ctx, h, step, T(0.5), n, dense_p.data(), grad.data(), dense_m.data(),
                             dense_v.data());
     kernels::sparse_adam_update<T>(ctx, h, step, T(0.5), dim, &num_unique, rows, all_rows.data(),
-                                   grad.data(), sparse_p.data(), sparse_m.data(), sparse_v.data());
+                                   grad.data(), sparse_p.data(), rows, sparse_m.data(),
+                                   sparse_v.data());
   }
   test::require_bitwise_equal(sparse_p, dense_p, "param");
   test::require_bitwise_equal(sparse_m, dense_m, "m");
@@ -313,11 +318,11 @@ TEST_CASE("optimizers reject bad steps, counts and buffers", "[kernels][optimize
   int64_t num_unique = 3;
   CHECK_THROWS_WITH(
       kernels::sparse_adam_update<float>(ctx, AdamHyper{}, 1, 1.0f, 4, &num_unique, 2, ids.data(),
-                                         g.data(), p.data(), m.data(), v.data()),
+                                         g.data(), p.data(), 2, m.data(), v.data()),
       Contains("num_unique = 3") && Contains("max_unique = 2"));
   CHECK_THROWS_WITH(
       kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, 4, &num_unique, 2,
-                                            ids.data(), g.data(), p.data(), m.data()),
+                                            ids.data(), g.data(), p.data(), 2, m.data()),
       Contains("num_unique = 3"));
   SgdHyper h;
   h.momentum = 0.9f;
@@ -327,7 +332,41 @@ TEST_CASE("optimizers reject bad steps, counts and buffers", "[kernels][optimize
   num_unique = 0;
   const auto p0 = p, m0 = m;
   kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, 4, &num_unique, 2, ids.data(),
-                                        g.data(), p.data(), m.data());
+                                        g.data(), p.data(), 2, m.data());
   CHECK(p == p0);
   CHECK(m == m0);
+}
+
+TEST_CASE("sparse optimizers reject unique ids past the table before writing anything",
+          "[kernels][optimizer]") {
+  // Row 0 is listed first and valid: it must not be updated either, since the check of every
+  // id comes before the first write (the CUDA kernels report the same message).
+  Context ctx;
+  const int64_t rows = 2, dim = 4;
+  std::vector<float> p(rows * dim, 1.0f), g(rows * dim, 1.0f), m(rows * dim, 0.5f),
+      v(rows * dim, 0.5f);
+  const auto p0 = p, m0 = m, v0 = v;
+  const std::vector<uint64_t> ids = {0, 2};
+  const int64_t num_unique = 2;
+  const std::string adagrad_message =
+      "sparse_adagrad_update: unique_ids[1] = 2 is out of range for a table of 2 rows";
+  CHECK_THROWS_WITH(
+      kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, dim, &num_unique, 2,
+                                            ids.data(), g.data(), p.data(), rows, m.data()),
+      adagrad_message);
+  CHECK_THROWS_WITH(
+      kernels::sparse_adam_update<float>(ctx, AdamHyper{}, 1, 1.0f, dim, &num_unique, 2, ids.data(),
+                                         g.data(), p.data(), rows, m.data(), v.data()),
+      "sparse_adam_update: unique_ids[1] = 2 is out of range for a table of 2 rows");
+  CHECK(p == p0);
+  CHECK(m == m0);
+  CHECK(v == v0);
+  // The shared message function gives exactly the thrown text.
+  CHECK(kernels::unique_id_out_of_range_message("sparse_adagrad_update", 1, 2, rows) ==
+        adagrad_message);
+  // With the bad id gone the same call updates row 0.
+  const int64_t one = 1;
+  kernels::sparse_adagrad_update<float>(ctx, AdagradHyper{}, 1.0f, dim, &one, 2, ids.data(),
+                                        g.data(), p.data(), rows, m.data());
+  CHECK(p != p0);
 }

@@ -2,7 +2,10 @@
 
 #include <cblas.h>
 
+#include <cstring>
+
 #include "lockstep/config.h"
+#include "lockstep/core/device_error.h"
 #include "lockstep/core/error.h"
 #include "lockstep/core/tensor.h"
 
@@ -17,18 +20,36 @@ struct Context::Impl {
   ContextOptions options;
   void* stream = nullptr;
   void* cublas = nullptr;
-  Buffer workspace;  // declared after stream: destroyed first, while the stream still exists
+  Buffer workspace;     // declared after stream: destroyed first, while the stream still exists
+  Buffer device_error;  // one DeviceErrorRecord (CUDA only)
+  DeviceErrorRecord* host_error = nullptr;  // its page-locked host mirror (CUDA only)
+  uint64_t launches = 0;                    // ids handed out by next_launch_id()
   uint64_t random_offset = 0;
   uint64_t host_reads = 0;
+
+  // After the stream has finished its copy of the record into host_error: when a kernel
+  // recorded an error, resets the record (in stream order, no wait) and throws its message.
+  void report_device_error(const Context& ctx) {
+#if LOCKSTEP_CUDA_ENABLED
+    if (host_error->code == 0) return;
+    const DeviceErrorRecord record = *host_error;
+    std::memset(host_error, 0, sizeof(DeviceErrorRecord));
+    LOCKSTEP_CUDA_CHECK(
+        cudaMemsetAsync(device_error.data(), 0, sizeof(DeviceErrorRecord), detail::stream_of(ctx)));
+    throw Error(detail::device_error_message(record));
+#endif
+  }
 
   ~Impl() {
 #if LOCKSTEP_CUDA_ENABLED
     workspace = Buffer();
+    device_error = Buffer();
     if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
     if (stream) {
       cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
       cudaStreamDestroy(static_cast<cudaStream_t>(stream));
     }
+    if (host_error) cudaFreeHost(host_error);
 #endif
   }
 };
@@ -54,6 +75,13 @@ Context::Context(Device device, ContextOptions options) : impl_(std::make_unique
   LOCKSTEP_CUBLAS_CHECK(cublasSetStream(handle, stream));
   LOCKSTEP_CUBLAS_CHECK(cublasSetMathMode(
       handle, options.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  impl_->device_error = Buffer(*this, sizeof(DeviceErrorRecord));
+  LOCKSTEP_CUDA_CHECK(
+      cudaMemsetAsync(impl_->device_error.data(), 0, sizeof(DeviceErrorRecord), stream));
+  void* host_error = nullptr;
+  LOCKSTEP_CUDA_CHECK(cudaMallocHost(&host_error, sizeof(DeviceErrorRecord)));
+  impl_->host_error = static_cast<DeviceErrorRecord*>(host_error);
+  std::memset(impl_->host_error, 0, sizeof(DeviceErrorRecord));
 #else
   throw Error(
       fmt::format("cannot create a context on {}: this build of lockstep has no CUDA "
@@ -84,6 +112,41 @@ void Context::synchronize() const {
 #if LOCKSTEP_CUDA_ENABLED
   if (impl_->stream)
     LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl_->stream)));
+#endif
+}
+
+DeviceErrorRecord* Context::device_error() const {
+  return static_cast<DeviceErrorRecord*>(impl_->device_error.data());
+}
+
+uint64_t Context::next_launch_id() const { return ++impl_->launches; }
+
+void Context::check_device_errors() const {
+  if (is_cpu()) return;
+#if LOCKSTEP_CUDA_ENABLED
+  const cudaStream_t stream = detail::stream_of(*this);
+  LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(impl_->host_error, impl_->device_error.data(),
+                                      sizeof(DeviceErrorRecord), cudaMemcpyDeviceToHost, stream));
+  LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  impl_->report_device_error(*this);
+#endif
+}
+
+void Context::copy_to_host(void* dst, const void* src, size_t bytes) const {
+  if (is_cpu()) {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return;
+  }
+#if LOCKSTEP_CUDA_ENABLED
+  // The record and the data in one synchronisation: the step's one host read stays one. The
+  // record (into pinned memory) goes first, so that a copy into pageable memory, which returns
+  // only when it is done, leaves nothing for the final wait.
+  const cudaStream_t stream = detail::stream_of(*this);
+  LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(impl_->host_error, impl_->device_error.data(),
+                                      sizeof(DeviceErrorRecord), cudaMemcpyDeviceToHost, stream));
+  if (bytes > 0) LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
+  LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  impl_->report_device_error(*this);
 #endif
 }
 

@@ -66,11 +66,12 @@ void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_
   if (o.kind == nn::OptimizerKind::Adagrad) {
     kernels::sparse_adagrad_update<T>(ctx, {o.lr, o.eps}, grad_scale, config_.dim,
                                       grad_.count(), grad_.capacity(), grad_.ids(),
-                                      grad_.rows(), weights_.data(), state0_.data());
+                                      grad_.rows(), weights_.data(), config_.rows,
+                                      state0_.data());
   } else {
     kernels::sparse_adam_update<T>(ctx, {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
                                    grad_scale, config_.dim, grad_.count(), grad_.capacity(),
-                                   grad_.ids(), grad_.rows(), weights_.data(),
+                                   grad_.ids(), grad_.rows(), weights_.data(), config_.rows,
                                    state0_.data(), state1_.data());
   }
   grad_.clear();

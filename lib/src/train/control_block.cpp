@@ -44,6 +44,7 @@ const char* status_name(uint16_t status) {
     case kStatusDataFailed: return "reading the next batch failed";
     case kStatusCheckpointFailed: return "writing a checkpoint failed";
     case kStatusStageFailed: return "staging the batch failed";
+    case kStatusDeviceInputFailed: return "a CUDA kernel found invalid input";
     case kStatusInjected: return "injected test fault";
   }
   return "unknown failure";
@@ -55,6 +56,7 @@ ControlBlock::ControlBlock(int ranks, int tables) : ranks_(ranks), tables_(table
 
 int64_t ControlBlock::slot_size() const { return kRows + kChunks * tables_; }
 int64_t ControlBlock::loss_index(int rank) const { return rank * slot_size() + kLossHi; }
+int64_t ControlBlock::status_index(int rank) const { return rank * slot_size() + kStatus; }
 int64_t ControlBlock::rows_index(int rank, int table) const {
   return rank * slot_size() + kRows + kChunks * table;
 }

@@ -51,6 +51,7 @@ constexpr uint16_t kStatusComputeFailed = 1;     // forward/backward threw
 constexpr uint16_t kStatusDataFailed = 2;        // reading the next batch threw
 constexpr uint16_t kStatusCheckpointFailed = 3;  // writing a checkpoint threw
 constexpr uint16_t kStatusStageFailed = 4;       // the batch could not be staged on the device
+constexpr uint16_t kStatusDeviceInputFailed = 5;  // a CUDA kernel recorded invalid input
 constexpr uint16_t kStatusInjected = 9;          // test fault injection
 /// "forward/backward failed", ... for messages.
 const char* status_name(uint16_t status);
@@ -69,6 +70,8 @@ class ControlBlock {
   /// chunks of its row count for table `table`: for values written on the device.
   int64_t loss_index(int rank) const;
   int64_t rows_index(int rank, int table) const;
+  /// Index in the block of rank `rank`'s status (one float holding the code).
+  int64_t status_index(int rank) const;
 
   /// Writes `report` into slot `rank` of `block` (size() floats; other slots untouched).
   void encode(const RankReport& report, int rank, float* block) const;

@@ -98,7 +98,10 @@ void LockstepStep::forward_backward(RankReport& report, const FaultInjection& fa
 
 // 3. This rank's slot of the control block, in the tail of the gradient buffer: host facts
 //    uploaded; the loss and each table's sparse row count written on the device (no host read).
-//    The float loss travels as the slot's hi part (its lo part stays 0).
+//    The float loss travels as the slot's hi part (its lo part stays 0). Invalid input that a
+//    CUDA kernel recorded this step (an id past its table, ...) turns the status to failed on
+//    the device, so every rank stops at this step; this rank throws the kernel's message when
+//    it reads the block (to_host reads the device error record with it).
 void LockstepStep::write_control_slot(const RankReport& report) {
   std::fill(host_block_.begin(), host_block_.end(), 0.0f);
   control_.encode(report, rank_, host_block_.data());
@@ -106,6 +109,8 @@ void LockstepStep::write_control_slot(const RankReport& report) {
   copy_bytes(ctx_, tail, ctx_.device(), host_block_.data(), Device::cpu(),
              host_block_.size() * sizeof(float));
   if (report.status != kStatusOk) return;  // a failed rank reports no loss and no rows
+  kernels::flag_device_error<float>(ctx_, static_cast<float>(kStatusDeviceInputFailed),
+                                    tail + control_.status_index(rank_));
   if (loss_)
     copy_bytes(ctx_, tail + control_.loss_index(rank_), ctx_.device(), loss_, ctx_.device(),
                sizeof(float));
@@ -124,7 +129,22 @@ void LockstepStep::all_reduce() {
 // 5. The step's one host read: every rank's slot, checked and summed (the same Error on every
 //    rank when one failed or diverged).
 StepSummary LockstepStep::summarize_step(uint64_t step) {
-  host_block_ = to_host(ctx_, model_.dense_params().grad_tail(), control_.size());
+  host_block_.assign(control_.size(), 0.0f);
+  ctx_.count_host_read();  // the step's one host read, as to_host() would count it
+  try {
+    ctx_.copy_to_host(host_block_.data(), model_.dense_params().grad_tail(),
+                      host_block_.size() * sizeof(float));
+  } catch (const DeviceError&) {
+    throw;
+  } catch (const Error& e) {
+    // Invalid input a CUDA kernel recorded this step (the copy has arrived; write_control_slot
+    // marked this rank's status on the device): its message goes to every rank below. Any
+    // other failure of the read leaves this rank unable to go on: it propagates.
+    if (host_block_[control_.status_index(rank_)] != static_cast<float>(kStatusDeviceInputFailed))
+      throw;
+    error_ = fmt::format("a CUDA kernel found invalid input: {}", e.what());
+    log().error("rank {}: step {}: {}", rank_, step, error_);
+  }
   const auto reports = control_.decode(host_block_.data());
   // Every rank sees the same statuses, so all of them take this branch together: the failing
   // ranks' messages travel, and every rank raises them.

@@ -9,6 +9,8 @@
 
 namespace lockstep {
 
+struct DeviceErrorRecord;  // lockstep/core/device_error.h
+
 struct ContextOptions {
   /// Allow TF32 tensor-core math in cuBLAS GEMMs (faster, ~1e-3 relative error). Off by
   /// default so that CUDA results match the CPU reference to fp32 precision.
@@ -20,7 +22,8 @@ struct ContextOptions {
 };
 
 /// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
-/// bound to it and a stream-ordered scratch workspace; on the CPU only the workspace.
+/// bound to it, a stream-ordered scratch workspace and the record in which kernels report invalid
+/// input (lockstep/core/device_error.h); on the CPU only the workspace.
 /// All work a Context launches is ordered on its stream. Move-only; not thread-safe (use one
 /// Context per thread). Buffers allocated on a Context must not outlive it.
 class Context {
@@ -51,6 +54,24 @@ class Context {
 
   /// Waits until all work on this context's stream is done (no-op on the CPU).
   void synchronize() const;
+
+  /// The record in which CUDA kernels launched on this context report invalid input (device
+  /// memory; nullptr on the CPU, whose kernels throw at once). See lockstep/core/device_error.h.
+  DeviceErrorRecord* device_error() const;
+  /// A fresh, nonzero id for one launch of a kernel that may record into device_error(): an
+  /// error found by a later launch never replaces the one an earlier launch recorded.
+  uint64_t next_launch_id() const;
+  /// Reports invalid input found by this context's CUDA kernels: waits for the stream, reads the
+  /// record and, when a kernel recorded an error, resets it and throws lockstep::Error with the
+  /// message the CPU reference throws for the same input. For callers that do not read device
+  /// memory with to_host(), which checks the record in the same synchronisation as its copy.
+  /// Not counted in host_reads(). No-op on the CPU.
+  void check_device_errors() const;
+  /// The copy of to_host(): `bytes` from this context's device memory `src` to host memory `dst`
+  /// (returns when the data has arrived), with the device error record read in the same
+  /// synchronisation; throws as check_device_errors() (after the copy) when an error was
+  /// recorded. A plain memcpy on the CPU. Not counted in host_reads() (to_host() counts).
+  void copy_to_host(void* dst, const void* src, size_t bytes) const;
 
   /// The context's counter-based random stream (Philox, lockstep/core/philox.h): draws are
   /// philox_u32(random_seed(), stream, counter). reserve_random(n) returns the first of n fresh

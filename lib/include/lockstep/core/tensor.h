@@ -86,11 +86,14 @@ void zero_bytes(const Context& ctx, void* dst, size_t bytes);
 
 /// Copies n elements from ctx's device to a host vector (waits for the data). The one way the
 /// library reads device memory on the host outside a collective: counted by ctx.host_reads().
+/// On CUDA the same synchronisation reads the context's device error record, and an error a
+/// kernel recorded (invalid input, lockstep/core/device_error.h) is thrown here as the Error the
+/// CPU reference throws for that input. n = 0 reads nothing, and checks nothing.
 template <class T>
 std::vector<T> to_host(const Context& ctx, const T* src, int64_t n) {
   ctx.count_host_read();
   std::vector<T> out(static_cast<size_t>(n));
-  if (n > 0) copy_bytes(ctx, out.data(), Device::cpu(), src, ctx.device(), out.size() * sizeof(T));
+  if (n > 0) ctx.copy_to_host(out.data(), src, out.size() * sizeof(T));
   return out;
 }
 template <class T>
