@@ -139,16 +139,8 @@ std::vector<std::string> sparse_column_names(const data::Schema& schema) {
 std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::Schema& schema,
                                                  const Context& ctx) {
   const auto columns = sparse_column_names(schema);
-  if (!o.config.empty()) {
-    if (o.student_only) {
-      LOCKSTEP_CHECK(models::model_kind(o.config) == "dual",
-                     "--student-only needs a dual model (kind = \"dual\" in {})", o.config);
-      auto c = models::load_dual_config(o.config);
-      c.mode = models::DualMode::StudentOnly;
-      return std::make_unique<models::DualDnn<float>>(c, columns, schema.num_dense(), ctx);
-    }
-    return models::load_model<float>(o.config, columns, schema.num_dense(), ctx);
-  }
+  if (!o.config.empty())  // --student-only with another kind: an error at model.kind
+    return models::load_model<float>(o.config, columns, schema.num_dense(), ctx, o.student_only);
   // The built-in models (models::make_preset_model); --student-only with another model is
   // reported by run().
   return models::make_preset_model<float>(o.model, schema, o.table_rows, ctx,

@@ -165,8 +165,10 @@ TEST_CASE("Schema TOML errors name the file, the line and the field", "[data][sc
     auto ls = valid_lines();
     ls[12] = "kind = \"label\"";
     ls.erase(ls.begin() + 13);  // drop dim
-    REQUIRE_THROWS_WITH(parse_with(ls), Contains("schema.toml:13: column 'dense' is a second label "
-                                                 "column (the first is 'click')"));
+    REQUIRE_THROWS_WITH(parse_with(ls),
+                        Contains("schema.toml:13: column 'dense' field 'kind' = 'label' makes "
+                                 "it a second label column (the first is "
+                                 "'click')"));
   }
   SECTION("unknown field") {
     auto ls = valid_lines();

@@ -82,8 +82,9 @@ TEST_CASE("Sequence fields gather newest first, truncate to max_len and pad with
   CHECK_THROWS_WITH(emb.stage(ctx, batch, staged), Contains("sample 2") && Contains("'hist_cat'"));
   CHECK_THROWS_WITH(
       embedding::EmbeddingBagCollection<double>(
-          small_tables(), {{"item", "item"}, {"hist", "item", 3}, {"hist_cat", "cat", 4}}, kColumns, opt),
-      Contains("max_len 4") && Contains("share one length"));
+          small_tables(), {{"item", "item"}, {"hist", "item", 3}, {"hist_cat", "cat", 4}}, kColumns,
+          opt),
+      Contains("model.fields[2].max_len = 4") && Contains("share one length"));
 }
 
 TEST_CASE("Sequence gather: finite-difference gradients through a table shared with a pooled field",

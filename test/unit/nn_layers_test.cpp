@@ -210,7 +210,7 @@ TEST_CASE("EmbeddingBagCollection reports configuration errors by name",
       Contains("'hist'") && Contains("columns: user"));
   CHECK_THROWS_WITH(
       embedding::EmbeddingBagCollection<float>(tables, {{"user", "items"}}, {"user"}, opt),
-      Contains("table 'items'"));
+      Contains("model.fields[0].table = 'items' is not a table"));
   std::vector<embedding::TableConfig> bad = {{"item", 0, 3}};
   CHECK_THROWS_WITH(
       embedding::EmbeddingBagCollection<float>(bad, {{"user", "item"}}, {"user"}, opt),

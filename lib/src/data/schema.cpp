@@ -12,6 +12,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "io/toml_util.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 
@@ -80,8 +81,8 @@ void validate_columns(const std::vector<Column>& columns, const Locator& where,
                    where(i, "hash"), c.name, kind);
     if (c.kind == ColumnKind::kLabel) {
       LOCKSTEP_CHECK(label < 0,
-                     "{}column '{}' is a second label column (the first is '{}'): a schema needs "
-                     "exactly one",
+                     "{}column '{}' field 'kind' = 'label' makes it a second label column (the "
+                     "first is '{}'): a schema needs exactly one",
                      where(i, "kind"), c.name, label >= 0 ? columns[label].name : "");
       label = i;
     }
@@ -216,8 +217,23 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
   try {
     root = toml::parse(toml_text, src);
   } catch (const toml::parse_error& e) {
-    throw Error(fmt::format("{}:{}:{}: TOML syntax error: {}", src, e.source().begin.line,
-                            e.source().begin.column, e.description()));
+    const auto line = static_cast<int64_t>(e.source().begin.line);
+    const auto col = static_cast<int64_t>(e.source().begin.column);
+    // Name the key the way the other messages do: "column 3 field 'kind'".
+    const io::TomlKeyAt at = io::toml_key_at(toml_text, line);
+    std::string key = at.dotted();
+    if (at.table == "column" && at.index >= 0)
+      key = at.key.empty() ? fmt::format("column {}", at.index + 1)
+                           : fmt::format("column {} field '{}'", at.index + 1, at.key);
+    if (key.empty())
+      throw Error(fmt::format("{}:{}:{}: TOML syntax error: {}", src, line, col, e.description()));
+    if (at.line == line)
+      throw Error(fmt::format("{}:{}:{}: TOML syntax error at {}: {}", src, line, col, key,
+                              e.description()));
+    throw Error(
+        fmt::format("{}:{}: TOML syntax error in the value of {} (at line {}, "
+                    "column {}): {}",
+                    src, at.line, key, line, col, e.description()));
   }
 
   std::vector<Column> columns;

@@ -26,43 +26,73 @@ struct EmbeddingBagCollection<T>::TableBatch {
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
 };
 
+void check_layout(const std::vector<TableConfig>& tables, const std::vector<FieldConfig>& fields) {
+  LOCKSTEP_CHECK_KEY(!fields.empty(), "model.fields",
+                     "model.fields is empty: give at least one embedding field ([[model.fields]] "
+                     "with a column and a table)");
+  for (size_t i = 0; i < tables.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      LOCKSTEP_CHECK_KEY(tables[j].name != tables[i].name, fmt::format("model.tables[{}].name", i),
+                         "model.tables[{}].name = '{}' is also the name of model.tables[{}]: "
+                         "table names must be unique",
+                         i, tables[i].name, j);
+  std::vector<bool> read(tables.size(), false);
+  int64_t sequence_length = 0;
+  size_t first_sequence = 0;
+  for (size_t f = 0; f < fields.size(); ++f) {
+    const FieldConfig& fc = fields[f];
+    const std::string key = fmt::format("model.fields[{}]", f);
+    const auto table = std::find_if(tables.begin(), tables.end(),
+                                    [&](const TableConfig& t) { return t.name == fc.table; });
+    LOCKSTEP_CHECK_KEY(table != tables.end(), key + ".table",
+                       "{}.table = '{}' is not a table: define it in [[model.tables]] or use one "
+                       "of the tables defined there",
+                       key, fc.table);
+    read[static_cast<size_t>(table - tables.begin())] = true;
+    check_range(key + ".max_len", fc.max_len, int64_t{0}, int64_t{100000});
+    const bool sequence = fc.max_len > 0;
+    for (size_t g = 0; g < f; ++g)
+      LOCKSTEP_CHECK_KEY(fields[g].column != fc.column || (fields[g].max_len > 0) != sequence,
+                         key + ".column",
+                         "{}.column = '{}' is read by model.fields[{}] too, and both are {} fields "
+                         "(a column may feed one pooled and one sequence field)",
+                         key, fc.column, g, sequence ? "sequence" : "pooled");
+    if (!sequence) continue;
+    LOCKSTEP_CHECK_KEY(sequence_length == 0 || sequence_length == fc.max_len, key + ".max_len",
+                       "{}.max_len = {} but model.fields[{}].max_len = {}: all sequence fields "
+                       "of a model share one length",
+                       key, fc.max_len, first_sequence, sequence_length);
+    if (sequence_length == 0) first_sequence = f;
+    sequence_length = fc.max_len;
+  }
+  for (size_t t = 0; t < tables.size(); ++t)
+    LOCKSTEP_CHECK_KEY(read[t], fmt::format("model.tables[{}]", t),
+                       "model.tables[{}] ('{}') is not read by any field: remove it or add a "
+                       "[[model.fields]] with table = \"{}\"",
+                       t, tables[t].name, tables[t].name);
+}
+
 template <class T>
 EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> tables,
                                                   std::vector<FieldConfig> fields,
                                                   const std::vector<std::string>& batch_columns,
                                                   nn::OptimizerConfig optimizer)
     : fields_(std::move(fields)) {
-  LOCKSTEP_CHECK(!fields_.empty(), "model.fields is empty: give at least one embedding field");
+  check_layout(tables, fields_);
   for (size_t i = 0; i < tables.size(); ++i) {
-    for (size_t j = 0; j < i; ++j)
-      LOCKSTEP_CHECK(tables[j].name != tables[i].name, "duplicate table name '{}'", tables[i].name);
     tables_.emplace_back(tables[i], optimizer);
     batches_.push_back(std::make_unique<TableBatch>());
   }
   for (size_t f = 0; f < fields_.size(); ++f) {
     const auto& fc = fields_[f];
     auto col = std::find(batch_columns.begin(), batch_columns.end(), fc.column);
-    LOCKSTEP_CHECK(col != batch_columns.end(),
-                   "field {} reads column '{}', which is not a sparse or sequence column of the "
-                   "data (columns: {})",
-                   f, fc.column, fmt::join(batch_columns, ", "));
-    for (size_t g = 0; g < f; ++g)
-      LOCKSTEP_CHECK(fields_[g].column != fc.column || (fields_[g].max_len > 0) != (fc.max_len > 0),
-                     "column '{}' is read by two {} fields (a column may feed one pooled and one "
-                     "sequence field)",
-                     fc.column, fc.max_len > 0 ? "sequence" : "pooled");
-    int table = -1;
-    for (size_t t = 0; t < tables_.size(); ++t)
-      if (tables_[t].config().name == fc.table) table = static_cast<int>(t);
-    LOCKSTEP_CHECK(table >= 0, "field '{}' reads table '{}', which is not defined", fc.column,
-                   fc.table);
-    check_range(fmt::format("field '{}' max_len", fc.column), fc.max_len, int64_t{0},
-                int64_t{100000});
+    LOCKSTEP_CHECK_KEY(col != batch_columns.end(), fmt::format("model.fields[{}].column", f),
+                       "model.fields[{}].column = '{}' is not a sparse or sequence column of the "
+                       "data (its columns: {})",
+                       f, fc.column, fmt::join(batch_columns, ", "));
+    int table = 0;
+    while (tables_[table].config().name != fc.table) ++table;  // defined: check_layout
     if (fc.max_len > 0) {
-      LOCKSTEP_CHECK(sequence_length_ == 0 || sequence_length_ == fc.max_len,
-                     "sequence field '{}' has max_len {} but the others have {}: all sequence "
-                     "fields of a model share one length",
-                     fc.column, fc.max_len, sequence_length_);
       sequence_length_ = fc.max_len;
       field_offsets_.push_back(sequence_width_);
       sequence_width_ += tables_[table].dim();
@@ -79,9 +109,6 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
       tb->bag_start.push_back(tb->bags_per_sample);
       tb->bags_per_sample += fields_[f].max_len > 0 ? sequence_length_ : 1;
     }
-  for (size_t t = 0; t < tables_.size(); ++t)
-    LOCKSTEP_CHECK(!batches_[t]->fields.empty(), "table '{}' is not read by any field",
-                   tables_[t].config().name);
 }
 
 template <class T>

@@ -16,7 +16,8 @@ Pooling parse_pooling(std::string_view name, std::string_view field) {
 }
 
 void TableConfig::validate(std::string_view prefix) const {
-  LOCKSTEP_CHECK(!name.empty(), "{}.name is empty: every table needs a name", prefix);
+  LOCKSTEP_CHECK_KEY(!name.empty(), fmt::format("{}.name", prefix),
+                     "{}.name is empty: every table needs a name", prefix);
   check_range(fmt::format("{}.rows", prefix), rows, int64_t{1}, int64_t{1} << 40);
   check_range(fmt::format("{}.dim", prefix), dim, int64_t{1}, int64_t{4096});
   check_range(fmt::format("{}.init_scale", prefix), init_scale, 0.0, 10.0);
@@ -27,9 +28,9 @@ EmbeddingTable<T>::EmbeddingTable(TableConfig config, nn::OptimizerConfig optimi
     : config_(std::move(config)), optimizer_(optimizer) {
   config_.validate("table '" + config_.name + "'");
   optimizer_.validate("sparse_optimizer");
-  LOCKSTEP_CHECK(optimizer_.kind != nn::OptimizerKind::Sgd,
-                 "sparse_optimizer.kind = 'sgd' is not supported for embedding tables: use "
-                 "adagrad or adam");
+  LOCKSTEP_CHECK_KEY(optimizer_.kind != nn::OptimizerKind::Sgd, "sparse_optimizer.kind",
+                     "sparse_optimizer.kind = 'sgd' is not supported for embedding tables: use "
+                     "adagrad or adam");
   hash_seed_ = XXH64(config_.name.data(), config_.name.size(), 0);
 }
 

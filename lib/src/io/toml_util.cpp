@@ -1,6 +1,11 @@
 #include "io/toml_util.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 #include "lockstep/core/error.h"
 
@@ -10,24 +15,146 @@ namespace {
 std::string dotted(std::string_view prefix, std::string_view key) {
   return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
 }
+
+std::string_view trim(std::string_view s) {
+  const size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+/// Opening minus closing brackets and braces in `s`, outside strings and comments.
+int nesting(std::string_view s) {
+  int depth = 0;
+  char quote = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (quote) {
+      if (c == '\\' && quote == '"')
+        ++i;
+      else if (c == quote)
+        quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#') {
+      break;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return depth;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  LOCKSTEP_CHECK(in.good(), "cannot open configuration file '{}': {}", path, std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  LOCKSTEP_CHECK(!in.bad(), "cannot read configuration file '{}'", path);
+  return text.str();
+}
 }  // namespace
 
+std::string TomlKeyAt::dotted() const {
+  std::string out = table;
+  if (index >= 0) out += fmt::format("[{}]", index);
+  if (!key.empty()) out += out.empty() ? key : "." + key;
+  return out;
+}
+
+TomlKeyAt toml_key_at(std::string_view text, int64_t line) {
+  TomlKeyAt at;
+  std::map<std::string, int64_t, std::less<>> arrays;  // [[name]] headers seen so far
+  int depth = 0;  // brackets still open in a value that continues on the next line
+  size_t pos = 0;
+  for (int64_t n = 1; n <= line && pos <= text.size(); ++n) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view raw = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (depth > 0) {  // a line of the value of at.key
+      depth = std::max(0, depth + nesting(raw));
+      continue;
+    }
+    const std::string_view l = trim(raw);
+    if (l.empty() || l[0] == '#') continue;
+    at.line = n;
+    if (l[0] == '[') {
+      const bool array = l.size() > 1 && l[1] == '[';
+      std::string_view name = l.substr(array ? 2 : 1);
+      name = trim(name.substr(0, name.find(']')));
+      at.table = std::string(name);
+      at.index = array ? arrays[at.table]++ : -1;
+      at.key.clear();
+      continue;
+    }
+    const size_t eq = l.find('=');
+    std::string_view key =
+        eq == std::string_view::npos ? std::string_view{} : trim(l.substr(0, eq));
+    if (key.size() >= 2 && (key[0] == '"' || key[0] == '\'') && key.back() == key[0])
+      key = key.substr(1, key.size() - 2);
+    at.key = std::string(key);
+    if (eq != std::string_view::npos) depth = std::max(0, nesting(l.substr(eq + 1)));
+  }
+  return at;
+}
+
 TomlDoc::TomlDoc(const std::string& path) : path_(path) {
+  const std::string text = read_file(path);
   try {
-    root_ = toml::parse_file(path);
+    root_ = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    const auto& src = e.source();
-    if (!src.path)  // toml++ reports unreadable files as parse errors without a position
-      throw Error(fmt::format("{}: {}", path, e.description()));
+    const auto line = static_cast<int64_t>(e.source().begin.line);
+    const auto column = static_cast<int64_t>(e.source().begin.column);
+    const TomlKeyAt at = toml_key_at(text, line);
+    const std::string key = at.dotted();
+    if (key.empty())
+      throw Error(
+          fmt::format("{}:{}:{}: TOML syntax error: {}", path, line, column, e.description()));
+    if (at.line == line)
+      throw Error(fmt::format("{}:{}:{}: TOML syntax error at {}: {}", path, line, column, key,
+                              e.description()));
+    // The value of `key` spans lines and the parser noticed the error further down.
     throw Error(
-        fmt::format("{}:{}:{}: {}", path, src.begin.line, src.begin.column, e.description()));
+        fmt::format("{}:{}: TOML syntax error in the value of {} (at line {}, "
+                    "column {}): {}",
+                    path, at.line, key, line, column, e.description()));
   }
 }
 
 std::string TomlDoc::where(const toml::node& node) const {
   const auto& src = node.source();
-  if (src.begin.line == 0) return path_;
+  if (&node == &root_ || src.begin.line == 0) return path_;
   return fmt::format("{}:{}", path_, src.begin.line);
+}
+
+const toml::node& TomlDoc::locate(std::string_view key) const {
+  const toml::node* found = &root_;  // the innermost node on the path that has a position
+  const toml::node* node = &root_;
+  while (!key.empty() && node) {
+    // The next segment: a name, then any number of [index].
+    const size_t end = std::min(key.find('.'), key.size());
+    std::string_view segment = key.substr(0, end);
+    key = end < key.size() ? key.substr(end + 1) : std::string_view{};
+    const size_t bracket = std::min(segment.find('['), segment.size());
+    const toml::table* table = node->as_table();
+    node = table ? table->get(segment.substr(0, bracket)) : nullptr;
+    if (node && node->source().begin.line > 0) found = node;
+    for (std::string_view rest = segment.substr(bracket);
+         node && rest.size() > 2 && rest[0] == '[';) {
+      const size_t close = rest.find(']');
+      if (close == std::string_view::npos) break;
+      size_t index = 0;
+      for (const char c : rest.substr(1, close - 1))
+        index = index * 10 + static_cast<size_t>(c - '0');
+      const toml::array* array = node->as_array();
+      node = array && index < array->size() ? array->get(index) : nullptr;
+      if (node && node->source().begin.line > 0) found = node;
+      rest = rest.substr(close + 1);
+    }
+  }
+  return *found;
 }
 
 void TomlDoc::fail(const toml::node& node, const std::string& message) const {

@@ -13,14 +13,33 @@
 
 namespace lockstep::io {
 
-/// A parsed TOML file. Parse errors throw Error("<path>:<line>:<col>: <reason>").
+/// The key a line of a TOML text belongs to, found by reading the text line by line (no full
+/// parse, so it works on text that does not parse): the last table header at or before the
+/// line, and the key of the key/value pair on it, or of the pair whose value (an array or
+/// inline table written over several lines) reaches it.
+struct TomlKeyAt {
+  std::string table;   // "model.mlp", "model.tables", "column"; empty: the root
+  int64_t index = -1;  // which [[table]] of its array (0-based); -1: a plain [table]
+  std::string key;     // empty: the line is the header itself (or not a key/value pair)
+  int64_t line = 0;    // where that key (or header) is written; 0: nothing before the line
+  /// "model.tables[1].rows", "model.mlp", "seed"; empty when nothing was found.
+  std::string dotted() const;
+};
+TomlKeyAt toml_key_at(std::string_view text, int64_t line);
+
+/// A parsed TOML file. Parse errors throw Error("<path>:<line>:<col>: TOML syntax error at
+/// <dotted key>: <reason>").
 class TomlDoc {
  public:
   explicit TomlDoc(const std::string& path);
   const toml::table& root() const { return root_; }
   const std::string& path() const { return path_; }
-  /// "<path>:<line>" of a node (or just the path when the node has no source position).
+  /// "<path>:<line>" of a node (just the path for the root, or a node without a position).
   std::string where(const toml::node& node) const;
+  /// The node a dotted key names ("model.fields[3].table", as in ConfigError::key()), or, when
+  /// it is not written in the file, the innermost table or array on its path that is (a missing
+  /// key: its table); the root when none is.
+  const toml::node& locate(std::string_view key) const;
 
   // Typed, range-checked reads of `table[key]`; `prefix` is the dotted path of `table` used in
   // messages ("model.mlp"). A missing key gives the default; a wrong type or a value out of
@@ -52,6 +71,20 @@ class TomlDoc {
       return f();
     } catch (const Error& e) {
       fail(node, e.what());
+    }
+  }
+  /// Runs `f`, which checks values read from this file (a Config::validate(), a model
+  /// constructor): a ConfigError it throws is rethrown at where(locate(key())), any other Error
+  /// that does not yet name this file prefixed with the path.
+  template <class F>
+  auto located(F&& f) const -> decltype(f()) {
+    try {
+      return f();
+    } catch (const ConfigError& e) {
+      fail(locate(e.key()), e.what());
+    } catch (const Error& e) {
+      if (std::string_view(e.what()).substr(0, path_.size() + 1) == path_ + ":") throw;
+      throw Error(fmt::format("{}: {}", path_, e.what()));
     }
   }
   /// Throws Error("<where(node)>: <message>").

@@ -5,11 +5,14 @@
 namespace lockstep::models {
 
 void BstConfig::validate() const {
-  validate_tables(tables);
-  LOCKSTEP_CHECK(!target.empty() && target.size() == sequence.size(),
-                 "model.bst.target has {} fields and model.bst.sequence {}: give one history field "
-                 "per target field, in the same order",
-                 target.size(), sequence.size());
+  validate_embedding_layout(tables, fields);
+  LOCKSTEP_CHECK_KEY(!target.empty(), "model.bst.target",
+                     "model.bst.target is empty: name the pooled fields of the target token, e.g. "
+                     "[\"item\", \"item_cat\"]");
+  LOCKSTEP_CHECK_KEY(target.size() == sequence.size(), "model.bst.sequence",
+                     "model.bst.sequence has {} fields and model.bst.target {}: give one history "
+                     "field per target field, in the same order",
+                     sequence.size(), target.size());
   check_range("model.bst.blocks", blocks, int64_t{1}, int64_t{64});
   validate_logit_mlp(mlp, "model.mlp");
   validate_optimizers(dense_optimizer, sparse_optimizer);
@@ -21,22 +24,27 @@ Bst<T>::Bst(BstConfig config, const std::vector<std::string>& sparse_columns, in
     : EmbeddingModel<T>(validated_embedding_spec(config), sparse_columns, num_dense),
       config_(std::move(config)) {
   const auto& emb = *this->embeddings_;
-  LOCKSTEP_CHECK(emb.sequence_length() > 0,
-                 "the bst model needs history fields: give the fields in model.bst.sequence a "
-                 "max_len > 0");
+  LOCKSTEP_CHECK_KEY(emb.sequence_length() > 0, "model.bst.sequence",
+                     "model.bst.sequence: the bst model needs history fields, and no field is a "
+                     "sequence: give the [[model.fields]] of the sequence a max_len > 0");
   const FieldSpan target = consecutive_fields(emb, config_.target, false, "model.bst.target");
   const FieldSpan seq = consecutive_fields(emb, config_.sequence, true, "model.bst.sequence");
-  check_paired_widths(emb, config_.target, config_.sequence, "model.bst");
+  check_paired_widths(emb, config_.target, "model.bst.target", config_.sequence,
+                      "model.bst.sequence");
   width_tok_ = target.width;
   t_col_ = target.offset;
   s_col_ = seq.offset;
   if (!config_.time_gap.empty()) {
-    const FieldSpan gap = consecutive_fields(emb, {config_.time_gap}, true, "model.bst.time_gap");
-    LOCKSTEP_CHECK(gap.width == width_tok_,
-                   "model.bst.time_gap field '{}' is {} wide: it must have the token width {}",
-                   config_.time_gap, gap.width, width_tok_);
+    const FieldSpan gap = consecutive_fields(emb, {config_.time_gap}, true, "model.bst.time_gap",
+                                             /*list=*/false);
+    LOCKSTEP_CHECK_KEY(gap.width == width_tok_, "model.bst.time_gap",
+                       "model.bst.time_gap = '{}' is {} wide: it must have the token width {} "
+                       "(the widths of model.bst.target together)",
+                       config_.time_gap, gap.width, width_tok_);
     g_col_ = gap.offset;
   }
+  // Here rather than in the encoder, so that the error names the key of the file.
+  config_.transformer.validate("model.bst.transformer", width_tok_);
   encoder_ = std::make_unique<nn::BstEncoder<T>>(
       this->params_, "bst", width_tok_, emb.sequence_length(),
       nn::BstEncoderConfig{config_.blocks, config_.transformer, config_.output});

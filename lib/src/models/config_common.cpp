@@ -2,6 +2,20 @@
 
 namespace lockstep::models {
 
+namespace {
+/// The string at table[key], which must be written and not be empty (`what` says what it
+/// names, for the message).
+std::string required_string(const io::TomlDoc& doc, const toml::table& table,
+                            const std::string& prefix, std::string_view key,
+                            std::string_view what) {
+  const toml::node* node = table.get(key);
+  if (!node) doc.fail(table, fmt::format("{}.{} is missing: give {}", prefix, key, what));
+  std::string value = doc.get_string(table, prefix, key, "");
+  if (value.empty()) doc.fail(*node, fmt::format("{}.{} is empty: give {}", prefix, key, what));
+  return value;
+}
+}  // namespace
+
 nn::ActivationConfig read_activation_config(const io::TomlDoc& doc, const toml::table& t,
                                             std::string_view prefix, nn::ActivationConfig a) {
   if (const toml::node* n = t.get("activation")) {
@@ -22,7 +36,10 @@ nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std:
   doc.check_keys(t, prefix, {"widths", "activation", "activate_last", "leaky_slope", "prelu_init",
                              "dice_eps", "dice_momentum"});
   c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
-  LOCKSTEP_CHECK(!c.widths.empty(), "{}: {}.widths is empty", doc.where(*t.get("widths")), prefix);
+  if (c.widths.empty())
+    doc.fail(*t.get("widths"), fmt::format("{}.widths is empty: give at least one layer width, "
+                                           "e.g. [80, 1]",
+                                           prefix));
   c.activate_last = doc.get_bool(t, prefix, "activate_last", c.activate_last);
   c.activation = read_activation_config(doc, t, prefix, c.activation);
   return c;
@@ -48,7 +65,7 @@ nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::ta
   c.eps = f("eps", c.eps, 1e-30, 1);
   c.weight_decay = f("weight_decay", c.weight_decay, 0, 1);
   c.initial_accumulator = f("initial_accumulator", c.initial_accumulator, 0, 1e6);
-  doc.at(t, [&] { c.validate(prefix); });
+  doc.located([&] { c.validate(prefix); });
   return c;
 }
 
@@ -61,10 +78,11 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
     const std::string p = fmt::format("{}.tables[{}]", prefix, i);
     doc.check_keys(tt, p, {"name", "rows", "dim", "pooling", "init_scale"});
     embedding::TableConfig c;
-    c.name = doc.get_string(tt, p, "name", "");
-    if (c.name.empty()) doc.fail(tt, fmt::format("{}.name is missing", p));
+    c.name = required_string(doc, tt, p, "name", "the table a name that fields refer to");
+    if (!tt.get("rows"))
+      doc.fail(tt,
+               fmt::format("{}.rows is missing: give the number of hash buckets, in [1, 2^40]", p));
     c.rows = doc.get_int(tt, p, "rows", 0, 1, int64_t{1} << 40);
-    if (!tt.get("rows")) doc.fail(tt, fmt::format("{}.rows is missing", p));
     c.dim = doc.get_int(tt, p, "dim", c.dim, 1, 4096);
     if (const toml::node* n = tt.get("pooling")) {
       const std::string name = doc.get_string(tt, p, "pooling", "");
@@ -84,10 +102,10 @@ std::vector<embedding::FieldConfig> read_field_configs(const io::TomlDoc& doc, c
     const toml::table& ft = *fields[i];
     const std::string p = fmt::format("{}.fields[{}]", prefix, i);
     doc.check_keys(ft, p, {"column", "table", "max_len"});
-    embedding::FieldConfig c{doc.get_string(ft, p, "column", ""), doc.get_string(ft, p, "table", ""),
-                             doc.get_int(ft, p, "max_len", 0, 0, 100000)};
-    if (c.column.empty() || c.table.empty())
-      doc.fail(ft, fmt::format("{} needs both 'column' and 'table'", p));
+    embedding::FieldConfig c;
+    c.column = required_string(doc, ft, p, "column", "a sparse or sequence column of the data");
+    c.table = required_string(doc, ft, p, "table", "one of the [[model.tables]] names");
+    c.max_len = doc.get_int(ft, p, "max_len", 0, 0, 100000);
     out.push_back(c);
   }
   return out;

@@ -5,11 +5,14 @@
 namespace lockstep::models {
 
 void DinConfig::validate() const {
-  validate_tables(tables);
-  LOCKSTEP_CHECK(!query.empty() && query.size() == keys.size(),
-                 "model.din.query has {} fields and model.din.keys {}: give one key (history) "
-                 "field per query (target) field, in the same order",
-                 query.size(), keys.size());
+  validate_embedding_layout(tables, fields);
+  LOCKSTEP_CHECK_KEY(!query.empty(), "model.din.query",
+                     "model.din.query is empty: name the pooled fields of the target, e.g. "
+                     "[\"item\", \"item_cat\"]");
+  LOCKSTEP_CHECK_KEY(query.size() == keys.size(), "model.din.keys",
+                     "model.din.keys has {} fields and model.din.query {}: give one key (history) "
+                     "field per query (target) field, in the same order",
+                     keys.size(), query.size());
   attention.validate("model.din.attention");
   validate_logit_mlp(mlp, "model.mlp");
   validate_optimizers(dense_optimizer, sparse_optimizer);
@@ -21,12 +24,12 @@ Din<T>::Din(DinConfig config, const std::vector<std::string>& sparse_columns, in
     : EmbeddingModel<T>(validated_embedding_spec(config), sparse_columns, num_dense),
       config_(std::move(config)) {
   const auto& emb = *this->embeddings_;
-  LOCKSTEP_CHECK(emb.sequence_length() > 0,
-                 "the din model needs history fields: give the fields in model.din.keys a "
-                 "max_len > 0");
+  LOCKSTEP_CHECK_KEY(emb.sequence_length() > 0, "model.din.keys",
+                     "model.din.keys: the din model needs history fields, and no field is a "
+                     "sequence: give the [[model.fields]] of the keys a max_len > 0");
   const FieldSpan query = consecutive_fields(emb, config_.query, false, "model.din.query");
   const FieldSpan keys = consecutive_fields(emb, config_.keys, true, "model.din.keys");
-  check_paired_widths(emb, config_.query, config_.keys, "model.din");
+  check_paired_widths(emb, config_.query, "model.din.query", config_.keys, "model.din.keys");
   dim_ = query.width;
   q_col_ = dim_ + query.offset;  // the pooled fields sit after the attention output in the input
   k_col_ = keys.offset;

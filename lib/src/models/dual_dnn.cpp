@@ -26,32 +26,36 @@ DualMode parse_dual_mode(std::string_view name, std::string_view field) {
 }
 
 void DualConfig::validate() const {
-  validate_tables(tables);
-  LOCKSTEP_CHECK(!components.empty(),
-                 "model.teacher.components is empty: give one or more of fm, cross, din, bst");
+  validate_embedding_layout(tables, fields);
+  LOCKSTEP_CHECK_KEY(!components.empty(), "model.teacher.components",
+                     "model.teacher.components is empty: give one or more of fm, cross, din, bst");
   for (size_t i = 0; i < components.size(); ++i) {
     const auto& c = components[i];
-    LOCKSTEP_CHECK(c == "fm" || c == "cross" || c == "din" || c == "bst",
-                   "model.teacher.components[{}] = '{}' is not a component: use fm, cross, din "
-                   "or bst",
-                   i, c);
+    const std::string key = fmt::format("model.teacher.components[{}]", i);
+    LOCKSTEP_CHECK_KEY(c == "fm" || c == "cross" || c == "din" || c == "bst", key,
+                       "{} = '{}' is not a component: use fm, cross, din or bst", key, c);
     for (size_t j = 0; j < i; ++j)
-      LOCKSTEP_CHECK(components[j] != c, "model.teacher.components lists '{}' twice", c);
+      LOCKSTEP_CHECK_KEY(components[j] != c, key,
+                         "{} = '{}' is listed already (model.teacher.components[{}]): give each "
+                         "component once",
+                         key, c, j);
   }
   check_range("model.teacher.cross.layers", cross_layers, int64_t{1}, int64_t{64});
   din_attention.validate("model.teacher.din.attention");
-  teacher_mlp.validate("model.teacher.mlp");
-  student_mlp.validate("model.student.mlp");
-  LOCKSTEP_CHECK(teacher_mlp.widths.back() == 1 && student_mlp.widths.back() == 1,
-                 "model.teacher.mlp.widths and model.student.mlp.widths must end in 1 (the logit)");
+  validate_logit_mlp(teacher_mlp, "model.teacher.mlp");
+  validate_logit_mlp(student_mlp, "model.student.mlp");
   check_range("model.distillation.teacher_weight", teacher_weight, 0.0, 1e3);
   check_range("model.distillation.student_weight", student_weight, 0.0, 1e3);
   check_range("model.distillation.kd_weight", kd_weight, 0.0, 1e3);
   check_range("model.distillation.hint_weight", hint_weight, 0.0, 1e3);
   check_range("model.distillation.temperature", temperature, 1e-3, 1e3);
-  LOCKSTEP_CHECK(hint_weight == 0.0f ||
-                     (teacher_mlp.widths.size() >= 2 && student_mlp.widths.size() >= 2),
-                 "model.distillation.hint_weight > 0 needs a hidden layer in both MLPs");
+  LOCKSTEP_CHECK_KEY(
+      hint_weight == 0.0f || (teacher_mlp.widths.size() >= 2 && student_mlp.widths.size() >= 2),
+      "model.distillation.hint_weight",
+      "model.distillation.hint_weight = {} needs a hidden layer in both MLPs "
+      "(model.teacher.mlp.widths has {} layers, model.student.mlp.widths {}): add "
+      "one or set hint_weight = 0",
+      hint_weight, teacher_mlp.widths.size(), student_mlp.widths.size());
   validate_optimizers(dense_optimizer, sparse_optimizer);
 }
 
@@ -79,8 +83,10 @@ DualDnn<T>::DualDnn(DualConfig config, const std::vector<std::string>& sparse_co
   shared_width_ = emb.output_width() + this->num_dense_;
   Teacher& t = *teacher_;
   t.width = shared_width_;
-  for (const auto& kind : config_.components) {
-    auto c = make_teacher_component<T>(kind, config_, emb, params, shared_width_);
+  for (size_t i = 0; i < config_.components.size(); ++i) {
+    auto c = make_teacher_component<T>(config_.components[i],
+                                       fmt::format("model.teacher.components[{}]", i), config_, emb,
+                                       params, shared_width_);
     const int64_t w = c->output_width();
     t.components.push_back({std::move(c), t.width});
     t.width += w;

@@ -3,12 +3,12 @@
 namespace lockstep::models {
 
 void EmbeddingMlpConfig::validate() const {
-  validate_tables(tables);
+  validate_embedding_layout(tables, fields);
   for (size_t i = 0; i < fields.size(); ++i)
-    LOCKSTEP_CHECK(fields[i].max_len == 0,
-                   "model.fields[{}] (column '{}') has max_len {}: the embedding_mlp model pools "
-                   "every field; use kind = \"din\" or \"bst\" for sequence fields",
-                   i, fields[i].column, fields[i].max_len);
+    LOCKSTEP_CHECK_KEY(fields[i].max_len == 0, fmt::format("model.fields[{}].max_len", i),
+                       "model.fields[{}].max_len = {} (column '{}'): the embedding_mlp model "
+                       "pools every field; use kind = \"din\" or \"bst\" for sequence fields",
+                       i, fields[i].max_len, fields[i].column);
   validate_logit_mlp(mlp, "model.mlp");
   validate_optimizers(dense_optimizer, sparse_optimizer);
 }

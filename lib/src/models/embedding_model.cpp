@@ -2,21 +2,28 @@
 
 namespace lockstep::models {
 
-void validate_tables(const std::vector<embedding::TableConfig>& tables) {
-  LOCKSTEP_CHECK(!tables.empty(), "model.tables is empty: define at least one embedding table");
+void validate_embedding_layout(const std::vector<embedding::TableConfig>& tables,
+                               const std::vector<embedding::FieldConfig>& fields) {
+  LOCKSTEP_CHECK_KEY(!tables.empty(), "model.tables",
+                     "model.tables is empty: define at least one embedding table "
+                     "([[model.tables]] with a name and rows)");
   for (size_t i = 0; i < tables.size(); ++i) tables[i].validate(fmt::format("model.tables[{}]", i));
+  embedding::check_layout(tables, fields);
 }
 
 void validate_logit_mlp(const nn::MlpConfig& mlp, const std::string& mlp_key) {
   mlp.validate(mlp_key);
-  LOCKSTEP_CHECK(mlp.widths.back() == 1,
-                 "{}.widths ends in {}: the last layer must have width 1 (the logit)", mlp_key,
-                 mlp.widths.back());
+  LOCKSTEP_CHECK_KEY(mlp.widths.back() == 1, mlp_key + ".widths",
+                     "{}.widths ends in {}: the last layer must have width 1 (the logit)", mlp_key,
+                     mlp.widths.back());
 }
 
 void validate_optimizers(const nn::OptimizerConfig& dense, const nn::OptimizerConfig& sparse) {
   dense.validate("optimizer");
   sparse.validate("sparse_optimizer");
+  LOCKSTEP_CHECK_KEY(sparse.kind != nn::OptimizerKind::Sgd, "sparse_optimizer.kind",
+                     "sparse_optimizer.kind = 'sgd' is not supported for embedding tables: use "
+                     "adagrad or adam");
 }
 
 template <class T>

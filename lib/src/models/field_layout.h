@@ -23,42 +23,52 @@ struct FieldSpan {
 };
 
 /// The columns that `names` occupy, checking that they are fields of the right kind (pooled or
-/// sequence) and consecutive in their output. `what` names the config key in errors.
+/// sequence) and consecutive in their output. `key` is the config key that lists them
+/// ("model.din.query"): errors are ConfigErrors about its element ("model.din.query[1]"), or
+/// about `key` itself when it is a single name (list = false: "model.bst.time_gap").
 template <class T>
 FieldSpan consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
                              const std::vector<std::string>& names, bool sequence,
-                             const std::string& what) {
+                             const std::string& key, bool list = true) {
   FieldSpan span{-1, 0};
-  for (const auto& name : names) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    const std::string element = list ? fmt::format("{}[{}]", key, i) : key;
     size_t f = 0;
     try {
       f = emb.field_index(name, sequence);
     } catch (const Error&) {
-      throw Error(fmt::format("{} field '{}' must be a {} field", what, name,
-                              sequence ? "sequence (max_len > 0)" : "pooled (max_len = 0)"));
+      throw ConfigError(element, fmt::format("{} = '{}' is not a {} field: name the column of a "
+                                             "[[model.fields]] entry {}",
+                                             element, name, sequence ? "sequence" : "pooled",
+                                             sequence ? "with max_len > 0" : "without max_len"));
     }
     const int64_t off = emb.field_offset(f);
     if (span.offset < 0) span.offset = off;
-    LOCKSTEP_CHECK(off == span.offset + span.width,
-                   "{} fields must be consecutive in model.fields (field '{}' is not next to the "
-                   "previous one)",
-                   what, name);
+    LOCKSTEP_CHECK_KEY(off == span.offset + span.width, element,
+                       "{} = '{}' does not follow '{}' in model.fields: the fields of {} must be "
+                       "consecutive {} fields, in this order",
+                       element, name, names[i - 1], key, sequence ? "sequence" : "pooled");
     span.width += field_width(emb, f);
   }
   return span;
 }
 
 /// The pooled field first[i] and the sequence field second[i] must have equal widths (target
-/// item and history item, ...).
+/// item and history item, ...); `first_key` and `second_key` are the config keys that list them.
+/// Throws ConfigError about second_key[i].
 template <class T>
 void check_paired_widths(const embedding::EmbeddingBagCollection<T>& emb,
-                         const std::vector<std::string>& first,
-                         const std::vector<std::string>& second, const std::string& what) {
+                         const std::vector<std::string>& first, const std::string& first_key,
+                         const std::vector<std::string>& second, const std::string& second_key) {
   for (size_t i = 0; i < first.size() && i < second.size(); ++i) {
     const int64_t a = field_width(emb, emb.field_index(first[i], false));
     const int64_t b = field_width(emb, emb.field_index(second[i], true));
-    LOCKSTEP_CHECK(a == b, "{}: field '{}' ({} wide) and field '{}' ({} wide) must have the same "
-                   "width", what, first[i], a, second[i], b);
+    const std::string key = fmt::format("{}[{}]", second_key, i);
+    LOCKSTEP_CHECK_KEY(a == b, key,
+                       "{} = '{}' is {} wide but {}[{}] = '{}' is {} wide: paired fields must "
+                       "read tables of the same dim",
+                       key, second[i], b, first_key, i, first[i], a);
   }
 }
 

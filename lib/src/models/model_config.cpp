@@ -28,7 +28,9 @@ Common read_common(const io::TomlDoc& doc) {
   Common c;
   c.seed = static_cast<uint64_t>(doc.get_int(root, "", "seed", 1, 0, INT64_MAX));
   c.model = doc.get_table(root, "", "model");
-  LOCKSTEP_CHECK(c.model, "{}: missing [model] table", doc.path());
+  if (!c.model)
+    doc.fail(root,
+             fmt::format("the [model] table is missing: add one with kind = one of {}", kKinds));
   c.kind = doc.get_string(*c.model, "model", "kind", "embedding_mlp");
   if (c.kind != "embedding_mlp" && c.kind != "din" && c.kind != "bst" && c.kind != "dual")
     doc.fail(*c.model->get("kind"),
@@ -40,28 +42,46 @@ Common read_common(const io::TomlDoc& doc) {
   return c;
 }
 
+/// Fails at model.kind (or at [model] when the file does not set it) unless the kind is `kind`;
+/// `why` ends the message.
+void expect_kind(const io::TomlDoc& doc, const Common& common, const std::string& kind,
+                 const std::string& why) {
+  if (common.kind == kind) return;
+  if (const toml::node* n = common.model->get("kind"))
+    doc.fail(*n, fmt::format("model.kind = '{}': {}", common.kind, why));
+  doc.fail(*common.model, fmt::format("model.kind is not set (so the model is {}): {}; add kind = "
+                                      "\"{}\" to [model]",
+                                      common.kind, why, kind));
+}
+void expect_kind(const io::TomlDoc& doc, const Common& common, const std::string& kind) {
+  expect_kind(doc, common, kind, fmt::format("expected {} here", kind));
+}
+
+/// c after c.validate(): its errors name the file and the line of their key.
 template <class Config>
 Config validated(const io::TomlDoc& doc, Config c) {
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(fmt::format("{}: {}", doc.path(), e.what()));
-  }
+  doc.located([&] { c.validate(); });
   return c;
 }
 
 EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& common);
 
+/// The array of strings at t[key] (def when absent); `what` says what its elements are, for the
+/// messages ("field names (columns)").
 std::vector<std::string> read_names(const io::TomlDoc& doc, const toml::table& t,
                                     std::string_view prefix, std::string_view key,
-                                    std::vector<std::string> def) {
+                                    std::vector<std::string> def,
+                                    std::string_view what = "field names (columns)") {
   const toml::node* node = t.get(key);
   if (!node) return def;
   const toml::array* arr = node->as_array();
-  if (!arr) doc.fail(*node, fmt::format("{}.{} must be an array of column names", prefix, key));
+  if (!arr) doc.fail(*node, fmt::format("{}.{} must be an array of {}", prefix, key, what));
   std::vector<std::string> out;
-  for (const auto& el : *arr) {
-    if (!el.is_string()) doc.fail(el, fmt::format("{}.{} must hold strings", prefix, key));
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& el = *arr->get(i);
+    if (!el.is_string())
+      doc.fail(el,
+               fmt::format("{}.{}[{}] must be a string: the array holds {}", prefix, key, i, what));
     out.push_back(*el.value<std::string>());
   }
   return out;
@@ -161,7 +181,8 @@ DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
   if (const toml::table* t = doc.get_table(m, "model", "teacher")) {
     const std::string p = "model.teacher";
     doc.check_keys(*t, p, {"components", "mlp", "fm", "cross", "din", "bst"});
-    c.components = read_names(doc, *t, p, "components", c.components);
+    c.components =
+        read_names(doc, *t, p, "components", c.components, "component names (fm, cross, din, bst)");
     if (const toml::table* mlp = doc.get_table(*t, p, "mlp"))
       c.teacher_mlp = read_mlp_config(doc, *mlp, p + ".mlp", c.teacher_mlp);
     if (const toml::table* fm = doc.get_table(*t, p, "fm")) {
@@ -217,33 +238,28 @@ EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& comm
 DualConfig load_dual_config(const std::string& path) {
   const io::TomlDoc doc(path);
   const Common common = read_common(doc);
-  if (common.kind != "dual")
-    doc.fail(*common.model->get("kind"), fmt::format("model.kind = '{}': expected dual here", common.kind));
+  expect_kind(doc, common, "dual");
   return read_dual(doc, common);
 }
 
 BstConfig load_bst_config(const std::string& path) {
   const io::TomlDoc doc(path);
   const Common common = read_common(doc);
-  if (common.kind != "bst")
-    doc.fail(*common.model->get("kind"), fmt::format("model.kind = '{}': expected bst here", common.kind));
+  expect_kind(doc, common, "bst");
   return read_bst(doc, common);
 }
 
 EmbeddingMlpConfig load_embedding_mlp_config(const std::string& path) {
   const io::TomlDoc doc(path);
   const Common common = read_common(doc);
-  if (common.kind != "embedding_mlp")
-    doc.fail(*common.model->get("kind"),
-             fmt::format("model.kind = '{}': expected embedding_mlp here", common.kind));
+  expect_kind(doc, common, "embedding_mlp");
   return read_embedding_mlp(doc, common);
 }
 
 DinConfig load_din_config(const std::string& path) {
   const io::TomlDoc doc(path);
   const Common common = read_common(doc);
-  if (common.kind != "din")
-    doc.fail(*common.model->get("kind"), fmt::format("model.kind = '{}': expected din here", common.kind));
+  expect_kind(doc, common, "din");
   return read_din(doc, common);
 }
 
@@ -255,24 +271,38 @@ std::string model_kind(const std::string& path) {
 template <class T>
 std::unique_ptr<Model<T>> load_model(const std::string& path,
                                      const std::vector<std::string>& sparse_columns,
-                                     int64_t num_dense, const Context& ctx) {
+                                     int64_t num_dense, const Context& ctx, bool student_only) {
   const io::TomlDoc doc(path);
   const Common common = read_common(doc);
-  if (common.kind == "din")
-    return std::make_unique<Din<T>>(read_din(doc, common), sparse_columns, num_dense, ctx);
-  if (common.kind == "bst")
-    return std::make_unique<Bst<T>>(read_bst(doc, common), sparse_columns, num_dense, ctx);
-  if (common.kind == "dual")
-    return std::make_unique<DualDnn<T>>(read_dual(doc, common), sparse_columns, num_dense, ctx);
-  return std::make_unique<EmbeddingMlp<T>>(read_embedding_mlp(doc, common), sparse_columns,
-                                           num_dense, ctx);
+  if (student_only)
+    expect_kind(doc, common, "dual",
+                "student-only training needs the dual model (kind = \"dual\")");
+  // The constructors check the configuration against the data and the embedding layout; their
+  // errors name the key, located here in the file.
+  if (common.kind == "din") {
+    const DinConfig c = read_din(doc, common);
+    return doc.located([&] { return std::make_unique<Din<T>>(c, sparse_columns, num_dense, ctx); });
+  }
+  if (common.kind == "bst") {
+    const BstConfig c = read_bst(doc, common);
+    return doc.located([&] { return std::make_unique<Bst<T>>(c, sparse_columns, num_dense, ctx); });
+  }
+  if (common.kind == "dual") {
+    DualConfig c = read_dual(doc, common);
+    if (student_only) c.mode = DualMode::StudentOnly;
+    return doc.located(
+        [&] { return std::make_unique<DualDnn<T>>(c, sparse_columns, num_dense, ctx); });
+  }
+  const EmbeddingMlpConfig c = read_embedding_mlp(doc, common);
+  return doc.located(
+      [&] { return std::make_unique<EmbeddingMlp<T>>(c, sparse_columns, num_dense, ctx); });
 }
 
 template std::unique_ptr<Model<float>> load_model<float>(const std::string&,
                                                          const std::vector<std::string>&, int64_t,
-                                                         const Context&);
+                                                         const Context&, bool);
 template std::unique_ptr<Model<double>> load_model<double>(const std::string&,
-                                                           const std::vector<std::string>&,
-                                                           int64_t, const Context&);
+                                                           const std::vector<std::string>&, int64_t,
+                                                           const Context&, bool);
 
 }  // namespace lockstep::models

@@ -109,53 +109,64 @@ class BstComponent final : public TeacherComponent<T> {
 
 template <class T>
 std::unique_ptr<TeacherComponent<T>> make_teacher_component(
-    const std::string& kind, const DualConfig& c, const embedding::EmbeddingBagCollection<T>& emb,
-    nn::ParamSet<T>& params, int64_t shared_width) {
-  const auto needs_history = [&](const char* what) {
-    LOCKSTEP_CHECK(emb.sequence_length() > 0,
-                   "model.teacher.components has '{}', which needs history fields with max_len > 0",
-                   what);
+    const std::string& kind, const std::string& key, const DualConfig& c,
+    const embedding::EmbeddingBagCollection<T>& emb, nn::ParamSet<T>& params,
+    int64_t shared_width) {
+  const auto needs_history = [&] {
+    LOCKSTEP_CHECK_KEY(emb.sequence_length() > 0, key,
+                       "{} = '{}' needs history fields, and no field is a sequence: give the "
+                       "history's [[model.fields]] a max_len > 0",
+                       key, kind);
   };
   if (kind == "fm") {
+    // Default: every pooled field (then the key is the list's, not one of its elements).
+    const bool listed = !c.fm_fields.empty();
     std::vector<std::string> fields = c.fm_fields;
-    if (fields.empty())
+    if (!listed)
       for (const auto& f : emb.fields())
         if (f.max_len == 0) fields.push_back(f.column);
-    const FieldSpan span = consecutive_fields(emb, fields, false, "model.teacher.fm.fields");
+    const FieldSpan span =
+        consecutive_fields(emb, fields, false, "model.teacher.fm.fields", /*list=*/listed);
     const int64_t dim = field_width(emb, emb.field_index(fields[0], false));
-    for (const auto& f : fields)
-      LOCKSTEP_CHECK(field_width(emb, emb.field_index(f, false)) == dim,
-                     "model.teacher.fm.fields: field '{}' is {} wide but '{}' is {}: FM needs "
-                     "fields of one width",
-                     f, field_width(emb, emb.field_index(f, false)), fields[0], dim);
+    for (size_t i = 0; i < fields.size(); ++i) {
+      const int64_t w = field_width(emb, emb.field_index(fields[i], false));
+      const std::string element = listed ? fmt::format("model.teacher.fm.fields[{}]", i)
+                                         : std::string("model.teacher.fm.fields");
+      LOCKSTEP_CHECK_KEY(w == dim, element,
+                         "{}: field '{}' is {} wide but '{}' is {}: FM needs fields of one width",
+                         element, fields[i], w, fields[0], dim);
+    }
     return std::make_unique<FmComponent<T>>(span, dim);
   }
   if (kind == "cross") return std::make_unique<CrossComponent<T>>(params, shared_width, c.cross_layers);
   if (kind == "din") {
-    needs_history("din");
+    needs_history();
     const FieldSpan q = consecutive_fields(emb, c.din_query, false, "model.teacher.din.query");
     const FieldSpan k = consecutive_fields(emb, c.din_keys, true, "model.teacher.din.keys");
-    check_paired_widths(emb, c.din_query, c.din_keys, "model.teacher.din");
+    check_paired_widths(emb, c.din_query, "model.teacher.din.query", c.din_keys,
+                        "model.teacher.din.keys");
     return std::make_unique<DinComponent<T>>(params, q, k, emb.sequence_length(),
                                              c.din_attention);
   }
   if (kind == "bst") {
-    needs_history("bst");
+    needs_history();
     const FieldSpan t = consecutive_fields(emb, c.bst_target, false, "model.teacher.bst.target");
     const FieldSpan s = consecutive_fields(emb, c.bst_sequence, true, "model.teacher.bst.sequence");
-    check_paired_widths(emb, c.bst_target, c.bst_sequence, "model.teacher.bst");
+    check_paired_widths(emb, c.bst_target, "model.teacher.bst.target", c.bst_sequence,
+                        "model.teacher.bst.sequence");
+    // Here rather than in the encoder, so that the error names the key of the file.
+    c.bst.transformer.validate("model.teacher.bst.transformer", t.width);
     return std::make_unique<BstComponent<T>>(params, t, s, emb.sequence_length(), c.bst);
   }
-  throw Error(fmt::format("model.teacher.components: '{}' is not a component: use fm, cross, din "
-                          "or bst",
-                          kind));
+  throw ConfigError(
+      key, fmt::format("{} = '{}' is not a component: use fm, cross, din or bst", key, kind));
 }
 
 template std::unique_ptr<TeacherComponent<float>> make_teacher_component<float>(
-    const std::string&, const DualConfig&, const embedding::EmbeddingBagCollection<float>&,
-    nn::ParamSet<float>&, int64_t);
+    const std::string&, const std::string&, const DualConfig&,
+    const embedding::EmbeddingBagCollection<float>&, nn::ParamSet<float>&, int64_t);
 template std::unique_ptr<TeacherComponent<double>> make_teacher_component<double>(
-    const std::string&, const DualConfig&, const embedding::EmbeddingBagCollection<double>&,
-    nn::ParamSet<double>&, int64_t);
+    const std::string&, const std::string&, const DualConfig&,
+    const embedding::EmbeddingBagCollection<double>&, nn::ParamSet<double>&, int64_t);
 
 }  // namespace lockstep::models

@@ -46,12 +46,12 @@ class TeacherComponent {
                         const TeacherInputGrad<T>& grad) = 0;
 };
 
-/// The component `kind` ("fm", "cross", "din" or "bst") of `config`, its parameters added to
-/// `params` under "teacher.<kind>". Errors name the configuration key.
+/// The component `kind` ("fm", "cross", "din" or "bst") of `config`, listed at `key`
+/// ("model.teacher.components[1]"), its parameters added to `params` under "teacher.<kind>".
+/// Errors are ConfigErrors naming the configuration key.
 template <class T>
 std::unique_ptr<TeacherComponent<T>> make_teacher_component(
-    const std::string& kind, const DualConfig& config,
-    const embedding::EmbeddingBagCollection<T>& emb, nn::ParamSet<T>& params,
-    int64_t shared_width);
+    const std::string& kind, const std::string& key, const DualConfig& config,
+    const embedding::EmbeddingBagCollection<T>& emb, nn::ParamSet<T>& params, int64_t shared_width);
 
 }  // namespace lockstep::models

@@ -9,8 +9,10 @@
 namespace lockstep::nn {
 
 void DinAttentionConfig::validate(std::string_view prefix) const {
-  LOCKSTEP_CHECK(!hidden.empty(), "{}.hidden is empty: the activation unit needs at least one "
-                 "hidden layer, e.g. [80, 40]", prefix);
+  LOCKSTEP_CHECK_KEY(!hidden.empty(), fmt::format("{}.hidden", prefix),
+                     "{}.hidden is empty: the activation unit needs at least one hidden layer, "
+                     "e.g. [80, 40]",
+                     prefix);
   for (size_t i = 0; i < hidden.size(); ++i)
     check_range(fmt::format("{}.hidden[{}]", prefix, i), hidden[i], int64_t{1}, int64_t{1} << 16);
   activation.validate(fmt::format("{}.activation", prefix));

@@ -7,8 +7,8 @@
 namespace lockstep::nn {
 
 void MlpConfig::validate(std::string_view prefix) const {
-  LOCKSTEP_CHECK(!widths.empty(), "{}.widths is empty: give at least one layer width, e.g. [80, 1]",
-                 prefix);
+  LOCKSTEP_CHECK_KEY(!widths.empty(), fmt::format("{}.widths", prefix),
+                     "{}.widths is empty: give at least one layer width, e.g. [80, 1]", prefix);
   for (size_t i = 0; i < widths.size(); ++i)
     check_range(fmt::format("{}.widths[{}]", prefix, i), widths[i], int64_t{1}, int64_t{1} << 20);
   activation.validate(fmt::format("{}.activation", prefix));

@@ -32,8 +32,8 @@ void OptimizerConfig::validate(std::string_view prefix) const {
   check_range(fmt::format("{}.eps", prefix), eps, 1e-30, 1.0);
   check_range(fmt::format("{}.weight_decay", prefix), weight_decay, 0.0, 1.0);
   check_range(fmt::format("{}.initial_accumulator", prefix), initial_accumulator, 0.0, 1e6);
-  LOCKSTEP_CHECK(!nesterov || momentum > 0.0f, "{}.nesterov = true needs {}.momentum > 0", prefix,
-                 prefix);
+  LOCKSTEP_CHECK_KEY(!nesterov || momentum > 0.0f, fmt::format("{}.nesterov", prefix),
+                     "{}.nesterov = true needs {}.momentum > 0", prefix, prefix);
 }
 
 template <class T>

@@ -13,9 +13,9 @@ using kernels::Trans;
 
 void TransformerConfig::validate(std::string_view prefix, int64_t d_model) const {
   check_range(fmt::format("{}.heads", prefix), heads, int64_t{1}, int64_t{1024});
-  LOCKSTEP_CHECK(d_model % heads == 0,
-                 "{}.heads = {} does not divide the model width {}: pick a divisor", prefix, heads,
-                 d_model);
+  LOCKSTEP_CHECK_KEY(d_model % heads == 0, fmt::format("{}.heads", prefix),
+                     "{}.heads = {} does not divide the model width {}: pick a divisor", prefix,
+                     heads, d_model);
   check_range(fmt::format("{}.ffn_width", prefix), ffn_width, int64_t{1}, int64_t{1} << 20);
   check_range(fmt::format("{}.leaky_slope", prefix), leaky_slope, 0.0, 1.0);
   check_range(fmt::format("{}.dropout", prefix), dropout, 0.0, 0.95);

@@ -27,14 +27,21 @@ struct FieldConfig {
   int64_t max_len = 0;
 };
 
+/// Checks that `tables` and `fields` fit together, without the data: at least one field; table
+/// names unique; every field reads a defined table; max_len in [0, 100000]; a column feeds at
+/// most one pooled and one sequence field; all sequence fields share one max_len; every table is
+/// read by some field. Throws ConfigError naming the key as a model configuration writes it
+/// ("model.fields[3].table", "model.tables[1].name").
+void check_layout(const std::vector<TableConfig>& tables, const std::vector<FieldConfig>& fields);
+
 /// Owns the tables. Per step: stage() (host: keys -> rows, one upload into a DeviceBatch),
 /// forward(), backward() (per-table sparse gradient, deterministic), apply_gradients().
 template <class T>
 class EmbeddingBagCollection {
  public:
   /// `batch_columns`: the names of Batch::sparse columns in order (from the data schema).
-  /// Throws Error naming the field for an unknown column or table, a duplicate table name, or a
-  /// table no field reads.
+  /// Throws ConfigError naming the key for what check_layout() rejects and for a field whose
+  /// column is not in batch_columns ("model.fields[3].column").
   EmbeddingBagCollection(std::vector<TableConfig> tables, std::vector<FieldConfig> fields,
                          const std::vector<std::string>& batch_columns,
                          nn::OptimizerConfig optimizer);

@@ -22,7 +22,7 @@ struct EmbeddingSpec {
   bool use_dense = true;
 };
 
-/// Validates `config` (Config::validate() throws Error naming the key) and returns its
+/// Validates `config` (Config::validate() throws ConfigError naming the key) and returns its
 /// embedding part: the first thing a model's constructor does.
 template <class Config>
 EmbeddingSpec validated_embedding_spec(const Config& config) {
@@ -30,10 +30,12 @@ EmbeddingSpec validated_embedding_spec(const Config& config) {
   return {config.tables, config.fields, config.sparse_optimizer, config.use_dense};
 }
 
-/// Checks shared by every model configuration, in the order models report them: "model.tables"
-/// (non-empty, each valid); an MLP under `mlp_key` that ends in the logit (width 1); the dense
-/// ("optimizer") and sparse ("sparse_optimizer") optimizers.
-void validate_tables(const std::vector<embedding::TableConfig>& tables);
+/// Checks shared by every model configuration, in the order models report them, each throwing
+/// ConfigError naming the key: "model.tables" (non-empty, each valid) and "model.fields"
+/// (embedding::check_layout); an MLP under `mlp_key` that ends in the logit (width 1); the dense
+/// ("optimizer") and sparse ("sparse_optimizer": adagrad or adam) optimizers.
+void validate_embedding_layout(const std::vector<embedding::TableConfig>& tables,
+                               const std::vector<embedding::FieldConfig>& fields);
 void validate_logit_mlp(const nn::MlpConfig& mlp, const std::string& mlp_key);
 void validate_optimizers(const nn::OptimizerConfig& dense, const nn::OptimizerConfig& sparse);
 

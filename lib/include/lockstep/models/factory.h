@@ -26,11 +26,14 @@ DualConfig load_dual_config(const std::string& path);
 
 /// Builds the model a configuration file describes, allocated and initialised on ctx.
 /// `sparse_columns` and `num_dense` describe the data (Batch::sparse order, Batch::dense width).
-/// Errors name the file, line and key.
+/// student_only: the dual model in DualMode::StudentOnly (Error for another kind). Errors name
+/// the file, line and key, also those found only against the data (a field whose column the
+/// data lacks) or the embedding layout (fields that are not consecutive, widths that differ).
 template <class T>
 std::unique_ptr<Model<T>> load_model(const std::string& path,
                                      const std::vector<std::string>& sparse_columns,
-                                     int64_t num_dense, const Context& ctx);
+                                     int64_t num_dense, const Context& ctx,
+                                     bool student_only = false);
 
 // ---- Built-in models (lockstep-train without --config), for any schema: one table of
 // `table_rows` rows (dim 16, mean pooling) per sparse column, except that a history column
