@@ -27,6 +27,55 @@ constexpr DTypeInfo kDTypes[] = {{DType::F32, "F32", 4}, {DType::F64, "F64", 8},
                                  {DType::U64, "U64", 8}, {DType::U8, "U8", 1}};
 
 std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+
+// Field `field` ("shape", "data_offsets") of tensor `name`: an array of integers in [0, INT64_MAX].
+// Checked here rather than with get<std::vector<...>>(), which would also take booleans and
+// floats, the latter with undefined behaviour outside the integer range.
+std::vector<uint64_t> read_indices(const nlohmann::json& entry, const char* field,
+                                   const std::string& path, const std::string& name) {
+  const nlohmann::json& j = entry.at(field);
+  LOCKSTEP_CHECK(j.is_array(), "{}: tensor '{}' field '{}' must be an array of integers, not {}",
+                 path, name, field, j.type_name());
+  std::vector<uint64_t> out;
+  for (const nlohmann::json& v : j) {
+    const bool ok = v.is_number_unsigned() &&
+                    v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
+    if (!ok) {
+      std::string text = v.dump();
+      if (text.size() > 40) text = text.substr(0, 40) + "...";
+      throw Error(fmt::format("{}: tensor '{}' field '{}' holds {}: {}", path, name, field, text,
+                              v.is_number_integer() && v.get<int64_t>() < 0
+                                  ? "a negative dimension or offset"
+                                  : "not an integer in [0, 2^63)"));
+    }
+    out.push_back(v.get<uint64_t>());
+  }
+  return out;
+}
+
+// The bytes of tensor `name` of `shape` in `dtype_bytes`-byte elements, at most `limit` (the data
+// section). Error when they do not fit, or when the non-zero dimensions multiply past int64 (an
+// empty tensor can have huge other dimensions, and TensorData::numel() multiplies them all).
+uint64_t shape_bytes(const std::vector<uint64_t>& shape, uint64_t dtype_bytes, uint64_t limit,
+                     const std::string& path, const std::string& name) {
+  uint64_t elements = 1;  // of the non-zero dimensions
+  bool empty = false;
+  for (const uint64_t d : shape) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    LOCKSTEP_CHECK(elements <= static_cast<uint64_t>(INT64_MAX) / d,
+                   "{}: tensor '{}' shape [{}] has more than 2^63 elements", path, name,
+                   fmt::join(shape, ", "));
+    elements *= d;
+  }
+  if (empty) return 0;
+  LOCKSTEP_CHECK(elements <= limit / dtype_bytes,
+                 "{}: tensor '{}' shape [{}] is too large for the {}-byte data section", path,
+                 name, fmt::join(shape, ", "), limit);
+  return elements * dtype_bytes;
+}
 }  // namespace
 
 const char* dtype_name(DType dtype) {
@@ -188,26 +237,27 @@ SafetensorsFile read_safetensors(const std::string& path) {
       }
       TensorData t;
       t.name = it.key();
+      // write_safetensors() refuses it too: what is read must be writable again.
+      LOCKSTEP_CHECK(!t.name.empty(), "{}: a tensor has an empty name", path);
       const std::string dtype = it->at("dtype").get<std::string>();
       const DTypeInfo* info = nullptr;
       for (const auto& d : kDTypes)
         if (dtype == d.name) info = &d;
       LOCKSTEP_CHECK(info, "{}: tensor '{}' has unsupported dtype '{}'", path, t.name, dtype);
       t.dtype = info->dtype;
-      t.shape = it->at("shape").get<std::vector<int64_t>>();
-      const auto off = it->at("data_offsets").get<std::vector<uint64_t>>();
+      const std::vector<uint64_t> shape = read_indices(*it, "shape", path, t.name);
+      const std::vector<uint64_t> off = read_indices(*it, "data_offsets", path, t.name);
       LOCKSTEP_CHECK(off.size() == 2 && off[0] <= off[1] && off[1] <= data_size,
                      "{}: tensor '{}' data_offsets lie outside the {}-byte data section "
                      "(truncated file?)",
                      path, t.name, data_size);
-      int64_t n = 1;
-      for (int64_t d : t.shape) {
-        LOCKSTEP_CHECK(d >= 0, "{}: tensor '{}' has a negative dimension", path, t.name);
-        n *= d;
-      }
-      LOCKSTEP_CHECK(static_cast<uint64_t>(n) * info->size == off[1] - off[0],
+      // Bounded by the data section, so that neither this product nor numel() overflows and a
+      // huge shape cannot pass by wrapping around to the byte count.
+      const uint64_t bytes = shape_bytes(shape, info->size, data_size, path, t.name);
+      LOCKSTEP_CHECK(bytes == off[1] - off[0],
                      "{}: tensor '{}' shape needs {} bytes but its data_offsets span {}", path,
-                     t.name, static_cast<uint64_t>(n) * info->size, off[1] - off[0]);
+                     t.name, bytes, off[1] - off[0]);
+      t.shape.assign(shape.begin(), shape.end());
       ranges.emplace_back(off[0], off[1]);
       t.bytes.resize(off[1] - off[0]);
       in.seekg(static_cast<std::streamoff>(8 + header_len + off[0]));

@@ -17,6 +17,8 @@ namespace lockstep::io {
 class TomlDoc {
  public:
   explicit TomlDoc(const std::string& path);
+  /// TOML text already in memory; `source` stands for the path in every message.
+  static TomlDoc from_text(std::string_view text, const std::string& source);
   const toml::table& root() const { return root_; }
   const std::string& path() const { return path_; }
   /// "<path>:<line>" of a node (or just the path when the node has no source position).
@@ -58,6 +60,7 @@ class TomlDoc {
   [[noreturn]] void fail(const toml::node& node, const std::string& message) const;
 
  private:
+  TomlDoc() = default;
   std::string path_;
   toml::table root_;
 };
