@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
     }
   }
   if (inputs.empty()) {
-    std::fprintf(stderr, "usage: %s PATH... (files, or directories of files, to replay); no inputs "
-                         "found\n",
+    std::fprintf(stderr,
+                 "usage: %s PATH... (files, or directories of files, to replay); no inputs "
+                 "found\n",
                  argv[0]);
     return 2;
   }

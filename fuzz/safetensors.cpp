@@ -52,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       uint64_t bytes = 0;
       fuzz::require(byte_size(t, bytes), "a tensor's numel x dtype size overflows");
       fuzz::require(bytes == t.bytes.size(), "a tensor holds other than numel x dtype size bytes");
-      fuzz::require(i == 0 || file.tensors[i - 1].name < t.name, "tensors not sorted or not unique");
+      fuzz::require(i == 0 || file.tensors[i - 1].name < t.name,
+                    "tensors not sorted or not unique");
       fuzz::require(file.has(t.name) && &file.get(t.name) == &t, "get() finds another tensor");
       refs.push_back({t.name, t.dtype, t.shape, t.bytes.data()});
     }

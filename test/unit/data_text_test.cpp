@@ -137,8 +137,7 @@ TEST_CASE("write_text round-trips extreme values exactly", "[data][text]") {
   test::require_same_batch(back, b, "extreme values");
 }
 
-TEST_CASE("parse_text reads text in memory exactly as read_text reads the file",
-          "[data][text]") {
+TEST_CASE("parse_text reads text in memory exactly as read_text reads the file", "[data][text]") {
   test::TempDir dir;
   const std::string text = valid_records(5) + "1\t0,0\t7\t\t\t1,2";  // no final newline
   const Batch from_file = read_text(dir.write("train.tsv", text), small_schema());

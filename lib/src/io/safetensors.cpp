@@ -38,8 +38,7 @@ std::vector<uint64_t> read_indices(const nlohmann::json& entry, const char* fiel
                  path, name, field, j.type_name());
   std::vector<uint64_t> out;
   for (const nlohmann::json& v : j) {
-    const bool ok = v.is_number_unsigned() &&
-                    v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
+    const bool ok = v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX);
     if (!ok) {
       std::string text = v.dump();
       if (text.size() > 40) text = text.substr(0, 40) + "...";
@@ -72,8 +71,8 @@ uint64_t shape_bytes(const std::vector<uint64_t>& shape, uint64_t dtype_bytes, u
   }
   if (empty) return 0;
   LOCKSTEP_CHECK(elements <= limit / dtype_bytes,
-                 "{}: tensor '{}' shape [{}] is too large for the {}-byte data section", path,
-                 name, fmt::join(shape, ", "), limit);
+                 "{}: tensor '{}' shape [{}] is too large for the {}-byte data section", path, name,
+                 fmt::join(shape, ", "), limit);
   return elements * dtype_bytes;
 }
 }  // namespace
