@@ -137,6 +137,18 @@ TEST_CASE("write_text round-trips extreme values exactly", "[data][text]") {
   test::require_same_batch(back, b, "extreme values");
 }
 
+TEST_CASE("parse_text reads text in memory exactly as read_text reads the file", "[data][text]") {
+  test::TempDir dir;
+  const std::string text = valid_records(5) + "1\t0,0\t7\t\t\t1,2";  // no final newline
+  const Batch from_file = read_text(dir.write("train.tsv", text), small_schema());
+  REQUIRE(from_file.size == 6);
+  test::require_same_batch(parse_text(text, small_schema(), "mem"), from_file, "parse_text");
+  CHECK(parse_text("", small_schema()).size == 0);
+  CHECK_THROWS_WITH(parse_text(valid_records(2) + "1\t0.5\t1\t\t\t\n", small_schema(), "mem"),
+                    Contains("mem:3: column 'dense' (field 2)"));
+  CHECK_THROWS_WITH(parse_text("1", Schema(), "mem"), Contains("the schema has no columns"));
+}
+
 TEST_CASE("TextReader streams batches of at most max_batch records", "[data][text]") {
   test::TempDir dir;
   const std::string path = dir.write("train.tsv", valid_records(10));

@@ -286,6 +286,17 @@ max_len = 5
                     Contains("bad.toml:30") && Contains("max_len = -1"));
   CHECK_THROWS_WITH(models::load_din_config(bad("kind = \"din\"", "kind = \"dien\"")),
                     Contains("bad.toml:3") && Contains("'dien' is not a model"));
+  // A configuration without model.kind is an embedding_mlp: the DIN reader says so (it used to
+  // dereference the missing key; found by fuzz/model_config.cpp).
+  CHECK_THROWS_WITH(
+      models::load_din_config(bad("kind = \"din\"\n", "")),
+      Contains("bad.toml:2") && Contains("expected din here") && Contains("model.kind is not set"));
+  // The same readers over text in memory.
+  CHECK(models::parse_din_config(good, "mem").attention.hidden == std::vector<int64_t>{8, 4});
+  CHECK(models::parse_model_kind(good) == "din");
+  CHECK_THROWS_WITH(models::parse_bst_config(good, "mem"),
+                    Contains("mem:3") && Contains("expected bst here"));
+  CHECK_THROWS_WITH(models::parse_din_config("[model\n", "mem"), Contains("mem:1:"));
   CHECK_THROWS_WITH(models::load_model<float>(bad("keys = [\"hist\", \"hist_cat\"]", "keys = [\"hist_cat\", \"hist\"]"), kColumns, 2, ctx),
                     Contains("same width") || Contains("consecutive"));
 }

@@ -166,6 +166,50 @@ TEST_CASE("safetensors headers are read strictly; shapes and offsets are overflo
                     Contains("multiply beyond 2^63"));
 }
 
+TEST_CASE("safetensors shapes and offsets must be integers that fit the file", "[io][errors]") {
+  const auto path = scratch("header.safetensors");
+  // One tensor "t" of dtype F32 in an 8-byte data section, with `shape` and its end offset as
+  // written.
+  const auto file_with_shape = [&](const std::string& shape, int end = 8) {
+    const std::string header = R"({"t":{"dtype":"F32","shape":)" + shape +
+                               R"(,"data_offsets":[0,)" + std::to_string(end) + "]}}";
+    std::vector<char> bytes(8 + header.size() + 8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header.size() >> (8 * i));
+    std::copy(header.begin(), header.end(), bytes.begin() + 8);
+    write_all(path, bytes);
+    return path.string();
+  };
+  CHECK(io::read_safetensors(file_with_shape("[2]")).get("t").numel() == 2);
+  CHECK(io::read_safetensors(file_with_shape("[1,2,1]")).get("t").shape ==
+        std::vector<int64_t>{1, 2, 1});
+  // Found by fuzz/safetensors.cpp: a number beyond uint64 is a float to the JSON parser, and its
+  // conversion was undefined behaviour; (2^62 + 2) x 4 bytes wrapped around to 8 and passed.
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[46116860184273879042]")),
+                    Contains("field 't.shape[0]' must be an integer, got 4.6"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[4611686018427387906]")),
+                    Contains("has shape (4611686018427387906): its dimensions multiply beyond"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[4611686018427387904,2]")),
+                    Contains("multiply beyond 2^63"));
+  // An empty tensor needs no bytes, whatever its other dimensions (a stricter first fix refused
+  // this; the fuzzer's write-and-read-back check caught it).
+  CHECK(io::read_safetensors(file_with_shape("[0,4]", 0)).get("t").numel() == 0);
+  CHECK(io::read_safetensors(file_with_shape("[4611686018427387904,0]", 0)).get("t").numel() == 0);
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[4611686018427387904,0,2]", 0)),
+                    Contains("multiply beyond 2^63"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[2.0]")), Contains("not an integer"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[true]")), Contains("not an integer"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("[-2]")),
+                    Contains("field 't.shape[0]' = -2 is out of range"));
+  std::vector<char> unnamed(8, '\0');
+  const std::string header = R"({"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})";
+  unnamed[0] = static_cast<char>(header.size());
+  unnamed.insert(unnamed.end(), header.begin(), header.end());
+  write_all(path, unnamed);
+  CHECK_THROWS_WITH(io::read_safetensors(path.string()), Contains("a tensor has an empty name"));
+  CHECK_THROWS_WITH(io::read_safetensors(file_with_shape("2")),
+                    Contains("field 't.shape' must be an array of integers, got 2"));
+}
+
 TEST_CASE("ParamSet saves and loads parameters; a mismatched model is refused intact",
           "[io][params]") {
   Context ctx;

@@ -161,6 +161,12 @@ TEST_CASE("Bad model configuration names file, line and field", "[model][config]
                     Contains(":6") && Contains("model.mlp.activation = 'swish'"));
   CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("rows = 1000", "rows = -5")),
                     Contains(":9") && Contains("model.tables[0].rows = -5"));
+  // A float where an integer belongs, even one far outside the int64 range (found by
+  // fuzz/model_config.cpp: the conversion was undefined behaviour).
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("rows = 1000", "rows = 1e75")),
+                    Contains(":9") && Contains("model.tables[0].rows must be an integer"));
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("rows = 1000", "rows = 1000.0")),
+                    Contains(":9") && Contains("model.tables[0].rows must be an integer"));
   CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("lr = 0.002", "lr = \"fast\"")),
                     Contains(":17") && Contains("optimizer.lr must be a number"));
   CHECK_THROWS_WITH(models::load_embedding_mlp_config(bad("[16, 8, 1]", "[16, 8, 2]")),

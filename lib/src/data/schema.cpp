@@ -267,7 +267,8 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
     } else {
       throw Error(fmt::format("{}:{}: column {} has no field 'name'", src, where.table, i + 1));
     }
-    for (const auto& [key, node] : t) {
+    for (const auto& [key, value] : t) {
+      const toml::node& node = value;  // a lambda below captures it (clang: no bindings there)
       const std::string field(key.str());
       const int64_t line = line_of(node);
       where.fields[field] = line;

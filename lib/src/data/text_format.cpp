@@ -1,5 +1,8 @@
 #include "lockstep/data/text_format.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -67,8 +70,8 @@ struct TextReader::Impl {
   int64_t num_shards = 1;
   uint64_t first_sample_id = 0;
 
-  std::unique_ptr<std::FILE, FileCloser> file;
-  std::vector<char> buffer = std::vector<char>(size_t{1} << 20);
+  std::unique_ptr<std::FILE, FileCloser> file;  // null when the text is all in `buffer`
+  std::vector<char> buffer;
   size_t begin = 0, end = 0;  // unread bytes: buffer[begin, end)
   bool at_eof = false;
   int64_t line_number = 0;
@@ -97,7 +100,7 @@ struct TextReader::Impl {
         end -= begin;
         begin = 0;
       }
-      if (end == buffer.size()) buffer.resize(buffer.size() * 2);
+      if (end == buffer.size()) buffer.resize(std::max<size_t>(2 * buffer.size(), 4096));
       const size_t got = std::fread(buffer.data() + end, 1, buffer.size() - end, file.get());
       end += got;
       if (got == 0) {
@@ -222,6 +225,25 @@ struct TextReader::Impl {
     out.sample_ids.push_back(first_sample_id + static_cast<uint64_t>(line_number - 1));
     ++out.size;
   }
+
+  bool next(Batch& out, int64_t max_batch) {
+    out.size = 0;
+    out.labels.clear();
+    out.dense.clear();
+    out.sample_ids.clear();
+    out.sparse.resize(static_cast<size_t>(schema.num_sparse()));
+    for (SparseColumn& col : out.sparse) {
+      col.offsets.assign(1, 0);
+      col.keys.clear();
+    }
+    std::string_view line;
+    while (out.size < max_batch && read_line(line)) {
+      if ((line_number - 1) % num_shards != shard) continue;
+      parse_record(line, out);
+    }
+    returned += out.size;
+    return out.size > 0;
+  }
 };
 
 TextReader::TextReader(std::string path, Schema schema, int64_t shard, int64_t num_shards,
@@ -238,6 +260,13 @@ TextReader::TextReader(std::string path, Schema schema, int64_t shard, int64_t n
   impl_->file.reset(std::fopen(impl_->path.c_str(), "rb"));
   LOCKSTEP_CHECK(impl_->file != nullptr, "cannot open '{}' for reading: {}", impl_->path,
                  std::strerror(errno));
+  // 1 MiB, or less for a smaller regular file (tests, small shards, fuzzing), which then needs no
+  // 1 MiB zeroed allocation; read_line() grows the buffer for longer lines either way.
+  size_t capacity = size_t{1} << 20;
+  struct stat st {};
+  if (::fstat(::fileno(impl_->file.get()), &st) == 0 && S_ISREG(st.st_mode))
+    capacity = std::min(capacity, static_cast<size_t>(st.st_size) + 1);
+  impl_->buffer.resize(capacity);
 }
 
 TextReader::~TextReader() = default;
@@ -246,23 +275,7 @@ TextReader& TextReader::operator=(TextReader&&) noexcept = default;
 
 bool TextReader::next(Batch& out, int64_t max_batch) {
   check_range("max_batch", max_batch, 1, int64_t{1} << 40);
-  Impl& s = *impl_;
-  out.size = 0;
-  out.labels.clear();
-  out.dense.clear();
-  out.sample_ids.clear();
-  out.sparse.resize(static_cast<size_t>(s.schema.num_sparse()));
-  for (SparseColumn& col : out.sparse) {
-    col.offsets.assign(1, 0);
-    col.keys.clear();
-  }
-  std::string_view line;
-  while (out.size < max_batch && s.read_line(line)) {
-    if ((s.line_number - 1) % s.num_shards != s.shard) continue;
-    s.parse_record(line, out);
-  }
-  s.returned += out.size;
-  return out.size > 0;
+  return impl_->next(out, max_batch);
 }
 
 const std::string& TextReader::path() const { return impl_->path; }
@@ -274,6 +287,20 @@ Batch read_text(const std::string& path, const Schema& schema) {
   TextReader reader(path, schema);
   Batch all;
   reader.next(all, int64_t{1} << 40);
+  return all;
+}
+
+Batch parse_text(std::string_view text, const Schema& schema, const std::string& source) {
+  LOCKSTEP_CHECK(schema.num_columns() > 0, "parse_text for '{}': the schema has no columns",
+                 source);
+  TextReader::Impl s;  // the whole text in the buffer, no file
+  s.path = source;
+  s.schema = schema;
+  s.buffer.assign(text.begin(), text.end());
+  s.end = s.buffer.size();
+  s.at_eof = true;
+  Batch all;
+  s.next(all, int64_t{1} << 40);
   return all;
 }
 

@@ -208,6 +208,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
       }
       continue;
     }
+    // write_safetensors() refuses it too: what is read must be writable again.
+    LOCKSTEP_CHECK(!name.empty(), "{}: a tensor has an empty name", path);
     JsonFields entry = fields.object(name);
     TensorData t;
     t.name = name;

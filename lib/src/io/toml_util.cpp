@@ -123,6 +123,19 @@ TomlDoc::TomlDoc(const std::string& path) : path_(path) {
   }
 }
 
+TomlDoc TomlDoc::from_text(std::string_view text, const std::string& source) {
+  TomlDoc doc;
+  doc.path_ = source;
+  try {
+    doc.root_ = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    throw Error(
+        fmt::format("{}:{}:{}: {}", source, src.begin.line, src.begin.column, e.description()));
+  }
+  return doc;
+}
+
 std::string TomlDoc::where(const toml::node& node) const {
   const auto& src = node.source();
   if (&node == &root_ || src.begin.line == 0) return path_;
@@ -165,11 +178,13 @@ int64_t TomlDoc::get_int(const toml::table& table, std::string_view prefix, std:
                          int64_t def, int64_t lo, int64_t hi) const {
   const toml::node* node = table.get(key);
   if (!node) return def;
-  const auto v = node->value<int64_t>();
-  if (!v || !node->is_integer())
+  // The type first: value<int64_t>() would also convert a float, which is undefined behaviour
+  // outside the int64 range (e.g. rows = 1e75).
+  if (!node->is_integer())
     fail(*node, fmt::format("{} must be an integer in [{}, {}]", dotted(prefix, key), lo, hi));
-  at(*node, [&] { check_range(dotted(prefix, key), *v, lo, hi); });
-  return *v;
+  const int64_t v = node->as_integer()->get();
+  at(*node, [&] { check_range(dotted(prefix, key), v, lo, hi); });
+  return v;
 }
 
 double TomlDoc::get_float(const toml::table& table, std::string_view prefix, std::string_view key,
@@ -211,7 +226,7 @@ std::vector<int64_t> TomlDoc::get_int_array(const toml::table& table, std::strin
     const toml::node& el = *arr->get(i);
     const std::string name = fmt::format("{}[{}]", dotted(prefix, key), i);
     if (!el.is_integer()) fail(el, fmt::format("{} must be an integer", name));
-    const int64_t v = *el.value<int64_t>();
+    const int64_t v = el.as_integer()->get();
     at(el, [&] { check_range(name, v, lo, hi); });
     out.push_back(v);
   }

@@ -32,6 +32,8 @@ TomlKeyAt toml_key_at(std::string_view text, int64_t line);
 class TomlDoc {
  public:
   explicit TomlDoc(const std::string& path);
+  /// TOML text already in memory; `source` stands for the path in every message.
+  static TomlDoc from_text(std::string_view text, const std::string& source);
   const toml::table& root() const { return root_; }
   const std::string& path() const { return path_; }
   /// "<path>:<line>" of a node (just the path for the root, or a node without a position).
@@ -91,6 +93,7 @@ class TomlDoc {
   [[noreturn]] void fail(const toml::node& node, const std::string& message) const;
 
  private:
+  TomlDoc() = default;
   std::string path_;
   toml::table root_;
 };

@@ -233,39 +233,50 @@ EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& comm
   read_base(doc, common, c, &c.mlp, {"kind", "use_dense", "mlp", "tables", "fields"});
   return validated(doc, c);
 }
+
+/// The configuration of `kind` in `doc`; Error when [model] kind names another model.
+template <class Config>
+Config read_config(const io::TomlDoc& doc, const std::string& kind,
+                   Config (*read)(const io::TomlDoc&, const Common&)) {
+  const Common common = read_common(doc);
+  expect_kind(doc, common, kind);
+  return read(doc, common);
+}
 }  // namespace
 
 DualConfig load_dual_config(const std::string& path) {
-  const io::TomlDoc doc(path);
-  const Common common = read_common(doc);
-  expect_kind(doc, common, "dual");
-  return read_dual(doc, common);
+  return read_config(io::TomlDoc(path), "dual", read_dual);
+}
+DualConfig parse_dual_config(std::string_view toml_text, const std::string& source) {
+  return read_config(io::TomlDoc::from_text(toml_text, source), "dual", read_dual);
 }
 
 BstConfig load_bst_config(const std::string& path) {
-  const io::TomlDoc doc(path);
-  const Common common = read_common(doc);
-  expect_kind(doc, common, "bst");
-  return read_bst(doc, common);
+  return read_config(io::TomlDoc(path), "bst", read_bst);
+}
+BstConfig parse_bst_config(std::string_view toml_text, const std::string& source) {
+  return read_config(io::TomlDoc::from_text(toml_text, source), "bst", read_bst);
 }
 
 EmbeddingMlpConfig load_embedding_mlp_config(const std::string& path) {
-  const io::TomlDoc doc(path);
-  const Common common = read_common(doc);
-  expect_kind(doc, common, "embedding_mlp");
-  return read_embedding_mlp(doc, common);
+  return read_config(io::TomlDoc(path), "embedding_mlp", read_embedding_mlp);
+}
+EmbeddingMlpConfig parse_embedding_mlp_config(std::string_view toml_text,
+                                              const std::string& source) {
+  return read_config(io::TomlDoc::from_text(toml_text, source), "embedding_mlp",
+                     read_embedding_mlp);
 }
 
 DinConfig load_din_config(const std::string& path) {
-  const io::TomlDoc doc(path);
-  const Common common = read_common(doc);
-  expect_kind(doc, common, "din");
-  return read_din(doc, common);
+  return read_config(io::TomlDoc(path), "din", read_din);
+}
+DinConfig parse_din_config(std::string_view toml_text, const std::string& source) {
+  return read_config(io::TomlDoc::from_text(toml_text, source), "din", read_din);
 }
 
-std::string model_kind(const std::string& path) {
-  const io::TomlDoc doc(path);
-  return read_common(doc).kind;
+std::string model_kind(const std::string& path) { return read_common(io::TomlDoc(path)).kind; }
+std::string parse_model_kind(std::string_view toml_text, const std::string& source) {
+  return read_common(io::TomlDoc::from_text(toml_text, source)).kind;
 }
 
 template <class T>

@@ -18,6 +18,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "lockstep/data/batch.h"
 #include "lockstep/data/schema.h"
@@ -59,12 +60,17 @@ class TextReader {
   int64_t records_returned() const;
 
  private:
+  friend Batch parse_text(std::string_view text, const Schema& schema, const std::string& source);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
 /// Reads every record of `path` into one batch (convenience for small files and tests).
 Batch read_text(const std::string& path, const Schema& schema);
+
+/// Parses `text`, the whole contents of a records file, into one batch exactly as read_text()
+/// reads a file; error messages name `source` in place of the path ("<source>:3: ...").
+Batch parse_text(std::string_view text, const Schema& schema, const std::string& source = "text");
 
 /// Appends the records of `batch` to `out` in the text format, one line each ("\n"), so that
 /// reading them back gives an identical batch (floats are printed in the shortest form that

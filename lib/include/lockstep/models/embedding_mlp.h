@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lockstep/models/embedding_model.h"
@@ -30,6 +31,9 @@ struct EmbeddingMlpConfig {
 /// [sparse_optimizer]. Errors name the file, line and key, e.g.
 /// "model.toml:7: model.mlp.widths[1] = 0 is out of range: must be in [1, 1048576]".
 EmbeddingMlpConfig load_embedding_mlp_config(const std::string& path);
+/// The same over TOML text in memory; `source` stands for the path in error messages.
+EmbeddingMlpConfig parse_embedding_mlp_config(std::string_view toml_text,
+                                              const std::string& source = "config");
 
 /// logit = MLP([pool(field_1) ⊕ … ⊕ pool(field_k) ⊕ dense]).
 template <class T>

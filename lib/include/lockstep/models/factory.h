@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lockstep/data/schema.h"
@@ -23,6 +24,13 @@ DinConfig load_din_config(const std::string& path);
 BstConfig load_bst_config(const std::string& path);
 /// Reads a dual DNN configuration (kind = "dual").
 DualConfig load_dual_config(const std::string& path);
+
+/// model_kind() and the load_*_config() readers over TOML text in memory; `source` stands for
+/// the path in error messages. (load_embedding_mlp_config's twin is in embedding_mlp.h.)
+std::string parse_model_kind(std::string_view toml_text, const std::string& source = "config");
+DinConfig parse_din_config(std::string_view toml_text, const std::string& source = "config");
+BstConfig parse_bst_config(std::string_view toml_text, const std::string& source = "config");
+DualConfig parse_dual_config(std::string_view toml_text, const std::string& source = "config");
 
 /// Builds the model a configuration file describes, allocated and initialised on ctx.
 /// `sparse_columns` and `num_dense` describe the data (Batch::sparse order, Batch::dense width).
