@@ -24,17 +24,6 @@ using kernels::Pooling;
 
 namespace {
 
-// The message the CPU reference throws (the test fails when it does not throw).
-std::string cpu_error(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("the CPU reference accepted input it must reject");
-  return {};
-}
-
 constexpr float kGuard = -777.0f;  // the value of every guard element
 
 // A device copy of `valid` followed by `guard` elements of kGuard: writes past the valid part
@@ -64,7 +53,7 @@ void require_forward_error(test::ParityContexts& pc, const ForwardCase& c, bool 
 
   for (const Pooling pooling : {Pooling::Sum, Pooling::Mean}) {
     std::vector<float> out_cpu(batch * dim, 0.0f);
-    const std::string expected = cpu_error([&] {
+    const std::string expected = test::error_of([&] {
       kernels::pooled_lookup_forward<float>(pc.cpu, pooling, batch, dim, table.data(), rows,
                                             c.offsets.data(), c.ids.data(), out_cpu.data(), dim);
     });
@@ -132,7 +121,7 @@ TEST_CASE("CUDA pooled lookup forward checks ids for dim 0 too", "[gpu][embeddin
   const std::vector<uint64_t> ids = {1, 9};
   const std::vector<float> table = {0.0f};
   float out = 0.0f;
-  const std::string expected = cpu_error([&] {
+  const std::string expected = test::error_of([&] {
     kernels::pooled_lookup_forward<float>(pc.cpu, Pooling::Sum, 1, 0, table.data(), 5,
                                           offsets.data(), ids.data(), &out, 0);
   });
@@ -174,7 +163,7 @@ TEST_CASE("CUDA pooled lookup backward reports bad offsets with the CPU's messag
       std::vector<uint64_t> unique_cpu(c.nnz + 1);
       std::vector<float> grad_cpu((c.nnz + 1) * dim);
       int64_t count_cpu = 0;
-      const std::string expected = cpu_error([&] {
+      const std::string expected = test::error_of([&] {
         kernels::pooled_lookup_backward<float>(pc.cpu, pooling, batch, dim, c.offsets.data(),
                                                ids.data(), c.nnz, dout.data(), dim,
                                                unique_cpu.data(), grad_cpu.data(), &count_cpu);
@@ -308,7 +297,7 @@ TEST_CASE("CUDA sparse optimizers report num_unique > max_unique and change noth
         const auto grad = test::random_vector<float>(kMaxUnique * dim, 55);
         const Tables init = initial_tables(dim);
         Tables cpu = init;
-        const std::string expected = cpu_error([&] {
+        const std::string expected = test::error_of([&] {
           update(pc.cpu, dim, &count, ids.data(), grad.data(), cpu.table.data(), cpu.accum.data(),
                  cpu.m.data(), cpu.v.data(), adam);
         });
@@ -340,7 +329,7 @@ TEST_CASE("CUDA sparse optimizers report unique ids past the table and never wri
       const auto grad = test::random_vector<float>(kMaxUnique * dim, 56);
       const Tables init = initial_tables(dim);
       Tables cpu = init;
-      const std::string expected = cpu_error([&] {
+      const std::string expected = test::error_of([&] {
         update(pc.cpu, dim, &count, ids.data(), grad.data(), cpu.table.data(), cpu.accum.data(),
                cpu.m.data(), cpu.v.data(), adam);
       });
@@ -374,7 +363,7 @@ TEST_CASE("A CUDA sparse update after an unreported error changes nothing and th
   const std::vector<uint64_t> bad_ids = {3, kRows + 1};
   const auto table_values = test::random_vector<float>(kRows * dim, 57);
   float out[dim];
-  const std::string expected = cpu_error([&] {
+  const std::string expected = test::error_of([&] {
     kernels::pooled_lookup_forward<float>(pc.cpu, Pooling::Sum, 1, dim, table_values.data(), kRows,
                                           offsets.data(), bad_ids.data(), out, dim);
   });
@@ -426,7 +415,7 @@ TEST_CASE("A device error is read with to_host's data in one host read, and repo
   const std::vector<uint64_t> ids = {5};
   const std::vector<float> table(5 * 4, 1.0f);
   std::vector<float> out(4);
-  const std::string expected = cpu_error([&] {
+  const std::string expected = test::error_of([&] {
     kernels::pooled_lookup_forward<float>(pc.cpu, Pooling::Sum, 1, 4, table.data(), 5,
                                           offsets.data(), ids.data(), out.data(), 4);
   });

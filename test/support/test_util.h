@@ -6,14 +6,28 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "lockstep/core/context.h"
+#include "lockstep/core/error.h"
 #include "lockstep/core/tensor.h"
 
 namespace lockstep::test {
+
+/// The message of the lockstep::Error that `call` throws (the test fails when it throws none),
+/// e.g. what a CPU reference says about input a CUDA kernel must reject the same way.
+inline std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL("no lockstep::Error: the call accepted input it must reject");
+  return {};
+}
 
 /// n values uniform in [lo, hi) from a fixed-seed generator.
 template <class T = float>

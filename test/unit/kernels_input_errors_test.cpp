@@ -16,22 +16,13 @@
 #include "kernels/optimizer.h"
 #include "lockstep/core/device_error.h"
 #include "lockstep/core/error.h"
+#include "test_util.h"
 
 using namespace lockstep;
 using kernels::InputError;
 using kernels::Pooling;
 
 namespace {
-
-std::string cpu_error(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("the CPU reference accepted input it must reject");
-  return {};
-}
 
 // A record as a CUDA kernel writes it, reported as the host reports it.
 std::string device_report(InputError check, const char* op, int64_t position,
@@ -57,7 +48,7 @@ TEST_CASE("A device error record reads as the CPU reference's exception for the 
   std::vector<uint64_t> unique(8);
   int64_t count = 0;
   const auto forward = [&](const std::vector<int64_t>& offsets, const std::vector<uint64_t>& ids) {
-    return cpu_error([&] {
+    return test::error_of([&] {
       kernels::pooled_lookup_forward<float>(
           ctx, Pooling::Sum, static_cast<int64_t>(offsets.size()) - 1, dim, table.data(), rows,
           offsets.data(), ids.data(), out.data(), dim);
@@ -65,7 +56,7 @@ TEST_CASE("A device error record reads as the CPU reference's exception for the 
   };
   const auto backward = [&](const std::vector<int64_t>& offsets, int64_t nnz) {
     const std::vector<uint64_t> ids(8, 0);
-    return cpu_error([&] {
+    return test::error_of([&] {
       kernels::pooled_lookup_backward<float>(
           ctx, Pooling::Sum, static_cast<int64_t>(offsets.size()) - 1, dim, offsets.data(),
           ids.data(), nnz, dout.data(), dim, unique.data(), grad.data(), &count);
@@ -93,11 +84,11 @@ TEST_CASE("A device error record reads as the CPU reference's exception for the 
   std::vector<float> state(rows * dim, 0.0f), t(rows * dim, 0.0f), g(4 * dim, 1.0f);
   const std::vector<uint64_t> ids = {0, 2, 5, 1};
   const int64_t too_many = 5, four = 4;
-  CHECK(cpu_error([&] {
+  CHECK(test::error_of([&] {
           kernels::sparse_adagrad_update<float>(ctx, {}, 1.0f, dim, &too_many, 4, ids.data(),
                                                 g.data(), t.data(), rows, state.data());
         }) == device_report(InputError::CountOutOfRange, "sparse_adagrad_update", 0, {5, 4}));
-  CHECK(cpu_error([&] {
+  CHECK(test::error_of([&] {
           kernels::sparse_adam_update<float>(ctx, {}, 1, 1.0f, dim, &four, 4, ids.data(), g.data(),
                                              t.data(), rows, state.data(), state.data());
         }) == device_report(InputError::UniqueIdOutOfRange, "sparse_adam_update", 2, {2, 5, rows}));

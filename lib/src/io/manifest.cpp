@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -104,6 +105,23 @@ bool check_manifest_seal(std::string_view text, const std::string& path) {
                  "corrupted or was edited",
                  path, quote_text(stored), hex(computed));
   return true;
+}
+
+int read_manifest_version(JsonFields& manifest, bool sealed, const std::string& key, int newest,
+                          const char* what) {
+  const std::string& path = manifest.path();
+  const int version = static_cast<int>(manifest.integer(key, 0, INT_MAX));
+  LOCKSTEP_CHECK(version >= 1 && version <= newest,
+                 "{}: {} {} is not supported: this lockstep reads 1 to {} (a {} of a newer "
+                 "lockstep?)",
+                 path, key, version, newest, what);
+  if (version >= 2) {
+    LOCKSTEP_CHECK(sealed,
+                   "{}: checksum missing: {} {} ends with \"manifest_xxh64\" (truncated or edited)",
+                   path, key, version);
+    manifest.hex64("manifest_xxh64");  // verified by check_manifest_seal
+  }
+  return version;
 }
 
 std::string read_manifest_text(const std::string& path, std::string_view missing_hint) {

@@ -50,6 +50,12 @@ std::string seal_manifest(const nlohmann::ordered_json& body);
 /// but does not match or is not where a seal belongs.
 bool check_manifest_seal(std::string_view text, const std::string& path);
 
+/// Reads the version field `key` of `manifest` (whose seal check_manifest_seal returned
+/// `sealed`): Error unless it is in [1, newest] (`what` names the kind of directory in the
+/// message, e.g. "checkpoint"), and, from version 2 on, unless the manifest was sealed.
+int read_manifest_version(JsonFields& manifest, bool sealed, const std::string& key, int newest,
+                          const char* what);
+
 /// The bytes of the manifest at `path` (at most 16 MiB). Throws Error "<path>: missing: <hint>"
 /// when it does not exist, naming the path for any other failure.
 std::string read_manifest_text(const std::string& path, std::string_view missing_hint);

@@ -61,18 +61,7 @@ StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
   const std::string format = m.string("format");
   LOCKSTEP_CHECK(format == kBundleFormat, "{}: format {} is not {}", path, io::quote_text(format),
                  kBundleFormat);
-  out.version = static_cast<int>(m.integer("version", 0, INT_MAX));
-  LOCKSTEP_CHECK(out.version >= 1 && out.version <= kBundleVersion,
-                 "{}: version {} is not supported: this lockstep reads 1 to {} (a bundle of a "
-                 "newer lockstep?)",
-                 path, out.version, kBundleVersion);
-  if (out.version >= 2) {
-    LOCKSTEP_CHECK(sealed,
-                   "{}: checksum missing: version {} ends with \"manifest_xxh64\" "
-                   "(truncated or edited)",
-                   path, out.version);
-    m.hex64("manifest_xxh64");  // verified above
-  }
+  out.version = io::read_manifest_version(m, sealed, "version", kBundleVersion, "bundle");
   StudentBundle& b = out.bundle;
   // A name for the parse_* messages, which quote it whole.
   const auto excerpt = [](const std::string& s) {

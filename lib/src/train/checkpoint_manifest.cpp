@@ -32,18 +32,8 @@ CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std:
   const nlohmann::json json = io::parse_json(text, path);
   io::JsonFields m(json, path);
   CheckpointManifest c;
-  c.format_version = static_cast<int>(m.integer("format_version", 0, INT_MAX));
-  LOCKSTEP_CHECK(c.format_version >= 1 && c.format_version <= kCheckpointFormatVersion,
-                 "{}: format_version {} is not supported: this lockstep reads 1 to {} (a "
-                 "checkpoint of a newer lockstep?)",
-                 path, c.format_version, kCheckpointFormatVersion);
-  if (c.format_version >= 2) {
-    LOCKSTEP_CHECK(sealed,
-                   "{}: checksum missing: format_version {} ends with \"manifest_xxh64\" "
-                   "(truncated or edited)",
-                   path, c.format_version);
-    m.hex64("manifest_xxh64");  // verified above
-  }
+  c.format_version = io::read_manifest_version(m, sealed, "format_version",
+                                               kCheckpointFormatVersion, "checkpoint");
   CheckpointMeta& meta = c.meta;
   meta.model = m.name("model");
   meta.step = m.unsigned_integer("step");
