@@ -25,6 +25,7 @@
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
+#include "lockstep/data/data_files.h"
 #include "lockstep/data/synthetic.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/models/embedding_mlp.h"
@@ -43,7 +44,11 @@ namespace {
 struct Options {
   std::string config, data_dir, synthetic = "demo", device = "auto", comm = "auto", save, metrics;
   std::string log_level = "info", checkpoint_dir, inject_fault, model = "embedding_mlp";
-  std::string export_dir, init_from;
+  std::string export_dir, init_from, schema, on_bad_record = "fail";
+  std::vector<std::string> train, valid, test;
+  int64_t max_bad_records = INT64_MAX;
+  int data_workers = 1;
+  bool shuffle = false;
   bool student_only = false;
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
   int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
@@ -56,9 +61,10 @@ struct Options {
 /// This rank's training and held-out shards, and the oracle AUC of the held-out data.
 struct Data {
   data::Schema schema;
-  std::unique_ptr<train::BatchSource> train, test;
+  std::unique_ptr<train::BatchSource> train, valid, test;
   double oracle_auc = NAN;
   std::string description;
+  std::string file_list;  // "flag file=path bytes=n" lines, compared across ranks
 };
 
 Data synthetic_data(const Options& o, int rank, int ranks) {
@@ -80,53 +86,66 @@ Data synthetic_data(const Options& o, int rank, int ranks) {
   return d;
 }
 
-/// Throws Error unless `path` exists and (without allow_empty) holds at least one byte.
-void check_data_file(const std::string& path, const char* what, bool allow_empty) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  LOCKSTEP_CHECK(!ec, "{}: the {} data cannot be read: {}", path, what, ec.message());
-  LOCKSTEP_CHECK(size > 0 || allow_empty,
-                 "{}: the {} data is empty (pass --allow-empty-data to run on it anyway)", path,
-                 what);
-}
-
-/// A lockstep-datagen directory: schema.toml, the training files listed in meta.json (train.tsv
-/// without one), test.tsv, and the oracle AUC from meta.json.
-Data directory_data(const Options& o, int rank, int ranks) {
-  const std::string dir = o.data_dir;
+/// Text files from --train/--valid/--test (files, directories, globs) with --schema, or the
+/// lockstep-datagen directory --data (schema.toml, the training files of meta.json or train.tsv,
+/// valid.tsv when present, test.tsv) with any of those flags overriding its parts.
+Data file_data(const Options& o, int rank, int ranks) {
   Data d;
-  d.schema = data::Schema::load(dir + "/schema.toml");
-  std::vector<std::string> files = {dir + "/train.tsv"};
-  std::vector<uint64_t> first_ids = {0};
-  uint64_t test_first = 0;
-  const std::string meta = dir + "/meta.json";
-  if (std::filesystem::exists(meta)) {
-    try {
-      const auto j = nlohmann::json::parse(std::ifstream(meta));
-      const auto& splits = j.at("splits");
-      if (splits.at("test").contains("oracle_auc"))
-        d.oracle_auc = splits.at("test").at("oracle_auc").get<double>();
-      files.clear();
-      first_ids.clear();
-      for (const auto& f : splits.at("train").at("files")) {
-        files.push_back(dir + "/" + f.at("path").get<std::string>());
-        first_ids.push_back(f.at("first_sample").get<uint64_t>());
+  const std::string dir = o.data_dir;
+  std::vector<std::string> train = o.train, valid = o.valid, test = o.test;
+  if (!dir.empty()) {
+    const std::string meta = dir + "/meta.json";
+    std::vector<std::string> meta_train;
+    if (std::filesystem::exists(meta)) {
+      try {
+        const auto j = nlohmann::json::parse(std::ifstream(meta));
+        const auto& splits = j.at("splits");
+        if (splits.at("test").contains("oracle_auc"))
+          d.oracle_auc = splits.at("test").at("oracle_auc").get<double>();
+        for (const auto& f : splits.at("train").at("files"))
+          meta_train.push_back(dir + "/" + f.at("path").get<std::string>());
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
       }
-      test_first = splits.at("test").at("files").at(0).at("first_sample").get<uint64_t>();
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
     }
+    if (train.empty()) train = meta_train.empty() ? std::vector<std::string>{dir + "/train.tsv"} : meta_train;
+    if (valid.empty() && std::filesystem::exists(dir + "/valid.tsv")) valid = {dir + "/valid.tsv"};
+    if (test.empty()) test = {dir + "/test.tsv"};
   }
-  // Checked before step 1 (every rank reads the same directory, so all reach the same verdict).
-  for (const auto& f : files)
-    check_data_file(f, "training", o.allow_empty_data);
-  check_data_file(dir + "/test.tsv", "held-out", o.allow_empty_data);
-  d.train = std::make_unique<train::TextBatchSource>(files, d.schema, o.batch_size, rank, ranks,
-                                                     first_ids);
-  d.test = std::make_unique<train::TextBatchSource>(std::vector<std::string>{dir + "/test.tsv"},
-                                                    d.schema, o.batch_size, rank, ranks,
-                                                    std::vector<uint64_t>{test_first});
-  d.description = fmt::format("{}: {} training file(s) and test.tsv", dir, files.size());
+  LOCKSTEP_CHECK(!dir.empty() || !o.schema.empty(),
+                 "--train needs --schema: a schema TOML file (docs/data.md) or a preset (criteo)");
+  d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
+  train::FileSourceOptions so;
+  so.batch_size = o.batch_size;
+  so.rank = rank;
+  so.ranks = ranks;
+  so.workers = o.data_workers;
+  so.on_bad_record = o.on_bad_record == "skip" ? train::BadRecordPolicy::kSkip
+                                               : train::BadRecordPolicy::kFail;
+  so.max_bad_records = o.max_bad_records;
+  // Each list: expanded, checked (Error naming the flag), and its (path, size) pairs recorded for
+  // the start-up comparison: ranks that see other files would not read every record once.
+  const auto open = [&](const std::vector<std::string>& specs, const char* flag, bool shuffle) {
+    const auto files = data::expand_data_paths(specs, flag);
+    const auto sizes = data::file_sizes(files);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < files.size(); ++i) {
+      d.file_list += fmt::format("{} file={} bytes={}\n", flag, files[i], sizes[i]);
+      bytes += sizes[i];
+    }
+    LOCKSTEP_CHECK(bytes > 0 || o.allow_empty_data,
+                   "{} {}: the data is empty (pass --allow-empty-data to run on it anyway)", flag,
+                   fmt::join(specs, " "));
+    train::FileSourceOptions options = so;
+    options.shuffle = shuffle;
+    options.shuffle_seed = o.data_seed;
+    d.description += fmt::format("{}{} {} file(s), {} bytes", d.description.empty() ? "" : "; ",
+                                 flag, files.size(), bytes);
+    return std::make_unique<train::TextBatchSource>(files, d.schema, options);
+  };
+  d.train = open(train, "--train", o.shuffle);
+  if (!valid.empty()) d.valid = open(valid, "--valid", false);
+  if (!test.empty()) d.test = open(test, "--test", false);
   return d;
 }
 
@@ -147,14 +166,18 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
                                           o.student_only && o.model == "dual");
 }
 
+bool file_mode(const Options& o) { return !o.data_dir.empty() || !o.train.empty(); }
+
 /// Everything that must be equal on all ranks, compared by the trainer at start-up: "key=value"
 /// lines, so that a difference is named (the model configuration line by line).
 std::string run_signature(const Options& o, const std::string& config_text) {
   std::string s = fmt::format("--data={}\n--synthetic={}\n--data-seed={}\n--train-samples={}\n"
                               "--test-samples={}\n--batch-size={}\n--table-rows={}\n--model={}\n"
-                              "--student-only={}\n",
+                              "--student-only={}\n--schema={}\n--shuffle={}\n--on-bad-record={}\n"
+                              "--max-bad-records={}\n",
                               o.data_dir, o.synthetic, o.data_seed, o.train_samples,
-                              o.test_samples, o.batch_size, o.table_rows, o.model, o.student_only);
+                              o.test_samples, o.batch_size, o.table_rows, o.model, o.student_only,
+                              o.schema, o.shuffle, o.on_bad_record, o.max_bad_records);
   size_t at = 0;
   for (int line = 1; at < config_text.size(); ++line) {
     const size_t end = std::min(config_text.find('\n', at), config_text.size());
@@ -213,7 +236,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   // Each rank reads its own files (data, schema, configuration, checkpoint): any of them can fail
   // on one rank only, so the set-up ends in a vote and every rank raises the same error.
   train::agree(comm, ctx, "set-up", [&] {
-    d = o.data_dir.empty() ? synthetic_data(o, rank, ranks) : directory_data(o, rank, ranks);
+    d = file_mode(o) ? file_data(o, rank, ranks) : synthetic_data(o, rank, ranks);
     if (!o.config.empty()) {
       std::ifstream in(o.config);
       LOCKSTEP_CHECK(in.good(), "{}: cannot read the model configuration", o.config);
@@ -242,41 +265,53 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   train::TrainerConfig tc;
   tc.epochs = o.epochs;
   tc.log_every = o.log_every;
-  if (o.data_dir.empty())  // synthetic: ceil(samples / (batch × ranks)) steps per epoch
+  if (!file_mode(o))  // synthetic: ceil(samples / (batch × ranks)) steps per epoch
     tc.steps_per_epoch = (o.train_samples + o.batch_size * ranks - 1) / (o.batch_size * ranks);
   tc.metrics_path = o.metrics;
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
   tc.resume = o.resume;
   tc.resume_or_start = o.resume_or_start;
-  tc.run_config = run_signature(o, config_text);
+  tc.run_config = run_signature(o, config_text) + d.file_list;
   tc.handle_signals = true;  // SIGTERM/SIGINT: stop every rank after the same step, checkpoint
   tc.abort_on_error = true;  // an error on one rank only ends the whole job at once
   train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
   train::Trainer trainer(*model, comm, ctx, tc);
-  const train::FitResult r = trainer.fit(*d.train, d.test.get());
-  double teacher_auc = NAN;
-  if (dual && !r.stopped) {  // the teacher's held-out AUC too (collective)
+  // Evaluation each epoch on the validation data when there is one, else on the test data; the
+  // test data then once more at the end.
+  train::BatchSource* held_out = d.valid ? d.valid.get() : d.test.get();
+  const train::FitResult r = trainer.fit(*d.train, held_out);
+  double teacher_auc = NAN, test_auc = NAN;
+  if (!r.stopped && d.valid && d.test) test_auc = trainer.evaluate(*d.test).auc;
+  if (dual && !r.stopped && held_out) {  // the teacher's held-out AUC too (collective)
     dual->set_output(models::DualDnn<float>::Output::Teacher);
-    teacher_auc = trainer.evaluate(*d.test).auc;
+    teacher_auc = trainer.evaluate(d.test ? *d.test : *held_out).auc;
     dual->set_output(models::DualDnn<float>::Output::Student);
   }
   if (rank == 0) {
     const double per_s = r.samples / std::max(r.train_seconds, 1e-9);
+    const double final_auc = std::isnan(test_auc) ? r.last_eval.auc : test_auc;
     if (r.stopped)
       std::printf("stopped at step %llu by a signal%s%s\n",
                   static_cast<unsigned long long>(trainer.step()),
                   r.last_checkpoint.empty() ? "" : "; checkpoint ", r.last_checkpoint.c_str());
+    else if (!held_out)
+      std::printf("%s\n", fmt::format("result: trained {} samples (no held-out data to evaluate); "
+                                       "{:.0f} samples/s on {} rank(s)",
+                                       r.samples, per_s, ranks).c_str());
     else
       std::printf("%s\n",
-                  fmt::format("result: AUC {:.4f}{}{}; {:.0f} samples/s on {} rank(s) ({}, {}), "
+                  fmt::format("result: {}AUC {:.4f}{}{}; {:.0f} samples/s on {} rank(s) ({}, {}), "
                               "batch {} per rank",
-                              r.last_eval.auc,
+                              std::isnan(test_auc)
+                                  ? std::string()
+                                  : fmt::format("validation AUC {:.4f}, test ", r.last_eval.auc),
+                              final_auc,
                               // data without a known click model has no oracle to compare with
                               std::isnan(d.oracle_auc)
                                   ? std::string()
                                   : fmt::format(" vs oracle AUC {:.4f} (gap {:.4f})", d.oracle_auc,
-                                                d.oracle_auc - r.last_eval.auc),
+                                                d.oracle_auc - final_auc),
                               dual ? fmt::format(" [student]; teacher AUC {:.4f}", teacher_auc)
                                    : std::string(),
                               per_s, ranks, device.str(), comm.backend(), o.batch_size)
@@ -319,9 +354,33 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   auto* data_opt = app.add_option("--data", o.data_dir, "directory written by lockstep-datagen")
                        ->check(CLI::ExistingDirectory);
+  auto* train_opt =
+      app.add_option("--train", o.train,
+                     "training data: files, directories or globs (with --schema; docs/data.md)");
+  app.add_option("--valid", o.valid,
+                 "validation data (files, directories, globs): evaluated every epoch");
+  app.add_option("--test", o.test,
+                 "test data (files, directories, globs): evaluated every epoch when there is no "
+                 "--valid, else once at the end");
+  app.add_option("--schema", o.schema, "schema TOML of the data files, or a preset: criteo");
+  app.add_option("--on-bad-record", o.on_bad_record,
+                 "a record that does not parse: fail (stop with file:line) or skip (count it)")
+      ->check(CLI::IsMember({"fail", "skip"}));
+  app.add_option("--max-bad-records", o.max_bad_records,
+                 "with --on-bad-record skip: stop when a rank skips more than this many in an "
+                 "epoch")
+      ->check(CLI::Range(int64_t{0}, INT64_MAX));
+  app.add_option("--data-workers", o.data_workers,
+                 "threads per rank decoding data files ahead of training (0: in the training "
+                 "thread)")
+      ->check(CLI::Range(0, 64));
+  app.add_flag("--shuffle", o.shuffle,
+               "shuffle the training files' records every epoch (by chunk and within a window; "
+               "seeded by --data-seed)");
   app.add_option("--synthetic", o.synthetic, "generate data in memory from a preset")
       ->check(CLI::IsMember({"demo", "din-bench"}))
-      ->excludes(data_opt);
+      ->excludes(data_opt)
+      ->excludes(train_opt);
   app.add_option("--train-samples", o.train_samples, "synthetic training samples")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   app.add_option("--test-samples", o.test_samples, "synthetic held-out samples")

@@ -188,7 +188,7 @@ TEST_CASE("lockstep-train refuses an empty test.tsv unless told to accept it", "
   { std::ofstream truncate(dir + "/test.tsv", std::ios::trunc); }
   const std::string args = "--device cpu --log-every 0 --table-rows 4096 --data " + dir;
   CHECK(test::run_tool(kTrain, args, scratch, out) == 1);
-  CHECK_THAT(out, Contains(dir + "/test.tsv: the held-out data is empty (pass --allow-empty-data"));
+  CHECK_THAT(out, Contains("--test " + dir + "/test.tsv: the data is empty (pass --allow-empty-data"));
   CHECK(test::run_tool(kTrain, args + " --allow-empty-data", scratch, out) == 0);
   INFO(out);
   CHECK_THAT(out, Contains("trained on 3000 samples"));

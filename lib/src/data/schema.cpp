@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <unordered_map>
 
@@ -75,6 +76,26 @@ void validate_columns(const std::vector<Column>& columns, const Locator& where,
           "{}column '{}' field 'max_len' applies only to kind 'sequence' (this column is '{}')",
           where(i, "max_len"), c.name, kind);
     }
+    if (c.kind != ColumnKind::kDense) {
+      const bool plain = !c.has_missing && c.transform == Transform::kNone &&
+                         c.clip_min == -std::numeric_limits<float>::infinity() &&
+                         c.clip_max == std::numeric_limits<float>::infinity();
+      const char* field = c.has_missing ? "missing" : c.transform != Transform::kNone ? "transform"
+                                                                                      : "clip";
+      LOCKSTEP_CHECK(plain, "{}column '{}' field '{}' applies only to kind 'dense' (this column is "
+                     "'{}')", where(i, field), c.name, field, kind);
+    } else {
+      LOCKSTEP_CHECK(!c.has_missing || std::isfinite(c.missing),
+                     "{}column '{}' field 'missing' = {} must be a finite number", where(i, "missing"),
+                     c.name, c.missing);
+      LOCKSTEP_CHECK(!std::isnan(c.clip_min) && !std::isnan(c.clip_max) && c.clip_min <= c.clip_max,
+                     "{}column '{}' field 'clip' = [{}, {}] is not a range: needs min <= max",
+                     where(i, "clip"), c.name, c.clip_min, c.clip_max);
+      LOCKSTEP_CHECK(c.transform != Transform::kLog1p || c.clip_min >= -1.0f,
+                     "{}column '{}' field 'transform' = 'log1p' needs values > -1: set clip = [0, "
+                     "...] (or another lower bound >= -1), here the lower bound is {}",
+                     where(i, "transform"), c.name, c.clip_min);
+    }
     LOCKSTEP_CHECK(!c.hash || c.kind == ColumnKind::kSparse || c.kind == ColumnKind::kSequence,
                    "{}column '{}' field 'hash' applies only to kinds 'sparse' and 'sequence' (this "
                    "column is '{}')",
@@ -88,6 +109,31 @@ void validate_columns(const std::vector<Column>& columns, const Locator& where,
     }
   }
   LOCKSTEP_CHECK(label >= 0, "{}: no column has kind 'label': a schema needs exactly one", whole);
+}
+
+bool bad_separator(char c) { return c == '\n' || c == '\r' || c == '"' || c == '\0'; }
+
+// The format's own rules and those it puts on the columns.
+void validate_format(const TextFormat& f, const std::vector<Column>& columns,
+                     const std::function<std::string(std::string_view field)>& where) {
+  LOCKSTEP_CHECK(!bad_separator(f.separator) && !bad_separator(f.id_separator),
+                 "{}format field 'separator'/'id_separator' cannot be a newline, a quote or NUL",
+                 where("separator"));
+  if (f.delimited()) {
+    LOCKSTEP_CHECK(f.separator != f.id_separator || f.quotes,
+                   "{}format: separator and id_separator are both '{}': set quotes = true (fields "
+                   "with several ids are then quoted) or choose another id_separator",
+                   where("id_separator"), f.separator);
+    return;
+  }
+  LOCKSTEP_CHECK(!f.header && !f.quotes, "{}format kind '{}' has no header line and no quotes",
+                 where(f.header ? "header" : "quotes"), to_string(f.kind));
+  int64_t features = 0;
+  for (const Column& c : columns) features += c.kind != ColumnKind::kLabel;
+  LOCKSTEP_CHECK(f.kind != FormatKind::kLibsvm || features == 1,
+                 "{}format kind 'libsvm' feeds every id:value pair to one feature column, but the "
+                 "schema has {} columns besides the label (use kind 'libfm' for fields)",
+                 where("kind"), features);
 }
 
 std::string_view toml_type_name(toml::node_type type) {
@@ -115,6 +161,23 @@ std::string_view toml_type_name(toml::node_type type) {
   }
 }
 
+// A float as TOML reads it back exactly (shortest round-trip form; inf as TOML's inf).
+std::string toml_float(float v) {
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+// A character inside a TOML basic string.
+std::string toml_char(char c) {
+  if (c == '\t') return "\\t";
+  if (c == '\\') return "\\\\";
+  if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+    return fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+  return std::string(1, c);
+}
+
 int64_t line_of(const toml::node& node) { return static_cast<int64_t>(node.source().begin.line); }
 
 // Where each field of one [[column]] table was written.
@@ -124,6 +187,35 @@ struct ColumnLines {
 };
 
 }  // namespace
+
+std::string_view to_string(Transform transform) {
+  return transform == Transform::kLog1p ? "log1p" : "none";
+}
+
+std::string_view to_string(FormatKind kind) {
+  switch (kind) {
+    case FormatKind::kTsv:
+      return "tsv";
+    case FormatKind::kCsv:
+      return "csv";
+    case FormatKind::kLibsvm:
+      return "libsvm";
+    case FormatKind::kLibfm:
+      return "libfm";
+  }
+  return "?";
+}
+
+TextFormat TextFormat::of(FormatKind kind) {
+  TextFormat f;
+  f.kind = kind;
+  if (kind == FormatKind::kCsv) {
+    f.separator = ',';
+    f.header = true;
+    f.quotes = true;
+  }
+  return f;
+}
 
 std::string_view to_string(ColumnKind kind) {
   switch (kind) {
@@ -148,29 +240,43 @@ uint64_t hash_token(std::string_view token, uint64_t seed) {
 uint64_t Column::hash_seed() const { return XXH64(name.data(), name.size(), 0); }
 
 Column Column::label(std::string name) {
-  return {std::move(name), ColumnKind::kLabel, 0, 0, false};
+  return make(std::move(name), ColumnKind::kLabel, 0, 0, false);
 }
 Column Column::dense(std::string name, int64_t dim) {
-  return {std::move(name), ColumnKind::kDense, dim, 0, false};
+  return make(std::move(name), ColumnKind::kDense, dim, 0, false);
 }
 Column Column::sparse(std::string name, bool hash) {
-  return {std::move(name), ColumnKind::kSparse, 0, 0, hash};
+  return make(std::move(name), ColumnKind::kSparse, 0, 0, hash);
 }
 Column Column::sequence(std::string name, int64_t max_len, bool hash) {
-  return {std::move(name), ColumnKind::kSequence, 0, max_len, hash};
+  return make(std::move(name), ColumnKind::kSequence, 0, max_len, hash);
 }
 Column Column::ignore(std::string name) {
-  return {std::move(name), ColumnKind::kIgnore, 0, 0, false};
+  return make(std::move(name), ColumnKind::kIgnore, 0, 0, false);
+}
+
+Column Column::make(std::string name, ColumnKind kind, int64_t dim, int64_t max_len, bool hash) {
+  Column c;
+  c.name = std::move(name);
+  c.kind = kind;
+  c.dim = dim;
+  c.max_len = max_len;
+  c.hash = hash;
+  return c;
 }
 
 bool Column::operator==(const Column& other) const {
   return name == other.name && kind == other.kind && dim == other.dim && max_len == other.max_len &&
-         hash == other.hash;
+         hash == other.hash && has_missing == other.has_missing &&
+         (!has_missing || missing == other.missing) && clip_min == other.clip_min &&
+         clip_max == other.clip_max && transform == other.transform;
 }
 
-Schema::Schema(std::vector<Column> columns) : columns_(std::move(columns)) {
+Schema::Schema(std::vector<Column> columns, TextFormat format)
+    : columns_(std::move(columns)), format_(format) {
   validate_columns(
       columns_, [](int64_t, std::string_view) { return std::string("schema: "); }, "schema");
+  validate_format(format_, columns_, [](std::string_view) { return std::string("schema: "); });
   slot_or_offset_.assign(columns_.size(), -1);
   for (int64_t i = 0; i < num_columns(); ++i) {
     const Column& c = columns_[i];
@@ -239,9 +345,60 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
   std::vector<Column> columns;
   std::vector<ColumnLines> lines;
   for (const auto& [key, node] : root) {
-    LOCKSTEP_CHECK(key.str() == "column",
-                   "{}:{}: unknown top-level key '{}': a schema holds only [[column]] tables", src,
-                   line_of(node), key.str());
+    LOCKSTEP_CHECK(key.str() == "column" || key.str() == "format",
+                   "{}:{}: unknown top-level key '{}': a schema holds [[column]] tables and an "
+                   "optional [format] table",
+                   src, line_of(node), key.str());
+  }
+  TextFormat format;
+  std::unordered_map<std::string, int64_t> format_lines;
+  if (const toml::node* f = root.get("format")) {
+    LOCKSTEP_CHECK(f->is_table(), "{}:{}: 'format' must be a [format] table, not {}", src,
+                   line_of(*f), toml_type_name(f->type()));
+    const toml::table& t = *f->as_table();
+    format_lines[""] = line_of(t);
+    // The kind first: it sets the defaults the other fields override.
+    if (const toml::node* k = t.get("kind")) {
+      LOCKSTEP_CHECK(k->is_string(), "{}:{}: format field 'kind' must be a string, not {}", src,
+                     line_of(*k), toml_type_name(k->type()));
+      const std::string& name = k->as_string()->get();
+      bool found = false;
+      for (const FormatKind fk :
+           {FormatKind::kTsv, FormatKind::kCsv, FormatKind::kLibsvm, FormatKind::kLibfm}) {
+        if (name == to_string(fk)) {
+          format = TextFormat::of(fk);
+          found = true;
+        }
+      }
+      LOCKSTEP_CHECK(found, "{}:{}: format field 'kind' = '{}' is not a format: use tsv, csv, "
+                     "libsvm or libfm", src, line_of(*k), name);
+    }
+    for (const auto& [key, value] : t) {
+      const toml::node& node = value;
+      const std::string field(key.str());
+      const int64_t line = line_of(node);
+      format_lines[field] = line;
+      auto one_char = [&]() {
+        LOCKSTEP_CHECK(node.is_string() && node.as_string()->get().size() == 1,
+                       "{}:{}: format field '{}' must be a one-character string (e.g. \"\\t\" or "
+                       "\",\")", src, line, field);
+        return node.as_string()->get()[0];
+      };
+      auto boolean = [&]() {
+        LOCKSTEP_CHECK(node.is_boolean(), "{}:{}: format field '{}' must be a boolean, not {}", src,
+                       line, field, toml_type_name(node.type()));
+        return node.as_boolean()->get();
+      };
+      if (field == "kind") continue;
+      if (field == "separator") format.separator = one_char();
+      else if (field == "id_separator") format.id_separator = one_char();
+      else if (field == "header") format.header = boolean();
+      else if (field == "quotes") format.quotes = boolean();
+      else
+        throw Error(fmt::format("{}:{}: format has an unknown field '{}': the fields are kind, "
+                                "separator, id_separator, header and quotes",
+                                src, line, field));
+    }
   }
   const toml::node* column_node = root.get("column");
   LOCKSTEP_CHECK(column_node != nullptr,
@@ -304,10 +461,28 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
       } else if (field == "hash") {
         expect(node.is_boolean(), "a boolean (true or false)");
         c.hash = node.as_boolean()->get();
+      } else if (field == "missing") {
+        expect(node.is_number(), "a number");
+        c.has_missing = true;
+        c.missing = static_cast<float>(node.value<double>().value_or(0.0));
+      } else if (field == "clip") {
+        const toml::array* a = node.as_array();
+        const bool two = a != nullptr && a->size() == 2 && (*a)[0].is_number() &&
+                         (*a)[1].is_number();
+        expect(two, "an array of two numbers [min, max]");
+        c.clip_min = static_cast<float>((*a)[0].value<double>().value_or(0.0));
+        c.clip_max = static_cast<float>((*a)[1].value<double>().value_or(0.0));
+      } else if (field == "transform") {
+        expect(node.is_string(), "a string");
+        const std::string& t = node.as_string()->get();
+        LOCKSTEP_CHECK(t == "none" || t == "log1p",
+                       "{}:{}: column {} field 'transform' = '{}' is not a transform: use none or "
+                       "log1p", src, line, name_for_errors, t);
+        c.transform = t == "log1p" ? Transform::kLog1p : Transform::kNone;
       } else {
         throw Error(fmt::format(
             "{}:{}: column {} has an unknown field '{}': the fields are name, kind, dim, "
-            "max_len and hash",
+            "max_len, hash, missing, clip and transform",
             src, line, name_for_errors, field));
       }
     }
@@ -332,7 +507,34 @@ Schema Schema::parse(std::string_view toml_text, std::string_view source) {
         return fmt::format("{}:{}: ", src, it != l.fields.end() ? it->second : l.table);
       },
       src);
-  return Schema(std::move(columns));
+  validate_format(format, columns, [&](std::string_view field) {
+    auto it = format_lines.find(std::string(field));
+    if (it == format_lines.end()) it = format_lines.find("");
+    return it == format_lines.end() ? src + ": " : fmt::format("{}:{}: ", src, it->second);
+  });
+  return Schema(std::move(columns), format);
+}
+
+Schema Schema::preset(std::string_view name) {
+  if (name == "criteo") {
+    std::vector<Column> columns{Column::label("label")};
+    for (int i = 1; i <= 13; ++i) {
+      Column c = Column::dense(fmt::format("I{}", i), 1);
+      c.has_missing = true;
+      c.missing = 0.0f;
+      c.clip_min = 0.0f;
+      c.transform = Transform::kLog1p;
+      columns.push_back(c);
+    }
+    for (int i = 1; i <= 26; ++i) columns.push_back(Column::sparse(fmt::format("C{}", i), true));
+    return Schema(std::move(columns));
+  }
+  throw Error(fmt::format("'{}' is not a schema preset: the presets are criteo", name));
+}
+
+Schema Schema::load_or_preset(const std::string& spec) {
+  if (spec == "criteo") return preset(spec);
+  return load(spec);
 }
 
 Schema Schema::load(const std::string& path) {
@@ -346,12 +548,28 @@ Schema Schema::load(const std::string& path) {
 
 std::string Schema::to_toml() const {
   std::string out =
-      "# lockstep data schema: one [[column]] table per tab-separated record field, in order.\n";
+      "# lockstep data schema: one [[column]] table per record field, in order.\n";
+  if (format_ != TextFormat{}) {
+    const TextFormat d = TextFormat::of(format_.kind);
+    out += fmt::format("\n[format]\nkind = \"{}\"\n", to_string(format_.kind));
+    if (format_.separator != d.separator)
+      out += fmt::format("separator = \"{}\"\n", toml_char(format_.separator));
+    if (format_.id_separator != d.id_separator)
+      out += fmt::format("id_separator = \"{}\"\n", toml_char(format_.id_separator));
+    if (format_.header != d.header) out += fmt::format("header = {}\n", format_.header);
+    if (format_.quotes != d.quotes) out += fmt::format("quotes = {}\n", format_.quotes);
+  }
   for (const Column& c : columns_) {
     out += fmt::format("\n[[column]]\nname = \"{}\"\nkind = \"{}\"\n", c.name, to_string(c.kind));
     if (c.kind == ColumnKind::kDense) out += fmt::format("dim = {}\n", c.dim);
     if (c.kind == ColumnKind::kSequence) out += fmt::format("max_len = {}\n", c.max_len);
     if (c.hash) out += "hash = true\n";
+    if (c.has_missing) out += fmt::format("missing = {}\n", toml_float(c.missing));
+    if (c.clip_min != -std::numeric_limits<float>::infinity() ||
+        c.clip_max != std::numeric_limits<float>::infinity())
+      out += fmt::format("clip = [{}, {}]\n", toml_float(c.clip_min), toml_float(c.clip_max));
+    if (c.transform != Transform::kNone)
+      out += fmt::format("transform = \"{}\"\n", to_string(c.transform));
   }
   return out;
 }

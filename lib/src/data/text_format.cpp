@@ -9,53 +9,20 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <limits>
+#include <optional>
 #include <ostream>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "lockstep/core/atomic_file.h"
+#include "data/record_parser.h"
 #include "lockstep/core/error.h"
 
 namespace lockstep::data {
 
 namespace {
-
-// Tokens quoted in error messages are cut to this many characters.
-constexpr size_t kMaxQuoted = 48;
-
-// Control and non-ASCII bytes become \xHH, so that a binary or mis-encoded record reads safely
-// in a terminal or a log.
-std::string escaped(std::string_view text) {
-  std::string out;
-  for (const char ch : text) {
-    const auto b = static_cast<unsigned char>(ch);
-    if (b >= 0x20 && b < 0x7f && ch != '\\') out += ch;
-    else out += fmt::format("\\x{:02x}", b);
-  }
-  return out;
-}
-
-std::string quote(std::string_view token) {
-  if (token.size() <= kMaxQuoted) return fmt::format("'{}'", escaped(token));
-  return fmt::format("'{}...' ({} characters)", escaped(token.substr(0, kMaxQuoted)),
-                     token.size());
-}
-
-// Calls f(token) for each ','-separated token of a non-empty field.
-template <class F>
-void for_each_token(std::string_view field, F&& f) {
-  size_t start = 0;
-  while (true) {
-    const size_t comma = field.find(',', start);
-    if (comma == std::string_view::npos) {
-      f(field.substr(start));
-      return;
-    }
-    f(field.substr(start, comma - start));
-    start = comma + 1;
-  }
-}
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
@@ -76,7 +43,9 @@ struct TextReader::Impl {
   bool at_eof = false;
   int64_t line_number = 0;
   int64_t returned = 0;
-  std::vector<std::string_view> fields;
+  int64_t header_lines = 0;
+  std::optional<RecordParser> parser;
+  BadRecord bad;
 
   // The next line without its "\n" (and "\r"), or false at the end of the file. The view is
   // valid until the next call.
@@ -111,119 +80,22 @@ struct TextReader::Impl {
     }
   }
 
-  [[noreturn]] void fail_field(size_t field, const std::string& problem) const {
-    const Column& c = schema.columns()[field];
-    throw Error(fmt::format("{}:{}: column '{}' (field {}): {}", path, line_number, c.name,
-                            field + 1, problem));
-  }
-
-  float parse_float(size_t field, std::string_view token) const {
-    float value = 0.0f;
-    const auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), value);
-    if (ec == std::errc::result_out_of_range) {
-      fail_field(field, fmt::format("{} is out of the float range", quote(token)));
-    }
-    if (ec != std::errc() || ptr != token.data() + token.size() || token.empty()) {
-      fail_field(field, fmt::format("{} is not a number", quote(token)));
-    }
-    if (!std::isfinite(value))
-      fail_field(field, fmt::format("{} is not a finite number", quote(token)));
-    return value;
-  }
-
-  void parse_ids(size_t field, std::string_view text, const Column& c,
-                 std::vector<uint64_t>& keys) {
-    if (text.empty()) return;
-    const uint64_t seed = c.hash ? c.hash_seed() : 0;
-    for_each_token(text, [&](std::string_view token) {
-      if (token.empty()) {
-        fail_field(field,
-                   fmt::format("empty id in {}: ids are separated by single commas", quote(text)));
-      }
-      if (c.hash) {
-        keys.push_back(hash_token(token, seed));
-        return;
-      }
-      uint64_t id = 0;
-      const auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), id, 10);
-      if (ec == std::errc::result_out_of_range) {
-        fail_field(field, fmt::format("{} is out of range for a uint64 id (at most "
-                                      "18446744073709551615)",
-                                      quote(token)));
-      }
-      if (ec != std::errc() || ptr != token.data() + token.size()) {
-        fail_field(field, fmt::format("{} is not a decimal uint64 id", quote(token)));
-      }
-      keys.push_back(id);
-    });
-  }
-
   void parse_record(std::string_view line, Batch& out) {
-    const auto& columns = schema.columns();
-    fields.clear();
-    size_t start = 0;
-    while (true) {
-      const size_t tab = line.find('\t', start);
-      fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
-      if (tab == std::string_view::npos) break;
-      start = tab + 1;
-    }
-    LOCKSTEP_CHECK(fields.size() == columns.size(),
-                   "{}:{}: expected {} tab-separated fields (one per schema column), found {}",
-                   path, line_number, columns.size(), fields.size());
+    if (!parser) parser.emplace(schema);
+    const uint64_t record = static_cast<uint64_t>(line_number - 1 - header_lines);
+    if (!parser->parse(line, out, first_sample_id + record, bad))
+      throw Error(fmt::format("{}:{}: {}", path, line_number, bad.message));
+  }
 
-    const int64_t num_dense = schema.num_dense();
-    const size_t dense_row = out.dense.size();
-    out.dense.resize(dense_row + static_cast<size_t>(num_dense));
-    for (size_t j = 0; j < columns.size(); ++j) {
-      const Column& c = columns[j];
-      const std::string_view text = fields[j];
-      switch (c.kind) {
-        case ColumnKind::kLabel: {
-          const float y = parse_float(j, text);
-          if (!(y >= 0.0f && y <= 1.0f)) {
-            fail_field(j,
-                       fmt::format("{} is out of range: a label must be in [0, 1]", quote(text)));
-          }
-          out.labels.push_back(y);
-          break;
-        }
-        case ColumnKind::kDense: {
-          float* row = out.dense.data() + dense_row + schema.dense_offset(static_cast<int64_t>(j));
-          int64_t count = 0;
-          if (!text.empty()) {
-            for_each_token(text, [&](std::string_view token) {
-              if (count < c.dim) row[count] = parse_float(j, token);
-              ++count;
-            });
-          }
-          if (count != c.dim) {
-            fail_field(
-                j, fmt::format("expected {} comma-separated values (dim), found {}", c.dim, count));
-          }
-          break;
-        }
-        case ColumnKind::kSparse:
-        case ColumnKind::kSequence: {
-          SparseColumn& col = out.sparse[schema.sparse_slot(static_cast<int64_t>(j))];
-          const size_t first = col.keys.size();
-          parse_ids(j, text, c, col.keys);
-          const auto count = static_cast<int64_t>(col.keys.size() - first);
-          if (c.kind == ColumnKind::kSequence && count > c.max_len) {
-            // Keep the most recent ids: the sequence is oldest first, so drop from the front.
-            const auto drop = static_cast<std::ptrdiff_t>(count - c.max_len);
-            col.keys.erase(col.keys.begin() + static_cast<std::ptrdiff_t>(first),
-                           col.keys.begin() + static_cast<std::ptrdiff_t>(first) + drop);
-          }
-          col.offsets.push_back(static_cast<int64_t>(col.keys.size()));
-          break;
-        }
-        case ColumnKind::kIgnore:
-          break;
-      }
-    }
-    out.sample_ids.push_back(first_sample_id + static_cast<uint64_t>(line_number - 1));
-    ++out.size;
+  // Reads the header line of a format that has one (before the first record).
+  void read_header() {
+    if (header_lines > 0 || !schema.format().delimited() || !schema.format().header) return;
+    if (!parser) parser.emplace(schema);
+    std::string_view line;
+    LOCKSTEP_CHECK(read_line(line), "{}:1: the file is empty: the format needs a header line",
+                   path);
+    parser->set_header(line, path);
+    header_lines = 1;
   }
 
   bool next(Batch& out, int64_t max_batch) {
@@ -236,9 +108,10 @@ struct TextReader::Impl {
       col.offsets.assign(1, 0);
       col.keys.clear();
     }
+    read_header();
     std::string_view line;
     while (out.size < max_batch && read_line(line)) {
-      if ((line_number - 1) % num_shards != shard) continue;
+      if ((line_number - 1 - header_lines) % num_shards != shard) continue;
       parse_record(line, out);
     }
     returned += out.size;
@@ -312,6 +185,18 @@ void append_text(std::string& out, const Schema& schema, const Batch& batch) {
                    "cannot write column '{}' as text: it is hashed (hash = true), and a batch "
                    "holds the hashed ids, not the original strings; write with a schema where "
                    "hash = false (the ids are then written as decimal numbers)",
+                   c.name);
+  }
+  LOCKSTEP_CHECK(schema.format() == TextFormat{},
+                 "cannot write records in format '{}': append_text writes the tab-separated "
+                 "format (use a schema without a [format] table)",
+                 to_string(schema.format().kind));
+  for (const Column& c : columns) {
+    LOCKSTEP_CHECK(c.transform == Transform::kNone &&
+                       c.clip_min == -std::numeric_limits<float>::infinity() &&
+                       c.clip_max == std::numeric_limits<float>::infinity(),
+                   "cannot write column '{}' as text: it has a clip range or a transform, which "
+                   "reading would apply a second time; write with a schema without them",
                    c.name);
   }
   const int64_t num_dense = schema.num_dense();

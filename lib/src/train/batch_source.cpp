@@ -1,7 +1,6 @@
 #include "lockstep/train/batch_source.h"
 
 #include "lockstep/core/error.h"
-#include "lockstep/data/text_format.h"
 
 namespace lockstep::train {
 
@@ -38,46 +37,6 @@ bool SyntheticBatchSource::next(data::Batch& out) {
   out = generator_->generate(first_ + begin, std::min(batch_size_, samples_ - begin));
   next_batch_ += ranks_;
   return true;
-}
-
-struct TextBatchSource::State {
-  size_t file = 0;
-  std::unique_ptr<data::TextReader> reader;
-};
-
-TextBatchSource::TextBatchSource(std::vector<std::string> files, data::Schema schema,
-                                 int64_t batch_size, int rank, int ranks,
-                                 std::vector<uint64_t> first_sample_ids)
-    : files_(std::move(files)),
-      first_ids_(std::move(first_sample_ids)),
-      schema_(std::move(schema)),
-      batch_size_(batch_size),
-      rank_(rank),
-      ranks_(ranks),
-      state_(std::make_unique<State>()) {
-  LOCKSTEP_CHECK(batch_size > 0, "batch size = {} must be >= 1", batch_size);
-  LOCKSTEP_CHECK(first_ids_.empty() || first_ids_.size() == files_.size(),
-                 "{} first sample ids for {} files", first_ids_.size(), files_.size());
-}
-
-TextBatchSource::~TextBatchSource() = default;
-
-void TextBatchSource::start_epoch(int64_t) {
-  state_ = std::make_unique<State>();
-}
-
-bool TextBatchSource::next(data::Batch& out) {
-  // A batch never spans two files: the last batch of each file may be partial.
-  while (state_->file < files_.size()) {
-    if (!state_->reader)
-      state_->reader = std::make_unique<data::TextReader>(
-          files_[state_->file], schema_, rank_, ranks_,
-          first_ids_.empty() ? 0 : first_ids_[state_->file]);
-    if (state_->reader->next(out, batch_size_)) return true;
-    state_->reader.reset();
-    ++state_->file;
-  }
-  return false;
 }
 
 }  // namespace lockstep::train

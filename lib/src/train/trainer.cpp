@@ -205,6 +205,9 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         break;
       }
       m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
+      // Each rank reports what its data source let pass (skipped bad records): no collective.
+      if (const std::string report = train.epoch_report(); !report.empty())
+        log().warn("epoch {}: rank {}: {}", m.epoch + 1, m.comm.rank(), report);
       if (eval) {
         m.timed([&] { result.last_eval = m.evaluate(*eval); });
         m.progress.on_eval(m.epoch, m.step_no, result.last_eval);

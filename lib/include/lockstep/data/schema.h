@@ -17,9 +17,12 @@
 //   kind = "sequence"
 //   max_len = 50
 //
-// See docs/data.md for every field and its range.
+// An optional [format] table says how a record is written (tab-separated by default; CSV with a
+// header, libsvm, libfm) and dense columns may carry a missing value, a clip range and a
+// transform. See docs/data.md for every field and its range.
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +42,45 @@ enum class ColumnKind {
 /// "label", "dense", "sparse", "sequence", "ignore".
 std::string_view to_string(ColumnKind kind);
 
+/// How a dense value is transformed after clipping: none, or log(1 + x).
+enum class Transform { kNone, kLog1p };
+/// "none", "log1p".
+std::string_view to_string(Transform transform);
+
+/// How records are written in a text file (the [format] table of a schema).
+enum class FormatKind {
+  kTsv,     ///< delimited, one field per schema column; default separator tab, no header
+  kCsv,     ///< delimited; default separator ',', a header line, "quoted" fields
+  kLibsvm,  ///< "label id:value id:value ...": every pair feeds the one feature column
+  kLibfm,   ///< "label field:id:value ...": field f (0-based) feeds the f-th feature column
+};
+/// "tsv", "csv", "libsvm", "libfm".
+std::string_view to_string(FormatKind kind);
+
+/// The [format] of a schema. Delimited kinds (tsv, csv) have one field per schema column, in
+/// schema order, or matched by name to a header line. A "feature column" is any column but the
+/// label, in schema order.
+struct TextFormat {
+  FormatKind kind = FormatKind::kTsv;
+  char separator = '\t';    ///< delimited: between fields
+  char id_separator = ',';  ///< between the ids (or dense values) of one field
+  /// delimited: the first line of each file names its fields; schema columns are found by name
+  /// (fields the schema does not name are skipped), so the file's field order is free.
+  bool header = false;
+  /// delimited: a field may be enclosed in double quotes (then it may hold separators; "" is a
+  /// quote). Records still end at a newline.
+  bool quotes = false;
+
+  /// The defaults of `kind` (csv: ',' + header + quotes; the others: tab, no header).
+  static TextFormat of(FormatKind kind);
+  bool delimited() const { return kind == FormatKind::kTsv || kind == FormatKind::kCsv; }
+  bool operator==(const TextFormat& o) const {
+    return kind == o.kind && separator == o.separator && id_separator == o.id_separator &&
+           header == o.header && quotes == o.quotes;
+  }
+  bool operator!=(const TextFormat& o) const { return !(*this == o); }
+};
+
 /// Limits enforced by validation.
 inline constexpr int64_t kMaxDenseDim = 65536;
 inline constexpr int64_t kMaxSequenceLength = 100000;
@@ -52,6 +94,14 @@ struct Column {
   /// sparse/sequence only: tokens are arbitrary strings hashed to ids with XXH64 seeded by
   /// hash_seed(); otherwise tokens are decimal uint64 ids taken as they are.
   bool hash = false;
+  /// dense only: the value of an empty field (without one, an empty dense field is a bad record);
+  /// in libsvm/libfm records, the value of every index a record does not mention (default 0).
+  bool has_missing = false;
+  float missing = 0.0f;
+  /// dense only: values are clipped to [clip_min, clip_max], then transformed.
+  float clip_min = -std::numeric_limits<float>::infinity();
+  float clip_max = std::numeric_limits<float>::infinity();
+  Transform transform = Transform::kNone;
 
   /// XXH64 of the column name (seed 0): the seed for hashing this column's tokens, so equal
   /// strings in different columns get unrelated ids.
@@ -65,6 +115,9 @@ struct Column {
 
   bool operator==(const Column& other) const;
   bool operator!=(const Column& other) const { return !(*this == other); }
+
+ private:
+  static Column make(std::string name, ColumnKind kind, int64_t dim, int64_t max_len, bool hash);
 };
 
 /// XXH64(token, seed): the id of a string token in a hashed column (seed = Column::hash_seed()).
@@ -77,7 +130,14 @@ class Schema {
   Schema() = default;
   /// Validates `columns` and throws lockstep::Error on the first problem: a bad or duplicate
   /// name, a field out of range or not meaningful for the kind, not exactly one label.
-  explicit Schema(std::vector<Column> columns);
+  explicit Schema(std::vector<Column> columns, TextFormat format = {});
+
+  /// A built-in schema: "criteo" (label, I1..I13 dense with missing = 0, clip at 0 and log1p,
+  /// C1..C26 hashed sparse; tab-separated, as in the Criteo display-ads data). Throws Error
+  /// listing the presets for another name.
+  static Schema preset(std::string_view name);
+  /// preset(spec) when `spec` names a preset, else load(spec).
+  static Schema load_or_preset(const std::string& spec);
 
   /// Reads a TOML schema file. Errors name the file, the line and the field, e.g.
   /// "schema.toml:12: column 'hist' field 'max_len' = 0 is out of range: must be in [1, 100000]".
@@ -90,6 +150,7 @@ class Schema {
   void save(const std::string& path) const;
 
   const std::vector<Column>& columns() const { return columns_; }
+  const TextFormat& format() const { return format_; }
   int64_t num_columns() const { return static_cast<int64_t>(columns_.size()); }
   /// Index of the label column.
   int64_t label_column() const { return label_column_; }
@@ -106,11 +167,14 @@ class Schema {
   /// Index of the column called `name`, or -1.
   int64_t find(std::string_view name) const;
 
-  bool operator==(const Schema& other) const { return columns_ == other.columns_; }
+  bool operator==(const Schema& other) const {
+    return columns_ == other.columns_ && format_ == other.format_;
+  }
   bool operator!=(const Schema& other) const { return !(*this == other); }
 
  private:
   std::vector<Column> columns_;
+  TextFormat format_;
   int64_t label_column_ = -1;
   int64_t num_dense_ = 0;
   std::vector<int64_t> sparse_columns_;

@@ -2,6 +2,8 @@
 // Per-rank data for the lockstep trainer: each rank reads its own shard, batch by batch.
 
 #include <cstdint>
+#include <map>
+#include <climits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,9 @@ class BatchSource {
   virtual bool next(data::Batch& out) = 0;
   /// Skips `batches` batches of the current epoch (resuming from a checkpoint).
   virtual void skip(int64_t batches);
+  /// What went wrong with the data in the current epoch on this rank that did not stop it (e.g.
+  /// skipped bad records), as text for the epoch report; empty when nothing did.
+  virtual std::string epoch_report() const { return {}; }
 };
 
 /// A fixed list of batches, the same every epoch (tests, small in-memory data).
@@ -57,26 +62,61 @@ class SyntheticBatchSource final : public BatchSource {
   int64_t next_batch_ = 0;
 };
 
-/// Tab-separated files (docs/data.md) read in order; rank r of P keeps the records whose index
-/// within each file is ≡ r (mod P) and groups them into batches of `batch_size` (a batch never
-/// spans two files). Sample ids are first_sample_ids[f] + record index in file f (0 when not
-/// given), e.g. the "first_sample" of each file in a lockstep-datagen meta.json.
+/// What a file source does with a record that does not parse.
+enum class BadRecordPolicy {
+  kFail,  ///< stop: the error names the file, the line, the column and the token
+  kSkip,  ///< drop it, count it per reason (with file:line examples), and go on
+};
+
+struct FileSourceOptions {
+  int64_t batch_size = 1024;
+  int rank = 0, ranks = 1;
+  /// Decoding threads; 0 decodes in the caller's thread. Batches are the same for any count.
+  int workers = 1;
+  int64_t queue_batches = 4;             ///< ready batches kept ahead (with workers)
+  int64_t chunk_bytes = int64_t{4} << 20;  ///< text: bytes per decoding chunk
+  /// Shuffle each epoch: chunks (text) or blocks (cache) in a random order, and records within
+  /// windows of shuffle_buffer records; deterministic in (shuffle_seed, epoch, rank).
+  bool shuffle = false;
+  uint64_t shuffle_seed = 0;
+  int64_t shuffle_buffer = 65536;
+  BadRecordPolicy on_bad_record = BadRecordPolicy::kFail;
+  /// kSkip: more than this many bad records on one rank in one epoch stops with an error.
+  int64_t max_bad_records = INT64_MAX;
+};
+
+/// Bad records a file source skipped in the current epoch.
+struct BadRecordStats {
+  int64_t total = 0;
+  std::map<std::string, int64_t> per_reason;                 ///< e.g. {"bad id", 3}
+  std::map<std::string, std::vector<std::string>> examples;  ///< ≤ 3 per reason, "file:line: …"
+};
+
+/// Text records (any format of the schema: tsv, csv with a header, libsvm, libfm; docs/data.md)
+/// from files read once across ranks: each rank reads only its share (data::plan_share: whole
+/// files, or byte ranges split at record boundaries) and batches span file boundaries, so every
+/// batch but a rank's last is full. Decoding runs on worker threads ahead of the trainer.
+/// Sample ids are the record's byte offset in the concatenation of the files (in list order):
+/// unique and the same whatever the rank count. Files are memory-mapped at construction (an
+/// unreadable file fails then).
 class TextBatchSource final : public BatchSource {
  public:
-  TextBatchSource(std::vector<std::string> files, data::Schema schema, int64_t batch_size, int rank,
-                  int ranks, std::vector<uint64_t> first_sample_ids = {});
+  TextBatchSource(std::vector<std::string> files, data::Schema schema, FileSourceOptions options);
   ~TextBatchSource() override;
   void start_epoch(int64_t epoch) override;
   bool next(data::Batch& out) override;
+  std::string epoch_report() const override;
+
+  const BadRecordStats& bad_records() const;
+  /// Whether this rank reads whole files (else byte ranges); the bytes of its share.
+  bool whole_files() const;
+  uint64_t share_bytes() const;
+  /// Seconds next() waited for a decoded batch.
+  double wait_seconds() const;
 
  private:
-  struct State;
-  std::vector<std::string> files_;
-  std::vector<uint64_t> first_ids_;
-  data::Schema schema_;
-  int64_t batch_size_;
-  int rank_, ranks_;
-  std::unique_ptr<State> state_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace lockstep::train
