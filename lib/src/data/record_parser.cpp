@@ -305,12 +305,14 @@ void RecordParser::parse_pairs(std::string_view line, Batch& out) {
   std::string_view token;
   if (!next_token(token))
     fail("bad number", label_column, "the record is empty: it needs at least a label");
+  const std::string_view label = token;
+  if (token.size() > 1 && token[0] == '+') token.remove_prefix(1);  // libsvm's "+1"
   float y = parse_float(label_column, token);
   if (y == -1.0f) y = 0.0f;  // libsvm's -1/+1 labels
   if (!(y >= 0.0f && y <= 1.0f))
     fail("label range", label_column,
          fmt::format("{} is out of range: a label must be in [0, 1] (or -1, read as 0)",
-                     quote(token)));
+                     quote(label)));
   out.labels.push_back(y);
 
   const int64_t num_dense = schema_.num_dense();
