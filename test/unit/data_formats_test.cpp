@@ -124,8 +124,7 @@ TEST_CASE("CSV: header matched by name, quotes, missing values, clip and log1p",
 
   CHECK_THAT(test::error_of([&] { data::parse_text("clicked,price,tags\n1,2,3\n", s, "a.csv"); }),
              Contains("a.csv:1: the header has no field 'hist'"));
-  CHECK_THAT(test::error_of([&] { data::parse_text("", s, "a.csv"); }),
-             Contains("a.csv:1: the file is empty: the format needs a header line"));
+  CHECK(data::parse_text("", s, "a.csv").size == 0);  // an empty file needs no header
   CHECK_THAT(
       test::error_of([&] { data::parse_text("hist,tags,hist,clicked,price\n", s, "a.csv"); }),
       Contains("a.csv:1: the header names field 'hist' twice"));
