@@ -17,6 +17,9 @@
 #include "train/fault_injection.h"
 #include "test_util.h"
 #include "model_fixture.h"
+#include "lockstep/data/text_format.h"
+#include "lockstep/train/batch_source.h"
+#include "test/unit/data_test_util.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
@@ -436,5 +439,83 @@ TEST_CASE("Ranks that begin at different points are named at start-up", "[traine
   if (comm->rank() == 0) {
     std::filesystem::remove_all(dir);
     std::filesystem::remove_all(dir + "-other");
+  }
+}
+
+TEST_CASE("Text files read once across ranks: uneven shards, every record trained on once",
+          "[trainer][uneven][files]") {
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  const int P = comm->size();
+  const data::Schema schema({data::Column::label("click"), data::Column::dense("d", 3),
+                             data::Column::sparse("user"), data::Column::sparse("item"),
+                             data::Column::sequence("hist", 5)});
+  // Every rank writes the same files (odd record counts, an empty one) into its own directory.
+  test::TempDir dir;
+  std::vector<std::string> files;
+  uint64_t first = 0;
+  for (const int64_t n : {13, 0, 41, 7, 1, 29}) {
+    std::string text;
+    data::append_text(text, schema, test::fixture_batch(first, n));
+    files.push_back(dir.write(fmt::format("part-{}.tsv", files.size()), text));
+    first += static_cast<uint64_t>(n);
+  }
+  for (const bool few_files : {false, true}) {
+    INFO((few_files ? "one file: byte ranges" : "six files"));
+    const std::vector<std::string> use =
+        few_files ? std::vector<std::string>{files[2]} : files;
+    // What one reader sees: the moments of every sample id (byte offsets), and the record count.
+    double s = 0, s2 = 0;
+    int64_t records = 0;
+    {
+      train::FileSourceOptions o;
+      o.batch_size = 1000;
+      train::TextBatchSource all(use, schema, o);
+      all.start_epoch(0);
+      data::Batch b;
+      while (all.next(b)) {
+        records += b.size;
+        for (uint64_t id : b.sample_ids) {
+          s += static_cast<double>(id);
+          s2 += static_cast<double>(id) * static_cast<double>(id);
+        }
+      }
+    }
+    train::FileSourceOptions o;
+    o.batch_size = 4;
+    o.rank = comm->rank();
+    o.ranks = P;
+    o.workers = comm->rank() % 2;  // batches do not depend on it
+    o.chunk_bytes = 100;
+    train::TextBatchSource shard(use, schema, o);
+    Context ctx(Device::cpu(), ContextOptions{false, 0, 7});
+    auto model = test::fixture_model(ctx);
+    train::TrainerConfig cfg = quiet();
+    cfg.epochs = 2;
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    double local[3] = {0, 0, 0};
+    int64_t my_batches = 0;
+    trainer.on_step([&](const train::StepInfo& info) {
+      if (info.epoch != 0) return;
+      my_batches += info.batch->size > 0;
+      local[2] += static_cast<double>(info.batch->size);
+      for (uint64_t id : info.batch->sample_ids) {
+        local[0] += static_cast<double>(id);
+        local[1] += static_cast<double>(id) * static_cast<double>(id);
+      }
+    });
+    const auto fit = trainer.fit(shard);
+    double total[3];
+    MPI_Allreduce(local, total, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    CHECK(total[0] == s);  // every record once (ids are byte offsets) ...
+    CHECK(total[1] == s2);
+    CHECK(total[2] == static_cast<double>(records));
+    int64_t most = 0;
+    MPI_Allreduce(&my_batches, &most, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(fit.updates == static_cast<uint64_t>(2 * most));  // the longest shard sets the steps
+    const uint64_t hash = test::state_hash(ctx, *model);
+    uint64_t lo = 0, hi = 0;
+    MPI_Allreduce(&hash, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&hash, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(lo == hi);
   }
 }
