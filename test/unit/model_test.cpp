@@ -176,3 +176,25 @@ TEST_CASE("Bad model configuration names file, line and field", "[model][config]
   CHECK_THROWS_WITH(models::load_embedding_mlp_config("/nonexistent/model.toml"),
                     Contains("/nonexistent/model.toml"));
 }
+
+TEST_CASE("Tables with ids = \"identity\": a key is its row, a key >= rows names the table",
+          "[model][config][identity]") {
+  std::string text = kGoodConfig;
+  text.replace(text.find("rows = 1000"), 11, "rows = 1000\nids = \"identity\"");
+  const auto c = models::load_embedding_mlp_config(write_file("lockstep_identity.toml", text));
+  REQUIRE(c.tables[0].identity);
+  embedding::EmbeddingTable<float> table(c.tables[0], c.sparse_optimizer);
+  CHECK(table.row_of(0) == 0);
+  CHECK(table.row_of(999) == 999);
+  CHECK_THROWS_WITH(table.row_of(1000),
+                    Contains("table '" + c.tables[0].name + "' (ids = \"identity\"): id 1000 is "
+                             "not below rows = 1000"));
+  embedding::TableConfig hashed = c.tables[0];
+  hashed.identity = false;
+  embedding::EmbeddingTable<float> h(hashed, c.sparse_optimizer);
+  CHECK(h.row_of(1000) < 1000);
+  text.replace(text.find("\"identity\""), 10, "\"modulo\"");
+  CHECK_THROWS_WITH(models::load_embedding_mlp_config(write_file("lockstep_identity.toml", text)),
+                    Contains("lockstep_identity.toml:10") &&
+                        Contains("model.tables[0].ids = 'modulo' is not a key mapping"));
+}

@@ -36,6 +36,13 @@ EmbeddingTable<T>::EmbeddingTable(TableConfig config, nn::OptimizerConfig optimi
 
 template <class T>
 uint64_t EmbeddingTable<T>::row_of(uint64_t key) const {
+  if (config_.identity) {
+    LOCKSTEP_CHECK(key < static_cast<uint64_t>(config_.rows),
+                   "table '{}' (ids = \"identity\"): id {} is not below rows = {}; give the "
+                   "table more rows or hash its ids (ids = \"hash\")",
+                   config_.name, key, config_.rows);
+    return key;
+  }
   uint8_t le[8];
   for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(key >> (8 * i));
   return XXH64(le, 8, hash_seed_) % static_cast<uint64_t>(config_.rows);

@@ -76,7 +76,7 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
   for (size_t i = 0; i < tables.size(); ++i) {
     const toml::table& tt = *tables[i];
     const std::string p = fmt::format("{}.tables[{}]", prefix, i);
-    doc.check_keys(tt, p, {"name", "rows", "dim", "pooling", "init_scale"});
+    doc.check_keys(tt, p, {"name", "rows", "dim", "pooling", "init_scale", "ids"});
     embedding::TableConfig c;
     c.name = required_string(doc, tt, p, "name", "the table a name that fields refer to");
     if (!tt.get("rows"))
@@ -89,6 +89,15 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
       c.pooling = doc.at(*n, [&] { return embedding::parse_pooling(name, p + ".pooling"); });
     }
     c.init_scale = static_cast<float>(doc.get_float(tt, p, "init_scale", c.init_scale, 0, 10));
+    if (const toml::node* n = tt.get("ids")) {
+      const std::string ids = doc.get_string(tt, p, "ids", "hash");
+      doc.at(*n, [&] {
+        LOCKSTEP_CHECK(ids == "hash" || ids == "identity",
+                       "{}.ids = '{}' is not a key mapping: use hash or identity", p, ids);
+        return 0;
+      });
+      c.identity = ids == "identity";
+    }
     out.push_back(c);
   }
   return out;

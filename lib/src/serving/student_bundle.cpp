@@ -33,11 +33,13 @@ std::string student_bundle_manifest_text(const StudentBundleManifest& manifest) 
   m["columns"] = b.columns;
   m["num_dense"] = b.num_dense;
   m["tables"] = nlohmann::ordered_json::array();
-  for (const auto& t : b.tables)
+  for (const auto& t : b.tables) {
     m["tables"].push_back({{"name", t.name},
                            {"rows", t.rows},
                            {"dim", t.dim},
                            {"pooling", embedding::pooling_name(t.pooling)}});
+    if (t.identity) m["tables"].back()["ids"] = "identity";  // absent: hashed (older bundles)
+  }
   m["fields"] = nlohmann::ordered_json::array();
   for (const auto& f : b.fields) m["fields"].push_back({{"column", f.column}, {"table", f.table}});
   const auto& a = b.mlp.activation;
@@ -76,6 +78,12 @@ StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
     const auto pooling = embedding::parse_pooling(
         excerpt(t.string("pooling")), fmt::format("{}: field '{}'", path, t.field("pooling")));
     b.tables.push_back({name, rows, dim, pooling, 0.0f});
+    if (t.has("ids")) {
+      const std::string ids = t.string("ids");
+      LOCKSTEP_CHECK(ids == "hash" || ids == "identity", "{}: field '{}' = {} is not hash or identity",
+                     path, t.field("ids"), io::quote_text(excerpt(ids)));
+      b.tables.back().identity = ids == "identity";
+    }
     t.reject_unknown();
   }
   for (auto& f : m.objects("fields")) {

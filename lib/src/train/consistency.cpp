@@ -64,8 +64,9 @@ uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
   std::string tables_text;
   for (auto* t : model.tables()) {
     const auto& c = t->config();
-    tables_text += fmt::format("table {}=rows {}, dim {}, pooling {}, init_scale {}\n", c.name,
-                               c.rows, c.dim, embedding::pooling_name(c.pooling), c.init_scale);
+    tables_text += fmt::format("table {}=rows {}, dim {}, pooling {}, init_scale {}{}\n", c.name,
+                               c.rows, c.dim, embedding::pooling_name(c.pooling), c.init_scale,
+                               c.identity ? ", ids identity" : "");
   }
   parts.push_back({"embedding tables", hash_string(tables_text), tables_text});
   parts.push_back({"run configuration", hash_string(run_config), run_config});

@@ -25,12 +25,16 @@ struct TableConfig {
   int64_t dim = 16;
   Pooling pooling = Pooling::Mean;  // for every multi-hot field that reads this table
   float init_scale = 0.05f;         // rows start uniform in [-init_scale, init_scale]
+  /// ids = "identity": a key is its own row (keys must be below rows: small integer ids, no
+  /// collisions); otherwise ("hash", the default) keys are hashed to rows.
+  bool identity = false;
   /// Throws Error naming `prefix`.<field> and its allowed range.
   void validate(std::string_view prefix) const;
 };
 
-/// A (rows, dim) table. v1 maps a key to a row with the hashing trick:
-/// row = XXH64(key as 8 little-endian bytes, seed = XXH64(table name)) % rows.
+/// A (rows, dim) table. It maps a key to a row with the hashing trick:
+/// row = XXH64(key as 8 little-endian bytes, seed = XXH64(table name)) % rows, or, with
+/// TableConfig::identity, row = key (a key >= rows throws Error naming the table).
 /// Sparse updates: row-wise Adagrad (one accumulator per row) or lazy Adam; only rows touched by
 /// a step change. Initial rows come from the counter-based RNG keyed by (seed, table name, row),
 /// identical on CPU and CUDA.
