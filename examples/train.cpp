@@ -32,6 +32,7 @@
 #include "lockstep/models/factory.h"
 #include "lockstep/train/batch_source.h"
 #include "lockstep/train/checkpoint.h"
+#include "lockstep/train/collisions.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
@@ -48,6 +49,7 @@ struct Options {
   std::vector<std::string> train, valid, test;
   int64_t max_bad_records = INT64_MAX;
   int data_workers = 1;
+  int64_t collision_sample = 100000;
   bool shuffle = false;
   bool student_only = false;
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
@@ -65,6 +67,7 @@ struct Data {
   double oracle_auc = NAN;
   std::string description;
   std::string file_list;  // "flag file=path bytes=n" lines, compared across ranks
+  std::vector<std::string> train_files;
 };
 
 Data synthetic_data(const Options& o, int rank, int ranks) {
@@ -141,6 +144,7 @@ Data file_data(const Options& o, int rank, int ranks) {
     options.shuffle_seed = o.data_seed;
     d.description += fmt::format("{}{} {} file(s), {} bytes", d.description.empty() ? "" : "; ",
                                  flag, files.size(), bytes);
+    if (std::string_view(flag) == "--train") d.train_files = files;
     return std::make_unique<train::TextBatchSource>(files, d.schema, options);
   };
   d.train = open(train, "--train", o.shuffle);
@@ -167,6 +171,26 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
 }
 
 bool file_mode(const Options& o) { return !o.data_dir.empty() || !o.train.empty(); }
+
+/// Logs, per hashed table, how many distinct keys of the first records of the training files
+/// share a row (rank 0, before training; docs/data.md "Collisions").
+void report_collisions(const Data& d, models::Model<float>& model, int64_t sample_records) {
+  auto* m = dynamic_cast<models::EmbeddingModel<float>*>(&model);
+  if (!m || d.train_files.empty() || sample_records <= 0) return;
+  train::FileSourceOptions o;
+  o.batch_size = sample_records;
+  o.workers = 0;
+  o.on_bad_record = train::BadRecordPolicy::kSkip;  // the training pass reports them
+  train::TextBatchSource sample(d.train_files, d.schema, o);
+  sample.start_epoch(0);
+  data::Batch b, more;
+  if (!sample.next(b)) return;
+  const bool all = !sample.next(more);  // the sample is every training record
+  const auto counts =
+      train::count_collisions(*m, sparse_column_names(d.schema), train::keys_by_column(b), all);
+  for (const auto& line : counts)
+    log().info("collisions: {}", train::describe_collisions({line}, b.size));
+}
 
 /// Everything that must be equal on all ranks, compared by the trainer at start-up: "key=value"
 /// lines, so that a difference is named (the model configuration line by line).
@@ -257,6 +281,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
     }
   });
   log().info("data: {}", d.description);
+  if (rank == 0) report_collisions(d, *model, o.collision_sample);
   log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
              "device {}",
              model->name(), model->tables().size(), model->dense_params().trainable_size(), ranks,
@@ -374,6 +399,10 @@ int main(int argc, char** argv) {
                  "threads per rank decoding data files ahead of training (0: in the training "
                  "thread)")
       ->check(CLI::Range(0, 64));
+  app.add_option("--collision-sample", o.collision_sample,
+                 "records of the training files whose keys are counted per table at start-up to "
+                 "report hash collisions (0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_flag("--shuffle", o.shuffle,
                "shuffle the training files' records every epoch (by chunk and within a window; "
                "seeded by --data-seed)");

@@ -8,7 +8,9 @@
 #include "gradcheck.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/nn/loss.h"
+#include "lockstep/train/collisions.h"
 #include "lockstep/train/local_trainer.h"
+#include <set>
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -197,4 +199,32 @@ TEST_CASE("Tables with ids = \"identity\": a key is its row, a key >= rows names
   CHECK_THROWS_WITH(models::load_embedding_mlp_config(write_file("lockstep_identity.toml", text)),
                     Contains("lockstep_identity.toml:10") &&
                         Contains("model.tables[0].ids = 'modulo' is not a key mapping"));
+}
+
+TEST_CASE("count_collisions counts distinct keys and the rows they share per table",
+          "[model][collisions]") {
+  Context ctx;
+  auto model = test::fixture_model(ctx);  // tables user (101 rows) and item (257: item + hist)
+  const data::Batch b = test::fixture_batch(0, 300);
+  const auto counts =
+      train::count_collisions(*model, test::fixture_columns(), train::keys_by_column(b), false);
+  REQUIRE(counts.size() == 2);
+  for (size_t t = 0; t < 2; ++t) {
+    auto* table = model->tables()[t];
+    std::set<uint64_t> keys, rows;
+    for (size_t c = 0; c < 3; ++c) {
+      const bool reads = (t == 0) == (c == 0);  // user reads column 0; item columns 1 and 2
+      if (!reads) continue;
+      for (uint64_t k : b.sparse[c].keys) keys.insert(k);
+    }
+    for (uint64_t k : keys) rows.insert(table->row_of(k));
+    CHECK(counts[t].table == table->config().name);
+    CHECK(counts[t].keys == static_cast<int64_t>(keys.size()));
+    CHECK(counts[t].rows_used == static_cast<int64_t>(rows.size()));
+    CHECK(counts[t].colliding() > 0);  // ~500 key values into 101 or 257 rows
+  }
+  const std::string text = train::describe_collisions(counts, 300);
+  CHECK_THAT(text, Contains(fmt::format("table 'user': {} distinct keys in 101 rows, {} share a row",
+                                        counts[0].keys, counts[0].colliding())) &&
+                       Contains("among the keys of the first 300 records"));
 }
