@@ -29,6 +29,8 @@ void Progress::open_metrics() {
 void Progress::start() {
   t0_ = last_log_ = Clock::now();
   samples_since_log_ = 0;
+  steps_since_log_ = 0;
+  wait_at_log_ = 0;
 }
 
 double Progress::elapsed() const {
@@ -40,8 +42,9 @@ void Progress::write_metrics(const std::string& json_line) {
 }
 
 void Progress::on_step(uint64_t next_step, int64_t epoch, const StepSummary& summary,
-                       uint64_t steps_run, const EvalResult& last_eval) {
+                       uint64_t steps_run, const EvalResult& last_eval, double data_wait_s) {
   samples_since_log_ += static_cast<int64_t>(summary.samples);
+  ++steps_since_log_;
   if (rank_ != 0 || config_.log_every <= 0 || next_step % config_.log_every != 0) return;
   const auto now = Clock::now();
   const double dt = std::chrono::duration<double>(now - last_log_).count();
@@ -51,6 +54,9 @@ void Progress::on_step(uint64_t next_step, int64_t epoch, const StepSummary& sum
                                  next_step, epoch + 1, config_.epochs, rate,
                                  summary.samples ? summary.loss_sum / summary.samples : NAN);
   if (!std::isnan(last_eval.auc)) line += fmt::format(" | eval AUC {:.4f}", last_eval.auc);
+  const double step_ms = 1e3 * dt / static_cast<double>(steps_since_log_);
+  const double wait_ms = 1e3 * (data_wait_s - wait_at_log_) / static_cast<double>(steps_since_log_);
+  line += fmt::format(" | {:.1f} ms/step, data wait {:.2f} ms", step_ms, wait_ms);
   const int64_t total = config_.steps_per_epoch * config_.epochs;
   if (total > 0 && static_cast<int64_t>(steps_run) < total) {
     const double per_step = elapsed / static_cast<double>(steps_run);
@@ -60,10 +66,14 @@ void Progress::on_step(uint64_t next_step, int64_t epoch, const StepSummary& sum
   write_metrics(nlohmann::json{{"step", next_step},
                                {"epoch", epoch},
                                {"samples_per_s", rate},
-                               {"loss", summary.samples ? summary.loss_sum / summary.samples : 0.0}}
+                               {"loss", summary.samples ? summary.loss_sum / summary.samples : 0.0},
+                               {"step_ms", step_ms},
+                               {"data_wait_ms", wait_ms}}
                     .dump());
   last_log_ = now;
   samples_since_log_ = 0;
+  steps_since_log_ = 0;
+  wait_at_log_ = data_wait_s;
 }
 
 void Progress::on_epoch_end(int64_t epoch, uint64_t step, int64_t samples) {

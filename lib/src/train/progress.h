@@ -20,8 +20,9 @@ class Progress {
   void start();
   /// After each step: a progress line every config.log_every steps. `steps_run` counts the
   /// steps of this fit(), `next_step` is the step number after this one.
+  /// `data_wait_s`: this rank's seconds waiting for batches so far in this fit().
   void on_step(uint64_t next_step, int64_t epoch, const StepSummary& summary, uint64_t steps_run,
-               const EvalResult& last_eval);
+               const EvalResult& last_eval, double data_wait_s);
   /// After the last step of an epoch: `samples` trained on in it, summed over ranks (logged, and
   /// written with the epoch's evaluation line).
   void on_epoch_end(int64_t epoch, uint64_t step, int64_t samples);
@@ -37,7 +38,8 @@ class Progress {
   int rank_;
   std::ofstream metrics_;
   std::chrono::steady_clock::time_point t0_, last_log_;
-  int64_t samples_since_log_ = 0, epoch_samples_ = 0;
+  int64_t samples_since_log_ = 0, epoch_samples_ = 0, steps_since_log_ = 0;
+  double wait_at_log_ = 0;
 };
 
 }  // namespace lockstep::train

@@ -30,6 +30,8 @@ class Lookahead {
   bool has_next() const { return has_nxt_; }
   uint16_t status() const { return status_; }
   const std::string& error() const { return error_; }
+  /// Seconds spent in BatchSource::next() so far: waiting for data.
+  double wait_seconds() const { return wait_seconds_; }
   void advance() {
     std::swap(cur_, nxt_);
     has_cur_ = has_nxt_;
@@ -38,6 +40,14 @@ class Lookahead {
 
  private:
   bool read(data::Batch& b) {
+    const auto t0 = std::chrono::steady_clock::now();
+    struct Timer {
+      double& total;
+      std::chrono::steady_clock::time_point t0;
+      ~Timer() {
+        total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+    } timer{wait_seconds_, t0};
     try {
       return source_.next(b);
     } catch (const DeviceError&) {
@@ -56,6 +66,7 @@ class Lookahead {
   bool has_cur_ = false, has_nxt_ = false;
   uint16_t status_ = kStatusOk;
   std::string error_;
+  double wait_seconds_ = 0;
 };
 
 /// The trainer's own settings that every rank must share, as "key=value" lines (compared at
@@ -245,8 +256,10 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
     result.loss_sum += summary.loss_sum;
     const StepInfo info{step_no - 1, epoch, &data.current(), summary, updated};
     for (auto& cb : callbacks) cb(info);
-    progress.on_step(step_no, epoch, summary, result.steps, last_eval);
+    progress.on_step(step_no, epoch, summary, result.steps, last_eval,
+                     result.data_wait_seconds + data.wait_seconds());
     if (summary.stop_requested) {
+      result.data_wait_seconds += data.wait_seconds();
       if (comm.rank() == 0) log().warn("stop requested by a signal: stopping at step {}", step_no);
       if (!config.checkpoint_dir.empty()) result.last_checkpoint = save_checkpoint();
       return false;
@@ -256,7 +269,10 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
       timed([&] { result.last_checkpoint = save_checkpoint(); });
       saved_at = step_no;
     }
-    if (!summary.any_next) return true;
+    if (!summary.any_next) {
+      result.data_wait_seconds += data.wait_seconds();
+      return true;
+    }
     data.advance();
   }
 }

@@ -70,6 +70,7 @@ struct FitResult {
   double loss_sum = 0;   // global summed loss
   double seconds = 0;        // wall time of fit()
   double train_seconds = 0;  // of which stepping (without evaluation and checkpoints)
+  double data_wait_seconds = 0;  // of which this rank waited for its next batch (BatchSource::next)
   bool stopped = false;      // ended early on a signal
   /// Resumed from the checkpoint of a run that had already trained all config.epochs epochs:
   /// nothing was trained or written (last_eval still evaluates the held-out data when given).
