@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fstream>
+
 #include <chrono>
 #include <cmath>
 
@@ -37,6 +39,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     Context ctx(select_device(device_flag));
+    // A directory of versioned bundles (lockstep-train --follow --export): the one LATEST names.
+    if (std::ifstream latest(bundle + "/LATEST"); latest.good()) {
+      std::string name;
+      std::getline(latest, name);
+      LOCKSTEP_CHECK(!name.empty() && name.find('/') == std::string::npos,
+                     "{}/LATEST does not name a bundle directory", bundle);
+      bundle += "/" + name;
+    }
     serving::StudentModel student(bundle, ctx);
     const data::Schema schema = data::Schema::load(schema_path);
     std::vector<std::string> columns;

@@ -18,6 +18,8 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "lockstep/comm/communicator.h"
@@ -37,6 +39,8 @@
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/trainer.h"
 #include "train/fault_injection.h"
+#include "train/host_collectives.h"
+#include "train/signals.h"
 
 using namespace lockstep;
 
@@ -50,6 +54,9 @@ struct Options {
   int64_t max_bad_records = INT64_MAX;
   int data_workers = 1;
   int64_t collision_sample = 100000;
+  std::string follow;
+  double follow_poll = 2, follow_idle_exit = 0;
+  int64_t export_every_files = 1;
   bool shuffle = false;
   bool student_only = false;
   int64_t train_samples = 1000000, test_samples = 50000, batch_size = 1024, table_rows = 1 << 17;
@@ -68,6 +75,7 @@ struct Data {
   std::string description;
   std::string file_list;  // "flag file=path bytes=n" lines, compared across ranks
   std::vector<std::string> train_files;
+  train::FileSourceOptions follow_options;  // --follow: for each round's files
 };
 
 Data synthetic_data(const Options& o, int rank, int ranks) {
@@ -116,7 +124,8 @@ Data file_data(const Options& o, int rank, int ranks) {
     if (test.empty()) test = {dir + "/test.tsv"};
   }
   LOCKSTEP_CHECK(!dir.empty() || !o.schema.empty(),
-                 "--train needs --schema: a schema TOML file (docs/data.md) or a preset (criteo)");
+                 "--train and --follow need --schema: a schema TOML file (docs/data.md) or a "
+                 "preset (criteo)");
   d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
   train::FileSourceOptions so;
   so.batch_size = o.batch_size;
@@ -147,7 +156,8 @@ Data file_data(const Options& o, int rank, int ranks) {
     if (std::string_view(flag) == "--train") d.train_files = files;
     return std::make_unique<train::TextBatchSource>(files, d.schema, options);
   };
-  d.train = open(train, "--train", o.shuffle);
+  if (o.follow.empty()) d.train = open(train, "--train", o.shuffle);
+  d.follow_options = so;
   if (!valid.empty()) d.valid = open(valid, "--valid", false);
   if (!test.empty()) d.test = open(test, "--test", false);
   return d;
@@ -170,7 +180,128 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::S
                                           o.student_only && o.model == "dual");
 }
 
-bool file_mode(const Options& o) { return !o.data_dir.empty() || !o.train.empty(); }
+bool file_mode(const Options& o) {
+  return !o.data_dir.empty() || !o.train.empty() || !o.follow.empty();
+}
+
+/// --follow with --export: the student bundle as EXPORT/step-<n>/ and EXPORT/LATEST (its name,
+/// written atomically after the bundle), the 3 newest kept: a reader never sees a partial bundle.
+void export_versioned(const Options& o, train::Trainer& trainer, const Context& ctx,
+                      models::DualDnn<float>* dual, const data::Schema& schema, int rank,
+                      const std::string& why) {
+  static uint64_t exported_at = UINT64_MAX;
+  if (!dual || o.export_dir.empty() || exported_at == trainer.step()) return;
+  exported_at = trainer.step();
+  trainer.vote("exporting the student", [&] {
+    if (rank != 0) return;
+    const std::string name = fmt::format("step-{}", trainer.step());
+    dual->export_student(ctx, o.export_dir + "/" + name, sparse_column_names(schema));
+    write_file_atomically(o.export_dir + "/LATEST", name + "\n");
+    std::vector<std::string> old;
+    for (const auto& e : std::filesystem::directory_iterator(o.export_dir))
+      if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0)
+        old.push_back(e.path().filename().string());
+    std::sort(old.begin(), old.end(), [](const std::string& a, const std::string& b) {
+      return std::stoull(a.substr(5)) > std::stoull(b.substr(5));
+    });
+    for (size_t i = 3; i < old.size(); ++i) std::filesystem::remove_all(o.export_dir + "/" + old[i]);
+    log().info("exported the student to {}/{} ({})", o.export_dir, name, why);
+  });
+}
+
+/// --follow DIR: online training on files as they appear in DIR, oldest name first. Each round,
+/// rank 0 lists the files not trained on yet and every rank learns the list (and whether any
+/// rank got a stop signal) in one gather; the round trains one pass over them, read once across
+/// ranks like --train. Files must appear complete: write them under a name starting with '.' or
+/// '_' and rename them (such names are skipped). Stops on SIGTERM/SIGINT (after the same step on
+/// every rank, with a checkpoint when --checkpoint-dir is set) or after --follow-idle-exit
+/// seconds without a new file.
+train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
+                        comm::Communicator& comm, Context& ctx, train::BatchSource* held_out,
+                        const std::function<void(const std::string&)>& export_now) {
+  namespace fs = std::filesystem;
+  train::HostCollectives host(comm, ctx);
+  train::SignalGuard signals(true);  // between rounds too; fit() inside keeps a pending signal
+  std::set<std::string> done;
+  train::FitResult total;
+  auto last_new = std::chrono::steady_clock::now();
+  int64_t files_since_export = 0;
+  while (true) {
+    std::string msg = train::stop_signal_pending() ? "stop\n" : "go\n";
+    if (comm.rank() == 0) {
+      std::vector<std::string> fresh;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(o.follow, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.empty() || name[0] == '.' || name[0] == '_' || !e.is_regular_file()) continue;
+        if (!done.count(e.path().string())) fresh.push_back(e.path().string());
+      }
+      std::sort(fresh.begin(), fresh.end());
+      const double idle =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - last_new).count();
+      if (fresh.empty() && o.follow_idle_exit > 0 && idle > o.follow_idle_exit) msg += "idle\n";
+      for (const auto& f : fresh) msg += f + "\n";
+    }
+    const auto all = host.all_gather_text(msg, std::string::npos);
+    bool stop = false;
+    for (const auto& m : all) stop = stop || m.rfind("stop", 0) == 0;
+    std::vector<std::string> files;
+    bool idle = false;
+    std::istringstream lines(all[0]);
+    std::string line;
+    std::getline(lines, line);  // rank 0's stop flag
+    while (std::getline(lines, line)) {
+      if (line == "idle") idle = true;
+      else if (!line.empty()) files.push_back(line);
+    }
+    if (stop) {
+      if (comm.rank() == 0) log().warn("--follow: stop requested by a signal");
+      total.stopped = true;
+      break;
+    }
+    if (idle) {
+      if (comm.rank() == 0)
+        log().info("--follow: no new file in {} for {} s: stopping", o.follow, o.follow_idle_exit);
+      break;
+    }
+    if (files.empty()) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(o.follow_poll));
+      continue;
+    }
+    last_new = std::chrono::steady_clock::now();
+    std::unique_ptr<train::TextBatchSource> source;
+    trainer.vote("opening new files", [&] {
+      source = std::make_unique<train::TextBatchSource>(files, d.schema, d.follow_options);
+    });
+    if (comm.rank() == 0)
+      log().info("--follow: training on {} new file(s), {} ... {}", files.size(), files.front(),
+                 files.back());
+    const train::FitResult r = trainer.fit(*source);
+    done.insert(files.begin(), files.end());
+    total.steps += r.steps;
+    total.updates += r.updates;
+    total.samples += r.samples;
+    total.loss_sum += r.loss_sum;
+    total.seconds += r.seconds;
+    total.train_seconds += r.train_seconds;
+    total.data_wait_seconds += r.data_wait_seconds;
+    if (!r.last_checkpoint.empty()) total.last_checkpoint = r.last_checkpoint;
+    last_new = std::chrono::steady_clock::now();  // idle time counts from the end of a round
+    if (r.stopped) {
+      if (comm.rank() == 0) log().warn("--follow: stop requested by a signal");
+      total.stopped = true;
+      break;
+    }
+    files_since_export += static_cast<int64_t>(files.size());
+    if (o.export_every_files > 0 && files_since_export >= o.export_every_files) {
+      export_now(fmt::format("after {} file(s)", done.size()));
+      files_since_export = 0;
+    }
+  }
+  if (!total.stopped && held_out) total.last_eval = trainer.evaluate(*held_out);
+  export_now("at the end of --follow");
+  return total;
+}
 
 /// Logs, per hashed table, how many distinct keys of the first records of the training files
 /// share a row (rank 0, before training; docs/data.md "Collisions").
@@ -305,7 +436,11 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   // Evaluation each epoch on the validation data when there is one, else on the test data; the
   // test data then once more at the end.
   train::BatchSource* held_out = d.valid ? d.valid.get() : d.test.get();
-  const train::FitResult r = trainer.fit(*d.train, held_out);
+  const train::FitResult r =
+      o.follow.empty() ? trainer.fit(*d.train, held_out)
+                       : follow(o, d, trainer, comm, ctx, held_out, [&](const std::string& why) {
+                           export_versioned(o, trainer, ctx, dual, d.schema, rank, why);
+                         });
   double teacher_auc = NAN, test_auc = NAN;
   if (!r.stopped && d.valid && d.test) test_auc = trainer.evaluate(*d.test).auc;
   if (dual && !r.stopped && held_out) {  // the teacher's held-out AUC too (collective)
@@ -346,7 +481,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   // Rank 0 writes the outputs; every rank learns whether that worked.
   trainer.vote("writing the outputs", [&] {
     if (rank != 0) return;
-    if (dual && !o.export_dir.empty()) {
+    if (dual && !o.export_dir.empty() && o.follow.empty()) {  // --follow exported already
       dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
@@ -403,6 +538,19 @@ int main(int argc, char** argv) {
                  "records of the training files whose keys are counted per table at start-up to "
                  "report hash collisions (0: none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--follow", o.follow,
+                 "online: train on files as they appear in this directory (name order), one pass "
+                 "each, until SIGTERM or --follow-idle-exit; --export writes EXPORT/step-<n>/ + "
+                 "EXPORT/LATEST")
+      ->excludes(train_opt);
+  app.add_option("--follow-poll", o.follow_poll, "--follow: seconds between directory listings")
+      ->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--follow-idle-exit", o.follow_idle_exit,
+                 "--follow: stop after this many seconds without a new file (0: never)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--export-every-files", o.export_every_files,
+                 "--follow: export the student after every N files trained (0: only at the end)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_flag("--shuffle", o.shuffle,
                "shuffle the training files' records every epoch (by chunk and within a window; "
                "seeded by --data-seed)");

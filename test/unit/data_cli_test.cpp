@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <regex>
+#include <thread>
 
 #include "data_test_util.h"
 
@@ -73,7 +74,7 @@ TEST_CASE("lockstep-train names missing or wrong data flags", "[data][cli]") {
   std::string out;
   CHECK(test::run_tool(kTrain, "--device cpu --train " + kSample + "/ads-train.csv", scratch,
                        out) == 1);
-  CHECK_THAT(out, Contains("--train needs --schema"));
+  CHECK_THAT(out, Contains("--train and --follow need --schema"));
   CHECK(test::run_tool(kTrain,
                        "--device cpu --schema " + kSample + "/ads.schema.toml --train '" +
                            scratch.file("*.csv") + "'",
@@ -89,4 +90,57 @@ TEST_CASE("lockstep-train names missing or wrong data flags", "[data][cli]") {
                            "/ads-train.csv",
                        scratch, out) == 1);
   CHECK_THAT(out, Contains("ads-train.csv:1: expected"));
+}
+
+TEST_CASE("lockstep-train --follow trains on files as they appear and exports the student",
+          "[data][cli][follow]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string datagen = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-datagen";
+  const std::string predict = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-predict";
+  const std::string data = scratch.file("data"), in = scratch.file("in");
+  REQUIRE(test::run_tool(datagen, "--out " + data + " --train 3000 --test 500 --shards 3",
+                         scratch, out) == 0);
+  std::filesystem::create_directories(in);
+  std::filesystem::copy_file(data + "/train-00000-of-00003.tsv", in + "/a.tsv");
+  std::filesystem::copy_file(data + "/train-00001-of-00003.tsv", in + "/b.tsv");
+  std::filesystem::copy_file(data + "/train-00002-of-00003.tsv", in + "/_c.partial");  // skipped
+  // A file that appears later, renamed into place complete, is trained on in the next round.
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    std::filesystem::rename(in + "/_c.partial", in + "/c.tsv");
+  });
+  const std::string args = "--device cpu --model dual --log-every 0 --table-rows 4096 "
+                           "--collision-sample 0 --schema " + data + "/schema.toml --follow " +
+                           in + " --follow-poll 0.2 --export " + scratch.file("student");
+  const int rc = test::run_tool(kTrain, args + " --follow-idle-exit 4 --test " + data +
+                                            "/test.tsv", scratch, out);
+  later.join();
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Contains("--follow: training on 2 new file(s), " + in + "/a.tsv ... " + in +
+                           "/b.tsv"));
+  CHECK_THAT(out, Contains("--follow: training on 1 new file(s), " + in + "/c.tsv"));
+  CHECK_THAT(out, Contains("no new file in " + in + " for 4 s: stopping"));
+  CHECK_THAT(out, Contains("result: AUC"));
+  // Versioned bundles and LATEST; lockstep-predict follows LATEST.
+  std::ifstream latest(scratch.file("student") + "/LATEST");
+  std::string name;
+  std::getline(latest, name);
+  CHECK(name == "step-3");  // 2000 + 1000 samples in batches of 1024: 2 + 1 steps
+  CHECK(std::filesystem::is_directory(scratch.file("student") + "/step-2"));
+  REQUIRE(test::run_tool(predict, "--device cpu --bundle " + scratch.file("student") +
+                                      " --data " + data + "/test.tsv --schema " + data +
+                                      "/schema.toml",
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("scored 500 records"));
+
+  // SIGTERM stops it cleanly: the run exits 0 after exporting the student it has.
+  std::filesystem::remove_all(scratch.file("student"));
+  const int term = test::run_tool("timeout --preserve-status -s TERM 3 " + kTrain, args, scratch,
+                                  out);
+  INFO(out);
+  CHECK(term == 0);
+  CHECK_THAT(out, Contains("--follow: stop requested by a signal"));
+  CHECK(std::filesystem::exists(scratch.file("student") + "/LATEST"));
 }

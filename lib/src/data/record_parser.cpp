@@ -74,7 +74,11 @@ RecordParser::RecordParser(Schema schema) : schema_(std::move(schema)) {
 
 void RecordParser::set_header(std::string_view line, const std::string& source) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  split_fields(line);  // throws Bad on broken quotes
+  try {
+    split_fields(line);
+  } catch (const Bad& b) {  // broken quotes
+    throw Error(fmt::format("{}:1: the header line: {}", source, b.message));
+  }
   std::unordered_map<std::string_view, int64_t> seen;
   field_column_.assign(fields_.size(), -1);
   std::vector<bool> found(static_cast<size_t>(schema_.num_columns()), false);

@@ -6,7 +6,9 @@
 namespace lockstep::train {
 
 /// While alive (and when `install`), SIGTERM and SIGINT only set a flag (stop_signal_pending());
-/// the previous handlers are restored on destruction.
+/// the previous handlers are restored on destruction. Guards nest: the flag is cleared when the
+/// outermost one is created and destroyed, so a signal seen by an inner guard (a fit()) is still
+/// pending for the loop around it (lockstep-train --follow).
 class SignalGuard {
  public:
   explicit SignalGuard(bool install);
