@@ -1273,7 +1273,8 @@ std::string cache_format::reseal(std::string bytes) {
   if (!have(num_sparse * kColumnStatsBytes)) return bytes;
   for (uint64_t s = 0; s < num_sparse; ++s, pos += kColumnStatsBytes) {
     uint8_t* st = h + pos;
-    reseal_range(st + 64, load_u64(st + 48), load_u64(st + 56));
+    if (load_u64(st + 40) & kFlagVocabularyStored)
+      reseal_range(st + 64, load_u64(st + 48), load_u64(st + 56));
   }
   const uint64_t entry = kBlockEntryFixedBytes + 8 * num_sparse;
   for (uint64_t b = 0; b < num_blocks && have(entry); ++b, pos += entry)
