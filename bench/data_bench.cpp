@@ -56,7 +56,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   CLI::App app{"lockstep data cache: write time, size and single-core decoding speed (din-bench)"};
   int64_t records = 1000000, block_records = 65536, text_records = 100000;
-  int level = 3, reps = 5, threads = 1;
+  int level = data::CacheWriterOptions{}.zstd_level, reps = 5, threads = 1;
   std::string dir_flag, existing;
   bool keep = false;
   app.add_option("--records", records, "din-bench records to write")

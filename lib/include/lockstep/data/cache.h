@@ -85,9 +85,11 @@ struct CacheWriterOptions {
   /// Records per block, in [1, kMaxCacheBlockRecords] (the last block may hold fewer). A block is
   /// the unit of decoding, checksumming and of parallel reading.
   int64_t block_records = 65536;
-  /// zstd compression level of the blocks, in [1, 19] (ZSTD_maxCLevel() would allow more, at a
-  /// large cost in writing time for little gain). Decoding speed hardly depends on it.
-  int zstd_level = 3;
+  /// zstd compression level of the blocks and vocabularies, in [1, 19]. On din-bench records,
+  /// level 1 writes fastest, decodes fastest and compresses as well as level 3 (higher levels
+  /// gain a few % of size for several times the writing time; docs/data_cache.md §6). Data with
+  /// more repetition than synthetic ids may gain more from a higher level.
+  int zstd_level = 1;
   /// Store each sparse column's sorted distinct ids (when at most max_vocabulary of them).
   bool store_vocabulary = true;
   /// Distinct ids per column counted exactly (and stored, with store_vocabulary), in
