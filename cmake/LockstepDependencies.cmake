@@ -28,6 +28,15 @@ add_library(xxhash_lib INTERFACE)
 target_include_directories(xxhash_lib INTERFACE ${XXHASH_INCLUDE_DIR})
 target_link_libraries(xxhash_lib INTERFACE ${XXHASH_LIBRARY})
 
+# zstd (the data cache's compression; libzstd-dev). Found by hand like xxHash, so that a sysroot
+# without its CMake package (scripts/device_prepare.sh) works too. A private dependency of the
+# shared library: consumers of the installed package never see it.
+find_path(ZSTD_INCLUDE_DIR zstd.h REQUIRED)
+find_library(ZSTD_LIBRARY NAMES zstd REQUIRED)
+add_library(zstd_lib INTERFACE)
+target_include_directories(zstd_lib INTERFACE ${ZSTD_INCLUDE_DIR})
+target_link_libraries(zstd_lib INTERFACE ${ZSTD_LIBRARY})
+
 # CUDA: AUTO turns it on when nvcc is found.
 set(LOCKSTEP_CUDA_ENABLED OFF)
 if(NOT LOCKSTEP_WITH_CUDA STREQUAL "OFF")

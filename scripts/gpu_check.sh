@@ -63,7 +63,8 @@ for stage in $stages; do
         -DLOCKSTEP_WITH_CUDA=ON -DCMAKE_PREFIX_PATH="$sys" \
         -DOpenBLAS_INCLUDE_DIRS="$sys/include/x86_64-linux-gnu/openblas-pthread" \
         -DOpenBLAS_LIBRARIES="$lib/openblas-pthread/libopenblas.so" \
-        -DXXHASH_INCLUDE_DIR="$sys/include" -DXXHASH_LIBRARY="$lib/libxxhash.so"
+        -DXXHASH_INCLUDE_DIR="$sys/include" -DXXHASH_LIBRARY="$lib/libxxhash.so" \
+        -DZSTD_INCLUDE_DIR="$sys/include" -DZSTD_LIBRARY="$lib/libzstd.so"
       run build build cmake --build "$build" -j "$jobs" ;;
     gpu)
       run gpu gpu_tests "$gpu_tests" --durations yes ;;
