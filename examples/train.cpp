@@ -123,10 +123,18 @@ Data file_data(const Options& o, int rank, int ranks) {
     if (valid.empty() && std::filesystem::exists(dir + "/valid.tsv")) valid = {dir + "/valid.tsv"};
     if (test.empty()) test = {dir + "/test.tsv"};
   }
-  LOCKSTEP_CHECK(!dir.empty() || !o.schema.empty(),
-                 "--train and --follow need --schema: a schema TOML file (docs/data.md) or a "
-                 "preset (criteo)");
-  d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
+  // Binary caches (lockstep-data convert) carry their schema; text files need one.
+  const auto train_files = train.empty() ? std::vector<std::string>{}
+                                         : data::expand_data_paths(train, "--train");
+  const bool cached = !train_files.empty() && train::is_cache_file(train_files.front());
+  if (cached && o.schema.empty()) {
+    d.schema = data::CacheReader(train_files.front()).schema();
+  } else {
+    LOCKSTEP_CHECK(!dir.empty() || !o.schema.empty(),
+                   "--train and --follow need --schema: a schema TOML file (docs/data.md) or a "
+                   "preset (criteo)");
+    d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
+  }
   train::FileSourceOptions so;
   so.batch_size = o.batch_size;
   so.rank = rank;
@@ -154,7 +162,19 @@ Data file_data(const Options& o, int rank, int ranks) {
     d.description += fmt::format("{}{} {} file(s), {} bytes", d.description.empty() ? "" : "; ",
                                  flag, files.size(), bytes);
     if (std::string_view(flag) == "--train") d.train_files = files;
-    return std::make_unique<train::TextBatchSource>(files, d.schema, options);
+    const auto caches = std::count_if(files.begin(), files.end(), train::is_cache_file);
+    if (caches == 0)
+      return std::unique_ptr<train::BatchSource>(
+          std::make_unique<train::TextBatchSource>(files, d.schema, options));
+    LOCKSTEP_CHECK(caches == static_cast<long>(files.size()),
+                   "{}: {} of {} files are binary caches: give caches or text files, not both",
+                   flag, caches, files.size());
+    auto source = std::make_unique<train::CacheBatchSource>(files, options);
+    LOCKSTEP_CHECK(source->schema() == d.schema,
+                   "{} {}: the cache's schema differs from {}: convert the data with this schema "
+                   "or leave --schema out (a cache carries its own)",
+                   flag, files.front(), o.schema.empty() ? "the training data's" : o.schema);
+    return std::unique_ptr<train::BatchSource>(std::move(source));
   };
   if (o.follow.empty()) d.train = open(train, "--train", o.shuffle);
   d.follow_options = so;
@@ -308,19 +328,36 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
 void report_collisions(const Data& d, models::Model<float>& model, int64_t sample_records) {
   auto* m = dynamic_cast<models::EmbeddingModel<float>*>(&model);
   if (!m || d.train_files.empty() || sample_records <= 0) return;
-  train::FileSourceOptions o;
-  o.batch_size = sample_records;
-  o.workers = 0;
-  o.on_bad_record = train::BadRecordPolicy::kSkip;  // the training pass reports them
-  train::TextBatchSource sample(d.train_files, d.schema, o);
-  sample.start_epoch(0);
-  data::Batch b, more;
-  if (!sample.next(b)) return;
-  const bool all = !sample.next(more);  // the sample is every training record
-  const auto counts =
-      train::count_collisions(*m, sparse_column_names(d.schema), train::keys_by_column(b), all);
+  const auto columns = sparse_column_names(d.schema);
+  std::vector<train::TableCollisions> counts;
+  int64_t sampled = 0;
+  // A cache's stored vocabularies: exact counts over all the data.
+  if (auto* cache = dynamic_cast<train::CacheBatchSource*>(d.train.get())) {
+    std::vector<std::vector<uint64_t>> vocab(columns.size());
+    bool all = true;
+    for (size_t s = 0; s < columns.size() && all; ++s)
+      all = cache->vocabulary(static_cast<int64_t>(s), vocab[s]);
+    if (all) counts = train::count_collisions(*m, columns, vocab, true);
+  }
+  if (counts.empty()) {  // else the keys of the first records
+    train::FileSourceOptions o;
+    o.batch_size = sample_records;
+    o.workers = 0;
+    o.on_bad_record = train::BadRecordPolicy::kSkip;  // the training pass reports them
+    std::unique_ptr<train::BatchSource> sample;
+    if (train::is_cache_file(d.train_files.front()))
+      sample = std::make_unique<train::CacheBatchSource>(d.train_files, o);
+    else
+      sample = std::make_unique<train::TextBatchSource>(d.train_files, d.schema, o);
+    sample->start_epoch(0);
+    data::Batch b, more;
+    if (!sample->next(b)) return;
+    const bool all = !sample->next(more);  // the sample is every training record
+    counts = train::count_collisions(*m, columns, train::keys_by_column(b), all);
+    sampled = b.size;
+  }
   for (const auto& line : counts)
-    log().info("collisions: {}", train::describe_collisions({line}, b.size));
+    log().info("collisions: {}", train::describe_collisions({line}, sampled));
 }
 
 /// Everything that must be equal on all ranks, compared by the trainer at start-up: "key=value"

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "data_test_util.h"
+#include "lockstep/data/cache.h"
 #include "lockstep/data/data_files.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/train/batch_source.h"
@@ -299,4 +300,74 @@ TEST_CASE("TextBatchSource reports unreadable files at construction", "[data][fi
                train::TextBatchSource s({dir.file("missing.tsv")}, schema, options(4));
              }),
              Contains(dir.file("missing.tsv")));
+}
+
+TEST_CASE("Cache files: text -> cache -> batches identical; blocks read once across 1-4 ranks",
+          "[data][files][cache]") {
+  test::TempDir dir;
+  const auto files = write_files(dir, {17, 0, 40, 9, 33});
+  const data::Schema schema = small_schema();
+  // The text, batch by batch (one rank), written into two caches with small blocks.
+  const Read text = [&] {
+    train::TextBatchSource s(files, schema, options(8));
+    return read_all(s);
+  }();
+  std::vector<std::string> caches;
+  {
+    data::CacheWriterOptions co;
+    co.block_records = 7;
+    data::CacheWriter a(dir.file("a.cache"), schema, co), b(dir.file("b.cache"), schema, co);
+    for (size_t i = 0; i < text.batches.size(); ++i)
+      (i < 5 ? a : b).append(text.batches[i]);
+    a.finish();
+    b.finish();
+    caches = {dir.file("a.cache"), dir.file("b.cache")};
+  }
+  CHECK(train::is_cache_file(caches[0]));
+  CHECK_FALSE(train::is_cache_file(files[0]));
+  // One rank, same batch size: the identical batches, sample ids included.
+  {
+    train::CacheBatchSource c(caches, options(8));
+    CHECK(c.schema() == schema);
+    CHECK(c.records() == static_cast<int64_t>(text.users.size()));
+    const Read r = read_all(c);
+    REQUIRE(r.batches.size() == text.batches.size());
+    for (size_t i = 0; i < r.batches.size(); ++i) {
+      const auto& x = r.batches[i];
+      const auto& y = text.batches[i];
+      CHECK(x.labels == y.labels);
+      CHECK(x.dense == y.dense);
+      CHECK(x.sample_ids == y.sample_ids);
+      for (size_t s = 0; s < x.sparse.size(); ++s) {
+        CHECK(x.sparse[s].keys == y.sparse[s].keys);
+        CHECK(x.sparse[s].offsets == y.sparse[s].offsets);
+      }
+    }
+  }
+  // Several ranks: every record once; batch order independent of workers; shuffle seeded.
+  for (int ranks = 1; ranks <= 4; ++ranks) {
+    std::multiset<uint64_t> seen;
+    for (int r = 0; r < ranks; ++r) {
+      train::CacheBatchSource c(caches, options(5, r, ranks, r % 3));
+      const Read read = read_all(c);
+      CHECK(static_cast<int64_t>(read.ids.size()) == c.share_records());
+      seen.insert(read.ids.begin(), read.ids.end());
+    }
+    CHECK(seen == std::multiset<uint64_t>(text.ids.begin(), text.ids.end()));
+  }
+  auto o = options(5, 0, 1, 2);
+  o.shuffle = true;
+  o.shuffle_seed = 3;
+  o.shuffle_buffer = 10;
+  train::CacheBatchSource s1(caches, o), s2(caches, o);
+  const auto a = read_all(s1).ids, b = read_all(s2).ids;
+  CHECK(a == b);
+  CHECK(a != text.ids);
+  CHECK(std::multiset<uint64_t>(a.begin(), a.end()) ==
+        std::multiset<uint64_t>(text.ids.begin(), text.ids.end()));
+  // Vocabularies over both files: the distinct users.
+  std::vector<uint64_t> users;
+  REQUIRE(s1.vocabulary(0, users));
+  std::set<uint64_t> distinct(text.users.begin(), text.users.end());
+  CHECK(users == std::vector<uint64_t>(distinct.begin(), distinct.end()));
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lockstep/data/batch.h"
+#include "lockstep/data/cache.h"
 #include "lockstep/data/schema.h"
 #include "lockstep/data/synthetic.h"
 
@@ -118,5 +119,37 @@ class TextBatchSource final : public BatchSource {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Binary cache files (lockstep/data/cache.h, written by `lockstep-data convert`), memory-mapped:
+/// the blocks of all files, in order, are dealt to ranks in contiguous runs balanced by records
+/// (a block goes to the rank whose share of the records holds its first record), decoded on
+/// worker threads ahead of the trainer, shuffled by block and within a window when asked. The
+/// records (sample ids included) are those the cache was written from. All files must hold the
+/// same schema.
+class CacheBatchSource final : public BatchSource {
+ public:
+  CacheBatchSource(std::vector<std::string> files, FileSourceOptions options);
+  ~CacheBatchSource() override;
+  void start_epoch(int64_t epoch) override;
+  bool next(data::Batch& out) override;
+
+  const data::Schema& schema() const;
+  /// Records in all files, and in this rank's blocks.
+  int64_t records() const;
+  int64_t share_records() const;
+  /// Each file's header.
+  std::vector<const data::CacheInfo*> infos() const;
+  /// The sorted distinct ids of Batch::sparse slot `slot` over all files, when every file stores
+  /// its vocabulary (else false).
+  bool vocabulary(int64_t slot, std::vector<uint64_t>& out) const;
+  double wait_seconds() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Whether `path` starts with the cache magic (a file `lockstep-data convert` wrote).
+bool is_cache_file(const std::string& path);
 
 }  // namespace lockstep::train
