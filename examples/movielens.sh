@@ -38,7 +38,8 @@ echo "== converting $ml into $out/data (split $split, history: liked movies, max
 "$build/examples/lockstep-data" movielens --ratings "$ml/ratings.csv" --movies "$ml/movies.csv" \
   --out "$out/data" --split "$split" --max-len "$max_len"
 
-# train NAME CONFIG: trains, keeps the log in $out/NAME.log, sets auc (and teacher_auc), seconds.
+# train NAME CONFIG: trains, keeps the log in $out/NAME.log, sets auc (test), valid_auc,
+# teacher_auc (dual: on test) and seconds.
 train() {
   local name=$1 config=$2 t0=$SECONDS
   shift 2
@@ -50,26 +51,29 @@ train() {
     exit 1
   }
   grep -E "epoch [0-9]+ done|^result" "$out/$name.log"
-  auc=$(sed -n 's/^result: AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
+  # "result: validation AUC v, test AUC t; ..." (with valid.tsv) or "result: AUC t; ..."
+  valid_auc=$(sed -n 's/^result: validation AUC \([0-9.]*\),.*/\1/p' "$out/$name.log")
+  auc=$(sed -n 's/^result: \(validation AUC [0-9.]*, test \)\{0,1\}AUC \([0-9.]*\).*/\2/p' \
+    "$out/$name.log")
   teacher_auc=$(sed -n 's/.*teacher AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
   seconds=$((SECONDS - t0))
 }
 
 train mlp movielens_mlp.toml "$@"
-mlp_auc=$auc mlp_s=$seconds
+mlp_auc=$auc mlp_valid=$valid_auc mlp_s=$seconds
 train din movielens_din.toml "$@"
-din_auc=$auc din_s=$seconds
+din_auc=$auc din_valid=$valid_auc din_s=$seconds
 train dual movielens_dual.toml "$@"
-dual_auc=$auc dual_teacher_auc=$teacher_auc dual_s=$seconds
+dual_auc=$auc dual_valid=$valid_auc dual_teacher_auc=$teacher_auc dual_s=$seconds
 
 echo
-echo "MovieLens ($(basename "$ml"), split $split, max_len $max_len, $epochs epoch(s), batch $batch_size): test AUC"
+echo "MovieLens ($(basename "$ml"), split $split, max_len $max_len, $epochs epoch(s), batch $batch_size)"
 echo
-echo "| model | config | test AUC | train + eval time |"
-echo "|---|---|---|---|"
-echo "| embedding + MLP (mean-pooled history) | movielens_mlp.toml | $mlp_auc | ${mlp_s} s |"
-echo "| DIN (softmax attention) | movielens_din.toml | $din_auc | ${din_s} s |"
-echo "| dual DNN, student (served MLP) | movielens_dual.toml | $dual_auc | ${dual_s} s |"
-echo "| dual DNN, teacher (DIN + cross) | movielens_dual.toml | $dual_teacher_auc | (same run) |"
+echo "| model | config | test AUC | valid AUC | train + eval time |"
+echo "|---|---|---|---|---|"
+echo "| embedding + MLP (mean-pooled history) | movielens_mlp.toml | $mlp_auc | ${mlp_valid:-–} | ${mlp_s} s |"
+echo "| DIN (softmax attention) | movielens_din.toml | $din_auc | ${din_valid:-–} | ${din_s} s |"
+echo "| dual DNN, student (served MLP) | movielens_dual.toml | $dual_auc | ${dual_valid:-–} | ${dual_s} s |"
+echo "| dual DNN, teacher (DIN + cross) | movielens_dual.toml | $dual_teacher_auc | | (same run) |"
 echo
 echo "total $((SECONDS - start)) s; data and logs in $out"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "data_test_util.h"
 #include "lockstep/data/text_format.h"
@@ -59,18 +60,27 @@ TEST_CASE("lockstep-data movielens converts a sample that lockstep-train --data 
   CHECK(data::read_text(out + "/test.tsv", schema).size == 120);
   CHECK_FALSE(std::filesystem::exists(out + "/meta.json"));
 
-  for (const std::string model : {"embedding_mlp", "din", "dual"}) {
+  // The built-in models, and the configurations of examples/movielens.sh.
+  const std::string configs = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/configs/";
+  for (const std::string& model :
+       std::vector<std::string>{"--model embedding_mlp", "--model din", "--model dual",
+                                "--config " + configs + "movielens_mlp.toml",
+                                "--config " + configs + "movielens_din.toml",
+                                "--config " + configs + "movielens_dual.toml"}) {
     INFO(model);
     REQUIRE(test::run_tool(kTrain,
-                           "--device cpu --data " + out + " --model " + model +
+                           "--device cpu --data " + out + " " + model +
                                " --epochs 2 --batch-size 64 --table-rows 1024 --log-every 0",
                            scratch, output) == 0);
     INFO(output);
+    // valid.tsv is evaluated every epoch, test.tsv at the end.
     std::smatch m;
-    REQUIRE(std::regex_search(output, m, std::regex(R"(result: AUC ([0-9.]+))")));
-    const double auc = std::stod(m[1]);
-    CHECK(auc >= 0.0);
-    CHECK(auc <= 1.0);
+    REQUIRE(std::regex_search(
+        output, m, std::regex(R"(result: validation AUC ([0-9.]+), test AUC ([0-9.]+))")));
+    for (int k = 1; k <= 2; ++k) {
+      CHECK(std::stod(m[k]) >= 0.0);
+      CHECK(std::stod(m[k]) <= 1.0);
+    }
     CHECK_THAT(output, Contains("over 120 samples"));
   }
 }
