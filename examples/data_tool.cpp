@@ -1,17 +1,23 @@
 // lockstep-data: data preparation tools, one subcommand each.
 //
 //   lockstep-data movielens --ratings ml/ratings.csv --movies ml/movies.csv --out data/ml
+//   lockstep-data convert --schema schema.toml --out train.cache 'data/train/*.csv'
 //
 // movielens: MovieLens ratings → behaviour-sequence CTR records (schema.toml, train.tsv,
 // valid.tsv, test.tsv, movielens.json) that `lockstep-train --data DIR` reads; see
 // docs/movielens.md.
+//
+// convert: text records in any format of a schema (tsv, csv, libsvm, libfm; docs/data.md) → one
+// binary cache file (docs/data_cache.md) that `lockstep-train --train` reads memory-mapped.
 //
 // A subcommand is a function that registers its options and its action on the app
 // (add_<name>_command); main only parses and reports errors.
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -19,7 +25,10 @@
 
 #include "lockstep/config.h"
 #include "lockstep/core/error.h"
+#include "lockstep/data/cache.h"
+#include "lockstep/data/data_files.h"
 #include "lockstep/data/movielens.h"
+#include "lockstep/train/batch_source.h"
 
 namespace {
 
@@ -87,13 +96,97 @@ void add_movielens_command(CLI::App& app) {
   });
 }
 
+/// `lockstep-data convert`: text files → one binary cache (every record once, in file order).
+void add_convert_command(CLI::App& app) {
+  struct Args {
+    std::vector<std::string> inputs;
+    std::string schema, out, on_bad_record = "fail";
+    int64_t max_bad_records = INT64_MAX, block_records = 65536, max_vocabulary = int64_t{1} << 24;
+    int zstd_level = 1, workers = 1;
+    bool no_vocabulary = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "convert",
+      "text records (tsv, csv, libsvm, libfm: the schema's [format]) → a binary cache that "
+      "lockstep-train reads memory-mapped (docs/data_cache.md)");
+  cmd->option_defaults()->always_capture_default();
+  cmd->add_option("inputs", args->inputs, "text files, directories or globs")->required();
+  cmd->add_option("--schema", args->schema, "schema TOML of the text files, or a preset: criteo")
+      ->required();
+  cmd->add_option("--out", args->out, "the cache file to write (atomically)")->required();
+  cmd->add_option("--on-bad-record", args->on_bad_record,
+                  "a record that does not parse: fail (file:line) or skip (counted)")
+      ->check(CLI::IsMember({"fail", "skip"}));
+  cmd->add_option("--max-bad-records", args->max_bad_records, "with skip: at most this many")
+      ->check(CLI::Range(int64_t{0}, INT64_MAX));
+  cmd->add_option("--block-records", args->block_records, "records per block")
+      ->check(CLI::Range(int64_t{1}, lockstep::data::kMaxCacheBlockRecords));
+  cmd->add_option("--zstd-level", args->zstd_level, "zstd level of the blocks")
+      ->check(CLI::Range(1, 19));
+  cmd->add_option("--max-vocabulary", args->max_vocabulary,
+                  "distinct ids per column counted exactly and stored (more: estimated)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  cmd->add_flag("--no-vocabulary", args->no_vocabulary, "store no vocabularies (counts only)");
+  cmd->add_option("--workers", args->workers, "parsing threads")->check(CLI::Range(0, 64));
+  cmd->callback([args] {
+    namespace data = lockstep::data;
+    namespace train = lockstep::train;
+    const auto start = std::chrono::steady_clock::now();
+    const auto files = data::expand_data_paths(args->inputs, "lockstep-data convert");
+    const data::Schema schema = data::Schema::load_or_preset(args->schema);
+    train::FileSourceOptions so;
+    so.batch_size = 65536;
+    so.workers = args->workers;
+    so.on_bad_record = args->on_bad_record == "skip" ? train::BadRecordPolicy::kSkip
+                                                     : train::BadRecordPolicy::kFail;
+    so.max_bad_records = args->max_bad_records;
+    train::TextBatchSource source(files, schema, so);
+    data::CacheWriterOptions co;
+    co.block_records = args->block_records;
+    co.zstd_level = args->zstd_level;
+    co.store_vocabulary = !args->no_vocabulary;
+    co.max_vocabulary = args->max_vocabulary;
+    co.source = fmt::format("lockstep-data convert: {} file(s): {}{}", files.size(), files.front(),
+                            files.size() > 1 ? " ..." : "");
+    data::CacheWriter writer(args->out, schema, co);
+    source.start_epoch(0);
+    data::Batch batch;
+    while (source.next(batch)) writer.append(batch);
+    const data::CacheInfo info = writer.finish();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("wrote %s: %lld records from %zu file(s) in %.1f s (%.0f records/s); %lld bytes "
+                "(%.1f bytes/record, %.2fx smaller than decoded)\n",
+                args->out.c_str(), static_cast<long long>(info.records), files.size(), seconds,
+                static_cast<double>(info.records) / std::max(seconds, 1e-9),
+                static_cast<long long>(info.file_bytes),
+                static_cast<double>(info.file_bytes) / std::max<double>(1, info.records),
+                static_cast<double>(info.decoded_bytes) / std::max<double>(1, info.file_bytes));
+    for (int64_t s = 0; s < schema.num_sparse(); ++s) {
+      const auto& st = info.sparse_stats[static_cast<size_t>(s)];
+      std::printf("  %-20s %lld ids, %lld distinct%s, ids in [%llu, %llu], at most %lld per "
+                  "record\n",
+                  schema.columns()[schema.sparse_columns()[s]].name.c_str(),
+                  static_cast<long long>(st.ids), static_cast<long long>(st.distinct),
+                  st.distinct_exact ? "" : " (estimated)",
+                  static_cast<unsigned long long>(st.min_id),
+                  static_cast<unsigned long long>(st.max_id),
+                  static_cast<long long>(st.max_length));
+    }
+    if (const std::string report = source.epoch_report(); !report.empty())
+      std::printf("%s\n", report.c_str());
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lockstep-data: data preparation tools (see docs/movielens.md)"};
+  CLI::App app{"lockstep-data: data preparation tools: convert (text → binary cache, docs/data_cache.md), movielens (docs/movielens.md)"};
   app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
   app.require_subcommand(1);
   add_movielens_command(app);
+  add_convert_command(app);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {

@@ -144,3 +144,51 @@ TEST_CASE("lockstep-train --follow trains on files as they appear and exports th
   CHECK_THAT(out, Contains("--follow: stop requested by a signal"));
   CHECK(std::filesystem::exists(scratch.file("student") + "/LATEST"));
 }
+
+TEST_CASE("lockstep-data convert writes a cache that trains exactly as its text does",
+          "[data][cli][cache]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string tool = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-data";
+  const std::string cache = scratch.file("ads.cache");
+  REQUIRE(test::run_tool(tool,
+                         "convert --schema " + kSample + "/ads.schema.toml --out " + cache + " " +
+                             kSample + "/ads-train.csv",
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("wrote " + cache + ": 5000 records from 1 file(s)"));
+  CHECK_THAT(out, Contains("user                 5000 ids, 60 distinct"));
+  const std::string common = "--device cpu --log-every 0 --table-rows 4096 --batch-size 64 "
+                             "--valid " + kSample + "/ads-valid.csv";
+  const auto auc = [&](const std::string& args) {
+    std::string o;
+    REQUIRE(test::run_tool(kTrain, common + " " + args, scratch, o) == 0);
+    std::smatch m;
+    REQUIRE(std::regex_search(o, m, std::regex(R"(result: AUC ([0-9.]+))")));
+    return std::string(m[1]);
+  };
+  // The same records in the same batches: the same model, the same AUC to the last digit.
+  CHECK(auc("--train " + cache) ==
+        auc("--schema " + kSample + "/ads.schema.toml --train " + kSample + "/ads-train.csv"));
+  REQUIRE(test::run_tool(kTrain, common + " --train " + cache, scratch, out) == 0);
+  CHECK_THAT(out, Contains("exact: every key of the data"));
+  // A damaged cache names itself.
+  {
+    std::fstream f(cache, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x5a');
+  }
+  CHECK(test::run_tool(kTrain, common + " --train " + cache, scratch, out) == 1);
+  CHECK_THAT(out, Contains(cache + ": block 0"));
+  // A bad record in the text: convert names it, or skips it when told.
+  scratch.write("bad.csv", read_file(kSample + "/ads-valid.csv") + "1,2,3,cat1,x,5,\"\"\n");
+  CHECK(test::run_tool(tool, "convert --schema " + kSample + "/ads.schema.toml --out " +
+                                 scratch.file("bad.cache") + " " + scratch.file("bad.csv"),
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains(scratch.file("bad.csv") + ":1002: column 'price' (field 5)"));
+  CHECK_FALSE(std::filesystem::exists(scratch.file("bad.cache")));
+  REQUIRE(test::run_tool(tool, "convert --on-bad-record skip --schema " + kSample +
+                                   "/ads.schema.toml --out " + scratch.file("bad.cache") + " " +
+                                   scratch.file("bad.csv"),
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("1000 records") && Contains("1 bad record(s) skipped"));
+}
