@@ -63,8 +63,8 @@ void add_movielens_command(CLI::App& app) {
       ->check(CLI::IsMember({"all", "liked"}));
   cmd->add_option("--split", args->split,
                   "user: each user's last ratings are valid/test; global: the last ratings in "
-                  "time over all users")
-      ->check(CLI::IsMember({"user", "global"}));
+                  "time over all users; new-users: whole users (seeded) are valid/test")
+      ->check(CLI::IsMember({"user", "global", "new-users"}));
   cmd->add_option("--valid-fraction", args->options.valid_fraction, "fraction of ratings in valid")
       ->check(CLI::Range(0.0, 0.5));
   cmd->add_option("--test-fraction", args->options.test_fraction, "fraction of ratings in test")
@@ -72,7 +72,8 @@ void add_movielens_command(CLI::App& app) {
   cmd->add_option("--train-order", args->train_order,
                   "order of train.tsv: shuffled (seeded) or time")
       ->check(CLI::IsMember({"shuffled", "time"}));
-  cmd->add_option("--seed", args->options.seed, "seed of the train.tsv shuffle");
+  cmd->add_option("--seed", args->options.seed,
+                  "seed of the train.tsv shuffle and of the new-users choice");
   cmd->callback([args] {
     MovieLensOptions o = args->options;
     o.history = lockstep::data::parse_movielens_history(args->history);

@@ -359,6 +359,53 @@ TEST_CASE("movielens: the global split cuts all ratings at time quantiles", "[da
   }
 }
 
+TEST_CASE("movielens: the new-users split holds out whole users, chosen by the seed",
+          "[data][movielens]") {
+  const Generated g = generate();
+  MovieLensOptions o;
+  o.split = MovieLensSplit::kNewUsers;
+  o.history = MovieLensHistory::kAll;
+  o.valid_fraction = 0.2;  // 6 users: floor(1.2) = 1 valid user, 1 test user
+  o.test_fraction = 0.2;
+  std::set<uint64_t> held_out[2];  // per seed: the valid and test users
+  for (const uint64_t seed : {1, 2, 3}) {
+    INFO("seed " << seed);
+    o.seed = seed;
+    test::TempDir dir;
+    const auto c = convert(dir, g.ratings, g.movies, o);
+    std::set<uint64_t> users[3];
+    for (int k = 0; k < 3; ++k)
+      for (int64_t r = 0; r < c.split[k].size; ++r)
+        users[k].insert(ids(c.split[k], kUser, r).at(0));
+    CHECK(users[0].size() == 4);
+    CHECK(users[1].size() == 1);
+    CHECK(users[2].size() == 1);
+    // A user's ratings all land in its split, and every rating exactly once.
+    std::map<uint64_t, int64_t> per_user;
+    for (const auto& [key, value] : g.truth) ++per_user[key.first];
+    for (int k = 0; k < 3; ++k) {
+      int64_t expected = 0;
+      for (const uint64_t u : users[k]) expected += per_user.at(u);
+      CHECK(c.split[k].size == expected);
+      for (int j = 0; j < k; ++j)
+        for (const uint64_t u : users[k]) CHECK(users[j].count(u) == 0);
+    }
+    // Held-out records in time order, with the user's whole (strictly earlier) past.
+    const auto keys = keys_of(c.split[2], g);
+    CHECK(std::is_sorted(keys.begin(), keys.end()));
+    const Batch& test = c.split[2];
+    for (int64_t r = 0; r < test.size; ++r) {
+      const uint64_t user = ids(test, kUser, r).at(0);
+      const int64_t ts = g.truth.at({user, ids(test, kItem, r).at(0)}).first;
+      int64_t before = 0;
+      for (const auto& [key, value] : g.truth) before += key.first == user && value.first < ts;
+      CHECK(static_cast<int64_t>(ids(test, kHistItems, r).size()) == std::min<int64_t>(before, 50));
+    }
+    if (seed <= 2) held_out[seed - 1] = {*users[1].begin(), *users[2].begin()};
+  }
+  CHECK(held_out[0] != held_out[1]);  // another seed, other users (for these two seeds)
+}
+
 TEST_CASE("movielens: the output directory holds exactly the converted files",
           "[data][movielens]") {
   test::TempDir dir;

@@ -233,7 +233,15 @@ std::string_view to_string(MovieLensHistory history) {
 }
 
 std::string_view to_string(MovieLensSplit split) {
-  return split == MovieLensSplit::kPerUser ? "user" : "global";
+  switch (split) {
+    case MovieLensSplit::kPerUser:
+      return "user";
+    case MovieLensSplit::kGlobal:
+      return "global";
+    case MovieLensSplit::kNewUsers:
+      return "new-users";
+  }
+  return "?";
 }
 
 MovieLensHistory parse_movielens_history(std::string_view text) {
@@ -246,8 +254,9 @@ MovieLensHistory parse_movielens_history(std::string_view text) {
 MovieLensSplit parse_movielens_split(std::string_view text) {
   if (text == "user") return MovieLensSplit::kPerUser;
   if (text == "global") return MovieLensSplit::kGlobal;
-  throw ConfigError("split",
-                    fmt::format("split = {} is not a split: use user or global", quote(text)));
+  if (text == "new-users") return MovieLensSplit::kNewUsers;
+  throw ConfigError("split", fmt::format("split = {} is not a split: use user, global or new-users",
+                                         quote(text)));
 }
 
 void MovieLensOptions::validate() const {
@@ -407,6 +416,30 @@ MovieLensSummary convert_movielens(const std::string& ratings_csv, const std::st
     const int64_t n_test = count(n, options.test_fraction);
     const int64_t n_valid = count(n, options.valid_fraction);
     for (int64_t k = n - n_test - n_valid; k < n; ++k) split[order[k]] = k < n - n_test ? 1 : 2;
+  }
+  if (options.split == MovieLensSplit::kNewUsers) {
+    // Users ordered by a seeded Philox draw of their id: which users are held out depends on
+    // the seed and the ids only, not on the order of the file or the other users' data.
+    constexpr uint64_t kStream = 0x4d4c557365727321ULL;  // "MLUsers!"
+    std::vector<std::pair<uint64_t, uint64_t>> users;    // (draw, userId)
+    for (int64_t i = 0; i < n; ++i)
+      if (i == 0 || ratings[i].user != ratings[i - 1].user) {
+        const uint64_t u = ratings[i].user;
+        const uint64_t draw =
+            (static_cast<uint64_t>(philox_u32(options.seed, kStream, 2 * u)) << 32) |
+            philox_u32(options.seed, kStream, 2 * u + 1);
+        users.emplace_back(draw, u);
+      }
+    std::sort(users.begin(), users.end());
+    const int64_t num_users = static_cast<int64_t>(users.size());
+    const int64_t n_test = count(num_users, options.test_fraction);
+    const int64_t n_valid = count(num_users, options.valid_fraction);
+    std::unordered_map<uint64_t, uint8_t> split_of;
+    for (int64_t k = 0; k < n_test + n_valid; ++k) split_of[users[k].second] = k < n_test ? 2 : 1;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto it = split_of.find(ratings[i].user);
+      if (it != split_of.end()) split[i] = it->second;
+    }
   }
 
   // Histories: per user, the movies (all, or the liked ones) in time order, appended once their

@@ -45,9 +45,14 @@ enum class MovieLensSplit {
   /// All ratings in time order (timestamp, userId, movieId): the first part to train, the next
   /// valid_fraction to valid, the last test_fraction to test.
   kGlobal,
+  /// Whole users held out (the DIN paper's MovieLens protocol): the users in a seeded
+  /// pseudo-random order, the first test_fraction of them (rounded down) with all their ratings
+  /// to test, the next valid_fraction to valid, the rest to train. Held-out users are unseen in
+  /// training: only their histories describe them.
+  kNewUsers,
 };
 
-/// "all" / "liked", "user" / "global".
+/// "all" / "liked"; "user" / "global" / "new-users".
 std::string_view to_string(MovieLensHistory history);
 std::string_view to_string(MovieLensSplit split);
 /// Inverse of to_string; throws Error naming the accepted values.
@@ -69,6 +74,7 @@ struct MovieLensOptions {
   /// time-ordered mini-batches would each be about one or two users. valid.tsv and test.tsv are
   /// always in time order.
   bool shuffle_train = true;
+  /// Seed of the train.tsv shuffle and of the kNewUsers user order.
   uint64_t seed = 1;
 
   /// Throws ConfigError naming the option when one is out of range.
