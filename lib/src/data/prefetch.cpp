@@ -81,6 +81,7 @@ void Prefetcher::start(std::vector<int64_t> chunks, uint64_t shuffle_seed, Decod
   window_pos_ = 0;
   window_count_ = 0;
   exhausted_ = false;
+  started_ = true;
   if (options_.workers == 0) return;
   for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { worker_loop(); });
   assembler_ = std::thread([this] { assembler_loop(); });
@@ -217,6 +218,7 @@ bool Prefetcher::next(Batch& out) {
       total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
   } timer{wait_seconds_, t0};
+  if (!started_) return false;  // no pass started yet: nothing to read
   if (options_.workers == 0) return produce(out);
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !ready_.empty() || ready_end_ || ready_error_; });

@@ -93,6 +93,7 @@ class Prefetcher {
   std::vector<int64_t> order_;  // shuffled order of window_'s records
   uint64_t window_count_ = 0;
   bool exhausted_ = false;
+  bool started_ = false;
 
   // Threads.
   std::mutex mu_;
