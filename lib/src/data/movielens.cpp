@@ -566,7 +566,8 @@ MovieLensSummary convert_movielens(const std::string& ratings_csv, const std::st
                                {"schema", "schema.toml"},
                                {"splits", splits}};
   writers.emplace_back(path("movielens.json"));
-  writers.back().write(meta.dump(2) + "\n");
+  // (genre names and paths are bytes from the input: invalid UTF-8 is written as U+FFFD)
+  writers.back().write(meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   size_t committed = 0;
   try {
     for (; committed < writers.size(); ++committed) writers[committed].commit();
