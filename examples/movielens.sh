@@ -8,9 +8,10 @@
 #
 # Environment: MOVIELENS_DIR (a directory with ratings.csv and movies.csv), OUT (where the data
 # and logs go; default a temporary directory), LOCKSTEP_BUILD_DIR (default build/; built with
-# scripts/build.sh when a tool is missing), SPLIT (user | global, default user), MAX_LEN (history
-# length, default 100), EPOCHS (default 1), BATCH_SIZE (default 256). Extra arguments go to every
-# lockstep-train run. About 1.5 minutes on 2 idle CPU cores (2.5 when they are shared).
+# scripts/build.sh when a tool is missing), SPLIT (user | new-users | global, default user),
+# MAX_LEN (history length, default 100), EPOCHS (default 1), BATCH_SIZE (default 256). Extra
+# arguments go to every lockstep-train run. About 1.5 minutes on 2 idle CPU cores (2.5 when they
+# are shared).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOCKSTEP_BUILD_DIR:-$root/build}
