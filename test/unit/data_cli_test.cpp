@@ -192,3 +192,42 @@ TEST_CASE("lockstep-data convert writes a cache that trains exactly as its text 
                          scratch, out) == 0);
   CHECK_THAT(out, Contains("1000 records") && Contains("1 bad record(s) skipped"));
 }
+
+TEST_CASE("The online loop: offline dual training, then --follow --student-only --init-from",
+          "[data][cli][follow]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string datagen = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-datagen";
+  const std::string data = scratch.file("data"), in = scratch.file("fresh");
+  REQUIRE(test::run_tool(datagen, "--out " + data + " --train 4000 --test 1000 --shards 2",
+                         scratch, out) == 0);
+  const std::string common = "--device cpu --model dual --log-every 0 --table-rows 4096 "
+                             "--collision-sample 0 --test " + data + "/test.tsv";
+  const auto teacher_auc = [](const std::string& o) {
+    std::smatch m;
+    REQUIRE(std::regex_search(o, m, std::regex(R"(teacher AUC ([0-9.]+))")));
+    return std::string(m[1]);
+  };
+  // Offline: teacher and student on the first shard, a checkpoint at the end.
+  REQUIRE(test::run_tool(kTrain,
+                         common + " --schema " + data + "/schema.toml --train " + data +
+                             "/train-00000-of-00002.tsv --checkpoint-dir " + scratch.file("ck"),
+                         scratch, out) == 0);
+  const std::string offline_teacher = teacher_auc(out);
+  std::string ckpt;
+  for (const auto& e : std::filesystem::directory_iterator(scratch.file("ck")))
+    if (e.is_directory()) ckpt = e.path().string();
+  REQUIRE(!ckpt.empty());
+  // Online: the newest data arrives in a directory; only the student learns from it.
+  std::filesystem::create_directories(in);
+  std::filesystem::copy_file(data + "/train-00001-of-00002.tsv", in + "/day-2.tsv");
+  REQUIRE(test::run_tool(kTrain,
+                         common + " --schema " + data + "/schema.toml --student-only --init-from " +
+                             ckpt + " --follow " + in + " --follow-poll 0.2 --follow-idle-exit 1 "
+                             "--export " + scratch.file("student"),
+                         scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("--follow: training on 1 new file(s)"));
+  CHECK(teacher_auc(out) == offline_teacher);  // teacher and embeddings untouched
+  CHECK(std::filesystem::exists(scratch.file("student") + "/LATEST"));
+}
