@@ -54,6 +54,7 @@ struct Options {
   int64_t max_bad_records = INT64_MAX;
   int data_workers = 1;
   int64_t collision_sample = 100000;
+  int keep_checkpoints = 2;
   std::string follow;
   double follow_poll = 2, follow_idle_exit = 0;
   int64_t export_every_files = 1;
@@ -463,6 +464,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.metrics_path = o.metrics;
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
+  tc.keep_checkpoints = o.keep_checkpoints;
   tc.resume = o.resume;
   tc.resume_or_start = o.resume_or_start;
   tc.run_config = run_signature(o, config_text) + d.file_list;
@@ -625,6 +627,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "progress line every N steps (0 = per epoch)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--checkpoint-dir", o.checkpoint_dir, "write checkpoints here");
+  app.add_option("--keep-checkpoints", o.keep_checkpoints,
+                 "checkpoints kept in --checkpoint-dir (older ones are removed)")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0 = at the end)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   auto* resume_flag =

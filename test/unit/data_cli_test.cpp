@@ -231,3 +231,20 @@ TEST_CASE("The online loop: offline dual training, then --follow --student-only 
   CHECK(teacher_auc(out) == offline_teacher);  // teacher and embeddings untouched
   CHECK(std::filesystem::exists(scratch.file("student") + "/LATEST"));
 }
+
+TEST_CASE("lockstep-train --keep-checkpoints bounds the checkpoints kept", "[data][cli]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string ckpt = scratch.file("ck");
+  REQUIRE(test::run_tool(kTrain,
+                         "--device cpu --log-every 0 --table-rows 1024 --batch-size 1000 "
+                         "--collision-sample 0 --schema " + kSample + "/ads.schema.toml --train " +
+                             kSample + "/ads-train.csv --checkpoint-dir " + ckpt +
+                             " --checkpoint-every 1 --keep-checkpoints 3",
+                         scratch, out) == 0);
+  INFO(out);
+  int kept = 0;
+  for (const auto& e : std::filesystem::directory_iterator(ckpt)) kept += e.is_directory();
+  CHECK(kept == 3);  // 5 steps, one checkpoint each, the 3 newest kept
+  CHECK(test::run_tool(kTrain, "--device cpu --keep-checkpoints 0", scratch, out) != 0);
+}
