@@ -10,9 +10,9 @@
 //  - when parse_text rejects it, a fail-policy source rejects it too, and with the skip policy the
 //    records returned plus the records skipped are the file's records (a header error aside).
 
-#include <cstring>
 #include <string>
 
+#include "fuzz/batch_compare.h"
 #include "fuzz/fuzz_target.h"
 #include "lockstep/data/text_format.h"
 #include "lockstep/train/batch_source.h"
@@ -61,23 +61,6 @@ Schema make_schema(int which) {
       return Schema({Column::label("y"), i1, Column::sparse("c1", true)});
     }
   }
-}
-
-bool same_record(const Batch& a, int64_t i, const Batch& b, int64_t j) {
-  if (std::memcmp(&a.labels[i], &b.labels[j], sizeof(float)) != 0) return false;
-  const int64_t w = a.num_dense();
-  if (w != b.num_dense() && a.size > 0 && b.size > 0) return false;
-  if (w > 0 && std::memcmp(a.dense.data() + i * w, b.dense.data() + j * w, w * sizeof(float)) != 0)
-    return false;
-  for (size_t s = 0; s < a.sparse.size(); ++s) {
-    const auto& ca = a.sparse[s];
-    const auto& cb = b.sparse[s];
-    const int64_t na = ca.offsets[i + 1] - ca.offsets[i], nb = cb.offsets[j + 1] - cb.offsets[j];
-    if (na != nb) return false;
-    for (int64_t k = 0; k < na; ++k)
-      if (ca.keys[ca.offsets[i] + k] != cb.keys[cb.offsets[j] + k]) return false;
-  }
-  return true;
 }
 
 struct Pass {
@@ -142,7 +125,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int64_t at = 0;
     for (const Batch& b : fail.batches)
       for (int64_t i = 0; i < b.size; ++i, ++at)
-        fuzz::require(same_record(b, i, whole, at), "TextBatchSource and parse_text disagree");
+        fuzz::require(fuzz::same_record(b, i, whole, at, schema.num_dense(), false),
+                      "TextBatchSource and parse_text disagree");
     return 0;
   }
   fuzz::require(!fail.error.empty(), "TextBatchSource accepts a file parse_text rejects");

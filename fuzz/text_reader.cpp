@@ -5,9 +5,9 @@
 // from a file in batches of 3 agree record for record, or fail with the same message; and an
 // accepted input written back with append_text() reads back to the identical batch.
 
-#include <cstring>
 #include <string>
 
+#include "fuzz/batch_compare.h"
 #include "fuzz/fuzz_target.h"
 #include "lockstep/data/text_format.h"
 
@@ -23,28 +23,6 @@ Schema make_schema(bool hash) {
   return Schema({Column::label("click"), Column::dense("price", 3), Column::sparse("tags", hash),
                  Column::sequence("hist", 3, hash), Column::ignore("note"),
                  Column::sparse("item")});
-}
-
-bool same_floats(const float* a, const float* b, size_t n) {
-  return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0;  // bitwise: -0 and 0 differ
-}
-
-// Record i of a equals record j of b (same schema).
-bool same_record(const Batch& a, int64_t i, const Batch& b, int64_t j, int64_t num_dense) {
-  if (a.sample_ids[i] != b.sample_ids[j]) return false;
-  if (!same_floats(&a.labels[i], &b.labels[j], 1)) return false;
-  if (!same_floats(a.dense.data() + i * num_dense, b.dense.data() + j * num_dense,
-                   static_cast<size_t>(num_dense)))
-    return false;
-  for (size_t s = 0; s < a.sparse.size(); ++s) {
-    const auto& ca = a.sparse[s];
-    const auto& cb = b.sparse[s];
-    const int64_t na = ca.offsets[i + 1] - ca.offsets[i], nb = cb.offsets[j + 1] - cb.offsets[j];
-    if (na != nb) return false;
-    for (int64_t k = 0; k < na; ++k)
-      if (ca.keys[ca.offsets[i] + k] != cb.keys[cb.offsets[j] + k]) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -79,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (parse_error.empty()) {
         fuzz::require(done + part.size <= whole.size, "TextReader returned extra records");
         for (int64_t i = 0; i < part.size; ++i)
-          fuzz::require(same_record(part, i, whole, done + i, num_dense),
+          fuzz::require(fuzz::same_record(part, i, whole, done + i, num_dense, true),
                         "TextReader and parse_text disagree on a record");
       }
       done += part.size;
@@ -108,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     fuzz::require(again.size == whole.size, "the written batch reads back with another size");
     for (int64_t i = 0; i < whole.size; ++i)
-      fuzz::require(same_record(whole, i, again, i, num_dense),
+      fuzz::require(fuzz::same_record(whole, i, again, i, num_dense, true),
                     "the written batch reads back different");
   }
 

@@ -1,13 +1,39 @@
 #include "data/prefetch.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
 #include <random>
 
+#include "core/scoped_seconds.h"
 #include "lockstep/core/error.h"
 
 namespace lockstep::data {
+
+namespace {
+
+uint64_t mix(uint64_t x) {  // splitmix64: seeds from (seed, epoch, rank)
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+EpochOrder epoch_order(size_t n, bool shuffle, uint64_t seed, int64_t epoch, int rank) {
+  EpochOrder o;
+  o.chunks.resize(n);
+  std::iota(o.chunks.begin(), o.chunks.end(), int64_t{0});
+  const uint64_t s = mix(mix(seed) ^ static_cast<uint64_t>(epoch)) ^
+                     mix(static_cast<uint64_t>(rank) + 0x51ed);
+  if (shuffle) {
+    std::mt19937_64 rng(s);
+    for (size_t i = n; i > 1; --i)
+      std::swap(o.chunks[i - 1], o.chunks[static_cast<size_t>(rng() % i)]);
+  }
+  o.window_seed = mix(s);
+  return o;
+}
 
 void clear_batch(Batch& b, int64_t num_sparse) {
   b.size = 0;
@@ -210,14 +236,7 @@ void Prefetcher::assembler_loop() {
 }
 
 bool Prefetcher::next(Batch& out) {
-  const auto t0 = std::chrono::steady_clock::now();
-  struct Timer {
-    double& total;
-    std::chrono::steady_clock::time_point t0;
-    ~Timer() {
-      total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-  } timer{wait_seconds_, t0};
+  const ScopedSeconds waiting(wait_seconds_);
   if (!started_) return false;  // no pass started yet: nothing to read
   if (options_.workers == 0) return produce(out);
   std::unique_lock<std::mutex> lock(mu_);

@@ -109,6 +109,14 @@ class Prefetcher {
   std::thread assembler_;
 };
 
+/// One epoch's reading order of `n` chunks (0..n-1, permuted when `shuffle`) and the seed of its
+/// within-window shuffle: deterministic in (seed, epoch, rank), the same for text and cache.
+struct EpochOrder {
+  std::vector<int64_t> chunks;
+  uint64_t window_seed = 0;
+};
+EpochOrder epoch_order(size_t n, bool shuffle, uint64_t seed, int64_t epoch, int rank);
+
 /// Appends records [begin, begin + count) of `src` to `dst` (same layout).
 void append_records(const Batch& src, int64_t begin, int64_t count, Batch& dst);
 /// Clears `b` to size 0 with `num_sparse` empty columns, keeping capacity.

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <numeric>
-#include <random>
 
 #include "data/prefetch.h"
 #include "lockstep/core/error.h"
@@ -14,13 +12,6 @@
 namespace lockstep::train {
 
 namespace {
-
-uint64_t mix(uint64_t x) {  // splitmix64
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 struct Block {
   size_t file;
@@ -89,17 +80,10 @@ CacheBatchSource::~CacheBatchSource() = default;
 
 void CacheBatchSource::start_epoch(int64_t epoch) {
   Impl& m = *impl_;
-  std::vector<int64_t> order(m.blocks.size());
-  std::iota(order.begin(), order.end(), int64_t{0});
-  const uint64_t seed = mix(mix(m.options.shuffle_seed) ^ static_cast<uint64_t>(epoch)) ^
-                        mix(static_cast<uint64_t>(m.options.rank) + 0x51ed);
-  if (m.options.shuffle) {
-    std::mt19937_64 rng(seed);
-    for (size_t i = order.size(); i > 1; --i)
-      std::swap(order[i - 1], order[static_cast<size_t>(rng() % i)]);
-  }
+  data::EpochOrder order = data::epoch_order(m.blocks.size(), m.options.shuffle,
+                                             m.options.shuffle_seed, epoch, m.options.rank);
   m.prefetcher.start(
-      std::move(order), mix(seed),
+      std::move(order.chunks), order.window_seed,
       [&m](int64_t i, data::Fragment& out) {
         const Block& b = m.blocks[static_cast<size_t>(i)];
         m.readers[b.file].read_block(b.block, out.records);

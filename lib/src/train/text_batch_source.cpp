@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
-#include <random>
 
 #include "data/mapped_file.h"
 #include "data/prefetch.h"
@@ -22,14 +20,6 @@ struct Chunk {
   int64_t file;
   uint64_t begin, end;  // records starting in [begin, end)
 };
-
-// A mixing step (splitmix64) for seeds derived from (seed, epoch, rank).
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 }  // namespace
 
@@ -147,17 +137,10 @@ void TextBatchSource::start_epoch(int64_t epoch) {
   Impl& m = *impl_;
   m.epoch = epoch;
   m.stats = BadRecordStats{};
-  std::vector<int64_t> order(m.chunks.size());
-  std::iota(order.begin(), order.end(), int64_t{0});
-  const uint64_t seed = mix(mix(m.options.shuffle_seed) ^ static_cast<uint64_t>(epoch)) ^
-                        mix(static_cast<uint64_t>(m.options.rank) + 0x51ed);
-  if (m.options.shuffle) {
-    std::mt19937_64 rng(seed);
-    for (size_t i = order.size(); i > 1; --i)
-      std::swap(order[i - 1], order[static_cast<size_t>(rng() % i)]);
-  }
+  data::EpochOrder order = data::epoch_order(m.chunks.size(), m.options.shuffle,
+                                             m.options.shuffle_seed, epoch, m.options.rank);
   m.prefetcher.start(
-      std::move(order), mix(seed),
+      std::move(order.chunks), order.window_seed,
       [&m](int64_t chunk, data::Fragment& out) { m.decode(chunk, out); },
       [&m](const data::BadRecordAt& b) { m.on_bad(b); });
 }

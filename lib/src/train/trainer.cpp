@@ -12,6 +12,7 @@
 #include "train/host_collectives.h"
 #include "train/progress.h"
 #include "train/signals.h"
+#include "core/scoped_seconds.h"
 #include "train/step.h"
 
 namespace lockstep::train {
@@ -40,14 +41,7 @@ class Lookahead {
 
  private:
   bool read(data::Batch& b) {
-    const auto t0 = std::chrono::steady_clock::now();
-    struct Timer {
-      double& total;
-      std::chrono::steady_clock::time_point t0;
-      ~Timer() {
-        total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      }
-    } timer{wait_seconds_, t0};
+    const ScopedSeconds waiting(wait_seconds_);
     try {
       return source_.next(b);
     } catch (const DeviceError&) {
