@@ -37,10 +37,12 @@
 #include "lockstep/train/collisions.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
+#include "lockstep/train/saved_model.h"
 #include "lockstep/train/trainer.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
 #include "train/signals.h"
+#include "models/text_model_shim.h"
 
 using namespace lockstep;
 
@@ -55,6 +57,8 @@ struct Options {
   int data_workers = 1;
   int64_t collision_sample = 100000;
   int keep_checkpoints = 2;
+  int64_t eval_every = 0, early_stop = 0;
+  std::string select_metric = "auc", best_dir;
   std::string follow;
   double follow_poll = 2, follow_idle_exit = 0;
   int64_t export_every_files = 1;
@@ -160,6 +164,8 @@ Data file_data(const Options& o, int rank, int ranks) {
     train::FileSourceOptions options = so;
     options.shuffle = shuffle;
     options.shuffle_seed = o.data_seed;
+    // Rank 0 counts the training records in the background: the ETA of its progress lines.
+    options.count_records = rank == 0 && std::string_view(flag) == "--train";
     d.description += fmt::format("{}{} {} file(s), {} bytes", d.description.empty() ? "" : "; ",
                                  flag, files.size(), bytes);
     if (std::string_view(flag) == "--train") d.train_files = files;
@@ -424,18 +430,23 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   }
   Data d;
   std::string config_text;
+  std::string model_text;  // the configuration the model is built from (saved with it)
   std::unique_ptr<models::Model<float>> model;
   models::DualDnn<float>* dual = nullptr;
   // Each rank reads its own files (data, schema, configuration, checkpoint): any of them can fail
   // on one rank only, so the set-up ends in a vote and every rank raises the same error.
   train::agree(comm, ctx, "set-up", [&] {
     d = file_mode(o) ? file_data(o, rank, ranks) : synthetic_data(o, rank, ranks);
+    LOCKSTEP_CHECK(o.early_stop == 0 || d.valid,
+                   "--early-stop needs validation data (--valid): stopping on the test data would "
+                   "make its score optimistic");
     if (!o.config.empty()) {
       std::ifstream in(o.config);
       LOCKSTEP_CHECK(in.good(), "{}: cannot read the model configuration", o.config);
       config_text.assign(std::istreambuf_iterator<char>(in), {});
     }
     model = make_model(o, d.schema, ctx);
+    model_text = config_text;
     dual = dynamic_cast<models::DualDnn<float>*>(model.get());
     LOCKSTEP_CHECK(!o.student_only || dual, "--student-only needs the dual model (--model dual)");
     LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the "
@@ -465,6 +476,22 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
   tc.keep_checkpoints = o.keep_checkpoints;
+  // Model selection on the validation data: best/ kept beside the checkpoints (or --best-dir),
+  // early stopping; without --valid the test data is evaluated each epoch for monitoring only.
+  tc.eval_every = o.eval_every;
+  tc.select_metric = o.select_metric;
+  if (d.valid) {
+    tc.early_stop_patience = o.early_stop;
+    tc.best_dir = !o.best_dir.empty()           ? o.best_dir
+                  : !o.checkpoint_dir.empty() ? o.checkpoint_dir + "/best"
+                                              : "";
+    if (tc.best_dir.empty() && rank == 0)
+      log().info("the best validation model is not kept (no --checkpoint-dir or --best-dir): "
+                 "--test and --save use the last parameters");
+  } else {
+    tc.eval_split = "test";
+  }
+  if (!model_text.empty()) tc.model_files = train::model_files(model_text, d.schema);
   tc.resume = o.resume;
   tc.resume_or_start = o.resume_or_start;
   tc.run_config = run_signature(o, config_text) + d.file_list;
@@ -480,16 +507,16 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                        : follow(o, d, trainer, comm, ctx, held_out, [&](const std::string& why) {
                            export_versioned(o, trainer, ctx, dual, d.schema, rank, why);
                          });
-  double teacher_auc = NAN, test_auc = NAN;
-  if (!r.stopped && d.valid && d.test) test_auc = trainer.evaluate(*d.test).auc;
-  if (dual && !r.stopped && held_out) {  // the teacher's held-out AUC too (collective)
-    dual->set_output(models::DualDnn<float>::Output::Teacher);
-    teacher_auc = trainer.evaluate(d.test ? *d.test : *held_out).auc;
-    dual->set_output(models::DualDnn<float>::Output::Student);
-  }
+  // The test data once at the end (with the best parameters when a best model was kept).
+  train::EvalResult test;
+  if (!r.stopped && d.valid && d.test) test = trainer.evaluate(*d.test, "test");
+  const train::EvalResult& final_eval = d.valid && d.test ? test : r.last_eval;
+  const double test_auc = d.valid && d.test ? test.auc : NAN;
+  const train::BinaryMetrics* teacher = final_eval.output("teacher");
+  const double teacher_auc = teacher ? teacher->auc : NAN;
   if (rank == 0) {
     const double per_s = r.samples / std::max(r.train_seconds, 1e-9);
-    const double final_auc = std::isnan(test_auc) ? r.last_eval.auc : test_auc;
+    const double final_auc = final_eval.auc;
     if (r.stopped)
       std::printf("stopped at step %llu by a signal%s%s\n",
                   static_cast<unsigned long long>(trainer.step()),
@@ -504,7 +531,12 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                               "batch {} per rank",
                               std::isnan(test_auc)
                                   ? std::string()
-                                  : fmt::format("validation AUC {:.4f}, test ", r.last_eval.auc),
+                                  : fmt::format("validation AUC {:.4f}{}, test ",
+                                                r.restored_best ? r.best_eval.auc : r.last_eval.auc,
+                                                r.restored_best
+                                                    ? fmt::format(" (best: step {}, epoch {})",
+                                                                  r.best_step, r.best_epoch)
+                                                    : std::string()),
                               final_auc,
                               // data without a known click model has no oracle to compare with
                               std::isnan(d.oracle_auc)
@@ -524,9 +556,18 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
-    if (!o.save.empty()) {
-      model->dense_params().save(ctx, o.save, {{"model", model->name()}});
-      log().info("saved dense parameters to {}", o.save);
+    if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml
+      LOCKSTEP_CHECK(!model_text.empty(), "--save needs the model's configuration text");
+      train::CheckpointMeta meta;
+      meta.step = trainer.step();
+      meta.updates = trainer.updates();
+      meta.epoch = o.epochs;
+      meta.ranks = ranks;
+      meta.config_hash = trainer.config_hash();
+      meta.model = model->name();
+      train::write_checkpoint_directory(o.save, meta, *model, ctx,
+                                        train::model_files(model_text, d.schema));
+      log().info("saved the model to {} (lockstep-eval --model {})", o.save, o.save);
     }
   });
   // Replicas must be bitwise identical: every rank's state hash, compared on rank 0 (collective).
@@ -626,7 +667,21 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-every", o.log_every, "progress line every N steps (0 = per epoch)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  app.add_option("--checkpoint-dir", o.checkpoint_dir, "write checkpoints here");
+  app.add_option("--checkpoint-dir", o.checkpoint_dir,
+                 "write checkpoints here (and the best validation model as DIR/best)");
+  app.add_option("--eval-every", o.eval_every,
+                 "evaluate the validation data every N steps too (0: after each epoch only)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--early-stop", o.early_stop,
+                 "stop after PATIENCE evaluations of --valid without improving on the best (0: "
+                 "never)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--select-metric", o.select_metric,
+                 "validation metric choosing the best model and driving --early-stop")
+      ->check(CLI::IsMember({"auc", "logloss"}));
+  app.add_option("--best-dir", o.best_dir,
+                 "keep the best validation model here (default: CHECKPOINT_DIR/best); --test and "
+                 "--save then use it");
   app.add_option("--keep-checkpoints", o.keep_checkpoints,
                  "checkpoints kept in --checkpoint-dir (older ones are removed)")
       ->check(CLI::Range(1, 1 << 20));
@@ -639,7 +694,9 @@ int main(int argc, char** argv) {
                "resume from the newest checkpoint in --checkpoint-dir, or start from the beginning "
                "when there is none")
       ->excludes(resume_flag);
-  app.add_option("--save", o.save, "write the dense parameters (safetensors) here at the end");
+  app.add_option("--save", o.save,
+                 "write the complete model (parameters, tables, model.toml, schema.toml) into this "
+                 "directory at the end: lockstep-eval --model DIR");
   app.add_option("--export", o.export_dir, "dual model: write the student serving bundle here");
   app.add_flag("--student-only", o.student_only,
                "dual model: train only the student (teacher and embeddings frozen); use with "

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin catch2 libopenblas-dev
           libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-          libxxhash-dev libzstd-dev ccache)
+          libxxhash-dev libzstd-dev ccache python3-matplotlib)
 
 missing=()
 for p in "${packages[@]}"; do

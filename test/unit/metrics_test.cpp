@@ -122,3 +122,32 @@ TEST_CASE("log loss from probabilities clamps and matches the formula", "[metric
   CHECK(mean_log_loss_from_probs(p, y) == Approx(expected).epsilon(1e-6));
   CHECK(std::isnan(mean_log_loss_from_probs({}, {})));
 }
+
+TEST_CASE("binary_metrics: calibration and normalized entropy by their definitions",
+          "[train][metrics]") {
+  const std::vector<float> p = {0.1f, 0.4f, 0.35f, 0.8f, 0.2f, 0.6f};
+  const std::vector<float> y = {0, 0, 1, 1, 0, 1};
+  const auto m = binary_metrics(p, y);
+  CHECK(m.samples == 6);
+  CHECK(m.auc == roc_auc(p, y));
+  CHECK(m.logloss == mean_log_loss_from_probs(p, y));
+  const double mean_p = (0.1 + 0.4 + 0.35 + 0.8 + 0.2 + 0.6) / 6, ctr = 0.5;
+  CHECK(m.mean_prediction == Approx(mean_p));
+  CHECK(m.observed_ctr == ctr);
+  CHECK(m.calibration == Approx(mean_p / ctr));
+  // Entropy of the base rate 0.5 is log 2.
+  CHECK(m.normalized_entropy == Approx(m.logloss / std::log(2.0)));
+  // Predicting the base rate everywhere has NE exactly 1 (up to the float of 0.5).
+  const auto base = binary_metrics(std::vector<float>(6, 0.5f), y);
+  CHECK(base.normalized_entropy == Approx(1.0));
+  CHECK(base.calibration == Approx(1.0));
+  // One class only: AUC, NE undefined; no positives: calibration undefined.
+  const auto negatives = binary_metrics({0.2f, 0.3f}, {0, 0});
+  CHECK(std::isnan(negatives.auc));
+  CHECK(std::isnan(negatives.normalized_entropy));
+  CHECK(std::isnan(negatives.calibration));
+  const auto none = binary_metrics({}, {});
+  CHECK(none.samples == 0);
+  CHECK(std::isnan(none.logloss));
+  CHECK_THROWS_WITH(binary_metrics({0.5f}, {}), Contains("1 predictions but 0 labels"));
+}

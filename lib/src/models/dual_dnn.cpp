@@ -108,6 +108,8 @@ DualDnn<T>::DualDnn(DualConfig config, const std::vector<std::string>& sparse_co
                                                   T(config_.hint_weight)});
   parts_.resize(ctx, {4});
   zero_bytes(ctx, parts_.data(), parts_.bytes());
+  parts_total_.resize(ctx, {4});
+  zero_bytes(ctx, parts_total_.data(), parts_total_.bytes());
 }
 
 template <class T>
@@ -207,6 +209,7 @@ void DualDnn<T>::loss_and_backward(const Context& ctx, const DeviceBatch<T>& bat
   // loss_sum = weights · parts (on the device).
   kernels::gemm<T>(ctx, kernels::Trans::N, kernels::Trans::N, 1, 1, 4, T(1), part_weights_.data(),
                    4, parts, 1, T(0), loss_sum, 1);
+  kernels::copy_2d<T>(ctx, 1, 4, parts, 4, parts_total_.data(), 4, /*accumulate=*/true);
 
   // ---- backward. Teacher losses reach the teacher and the embeddings; student losses reach the
   // student (and the embeddings only with student_updates_embeddings). KD and hint targets are
@@ -244,6 +247,26 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
     this->embed_backward(ctx, dx0_.data(), W0, 0);
   else
     for (auto& table : this->embeddings_->tables()) table.grad().clear();
+}
+
+template <class T>
+const T* DualDnn<T>::output_logits(size_t i) const {
+  LOCKSTEP_CHECK(i < 2, "dual: output {} of 2", i);
+  return i == 0 ? student_logits_ : teacher_logits_;
+}
+
+template <class T>
+std::vector<std::string> DualDnn<T>::loss_term_names() const {
+  return {"teacher", "student", "kd", "hint"};
+}
+
+template <class T>
+std::vector<double> DualDnn<T>::take_loss_terms(const Context& ctx) {
+  const auto p = to_host(ctx, parts_total_);
+  zero_bytes(ctx, parts_total_.data(), parts_total_.bytes());
+  const double kd_scale =
+      config_.kd == KdLoss::Bce ? double(config_.temperature) * config_.temperature : 1.0;
+  return {double(p[0]), double(p[1]), double(p[2]) * kd_scale, double(p[3])};
 }
 
 template <class T>

@@ -67,15 +67,21 @@ std::vector<std::string> remove_stale_checkpoint_temporaries(const std::string& 
   return io::remove_stale_temporaries(root, kStepPrefix);
 }
 
-std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
-                             models::Model<float>& model, const Context& ctx, int keep) {
-  LOCKSTEP_CHECK(keep >= 1, "keep = {} checkpoints: must be >= 1", keep);
-  remove_stale_checkpoint_temporaries(root);
-  const std::string name = fmt::format("{}{:012d}", kStepPrefix, meta.step);
-  const fs::path final_dir = fs::path(root) / name;
-  const auto& files = checkpoint_files();
-  io::write_directory_atomically(final_dir.string(), [&](const std::string& dir) {
+void write_checkpoint_directory(const std::string& final_dir, const CheckpointMeta& meta,
+                                models::Model<float>& model, const Context& ctx,
+                                const CheckpointExtras& extras) {
+  const auto& allowed = checkpoint_extra_files();
+  for (const auto& [name, text] : extras)
+    LOCKSTEP_CHECK(std::find(allowed.begin(), allowed.end(), name) != allowed.end(),
+                   "checkpoint {}: '{}' is not a checkpoint file (allowed: {})", final_dir, name,
+                   fmt::join(allowed, ", "));
+  std::vector<std::string> files = checkpoint_files();
+  io::write_directory_atomically(final_dir, [&](const std::string& dir) {
     const fs::path tmp(dir);
+    for (const auto& [name, text] : extras) {
+      write_file_atomically((tmp / name).string(), text);
+      files.push_back(name);
+    }
     const std::map<std::string, std::string> tag = {{"checkpoint_step", std::to_string(meta.step)}};
     model.dense_params().save(ctx, (tmp / files[0]).string(), tag);
     auto opt_meta = tag;
@@ -89,6 +95,16 @@ std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta
     manifest.files = io::digest_files(dir, files);
     write_file_atomically((tmp / "manifest.json").string(), checkpoint_manifest_text(manifest));
   });
+}
+
+std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
+                             models::Model<float>& model, const Context& ctx, int keep,
+                             const CheckpointExtras& extras) {
+  LOCKSTEP_CHECK(keep >= 1, "keep = {} checkpoints: must be >= 1", keep);
+  remove_stale_checkpoint_temporaries(root);
+  const std::string name = fmt::format("{}{:012d}", kStepPrefix, meta.step);
+  const fs::path final_dir = fs::path(root) / name;
+  write_checkpoint_directory(final_dir.string(), meta, model, ctx, extras);
   AtomicFileWriter latest((fs::path(root) / "LATEST").string());
   latest.write(name + "\n");
   latest.commit();
@@ -118,14 +134,34 @@ std::string latest_checkpoint(const std::string& root) {
   return (fs::path(root) / name).string();
 }
 
+namespace {
+CheckpointManifest read_verified_manifest(const std::string& path) {
+  const std::string manifest_path = (fs::path(path) / "manifest.json").string();
+  CheckpointManifest manifest = parse_checkpoint_manifest(
+      io::read_manifest_text(manifest_path, "not a complete checkpoint"), manifest_path);
+  io::verify_files(path, manifest.files);
+  return manifest;
+}
+}  // namespace
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  return read_verified_manifest(path).meta;
+}
+
+std::string read_checkpoint_extra(const std::string& path, const std::string& name) {
+  const fs::path file = fs::path(path) / name;
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return "";
+  std::ifstream in(file, std::ios::binary);
+  LOCKSTEP_CHECK(in.good(), "{}: cannot read", file.string());
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& model,
                                const Context& ctx, uint64_t expected_config_hash) {
   const fs::path dir(path);
-  const std::string manifest_path = (dir / "manifest.json").string();
-  const CheckpointManifest manifest = parse_checkpoint_manifest(
-      io::read_manifest_text(manifest_path, "not a complete checkpoint"), manifest_path);
+  const CheckpointManifest manifest = read_verified_manifest(path);
   const CheckpointMeta& meta = manifest.meta;
-  io::verify_files(path, manifest.files);
   LOCKSTEP_CHECK(meta.model == model.name(), "{}: a checkpoint of model {}, not '{}'", path,
                  io::quote_text(meta.model), model.name());
   LOCKSTEP_CHECK(expected_config_hash == 0 || meta.config_hash == expected_config_hash,

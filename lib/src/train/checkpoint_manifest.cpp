@@ -10,6 +10,11 @@ const std::vector<std::string>& checkpoint_files() {
   return files;
 }
 
+const std::vector<std::string>& checkpoint_extra_files() {
+  static const std::vector<std::string> files = {"model.toml", "schema.toml", "selection.json"};
+  return files;
+}
+
 std::string checkpoint_manifest_text(const CheckpointManifest& c) {
   const CheckpointMeta& meta = c.meta;
   nlohmann::ordered_json m;
@@ -44,7 +49,11 @@ CheckpointManifest parse_checkpoint_manifest(const std::string& text, const std:
   meta.ranks = static_cast<int>(m.integer("ranks", 1, INT_MAX));
   meta.config_hash = m.hex64("config_hash");
   c.optimizer_steps = m.integer("optimizer_steps", 0, INT64_MAX);
-  c.files = io::read_files(m, checkpoint_files());
+  std::vector<std::string> names = checkpoint_files();
+  if (m.has("files") && json.at("files").is_object())
+    for (const auto& extra : checkpoint_extra_files())
+      if (json.at("files").contains(extra)) names.push_back(extra);
+  c.files = io::read_files(m, names);
   m.reject_unknown();
   return c;
 }

@@ -25,12 +25,16 @@ constexpr int kCheckpointFormatVersion = 2;
 
 /// The files of a checkpoint directory, in the order they are written.
 const std::vector<std::string>& checkpoint_files();
+/// The optional text files a checkpoint may hold besides (CheckpointExtras), listed in its
+/// manifest when present.
+const std::vector<std::string>& checkpoint_extra_files();
 
 struct CheckpointManifest {
   int format_version = kCheckpointFormatVersion;
   CheckpointMeta meta;
   int64_t optimizer_steps = 0;                  // DenseOptimizer::step_count()
-  std::map<std::string, io::FileDigest> files;  // exactly checkpoint_files()
+  /// checkpoint_files() and those of checkpoint_extra_files() the checkpoint holds
+  std::map<std::string, io::FileDigest> files;
 };
 
 /// The text of manifest.json for `manifest` (written as kCheckpointFormatVersion, sealed).

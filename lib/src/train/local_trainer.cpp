@@ -48,6 +48,21 @@ std::vector<float> LocalTrainer<T>::predict(const data::Batch& batch) {
   return p;
 }
 
+template <class T>
+std::vector<std::vector<float>> LocalTrainer<T>::predict_outputs(const data::Batch& batch) {
+  const size_t n = model_->output_names().size();
+  std::vector<std::vector<float>> out(n);
+  if (batch.size == 0) return out;
+  model_->forward(*ctx_, stage(batch), /*training=*/false);
+  for (size_t o = 0; o < n; ++o) {
+    const std::vector<T> z = to_host(*ctx_, model_->output_logits(o), batch.size);
+    out[o].resize(z.size());
+    for (size_t i = 0; i < z.size(); ++i)
+      out[o][i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(z[i]))));
+  }
+  return out;
+}
+
 template class LocalTrainer<float>;
 template class LocalTrainer<double>;
 

@@ -85,4 +85,26 @@ double mean_log_loss_from_probs(const std::vector<float>& probs, const std::vect
   return sum / static_cast<double>(probs.size());
 }
 
+BinaryMetrics binary_metrics(const std::vector<float>& probs, const std::vector<float>& labels) {
+  check_sizes("binary_metrics", probs.size(), labels.size());
+  BinaryMetrics m;
+  m.samples = static_cast<int64_t>(probs.size());
+  if (probs.empty()) return m;
+  m.auc = roc_auc(probs, labels);
+  m.logloss = mean_log_loss_from_probs(probs, labels);
+  double p_sum = 0, y_sum = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    p_sum += probs[i];
+    y_sum += labels[i];
+  }
+  const double n = static_cast<double>(probs.size());
+  m.mean_prediction = p_sum / n;
+  m.observed_ctr = y_sum / n;
+  if (y_sum > 0) m.calibration = m.mean_prediction / m.observed_ctr;
+  const double ctr = m.observed_ctr;
+  if (ctr > 0 && ctr < 1)
+    m.normalized_entropy = m.logloss / -(ctr * std::log(ctr) + (1 - ctr) * std::log1p(-ctr));
+  return m;
+}
+
 }  // namespace lockstep::train

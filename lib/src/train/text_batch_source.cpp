@@ -1,7 +1,9 @@
 // TextBatchSource: text files read once across ranks, decoded on worker threads.
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "data/mapped_file.h"
 #include "data/prefetch.h"
@@ -127,11 +129,66 @@ struct TextBatchSource::Impl {
   }
 };
 
+namespace {
+
+/// Counts the records of `files` (lines, a last one without newline included, headers not) into
+/// `total` unless `stop` is set first; a file that cannot be read leaves `total` at -1 (the
+/// reader reports it).
+void count_records(const std::vector<std::string>& files, bool header,
+                   const std::atomic<bool>& stop, std::atomic<int64_t>& total) {
+  int64_t n = 0;
+  try {
+    for (const auto& path : files) {
+      const data::MappedFile map(path);
+      const char* p = map.data();
+      const char* end = p + map.size();
+      int64_t lines = 0;
+      while (p < end && !stop.load(std::memory_order_relaxed)) {
+        const char* stop_at = p + std::min<ptrdiff_t>(end - p, ptrdiff_t{1} << 24);
+        while (p < stop_at) {
+          const void* nl = std::memchr(p, '\n', static_cast<size_t>(stop_at - p));
+          if (!nl) {
+            p = stop_at;
+            break;
+          }
+          ++lines;
+          p = static_cast<const char*>(nl) + 1;
+        }
+      }
+      if (stop.load()) return;
+      if (map.size() > 0 && map.data()[map.size() - 1] != '\n') ++lines;
+      n += std::max<int64_t>(0, lines - (header && lines > 0 ? 1 : 0));
+    }
+  } catch (const std::exception&) {
+    return;
+  }
+  total.store(n);
+}
+
+}  // namespace
+
+struct TextBatchSource::Counter {
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> total{-1};
+  std::thread thread;
+  ~Counter() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
 TextBatchSource::TextBatchSource(std::vector<std::string> files, data::Schema schema,
                                  FileSourceOptions options)
-    : impl_(std::make_unique<Impl>(std::move(files), std::move(schema), options)) {}
+    : impl_(std::make_unique<Impl>(std::move(files), std::move(schema), options)),
+      counter_(std::make_unique<Counter>()) {
+  if (options.count_records)
+    counter_->thread = std::thread(count_records, impl_->files, impl_->schema.format().header,
+                                   std::cref(counter_->stop), std::ref(counter_->total));
+}
 
 TextBatchSource::~TextBatchSource() = default;
+
+int64_t TextBatchSource::total_records() const { return counter_->total.load(); }
 
 void TextBatchSource::start_epoch(int64_t epoch) {
   Impl& m = *impl_;

@@ -1,6 +1,9 @@
 #include "lockstep/train/trainer.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/logging.h"
@@ -67,10 +70,19 @@ class Lookahead {
 /// start-up; not part of the configuration hash a checkpoint is checked against).
 std::string settings_text(const TrainerConfig& c) {
   return fmt::format("epochs={}\nresume={}\nresume_or_start={}\ncheckpoint_dir={}\n"
-                     "checkpoint_every={}\nkeep_checkpoints={}\n",
+                     "checkpoint_every={}\nkeep_checkpoints={}\neval_every={}\n"
+                     "select_metric={}\nearly_stop_patience={}\nbest_dir={}\nrestore_best={}\n",
                      c.epochs, c.resume, c.resume_or_start, c.checkpoint_dir, c.checkpoint_every,
-                     c.keep_checkpoints);
+                     c.keep_checkpoints, c.eval_every, c.select_metric, c.early_stop_patience,
+                     c.best_dir, c.restore_best);
 }
+
+nlohmann::ordered_json number(double v) {
+  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
+}
+
+/// How train_epoch() ended.
+enum class EpochEnd { kDone, kSignal, kEarlyStop };
 
 }  // namespace
 
@@ -84,7 +96,19 @@ struct Trainer::Impl {
   Progress progress;
   FaultInjection fault = testing::current_fault();
   std::vector<std::function<void(const StepInfo&)>> callbacks;
-  EvalResult last_eval{0, NAN, NAN};
+  EvalResult last_eval;
+  /// Model selection over the evaluations of fit()'s evaluation source (kept in checkpoints as
+  /// selection.json, so that a resumed run goes on comparing with the same best).
+  struct Selection {
+    double best = NAN;  // the selection metric's best value (NaN: no evaluation yet)
+    double best_auc = NAN, best_logloss = NAN;
+    uint64_t best_step = 0;
+    int64_t best_epoch = 0;   // 1-based
+    int64_t since_best = 0;   // evaluations since the best one
+  } selection;
+  uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
+  int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
+  int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   uint64_t step_no = 0, updates = 0, config_hash = 0;
   uint64_t saved_at = UINT64_MAX;  // step of the last checkpoint the running fit() wrote
   int64_t epoch = 0, step_in_epoch = 0;
@@ -124,9 +148,17 @@ struct Trainer::Impl {
   bool resume();
   void check_same_start(const std::string& start);
   std::string start_point;  // where resume() found this rank starts
-  bool train_epoch(BatchSource& train, FitResult& result);
+  EpochEnd train_epoch(BatchSource& train, BatchSource* eval, FitResult& result);
   std::string save_checkpoint();
   EvalResult evaluate(BatchSource& data);
+  CheckpointMeta current_meta() const;
+  CheckpointExtras checkpoint_extras() const;
+  /// Evaluates `eval` as validation data, updates the selection (writing best_dir on an
+  /// improvement) and returns whether training stops early. Collective.
+  bool evaluate_and_select(BatchSource& eval, FitResult& result);
+  void save_best();
+  void load_selection(const std::string& checkpoint);
+  void restore_best(FitResult& result);
 };
 
 Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
@@ -143,6 +175,10 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
       check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
       check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
       check_range("keep_checkpoints", int64_t{c.keep_checkpoints}, 1, 1 << 20);
+      check_range("eval_every", c.eval_every, int64_t{0}, int64_t{1} << 40);
+      check_range("early_stop_patience", c.early_stop_patience, int64_t{0}, int64_t{1} << 30);
+      LOCKSTEP_CHECK(c.select_metric == "auc" || c.select_metric == "logloss",
+                     "select_metric = '{}': use auc or logloss", c.select_metric);
       LOCKSTEP_CHECK(!(c.resume || c.resume_or_start) || !c.checkpoint_dir.empty(),
                      "--resume needs --checkpoint-dir");
       if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
@@ -151,10 +187,18 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
           probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
           remove_stale_checkpoint_temporaries(c.checkpoint_dir);
         }
+        if (!c.best_dir.empty())
+          probe_writable_parent(c.best_dir, "the directory of the best model");
       }
     });
     m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config, settings_text(c));
   });
+  // float learning rates as their shortest decimal (0.001, not 0.0010000000474974513)
+  const auto decimal = [](float v) { return std::stod(fmt::format("{}", v)); };
+  nlohmann::ordered_json lr = {{"dense", decimal(model.dense_optimizer().config().lr)}};
+  if (!model.tables().empty())
+    lr["sparse"] = decimal(model.tables()[0]->optimizer_config().lr);
+  m.progress.set_learning_rates(lr);
 }
 
 Trainer::~Trainer() = default;
@@ -176,8 +220,11 @@ std::vector<uint64_t> Trainer::replica_hashes() {
       [&] { return impl_->host.all_gather_u64({model_state_hash(impl_->ctx, impl_->model)}); });
 }
 
-EvalResult Trainer::evaluate(BatchSource& data) {
-  return impl_->collective([&] { return impl_->evaluate(data); });
+EvalResult Trainer::evaluate(BatchSource& data, const std::string& split) {
+  Impl& m = *impl_;
+  const EvalResult r = m.collective([&] { return m.evaluate(data); });
+  if (!split.empty()) m.progress.on_eval(split, m.last_epoch, m.step_no, r);
+  return r;
 }
 
 void Trainer::vote(const std::string& phase, const std::function<void()>& fn) {
@@ -191,50 +238,105 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.progress.start();
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
+  m.evaluated_at = UINT64_MAX;
+  m.selection = {};
   m.collective([&] {
     bool finished = false;
     if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
       agree(m.comm, m.ctx, "resuming", [&] { finished = m.resume(); });
       m.check_same_start(m.start_point);
     }
+    m.progress.event("start", m.epoch, m.step_no,
+                     {{"ranks", m.comm.size()},
+                      {"model", m.model.name()},
+                      {"epochs", m.config.epochs},
+                      {"resumed", m.step_no > 0},
+                      {"outputs", m.model.output_names()},
+                      {"loss_terms", m.model.loss_term_names()}});
     if (finished) {  // a finished run: evaluate only, change nothing
       result.already_finished = true;
-      if (eval) result.last_eval = m.evaluate(*eval);
+      if (eval) {
+        m.restore_best(result);
+        result.last_eval = m.evaluate(*eval);
+      }
       m.epoch = m.step_in_epoch = 0;
       return;
     }
     for (; m.epoch < m.config.epochs; ++m.epoch, m.step_in_epoch = 0) {
       const int64_t samples_before = result.samples;
-      if (!m.train_epoch(train, result)) {
+      const EpochEnd end = m.train_epoch(train, eval, result);
+      m.last_epoch = m.epoch;
+      if (end == EpochEnd::kSignal) {
         result.stopped = true;
+        break;
+      }
+      if (end == EpochEnd::kEarlyStop) {
+        result.early_stopped = true;
         break;
       }
       m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
       // Each rank reports what its data source let pass (skipped bad records): no collective.
       if (const std::string report = train.epoch_report(); !report.empty())
         log().warn("epoch {}: rank {}: {}", m.epoch + 1, m.comm.rank(), report);
-      if (eval) {
-        m.timed([&] { result.last_eval = m.evaluate(*eval); });
-        m.progress.on_eval(m.epoch, m.step_no, result.last_eval);
+      if (eval && m.evaluated_at != m.step_no && m.evaluate_and_select(*eval, result)) {
+        result.early_stopped = true;
+        break;
       }
     }
+    if (result.early_stopped) {
+      const auto& s = m.selection;
+      if (m.comm.rank() == 0)
+        log().info("early stop at step {}: {} evaluation(s) without improving on the best {} "
+                   "{:.6f} (step {}, epoch {})",
+                   m.step_no, s.since_best, m.config.select_metric, s.best, s.best_step,
+                   s.best_epoch);
+      m.progress.event("early_stop", m.last_epoch, m.step_no,
+                       {{"metric", m.config.select_metric},
+                        {"best", number(s.best)},
+                        {"best_step", s.best_step},
+                        {"best_epoch", s.best_epoch},
+                        {"patience", m.config.early_stop_patience}});
+      // The run is over: a resume of its last checkpoint trains nothing more.
+      m.epoch = m.config.epochs;
+      m.step_in_epoch = 0;
+    }
     if (!result.stopped) {
-      if (!m.config.checkpoint_dir.empty() && m.saved_at != m.step_no)
+      // (after an early stop also when one was written at this step: it now marks the end)
+      if (!m.config.checkpoint_dir.empty() && (m.saved_at != m.step_no || result.early_stopped))
         m.timed([&] { result.last_checkpoint = m.save_checkpoint(); });
       m.epoch = 0;  // completed: a further fit() trains config.epochs more epochs
       m.step_in_epoch = 0;
+      if (eval) m.restore_best(result);
     }
   });
+  const auto& s = m.selection;
+  if (!std::isnan(s.best)) {
+    result.best_step = s.best_step;
+    result.best_epoch = s.best_epoch;
+    result.best_eval.auc = s.best_auc;
+    result.best_eval.logloss = s.best_logloss;
+  }
   result.seconds = m.progress.elapsed();
   result.train_seconds = result.seconds - m.side_seconds;
+  m.progress.event("end", m.last_epoch, m.step_no,
+                   {{"steps", result.steps},
+                    {"seconds", result.seconds},
+                    {"train_seconds", result.train_seconds},
+                    {"data_wait_seconds", result.data_wait_seconds},
+                    {"stopped", result.stopped},
+                    {"early_stopped", result.early_stopped},
+                    {"restored_best", result.restored_best}});
   return result;
 }
 
-/// Trains the rest of the current epoch. Returns false when a stop signal ended training (a
-/// checkpoint written when a directory is set).
-bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
+/// Trains the rest of the current epoch, evaluating `eval` every config.eval_every steps. Returns
+/// kSignal when a stop signal ended training (a checkpoint written when a directory is set),
+/// kEarlyStop when an evaluation ended it.
+EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitResult& result) {
   train.start_epoch(epoch);
   if (step_in_epoch > 0) train.skip(step_in_epoch);
+  epoch_samples = 0;
+  const auto term_names = model.loss_term_names();
   Lookahead data(train, comm.rank());
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),
@@ -248,15 +350,34 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
     result.updates += updated;
     result.samples += static_cast<int64_t>(summary.samples);
     result.loss_sum += summary.loss_sum;
+    epoch_samples += static_cast<int64_t>(summary.samples);
     const StepInfo info{step_no - 1, epoch, &data.current(), summary, updated};
     for (auto& cb : callbacks) cb(info);
-    progress.on_step(step_no, epoch, summary, result.steps, last_eval,
-                     result.data_wait_seconds + data.wait_seconds());
+    StepProgress p;
+    p.next_step = step_no;
+    p.epoch = epoch;
+    p.steps_run = result.steps;
+    p.samples = result.samples;
+    p.epoch_samples = epoch_samples;
+    p.data_wait_s = result.data_wait_seconds + data.wait_seconds();
+    p.total_records = train.total_records();
+    if (!term_names.empty() && progress.log_due(step_no)) {  // every rank: a collective
+      const auto sums = host.all_reduce_sum(model.take_loss_terms(ctx));
+      for (size_t i = 0; i < term_names.size() && i < sums.size(); ++i)
+        p.loss_terms.emplace_back(term_names[i], sums[i]);
+    }
+    progress.on_step(summary, p);
     if (summary.stop_requested) {
       result.data_wait_seconds += data.wait_seconds();
       if (comm.rank() == 0) log().warn("stop requested by a signal: stopping at step {}", step_no);
       if (!config.checkpoint_dir.empty()) result.last_checkpoint = save_checkpoint();
-      return false;
+      return EpochEnd::kSignal;
+    }
+    // Mid-epoch evaluation (not after the epoch's last step: the epoch's own follows).
+    if (eval && config.eval_every > 0 && step_no % config.eval_every == 0 && summary.any_next &&
+        evaluate_and_select(*eval, result)) {
+      result.data_wait_seconds += data.wait_seconds();
+      return EpochEnd::kEarlyStop;
     }
     if (!config.checkpoint_dir.empty() && config.checkpoint_every > 0 &&
         step_no % config.checkpoint_every == 0) {
@@ -265,7 +386,7 @@ bool Trainer::Impl::train_epoch(BatchSource& train, FitResult& result) {
     }
     if (!summary.any_next) {
       result.data_wait_seconds += data.wait_seconds();
-      return true;
+      return EpochEnd::kDone;
     }
     data.advance();
   }
@@ -296,6 +417,7 @@ bool Trainer::Impl::resume() {
   epoch = meta.epoch;
   step_in_epoch = meta.step_in_epoch;
   ctx.set_random_offset(meta.random_offset);
+  load_selection(path);
   start_point = fmt::format("resumes from {} (step {})", path, step_no);
   const bool finished = epoch >= config.epochs;
   if (comm.rank() == 0) {
@@ -328,17 +450,9 @@ std::string Trainer::Impl::save_checkpoint() {
   LOCKSTEP_CHECK(!config.checkpoint_dir.empty(), "save_checkpoint: no checkpoint directory set");
   std::string path, error;
   if (comm.rank() == 0) {
-    CheckpointMeta meta;
-    meta.step = step_no;
-    meta.updates = updates;
-    meta.epoch = epoch;
-    meta.step_in_epoch = step_in_epoch;
-    meta.random_offset = ctx.random_offset();
-    meta.ranks = comm.size();
-    meta.config_hash = config_hash;
-    meta.model = model.name();
     try {
-      path = write_checkpoint(config.checkpoint_dir, meta, model, ctx, config.keep_checkpoints);
+      path = write_checkpoint(config.checkpoint_dir, current_meta(), model, ctx,
+                              config.keep_checkpoints, checkpoint_extras());
       log().info("checkpoint written: {}", path);
     } catch (const Error& e) {
       error = e.what();
@@ -350,25 +464,132 @@ std::string Trainer::Impl::save_checkpoint() {
 }
 
 EvalResult Trainer::Impl::evaluate(BatchSource& data) {
-  std::vector<float> probs, labels;
+  Scores local;
   // A bad record in the part of the data one rank reads fails that rank only: a vote.
-  agree(comm, ctx, "evaluation", [&] {
-    data.start_epoch(0);
-    data::Batch batch;
-    while (data.next(batch)) {
-      const auto p = step.local().predict(batch);
-      probs.insert(probs.end(), p.begin(), p.end());
-      labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
+  agree(comm, ctx, "evaluation", [&] { local = score(step.local(), data); });
+  Scores all;  // every rank's scores, rank 0's first (the same order as the labels)
+  all.output_names = local.output_names;
+  for (const auto& p : local.probs) all.probs.push_back(host.all_gather(p));
+  all.labels = host.all_gather(local.labels);
+  last_eval = eval_result(all);
+  return last_eval;
+}
+
+CheckpointMeta Trainer::Impl::current_meta() const {
+  CheckpointMeta meta;
+  meta.step = step_no;
+  meta.updates = updates;
+  meta.epoch = epoch;
+  meta.step_in_epoch = step_in_epoch;
+  meta.random_offset = ctx.random_offset();
+  meta.ranks = comm.size();
+  meta.config_hash = config_hash;
+  meta.model = model.name();
+  return meta;
+}
+
+CheckpointExtras Trainer::Impl::checkpoint_extras() const {
+  CheckpointExtras extras = config.model_files;
+  const auto& s = selection;
+  if (!std::isnan(s.best))
+    extras["selection.json"] = nlohmann::ordered_json{{"metric", config.select_metric},
+                                                      {"best", s.best},
+                                                      {"best_auc", number(s.best_auc)},
+                                                      {"best_logloss", number(s.best_logloss)},
+                                                      {"best_step", s.best_step},
+                                                      {"best_epoch", s.best_epoch},
+                                                      {"since_best", s.since_best}}
+                                   .dump(2) + "\n";
+  return extras;
+}
+
+bool Trainer::Impl::evaluate_and_select(BatchSource& eval, FitResult& result) {
+  auto& s = selection;
+  bool improved = false;
+  timed([&] {
+    result.last_eval = evaluate(eval);
+    const bool auc = config.select_metric == "auc";
+    const double v = auc ? result.last_eval.auc : result.last_eval.logloss;
+    improved = !std::isnan(v) && (std::isnan(s.best) || (auc ? v > s.best : v < s.best));
+    if (improved) {
+      s.best = v;
+      s.best_auc = result.last_eval.auc;
+      s.best_logloss = result.last_eval.logloss;
+      s.best_step = step_no;
+      s.best_epoch = epoch + 1;
+      s.since_best = 0;
+      if (!config.best_dir.empty()) save_best();
+    } else {
+      ++s.since_best;
     }
   });
-  const auto all_probs = host.all_gather(probs);
-  const auto all_labels = host.all_gather(labels);
-  EvalResult r;
-  r.samples = static_cast<int64_t>(all_probs.size());
-  r.auc = r.samples ? roc_auc(all_probs, all_labels) : NAN;
-  r.logloss = r.samples ? mean_log_loss_from_probs(all_probs, all_labels) : NAN;
-  last_eval = r;
-  return r;
+  evaluated_at = step_no;
+  progress.on_eval(config.eval_split, epoch, step_no, result.last_eval,
+                   {{"selection",
+                     {{"metric", config.select_metric},
+                      {"improved", improved},
+                      {"best", number(s.best)},
+                      {"best_step", s.best_step},
+                      {"best_epoch", s.best_epoch},
+                      {"since_best", s.since_best}}}});
+  return config.early_stop_patience > 0 && s.since_best >= config.early_stop_patience;
+}
+
+void Trainer::Impl::save_best() {
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      write_checkpoint_directory(config.best_dir, current_meta(), model, ctx, checkpoint_extras());
+      log().info("best model so far ({} {:.6f}, step {}) written: {}", config.select_metric,
+                 selection.best, step_no, config.best_dir);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  host.vote(fmt::format("writing the best model at step {}", step_no), error);
+}
+
+/// A resumed run goes on with the selection state of its checkpoint (none: it starts afresh).
+void Trainer::Impl::load_selection(const std::string& checkpoint) {
+  selection = {};
+  const std::string text = read_checkpoint_extra(checkpoint, "selection.json");
+  if (text.empty()) return;
+  const std::string path = checkpoint + "/selection.json";
+  try {
+    const auto j = nlohmann::json::parse(text);
+    const auto value = [](const nlohmann::json& v) { return v.is_null() ? NAN : v.get<double>(); };
+    LOCKSTEP_CHECK(j.at("metric").get<std::string>() == config.select_metric,
+                   "{}: selected on {}, this run on {}: resume with the same selection metric",
+                   path, j.at("metric").get<std::string>(), config.select_metric);
+    selection.best = value(j.at("best"));
+    selection.best_auc = value(j.at("best_auc"));
+    selection.best_logloss = value(j.at("best_logloss"));
+    selection.best_step = j.at("best_step").get<uint64_t>();
+    selection.best_epoch = j.at("best_epoch").get<int64_t>();
+    selection.since_best = j.at("since_best").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: not a selection state: {}", path, e.what()));
+  }
+}
+
+/// Loads best_dir into the model on every rank when this run kept a best model that differs from
+/// the current state (config.restore_best).
+void Trainer::Impl::restore_best(FitResult& result) {
+  if (config.best_dir.empty() || !config.restore_best || std::isnan(selection.best) ||
+      selection.best_step == step_no)
+    return;
+  agree(comm, ctx, "restoring the best model", [&] {
+    const CheckpointMeta meta = read_checkpoint(config.best_dir, model, ctx, 0);
+    LOCKSTEP_CHECK(meta.step == selection.best_step,
+                   "{}: holds the model of step {}, the best was step {} (written by another "
+                   "run?)",
+                   config.best_dir, meta.step, selection.best_step);
+  });
+  result.restored_best = true;
+  if (comm.rank() == 0)
+    log().info("restored the best model ({} {:.6f}, step {}, epoch {}) from {}",
+               config.select_metric, selection.best, selection.best_step, selection.best_epoch,
+               config.best_dir);
 }
 
 }  // namespace lockstep::train

@@ -47,6 +47,7 @@ class EmbeddingTable {
 
   uint64_t row_of(uint64_t key) const;
   const TableConfig& config() const { return config_; }
+  const nn::OptimizerConfig& optimizer_config() const { return optimizer_; }
   int64_t rows() const { return config_.rows; }
   int64_t dim() const { return config_.dim; }
   T* weights() { return weights_.data(); }

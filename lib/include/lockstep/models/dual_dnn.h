@@ -102,6 +102,13 @@ class DualDnn final : public EmbeddingModel<T> {
   /// Student-only mode updates only the student's region of the dense parameters.
   void apply_gradients(const Context& ctx, T grad_scale) override;
 
+  /// {"student", "teacher"}: the served output first.
+  std::vector<std::string> output_names() const override { return {"student", "teacher"}; }
+  const T* output_logits(size_t i) const override;
+  /// {"teacher", "student", "kd", "hint"}: the parts of last_losses(), accumulated.
+  std::vector<std::string> loss_term_names() const override;
+  std::vector<double> take_loss_terms(const Context& ctx) override;
+
   void set_output(Output o) { output_ = o; }
   Output output() const { return output_; }
   const T* teacher_logits() const { return teacher_logits_; }
@@ -137,6 +144,8 @@ class DualDnn final : public EmbeddingModel<T> {
   Tensor<T> dz_t_, dz_s_, dkd_, per_sample_, scaled_t_, scaled_s_, probs_t_, proj_, dproj_, dh_s_;
   /// The loss parts (teacher, student, kd, hint) and their weights, on the device.
   Tensor<T> parts_, part_weights_;
+  /// parts_ summed over the loss_and_backward() calls since the last take_loss_terms().
+  Tensor<T> parts_total_;
 };
 
 extern template class DualDnn<float>;

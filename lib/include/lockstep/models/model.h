@@ -67,6 +67,21 @@ class Model {
   /// (1 / samples of the step).
   virtual void apply_gradients(const Context& ctx, T grad_scale) = 0;
 
+  /// The outputs evaluation reports, the served one first: {"model"} for a one-tower model,
+  /// {"student", "teacher"} for the dual DNN.
+  virtual std::vector<std::string> output_names() const { return {"model"}; }
+  /// After forward(): the logits of output_names()[i] on ctx's device (i = 0: forward()'s).
+  virtual const T* output_logits(size_t i) const {
+    LOCKSTEP_CHECK(i == 0, "{}: output {} of 1", name(), i);
+    return logits_;
+  }
+  /// The parts of the training loss the model reports besides their weighted sum (the dual DNN:
+  /// teacher, student, kd, hint); empty for a model trained with one loss.
+  virtual std::vector<std::string> loss_term_names() const { return {}; }
+  /// Each loss_term_names() part summed over the samples of every loss_and_backward() since the
+  /// previous call (this rank's), then reset. Reads the device.
+  virtual std::vector<double> take_loss_terms(const Context& /*ctx*/) { return {}; }
+
   virtual nn::ParamSet<T>& dense_params() = 0;
   virtual std::vector<embedding::EmbeddingTable<T>*> tables() = 0;
   /// The optimizer of dense_params() (its state and step count go into checkpoints).

@@ -29,6 +29,9 @@ class BatchSource {
   /// What went wrong with the data in the current epoch on this rank that did not stop it (e.g.
   /// skipped bad records), as text for the epoch report; empty when nothing did.
   virtual std::string epoch_report() const { return {}; }
+  /// Records of one epoch over every rank's share (for the ETA of progress lines), or -1 while
+  /// unknown: a cache's header, a synthetic range, text files counted in the background.
+  virtual int64_t total_records() const { return -1; }
 };
 
 /// A fixed list of batches, the same every epoch (tests, small in-memory data).
@@ -55,6 +58,7 @@ class SyntheticBatchSource final : public BatchSource {
   void start_epoch(int64_t) override { next_batch_ = rank_; }
   bool next(data::Batch& out) override;
   void skip(int64_t batches) override { next_batch_ += batches * ranks_; }
+  int64_t total_records() const override { return samples_; }
 
  private:
   std::shared_ptr<const data::SyntheticGenerator> generator_;
@@ -84,6 +88,9 @@ struct FileSourceOptions {
   BadRecordPolicy on_bad_record = BadRecordPolicy::kFail;
   /// kSkip: more than this many bad records on one rank in one epoch stops with an error.
   int64_t max_bad_records = INT64_MAX;
+  /// Text: count the records of all files on a background thread (total_records(), the ETA of
+  /// progress lines; one extra read of the data, so lockstep-train asks it of rank 0 only).
+  bool count_records = false;
 };
 
 /// Bad records a file source skipped in the current epoch.
@@ -107,6 +114,9 @@ class TextBatchSource final : public BatchSource {
   void start_epoch(int64_t epoch) override;
   bool next(data::Batch& out) override;
   std::string epoch_report() const override;
+  /// With options.count_records: the lines of all files (headers excepted), counted by a
+  /// background thread started at construction; -1 until it is done, or without.
+  int64_t total_records() const override;
 
   const BadRecordStats& bad_records() const;
   /// Whether this rank reads whole files (else byte ranges); the bytes of its share.
@@ -117,7 +127,9 @@ class TextBatchSource final : public BatchSource {
 
  private:
   struct Impl;
+  struct Counter;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Counter> counter_;  // declared last: stopped and joined first
 };
 
 /// Binary cache files (lockstep/data/cache.h, written by `lockstep-data convert`), memory-mapped:
@@ -136,6 +148,7 @@ class CacheBatchSource final : public BatchSource {
   const data::Schema& schema() const;
   /// Records in all files, and in this rank's blocks.
   int64_t records() const;
+  int64_t total_records() const override { return records(); }
   int64_t share_records() const;
   /// Each file's header.
   std::vector<const data::CacheInfo*> infos() const;

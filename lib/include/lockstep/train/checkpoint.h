@@ -16,6 +16,7 @@
 // by the next write_checkpoint (or remove_stale_checkpoint_temporaries) on that host.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,32 @@ struct CheckpointMeta {
   std::string model;           // Model::name()
 };
 
+/// Text files written into a checkpoint besides the model state, and covered by its manifest:
+/// "model.toml" and "schema.toml" (the model configuration and the data schema: what rebuilds
+/// the model without the run's flags, train/saved_model.h) and "selection.json" (the trainer's
+/// model-selection state). Other names are refused.
+using CheckpointExtras = std::map<std::string, std::string>;
+
 /// Writes a checkpoint of `model` under `root` (created if missing) and returns its path.
 /// Throws Error naming the path on any failure; a failed write leaves earlier checkpoints and
 /// LATEST untouched.
 std::string write_checkpoint(const std::string& root, const CheckpointMeta& meta,
-                             models::Model<float>& model, const Context& ctx, int keep = 2);
+                             models::Model<float>& model, const Context& ctx, int keep = 2,
+                             const CheckpointExtras& extras = {});
+
+/// Writes the same files as the directory `dir` itself (no step-<n> under a root, no LATEST),
+/// replacing what was there atomically: a complete model (the trainer's best/, --save).
+void write_checkpoint_directory(const std::string& dir, const CheckpointMeta& meta,
+                                models::Model<float>& model, const Context& ctx,
+                                const CheckpointExtras& extras = {});
+
+/// The extra text file `name` of the checkpoint at `path` ("" when it has none). Call after
+/// read_checkpoint() (which verified its checksum) or read_checkpoint_meta().
+std::string read_checkpoint_extra(const std::string& path, const std::string& name);
+
+/// The metadata of the checkpoint at `path`, with every file's size and checksum verified,
+/// without a model to restore into.
+CheckpointMeta read_checkpoint_meta(const std::string& path);
 
 /// Removes the temporary directories that writes of checkpoints into `root` by processes of this
 /// host that no longer run (crashed, killed) left behind, with a warning for each, and returns

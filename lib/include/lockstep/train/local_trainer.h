@@ -34,8 +34,12 @@ class LocalTrainer {
 
   /// Click probabilities σ(logit) for `batch` in inference mode (Dice uses running averages).
   std::vector<float> predict(const data::Batch& batch);
+  /// The probabilities of every output (Model::output_names(), the served one first) for
+  /// `batch`, from one forward pass in inference mode.
+  std::vector<std::vector<float>> predict_outputs(const data::Batch& batch);
 
   int64_t steps() const { return steps_; }
+  models::Model<T>& model() const { return *model_; }
 
  private:
   models::Model<T>* model_;

@@ -1,7 +1,9 @@
 #pragma once
 // Evaluation metrics for binary click prediction: ROC AUC and log loss.
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace lockstep::train {
@@ -28,5 +30,23 @@ double mean_log_loss(const std::vector<float>& logits, const std::vector<float>&
 /// Mean binary cross-entropy of probabilities p against labels, with p clamped to
 /// [1e-7, 1 - 1e-7] (for models or generators that only give probabilities); NaN when n == 0.
 double mean_log_loss_from_probs(const std::vector<float>& probs, const std::vector<float>& labels);
+
+/// What evaluation reports for one output of a model over a data set.
+struct BinaryMetrics {
+  int64_t samples = 0;
+  double auc = NAN;                 // roc_auc (NaN when a class is absent)
+  double logloss = NAN;             // mean_log_loss_from_probs
+  double mean_prediction = NAN;     // mean predicted probability
+  double observed_ctr = NAN;        // mean label
+  /// mean_prediction / observed_ctr: 1 = calibrated, > 1 over-predicts (NaN when no positives).
+  double calibration = NAN;
+  /// logloss / the entropy of always predicting observed_ctr (He et al. 2014): < 1 beats the
+  /// base rate; NaN when a class is absent.
+  double normalized_entropy = NAN;
+};
+
+/// Every metric of BinaryMetrics for click probabilities `probs` against `labels` (NaN fields
+/// when there are no samples). Throws Error on a size mismatch or a NaN.
+BinaryMetrics binary_metrics(const std::vector<float>& probs, const std::vector<float>& labels);
 
 }  // namespace lockstep::train

@@ -12,6 +12,8 @@
 #include "lockstep/comm/communicator.h"
 #include "lockstep/models/model.h"
 #include "lockstep/train/batch_source.h"
+#include "lockstep/train/checkpoint.h"
+#include "lockstep/train/evaluation.h"
 #include "lockstep/train/step_summary.h"
 
 namespace lockstep::train {
@@ -46,6 +48,28 @@ struct TrainerConfig {
   bool abort_on_error = false;
   /// Run configuration text compared across ranks at start-up (with the model layout).
   std::string run_config;
+
+  // ---- Model selection on fit()'s evaluation source (docs/training.md, "Model selection").
+  /// What that source is, in logs and metrics lines ("valid"; "test" when a driver only
+  /// monitors test data, without best_dir and early stopping).
+  std::string eval_split = "valid";
+  /// Evaluate it every `eval_every` steps too (0: after each epoch only).
+  int64_t eval_every = 0;
+  /// The selection metric, of the served output: "auc" (higher is better) or "logloss".
+  std::string select_metric = "auc";
+  /// Stop after this many evaluations in a row without improving on the best (0: never).
+  int64_t early_stop_patience = 0;
+  /// Keep the best evaluation's model here ("" = not kept): a complete model (a checkpoint
+  /// directory with model_files, train/saved_model.h), replaced atomically by rank 0 at each
+  /// improvement. Every rank reads it back at the end when restore_best: with several ranks it
+  /// must be on a file system they share, like checkpoint_dir.
+  std::string best_dir;
+  /// At the end of a fit() that kept a best model, load it into the model (so that what follows,
+  /// a test evaluation or a save, uses the best parameters).
+  bool restore_best = true;
+  /// Text files written into every checkpoint and best_dir ("model.toml", "schema.toml": what
+  /// rebuilds the model, train/saved_model.h).
+  CheckpointExtras model_files;
 };
 
 /// What a callback sees after each step (on every rank).
@@ -55,12 +79,6 @@ struct StepInfo {
   const data::Batch* batch = nullptr;  // this rank's batch (size 0 when it had none)
   StepSummary summary;          // what all ranks agreed on
   bool updated = false;         // an optimizer update was applied (global samples > 0)
-};
-
-struct EvalResult {
-  int64_t samples = 0;
-  double logloss = 0;  // mean over all ranks' samples
-  double auc = 0;      // exact: all ranks' scores gathered (NaN when a class is absent)
 };
 
 struct FitResult {
@@ -76,7 +94,14 @@ struct FitResult {
   /// nothing was trained or written (last_eval still evaluates the held-out data when given).
   bool already_finished = false;
   std::string last_checkpoint;
-  EvalResult last_eval;  // after the last epoch, when an evaluation source was given
+  EvalResult last_eval;  // the last evaluation, when an evaluation source was given
+  /// Model selection (with an evaluation source): the best evaluation, its step and 1-based
+  /// epoch, whether training stopped early, and whether best_dir was loaded back at the end.
+  EvalResult best_eval;
+  uint64_t best_step = 0;
+  int64_t best_epoch = 0;
+  bool early_stopped = false;
+  bool restored_best = false;
 };
 
 class Trainer {
@@ -94,8 +119,10 @@ class Trainer {
   /// it trains config.epochs epochs again (step counters keep counting).
   FitResult fit(BatchSource& train, BatchSource* eval = nullptr);
 
-  /// Global loss and exact AUC over every rank's shard of `data` (inference mode). Collective.
-  EvalResult evaluate(BatchSource& data);
+  /// Every output's metrics (AUC exact, log loss, calibration, normalized entropy) over every
+  /// rank's shard of `data` (inference mode). With a `split` name ("test") rank 0 also logs them
+  /// and writes an "eval" metrics line. Collective.
+  EvalResult evaluate(BatchSource& data, const std::string& split = "");
 
   /// Writes a checkpoint now (rank 0 writes; collective). Returns its path ("" on other ranks).
   std::string save_checkpoint();

@@ -1,0 +1,138 @@
+// lockstep-eval: evaluates a complete model (a checkpoint, the trainer's best/, or
+// lockstep-train --save) of any kind on data files, every output of it (the dual DNN: the
+// student and the teacher): AUC, log loss, normalized entropy and calibration (mean predicted
+// vs observed CTR), the same numbers as the trainer's evaluation of those parameters.
+//
+//   lockstep-eval --model ckpt/best --data valid.csv [--schema s.toml] [--scores scores.tsv]
+//                 [--json metrics.json] [--batch-size 1024] [--device auto]
+//
+// See docs/training.md, "Evaluating and scoring a model".
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+
+#include "lockstep/config.h"
+#include "lockstep/core/atomic_file.h"
+#include "lockstep/core/device.h"
+#include "lockstep/core/logging.h"
+#include "lockstep/data/data_files.h"
+#include "lockstep/train/batch_source.h"
+#include "lockstep/train/evaluation.h"
+#include "lockstep/train/saved_model.h"
+#include "train/progress.h"
+
+using namespace lockstep;
+
+namespace {
+
+struct Options {
+  std::string model, schema, scores, json, device = "auto";
+  std::vector<std::string> data;
+  int64_t batch_size = 1024;
+  int data_workers = 1;
+};
+
+int run(const Options& o) {
+  Context ctx(select_device(o.device));
+  train::SavedModel saved = train::load_saved_model(o.model, ctx);
+  // The data is read with the model's schema unless another (equal in its columns) is given.
+  const data::Schema schema =
+      o.schema.empty() ? saved.schema : data::Schema::load_or_preset(o.schema);
+  LOCKSTEP_CHECK(schema.sparse_columns().size() == saved.schema.sparse_columns().size() &&
+                     schema.num_dense() == saved.schema.num_dense(),
+                 "--schema {}: {} sparse and {} dense column(s); the model {} reads {} and {}",
+                 o.schema, schema.sparse_columns().size(), schema.num_dense(), saved.path,
+                 saved.schema.sparse_columns().size(), saved.schema.num_dense());
+  const auto files = data::expand_data_paths(o.data, "--data");
+  train::FileSourceOptions so;
+  so.batch_size = o.batch_size;
+  so.workers = o.data_workers;
+  std::unique_ptr<train::BatchSource> source;
+  if (train::is_cache_file(files.front()))
+    source = std::make_unique<train::CacheBatchSource>(files, so);
+  else
+    source = std::make_unique<train::TextBatchSource>(files, schema, so);
+  train::LocalTrainer<float> local(*saved.model, ctx);
+  const auto t0 = std::chrono::steady_clock::now();
+  const train::Scores scores = train::score(local, *source);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const train::EvalResult r = train::eval_result(scores);
+  std::printf("%s\n", fmt::format("evaluated {} ({} model, step {}) on {} records in {:.2f} s "
+                                  "({:.0f} records/s, {})",
+                                  saved.path, saved.meta.model, saved.meta.step, r.samples,
+                                  seconds, r.samples / std::max(seconds, 1e-9),
+                                  ctx.device().str())
+                          .c_str());
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < r.outputs.size(); ++i) {
+    const auto& m = r.outputs[i];
+    std::printf("%s\n", fmt::format("{}: AUC {:.4f}, logloss {:.4f}, normalized entropy {:.4f}, "
+                                    "mean prediction {:.4f} vs observed CTR {:.4f} "
+                                    "(calibration {:.3f})",
+                                    r.output_names[i], m.auc, m.logloss, m.normalized_entropy,
+                                    m.mean_prediction, m.observed_ctr, m.calibration)
+                            .c_str());
+    metrics[r.output_names[i]] = train::metrics_json(m);
+  }
+  std::fflush(stdout);
+  if (!o.json.empty())
+    write_file_atomically(o.json, nlohmann::ordered_json{{"model", saved.path},
+                                                         {"kind", saved.meta.model},
+                                                         {"step", saved.meta.step},
+                                                         {"data", files},
+                                                         {"samples", r.samples},
+                                                         {"metrics", metrics}}
+                                          .dump(2) +
+                                      "\n");
+  if (!o.scores.empty()) {  // label and each output's probability, in record order
+    std::string text = "label";
+    for (const auto& name : scores.output_names) text += "\t" + name;
+    text += "\n";
+    for (size_t i = 0; i < scores.labels.size(); ++i) {
+      text += fmt::format("{:g}", scores.labels[i]);
+      for (const auto& p : scores.probs) text += fmt::format("\t{:.9g}", p[i]);
+      text += "\n";
+    }
+    write_file_atomically(o.scores, text);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lockstep-eval: evaluate and score a saved model (checkpoint, best/, --save) on data files"};
+  app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
+  app.option_defaults()->always_capture_default();
+  Options o;
+  app.add_option("--model", o.model,
+                 "a complete model: checkpoint directory or root (its LATEST), best/, or "
+                 "lockstep-train --save DIR")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--data", o.data, "data: files, directories or globs (text or lockstep-data caches)")
+      ->required();
+  app.add_option("--schema", o.schema,
+                 "schema of text data when it differs in format from the model's schema.toml");
+  app.add_option("--scores", o.scores,
+                 "write a TSV here: a header, then per record its label and each output's "
+                 "probability");
+  app.add_option("--json", o.json, "write the metrics as JSON here");
+  app.add_option("--batch-size", o.batch_size, "records per batch")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--data-workers", o.data_workers, "decoding threads")->check(CLI::Range(0, 64));
+  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const Error& e) {
+    log().error("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    log().error("internal error: {}", e.what());
+    return 70;
+  }
+}

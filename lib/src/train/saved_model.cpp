@@ -1,0 +1,45 @@
+#include "lockstep/train/saved_model.h"
+
+#include <filesystem>
+
+#include "models/text_model_shim.h"
+
+namespace lockstep::train {
+
+namespace fs = std::filesystem;
+
+CheckpointExtras model_files(const std::string& config_toml, const data::Schema& schema) {
+  return {{"model.toml", config_toml}, {"schema.toml", schema.to_toml()}};
+}
+
+std::string resolve_checkpoint_path(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(path) / "manifest.json", ec) && fs::exists(fs::path(path) / "LATEST", ec))
+    return latest_checkpoint(path);
+  return path;
+}
+
+SavedModel load_saved_model(const std::string& path, const Context& ctx) {
+  SavedModel s;
+  s.path = resolve_checkpoint_path(path);
+  std::error_code ec;
+  LOCKSTEP_CHECK(fs::is_directory(s.path, ec),
+                 "{}: not a model directory (a checkpoint, best/ or lockstep-train --save)", path);
+  const CheckpointMeta meta = read_checkpoint_meta(s.path);  // every checksum, extras included
+  s.config_toml = read_checkpoint_extra(s.path, "model.toml");
+  const std::string schema_toml = read_checkpoint_extra(s.path, "schema.toml");
+  LOCKSTEP_CHECK(!s.config_toml.empty() && !schema_toml.empty(),
+                 "{}: a checkpoint without model.toml and schema.toml (written by an older "
+                 "lockstep): it holds the parameters but not what builds the model; load it with "
+                 "lockstep-train --init-from and the run's --config/--schema instead",
+                 s.path);
+  s.schema = data::Schema::parse(schema_toml, s.path + "/schema.toml");
+  s.model = models::build_model<float>(s.config_toml, s.path + "/model.toml", s.schema, ctx);
+  LOCKSTEP_CHECK(s.model->name() == meta.model,
+                 "{}: model.toml builds a {} model, the checkpoint holds a {}", s.path,
+                 s.model->name(), meta.model);
+  s.meta = read_checkpoint(s.path, *s.model, ctx, 0);
+  return s;
+}
+
+}  // namespace lockstep::train
