@@ -223,7 +223,7 @@ TEST_CASE("Shorthand errors name the file, the line and the key", "[config][shor
   const std::vector<Bad> cases = {
       {std::string(kHead) + tpc + "rowz = 3\n", "rowz", "model.tables_per_column.rowz"},
       {std::string(kHead) + tpc + "dim = 0\n", "dim = 0", "model.tables_per_column.dim"},
-      {std::string(kHead) + tpc + "[model.columns.usr]\nrows = 5\n", "rows = 5",
+      {std::string(kHead) + tpc + "[model.columns.usr]\nrows = 5\n", "[model.columns.usr]",
        "model.columns.usr"},
       {std::string(kHead) + tpc + "[model.columns.user]\nrowz = 5\n", "rowz",
        "model.columns.user.rowz"},

@@ -86,7 +86,10 @@ TEST_CASE("lockstep-train rejects bad flags and configs with a clear message",
 }
 
 TEST_CASE("The shipped demo config loads and describes the synthetic schema", "[train][config]") {
-  const auto c = models::load_embedding_mlp_config(kDemoConfig);
+  const data::SyntheticGenerator gen(data::SyntheticConfig::demo());
+  Context ctx;
+  auto model = models::load_model<float>(kDemoConfig, gen.schema(), ctx);
+  const auto& c = dynamic_cast<models::EmbeddingMlp<float>&>(*model).config();
   CHECK(c.tables.size() == 7);
   CHECK(c.fields.size() == 9);
   CHECK(c.mlp.widths == std::vector<int64_t>{200, 80, 1});
