@@ -353,6 +353,17 @@ TEST_CASE("apply_overrides edits the text in place", "[config][overrides]") {
   // Lines keep their numbers: a value replaced over several lines leaves as many.
   CHECK(std::count(out.begin(), out.end(), '\n') >= std::count(text.begin(), text.end(), '\n'));
 
+  // Windows line ends.
+  const std::string crlf = "seed = 1\r\n[model]\r\nkind = \"embedding_mlp\"\r\n"
+                           "[model.tables_per_column]\r\nrows = 64\r\n";
+  const std::string edited =
+      models::apply_overrides(crlf, {"seed=5", "model.use_dense=false", "model.mlp.widths=[4,1]"},
+                              "crlf.toml");
+  auto cm = build(edited, synthetic_schema(), "crlf.toml");
+  CHECK(dynamic_cast<models::EmbeddingMlp<float>&>(*cm).config().seed == 5);
+  CHECK(dynamic_cast<models::EmbeddingMlp<float>&>(*cm).config().mlp.widths ==
+        std::vector<int64_t>{4, 1});
+
   // Errors name the override.
   CHECK_THROWS_WITH(models::apply_overrides(text, {"seed"}, "cfg.toml"),
                     Contains("--set seed: expected key=value"));

@@ -94,10 +94,12 @@ size_t offset_of(std::string_view text, size_t line, size_t column) {
   return std::min(at + column - 1, text.size());
 }
 
-/// Offset just past the end of line `line` (1-based), before its '\n'.
+/// Offset just past the end of line `line` (1-based), before its '\n' (or "\r\n").
 size_t end_of_line(std::string_view text, size_t line) {
   const size_t at = offset_of(text, line, 1);
-  return std::min(text.find('\n', at), text.size());
+  size_t end = std::min(text.find('\n', at), text.size());
+  if (end > at && end < text.size() && text[end - 1] == '\r') --end;
+  return end;
 }
 
 std::string_view line_text(std::string_view text, size_t line) {
