@@ -42,7 +42,6 @@
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
 #include "train/signals.h"
-#include "models/text_model_shim.h"
 
 using namespace lockstep;
 
@@ -53,6 +52,7 @@ struct Options {
   std::string log_level = "info", checkpoint_dir, inject_fault, model = "embedding_mlp";
   std::string export_dir, init_from, schema, on_bad_record = "fail";
   std::vector<std::string> train, valid, test;
+  std::vector<std::string> set;  // --set key=value overrides of the model configuration
   int64_t max_bad_records = INT64_MAX;
   int data_workers = 1;
   int64_t collision_sample = 100000;
@@ -190,21 +190,31 @@ Data file_data(const Options& o, int rank, int ranks) {
   return d;
 }
 
+/// The name of the model configuration in errors: the --config file, or the built-in model.
+std::string config_source(const Options& o) {
+  return o.config.empty() ? fmt::format("built-in model {}", o.model) : o.config;
+}
+
 std::vector<std::string> sparse_column_names(const data::Schema& schema) {
   std::vector<std::string> names;
   for (int64_t c : schema.sparse_columns()) names.push_back(schema.columns()[c].name);
   return names;
 }
 
-std::unique_ptr<models::Model<float>> make_model(const Options& o, const data::Schema& schema,
-                                                 const Context& ctx) {
-  const auto columns = sparse_column_names(schema);
-  if (!o.config.empty())  // --student-only with another kind: an error at model.kind
-    return models::load_model<float>(o.config, columns, schema.num_dense(), ctx, o.student_only);
-  // The built-in models (models::make_preset_model); --student-only with another model is
-  // reported by run().
-  return models::make_preset_model<float>(o.model, schema, o.table_rows, ctx,
-                                          o.student_only && o.model == "dual");
+/// The model configuration's TOML text: the --config file's (`config_text`) or the built-in
+/// model's (models::preset_config_text), with the --set overrides applied.
+std::string effective_config(const Options& o, const std::string& config_text) {
+  const std::string base =
+      o.config.empty() ? models::preset_config_text(o.model, o.table_rows) : config_text;
+  return models::apply_overrides(base, o.set, config_source(o));
+}
+
+/// The model `model_text` (effective_config) describes, for `schema`.
+std::unique_ptr<models::Model<float>> make_model(const Options& o, const std::string& model_text,
+                                                 const data::Schema& schema, const Context& ctx) {
+  // --student-only with another kind: an error at model.kind (run() reports it for --model).
+  const bool student_only = o.student_only && (!o.config.empty() || o.model == "dual");
+  return models::build_model<float>(model_text, config_source(o), schema, ctx, student_only);
 }
 
 bool file_mode(const Options& o) {
@@ -377,6 +387,7 @@ std::string run_signature(const Options& o, const std::string& config_text) {
                               o.data_dir, o.synthetic, o.data_seed, o.train_samples,
                               o.test_samples, o.batch_size, o.table_rows, o.model, o.student_only,
                               o.schema, o.shuffle, o.on_bad_record, o.max_bad_records);
+  for (const auto& set : o.set) s += fmt::format("--set={}\n", set);
   size_t at = 0;
   for (int line = 1; at < config_text.size(); ++line) {
     const size_t end = std::min(config_text.find('\n', at), config_text.size());
@@ -445,8 +456,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       LOCKSTEP_CHECK(in.good(), "{}: cannot read the model configuration", o.config);
       config_text.assign(std::istreambuf_iterator<char>(in), {});
     }
-    model = make_model(o, d.schema, ctx);
-    model_text = config_text;
+    model_text = effective_config(o, config_text);
+    model = make_model(o, model_text, d.schema, ctx);
     dual = dynamic_cast<models::DualDnn<float>*>(model.get());
     LOCKSTEP_CHECK(!o.student_only || dual, "--student-only needs the dual model (--model dual)");
     LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the "
@@ -491,7 +502,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   } else {
     tc.eval_split = "test";
   }
-  if (!model_text.empty()) tc.model_files = train::model_files(model_text, d.schema);
+  tc.model_files = train::model_files(model_text, d.schema);
   tc.resume = o.resume;
   tc.resume_or_start = o.resume_or_start;
   tc.run_config = run_signature(o, config_text) + d.file_list;
@@ -557,7 +568,6 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
     if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml
-      LOCKSTEP_CHECK(!model_text.empty(), "--save needs the model's configuration text");
       train::CheckpointMeta meta;
       meta.step = trainer.step();
       meta.updates = trainer.updates();
@@ -649,6 +659,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--model", o.model, "built-in model when no --config is given")
       ->check(CLI::IsMember({"embedding_mlp", "din", "bst", "dual"}));
+  app.add_option("--set", o.set,
+                 "KEY=VALUE: override a key of the model configuration (--config or the built-in "
+                 "model), e.g. --set model.mlp.widths=[64,1] --set optimizer.lr=0.01; repeatable; "
+                 "VALUE is TOML (docs/configuration.md)")
+      ->allow_extra_args(false);
   app.add_option("--table-rows", o.table_rows, "hash buckets per table of the built-in model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (under mpirun: one per local rank)");

@@ -2,7 +2,8 @@
 //
 // Every reader sees every input: parse_model_kind() and the four parse_*_config(). Besides "only
 // lockstep::Error": at most one of the four accepts an input, and then it is the kind that
-// parse_model_kind() names.
+// parse_model_kind() names. apply_overrides() (lockstep-train --set) on every input: only
+// lockstep::Error, and where it succeeds the overridden seed is what the readers see.
 
 #include <string>
 
@@ -41,5 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lockstep::fuzz::require(!din || kind == "din", "din accepted another kind");
   lockstep::fuzz::require(!bst || kind == "bst", "bst accepted another kind");
   lockstep::fuzz::require(!dual || kind == "dual", "dual accepted another kind");
+
+  std::string edited;
+  if (accepts([&] { edited = apply_overrides(text, {"seed=3", "model.use_dense=false"}, source); })) {
+    EmbeddingMlpConfig c;
+    if (accepts([&] { c = parse_embedding_mlp_config(edited, source); }))
+      lockstep::fuzz::require(c.seed == 3 && !c.use_dense, "an override was not applied");
+  }
   return 0;
 }

@@ -1,8 +1,9 @@
 // Every error in a model configuration or a data schema names the file, the line and the key.
 //
-// A corpus of bad files, each made by one mutation of a good one: the example configurations
-// (examples/configs/{demo,din,bst,dual}.toml) and the synthetic data's schema (what
-// lockstep-datagen writes to DIR/schema.toml). Mutations cover missing required keys, wrong
+// A corpus of bad files, each made by one mutation of a good one: the example configurations in
+// their explicit form (test/data/configs/{demo,din,bst,dual}.toml: [[model.tables]] and
+// [[model.fields]] for the synthetic schema; examples/configs/ holds the shorthand forms) and
+// the synthetic data's schema (what lockstep-datagen writes to DIR/schema.toml). Mutations cover missing required keys, wrong
 // types, values out of range, unknown keys, duplicates, references to tables, fields or columns
 // that do not exist, sizes that do not fit together, wrong enum strings and TOML syntax errors,
 // including errors raised only when the model is built for the data (models::load_model).
@@ -103,7 +104,8 @@ const data::SyntheticGenerator& synthetic() {
 }
 
 std::string base_text(Base b) {
-  const std::string dir = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/configs/";
+  // The explicit forms ([[model.tables]], [[model.fields]]) of the example configurations.
+  const std::string dir = std::string(LOCKSTEP_SOURCE_DIR) + "/test/data/configs/";
   switch (b) {
     case Base::Demo:
       return read_text(dir + "demo.toml");

@@ -7,6 +7,8 @@
 #include <set>
 
 #include "data_test_util.h"
+#include "lockstep/train/checkpoint.h"
+#include "model_fixture.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
@@ -183,11 +185,20 @@ TEST_CASE("Model selection flags: --early-stop needs --valid; lockstep-eval name
   CHECK(test::run_tool(kEval, "--model " + scratch.path().string() + " --data x.tsv", scratch,
                        out) == 1);
   CHECK_THAT(out, Contains("manifest.json: missing"));
-  // A checkpoint without model.toml (an older lockstep's, or a preset run's before this change).
+  // Every checkpoint of lockstep-train is a complete model (here of a built-in model): the data
+  // is what is missing.
   const std::string ck = scratch.file("ck");
   REQUIRE(test::run_tool(kTrain, "--device cpu --train-samples 2000 --test-samples 500 "
                                  "--table-rows 1024 --log-every 0 --checkpoint-dir " + ck,
                          scratch, out) == 0);
   CHECK(test::run_tool(kEval, "--model " + ck + " --data x.tsv", scratch, out) == 1);
+  CHECK_THAT(out, Contains("--data 'x.tsv': no such file"));
+  // A checkpoint without model.toml (an older lockstep's, or a driver's without model_files).
+  Context ctx;
+  auto model = test::fixture_model(ctx);
+  train::CheckpointMeta meta;
+  meta.model = model->name();
+  const std::string bare = train::write_checkpoint(scratch.file("bare"), meta, *model, ctx);
+  CHECK(test::run_tool(kEval, "--model " + bare + " --data x.tsv", scratch, out) == 1);
   CHECK_THAT(out, Contains("without model.toml and schema.toml"));
 }

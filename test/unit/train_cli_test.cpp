@@ -8,6 +8,7 @@
 
 #include "data_test_util.h"
 #include "lockstep/config.h"
+#include "lockstep/data/synthetic.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/factory.h"
 
@@ -86,7 +87,10 @@ TEST_CASE("lockstep-train rejects bad flags and configs with a clear message",
 }
 
 TEST_CASE("The shipped demo config loads and describes the synthetic schema", "[train][config]") {
-  const auto c = models::load_embedding_mlp_config(kDemoConfig);
+  const data::SyntheticGenerator gen(data::SyntheticConfig::demo());
+  Context ctx;
+  auto model = models::load_model<float>(kDemoConfig, gen.schema(), ctx);
+  const auto& c = dynamic_cast<models::EmbeddingMlp<float>&>(*model).config();
   CHECK(c.tables.size() == 7);
   CHECK(c.fields.size() == 9);
   CHECK(c.mlp.widths == std::vector<int64_t>{200, 80, 1});
@@ -111,8 +115,54 @@ TEST_CASE("lockstep-train trains the built-in DIN and BST and the shipped config
   }
   const std::string root = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/configs/";
   CHECK(models::model_kind(root + "din.toml") == "din");
-  CHECK(models::load_din_config(root + "din.toml").fields[3].max_len == 20);
-  CHECK(models::load_bst_config(root + "bst.toml").transformer.heads == 8);
+  const data::SyntheticGenerator gen(data::SyntheticConfig::demo());
+  Context ctx;
+  auto din = models::load_model<float>(root + "din.toml", gen.schema(), ctx);
+  CHECK(dynamic_cast<models::Din<float>&>(*din).config().fields[3].max_len == 20);
+  auto bst = models::load_model<float>(root + "bst.toml", gen.schema(), ctx);
+  CHECK(dynamic_cast<models::Bst<float>&>(*bst).config().transformer.heads == 8);
+}
+
+TEST_CASE("lockstep-train --set overrides keys of the model configuration; a dual model with an "
+          "FM teacher trains on data without sequences",
+          "[train][cli][config]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string common =
+      " --device cpu --train-samples 2000 --test-samples 1000 --batch-size 256 --log-every 0";
+  // On the built-in model: applied (the parameter count is the overridden model's).
+  REQUIRE(test::run_tool(kTrain, "--set model.mlp.widths=[8,1] --set seed=7 --table-rows 4096" +
+                                     common,
+                         scratch, out) == 0);
+  INFO(out);
+  const data::SyntheticGenerator gen(data::SyntheticConfig::demo());
+  Context ctx;
+  const std::string preset = models::preset_config_text("embedding_mlp", 4096);
+  auto small = models::build_model<float>(
+      models::apply_overrides(preset, {"model.mlp.widths=[8,1]"}, "built-in"), "built-in",
+      gen.schema(), ctx);
+  auto plain = models::build_model<float>(preset, "built-in", gen.schema(), ctx);
+  const int64_t n = small->dense_params().trainable_size();
+  CHECK(n != plain->dense_params().trainable_size());
+  CHECK_THAT(out, Contains(std::to_string(n) + " dense parameters"));
+  // On a file: unknown keys and bad values name the --set argument.
+  CHECK(test::run_tool(kTrain, "--config " + kDemoConfig + " --set model.mlp.wdiths=[64,1]" +
+                                   common,
+                       scratch, out) != 0);
+  CHECK_THAT(out, Contains("--set model.mlp.wdiths=[64,1]: unknown key model.mlp.wdiths"));
+  CHECK(test::run_tool(kTrain, "--set optimizer.lr=-1" + common, scratch, out) != 0);
+  CHECK_THAT(out, Contains("--set optimizer.lr=-1: optimizer.lr = -1"));
+
+  // dual_fm.toml on examples/data/ads (no history: fm + cross teacher), exporting the student.
+  const std::string data = std::string(LOCKSTEP_SOURCE_DIR) + "/examples/data/";
+  REQUIRE(test::run_tool(kTrain,
+                         "--device cpu --schema " + data + "ads.schema.toml --train " + data +
+                             "ads-train.csv --test " + data + "ads-test.csv --batch-size 64 "
+                             "--log-every 0 --config " + std::string(LOCKSTEP_SOURCE_DIR) +
+                             "/examples/configs/dual_fm.toml --export " +
+                             scratch.file("student"),
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("teacher AUC") && Contains("exported the student"));
 }
 
 TEST_CASE("lockstep-train trains the dual DNN, exports the student, and lockstep-predict scores "

@@ -100,8 +100,26 @@ TomlKeyAt toml_key_at(std::string_view text, int64_t line) {
   return at;
 }
 
+void TomlDoc::read_override_marks(std::string_view text) {
+  int64_t line = 1;
+  for (size_t at = 0; at <= text.size(); ++line) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view l = text.substr(at, end - at);
+    at = end + 1;
+    if (l.find("--set ") == std::string_view::npos) continue;
+    for (const std::string_view mark : {kSetByMark, kAddedByMark}) {
+      const size_t m = l.rfind(mark);
+      if (m == std::string_view::npos) continue;
+      set_by_[line] = std::string(trim(l.substr(m + mark.size())));
+      if (mark == kAddedByMark) added_lines_.push_back(line);
+      break;
+    }
+  }
+}
+
 TomlDoc::TomlDoc(const std::string& path) : path_(path) {
   const std::string text = read_file(path);
+  read_override_marks(text);
   try {
     root_ = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
@@ -126,6 +144,7 @@ TomlDoc::TomlDoc(const std::string& path) : path_(path) {
 TomlDoc TomlDoc::from_text(std::string_view text, const std::string& source) {
   TomlDoc doc;
   doc.path_ = source;
+  doc.read_override_marks(text);
   try {
     doc.root_ = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
@@ -139,7 +158,12 @@ TomlDoc TomlDoc::from_text(std::string_view text, const std::string& source) {
 std::string TomlDoc::where(const toml::node& node) const {
   const auto& src = node.source();
   if (&node == &root_ || src.begin.line == 0) return path_;
-  return fmt::format("{}:{}", path_, src.begin.line);
+  const auto line = static_cast<int64_t>(src.begin.line);
+  if (const auto it = set_by_.find(line); it != set_by_.end()) return "--set " + it->second;
+  // Lines apply_overrides inserted above this one do not count: name the line as written.
+  const auto shift = std::lower_bound(added_lines_.begin(), added_lines_.end(), line) -
+                     added_lines_.begin();
+  return fmt::format("{}:{}", path_, line - shift);
 }
 
 const toml::node& TomlDoc::locate(std::string_view key) const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,7 +86,8 @@ class TomlDoc {
     } catch (const ConfigError& e) {
       fail(locate(e.key()), e.what());
     } catch (const Error& e) {
-      if (std::string_view(e.what()).substr(0, path_.size() + 1) == path_ + ":") throw;
+      const std::string_view what(e.what());
+      if (what.substr(0, path_.size() + 1) == path_ + ":" || what.substr(0, 6) == "--set ") throw;
       throw Error(fmt::format("{}: {}", path_, e.what()));
     }
   }
@@ -94,8 +96,20 @@ class TomlDoc {
 
  private:
   TomlDoc() = default;
+  /// Reads the marks models::apply_overrides leaves in the text (see kSetByMark).
+  void read_override_marks(std::string_view text);
   std::string path_;
   toml::table root_;
+  std::map<int64_t, std::string> set_by_;  // line -> the --set argument that wrote it
+  std::vector<int64_t> added_lines_;       // lines apply_overrides inserted (sorted)
 };
+
+/// The comments models::apply_overrides appends to the lines it writes: "<value>  # set by
+/// --set <arg>" where it replaced a value, "<key> = <value>  # added by --set <arg>" on a line it
+/// inserted. TomlDoc::where() names the --set argument for a node on such a line, and the line
+/// of the text before the insertions for any other node, so that errors name what the user
+/// wrote.
+inline constexpr std::string_view kSetByMark = "# set by --set ";
+inline constexpr std::string_view kAddedByMark = "# added by --set ";
 
 }  // namespace lockstep::io

@@ -69,6 +69,27 @@ nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::ta
   return c;
 }
 
+embedding::TableConfig read_table_params(const io::TomlDoc& doc, const toml::table& tt,
+                                         const std::string& p, embedding::TableConfig c) {
+  c.rows = doc.get_int(tt, p, "rows", c.rows, 1, int64_t{1} << 40);
+  c.dim = doc.get_int(tt, p, "dim", c.dim, 1, 4096);
+  if (const toml::node* n = tt.get("pooling")) {
+    const std::string name = doc.get_string(tt, p, "pooling", "");
+    c.pooling = doc.at(*n, [&] { return embedding::parse_pooling(name, p + ".pooling"); });
+  }
+  c.init_scale = static_cast<float>(doc.get_float(tt, p, "init_scale", c.init_scale, 0, 10));
+  if (const toml::node* n = tt.get("ids")) {
+    const std::string ids = doc.get_string(tt, p, "ids", "hash");
+    doc.at(*n, [&] {
+      LOCKSTEP_CHECK(ids == "hash" || ids == "identity",
+                     "{}.ids = '{}' is not a key mapping: use hash or identity", p, ids);
+      return 0;
+    });
+    c.identity = ids == "identity";
+  }
+  return c;
+}
+
 std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, const toml::table& t,
                                                        std::string_view prefix) {
   std::vector<embedding::TableConfig> out;
@@ -82,22 +103,7 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
     if (!tt.get("rows"))
       doc.fail(tt,
                fmt::format("{}.rows is missing: give the number of hash buckets, in [1, 2^40]", p));
-    c.rows = doc.get_int(tt, p, "rows", 0, 1, int64_t{1} << 40);
-    c.dim = doc.get_int(tt, p, "dim", c.dim, 1, 4096);
-    if (const toml::node* n = tt.get("pooling")) {
-      const std::string name = doc.get_string(tt, p, "pooling", "");
-      c.pooling = doc.at(*n, [&] { return embedding::parse_pooling(name, p + ".pooling"); });
-    }
-    c.init_scale = static_cast<float>(doc.get_float(tt, p, "init_scale", c.init_scale, 0, 10));
-    if (const toml::node* n = tt.get("ids")) {
-      const std::string ids = doc.get_string(tt, p, "ids", "hash");
-      doc.at(*n, [&] {
-        LOCKSTEP_CHECK(ids == "hash" || ids == "identity",
-                       "{}.ids = '{}' is not a key mapping: use hash or identity", p, ids);
-        return 0;
-      });
-      c.identity = ids == "identity";
-    }
+    c = read_table_params(doc, tt, p, c);
     out.push_back(c);
   }
   return out;

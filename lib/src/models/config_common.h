@@ -18,6 +18,11 @@ nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std:
                               nn::MlpConfig defaults);
 nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,
                                           std::string_view prefix, nn::OptimizerConfig defaults);
+/// rows, dim, pooling, init_scale and ids of table `t` (keys not checked; absent keys keep the
+/// values of `defaults`).
+embedding::TableConfig read_table_params(const io::TomlDoc& doc, const toml::table& t,
+                                         const std::string& prefix,
+                                         embedding::TableConfig defaults);
 /// [[<prefix>.tables]]
 std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, const toml::table& t,
                                                        std::string_view prefix);

@@ -69,29 +69,37 @@ DualConfig preset_dual_config(const data::Schema& schema, int64_t table_rows) {
   return c;
 }
 
+std::string preset_config_text(const std::string& kind, int64_t table_rows) {
+  if (kind != "embedding_mlp" && kind != "din" && kind != "bst" && kind != "dual")
+    throw Error(fmt::format("'{}' is not a built-in model: use embedding_mlp, din, bst or dual",
+                            kind));
+  check_range("--table-rows", table_rows, int64_t{1}, int64_t{1} << 40);
+  // The defaults of the config structs are the models' settings; only the tables are written.
+  return fmt::format(
+      "# The built-in model '{}' of lockstep-train (models::preset_config_text): one table per\n"
+      "# column of the data, the history sharing the table of its target.\n"
+      "seed = 1\n"
+      "\n"
+      "[model]\n"
+      "kind = \"{}\"\n"
+      "\n"
+      "[model.tables_per_column]\n"
+      "rows = {}\n"
+      "dim = 16\n"
+      "pooling = \"mean\"\n"
+      "init_scale = 0.05\n"
+      "share = {{ hist_items = \"item\", hist_cats = \"item_cat\" }}  # where the data has them\n",
+      kind, kind, table_rows);
+}
+
 template <class T>
 std::unique_ptr<Model<T>> make_preset_model(const std::string& kind, const data::Schema& schema,
                                             int64_t table_rows, const Context& ctx,
                                             bool student_only) {
-  const auto columns = sparse_column_names(schema);
+  const std::string text = preset_config_text(kind, table_rows);
   LOCKSTEP_CHECK(!student_only || kind == "dual",
                  "student-only training needs the dual model, not '{}'", kind);
-  if (kind == "embedding_mlp")
-    return std::make_unique<EmbeddingMlp<T>>(preset_embedding_mlp_config(schema, table_rows),
-                                             columns, schema.num_dense(), ctx);
-  if (kind == "din")
-    return std::make_unique<Din<T>>(preset_din_config(schema, table_rows), columns,
-                                    schema.num_dense(), ctx);
-  if (kind == "bst")
-    return std::make_unique<Bst<T>>(preset_bst_config(schema, table_rows), columns,
-                                    schema.num_dense(), ctx);
-  if (kind == "dual") {
-    auto c = preset_dual_config(schema, table_rows);
-    if (student_only) c.mode = DualMode::StudentOnly;
-    return std::make_unique<DualDnn<T>>(c, columns, schema.num_dense(), ctx);
-  }
-  throw Error(fmt::format("'{}' is not a built-in model: use embedding_mlp, din, bst or dual",
-                          kind));
+  return build_model<T>(text, fmt::format("built-in model {}", kind), schema, ctx, student_only);
 }
 
 template std::unique_ptr<Model<float>> make_preset_model<float>(const std::string&,

@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "models/text_model_shim.h"
+#include "lockstep/models/factory.h"
 
 namespace lockstep::train {
 

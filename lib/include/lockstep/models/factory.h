@@ -37,11 +37,38 @@ DualConfig parse_dual_config(std::string_view toml_text, const std::string& sour
 /// student_only: the dual model in DualMode::StudentOnly (Error for another kind). Errors name
 /// the file, line and key, also those found only against the data (a field whose column the
 /// data lacks) or the embedding layout (fields that are not consecutive, widths that differ).
+/// This overload knows no sequence columns: the shorthand [model.tables_per_column] then treats
+/// every column as pooled (use the Schema overload or build_model for din, bst and dual).
 template <class T>
 std::unique_ptr<Model<T>> load_model(const std::string& path,
                                      const std::vector<std::string>& sparse_columns,
                                      int64_t num_dense, const Context& ctx,
                                      bool student_only = false);
+/// The same for data described by `schema` (its sparse and sequence columns, their max_len, and
+/// its dense width), which resolves the shorthand [model.tables_per_column].
+template <class T>
+std::unique_ptr<Model<T>> load_model(const std::string& path, const data::Schema& schema,
+                                     const Context& ctx, bool student_only = false);
+
+/// Builds the model the TOML text describes, for data with `schema` (as load_model; `source`
+/// names the text in errors: "<source>:<line>", or "--set <arg>" for a line apply_overrides
+/// wrote).
+template <class T>
+std::unique_ptr<Model<T>> build_model(std::string_view toml_text, const std::string& source,
+                                      const data::Schema& schema, const Context& ctx,
+                                      bool student_only = false);
+
+/// `toml_text` with each "key=value" override applied, in order (lockstep-train --set): `key` is
+/// dotted (model.mlp.widths, model.tables[0].rows, seed); `value` a TOML value (a bare word such
+/// as adam reads as a string). Keys that do not exist yet are added (their tables too), so any
+/// key a configuration may hold can be set; whether it is allowed is checked when the model is
+/// built, and an error there names the override ("--set model.mlp.wdiths=[64,1]: unknown key
+/// ..."). The text is edited in place: the other lines keep their content and line numbers in
+/// errors; overridden lines carry a "# set by --set <arg>" comment. Error naming the override
+/// when the key or value cannot be written (a key through a non-table, an index past an
+/// array's end, a value that is not TOML); `source` names the text for its syntax errors.
+std::string apply_overrides(std::string_view toml_text, const std::vector<std::string>& overrides,
+                            const std::string& source);
 
 // ---- Built-in models (lockstep-train without --config), for any schema: one table of
 // `table_rows` rows (dim 16, mean pooling) per sparse column, except that a history column
@@ -61,7 +88,15 @@ BstConfig preset_bst_config(const data::Schema& schema, int64_t table_rows);
 /// + MLP 512-256-128-1; student = MLP 128-64-1 (the DualConfig defaults).
 DualConfig preset_dual_config(const data::Schema& schema, int64_t table_rows);
 
-/// The built-in model `kind` (embedding_mlp, din, bst, dual) for `schema`, allocated and
+/// The TOML text of built-in model `kind` (embedding_mlp, din, bst, dual) with `table_rows` rows
+/// per table, in the shorthand [model.tables_per_column], so that it fits any schema: what
+/// lockstep-train builds without --config (and what --set edits). build_model() of this text
+/// builds the model the preset_*_config() structs describe, for the schemas they accept. Error
+/// for another kind.
+std::string preset_config_text(const std::string& kind, int64_t table_rows);
+
+/// The built-in model `kind` (embedding_mlp, din, bst, dual) for `schema`: build_model() of
+/// preset_config_text(kind, table_rows), allocated and
 /// initialised on ctx. student_only: the dual model in DualMode::StudentOnly (Error for another
 /// kind).
 template <class T>
