@@ -11,6 +11,7 @@ install(TARGETS lockstep EXPORT lockstepTargets
 install(DIRECTORY lib/include/lockstep DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.h")
 install(FILES ${PROJECT_BINARY_DIR}/include/lockstep/config.h
+              ${PROJECT_BINARY_DIR}/include/lockstep/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/lockstep)
 install(EXPORT lockstepTargets NAMESPACE lockstep::
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/lockstep)
