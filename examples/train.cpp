@@ -10,7 +10,6 @@
 // See docs/training.md for every flag.
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
