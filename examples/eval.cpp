@@ -17,8 +17,7 @@
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
-#include "lockstep/data/data_files.h"
-#include "lockstep/train/batch_source.h"
+#include "lockstep/train/dataset.h"
 #include "lockstep/train/evaluation.h"
 #include "lockstep/train/saved_model.h"
 #include "train/progress.h"
@@ -45,15 +44,14 @@ int run(const Options& o) {
                  "--schema {}: {} sparse and {} dense column(s); the model {} reads {} and {}",
                  o.schema, schema.sparse_columns().size(), schema.num_dense(), saved.path,
                  saved.schema.sparse_columns().size(), saved.schema.num_dense());
-  const auto files = data::expand_data_paths(o.data, "--data");
-  train::FileSourceOptions so;
-  so.batch_size = o.batch_size;
-  so.workers = o.data_workers;
-  std::unique_ptr<train::BatchSource> source;
-  if (train::is_cache_file(files.front()))
-    source = std::make_unique<train::CacheBatchSource>(files, so);
-  else
-    source = std::make_unique<train::TextBatchSource>(files, schema, so);
+  train::DatasetOptions options;
+  options.source.batch_size = o.batch_size;
+  options.source.workers = o.data_workers;
+  options.schema_flag = "--schema";
+  options.schema_name = o.schema.empty() ? saved.path + "/schema.toml" : o.schema;
+  train::Dataset set = train::open_dataset(o.data, &schema, options, "--data");
+  const auto& files = set.files;
+  train::BatchSource* source = set.source.get();
   train::LocalTrainer<float> local(*saved.model, ctx);
   const auto t0 = std::chrono::steady_clock::now();
   const train::Scores scores = train::score(local, *source);

@@ -10,7 +10,6 @@
 // See docs/training.md for every flag.
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -35,6 +34,7 @@
 #include "lockstep/train/batch_source.h"
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/collisions.h"
+#include "lockstep/train/dataset.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/saved_model.h"
@@ -110,23 +110,11 @@ Data file_data(const Options& o, int rank, int ranks) {
   const std::string dir = o.data_dir;
   std::vector<std::string> train = o.train, valid = o.valid, test = o.test;
   if (!dir.empty()) {
-    const std::string meta = dir + "/meta.json";
-    std::vector<std::string> meta_train;
-    if (std::filesystem::exists(meta)) {
-      try {
-        const auto j = nlohmann::json::parse(std::ifstream(meta));
-        const auto& splits = j.at("splits");
-        if (splits.at("test").contains("oracle_auc"))
-          d.oracle_auc = splits.at("test").at("oracle_auc").get<double>();
-        for (const auto& f : splits.at("train").at("files"))
-          meta_train.push_back(dir + "/" + f.at("path").get<std::string>());
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("{}: not a lockstep-datagen meta.json: {}", meta, e.what()));
-      }
-    }
-    if (train.empty()) train = meta_train.empty() ? std::vector<std::string>{dir + "/train.tsv"} : meta_train;
-    if (valid.empty() && std::filesystem::exists(dir + "/valid.tsv")) valid = {dir + "/valid.tsv"};
-    if (test.empty()) test = {dir + "/test.tsv"};
+    const train::DataDirectory parts = train::read_data_directory(dir);
+    d.oracle_auc = parts.oracle_auc;
+    if (train.empty()) train = parts.train;
+    if (valid.empty()) valid = parts.valid;
+    if (test.empty()) test = parts.test;
   }
   // Binary caches (lockstep-data convert) carry their schema; text files need one.
   const auto train_files = train.empty() ? std::vector<std::string>{}
@@ -140,7 +128,8 @@ Data file_data(const Options& o, int rank, int ranks) {
                    "preset (criteo)");
     d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
   }
-  train::FileSourceOptions so;
+  train::DatasetOptions options;
+  train::FileSourceOptions& so = options.source;
   so.batch_size = o.batch_size;
   so.rank = rank;
   so.ranks = ranks;
@@ -148,43 +137,27 @@ Data file_data(const Options& o, int rank, int ranks) {
   so.on_bad_record = o.on_bad_record == "skip" ? train::BadRecordPolicy::kSkip
                                                : train::BadRecordPolicy::kFail;
   so.max_bad_records = o.max_bad_records;
+  d.follow_options = so;  // --follow: each round's files, not shuffled
+  so.shuffle_seed = o.data_seed;
+  options.allow_empty = o.allow_empty_data;
+  options.allow_empty_flag = "--allow-empty-data";
+  options.schema_flag = "--schema";
+  options.schema_name = o.schema.empty() ? "the training data's" : o.schema;
   // Each list: expanded, checked (Error naming the flag), and its (path, size) pairs recorded for
   // the start-up comparison: ranks that see other files would not read every record once.
   const auto open = [&](const std::vector<std::string>& specs, const char* flag, bool shuffle) {
-    const auto files = data::expand_data_paths(specs, flag);
-    const auto sizes = data::file_sizes(files);
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < files.size(); ++i) {
-      d.file_list += fmt::format("{} file={} bytes={}\n", flag, files[i], sizes[i]);
-      bytes += sizes[i];
-    }
-    LOCKSTEP_CHECK(bytes > 0 || o.allow_empty_data,
-                   "{} {}: the data is empty (pass --allow-empty-data to run on it anyway)", flag,
-                   fmt::join(specs, " "));
-    train::FileSourceOptions options = so;
-    options.shuffle = shuffle;
-    options.shuffle_seed = o.data_seed;
+    options.source.shuffle = shuffle;
     // Rank 0 counts the training records in the background: the ETA of its progress lines.
-    options.count_records = rank == 0 && std::string_view(flag) == "--train";
+    options.source.count_records = rank == 0 && std::string_view(flag) == "--train";
+    train::Dataset set = train::open_dataset(specs, &d.schema, options, flag);
+    for (size_t i = 0; i < set.files.size(); ++i)
+      d.file_list += fmt::format("{} file={} bytes={}\n", flag, set.files[i], set.sizes[i]);
     d.description += fmt::format("{}{} {} file(s), {} bytes", d.description.empty() ? "" : "; ",
-                                 flag, files.size(), bytes);
-    if (std::string_view(flag) == "--train") d.train_files = files;
-    const auto caches = std::count_if(files.begin(), files.end(), train::is_cache_file);
-    if (caches == 0)
-      return std::unique_ptr<train::BatchSource>(
-          std::make_unique<train::TextBatchSource>(files, d.schema, options));
-    LOCKSTEP_CHECK(caches == static_cast<long>(files.size()),
-                   "{}: {} of {} files are binary caches: give caches or text files, not both",
-                   flag, caches, files.size());
-    auto source = std::make_unique<train::CacheBatchSource>(files, options);
-    LOCKSTEP_CHECK(source->schema() == d.schema,
-                   "{} {}: the cache's schema differs from {}: convert the data with this schema "
-                   "or leave --schema out (a cache carries its own)",
-                   flag, files.front(), o.schema.empty() ? "the training data's" : o.schema);
-    return std::unique_ptr<train::BatchSource>(std::move(source));
+                                 flag, set.files.size(), set.bytes);
+    if (std::string_view(flag) == "--train") d.train_files = set.files;
+    return std::move(set.source);
   };
   if (o.follow.empty()) d.train = open(train, "--train", o.shuffle);
-  d.follow_options = so;
   if (!valid.empty()) d.valid = open(valid, "--valid", false);
   if (!test.empty()) d.test = open(test, "--test", false);
   return d;
