@@ -51,12 +51,13 @@ train() {
     echo "movielens.sh: training $name failed (log: $out/$name.log)" >&2
     exit 1
   }
-  grep -E "epoch [0-9]+ done|^result" "$out/$name.log"
-  # "result: validation AUC v, test AUC t; ..." (with valid.tsv) or "result: AUC t; ..."
-  valid_auc=$(sed -n 's/^result: validation AUC \([0-9.]*\),.*/\1/p' "$out/$name.log")
-  auc=$(sed -n 's/^result: \(validation AUC [0-9.]*, test \)\{0,1\}AUC \([0-9.]*\).*/\2/p' \
-    "$out/$name.log")
-  teacher_auc=$(sed -n 's/.*teacher AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
+  grep -E "valid at step|^result" "$out/$name.log"
+  # "result: validation AUC v[ (best: step s, epoch e)], test AUC t; ..." (with valid.tsv) or
+  # "result: AUC t; ..."
+  valid_auc=$(sed -n 's/^result: validation AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
+  auc=$(sed -n -e 's/^result: validation .*test AUC \([0-9.]*\).*/\1/p' \
+               -e 's/^result: AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
+  teacher_auc=$(sed -n 's/^result:.*teacher AUC \([0-9.]*\).*/\1/p' "$out/$name.log")
   seconds=$((SECONDS - t0))
 }
 

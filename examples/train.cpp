@@ -494,8 +494,17 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   // The test data once at the end (with the best parameters when a best model was kept).
   train::EvalResult test;
   if (!r.stopped && d.valid && d.test) test = trainer.evaluate(*d.test, "test");
-  const train::EvalResult& final_eval = d.valid && d.test ? test : r.last_eval;
-  const double test_auc = d.valid && d.test ? test.auc : NAN;
+  // What the result line reports: validation (the best evaluation when it was restored) and
+  // test; or the last evaluation of the held-out data.
+  const train::EvalResult& valid_eval = r.restored_best ? r.best_eval : r.last_eval;
+  const train::EvalResult& final_eval = d.valid ? (d.test ? test : valid_eval) : r.last_eval;
+  std::string evaluated = fmt::format("AUC {:.4f}", final_eval.auc);
+  if (d.valid)
+    evaluated = fmt::format(
+        "validation AUC {:.4f}{}{}", valid_eval.auc,
+        r.restored_best ? fmt::format(" (best: step {}, epoch {})", r.best_step, r.best_epoch)
+                        : std::string(),
+        d.test ? fmt::format(", test AUC {:.4f}", test.auc) : std::string());
   const train::BinaryMetrics* teacher = final_eval.output("teacher");
   const double teacher_auc = teacher ? teacher->auc : NAN;
   if (rank == 0) {
@@ -511,17 +520,9 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                                        r.samples, per_s, ranks).c_str());
     else
       std::printf("%s\n",
-                  fmt::format("result: {}AUC {:.4f}{}{}; {:.0f} samples/s on {} rank(s) ({}, {}), "
+                  fmt::format("result: {}{}{}; {:.0f} samples/s on {} rank(s) ({}, {}), "
                               "batch {} per rank",
-                              std::isnan(test_auc)
-                                  ? std::string()
-                                  : fmt::format("validation AUC {:.4f}{}, test ",
-                                                r.restored_best ? r.best_eval.auc : r.last_eval.auc,
-                                                r.restored_best
-                                                    ? fmt::format(" (best: step {}, epoch {})",
-                                                                  r.best_step, r.best_epoch)
-                                                    : std::string()),
-                              final_auc,
+                              evaluated,
                               // data without a known click model has no oracle to compare with
                               std::isnan(d.oracle_auc)
                                   ? std::string()

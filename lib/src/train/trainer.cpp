@@ -105,6 +105,7 @@ struct Trainer::Impl {
     uint64_t best_step = 0;
     int64_t best_epoch = 0;   // 1-based
     int64_t since_best = 0;   // evaluations since the best one
+    EvalResult eval;          // the best evaluation (after a resume: its auc and logloss only)
   } selection;
   uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
@@ -313,8 +314,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   if (!std::isnan(s.best)) {
     result.best_step = s.best_step;
     result.best_epoch = s.best_epoch;
-    result.best_eval.auc = s.best_auc;
-    result.best_eval.logloss = s.best_logloss;
+    result.best_eval = s.eval;
   }
   result.seconds = m.progress.elapsed();
   result.train_seconds = result.seconds - m.side_seconds;
@@ -518,6 +518,7 @@ bool Trainer::Impl::evaluate_and_select(BatchSource& eval, FitResult& result) {
       s.best_step = step_no;
       s.best_epoch = epoch + 1;
       s.since_best = 0;
+      s.eval = result.last_eval;
       if (!config.best_dir.empty()) save_best();
     } else {
       ++s.since_best;
@@ -567,6 +568,8 @@ void Trainer::Impl::load_selection(const std::string& checkpoint) {
     selection.best_step = j.at("best_step").get<uint64_t>();
     selection.best_epoch = j.at("best_epoch").get<int64_t>();
     selection.since_best = j.at("since_best").get<int64_t>();
+    selection.eval.auc = selection.best_auc;
+    selection.eval.logloss = selection.best_logloss;
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: not a selection state: {}", path, e.what()));
   }

@@ -95,8 +95,9 @@ struct FitResult {
   bool already_finished = false;
   std::string last_checkpoint;
   EvalResult last_eval;  // the last evaluation, when an evaluation source was given
-  /// Model selection (with an evaluation source): the best evaluation, its step and 1-based
-  /// epoch, whether training stopped early, and whether best_dir was loaded back at the end.
+  /// Model selection (with an evaluation source): the best evaluation (only its auc and logloss
+  /// when it happened before a resume), its step and 1-based epoch, whether training stopped
+  /// early, and whether best_dir was loaded back at the end.
   EvalResult best_eval;
   uint64_t best_step = 0;
   int64_t best_epoch = 0;
