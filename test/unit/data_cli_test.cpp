@@ -163,7 +163,7 @@ TEST_CASE("lockstep-data convert writes a cache that trains exactly as its text 
     std::string o;
     REQUIRE(test::run_tool(kTrain, common + " " + args, scratch, o) == 0);
     std::smatch m;
-    REQUIRE(std::regex_search(o, m, std::regex(R"(result: AUC ([0-9.]+))")));
+    REQUIRE(std::regex_search(o, m, std::regex(R"(result: validation AUC ([0-9.]+))")));
     return std::string(m[1]);
   };
   // The same records in the same batches: the same model, the same AUC to the last digit.
