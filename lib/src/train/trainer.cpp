@@ -110,6 +110,7 @@ struct Trainer::Impl {
   uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
+  bool holds_best = false;             // the model holds the restored best (selection.best_step)
   uint64_t step_no = 0, updates = 0, config_hash = 0;
   uint64_t saved_at = UINT64_MAX;  // step of the last checkpoint the running fit() wrote
   int64_t epoch = 0, step_in_epoch = 0;
@@ -224,7 +225,10 @@ std::vector<uint64_t> Trainer::replica_hashes() {
 EvalResult Trainer::evaluate(BatchSource& data, const std::string& split) {
   Impl& m = *impl_;
   const EvalResult r = m.collective([&] { return m.evaluate(data); });
-  if (!split.empty()) m.progress.on_eval(split, m.last_epoch, m.step_no, r);
+  // The step and epoch of the parameters evaluated: the restored best model's, else the last.
+  if (!split.empty())
+    m.progress.on_eval(split, m.holds_best ? m.selection.best_epoch - 1 : m.last_epoch,
+                       m.holds_best ? m.selection.best_step : m.step_no, r);
   return r;
 }
 
@@ -241,6 +245,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.saved_at = UINT64_MAX;
   m.evaluated_at = UINT64_MAX;
   m.selection = {};
+  m.holds_best = false;
   m.collective([&] {
     bool finished = false;
     if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
@@ -588,7 +593,7 @@ void Trainer::Impl::restore_best(FitResult& result) {
                    "run?)",
                    config.best_dir, meta.step, selection.best_step);
   });
-  result.restored_best = true;
+  result.restored_best = holds_best = true;
   if (comm.rank() == 0)
     log().info("restored the best model ({} {:.6f}, step {}, epoch {}) from {}",
                config.select_metric, selection.best, selection.best_step, selection.best_epoch,

@@ -122,7 +122,8 @@ class Trainer {
 
   /// Every output's metrics (AUC exact, log loss, calibration, normalized entropy) over every
   /// rank's shard of `data` (inference mode). With a `split` name ("test") rank 0 also logs them
-  /// and writes an "eval" metrics line. Collective.
+  /// and writes an "eval" metrics line (at the best model's step and epoch when fit() restored
+  /// it). Collective.
   EvalResult evaluate(BatchSource& data, const std::string& split = "");
 
   /// Writes a checkpoint now (rank 0 writes; collective). Returns its path ("" on other ranks).
