@@ -1,5 +1,5 @@
-// Whole-model CUDA vs CPU parity for DIN, BST, the dual DNN and LR/FM/DeepFM (float): identical initial
-// weights, close logits, close dense and sparse gradients of one step, and close parameters
+// Whole-model CUDA vs CPU parity for DIN, BST, the dual DNN and LR/FM/DeepFM (float): identical
+// initial weights, close logits, close dense and sparse gradients of one step, and close parameters
 // after one update. Tolerances as in the EmbeddingMlp parity test (parity_core_test.cpp).
 
 #include <catch2/catch.hpp>
@@ -98,7 +98,8 @@ std::unique_ptr<models::Model<float>> dual_fm_bst(const Context& ctx) {
 std::unique_ptr<models::Model<float>> fm_model(const Context& ctx, bool second, bool mlp) {
   using embedding::Pooling;
   models::EmbeddingMlpConfig c;
-  c.tables = {{"user.linear", 101, 1, Pooling::Sum, 0.1f}, {"item.linear", 257, 1, Pooling::Sum, 0.1f}};
+  c.tables = {{"user.linear", 101, 1, Pooling::Sum, 0.1f},
+              {"item.linear", 257, 1, Pooling::Sum, 0.1f}};
   c.fields = {{"user", "user.linear"}, {"item", "item.linear"}, {"hist", "item.linear"}};
   c.fm.first_order = true;
   c.fm.linear_tables = {"user.linear", "item.linear"};
@@ -117,14 +118,14 @@ std::unique_ptr<models::Model<float>> fm_model(const Context& ctx, bool second, 
 
 }  // namespace
 
-TEST_CASE("LR, FM and DeepFM on CUDA: identical initial weights, close logits, gradients and "
-          "update",
+TEST_CASE("LR, FM and DeepFM on CUDA: identical initial weights, close logits, gradients, update",
           "[gpu][model][fm]") {
   test::ParityContexts ctx;
   const std::pair<bool, bool> kinds[] = {{false, false}, {true, false}, {true, true}};
   for (const auto& [second, mlp] : kinds) {
     INFO("second_order " << second << " mlp " << mlp);
-    require_model_parity(ctx, [s = second, m = mlp](const Context& c) { return fm_model(c, s, m); });
+    require_model_parity(ctx,
+                         [s = second, m = mlp](const Context& c) { return fm_model(c, s, m); });
   }
 }
 

@@ -518,9 +518,10 @@ std::vector<Case> corpus() {
                   .edit("table = \"user\"", "table = \"usr\"")
                   .key("model.fields[0].table"));
   // (Pooled fields of different tables may share a column: the first-order tables of FM.)
-  c.push_back(on(D, "two pooled fields read one column and one table")
-                  .edit("column = \"item\"\ntable = \"item\"", "column = \"user\"\ntable = \"user\"")
-                  .key("model.fields[1].column"));
+  c.push_back(
+      on(D, "two pooled fields read one column and one table")
+          .edit("column = \"item\"\ntable = \"item\"", "column = \"user\"\ntable = \"user\"")
+          .key("model.fields[1].column"));
   c.push_back(on(D, "table no field reads")
                   .edit("[[model.fields]]\ncolumn = \"user\"",
                         "[[model.tables]]\nname = \"unused\"\nrows = "
@@ -560,7 +561,8 @@ std::vector<Case> corpus() {
                   .edit("widths = [200, 80, 1]", "widths = []")
                   .key("model.mlp.widths"));
   c.push_back(on(D, "second-order field that is not a column")
-                  .edit(tables, "[model.fm]\nsecond_order = true\nfields = [\"user\", \"nope\"]\n\n" +
+                  .edit(tables, "[model.fm]\nsecond_order = true\nfields = [\"user\", "
+                                "\"nope\"]\n\n" +
                                     tables)
                   .line("fields = [")
                   .key("model.fm.fields[1]")

@@ -25,12 +25,11 @@ TEST_CASE("lockstep-train trains LR, FM and DeepFM; lockstep-eval loads what it 
   struct Data {
     std::string name, train_args, eval_data;
   };
-  const std::vector<Data> sets = {
-      {"synthetic", "--data " + data, data + "/test.tsv"},
-      {"ads",
-       "--schema " + ads + "ads.schema.toml --train " + ads + "ads-train.csv --test " + ads +
-           "ads-test.csv",
-       ads + "ads-valid.csv"}};
+  const std::vector<Data> sets = {{"synthetic", "--data " + data, data + "/test.tsv"},
+                                  {"ads",
+                                   "--schema " + ads + "ads.schema.toml --train " + ads +
+                                       "ads-train.csv --test " + ads + "ads-test.csv",
+                                   ads + "ads-valid.csv"}};
   for (const auto& d : sets)
     for (const std::string kind : {"lr", "fm", "deepfm"}) {
       INFO(d.name << " " << kind);
@@ -39,7 +38,8 @@ TEST_CASE("lockstep-train trains LR, FM and DeepFM; lockstep-eval loads what it 
                              "--device cpu " + d.train_args + " --config " + kSource +
                                  "examples/configs/" + kind +
                                  ".toml --set model.tables_per_column.rows=4096 --epochs 1 "
-                                 "--batch-size 128 --save " + saved,
+                                 "--batch-size 128 --save " +
+                                 saved,
                              scratch, out) == 0);
       INFO(out);
       CHECK_THAT(out, Contains("result: AUC"));

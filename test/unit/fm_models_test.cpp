@@ -49,7 +49,8 @@ models::EmbeddingMlpConfig fm_config(bool first, bool second, bool mlp, int64_t 
   }
   c.fm.second_order = second;
   c.use_dense = mlp;
-  c.mlp = mlp ? nn::MlpConfig{{8, 1}, {nn::ActivationKind::ReLU}, false} : nn::MlpConfig{{}, {}, false};
+  c.mlp =
+      mlp ? nn::MlpConfig{{8, 1}, {nn::ActivationKind::ReLU}, false} : nn::MlpConfig{{}, {}, false};
   c.seed = 7;
   return c;
 }
@@ -133,8 +134,8 @@ void gradcheck(models::EmbeddingMlp<double>& model, const data::Batch& batch) {
     for (int64_t i = 0; i < t->rows() * t->dim(); ++i)
       if (dense[i] != 0.0) touched.push_back(i);
     REQUIRE(!touched.empty());
-    test::check_gradient(t->config().name, loss, t->weights(), dense.data(),
-                         t->rows() * t->dim(), touched, 1e-6, 5e-6, 1e-3);
+    test::check_gradient(t->config().name, loss, t->weights(), dense.data(), t->rows() * t->dim(),
+                         touched, 1e-6, 5e-6, 1e-3);
   }
 }
 
@@ -149,8 +150,7 @@ std::string example(const std::string& name) {
 }
 }  // namespace
 
-TEST_CASE("LR: logit = bias + Σ weights, and one step is the hand-computed update",
-          "[model][fm]") {
+TEST_CASE("LR: logit = bias + Σ weights, and one step is the hand-computed update", "[model][fm]") {
   Context ctx;
   auto cfg = fm_config(true, false, false);
   cfg.dense_optimizer = {nn::OptimizerKind::Sgd, 0.5f};
@@ -326,10 +326,12 @@ TEST_CASE("[model.fm] errors name the key", "[model][fm][config][errors]") {
                                                      "is empty"));
   CHECK_THROWS_WITH(build(head + "[model.fm]\nfirst_order = true\nlinear_tables = [\"user\"]\n"),
                     Contains("m.toml:7") && Contains("drop linear_tables"));
-  CHECK_THROWS_WITH(build(head + "[model.fm]\nsecond_order = true\nfields = [\"user\", \"nope\"]\n"),
-                    Contains("m.toml:7") && Contains("model.fm.fields[1] = 'nope'"));
-  CHECK_THROWS_WITH(build(head + "[model.columns.user]\ndim = 8\n[model.fm]\nsecond_order = true\n"),
-                    Contains("model.fm.fields: field") && Contains("needs fields of one width"));
+  CHECK_THROWS_WITH(
+      build(head + "[model.fm]\nsecond_order = true\nfields = [\"user\", \"nope\"]\n"),
+      Contains("m.toml:7") && Contains("model.fm.fields[1] = 'nope'"));
+  CHECK_THROWS_WITH(
+      build(head + "[model.columns.user]\ndim = 8\n[model.fm]\nsecond_order = true\n"),
+      Contains("model.fm.fields: field") && Contains("needs fields of one width"));
   CHECK_THROWS_WITH(build(head + "[model.fm]\nfirst_out = true\n"),
                     Contains("m.toml:6") && Contains("unknown key model.fm.first_out"));
   // Explicit: first_order needs its tables, which need dim 1 and sum pooling, first.

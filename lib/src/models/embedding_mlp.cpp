@@ -53,7 +53,8 @@ void EmbeddingMlpConfig::validate() const {
     LOCKSTEP_CHECK_KEY(t->dim == 1 && t->pooling == embedding::Pooling::Sum, key,
                        "{} = '{}' has dim {} and {} pooling: a first-order table needs dim = 1 "
                        "and pooling = \"sum\" (one weight per id, summed)",
-                       key, t->name, t->dim, t->pooling == embedding::Pooling::Sum ? "sum" : "mean");
+                       key, t->name, t->dim,
+                       t->pooling == embedding::Pooling::Sum ? "sum" : "mean");
   }
   bool others = false;
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -193,8 +194,8 @@ const T* EmbeddingMlp<T>::forward_fm(const Context& ctx, const DeviceBatch<T>& b
   if (has_first_) {
     // first (B) = all_[:, :k] · ones (k)
     first_.resize(ctx, {B});
-    kernels::gemm<T>(ctx, Trans::N, Trans::N, B, 1, k_, T(1), all_.data(), ld_all_, ones_.data(),
-                     1, T(0), first_.data(), 1);
+    kernels::gemm<T>(ctx, Trans::N, Trans::N, B, 1, k_, T(1), all_.data(), ld_all_, ones_.data(), 1,
+                     T(0), first_.data(), 1);
     kernels::copy_2d<T>(ctx, B, 1, first_.data(), 1, logit_.data(), 1, /*accumulate=*/true);
   }
   if (fm_) {
