@@ -1,5 +1,5 @@
-// Whole-model CUDA vs CPU parity for DIN, BST and the dual DNN (float): identical initial
-// weights, close logits, close dense and sparse gradients of one step, and close parameters
+// Whole-model CUDA vs CPU parity for DIN, BST, the dual DNN and LR/FM/DeepFM (float): identical
+// initial weights, close logits, close dense and sparse gradients of one step, and close parameters
 // after one update. Tolerances as in the EmbeddingMlp parity test (parity_core_test.cpp).
 
 #include <catch2/catch.hpp>
@@ -93,7 +93,41 @@ std::unique_ptr<models::Model<float>> dual_fm_bst(const Context& ctx) {
   return std::make_unique<models::DualDnn<float>>(c, test::fixture_columns(), 3, ctx);
 }
 
+/// The fixture's data read by embedding_mlp with [model.fm]: first-order tables (dim 1, sum)
+/// first, then user and item of width 4; an MLP when `mlp` (DeepFM), else LR or FM.
+std::unique_ptr<models::Model<float>> fm_model(const Context& ctx, bool second, bool mlp) {
+  using embedding::Pooling;
+  models::EmbeddingMlpConfig c;
+  c.tables = {{"user.linear", 101, 1, Pooling::Sum, 0.1f},
+              {"item.linear", 257, 1, Pooling::Sum, 0.1f}};
+  c.fields = {{"user", "user.linear"}, {"item", "item.linear"}, {"hist", "item.linear"}};
+  c.fm.first_order = true;
+  c.fm.linear_tables = {"user.linear", "item.linear"};
+  c.fm.second_order = second;
+  if (second || mlp) {
+    c.tables.push_back({"user", 101, 4, Pooling::Sum, 0.1f});
+    c.tables.push_back({"item", 257, 4, Pooling::Mean, 0.1f});
+    c.fields.insert(c.fields.end(), {{"user", "user"}, {"item", "item"}, {"hist", "item"}});
+  }
+  c.use_dense = mlp;
+  c.mlp = mlp ? nn::MlpConfig{{16, 8, 1}, {nn::ActivationKind::ReLU}, false}
+              : nn::MlpConfig{{}, {}, false};
+  c.seed = 5;
+  return std::make_unique<models::EmbeddingMlp<float>>(c, test::fixture_columns(), 3, ctx);
+}
+
 }  // namespace
+
+TEST_CASE("LR, FM and DeepFM on CUDA: identical initial weights, close logits, gradients, update",
+          "[gpu][model][fm]") {
+  test::ParityContexts ctx;
+  const std::pair<bool, bool> kinds[] = {{false, false}, {true, false}, {true, true}};
+  for (const auto& [second, mlp] : kinds) {
+    INFO("second_order " << second << " mlp " << mlp);
+    require_model_parity(ctx,
+                         [s = second, m = mlp](const Context& c) { return fm_model(c, s, m); });
+  }
+}
 
 TEST_CASE("DIN on CUDA: identical initial weights, close logits, gradients and update",
           "[gpu][model][din]") {

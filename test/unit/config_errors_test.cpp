@@ -517,9 +517,11 @@ std::vector<Case> corpus() {
   c.push_back(on(D, "field reads an undefined table")
                   .edit("table = \"user\"", "table = \"usr\"")
                   .key("model.fields[0].table"));
-  c.push_back(on(D, "two pooled fields read one column")
-                  .edit("column = \"item\"", "column = \"user\"")
-                  .key("model.fields[1].column"));
+  // (Pooled fields of different tables may share a column: the first-order tables of FM.)
+  c.push_back(
+      on(D, "two pooled fields read one column and one table")
+          .edit("column = \"item\"\ntable = \"item\"", "column = \"user\"\ntable = \"user\"")
+          .key("model.fields[1].column"));
   c.push_back(on(D, "table no field reads")
                   .edit("[[model.fields]]\ncolumn = \"user\"",
                         "[[model.tables]]\nname = \"unused\"\nrows = "
@@ -531,6 +533,40 @@ std::vector<Case> corpus() {
                   .build()
                   .key("model.fields[0].column"));
 
+  // [model.fm] (LR, FM, DeepFM: docs/configuration.md "LR, FM and DeepFM exactly")
+  const std::string tables = "[[model.tables]]";
+  c.push_back(on(D, "unknown key in [model.fm]")
+                  .edit(tables, "[model.fm]\nfirst_ordr = true\n\n" + tables)
+                  .line("first_ordr")
+                  .key("model.fm.first_ordr"));
+  c.push_back(on(D, "string for bool in [model.fm]")
+                  .edit(tables, "[model.fm]\nsecond_order = \"yes\"\n\n" + tables)
+                  .line("second_order")
+                  .key("model.fm.second_order"));
+  c.push_back(on(D, "first_order without its tables")
+                  .edit(tables, "[model.fm]\nfirst_order = true\n\n" + tables)
+                  .line("first_order")
+                  .key("model.fm.first_order"));
+  c.push_back(on(D, "first-order table that does not exist")
+                  .edit(tables, "[model.fm]\nfirst_order = true\nlinear_tables = [\"nope\"]\n\n" +
+                                    tables)
+                  .line("linear_tables")
+                  .key("model.fm.linear_tables[0]"));
+  c.push_back(on(D, "first-order table of dim 16")
+                  .edit(tables, "[model.fm]\nfirst_order = true\nlinear_tables = [\"user\"]\n\n" +
+                                    tables)
+                  .line("linear_tables")
+                  .key("model.fm.linear_tables[0]"));
+  c.push_back(on(D, "no MLP and no FM term")
+                  .edit("widths = [200, 80, 1]", "widths = []")
+                  .key("model.mlp.widths"));
+  c.push_back(on(D, "second-order field that is not a column")
+                  .edit(tables, "[model.fm]\nsecond_order = true\nfields = [\"user\", "
+                                "\"nope\"]\n\n" +
+                                    tables)
+                  .line("fields = [")
+                  .key("model.fm.fields[1]")
+                  .build());
   // ---- din.toml
   c.push_back(on(N, "empty query")
                   .edit("query = [\"item\", \"item_cat\"]", "query = []")

@@ -52,11 +52,14 @@ void check_layout(const std::vector<TableConfig>& tables, const std::vector<Fiel
     check_range(key + ".max_len", fc.max_len, int64_t{0}, int64_t{100000});
     const bool sequence = fc.max_len > 0;
     for (size_t g = 0; g < f; ++g)
-      LOCKSTEP_CHECK_KEY(fields[g].column != fc.column || (fields[g].max_len > 0) != sequence,
+      LOCKSTEP_CHECK_KEY(fields[g].column != fc.column || (fields[g].max_len > 0) != sequence ||
+                             (!sequence && fields[g].table != fc.table),
                          key + ".column",
                          "{}.column = '{}' is read by model.fields[{}] too, and both are {} fields "
-                         "(a column may feed one pooled and one sequence field)",
-                         key, fc.column, g, sequence ? "sequence" : "pooled");
+                         "{}(a column may feed one pooled and one sequence field, and further "
+                         "pooled fields of other tables)",
+                         key, fc.column, g, sequence ? "sequence" : "pooled",
+                         sequence ? "" : "of one table ");
     if (!sequence) continue;
     LOCKSTEP_CHECK_KEY(sequence_length == 0 || sequence_length == fc.max_len, key + ".max_len",
                        "{}.max_len = {} but model.fields[{}].max_len = {}: all sequence fields "
@@ -130,8 +133,15 @@ size_t EmbeddingBagCollection<T>::field_index(const std::string& column) const {
 
 template <class T>
 size_t EmbeddingBagCollection<T>::field_index(const std::string& column, bool sequence) const {
+  size_t found = fields_.size();
   for (size_t f = 0; f < fields_.size(); ++f)
-    if (fields_[f].column == column && (fields_[f].max_len > 0) == sequence) return f;
+    if (fields_[f].column == column && (fields_[f].max_len > 0) == sequence) {
+      if (found < fields_.size())
+        throw Error(fmt::format("column '{}' feeds several {} fields (model.fields[{}] and [{}])",
+                                column, sequence ? "sequence" : "pooled", found, f));
+      found = f;
+    }
+  if (found < fields_.size()) return found;
   throw Error(fmt::format("no {} field reads column '{}'", sequence ? "sequence" : "pooled",
                           column));
 }

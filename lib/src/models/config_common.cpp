@@ -32,11 +32,11 @@ nn::ActivationConfig read_activation_config(const io::TomlDoc& doc, const toml::
 }
 
 nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
-                              nn::MlpConfig c) {
+                              nn::MlpConfig c, bool allow_empty) {
   doc.check_keys(t, prefix, {"widths", "activation", "activate_last", "leaky_slope", "prelu_init",
                              "dice_eps", "dice_momentum"});
   c.widths = doc.get_int_array(t, prefix, "widths", c.widths, 1, int64_t{1} << 20);
-  if (c.widths.empty())
+  if (c.widths.empty() && !allow_empty)
     doc.fail(*t.get("widths"), fmt::format("{}.widths is empty: give at least one layer width, "
                                            "e.g. [80, 1]",
                                            prefix));

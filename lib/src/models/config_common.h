@@ -14,8 +14,9 @@ namespace lockstep::models {
 /// activation, leaky_slope, prelu_init, dice_eps, dice_momentum of table `t` (keys not checked).
 nn::ActivationConfig read_activation_config(const io::TomlDoc& doc, const toml::table& t,
                                             std::string_view prefix, nn::ActivationConfig defaults);
+/// `allow_empty`: widths = [] is allowed (embedding_mlp without a deep part: LR, FM).
 nn::MlpConfig read_mlp_config(const io::TomlDoc& doc, const toml::table& t, std::string_view prefix,
-                              nn::MlpConfig defaults);
+                              nn::MlpConfig defaults, bool allow_empty = false);
 nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::table& t,
                                           std::string_view prefix, nn::OptimizerConfig defaults);
 /// rows, dim, pooling, init_scale and ids of table `t` (keys not checked; absent keys keep the

@@ -37,7 +37,10 @@ FieldSpan consecutive_fields(const embedding::EmbeddingBagCollection<T>& emb,
     size_t f = 0;
     try {
       f = emb.field_index(name, sequence);
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("several") != std::string::npos)
+        throw ConfigError(element, fmt::format("{} = '{}': the {}: name a column that feeds one",
+                                               element, name, e.what()));
       throw ConfigError(element, fmt::format("{} = '{}' is not a {} field: name the column of a "
                                              "[[model.fields]] entry {}",
                                              element, name, sequence ? "sequence" : "pooled",

@@ -498,10 +498,50 @@ DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
 }
 EmbeddingMlpConfig read_embedding_mlp(const io::TomlDoc& doc, const Common& common) {
   EmbeddingMlpConfig c;
-  read_base(doc, common, c, &c.mlp, LOCKSTEP_MODEL_KEYS("mlp"));
+  read_base(doc, common, c, nullptr, LOCKSTEP_MODEL_KEYS("mlp", "fm"));
+  const toml::table& m = *common.model;
+  // widths = []: no deep part (LR, FM); validate() asks for an FM term then.
+  if (const toml::table* t = doc.get_table(m, "model", "mlp"))
+    c.mlp = read_mlp_config(doc, *t, "model.mlp", c.mlp, /*allow_empty=*/true);
+  const toml::table* fm = doc.get_table(m, "model", "fm");
+  if (fm) {
+    const std::string p = "model.fm";
+    doc.check_keys(*fm, p, {"first_order", "second_order", "linear_tables", "fields"});
+    c.fm.first_order = doc.get_bool(*fm, p, "first_order", false);
+    c.fm.second_order = doc.get_bool(*fm, p, "second_order", false);
+    c.fm.linear_tables =
+        read_names(doc, *fm, p, "linear_tables", {}, "table names (dim 1, sum pooling)");
+    c.fm.fields = read_names(doc, *fm, p, "fields", {});
+  }
   if (const Shorthand sh = read_shorthand(doc, common); sh.used()) {
     c.tables = sh.tables;
     c.fields = sh.fields(false, false);
+    if (c.fm.first_order) {
+      // One first-order table "<table>.linear" per table (dim 1, sum pooling, zeros, the rows and
+      // ids of its table), read by the same columns, and those fields first.
+      if (const toml::node* n = fm->get("linear_tables"))
+        doc.fail(*n, "model.fm.linear_tables: [model.tables_per_column] makes the first-order "
+                     "tables (\"<table>.linear\" per table): drop linear_tables, or list "
+                     "[[model.tables]] and [[model.fields]] instead of the shorthand");
+      std::vector<embedding::FieldConfig> linear;
+      for (const auto& f : c.fields) linear.push_back({f.column, f.table + ".linear", 0});
+      for (const auto& t : sh.tables) {
+        embedding::TableConfig lt = t;
+        lt.name = t.name + ".linear";
+        lt.dim = 1;
+        lt.pooling = embedding::Pooling::Sum;
+        lt.init_scale = 0;
+        c.tables.push_back(lt);
+        c.fm.linear_tables.push_back(lt.name);
+      }
+      if (c.mlp.widths.empty() && !c.fm.second_order) {
+        // LR: nothing reads the embeddings, so the first-order tables are all there is.
+        c.tables.erase(c.tables.begin(), c.tables.begin() + static_cast<long>(sh.tables.size()));
+        c.fields = linear;
+      } else {
+        c.fields.insert(c.fields.begin(), linear.begin(), linear.end());
+      }
+    }
   }
   return validated(doc, c);
 }

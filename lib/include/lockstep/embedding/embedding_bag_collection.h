@@ -64,6 +64,8 @@ class EmbeddingBagCollection {
   size_t field_index(const std::string& column) const;
   /// Index of the pooled (sequence = false) or sequence field reading `column`: a column may
   /// feed one of each (e.g. the history mean-pooled for one tower and attended by another).
+  /// Throws Error when several fields of that kind read `column` (pooled fields of several
+  /// tables, e.g. a first-order table beside the embedding), or none does.
   size_t field_index(const std::string& column, bool sequence) const;
   const std::vector<FieldConfig>& fields() const { return fields_; }
 
