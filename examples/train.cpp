@@ -469,9 +469,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
     tc.best_dir = !o.best_dir.empty()           ? o.best_dir
                   : !o.checkpoint_dir.empty() ? o.checkpoint_dir + "/best"
                                               : "";
-    if (tc.best_dir.empty() && rank == 0)
-      log().info("the best validation model is not kept (no --checkpoint-dir or --best-dir): "
-                 "--test and --save use the last parameters");
+    // No directory for it: the best model's state stays in memory (restored, never written).
+    tc.keep_best_in_memory = tc.best_dir.empty();
   } else {
     tc.eval_split = "test";
   }
@@ -669,8 +668,8 @@ int main(int argc, char** argv) {
                  "validation metric choosing the best model and driving --early-stop")
       ->check(CLI::IsMember({"auc", "logloss"}));
   app.add_option("--best-dir", o.best_dir,
-                 "keep the best validation model here (default: CHECKPOINT_DIR/best); --test and "
-                 "--save then use it");
+                 "keep the best validation model here (default: CHECKPOINT_DIR/best, else in "
+                 "memory); --test and --save then use it");
   app.add_option("--keep-checkpoints", o.keep_checkpoints,
                  "checkpoints kept in --checkpoint-dir (older ones are removed)")
       ->check(CLI::Range(1, 1 << 20));

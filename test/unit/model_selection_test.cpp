@@ -184,3 +184,29 @@ TEST_CASE("Evaluation every N steps selects within an epoch; log loss selects th
   CHECK(e.logloss == r.best_eval.logloss);
   CHECK(e.logloss <= r.last_eval.logloss);
 }
+
+TEST_CASE("Without a best directory the best model is kept in memory and restored bitwise",
+          "[train][selection]") {
+  test::TempDir dir;
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx);
+  CraftedCurve valid(*model, ctx, {0.6, 0.9, 0.7, 0.8, 0.85});
+  train::TrainerConfig c;
+  c.log_every = 0;
+  c.epochs = 5;
+  c.checkpoint_dir = dir.file("ck");  // for the comparison only: best_dir stays empty
+  c.checkpoint_every = 4;
+  c.keep_checkpoints = 100;
+  c.keep_best_in_memory = true;
+  train::Trainer trainer(*model, *comm, ctx, c);
+  train::VectorBatchSource train_data(batches(4, 16));
+  const auto r = trainer.fit(train_data, &valid);
+  CHECK_FALSE(r.early_stopped);
+  CHECK(r.best_step == 8);
+  CHECK(r.restored_best);
+  CHECK_FALSE(fs::exists(dir.file("ck/best")));
+  auto epoch2 = test::fixture_model(ctx);
+  train::read_checkpoint(dir.file("ck/step-000000000008"), *epoch2, ctx, 0);
+  CHECK(train::model_state_hash(ctx, *model) == train::model_state_hash(ctx, *epoch2));
+}

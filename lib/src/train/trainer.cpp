@@ -71,14 +71,50 @@ class Lookahead {
 std::string settings_text(const TrainerConfig& c) {
   return fmt::format("epochs={}\nresume={}\nresume_or_start={}\ncheckpoint_dir={}\n"
                      "checkpoint_every={}\nkeep_checkpoints={}\neval_every={}\n"
-                     "select_metric={}\nearly_stop_patience={}\nbest_dir={}\nrestore_best={}\n",
+                     "select_metric={}\nearly_stop_patience={}\nbest_dir={}\nrestore_best={}\n"
+                     "keep_best_in_memory={}\n",
                      c.epochs, c.resume, c.resume_or_start, c.checkpoint_dir, c.checkpoint_every,
                      c.keep_checkpoints, c.eval_every, c.select_metric, c.early_stop_patience,
-                     c.best_dir, c.restore_best);
+                     c.best_dir, c.restore_best, c.keep_best_in_memory);
 }
 
 nlohmann::ordered_json number(double v) {
   return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
+}
+
+/// A model's whole state in host memory (TrainerConfig::keep_best_in_memory).
+struct HostSnapshot {
+  uint64_t step = 0;
+  std::vector<float> dense;  // ParamSet values: parameters and non-trainable state
+  std::map<std::string, std::vector<float>> optimizer, tables;
+  int64_t optimizer_steps = 0;
+};
+
+HostSnapshot take_snapshot(models::Model<float>& model, const Context& ctx, uint64_t step) {
+  HostSnapshot s;
+  s.step = step;
+  auto& params = model.dense_params();
+  s.dense.resize(static_cast<size_t>(params.size()));
+  copy_bytes(ctx, s.dense.data(), Device::cpu(), params.values(), ctx.device(),
+             s.dense.size() * sizeof(float));
+  for (auto& [name, tensor] : model.dense_optimizer().state())
+    s.optimizer[name] = to_host(ctx, *tensor);
+  s.optimizer_steps = model.dense_optimizer().step_count();
+  for (auto* table : model.tables())
+    for (auto& [name, values] : table->to_host(ctx)) s.tables[name] = std::move(values);
+  return s;
+}
+
+void restore_snapshot(models::Model<float>& model, const Context& ctx, const HostSnapshot& s) {
+  auto& params = model.dense_params();
+  copy_bytes(ctx, params.values(), ctx.device(), s.dense.data(), Device::cpu(),
+             s.dense.size() * sizeof(float));
+  for (auto& [name, tensor] : model.dense_optimizer().state()) {
+    const auto& v = s.optimizer.at(name);
+    copy_bytes(ctx, tensor->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(float));
+  }
+  model.dense_optimizer().set_step_count(s.optimizer_steps);
+  for (auto* table : model.tables()) table->from_host(ctx, s.tables);
 }
 
 /// How train_epoch() ended.
@@ -111,6 +147,7 @@ struct Trainer::Impl {
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
+  std::unique_ptr<HostSnapshot> best_snapshot;  // config.keep_best_in_memory
   uint64_t step_no = 0, updates = 0, config_hash = 0;
   uint64_t saved_at = UINT64_MAX;  // step of the last checkpoint the running fit() wrote
   int64_t epoch = 0, step_in_epoch = 0;
@@ -246,6 +283,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.evaluated_at = UINT64_MAX;
   m.selection = {};
   m.holds_best = false;
+  m.best_snapshot.reset();
   m.collective([&] {
     bool finished = false;
     if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
@@ -524,7 +562,10 @@ bool Trainer::Impl::evaluate_and_select(BatchSource& eval, FitResult& result) {
       s.best_epoch = epoch + 1;
       s.since_best = 0;
       s.eval = result.last_eval;
-      if (!config.best_dir.empty()) save_best();
+      if (!config.best_dir.empty())
+        save_best();
+      else if (config.keep_best_in_memory)
+        best_snapshot = std::make_unique<HostSnapshot>(take_snapshot(model, ctx, step_no));
     } else {
       ++s.since_best;
     }
@@ -583,21 +624,25 @@ void Trainer::Impl::load_selection(const std::string& checkpoint) {
 /// Loads best_dir into the model on every rank when this run kept a best model that differs from
 /// the current state (config.restore_best).
 void Trainer::Impl::restore_best(FitResult& result) {
-  if (config.best_dir.empty() || !config.restore_best || std::isnan(selection.best) ||
-      selection.best_step == step_no)
-    return;
-  agree(comm, ctx, "restoring the best model", [&] {
-    const CheckpointMeta meta = read_checkpoint(config.best_dir, model, ctx, 0);
-    LOCKSTEP_CHECK(meta.step == selection.best_step,
-                   "{}: holds the model of step {}, the best was step {} (written by another "
-                   "run?)",
-                   config.best_dir, meta.step, selection.best_step);
-  });
+  if (!config.restore_best || std::isnan(selection.best) || selection.best_step == step_no) return;
+  if (!config.best_dir.empty()) {
+    agree(comm, ctx, "restoring the best model", [&] {
+      const CheckpointMeta meta = read_checkpoint(config.best_dir, model, ctx, 0);
+      LOCKSTEP_CHECK(meta.step == selection.best_step,
+                     "{}: holds the model of step {}, the best was step {} (written by another "
+                     "run?)",
+                     config.best_dir, meta.step, selection.best_step);
+    });
+  } else if (best_snapshot && best_snapshot->step == selection.best_step) {
+    restore_snapshot(model, ctx, *best_snapshot);  // the same on every rank: no collective
+  } else {
+    return;  // kept in memory by a run before a restart: gone
+  }
   result.restored_best = holds_best = true;
   if (comm.rank() == 0)
     log().info("restored the best model ({} {:.6f}, step {}, epoch {}) from {}",
                config.select_metric, selection.best, selection.best_step, selection.best_epoch,
-               config.best_dir);
+               config.best_dir.empty() ? std::string("memory") : config.best_dir);
 }
 
 }  // namespace lockstep::train

@@ -64,6 +64,9 @@ struct TrainerConfig {
   /// improvement. Every rank reads it back at the end when restore_best: with several ranks it
   /// must be on a file system they share, like checkpoint_dir.
   std::string best_dir;
+  /// Without best_dir: keep the best evaluation's model state (parameters, tables, optimizer) in
+  /// host memory on every rank instead, nothing written (it does not survive a restart).
+  bool keep_best_in_memory = false;
   /// At the end of a fit() that kept a best model, load it into the model (so that what follows,
   /// a test evaluation or a save, uses the best parameters).
   bool restore_best = true;
