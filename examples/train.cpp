@@ -1,6 +1,7 @@
-// lockstep-train: lockstep data-parallel training of the embedding + MLP model on generated or
-// TSV data, in one process or under mpirun. Rank 0 prints held-out AUC (exact, over every rank's
-// shard) next to the oracle (Bayes) AUC of the generator, and samples/s.
+// lockstep-train: lockstep data-parallel training of any model (embedding + MLP, DIN, BST, the
+// dual DNN, LR/FM/DeepFM) on generated data or files, in one process or under mpirun. Rank 0
+// prints held-out AUC (exact, over every rank's shard), next to the oracle (Bayes) AUC of
+// generated data, and samples/s; --valid selects the best model (docs/training.md).
 //
 //   lockstep-train                                   # demo preset, generated in memory
 //   mpirun -np 2 lockstep-train --synthetic demo     # two ranks, each a full replica
@@ -482,8 +483,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.abort_on_error = true;  // an error on one rank only ends the whole job at once
   train::testing::FaultScope fault(o.inject_fault);  // in-tree test hook, not installed
   train::Trainer trainer(*model, comm, ctx, tc);
-  // Evaluation each epoch on the validation data when there is one, else on the test data; the
-  // test data then once more at the end.
+  // Evaluation each epoch (and every --eval-every steps) on the validation data, which selects
+  // the best model; without validation data, the test data is evaluated each epoch to monitor.
   train::BatchSource* held_out = d.valid ? d.valid.get() : d.test.get();
   const train::FitResult r =
       o.follow.empty() ? trainer.fit(*d.train, held_out)
