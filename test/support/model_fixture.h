@@ -114,6 +114,13 @@ inline data::Batch fixture_batch(uint64_t first_id, int64_t rows, int max_histor
   return b;
 }
 
+/// `n` consecutive fixture batches of `rows` samples, ids from `first_id` on.
+inline std::vector<data::Batch> fixture_batches(int n, int64_t rows, uint64_t first_id = 0) {
+  std::vector<data::Batch> out;
+  for (int i = 0; i < n; ++i) out.push_back(fixture_batch(first_id + i * rows, rows));
+  return out;
+}
+
 /// Concatenation of batches (the "union of a step's batches", in rank order).
 inline data::Batch concat(const std::vector<data::Batch>& parts) {
   data::Batch out;

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <set>
 
-#include "gradcheck.h"
+#include "model_gradcheck.h"
 #include "lockstep/data/synthetic.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/models/factory.h"
@@ -108,35 +108,8 @@ double second_order(models::EmbeddingMlp<double>& m, const data::Batch& batch, i
 double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
 void gradcheck(models::EmbeddingMlp<double>& model, const data::Batch& batch) {
-  Context ctx;
-  const int64_t rows = batch.size;
-  const std::vector<double> labels(batch.labels.begin(), batch.labels.end());
-  nn::BceWithLogits<double> bce;
-  std::vector<double> dlogits(rows);
-  double loss_sum = 0;
-  const auto loss = [&] {
-    const double* z = model.forward(ctx, batch, true);
-    bce.forward_backward(ctx, rows, z, labels.data(), 1.0, nullptr, &loss_sum);
-    return loss_sum;
-  };
-  model.zero_grad(ctx);
-  const double* z = model.forward(ctx, batch, true);
-  bce.forward_backward(ctx, rows, z, labels.data(), 1.0, dlogits.data(), &loss_sum);
-  model.backward(ctx, dlogits.data());
-  auto& ps = model.dense_params();
-  std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
-  test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
-                       test::trainable_indices(ps), 1e-6, 5e-6, 1e-3);
-  for (auto* t : model.tables()) {
-    const auto dense = test::dense_table_grad(*t);
-    // Only the rows the batch reads (the others have zero gradient both ways).
-    std::vector<int64_t> touched;
-    for (int64_t i = 0; i < t->rows() * t->dim(); ++i)
-      if (dense[i] != 0.0) touched.push_back(i);
-    REQUIRE(!touched.empty());
-    test::check_gradient(t->config().name, loss, t->weights(), dense.data(), t->rows() * t->dim(),
-                         touched, 1e-6, 5e-6, 1e-3);
-  }
+  // Only the rows the batch reads (the others have zero gradient both ways).
+  test::check_model_gradient(model, batch, /*touched_rows_only=*/true);
 }
 
 const data::Schema& synthetic_schema() {

@@ -21,11 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<data::Batch> batches(int n, int64_t rows, uint64_t first_id = 0) {
-  std::vector<data::Batch> out;
-  for (int i = 0; i < n; ++i) out.push_back(test::fixture_batch(first_id + i * rows, rows));
-  return out;
-}
 
 /// Validation data whose labels are chosen at each evaluation so that the model's AUC on it is
 /// exactly curve[k] at the k-th evaluation (k = 0, 1, ...): with m positives and m negatives
@@ -98,7 +93,7 @@ TEST_CASE("Early stopping stops at the right epoch on a crafted curve; best/ is 
   c.best_dir = dir.file("ck/best");
   c.metrics_path = dir.file("metrics.jsonl");
   train::Trainer trainer(*model, *comm, ctx, c);
-  train::VectorBatchSource train_data(batches(4, 16));
+  train::VectorBatchSource train_data(test::fixture_batches(4, 16));
   const auto r = trainer.fit(train_data, &valid);
   CHECK(r.early_stopped);
   CHECK(valid.evaluations() == 6);
@@ -166,8 +161,8 @@ TEST_CASE("Evaluation every N steps selects within an epoch; log loss selects th
   c.best_dir = dir.file("best");
   c.restore_best = false;
   train::Trainer trainer(*model, *comm, ctx, c);
-  train::VectorBatchSource train_data(batches(5, 16));
-  train::VectorBatchSource valid(batches(1, 64, 90000));
+  train::VectorBatchSource train_data(test::fixture_batches(5, 16));
+  train::VectorBatchSource valid(test::fixture_batches(1, 64, 90000));
   const auto r = trainer.fit(train_data, &valid);
   // Steps 2 and 4 of each 5-step epoch plus each epoch's end: 3 evaluations per epoch.
   CHECK_FALSE(r.early_stopped);
@@ -200,7 +195,7 @@ TEST_CASE("Without a best directory the best model is kept in memory and restore
   c.keep_checkpoints = 100;
   c.keep_best_in_memory = true;
   train::Trainer trainer(*model, *comm, ctx, c);
-  train::VectorBatchSource train_data(batches(4, 16));
+  train::VectorBatchSource train_data(test::fixture_batches(4, 16));
   const auto r = trainer.fit(train_data, &valid);
   CHECK_FALSE(r.early_stopped);
   CHECK(r.best_step == 8);

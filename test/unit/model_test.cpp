@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "table_grad.h"
-#include "gradcheck.h"
+#include "model_gradcheck.h"
 #include "lockstep/models/embedding_mlp.h"
 #include "lockstep/nn/loss.h"
 #include "lockstep/train/collisions.h"
@@ -34,31 +34,7 @@ TEST_CASE("EmbeddingMlp: whole-model finite-difference gradient check", "[model]
       DYNAMIC_SECTION(nn::activation_name(act) << " rows=" << rows) {
         models::EmbeddingMlp<double> model(small_config(act), kColumns, 3, ctx);
         const data::Batch batch = test::fixture_batch(3, rows);
-        const std::vector<double> labels(batch.labels.begin(), batch.labels.end());
-        nn::BceWithLogits<double> bce;
-        std::vector<double> dlogits(rows);
-        double loss_sum = 0;
-        const auto loss = [&] {
-          const double* z = model.forward(ctx, batch, true);
-          bce.forward_backward(ctx, rows, z, labels.data(), 1.0, nullptr, &loss_sum);
-          return loss_sum;
-        };
-        model.zero_grad(ctx);
-        const double* z = model.forward(ctx, batch, true);
-        bce.forward_backward(ctx, rows, z, labels.data(), 1.0, dlogits.data(), &loss_sum);
-        model.backward(ctx, dlogits.data());
-        auto& ps = model.dense_params();
-        std::vector<double> analytic(ps.grads(), ps.grads() + ps.size());
-        const auto trainable = test::trainable_indices(ps);
-        // The loss is a sum over rows (~5): finite differences carry ~1e-16·L/h ≈ 5e-10 of
-        // rounding, so errors are measured against a floor of 1e-3 (atol 5e-9).
-        test::check_gradient("dense parameters", loss, ps.values(), analytic.data(), ps.size(),
-                             trainable, 1e-6, 5e-6, 1e-3);
-        for (auto* table : model.tables()) {
-          const auto dense = test::dense_table_grad(*table);
-          test::check_gradient(table->config().name, loss, table->weights(), dense.data(),
-                               table->rows() * table->dim(), {}, 1e-6, 5e-6, 1e-3);
-        }
+        test::check_model_gradient(model, batch, /*touched_rows_only=*/false);
       }
     }
   }

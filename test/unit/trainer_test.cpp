@@ -22,11 +22,6 @@ using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-std::vector<data::Batch> batches(int n, int64_t rows, uint64_t first_id = 0) {
-  std::vector<data::Batch> out;
-  for (int i = 0; i < n; ++i) out.push_back(test::fixture_batch(first_id + i * rows, rows));
-  return out;
-}
 
 train::TrainerConfig quiet() {
   train::TrainerConfig c;
@@ -42,7 +37,7 @@ TEST_CASE("Trainer on one rank matches LocalTrainer bitwise, one all-reduce per 
   auto comm = comm::create_communicator("local", ctx.device());
   auto a = test::fixture_model(ctx, nn::ActivationKind::Dice);
   auto b = test::fixture_model(ctx, nn::ActivationKind::Dice);
-  auto data = batches(7, 32);
+  auto data = test::fixture_batches(7, 32);
   data.back() = test::fixture_batch(1000, 5);  // a partial last batch
   train::Trainer trainer(*a, *comm, ctx, quiet());
   train::VectorBatchSource source(data);
@@ -82,7 +77,7 @@ TEST_CASE("A failing step raises one clear error", "[train][trainer][errors]") {
   auto cfg = quiet();
   train::testing::FaultScope fault("fail:0:2");
   train::Trainer trainer(*model, *comm, ctx, cfg);
-  train::VectorBatchSource source(batches(5, 8));
+  train::VectorBatchSource source(test::fixture_batches(5, 8));
   CHECK_THROWS_WITH(trainer.fit(source),
                     Contains("step 2 failed on rank 0") && Contains("injected test fault"));
   CHECK_THROWS_WITH(train::FaultInjection::parse("sleep:1:5"), Contains("sleep needs seconds"));
@@ -94,7 +89,7 @@ TEST_CASE("Checkpoint, stop on SIGTERM and resume give the uninterrupted paramet
   Context ctx;
   auto comm = comm::create_communicator("local", ctx.device());
   test::TempDir dir;
-  const auto data = batches(6, 16);
+  const auto data = test::fixture_batches(6, 16);
   auto cfg = quiet();
   cfg.epochs = 2;
 
@@ -142,7 +137,7 @@ TEST_CASE("A corrupted or truncated checkpoint is refused; the previous one stay
   auto model = test::fixture_model(ctx);
   {
     train::Trainer trainer(*model, *comm, ctx, cfg);
-    train::VectorBatchSource source(batches(4, 8));
+    train::VectorBatchSource source(test::fixture_batches(4, 8));
     trainer.fit(source);  // checkpoints at steps 2 and 4
   }
   const std::string latest = train::latest_checkpoint(cfg.checkpoint_dir);
@@ -173,7 +168,7 @@ TEST_CASE("A corrupted or truncated checkpoint is refused; the previous one stay
   auto resume_cfg = cfg;
   resume_cfg.resume = true;
   train::Trainer trainer(*fresh, *comm, ctx, resume_cfg);
-  train::VectorBatchSource source(batches(4, 8));
+  train::VectorBatchSource source(test::fixture_batches(4, 8));
   CHECK_THROWS_WITH(trainer.fit(source), Contains("truncated"));
 
   // The previous checkpoint is intact and loads.
@@ -192,7 +187,7 @@ TEST_CASE("Checkpoints keep only the newest ones", "[train][checkpoint]") {
   cfg.keep_checkpoints = 2;
   auto model = test::fixture_model(ctx);
   train::Trainer trainer(*model, *comm, ctx, cfg);
-  train::VectorBatchSource source(batches(5, 4));
+  train::VectorBatchSource source(test::fixture_batches(5, 4));
   trainer.fit(source);
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(cfg.checkpoint_dir)) names.push_back(e.path().filename());
@@ -234,7 +229,7 @@ TEST_CASE("Resuming a run that already finished trains nothing and writes nothin
   auto trained = test::fixture_model(ctx, nn::ActivationKind::Dice);
   {
     train::Trainer trainer(*trained, *comm, ctx, cfg);
-    train::VectorBatchSource source(batches(3, 8));
+    train::VectorBatchSource source(test::fixture_batches(3, 8));
     trainer.fit(source);
   }
   const auto listing = [&] {
@@ -250,7 +245,8 @@ TEST_CASE("Resuming a run that already finished trains nothing and writes nothin
   auto cfg_resume = cfg;
   cfg_resume.resume = true;
   train::Trainer trainer(*resumed, *comm, ctx, cfg_resume);
-  train::VectorBatchSource source(batches(3, 8)), held_out(batches(2, 8, 1000));
+  train::VectorBatchSource source(test::fixture_batches(3, 8));
+  train::VectorBatchSource held_out(test::fixture_batches(2, 8, 1000));
   const auto r = trainer.fit(source, &held_out);
   CHECK(r.already_finished);
   CHECK(r.steps == 0);
@@ -274,7 +270,7 @@ TEST_CASE("Resuming without a checkpoint is an error; resume_or_start starts fro
   const auto before = test::all_state(ctx, *model);
   {
     train::Trainer trainer(*model, *comm, ctx, cfg);
-    train::VectorBatchSource source(batches(2, 8));
+    train::VectorBatchSource source(test::fixture_batches(2, 8));
     CHECK_THROWS_WITH(trainer.fit(source), Contains("resuming failed on rank(s) 0") &&
                                                Contains("there is no checkpoint in '" +
                                                         cfg.checkpoint_dir + "'"));
@@ -283,7 +279,7 @@ TEST_CASE("Resuming without a checkpoint is an error; resume_or_start starts fro
   cfg.resume = false;
   cfg.resume_or_start = true;
   train::Trainer trainer(*model, *comm, ctx, cfg);
-  train::VectorBatchSource source(batches(2, 8));
+  train::VectorBatchSource source(test::fixture_batches(2, 8));
   const auto r = trainer.fit(source);
   CHECK(r.steps == 2);
   CHECK(r.updates == 2);
@@ -300,7 +296,7 @@ TEST_CASE("A failure on one rank only is thrown there; the library exits only wh
   {
     train::testing::FaultScope fault("device:0:1");
     train::Trainer trainer(*model, *comm, ctx, quiet());
-    train::VectorBatchSource source(batches(3, 8));
+    train::VectorBatchSource source(test::fixture_batches(3, 8));
     try {
       trainer.fit(source);
       FAIL("no DeviceError");
@@ -313,7 +309,7 @@ TEST_CASE("A failure on one rank only is thrown there; the library exits only wh
   // An error in the forward pass is reported through the step: every rank raises it together.
   train::testing::FaultScope fault("error:0:1");
   train::Trainer trainer(*model, *comm, ctx, quiet());
-  train::VectorBatchSource source(batches(3, 8));
+  train::VectorBatchSource source(test::fixture_batches(3, 8));
   try {
     trainer.fit(source);
     FAIL("no JobError");
@@ -339,7 +335,7 @@ TEST_CASE("Signal handlers are installed only when asked", "[train][trainer][sig
     struct sigaction before {}, during {};
     sigaction(SIGTERM, nullptr, &before);  // Catch2's own handler, here
     trainer.on_step([&](const train::StepInfo&) { sigaction(SIGTERM, nullptr, &during); });
-    train::VectorBatchSource source(batches(1, 8));
+    train::VectorBatchSource source(test::fixture_batches(1, 8));
     trainer.fit(source);
     const auto handler = [](const struct sigaction& a) {
       return (a.sa_flags & SA_SIGINFO) ? reinterpret_cast<void*>(a.sa_sigaction)

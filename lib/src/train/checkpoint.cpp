@@ -9,6 +9,7 @@
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/io/safetensors.h"
 #include "train/checkpoint_manifest.h"
+#include "train/model_state.h"
 
 namespace lockstep::train {
 
@@ -16,23 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr const char* kStepPrefix = "step-";
-
-/// The optimizer and table tensors of a model, by name, as host vectors.
-std::map<std::string, std::vector<float>> optimizer_tensors(models::Model<float>& model,
-                                                            const Context& ctx) {
-  std::map<std::string, std::vector<float>> out;
-  for (auto& [name, tensor] : model.dense_optimizer().state())
-    out["optimizer." + name] = to_host(ctx, *tensor);
-  return out;
-}
-
-std::map<std::string, std::vector<float>> table_tensors(models::Model<float>& model,
-                                                        const Context& ctx) {
-  std::map<std::string, std::vector<float>> out;
-  for (auto* table : model.tables())
-    for (auto& [name, values] : table->to_host(ctx)) out[name] = std::move(values);
-  return out;
-}
 
 void write_map(const fs::path& path, const std::map<std::string, std::vector<float>>& tensors,
                const std::map<std::string, std::string>& metadata) {
@@ -183,12 +167,7 @@ CheckpointMeta read_checkpoint(const std::string& path, models::Model<float>& mo
   const auto table_values = read_map(tables, table_like);
 
   model.dense_params().assign_from(ctx, dense);
-  for (auto& [name, tensor] : model.dense_optimizer().state()) {
-    const auto& v = opt_values.at("optimizer." + name);
-    copy_bytes(ctx, tensor->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(float));
-  }
-  model.dense_optimizer().set_step_count(manifest.optimizer_steps);
-  for (auto* table : model.tables()) table->from_host(ctx, table_values);
+  assign_optimizer_and_tables(model, ctx, opt_values, manifest.optimizer_steps, table_values);
   return meta;
 }
 

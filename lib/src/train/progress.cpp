@@ -27,17 +27,19 @@ std::string utc_now() {
   return fmt::format("{}.{:03d}Z", buf, ms);
 }
 
-/// JSON has no NaN: null stands for "undefined" (an AUC without positives).
-nlohmann::ordered_json number(double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(); }
 }  // namespace
 
+nlohmann::ordered_json json_number(double v) {
+  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
+}
+
 nlohmann::ordered_json metrics_json(const BinaryMetrics& m) {
-  return {{"auc", number(m.auc)},
-          {"logloss", number(m.logloss)},
-          {"normalized_entropy", number(m.normalized_entropy)},
-          {"mean_prediction", number(m.mean_prediction)},
-          {"observed_ctr", number(m.observed_ctr)},
-          {"calibration", number(m.calibration)}};
+  return {{"auc", json_number(m.auc)},
+          {"logloss", json_number(m.logloss)},
+          {"normalized_entropy", json_number(m.normalized_entropy)},
+          {"mean_prediction", json_number(m.mean_prediction)},
+          {"observed_ctr", json_number(m.observed_ctr)},
+          {"calibration", json_number(m.calibration)}};
 }
 
 Progress::Progress(const TrainerConfig& config, int rank) : config_(config), rank_(rank) {}
@@ -97,7 +99,7 @@ void Progress::on_step(const StepSummary& summary, const StepProgress& p) {
                                  p.next_step, p.epoch + 1, config_.epochs, rate, loss);
   nlohmann::ordered_json terms = nlohmann::ordered_json::object();
   for (const auto& [name, sum] : p.loss_terms) {
-    terms[name] = number(samples_since_log_ ? sum / n : NAN);
+    terms[name] = json_number(samples_since_log_ ? sum / n : NAN);
     line += fmt::format(" {} {:.4f}", name, samples_since_log_ ? sum / n : NAN);
   }
   const double step_ms = 1e3 * dt / static_cast<double>(steps_since_log_);
@@ -119,13 +121,13 @@ void Progress::on_step(const StepSummary& summary, const StepProgress& p) {
   if (!std::isnan(eta)) line += fmt::format(" | ETA {}", hms(eta));
   log().info("{} | elapsed {}", line, hms(elapsed));
   nlohmann::ordered_json j = common("train", p.epoch, p.next_step);
-  j["loss"] = number(loss);
+  j["loss"] = json_number(loss);
   if (!terms.empty()) j["loss_terms"] = terms;
   j["lr"] = lr_;
   j["samples_per_s"] = rate;
   j["step_ms"] = step_ms;
   j["data_wait_ms"] = wait_ms;
-  j["eta_s"] = number(eta);
+  j["eta_s"] = json_number(eta);
   write_metrics(j);
   last_log_ = now;
   samples_since_log_ = steps_since_log_ = 0;

@@ -67,6 +67,10 @@ class Progress {
   double loss_since_log_ = 0, wait_at_log_ = 0;
 };
 
+/// `v`, or null when it is NaN or infinite (JSON has no NaN: null stands for "undefined", e.g.
+/// the AUC of data with one class).
+nlohmann::ordered_json json_number(double v);
+
 /// The metrics of one output as a JSON object (docs/metrics.md).
 nlohmann::ordered_json metrics_json(const BinaryMetrics& m);
 

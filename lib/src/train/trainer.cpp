@@ -13,6 +13,7 @@
 #include "train/consistency.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
+#include "train/model_state.h"
 #include "train/progress.h"
 #include "train/signals.h"
 #include "core/scoped_seconds.h"
@@ -78,45 +79,6 @@ std::string settings_text(const TrainerConfig& c) {
                      c.best_dir, c.restore_best, c.keep_best_in_memory);
 }
 
-nlohmann::ordered_json number(double v) {
-  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
-}
-
-/// A model's whole state in host memory (TrainerConfig::keep_best_in_memory).
-struct HostSnapshot {
-  uint64_t step = 0;
-  std::vector<float> dense;  // ParamSet values: parameters and non-trainable state
-  std::map<std::string, std::vector<float>> optimizer, tables;
-  int64_t optimizer_steps = 0;
-};
-
-HostSnapshot take_snapshot(models::Model<float>& model, const Context& ctx, uint64_t step) {
-  HostSnapshot s;
-  s.step = step;
-  auto& params = model.dense_params();
-  s.dense.resize(static_cast<size_t>(params.size()));
-  copy_bytes(ctx, s.dense.data(), Device::cpu(), params.values(), ctx.device(),
-             s.dense.size() * sizeof(float));
-  for (auto& [name, tensor] : model.dense_optimizer().state())
-    s.optimizer[name] = to_host(ctx, *tensor);
-  s.optimizer_steps = model.dense_optimizer().step_count();
-  for (auto* table : model.tables())
-    for (auto& [name, values] : table->to_host(ctx)) s.tables[name] = std::move(values);
-  return s;
-}
-
-void restore_snapshot(models::Model<float>& model, const Context& ctx, const HostSnapshot& s) {
-  auto& params = model.dense_params();
-  copy_bytes(ctx, params.values(), ctx.device(), s.dense.data(), Device::cpu(),
-             s.dense.size() * sizeof(float));
-  for (auto& [name, tensor] : model.dense_optimizer().state()) {
-    const auto& v = s.optimizer.at(name);
-    copy_bytes(ctx, tensor->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(float));
-  }
-  model.dense_optimizer().set_step_count(s.optimizer_steps);
-  for (auto* table : model.tables()) table->from_host(ctx, s.tables);
-}
-
 /// How train_epoch() ended.
 enum class EpochEnd { kDone, kSignal, kEarlyStop };
 
@@ -147,7 +109,9 @@ struct Trainer::Impl {
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
-  std::unique_ptr<HostSnapshot> best_snapshot;  // config.keep_best_in_memory
+  // config.keep_best_in_memory: the best model's state and its step
+  std::unique_ptr<HostModelState> best_state;
+  uint64_t best_state_step = 0;
   uint64_t step_no = 0, updates = 0, config_hash = 0;
   uint64_t saved_at = UINT64_MAX;  // step of the last checkpoint the running fit() wrote
   int64_t epoch = 0, step_in_epoch = 0;
@@ -283,7 +247,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.evaluated_at = UINT64_MAX;
   m.selection = {};
   m.holds_best = false;
-  m.best_snapshot.reset();
+  m.best_state.reset();
   m.collective([&] {
     bool finished = false;
     if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
@@ -336,7 +300,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
                    s.best_epoch);
       m.progress.event("early_stop", m.last_epoch, m.step_no,
                        {{"metric", m.config.select_metric},
-                        {"best", number(s.best)},
+                        {"best", json_number(s.best)},
                         {"best_step", s.best_step},
                         {"best_epoch", s.best_epoch},
                         {"patience", m.config.early_stop_patience}});
@@ -537,8 +501,8 @@ CheckpointExtras Trainer::Impl::checkpoint_extras() const {
   if (!std::isnan(s.best))
     extras["selection.json"] = nlohmann::ordered_json{{"metric", config.select_metric},
                                                       {"best", s.best},
-                                                      {"best_auc", number(s.best_auc)},
-                                                      {"best_logloss", number(s.best_logloss)},
+                                                      {"best_auc", json_number(s.best_auc)},
+                                                      {"best_logloss", json_number(s.best_logloss)},
                                                       {"best_step", s.best_step},
                                                       {"best_epoch", s.best_epoch},
                                                       {"since_best", s.since_best}}
@@ -562,10 +526,12 @@ bool Trainer::Impl::evaluate_and_select(BatchSource& eval, FitResult& result) {
       s.best_epoch = epoch + 1;
       s.since_best = 0;
       s.eval = result.last_eval;
-      if (!config.best_dir.empty())
+      if (!config.best_dir.empty()) {
         save_best();
-      else if (config.keep_best_in_memory)
-        best_snapshot = std::make_unique<HostSnapshot>(take_snapshot(model, ctx, step_no));
+      } else if (config.keep_best_in_memory) {
+        best_state = std::make_unique<HostModelState>(host_model_state(model, ctx));
+        best_state_step = step_no;
+      }
     } else {
       ++s.since_best;
     }
@@ -575,7 +541,7 @@ bool Trainer::Impl::evaluate_and_select(BatchSource& eval, FitResult& result) {
                    {{"selection",
                      {{"metric", config.select_metric},
                       {"improved", improved},
-                      {"best", number(s.best)},
+                      {"best", json_number(s.best)},
                       {"best_step", s.best_step},
                       {"best_epoch", s.best_epoch},
                       {"since_best", s.since_best}}}});
@@ -633,8 +599,8 @@ void Trainer::Impl::restore_best(FitResult& result) {
                      "run?)",
                      config.best_dir, meta.step, selection.best_step);
     });
-  } else if (best_snapshot && best_snapshot->step == selection.best_step) {
-    restore_snapshot(model, ctx, *best_snapshot);  // the same on every rank: no collective
+  } else if (best_state && best_state_step == selection.best_step) {
+    restore_host_model_state(model, ctx, *best_state);  // the same on every rank: no collective
   } else {
     return;  // kept in memory by a run before a restart: gone
   }
