@@ -4,19 +4,25 @@
 // vs observed CTR), the same numbers as the trainer's evaluation of those parameters.
 //
 //   lockstep-eval --model ckpt/best --data valid.csv [--schema s.toml] [--scores scores.tsv]
-//                 [--json metrics.json] [--batch-size 1024] [--device auto]
+//                 [--json metrics.json] [--batch-size 1024] [--device auto] [--latency]
+//
+// --latency also times inference per output on the first batch (the dual DNN: each tower alone,
+// as serving it would run) and counts each output's dense parameters.
 //
 // See docs/training.md, "Evaluating and scoring a model".
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 
 #include "lockstep/config.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/device.h"
 #include "lockstep/core/logging.h"
+#include "lockstep/models/dual_dnn.h"
 #include "lockstep/train/dataset.h"
 #include "lockstep/train/evaluation.h"
 #include "lockstep/train/saved_model.h"
@@ -31,7 +37,63 @@ struct Options {
   std::vector<std::string> data;
   int64_t batch_size = 1024;
   int data_workers = 1;
+  bool latency = false;
 };
+
+/// Median milliseconds of `fn` over 10 runs (after 2 unmeasured), the device synchronised.
+double median_ms(const Context& ctx, const std::function<void()>& fn) {
+  for (int i = 0; i < 2; ++i) fn();
+  ctx.synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < 10; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    ctx.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                     .count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + 5, ms.end());
+  return ms[5];
+}
+
+/// Per output: inference time on `batch` (the embedding lookups and that output's layers only)
+/// and dense parameter count. Prints a line per output, returns them as JSON.
+nlohmann::ordered_json time_inference(const Context& ctx, models::Model<float>& model,
+                                      const data::Batch& batch) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  const auto names = model.output_names();
+  auto* dual = dynamic_cast<models::DualDnn<float>*>(&model);
+  std::vector<std::pair<std::string, double>> times;
+  for (size_t i = 0; i < names.size(); ++i) {
+    int64_t params = model.dense_params().trainable_size();
+    if (dual) {
+      using Out = models::DualDnn<float>::Output;
+      dual->set_output(i == 0 ? Out::Student : Out::Teacher);
+      dual->set_single_tower_inference(true);
+      // The teacher's dense parameters come first, then the student's (and its hint projection,
+      // used in training only).
+      params = 0;
+      const auto& ps = dual->dense_params();
+      for (const auto& e : ps.entries()) {
+        if (!e.trainable || e.name.rfind("student.hint_projection", 0) == 0) continue;
+        if ((e.offset >= dual->student_begin()) == (i == 0)) params += e.numel();
+      }
+    }
+    const double ms = median_ms(ctx, [&] { model.forward(ctx, batch, false); });
+    std::printf("%s\n", fmt::format("inference ({}, batch {}, median of 10): {}: {:.3f} ms "
+                                    "({:.0f} records/s), {} dense parameters ({:.1f} KiB)",
+                                    ctx.device().str(), batch.size, names[i], ms,
+                                    batch.size / (ms * 1e-3), params, params * 4.0 / 1024)
+                            .c_str());
+    out[names[i]] = nlohmann::ordered_json{{"ms", ms}, {"records_per_s", batch.size / (ms * 1e-3)},
+                     {"dense_parameters", params}};
+  }
+  if (dual) {
+    dual->set_single_tower_inference(false);
+    dual->set_output(models::DualDnn<float>::Output::Student);
+  }
+  return out;
+}
 
 int run(const Options& o) {
   Context ctx(select_device(o.device));
@@ -52,6 +114,14 @@ int run(const Options& o) {
   train::Dataset set = train::open_dataset(o.data, &schema, options, "--data");
   const auto& files = set.files;
   train::BatchSource* source = set.source.get();
+  nlohmann::ordered_json latency;
+  if (o.latency) {  // on the first batch of a second reader of the same data
+    train::Dataset first = train::open_dataset(o.data, &schema, options, "--data");
+    first.source->start_epoch(0);
+    data::Batch batch;
+    LOCKSTEP_CHECK(first.source->next(batch), "--latency: --data has no records");
+    latency = time_inference(ctx, *saved.model, batch);
+  }
   train::LocalTrainer<float> local(*saved.model, ctx);
   const auto t0 = std::chrono::steady_clock::now();
   const train::Scores scores = train::score(local, *source);
@@ -76,15 +146,13 @@ int run(const Options& o) {
     metrics[r.output_names[i]] = train::metrics_json(m);
   }
   std::fflush(stdout);
-  if (!o.json.empty())
-    write_file_atomically(o.json, nlohmann::ordered_json{{"model", saved.path},
-                                                         {"kind", saved.meta.model},
-                                                         {"step", saved.meta.step},
-                                                         {"data", files},
-                                                         {"samples", r.samples},
-                                                         {"metrics", metrics}}
-                                          .dump(2) +
-                                      "\n");
+  if (!o.json.empty()) {
+    nlohmann::ordered_json j{{"model", saved.path}, {"kind", saved.meta.model},
+                             {"step", saved.meta.step}, {"data", files},
+                             {"samples", r.samples}, {"metrics", metrics}};
+    if (o.latency) j["latency"] = latency;
+    write_file_atomically(o.json, j.dump(2) + "\n");
+  }
   if (!o.scores.empty()) {  // label and each output's probability, in record order
     std::string text = "label";
     for (const auto& name : scores.output_names) text += "\t" + name;
@@ -123,6 +191,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--data-workers", o.data_workers, "decoding threads")->check(CLI::Range(0, 64));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
+  app.add_flag("--latency", o.latency,
+               "also time inference per output on the first batch (the dual DNN: each tower "
+               "alone) and count each output's dense parameters");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -437,7 +437,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
     LOCKSTEP_CHECK(o.export_dir.empty() || dual, "--export writes a student bundle: it needs the "
                    "dual model (--model dual or a config of kind dual)");
     if (!o.init_from.empty()) {  // warm start: parameters, optimizer and table state
-      const auto meta = train::read_checkpoint(o.init_from, *model, ctx, 0);
+      const auto meta =
+          train::read_checkpoint(train::resolve_checkpoint_path(o.init_from), *model, ctx, 0);
       log().info("warm start from {} (step {})", o.init_from, meta.step);
     }
     if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
@@ -691,7 +692,8 @@ int main(int argc, char** argv) {
                "dual model: train only the student (teacher and embeddings frozen); use with "
                "--init-from");
   app.add_option("--init-from", o.init_from,
-                 "warm start: load parameters and optimizer state from this checkpoint directory")
+                 "warm start: load parameters and optimizer state from this checkpoint (a step-<n> "
+                 "directory, best/, or a checkpoint root: its LATEST)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--metrics", o.metrics, "append JSON lines of progress and evaluations here");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error");

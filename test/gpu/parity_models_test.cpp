@@ -88,7 +88,8 @@ std::unique_ptr<models::Model<float>> dual_fm_bst(const Context& ctx) {
   c.student_mlp = {{8, 4, 1}, {nn::ActivationKind::PReLU}, false};
   c.kd = models::KdLoss::Bce;
   c.temperature = 2.0f;
-  c.student_updates_embeddings = true;
+  c.student_embedding_scale = 1;
+  c.student_embedding_losses = models::StudentEmbeddingLosses::All;
   c.seed = 5;
   return std::make_unique<models::DualDnn<float>>(c, test::fixture_columns(), 3, ctx);
 }

@@ -737,6 +737,7 @@ std::vector<Case> corpus() {
                   .key("model.student.mlp.widths"));
   c.push_back(on(U, "hint without a student hidden layer")
                   .edit("widths = [128, 64, 1]", "widths = [1]")
+                  .edit("hint_weight = 0.0", "hint_weight = 0.1")
                   .line("hint_weight")
                   .key("model.distillation.hint_weight"));
   c.push_back(on(U, "unknown kd").edit("kd = \"mse\"", "kd = \"kl\"").key("model.distillation.kd"));
@@ -749,7 +750,7 @@ std::vector<Case> corpus() {
                   .edit("temperature = 1.0", "temperature = 0.0")
                   .key("model.distillation.temperature"));
   c.push_back(on(U, "negative kd_weight")
-                  .edit("kd_weight = 1.0", "kd_weight = -1.0")
+                  .edit("kd_weight = 0.3", "kd_weight = -1.0")
                   .key("model.distillation.kd_weight"));
   c.push_back(on(U, "zero cross layers")
                   .edit("layers = 3", "layers = 0")
@@ -758,8 +759,24 @@ std::vector<Case> corpus() {
                   .edit("hint_weight", "hint_wieght")
                   .key("model.distillation.hint_wieght"));
   c.push_back(on(U, "string for bool")
-                  .edit("student_updates_embeddings = false", "student_updates_embeddings = \"no\"")
+                  .edit("student_embedding_scale = 0.0", "student_updates_embeddings = \"no\"")
                   .key("model.distillation.student_updates_embeddings"));
+  c.push_back(on(U, "student_updates_embeddings beside student_embedding_scale")
+                  .edit("student_embedding_losses = \"label\"", "student_updates_embeddings = true")
+                  .line("student_updates_embeddings")
+                  .key("model.distillation.student_updates_embeddings"));
+  c.push_back(on(U, "student_embedding_scale above 1")
+                  .edit("student_embedding_scale = 0.0", "student_embedding_scale = 1.5")
+                  .key("model.distillation.student_embedding_scale"));
+  c.push_back(on(U, "unknown student_embedding_losses")
+                  .edit("student_embedding_losses = \"label\"", "student_embedding_losses = \"kd\"")
+                  .key("model.distillation.student_embedding_losses"));
+  c.push_back(on(U, "number for student_residual_embeddings")
+                  .edit("student_residual_embeddings = true", "student_residual_embeddings = 1")
+                  .key("model.distillation.student_residual_embeddings"));
+  c.push_back(on(U, "negative kd_warmup_steps")
+                  .edit("kd_warmup_steps = 100", "kd_warmup_steps = -5")
+                  .key("model.distillation.kd_warmup_steps"));
   c.push_back(on(U, "empty teacher attention")
                   .edit("hidden = [80, 40]", "hidden = []")
                   .key("model.teacher.din.attention.hidden"));

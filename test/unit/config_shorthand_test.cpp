@@ -214,6 +214,27 @@ TEST_CASE("The dual model's teacher without history is fm + cross", "[config][sh
   CHECK(c.fields.size() == 9 + 2);
 }
 
+TEST_CASE("The dual model's distillation keys; student_updates_embeddings is Rocket Launching",
+          "[config][shorthand]") {
+  const std::string base =
+      "[model]\nkind = \"dual\"\n[model.tables_per_column]\nrows = 64\n[model.distillation]\n";
+  const auto config = [&](const std::string& lines) {
+    auto m = build(base + lines, ads_schema());
+    return dynamic_cast<models::DualDnn<float>&>(*m).config();
+  };
+  auto c = config("kd_warmup_steps = 50\nstudent_embedding_scale = 0.25\n"
+                  "student_embedding_losses = \"all\"\nstudent_residual_embeddings = true\n");
+  CHECK(c.kd_warmup_steps == 50);
+  CHECK(c.student_residual);
+  CHECK(c.student_embedding_scale == 0.25f);
+  CHECK(c.student_embedding_losses == models::StudentEmbeddingLosses::All);
+  c = config("student_updates_embeddings = true\n");
+  CHECK(c.student_embedding_scale == 1.0f);
+  CHECK(c.student_embedding_losses == models::StudentEmbeddingLosses::All);
+  c = config("student_updates_embeddings = false\n");
+  CHECK(c.student_embedding_scale == 0.0f);
+}
+
 TEST_CASE("Shorthand errors name the file, the line and the key", "[config][shorthand][errors]") {
   struct Bad {
     std::string text, line_of, key;

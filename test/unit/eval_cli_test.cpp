@@ -80,10 +80,11 @@ TEST_CASE("The JSONL metrics schema: common fields on every line, 1-based epochs
       CHECK(j.at("loss").get<double>() > 0);
       const auto& terms = j.at("loss_terms");
       for (const char* t : {"teacher", "student", "kd", "hint"}) CHECK(terms.at(t).is_number());
-      // The loss is the weighted sum of its terms (dual.toml: weights 1, 1, 1, 0.1).
+      // The loss is the weighted sum of its terms (dual.toml: weights 1, 1, 0.3, 0; the kd term
+      // as weighted by its warm-up ramp).
       CHECK(j["loss"].get<double>() ==
             Approx(terms["teacher"].get<double>() + terms["student"].get<double>() +
-                   terms["kd"].get<double>() + 0.1 * terms["hint"].get<double>())
+                   0.3 * terms["kd"].get<double>() + 0.0 * terms["hint"].get<double>())
                 .epsilon(1e-4));
       CHECK(j.at("lr").at("dense") == 0.001);
       CHECK(j.at("lr").at("sparse") == 0.5);
@@ -163,10 +164,22 @@ TEST_CASE("lockstep-eval scores every model kind as the training-time evaluation
     REQUIRE(test::run_tool(kEval, "--device cpu --batch-size 256 --model " +
                                       scratch.file("saved-" + kind) + " --data " + data +
                                       "/test.tsv --json " + report + " --scores " +
-                                      scratch.file("scores.tsv"),
+                                      scratch.file("scores.tsv") + " --latency",
                            scratch, out) == 0);
     std::ifstream in2(report);
-    CHECK(json::parse(in2).at("metrics") == test_line.at("metrics"));
+    const json r2 = json::parse(in2);
+    // --latency (timed before the evaluation, each dual tower alone) leaves the scores alone.
+    CHECK(r2.at("metrics") == test_line.at("metrics"));
+    const json& latency = r2.at("latency");
+    CHECK(latency.size() == r2.at("metrics").size());
+    for (const auto& [name, l] : latency.items()) {
+      CHECK(l.at("ms").get<double>() > 0);
+      CHECK(l.at("dense_parameters").get<int64_t>() > 0);
+      CHECK_THAT(out, Catch::Matchers::Contains("): " + name + ": "));
+    }
+    if (kind == "dual")  // dual.toml: teacher MLP 512-256-128 over DIN + cross, student 128-64
+      CHECK(latency.at("teacher").at("dense_parameters").get<int64_t>() >
+            3 * latency.at("student").at("dense_parameters").get<int64_t>());
     std::ifstream scores(scratch.file("scores.tsv"));
     std::string header;
     std::getline(scores, header);

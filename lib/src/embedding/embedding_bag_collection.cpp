@@ -127,7 +127,8 @@ void EmbeddingBagCollection<T>::allocate(const Context& ctx, uint64_t seed) {
 template <class T>
 size_t EmbeddingBagCollection<T>::field_index(const std::string& column) const {
   for (size_t f = 0; f < fields_.size(); ++f)
-    if (fields_[f].column == column) return f;
+    if (fields_[f].column == column && tables_[field_table_[f]].config().residual_of.empty())
+      return f;
   throw Error(fmt::format("no embedding field reads column '{}'", column));
 }
 
@@ -135,7 +136,8 @@ template <class T>
 size_t EmbeddingBagCollection<T>::field_index(const std::string& column, bool sequence) const {
   size_t found = fields_.size();
   for (size_t f = 0; f < fields_.size(); ++f)
-    if (fields_[f].column == column && (fields_[f].max_len > 0) == sequence) {
+    if (fields_[f].column == column && (fields_[f].max_len > 0) == sequence &&
+        tables_[field_table_[f]].config().residual_of.empty()) {
       if (found < fields_.size())
         throw Error(fmt::format("column '{}' feeds several {} fields (model.fields[{}] and [{}])",
                                 column, sequence ? "sequence" : "pooled", found, f));

@@ -31,7 +31,8 @@ EmbeddingTable<T>::EmbeddingTable(TableConfig config, nn::OptimizerConfig optimi
   LOCKSTEP_CHECK_KEY(optimizer_.kind != nn::OptimizerKind::Sgd, "sparse_optimizer.kind",
                      "sparse_optimizer.kind = 'sgd' is not supported for embedding tables: use "
                      "adagrad or adam");
-  hash_seed_ = XXH64(config_.name.data(), config_.name.size(), 0);
+  const std::string& hash_name = config_.residual_of.empty() ? config_.name : config_.residual_of;
+  hash_seed_ = XXH64(hash_name.data(), hash_name.size(), 0);
 }
 
 template <class T>

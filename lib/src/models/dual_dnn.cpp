@@ -24,6 +24,49 @@ DualMode parse_dual_mode(std::string_view name, std::string_view field) {
   if (name == "student_only") return DualMode::StudentOnly;
   throw Error(fmt::format("{} = '{}' is not a mode: use joint or student_only", field, name));
 }
+std::string student_residual_table(const std::string& table) { return table + "@student"; }
+
+namespace {
+/// The embedding layer of a dual model: its tables and fields, and with student residual tables
+/// one more table per table a pooled field reads, and a pooled field per pooled field reading it
+/// (after every other field, so that they come last in the pooled output).
+EmbeddingSpec dual_embedding_spec(const DualConfig& c) {
+  EmbeddingSpec spec = validated_embedding_spec(c);
+  if (!c.student_residual) return spec;
+  std::vector<embedding::FieldConfig> extra;
+  for (const auto& f : c.fields) {
+    if (f.max_len > 0) continue;
+    const std::string name = student_residual_table(f.table);
+    const bool have = std::any_of(spec.tables.begin(), spec.tables.end(),
+                                  [&](const embedding::TableConfig& t) { return t.name == name; });
+    if (!have) {
+      embedding::TableConfig t = *std::find_if(
+          spec.tables.begin(), spec.tables.end(),
+          [&](const embedding::TableConfig& t) { return t.name == f.table; });
+      t.residual_of = t.name;
+      t.name = name;
+      t.init_scale = 0.0f;  // the student starts from the shared embeddings
+      spec.tables.push_back(t);
+    }
+    embedding::FieldConfig r = f;
+    r.table = name;
+    extra.push_back(r);
+  }
+  spec.fields.insert(spec.fields.end(), extra.begin(), extra.end());
+  return spec;
+}
+}  // namespace
+
+const char* student_embedding_losses_name(StudentEmbeddingLosses l) {
+  return l == StudentEmbeddingLosses::Label ? "label" : "all";
+}
+StudentEmbeddingLosses parse_student_embedding_losses(std::string_view name,
+                                                      std::string_view field) {
+  if (name == "label") return StudentEmbeddingLosses::Label;
+  if (name == "all") return StudentEmbeddingLosses::All;
+  throw Error(fmt::format("{} = '{}' is not a choice of student losses: use label or all", field,
+                          name));
+}
 
 void DualConfig::validate() const {
   validate_embedding_layout(tables, fields);
@@ -49,6 +92,8 @@ void DualConfig::validate() const {
   check_range("model.distillation.kd_weight", kd_weight, 0.0, 1e3);
   check_range("model.distillation.hint_weight", hint_weight, 0.0, 1e3);
   check_range("model.distillation.temperature", temperature, 1e-3, 1e3);
+  check_range("model.distillation.kd_warmup_steps", kd_warmup_steps, int64_t{0}, int64_t{1} << 40);
+  check_range("model.distillation.student_embedding_scale", student_embedding_scale, 0.0, 1.0);
   LOCKSTEP_CHECK_KEY(
       hint_weight == 0.0f || (teacher_mlp.widths.size() >= 2 && student_mlp.widths.size() >= 2),
       "model.distillation.hint_weight",
@@ -76,11 +121,12 @@ struct DualDnn<T>::Teacher {
 template <class T>
 DualDnn<T>::DualDnn(DualConfig config, const std::vector<std::string>& sparse_columns,
                     int64_t num_dense, const Context& ctx)
-    : EmbeddingModel<T>(validated_embedding_spec(config), sparse_columns, num_dense),
+    : EmbeddingModel<T>(dual_embedding_spec(config), sparse_columns, num_dense),
       config_(std::move(config)), teacher_(std::make_unique<Teacher>()) {
   const auto& emb = *this->embeddings_;
   auto& params = this->params_;
-  shared_width_ = emb.output_width() + this->num_dense_;
+  pooled_width_ = config_.student_residual ? emb.output_width() / 2 : emb.output_width();
+  shared_width_ = pooled_width_ + this->num_dense_;
   Teacher& t = *teacher_;
   t.width = shared_width_;
   for (size_t i = 0; i < config_.components.size(); ++i) {
@@ -120,29 +166,48 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
   const int64_t B = batch.size(), W0 = shared_width_;
   Teacher& t = *teacher_;
   x0_.resize(ctx, {B, W0});
-  this->embed(ctx, batch, x0_.data(), W0, 0);
   const auto& emb = *this->embeddings_;
+  const T* student_input = x0_.data();
+  if (config_.student_residual) {
+    // [shared | residual | dense] -> x0 = [shared | dense] (both towers), xs = x0 + residual.
+    const int64_t Ws = pooled_width_, D = this->num_dense_, Wall = 2 * Ws + D;
+    xe_.resize(ctx, {B, Wall});
+    this->embed(ctx, batch, xe_.data(), Wall, 0);
+    kernels::copy_2d<T>(ctx, B, Ws, xe_.data(), Wall, x0_.data(), W0);
+    if (D > 0) kernels::copy_2d<T>(ctx, B, D, xe_.data() + 2 * Ws, Wall, x0_.data() + Ws, W0);
+    xs_.resize(ctx, {B, W0});
+    kernels::copy_2d<T>(ctx, B, W0, x0_.data(), W0, xs_.data(), W0);
+    kernels::copy_2d<T>(ctx, B, Ws, xe_.data() + Ws, Wall, xs_.data(), W0, /*accumulate=*/true);
+    student_input = xs_.data();
+  } else {
+    this->embed(ctx, batch, x0_.data(), W0, 0);
+  }
   const TeacherInput<T> in{B, x0_.data(), W0,
                            emb.sequence_length() > 0 ? this->seq_.data() : nullptr,
                            emb.sequence_width(), &batch};
 
-  // Teacher: in student-only mode it is frozen and runs in inference mode (no statistics move).
-  const bool teacher_training = training && config_.mode == DualMode::Joint;
-  t.input.resize(ctx, {B, t.width});
-  kernels::copy_2d<T>(ctx, B, W0, x0_.data(), W0, t.input.data(), t.width);
-  for (auto& slot : t.components)
-    slot.component->forward(ctx, in, t.input.data() + slot.col, t.width, teacher_training);
-  teacher_logits_ = t.mlp->forward(ctx, B, t.input.data(), teacher_training);
-  student_logits_ = student_->forward(ctx, B, x0_.data(), training);
+  const bool single = single_tower_ && !training;
+  if (!single || output_ == Output::Teacher) {
+    // Teacher: in student-only mode it is frozen and runs in inference mode (no statistics
+    // move).
+    const bool teacher_training = training && config_.mode == DualMode::Joint;
+    t.input.resize(ctx, {B, t.width});
+    kernels::copy_2d<T>(ctx, B, W0, x0_.data(), W0, t.input.data(), t.width);
+    for (auto& slot : t.components)
+      slot.component->forward(ctx, in, t.input.data() + slot.col, t.width, teacher_training);
+    teacher_logits_ = t.mlp->forward(ctx, B, t.input.data(), teacher_training);
+  }
+  if (!single || output_ == Output::Student)
+    student_logits_ = student_->forward(ctx, B, student_input, training);
   return this->logits_ = output_ == Output::Student ? student_logits_ : teacher_logits_;
 }
 
 template <class T>
 void DualDnn<T>::backward(const Context& ctx, const T* dlogits) {
   if (output_ == Output::Student)
-    backward_towers(ctx, nullptr, dlogits, nullptr);
+    backward_towers(ctx, nullptr, dlogits, nullptr, nullptr);
   else
-    backward_towers(ctx, dlogits, nullptr, nullptr);
+    backward_towers(ctx, dlogits, nullptr, nullptr, nullptr);
 }
 
 template <class T>
@@ -164,10 +229,15 @@ void DualDnn<T>::loss_and_backward(const Context& ctx, const DeviceBatch<T>& bat
                           parts);
   bce_s_.forward_backward(ctx, B, student_logits_, labels, T(c.student_weight), dz_s_.data(),
                           parts + 1);
+  const T* dz_distill = nullptr;
   if (c.kd_weight > 0.0f) {
+    // KD warm-up: the weight ramps linearly over the first kd_warmup_steps optimizer steps.
+    const int64_t k = this->optimizer_->step_count();
+    const double ramp = c.kd_warmup_steps > k ? double(k + 1) / double(c.kd_warmup_steps) : 1.0;
+    const T kd_weight = T(c.kd_weight * ramp);
     if (c.kd == KdLoss::Mse) {
       // KD target: the teacher's logit, a constant (stop_grad) for the student.
-      kernels::squared_error<T>(ctx, B, 1, student_logits_, 1, teacher_logits_, 1, T(c.kd_weight),
+      kernels::squared_error<T>(ctx, B, 1, student_logits_, 1, teacher_logits_, 1, kd_weight,
                                 per_sample_.data(), dkd_.data(), 1);
       kernels::sum<T>(ctx, B, per_sample_.data(), parts + 2);
     } else {
@@ -180,9 +250,11 @@ void DualDnn<T>::loss_and_backward(const Context& ctx, const DeviceBatch<T>& bat
       kernels::scale<T>(ctx, B, inv_t, student_logits_, scaled_s_.data());
       // d/dz_s of kd_weight·T²·BCE(z_s/T, p_t) = kd_weight·T·(σ(z_s/T) − p_t).
       bce_kd_.forward_backward(ctx, B, scaled_s_.data(), probs_t_.data(),
-                               T(c.kd_weight * c.temperature), dkd_.data(), parts + 2);
+                               kd_weight * T(c.temperature), dkd_.data(), parts + 2);
     }
-    kernels::copy_2d<T>(ctx, B, 1, dkd_.data(), 1, dz_s_.data(), 1, /*accumulate=*/true);
+    // The kd part is reported as weighted by the ramp (loss = kd_weight · parts[2]).
+    if (ramp < 1.0) kernels::scale<T>(ctx, 1, T(ramp), parts + 2, parts + 2);
+    dz_distill = dkd_.data();
   }
   const T* dh_s = nullptr;
   if (c.hint_weight > 0.0f && B > 0) {
@@ -212,14 +284,15 @@ void DualDnn<T>::loss_and_backward(const Context& ctx, const DeviceBatch<T>& bat
   kernels::copy_2d<T>(ctx, 1, 4, parts, 4, parts_total_.data(), 4, /*accumulate=*/true);
 
   // ---- backward. Teacher losses reach the teacher and the embeddings; student losses reach the
-  // student (and the embeddings only with student_updates_embeddings). KD and hint targets are
+  // student (and the embeddings as student_embedding_scale/_losses say). KD and hint targets are
   // constants: nothing flows from the student into the teacher.
-  backward_towers(ctx, c.teacher_weight > 0.0f ? dz_t_.data() : nullptr, dz_s_.data(), dh_s);
+  backward_towers(ctx, c.teacher_weight > 0.0f ? dz_t_.data() : nullptr, dz_s_.data(), dz_distill,
+                  dh_s);
 }
 
 template <class T>
-void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_s,
-                                 const T* dh_s) {
+void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_label,
+                                 const T* dz_distill, const T* dh_s) {
   const int64_t B = this->rows_, W0 = shared_width_;
   Teacher& t = *teacher_;
   const auto& c = config_;
@@ -235,18 +308,74 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
     for (auto& slot : t.components)
       slot.component->backward(ctx, t.dinput.data() + slot.col, t.width, grad);
   }
-  const bool student_learns = dz_s != nullptr;
-  if (student_learns) {
-    dx0_student_.resize(ctx, {B, W0});
-    student_->backward(ctx, B, x0_.data(), dz_s, dx0_student_.data(), dh_s);
-    if (c.student_updates_embeddings)
-      kernels::copy_2d<T>(ctx, B, W0, dx0_student_.data(), W0, dx0_.data(), W0,
-                          /*accumulate=*/true);
+  // The student: its parameters (and residual tables) get every term; the shared embeddings get
+  // scale · (the label term, or every term). When only the label term may reach the shared
+  // embeddings, the student's backward runs twice (the MLP's parameter gradients accumulate):
+  // the label term, then the distillation terms.
+  const bool residual = c.student_residual && dz_label != nullptr;
+  const bool to_shared = joint && dz_label != nullptr && c.student_embedding_scale > 0;
+  if (dz_label != nullptr) {
+    const T* x = c.student_residual ? xs_.data() : x0_.data();
+    const T* dz = dz_label;
+    const bool split = to_shared && c.student_embedding_losses == StudentEmbeddingLosses::Label &&
+                       (dz_distill != nullptr || dh_s != nullptr);
+    if (dz_distill != nullptr && !split) {  // one pass: label + distillation at the logit
+      dz_sum_.resize(ctx, {B});
+      kernels::copy_2d<T>(ctx, B, 1, dz_label, 1, dz_sum_.data(), 1);
+      kernels::copy_2d<T>(ctx, B, 1, dz_distill, 1, dz_sum_.data(), 1, /*accumulate=*/true);
+      dz = dz_sum_.data();
+    }
+    T* dx = nullptr;
+    if (to_shared || residual) {
+      dx0_student_.resize(ctx, {B, W0});
+      dx = dx0_student_.data();
+    }
+    student_->backward(ctx, B, x, dz, dx, split ? nullptr : dh_s);
+    T* dx_distill = nullptr;
+    if (split) {
+      const T* dz2 = dz_distill;
+      if (dz2 == nullptr) {  // hint only: no gradient at the logit
+        dz_sum_.resize(ctx, {B});
+        zero_bytes(ctx, dz_sum_.data(), dz_sum_.bytes());
+        dz2 = dz_sum_.data();
+      }
+      if (residual) {
+        dx_distill_.resize(ctx, {B, W0});
+        dx_distill = dx_distill_.data();
+      }
+      student_->backward(ctx, B, x, dz2, dx_distill, dh_s);
+    }
+    if (residual) {  // the residual tables: every student term, unscaled
+      const int64_t Ws = pooled_width_, Wall = 2 * Ws + this->num_dense_;
+      dxe_.resize(ctx, {B, Wall});
+      zero_bytes(ctx, dxe_.data(), dxe_.bytes());
+      kernels::copy_2d<T>(ctx, B, Ws, dx, W0, dxe_.data() + Ws, Wall);
+      if (dx_distill != nullptr)
+        kernels::copy_2d<T>(ctx, B, Ws, dx_distill, W0, dxe_.data() + Ws, Wall,
+                            /*accumulate=*/true);
+    }
+    if (to_shared) {
+      if (c.student_embedding_scale != 1.0f)
+        kernels::scale<T>(ctx, B * W0, T(c.student_embedding_scale), dx, dx);
+      kernels::copy_2d<T>(ctx, B, W0, dx, W0, dx0_.data(), W0, /*accumulate=*/true);
+    }
   }
-  if (joint && (teacher_learns || (student_learns && c.student_updates_embeddings)))
+  if (c.student_residual && (teacher_learns || to_shared || residual)) {
+    const int64_t Ws = pooled_width_, Wall = 2 * Ws + this->num_dense_;
+    if (!residual) {
+      dxe_.resize(ctx, {B, Wall});
+      zero_bytes(ctx, dxe_.data(), dxe_.bytes());
+    }
+    kernels::copy_2d<T>(ctx, B, Ws, dx0_.data(), W0, dxe_.data(), Wall);
+    this->embed_backward(ctx, dxe_.data(), Wall, 0);
+    if (!joint)  // student-only: the shared tables stay as they are
+      for (auto& table : this->embeddings_->tables())
+        if (table.config().residual_of.empty()) table.grad().clear();
+  } else if (teacher_learns || to_shared) {
     this->embed_backward(ctx, dx0_.data(), W0, 0);
-  else
+  } else {
     for (auto& table : this->embeddings_->tables()) table.grad().clear();
+  }
 }
 
 template <class T>
@@ -312,12 +441,20 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
     if (e.name.rfind("student.", 0) == 0 && e.name.rfind("student.hint_projection", 0) != 0)
       student[e.name] = {e.shape, std::vector<float>(values.begin() + e.offset,
                                                      values.begin() + e.offset + e.numel())};
-  for (const auto& table : this->embeddings_->tables())
-    for (const auto& tc : bundle.tables)
-      if (tc.name == table.config().name) {
-        const auto w = to_host(ctx, table.weights(), table.rows() * table.dim());
-        rows[tc.name + ".weight"] = {{table.rows(), table.dim()}, std::vector<float>(w.begin(), w.end())};
-      }
+  // With student residual tables the student reads shared + residual: the bundle holds the sum.
+  const auto weights_of = [&](const std::string& name) {
+    for (const auto& table : this->embeddings_->tables())
+      if (table.config().name == name) return to_host(ctx, table.weights(), table.rows() * table.dim());
+    return std::vector<T>{};
+  };
+  for (const auto& tc : bundle.tables) {
+    auto w = weights_of(tc.name);
+    if (config_.student_residual) {
+      const auto r = weights_of(student_residual_table(tc.name));
+      for (size_t i = 0; i < w.size(); ++i) w[i] += r[i];
+    }
+    rows[tc.name + ".weight"] = {{tc.rows, tc.dim}, std::vector<float>(w.begin(), w.end())};
+  }
   serving::write_student_bundle(dir, bundle, student, rows);
 }
 

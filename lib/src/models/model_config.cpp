@@ -474,7 +474,9 @@ DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
   if (const toml::table* d = doc.get_table(m, "model", "distillation")) {
     const std::string p = "model.distillation";
     doc.check_keys(*d, p, {"teacher_weight", "student_weight", "kd_weight", "kd", "temperature",
-                           "hint_weight", "student_updates_embeddings", "mode"});
+                           "hint_weight", "kd_warmup_steps", "student_embedding_scale",
+                           "student_embedding_losses", "student_residual_embeddings",
+                           "student_updates_embeddings", "mode"});
     const auto f = [&](std::string_view key, float def, double lo, double hi) {
       return static_cast<float>(doc.get_float(*d, p, key, def, lo, hi));
     };
@@ -483,8 +485,28 @@ DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
     c.kd_weight = f("kd_weight", c.kd_weight, 0, 1e3);
     c.temperature = f("temperature", c.temperature, 1e-3, 1e3);
     c.hint_weight = f("hint_weight", c.hint_weight, 0, 1e3);
-    c.student_updates_embeddings =
-        doc.get_bool(*d, p, "student_updates_embeddings", c.student_updates_embeddings);
+    c.kd_warmup_steps = doc.get_int(*d, p, "kd_warmup_steps", c.kd_warmup_steps, 0, int64_t{1} << 40);
+    c.student_embedding_scale =
+        f("student_embedding_scale", c.student_embedding_scale, 0, 1);
+    if (const toml::node* n = d->get("student_embedding_losses")) {
+      const std::string name = doc.get_string(*d, p, "student_embedding_losses", "");
+      c.student_embedding_losses = doc.at(
+          *n, [&] { return parse_student_embedding_losses(name, p + ".student_embedding_losses"); });
+    }
+    c.student_residual =
+        doc.get_bool(*d, p, "student_residual_embeddings", c.student_residual);
+    // The older switch: true = Rocket Launching (every student term, scale 1), false = 0.
+    if (const toml::node* n = d->get("student_updates_embeddings")) {
+      for (const char* newer : {"student_embedding_scale", "student_embedding_losses"})
+        if (d->get(newer))
+          doc.fail(*n, fmt::format("{}.student_updates_embeddings and {}.{} are both set: "
+                                   "student_updates_embeddings = true is student_embedding_scale "
+                                   "= 1 with student_embedding_losses = \"all\"; keep one",
+                                   p, p, newer));
+      const bool rocket = doc.get_bool(*d, p, "student_updates_embeddings", false);
+      c.student_embedding_scale = rocket ? 1.0f : 0.0f;
+      if (rocket) c.student_embedding_losses = StudentEmbeddingLosses::All;
+    }
     if (const toml::node* n = d->get("kd")) {
       const std::string name = doc.get_string(*d, p, "kd", "");
       c.kd = doc.at(*n, [&] { return parse_kd_loss(name, p + ".kd"); });

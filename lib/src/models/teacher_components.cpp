@@ -122,9 +122,15 @@ std::unique_ptr<TeacherComponent<T>> make_teacher_component(
     // Default: every pooled field (then the key is the list's, not one of its elements).
     const bool listed = !c.fm_fields.empty();
     std::vector<std::string> fields = c.fm_fields;
+    // (The fields of the student's residual tables are not the teacher's.)
+    const auto residual = [&](const embedding::FieldConfig& f) {
+      for (const auto& t : emb.tables())
+        if (t.config().name == f.table) return !t.config().residual_of.empty();
+      return false;
+    };
     if (!listed)
       for (const auto& f : emb.fields())
-        if (f.max_len == 0) fields.push_back(f.column);
+        if (f.max_len == 0 && !residual(f)) fields.push_back(f.column);
     const FieldSpan span =
         consecutive_fields(emb, fields, false, "model.teacher.fm.fields", /*list=*/listed);
     const int64_t dim = field_width(emb, emb.field_index(fields[0], false));

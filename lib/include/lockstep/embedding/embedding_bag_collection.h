@@ -59,8 +59,8 @@ class EmbeddingBagCollection {
   /// Column where field i starts: in the pooled output for pooled fields, in each position of
   /// the sequence output for sequence fields.
   int64_t field_offset(size_t i) const { return field_offsets_.at(i); }
-  /// Index of the (first) field reading `column`; throws Error naming the column when there is
-  /// none.
+  /// Index of the (first) field reading `column` (fields of residual tables,
+  /// TableConfig::residual_of, aside); throws Error naming the column when there is none.
   size_t field_index(const std::string& column) const;
   /// Index of the pooled (sequence = false) or sequence field reading `column`: a column may
   /// feed one of each (e.g. the history mean-pooled for one tower and attended by another).

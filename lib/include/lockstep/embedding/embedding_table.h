@@ -28,12 +28,16 @@ struct TableConfig {
   /// ids = "identity": a key is its own row (keys must be below rows: small integer ids, no
   /// collisions); otherwise ("hash", the default) keys are hashed to rows.
   bool identity = false;
+  /// Not empty: this table is a residual of the table of that name (the dual DNN's student
+  /// residual): keys map to the same rows as there, and EmbeddingBagCollection::field_index()
+  /// does not return its fields. Set by models, never read from a configuration file.
+  std::string residual_of;
   /// Throws Error naming `prefix`.<field> and its allowed range.
   void validate(std::string_view prefix) const;
 };
 
 /// A (rows, dim) table. It maps a key to a row with the hashing trick:
-/// row = XXH64(key as 8 little-endian bytes, seed = XXH64(table name)) % rows, or, with
+/// row = XXH64(key as 8 little-endian bytes, seed = XXH64(table name, or residual_of)) % rows, or, with
 /// TableConfig::identity, row = key (a key >= rows throws Error naming the table).
 /// Sparse updates: row-wise Adagrad (one accumulator per row) or lazy Adam; only rows touched by
 /// a step change. Initial rows come from the counter-based RNG keyed by (seed, table name, row),

@@ -19,6 +19,8 @@ namespace lockstep::models {
 
 enum class KdLoss { Mse, Bce };
 enum class DualMode { Joint, StudentOnly };
+/// Which of the student's loss terms reach the shared embeddings (student_embedding_scale > 0).
+enum class StudentEmbeddingLosses { Label, All };
 
 struct DualConfig {
   std::vector<embedding::TableConfig> tables;
@@ -49,15 +51,27 @@ struct DualConfig {
   //            + hint_weight·hint
   float teacher_weight = 1.0f;
   float student_weight = 1.0f;
-  float kd_weight = 1.0f;
+  float kd_weight = 0.3f;
   /// KD: Mse = 0.5·Σ(z_s − z_t)² on logits; Bce = T²·Σ BCE(z_s / T, σ(z_t / T)).
   KdLoss kd = KdLoss::Mse;
   float temperature = 1.0f;
   /// hint = 0.5·Σ‖P·h_s − h_t‖² on the last hidden layers (P learned when the widths differ).
-  float hint_weight = 0.1f;
-  /// Copy-and-freeze (false, the default): student losses do not update the shared
-  /// embeddings. True: they do (Rocket Launching).
-  bool student_updates_embeddings = false;
+  float hint_weight = 0.0f;
+  /// KD warm-up: the distillation weight ramps linearly over the first N optimizer steps
+  /// (kd_weight·(k+1)/N at step k), so an untrained teacher does not steer the student.
+  int64_t kd_warmup_steps = 100;
+  /// The student's gradient into the shared embeddings, scaled: 0 = copy-and-freeze (the student
+  /// reads embeddings trained by the teacher only, seed 002), 1 = Rocket Launching (both towers
+  /// train them equally). Never reaches a teacher parameter.
+  float student_embedding_scale = 0.0f;
+  /// Label: only the student's BCE on the labels reaches the embeddings (KD and hint train the
+  /// student's MLP only); All: every student term does.
+  StudentEmbeddingLosses student_embedding_losses = StudentEmbeddingLosses::Label;
+  /// Student residual tables: the student reads shared + its own residual (a table "<t>@student"
+  /// beside every table <t> its pooled fields read: the same rows and keys, starting at zero),
+  /// trained by every student term, never read by the teacher. The exported student carries the
+  /// sum, so serving is unchanged; training holds those tables twice.
+  bool student_residual = true;
   /// StudentOnly: teacher and embeddings frozen (the teacher still runs, in inference mode, to
   /// supply KD and hint targets); only student parameters change — online learning.
   DualMode mode = DualMode::Joint;
@@ -72,6 +86,11 @@ const char* kd_loss_name(KdLoss k);
 KdLoss parse_kd_loss(std::string_view name, std::string_view field);
 const char* dual_mode_name(DualMode m);
 DualMode parse_dual_mode(std::string_view name, std::string_view field);
+const char* student_embedding_losses_name(StudentEmbeddingLosses l);
+/// The name of the student residual table of table `table` ("<table>@student").
+std::string student_residual_table(const std::string& table);
+StudentEmbeddingLosses parse_student_embedding_losses(std::string_view name,
+                                                      std::string_view field);
 
 /// Parts of the last training loss (sums over the batch, before weighting; kd includes the T²
 /// of the bce distillation).
@@ -111,6 +130,10 @@ class DualDnn final : public EmbeddingModel<T> {
 
   void set_output(Output o) { output_ = o; }
   Output output() const { return output_; }
+  /// Serving-style inference: forward(…, training = false) runs only output()'s tower (what
+  /// serving that tower costs); the other tower's logits are then stale. Off by default (an
+  /// evaluation reports both).
+  void set_single_tower_inference(bool on) { single_tower_ = on; }
   const T* teacher_logits() const { return teacher_logits_; }
   const T* student_logits() const { return student_logits_; }
   /// The parts of the last loss_and_backward()'s loss: reads them from the device (waits).
@@ -129,8 +152,11 @@ class DualDnn final : public EmbeddingModel<T> {
  private:
   struct Teacher;
   /// The backward of both towers from the gradients at their logits (nullptr: that tower gets
-  /// none) and at the student's last hidden layer (dh_s, or nullptr).
-  void backward_towers(const Context& ctx, const T* dz_t, const T* dz_s, const T* dh_s);
+  /// none). The student's gradient comes in two parts: dz_label (its BCE) and dz_distill / dh_s
+  /// (KD at the logit, hint at the last hidden layer; nullptr when absent); which of them reach
+  /// the embeddings, and scaled by how much, is the configuration's.
+  void backward_towers(const Context& ctx, const T* dz_t, const T* dz_label, const T* dz_distill,
+                       const T* dh_s);
 
   DualConfig config_;
   std::unique_ptr<Teacher> teacher_;
@@ -138,9 +164,15 @@ class DualDnn final : public EmbeddingModel<T> {
   std::unique_ptr<nn::Linear<T>> projection_;  // hint: student hidden -> teacher hidden
   int64_t shared_width_ = 0, student_begin_ = 0;
   Output output_ = Output::Student;
+  bool single_tower_ = false;
   const T *teacher_logits_ = nullptr, *student_logits_ = nullptr;
   nn::BceWithLogits<T> bce_t_, bce_s_, bce_kd_;
-  Tensor<T> x0_, dx0_, dx0_student_;
+  Tensor<T> x0_, dx0_, dx0_student_, dz_sum_;
+  /// With student residual tables: the embedding output [shared pooled | residual pooled |
+  /// dense] (xe_), the student's input x0 + residual (xs_), the distillation terms' input
+  /// gradient (dx_distill_) and the embedding gradient (dxe_).
+  Tensor<T> xe_, xs_, dx_distill_, dxe_;
+  int64_t pooled_width_ = 0;  // W0 without the dense features
   Tensor<T> dz_t_, dz_s_, dkd_, per_sample_, scaled_t_, scaled_s_, probs_t_, proj_, dproj_, dh_s_;
   /// The loss parts (teacher, student, kd, hint) and their weights, on the device.
   Tensor<T> parts_, part_weights_;
