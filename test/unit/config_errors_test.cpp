@@ -750,7 +750,7 @@ std::vector<Case> corpus() {
                   .edit("temperature = 1.0", "temperature = 0.0")
                   .key("model.distillation.temperature"));
   c.push_back(on(U, "negative kd_weight")
-                  .edit("kd_weight = 0.3", "kd_weight = -1.0")
+                  .edit("kd_weight = 1.0", "kd_weight = -1.0")
                   .key("model.distillation.kd_weight"));
   c.push_back(on(U, "zero cross layers")
                   .edit("layers = 3", "layers = 0")

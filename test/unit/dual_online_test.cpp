@@ -119,7 +119,7 @@ TEST_CASE("The online loop: student-only training on drifted data adapts the stu
 
   WARN("student AUC on the drifted data: " << student_before << " before, " << student_after
                                            << " after " << kOnline << " student-only samples");
-  // Measured: 0.805 before, 0.868 after (the default KD weight 0.3 towards the stale teacher).
+  // Measured: 0.805 before, 0.845 after (KD weight 1 towards the stale teacher; 0.868 with 0.3).
   CHECK(student_after > student_before + 0.02);
   CHECK(end.student != start.student);
   CHECK(end.residual_tables != start.residual_tables);  // the student's own tables learn too

@@ -80,11 +80,11 @@ TEST_CASE("The JSONL metrics schema: common fields on every line, 1-based epochs
       CHECK(j.at("loss").get<double>() > 0);
       const auto& terms = j.at("loss_terms");
       for (const char* t : {"teacher", "student", "kd", "hint"}) CHECK(terms.at(t).is_number());
-      // The loss is the weighted sum of its terms (dual.toml: weights 1, 1, 0.3, 0; the kd term
-      // as weighted by its warm-up ramp).
+      // The loss is the weighted sum of its terms (dual.toml: weights 1, 1, 1, 0; the kd term as
+      // weighted by its warm-up ramp).
       CHECK(j["loss"].get<double>() ==
             Approx(terms["teacher"].get<double>() + terms["student"].get<double>() +
-                   0.3 * terms["kd"].get<double>() + 0.0 * terms["hint"].get<double>())
+                   terms["kd"].get<double>() + 0.0 * terms["hint"].get<double>())
                 .epsilon(1e-4));
       CHECK(j.at("lr").at("dense") == 0.001);
       CHECK(j.at("lr").at("sparse") == 0.5);

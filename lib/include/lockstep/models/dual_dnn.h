@@ -51,7 +51,7 @@ struct DualConfig {
   //            + hint_weight·hint
   float teacher_weight = 1.0f;
   float student_weight = 1.0f;
-  float kd_weight = 0.3f;
+  float kd_weight = 1.0f;
   /// KD: Mse = 0.5·Σ(z_s − z_t)² on logits; Bce = T²·Σ BCE(z_s / T, σ(z_t / T)).
   KdLoss kd = KdLoss::Mse;
   float temperature = 1.0f;
