@@ -34,7 +34,7 @@ namespace {
 
 struct Options {
   std::string model, schema, scores, json, device = "auto";
-  std::vector<std::string> data;
+  std::vector<std::string> data, overrides;
   int64_t batch_size = 1024;
   int data_workers = 1;
   bool latency = false;
@@ -97,7 +97,7 @@ nlohmann::ordered_json time_inference(const Context& ctx, models::Model<float>& 
 
 int run(const Options& o) {
   Context ctx(select_device(o.device));
-  train::SavedModel saved = train::load_saved_model(o.model, ctx);
+  train::SavedModel saved = train::load_saved_model(o.model, ctx, o.overrides);
   // The data is read with the model's schema unless another (equal in its columns) is given.
   const data::Schema schema =
       o.schema.empty() ? saved.schema : data::Schema::load_or_preset(o.schema);
@@ -191,6 +191,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--data-workers", o.data_workers, "decoding threads")->check(CLI::Range(0, 64));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
+  app.add_option("--set", o.overrides,
+                 "KEY=VALUE: edit the model's model.toml before building it (as lockstep-train "
+                 "--set), for a model whose model.toml left to the defaults what a later lockstep "
+                 "changed");
   app.add_flag("--latency", o.latency,
                "also time inference per output on the first batch (the dual DNN: each tower "
                "alone) and count each output's dense parameters");

@@ -214,4 +214,17 @@ TEST_CASE("Model selection flags: --early-stop needs --valid; lockstep-eval name
   const std::string bare = train::write_checkpoint(scratch.file("bare"), meta, *model, ctx);
   CHECK(test::run_tool(kEval, "--model " + bare + " --data x.tsv", scratch, out) == 1);
   CHECK_THAT(out, Contains("without model.toml and schema.toml"));
+  // A model.toml that builds another model than the checkpoint holds (what a change of defaults
+  // does to a model.toml that left them unwritten): named, with the way out (--set).
+  const std::string dual = scratch.file("dual");
+  REQUIRE(test::run_tool(kTrain, "--device cpu --model dual --train-samples 2000 "
+                                 "--test-samples 500 --table-rows 1024 --log-every 0 --set "
+                                 "model.distillation.student_residual_embeddings=false --save " +
+                                     dual,
+                         scratch, out) == 0);
+  CHECK(test::run_tool(kEval, "--model " + dual + " --data x.tsv --set "
+                                  "model.distillation.student_residual_embeddings=true",
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("model.toml builds a model that does not fit this checkpoint") &&
+                      Contains("--set model.distillation.student_residual_embeddings=false"));
 }

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lockstep/data/schema.h"
 #include "lockstep/models/model.h"
@@ -34,7 +35,10 @@ struct SavedModel {
 /// checkpoint root (the checkpoint its LATEST names). Throws Error naming the path when it is not
 /// one (no manifest, a checksum that does not match, no model.toml/schema.toml: a checkpoint of
 /// an older lockstep) or the files do not build a model that fits its tensors.
-SavedModel load_saved_model(const std::string& path, const Context& ctx);
+/// `overrides` ("key=value", as lockstep-train --set) edit model.toml before the model is built:
+/// for a checkpoint whose model.toml left to the defaults what a later lockstep changed.
+SavedModel load_saved_model(const std::string& path, const Context& ctx,
+                            const std::vector<std::string>& overrides = {});
 
 /// `path` itself, or the checkpoint a root's LATEST names.
 std::string resolve_checkpoint_path(const std::string& path);
