@@ -227,4 +227,14 @@ TEST_CASE("Model selection flags: --early-stop needs --valid; lockstep-eval name
                        scratch, out) == 1);
   CHECK_THAT(out, Contains("model.toml builds a model that does not fit this checkpoint") &&
                       Contains("--set model.distillation.student_residual_embeddings=false"));
+  // The other way round, a checkpoint tensor the model lacks is an error too, not left out.
+  const std::string residual = scratch.file("residual");
+  REQUIRE(test::run_tool(kTrain, "--device cpu --model dual --train-samples 2000 "
+                                 "--test-samples 500 --table-rows 1024 --log-every 0 --save " +
+                                     residual,
+                         scratch, out) == 0);
+  CHECK(test::run_tool(kEval, "--model " + residual + " --data x.tsv --set "
+                                  "model.distillation.student_residual_embeddings=false",
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("@student.accum' is not in this model"));
 }

@@ -37,6 +37,11 @@ void check_map(const io::SafetensorsFile& file,
                    "{}: tensor '{}' has {} {} values, the model needs {} F32", file.path, name,
                    t.numel(), io::dtype_name(t.dtype), values.size());
   }
+  // And nothing the model does not have (a table it would silently leave out).
+  for (const auto& t : file.tensors)
+    LOCKSTEP_CHECK(expected.count(t.name) > 0,
+                   "{}: tensor '{}' is not in this model (a checkpoint of another model?)",
+                   file.path, t.name);
 }
 
 std::map<std::string, std::vector<float>> read_map(
