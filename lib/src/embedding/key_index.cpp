@@ -1,0 +1,95 @@
+#include "lockstep/embedding/key_index.h"
+
+#include "lockstep/core/error.h"
+
+namespace lockstep::embedding {
+
+namespace {
+/// splitmix64's finaliser: every input bit reaches every output bit, so the low bits that pick
+/// the bucket are well mixed even for sequential or structured keys.
+uint64_t mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+}  // namespace
+
+KeyIndex::KeyIndex(int64_t capacity) : capacity_(capacity) {
+  LOCKSTEP_CHECK(capacity >= 1 && capacity <= (int64_t{1} << 40),
+                 "key index capacity {} is out of range: must be in [1, 1099511627776]", capacity);
+  size_t buckets = 2;
+  while (buckets < 2 * static_cast<size_t>(capacity)) buckets <<= 1;
+  mask_ = buckets - 1;
+  bucket_keys_.assign(buckets, 0);
+  bucket_slots_.assign(buckets, -1);
+  slot_keys_.assign(static_cast<size_t>(capacity), 0);
+  slot_used_.assign(static_cast<size_t>(capacity), 0);
+}
+
+size_t KeyIndex::home(uint64_t key) const { return static_cast<size_t>(mix(key)) & mask_; }
+
+size_t KeyIndex::bucket_of(uint64_t key) const {
+  // The load factor is at most 1/2: an empty bucket always ends the probe.
+  size_t b = home(key);
+  while (bucket_slots_[b] >= 0 && bucket_keys_[b] != key) b = (b + 1) & mask_;
+  return b;
+}
+
+int64_t KeyIndex::find(uint64_t key) const { return bucket_slots_[bucket_of(key)]; }
+
+int64_t KeyIndex::insert(uint64_t key, bool* inserted) {
+  const size_t b = bucket_of(key);
+  if (inserted) *inserted = false;
+  if (bucket_slots_[b] >= 0) return bucket_slots_[b];
+  if (full()) return -1;
+  int64_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = next_fresh_++;
+  }
+  bucket_keys_[b] = key;
+  bucket_slots_[b] = slot;
+  slot_keys_[static_cast<size_t>(slot)] = key;
+  slot_used_[static_cast<size_t>(slot)] = 1;
+  ++size_;
+  if (inserted) *inserted = true;
+  return slot;
+}
+
+bool KeyIndex::erase(uint64_t key) {
+  size_t hole = bucket_of(key);
+  const int64_t slot = bucket_slots_[hole];
+  if (slot < 0) return false;
+  slot_used_[static_cast<size_t>(slot)] = 0;
+  free_.push_back(slot);
+  --size_;
+  // Backward-shift deletion: move later members of the probe run into the hole when the hole
+  // lies on their way from their home bucket, until an empty bucket ends the run.
+  bucket_slots_[hole] = -1;
+  for (size_t b = (hole + 1) & mask_; bucket_slots_[b] >= 0; b = (b + 1) & mask_) {
+    const size_t h = home(bucket_keys_[b]);
+    // Can the entry at b move to the hole? Only if h is not cyclically in (hole, b].
+    const bool h_after_hole = ((b - h) & mask_) < ((b - hole) & mask_);
+    if (h_after_hole) continue;
+    bucket_keys_[hole] = bucket_keys_[b];
+    bucket_slots_[hole] = bucket_slots_[b];
+    bucket_slots_[b] = -1;
+    hole = b;
+  }
+  return true;
+}
+
+void KeyIndex::clear() {
+  bucket_slots_.assign(bucket_slots_.size(), -1);
+  slot_used_.assign(slot_used_.size(), 0);
+  free_.clear();
+  next_fresh_ = 0;
+  size_ = 0;
+}
+
+}  // namespace lockstep::embedding
