@@ -215,26 +215,22 @@ TEST_CASE("Model selection flags: --early-stop needs --valid; lockstep-eval name
   CHECK(test::run_tool(kEval, "--model " + bare + " --data x.tsv", scratch, out) == 1);
   CHECK_THAT(out, Contains("without model.toml and schema.toml"));
   // A model.toml that builds another model than the checkpoint holds (what a change of defaults
-  // does to a model.toml that left them unwritten): named, with the way out (--set).
-  const std::string dual = scratch.file("dual");
-  REQUIRE(test::run_tool(kTrain, "--device cpu --model dual --train-samples 2000 "
-                                 "--test-samples 500 --table-rows 1024 --log-every 0 --set "
-                                 "model.distillation.student_residual_embeddings=false --save " +
-                                     dual,
-                         scratch, out) == 0);
-  CHECK(test::run_tool(kEval, "--model " + dual + " --data x.tsv --set "
-                                  "model.distillation.student_residual_embeddings=true",
-                       scratch, out) == 1);
+  // does to a model.toml that left them unwritten): named, with the way out (--set). Saved with
+  // `residual` residual tables, evaluated with the other setting.
+  const std::string key = "model.distillation.student_residual_embeddings=";
+  const auto mismatch = [&](bool residual) {
+    const std::string saved = scratch.file(residual ? "residual" : "plain");
+    REQUIRE(test::run_tool(kTrain, "--device cpu --model dual --train-samples 2000 "
+                                   "--test-samples 500 --table-rows 1024 --log-every 0 --set " +
+                                       key + (residual ? "true" : "false") + " --save " + saved,
+                           scratch, out) == 0);
+    CHECK(test::run_tool(kEval, "--model " + saved + " --data x.tsv --set " + key +
+                                    (residual ? "false" : "true"),
+                         scratch, out) == 1);
+  };
+  mismatch(false);
   CHECK_THAT(out, Contains("model.toml builds a model that does not fit this checkpoint") &&
-                      Contains("--set model.distillation.student_residual_embeddings=false"));
-  // The other way round, a checkpoint tensor the model lacks is an error too, not left out.
-  const std::string residual = scratch.file("residual");
-  REQUIRE(test::run_tool(kTrain, "--device cpu --model dual --train-samples 2000 "
-                                 "--test-samples 500 --table-rows 1024 --log-every 0 --save " +
-                                     residual,
-                         scratch, out) == 0);
-  CHECK(test::run_tool(kEval, "--model " + residual + " --data x.tsv --set "
-                                  "model.distillation.student_residual_embeddings=false",
-                       scratch, out) == 1);
+                      Contains("--set " + key + "false"));
+  mismatch(true);  // a checkpoint tensor the model lacks is an error too, not left out
   CHECK_THAT(out, Contains("@student.accum' is not in this model"));
 }

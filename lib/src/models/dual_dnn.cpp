@@ -167,7 +167,7 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
   Teacher& t = *teacher_;
   x0_.resize(ctx, {B, W0});
   const auto& emb = *this->embeddings_;
-  const T* student_input = x0_.data();
+  student_input_ = x0_.data();
   if (config_.student_residual) {
     // [shared | residual | dense] -> x0 = [shared | dense] (both towers), xs = x0 + residual.
     const int64_t Ws = pooled_width_, D = this->num_dense_, Wall = 2 * Ws + D;
@@ -178,7 +178,7 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
     xs_.resize(ctx, {B, W0});
     kernels::copy_2d<T>(ctx, B, W0, x0_.data(), W0, xs_.data(), W0);
     kernels::copy_2d<T>(ctx, B, Ws, xe_.data() + Ws, Wall, xs_.data(), W0, /*accumulate=*/true);
-    student_input = xs_.data();
+    student_input_ = xs_.data();
   } else {
     this->embed(ctx, batch, x0_.data(), W0, 0);
   }
@@ -198,7 +198,7 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
     teacher_logits_ = t.mlp->forward(ctx, B, t.input.data(), teacher_training);
   }
   if (!single || output_ == Output::Student)
-    student_logits_ = student_->forward(ctx, B, student_input, training);
+    student_logits_ = student_->forward(ctx, B, student_input_, training);
   return this->logits_ = output_ == Output::Student ? student_logits_ : teacher_logits_;
 }
 
@@ -314,8 +314,15 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
   // the label term, then the distillation terms.
   const bool residual = c.student_residual && dz_label != nullptr;
   const bool to_shared = joint && dz_label != nullptr && c.student_embedding_scale > 0;
+  // With residual tables the embedding gradient is [shared | residual | dense] (dxe_).
+  const int64_t Ws = pooled_width_, Wall = 2 * Ws + this->num_dense_;
+  const bool residual_layout = c.student_residual && (teacher_learns || to_shared || residual);
+  if (residual_layout) {
+    dxe_.resize(ctx, {B, Wall});
+    zero_bytes(ctx, dxe_.data(), dxe_.bytes());
+  }
   if (dz_label != nullptr) {
-    const T* x = c.student_residual ? xs_.data() : x0_.data();
+    const T* x = student_input_;
     const T* dz = dz_label;
     const bool split = to_shared && c.student_embedding_losses == StudentEmbeddingLosses::Label &&
                        (dz_distill != nullptr || dh_s != nullptr);
@@ -346,9 +353,6 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
       student_->backward(ctx, B, x, dz2, dx_distill, dh_s);
     }
     if (residual) {  // the residual tables: every student term, unscaled
-      const int64_t Ws = pooled_width_, Wall = 2 * Ws + this->num_dense_;
-      dxe_.resize(ctx, {B, Wall});
-      zero_bytes(ctx, dxe_.data(), dxe_.bytes());
       kernels::copy_2d<T>(ctx, B, Ws, dx, W0, dxe_.data() + Ws, Wall);
       if (dx_distill != nullptr)
         kernels::copy_2d<T>(ctx, B, Ws, dx_distill, W0, dxe_.data() + Ws, Wall,
@@ -360,12 +364,7 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
       kernels::copy_2d<T>(ctx, B, W0, dx, W0, dx0_.data(), W0, /*accumulate=*/true);
     }
   }
-  if (c.student_residual && (teacher_learns || to_shared || residual)) {
-    const int64_t Ws = pooled_width_, Wall = 2 * Ws + this->num_dense_;
-    if (!residual) {
-      dxe_.resize(ctx, {B, Wall});
-      zero_bytes(ctx, dxe_.data(), dxe_.bytes());
-    }
+  if (residual_layout) {
     kernels::copy_2d<T>(ctx, B, Ws, dx0_.data(), W0, dxe_.data(), Wall);
     this->embed_backward(ctx, dxe_.data(), Wall, 0);
     if (!joint)  // student-only: the shared tables stay as they are

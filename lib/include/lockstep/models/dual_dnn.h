@@ -172,6 +172,7 @@ class DualDnn final : public EmbeddingModel<T> {
   /// dense] (xe_), the student's input x0 + residual (xs_), the distillation terms' input
   /// gradient (dx_distill_) and the embedding gradient (dxe_).
   Tensor<T> xe_, xs_, dx_distill_, dxe_;
+  const T* student_input_ = nullptr;  // x0_ or xs_: what the student read in the last forward
   int64_t pooled_width_ = 0;  // W0 without the dense features
   Tensor<T> dz_t_, dz_s_, dkd_, per_sample_, scaled_t_, scaled_s_, probs_t_, proj_, dproj_, dh_s_;
   /// The loss parts (teacher, student, kd, hint) and their weights, on the device.
