@@ -179,6 +179,58 @@ TEST_CASE("DIN, BST and the dual DNN train under the lockstep trainer with uneve
   }
 }
 
+TEST_CASE("Dynamic tables: replicas stay bitwise identical under uneven shards; admission "
+          "from the counts of every rank",
+          "[trainer][uneven][dynamic]") {
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  const int P = comm->size();
+  SECTION("embedding_mlp (tables evicting) and DIN (a shrink at the epoch's end)") {
+    Plan plan;
+    for (int r = 0; r < P; ++r) {
+      std::vector<int64_t> s(2 + 2 * r, 9);
+      s.back() = 4;
+      plan.sizes.push_back(s);
+    }
+    embedding::AccessorConfig a;
+    a.embedx_threshold = 1.5f;
+    const auto cfg = quiet();
+    check_run(plan, run_model(plan, *comm, cfg, [&](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_dynamic_model(ctx, a, 60, 120);
+    }));
+    check_run(plan, run_model(plan, *comm, cfg, [&](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_din(ctx, &a);
+    }));
+  }
+  SECTION("a key seen once on each rank is admitted on every rank") {
+    // score = shows; admitted at P shows: key 7 is shown once on every rank (P in all), key 8
+    // only on rank 0 (1 in all).
+    embedding::AccessorConfig a;
+    a.nonclk_coeff = 1.0f;
+    a.click_coeff = 1.0f;
+    a.embedx_threshold = static_cast<float>(P);
+    data::Batch b = test::fixture_batch(static_cast<uint64_t>(comm->rank()) * 10, 2);
+    b.sparse[0].keys = {7, comm->rank() == 0 ? uint64_t{8} : uint64_t{9 + comm->rank()}};
+    Context ctx;
+    auto model = test::fixture_dynamic_model(ctx, a);
+    train::Trainer trainer(*model, *comm, ctx, quiet());
+    train::VectorBatchSource source({b});
+    trainer.fit(source);
+    const auto* user = model->tables()[0]->dynamic_table();
+    const int64_t s7 = user->index().find(7), s8 = user->index().find(8);
+    REQUIRE(s7 >= 0);
+    REQUIRE(s8 >= 0);  // held on every rank, though only rank 0 saw it
+    CHECK(user->stats(s7).show == static_cast<float>(P) * a.show_click_decay_rate);  // epoch end
+    CHECK(user->admitted(s7));
+    CHECK(user->admitted(s8) == (P == 1));
+    CHECK(user->size() == P + 1);
+    const uint64_t h = test::state_hash(ctx, *model);
+    uint64_t lo = 0, hi = 0;
+    MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(lo == hi);
+  }
+}
+
 TEST_CASE("Student-only training on several ranks leaves the teacher and its statistics bitwise",
           "[trainer][dual]") {
   auto comm = comm::create_communicator("mpi", Device::cpu());

@@ -40,12 +40,36 @@ inline std::unique_ptr<models::EmbeddingMlp<float>> fixture_model(
                                                        ctx);
 }
 
+/// The fixture's tables made dynamic (issue 13): capacities `user_capacity` / `item_capacity`
+/// (the fixture's keys are < 500: a smaller capacity makes the tables evict), `accessor` rules.
+inline void make_dynamic(std::vector<embedding::TableConfig>& tables,
+                         const embedding::AccessorConfig& accessor, int64_t user_capacity = 600,
+                         int64_t item_capacity = 600) {
+  for (auto& t : tables) {
+    t.kind = embedding::TableKind::Dynamic;
+    t.rows = t.name == "user" ? user_capacity : item_capacity;
+    t.accessor = accessor;
+  }
+}
+
+template <class T = float>
+std::unique_ptr<models::EmbeddingMlp<T>> fixture_dynamic_model(
+    const Context& ctx, const embedding::AccessorConfig& accessor, int64_t user_capacity = 600,
+    int64_t item_capacity = 600) {
+  auto c = fixture_config();
+  make_dynamic(c.tables, accessor, user_capacity, item_capacity);
+  return std::make_unique<models::EmbeddingMlp<T>>(c, fixture_columns(), 3, ctx);
+}
+
 /// The fixture's data read by DIN: the target item attends over the history (a sequence of up to
 /// 4 positions: longer histories are truncated).
-inline std::unique_ptr<models::Din<float>> fixture_din(const Context& ctx) {
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic).
+inline std::unique_ptr<models::Din<float>> fixture_din(
+    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr) {
   models::DinConfig c;
   const auto base = fixture_config();
   c.tables = base.tables;
+  if (dynamic) make_dynamic(c.tables, *dynamic);
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
   c.query = {"item"};
   c.keys = {"hist"};
@@ -56,10 +80,13 @@ inline std::unique_ptr<models::Din<float>> fixture_din(const Context& ctx) {
 }
 
 /// The same read by BST (target token + history, 2 heads over the 8-wide item embeddings).
-inline std::unique_ptr<models::Bst<float>> fixture_bst(const Context& ctx) {
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic).
+inline std::unique_ptr<models::Bst<float>> fixture_bst(
+    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr) {
   models::BstConfig c;
   const auto base = fixture_config();
   c.tables = base.tables;
+  if (dynamic) make_dynamic(c.tables, *dynamic);
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
   c.target = {"item"};
   c.sequence = {"hist"};

@@ -446,6 +446,59 @@ std::vector<Case> corpus() {
   c.push_back(on(D, "[model.din] in an embedding_mlp")
                   .edit("[model.mlp]", "[model.din]\nquery = [\"item\"]\n\n[model.mlp]")
                   .key("model.din"));
+  // dynamic tables (the feasign store)
+  c.push_back(on(D, "unknown table kind")
+                  .edit("rows = 131072", "kind = \"dynamc\"\nrows = 131072")
+                  .line("kind = \"dynamc\"")
+                  .key("model.tables[0].kind"));
+  c.push_back(on(D, "dynamic table with rows")
+                  .edit("rows = 131072", "kind = \"dynamic\"\nrows = 131072")
+                  .line("rows = 131072")
+                  .key("model.tables[0].rows"));
+  c.push_back(on(D, "dynamic table without capacity")
+                  .edit("rows = 131072", "kind = \"dynamic\"")
+                  .line("[[model.tables]]")
+                  .key("model.tables[0].capacity"));
+  c.push_back(on(D, "capacity of a hashed table")
+                  .edit("rows = 131072", "rows = 131072\ncapacity = 100")
+                  .line("capacity = 100")
+                  .key("model.tables[0].capacity"));
+  c.push_back(on(D, "zero capacity")
+                  .edit("rows = 131072", "kind = \"dynamic\"\ncapacity = 0")
+                  .line("capacity = 0")
+                  .key("model.tables[0].capacity"));
+  c.push_back(on(D, "accessor key misspelt")
+                  .edit("rows = 131072",
+                        "kind = \"dynamic\"\ncapacity = 100\naccessor = { embedx_treshold = 3 }")
+                  .line("accessor =")
+                  .key("model.tables[0].accessor.embedx_treshold"));
+  c.push_back(on(D, "accessor decay rate 0")
+                  .edit("rows = 131072",
+                        "kind = \"dynamic\"\ncapacity = 100\naccessor = { show_click_decay_rate = 0.0 }")
+                  .line("accessor =")
+                  .key("model.tables[0].accessor.show_click_decay_rate"));
+  c.push_back(on(D, "accessor negative threshold")
+                  .edit("rows = 131072",
+                        "kind = \"dynamic\"\ncapacity = 100\naccessor = { base_threshold = -1.0 }")
+                  .line("accessor =")
+                  .key("model.tables[0].accessor.base_threshold"));
+  c.push_back(on(D, "accessor lr_learning_rate 0")
+                  .edit("rows = 131072",
+                        "kind = \"dynamic\"\ncapacity = 100\naccessor = { lr_learning_rate = 0.0 }")
+                  .line("accessor =")
+                  .key("model.tables[0].accessor.lr_learning_rate"));
+  c.push_back(on(D, "accessor of a hashed table")
+                  .edit("rows = 131072", "rows = 131072\naccessor = { click_coeff = 2.0 }")
+                  .line("accessor =")
+                  .key("model.tables[0].accessor"));
+  c.push_back(on(D, "dynamic table with identity ids")
+                  .edit("rows = 131072", "kind = \"dynamic\"\ncapacity = 100\nids = \"identity\"")
+                  .line("ids = \"identity\"")
+                  .key("model.tables[0].ids"));
+  c.push_back(on(U, "dynamic table in the dual model")
+                  .edit("rows = 131072", "kind = \"dynamic\"\ncapacity = 100")
+                  .line("kind = \"dynamic\"")
+                  .key("model.tables[0].kind"));
   // missing keys
   c.push_back(on(D, "no [model]")
                   .replace_text("seed = 1\n\n[optimizer]\nlr = 0.001\n")

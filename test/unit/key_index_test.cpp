@@ -76,7 +76,7 @@ TEST_CASE("KeyIndex holds any 64-bit key, 0 and 2^64-1 included", "[embedding][k
   CHECK_FALSE(index.erase(0));
 }
 
-TEST_CASE("KeyIndex: full, slot reuse last-freed first, clear, and the same calls give the same "
+TEST_CASE("KeyIndex: full, the lowest free slot first, clear, and the same calls give the same "
           "slots",
           "[embedding][key_index]") {
   KeyIndex index(3);
@@ -91,8 +91,8 @@ TEST_CASE("KeyIndex: full, slot reuse last-freed first, clear, and the same call
   CHECK_FALSE(inserted);
   CHECK(index.erase(10));
   CHECK(index.erase(30));
-  CHECK(index.insert(50) == 2);  // the last freed slot first
-  CHECK(index.insert(60) == 0);
+  CHECK(index.insert(50) == 0);  // the lowest free slot first
+  CHECK(index.insert(60) == 2);
   CHECK(index.find(20) == 1);
   index.clear();
   CHECK(index.size() == 0);
@@ -115,4 +115,39 @@ TEST_CASE("KeyIndex: full, slot reuse last-freed first, clear, and the same call
     if (a.occupied(s)) REQUIRE(a.key_of(s) == b.key_of(s));
   }
   CHECK_THROWS_WITH(KeyIndex(0), Catch::Matchers::Contains("capacity 0 is out of range"));
+}
+
+TEST_CASE("KeyIndex: an index restored from its slot -> key map continues as the original",
+          "[embedding][key_index]") {
+  KeyIndex a(500);
+  std::mt19937_64 rng(11);
+  const auto churn = [&](KeyIndex& x, KeyIndex* y, int n) {
+    for (int i = 0; i < n; ++i) {
+      const uint64_t key = rng() % 800;
+      if (rng() % 3 == 0) {
+        const bool e = x.erase(key);
+        if (y) REQUIRE(y->erase(key) == e);
+      } else {
+        const int64_t s = x.insert(key);
+        if (y) REQUIRE(y->insert(key) == s);
+      }
+    }
+  };
+  churn(a, nullptr, 5000);
+  std::vector<uint64_t> keys(500);
+  std::vector<uint8_t> used(500);
+  for (int64_t s = 0; s < 500; ++s) {
+    used[s] = a.occupied(s) ? 1 : 0;
+    keys[s] = used[s] ? a.key_of(s) : 0;
+  }
+  KeyIndex b(500);
+  b.restore(keys.data(), used.data());
+  CHECK(b.size() == a.size());
+  churn(a, &b, 5000);  // the same calls give the same slots from here on
+
+  keys[0] = 7;
+  keys[1] = 7;
+  used[0] = used[1] = 1;
+  CHECK_THROWS_WITH(b.restore(keys.data(), used.data()),
+                    Catch::Matchers::Contains("key 7 is held by slots 0 and 1"));
 }

@@ -35,6 +35,8 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     tb.nnz = tables[t].nnz;
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
     tb.ids_at = take(static_cast<size_t>(tb.nnz) * sizeof(uint64_t));
+    tb.keys.clear();
+    tb.counts.clear();
   }
   lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   token_lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);

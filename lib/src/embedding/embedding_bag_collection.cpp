@@ -24,6 +24,11 @@ struct EmbeddingBagCollection<T>::TableBatch {
   std::vector<int64_t> bag_start;  // first bag of each of those fields, per sample of the batch
   int64_t bags_per_sample = 0;
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
+  // Dynamic tables: the batch's keys' embedx rows and lr weights (forward), the embedx gradient
+  // by batch key and the lr gradient (backward).
+  Tensor<T> compact, compact_lr, key_rows, dlr;
+  Tensor<uint64_t> key_ids;
+  Tensor<int64_t> key_count;
 };
 
 void check_layout(const std::vector<TableConfig>& tables, const std::vector<FieldConfig>& fields) {
@@ -107,6 +112,7 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
     field_column_.push_back(static_cast<int>(col - batch_columns.begin()));
     batches_[table]->fields.push_back(static_cast<int>(f));
   }
+  for (const auto& t : tables_) has_wide_ = has_wide_ || t.dynamic();
   for (auto& tb : batches_)
     for (int f : tb->fields) {
       tb->bag_start.push_back(tb->bags_per_sample);
@@ -191,29 +197,59 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     }
   }
   out.begin(ctx, batch, sizes, Tn > 0);
-  // Pass 2 (host, into the pinned buffer): keys -> rows; sequences newest first.
+  // Pass 2 (host, into the pinned buffer): keys -> rows; sequences newest first. A dynamic
+  // table's keys stay keys here, then become positions in the batch's sorted distinct keys.
+  std::vector<T> occurrence_label;
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
+    const bool dynamic = table.dynamic();
+    const auto row_of = [&](uint64_t key) { return dynamic ? key : table.row_of(key); };
     int64_t* offsets = out.host_offsets(t);
     uint64_t* ids = out.host_ids(t);
     int64_t bag = 0, nnz = 0;
     offsets[0] = 0;
+    if (dynamic) occurrence_label.assign(static_cast<size_t>(sizes[t].nnz), T(0));
+    const auto label_of = [&](int64_t b) {
+      return b < static_cast<int64_t>(batch.labels.size()) ? static_cast<T>(batch.labels[b]) : T(0);
+    };
     for (int f : tb.fields) {
       const data::SparseColumn& col = batch.sparse[field_column_[f]];
       if (fields_[f].max_len == 0) {
         for (int64_t b = 1; b <= rows; ++b) offsets[++bag] = nnz + col.offsets[b];
-        for (uint64_t key : col.keys) ids[nnz++] = table.row_of(key);
+        if (dynamic)
+          for (int64_t b = 0; b < rows; ++b)
+            for (int64_t j = col.offsets[b]; j < col.offsets[b + 1]; ++j)
+              occurrence_label[nnz + j] = label_of(b);
+        for (uint64_t key : col.keys) ids[nnz++] = row_of(key);
         continue;
       }
       // Sequence field: bag (b, p) = the p-th most recent id of sample b, or nothing.
       for (int64_t b = 0; b < rows; ++b) {
         const int64_t len = std::min(counts[b], Tn);
         for (int64_t p = 0; p < Tn; ++p) {
-          if (p < len) ids[nnz++] = table.row_of(col.keys[col.offsets[b + 1] - 1 - p]);
+          if (p < len) {
+            if (dynamic) occurrence_label[nnz] = label_of(b);
+            ids[nnz++] = row_of(col.keys[col.offsets[b + 1] - 1 - p]);
+          }
           offsets[++bag] = nnz;
         }
       }
+    }
+    if (!dynamic) continue;
+    // The batch's distinct keys (ascending), their shows (occurrences) and clicks (labels).
+    std::vector<uint64_t>& keys = out.mutable_keys(t);
+    keys.assign(ids, ids + nnz);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::vector<T>& key_counts = out.mutable_key_counts(t);
+    key_counts.assign(2 * keys.size(), T(0));
+    for (int64_t j = 0; j < nnz; ++j) {
+      const auto u = static_cast<size_t>(std::lower_bound(keys.begin(), keys.end(), ids[j]) -
+                                         keys.begin());
+      ids[j] = u;
+      key_counts[2 * u] += T(1);
+      key_counts[2 * u + 1] += occurrence_label[static_cast<size_t>(j)];
     }
   }
   if (Tn > 0) {
@@ -234,24 +270,57 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
                  batch.num_tables(), tables_.size());
   batch_ = &batch;
   rows_ = batch.size();
+  if (has_wide_) {
+    wide_.resize(ctx, {std::max<int64_t>(rows_, 1)});
+    std::fill(wide_.data(), wide_.data() + rows_, T(0));
+  }
   for (size_t t = 0; t < tables_.size(); ++t) {
-    const TableBatch& tb = *batches_[t];
+    TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
+    const T* weights = table.weights();
+    int64_t table_rows = table.rows();
+    if (table.dynamic()) {  // the batch's keys, gathered: their embedx rows and lr weights
+      const auto& keys = batch.keys(t);
+      table_rows = static_cast<int64_t>(keys.size());
+      tb.compact.resize(ctx, {std::max<int64_t>(table_rows, 1), table.dim()});
+      tb.compact_lr.resize(ctx, {std::max<int64_t>(table_rows, 1)});
+      table.dynamic_table()->gather(keys.data(), table_rows, tb.compact.data(),
+                                    tb.compact_lr.data());
+      weights = tb.compact.data();
+      const T* lr = tb.compact_lr.data();
+      for_each_occurrence(t, [&](int64_t b, uint64_t u) { wide_.data()[b] += lr[u]; });
+    }
     for (size_t k = 0; k < tb.fields.size(); ++k) {
       const int f = tb.fields[k];
       const bool seq = fields_[f].max_len > 0;
       // The field's bags are a window of the table batch; offsets are absolute positions.
       kernels::pooled_lookup_forward<T>(
           ctx, to_kernel(table.config().pooling), seq ? rows_ * sequence_length_ : rows_,
-          table.dim(), table.weights(), table.rows(), batch.offsets(t) + rows_ * tb.bag_start[k],
+          table.dim(), weights, table_rows, batch.offsets(t) + rows_ * tb.bag_start[k],
           batch.ids(t), (seq ? seq_out : out) + field_offsets_[f], seq ? ld_seq : ld_out);
     }
   }
 }
 
 template <class T>
+template <class F>
+void EmbeddingBagCollection<T>::for_each_occurrence(size_t t, F&& f) const {
+  const TableBatch& tb = *batches_[t];
+  const int64_t* offsets = batch_->offsets(t);
+  const uint64_t* ids = batch_->ids(t);
+  for (size_t k = 0; k < tb.fields.size(); ++k) {
+    const bool seq = fields_[tb.fields[k]].max_len > 0;
+    const int64_t n = seq ? rows_ * sequence_length_ : rows_, base = rows_ * tb.bag_start[k];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t b = seq ? i / sequence_length_ : i;
+      for (int64_t j = offsets[base + i]; j < offsets[base + i + 1]; ++j) f(b, ids[j]);
+    }
+  }
+}
+
+template <class T>
 void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int64_t ld_dout,
-                                         const T* dseq, int64_t ld_seq) {
+                                         const T* dseq, int64_t ld_seq, const T* dwide) {
   LOCKSTEP_CHECK(sequence_length_ == 0 || dseq != nullptr,
                  "this model has sequence fields: backward() needs their gradient");
   LOCKSTEP_CHECK(batch_ != nullptr, "EmbeddingBagCollection::backward() before forward()");
@@ -278,12 +347,58 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
       ld = dim;
     }
     SparseGrad<T>& g = table.grad();
+    if (table.dynamic()) {
+      keyed_gradient(ctx, t, grad, ld, dwide);
+      continue;
+    }
     g.reserve(ctx, nnz, dim);
     kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
                                        batch.offsets(t), batch.ids(t), nnz, grad, ld, g.ids(),
                                        g.rows(), g.count());
     g.mark_ready();
   }
+}
+
+// A dynamic table's gradient, keyed by feasign: per distinct key of the batch (ascending) its
+// record [show, click, d lr, d embedx] (DynamicTable). The lr gradient of a key sums dwide over
+// its occurrences (the wide term adds every occurrence's lr weight to its sample's logit).
+template <class T>
+void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, const T* grad,
+                                               int64_t ld, const T* dwide) {
+  TableBatch& tb = *batches_[t];
+  EmbeddingTable<T>& table = tables_[t];
+  const DeviceBatch<T>& batch = *batch_;
+  const int64_t dim = table.dim(), width = table.grad_width(), nnz = batch.nnz(t);
+  const auto& keys = batch.keys(t);
+  const auto& key_counts = batch.key_counts(t);
+  const auto n = static_cast<int64_t>(keys.size());
+  tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
+  tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
+  tb.key_count.resize(ctx, {1});
+  kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), batch.bags(t), dim,
+                                     batch.offsets(t), batch.ids(t), nnz, grad, ld,
+                                     tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data());
+  tb.dlr.resize(ctx, {std::max<int64_t>(n, 1)});
+  T* dlr = tb.dlr.data();
+  std::fill(dlr, dlr + n, T(0));
+  if (dwide) for_each_occurrence(t, [&](int64_t b, uint64_t u) { dlr[u] += dwide[b]; });
+  SparseGrad<T>& g = table.grad();
+  g.reserve(ctx, n, width);
+  for (int64_t u = 0; u < n; ++u) {
+    g.ids()[u] = keys[static_cast<size_t>(u)];
+    T* row = g.rows() + u * width;
+    row[0] = key_counts[static_cast<size_t>(2 * u)];
+    row[1] = key_counts[static_cast<size_t>(2 * u + 1)];
+    row[2] = dlr[u];
+    std::fill(row + kDynamicRecordExtra, row + width, T(0));
+  }
+  for (int64_t i = 0; i < *tb.key_count.data(); ++i) {
+    const T* src = tb.key_rows.data() + i * dim;
+    std::copy(src, src + dim, g.rows() + static_cast<int64_t>(tb.key_ids.data()[i]) * width +
+                                  kDynamicRecordExtra);
+  }
+  *g.count() = n;
+  g.mark_ready();
 }
 
 template <class T>

@@ -15,12 +15,22 @@ Pooling parse_pooling(std::string_view name, std::string_view field) {
   throw Error(fmt::format("{} = '{}' is not a pooling: use sum or mean", field, name));
 }
 
+const char* table_kind_name(TableKind k) { return k == TableKind::Dynamic ? "dynamic" : "hashed"; }
+
 void TableConfig::validate(std::string_view prefix) const {
   LOCKSTEP_CHECK_KEY(!name.empty(), fmt::format("{}.name", prefix),
                      "{}.name is empty: every table needs a name", prefix);
   check_range(fmt::format("{}.rows", prefix), rows, int64_t{1}, int64_t{1} << 40);
   check_range(fmt::format("{}.dim", prefix), dim, int64_t{1}, int64_t{4096});
   check_range(fmt::format("{}.init_scale", prefix), init_scale, 0.0, 10.0);
+  if (!dynamic()) return;
+  LOCKSTEP_CHECK_KEY(!identity, fmt::format("{}.ids", prefix),
+                     "{}.ids = \"identity\" with kind = \"dynamic\": a dynamic table maps every "
+                     "key to its own slot already; drop ids",
+                     prefix);
+  accessor.validate(fmt::format("{}.accessor", prefix));
+  check_range(fmt::format("{}.accessor.shrink_every_steps", prefix), shrink_every_steps,
+              int64_t{0}, int64_t{1} << 40);
 }
 
 template <class T>
@@ -37,6 +47,8 @@ EmbeddingTable<T>::EmbeddingTable(TableConfig config, nn::OptimizerConfig optimi
 
 template <class T>
 uint64_t EmbeddingTable<T>::row_of(uint64_t key) const {
+  LOCKSTEP_CHECK(!dynamic(), "table '{}' is dynamic: its keys have slots, not hashed rows",
+                 config_.name);
   if (config_.identity) {
     LOCKSTEP_CHECK(key < static_cast<uint64_t>(config_.rows),
                    "table '{}' (ids = \"identity\"): id {} is not below rows = {}; give the "
@@ -51,6 +63,18 @@ uint64_t EmbeddingTable<T>::row_of(uint64_t key) const {
 
 template <class T>
 void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
+  if (dynamic()) {
+    LOCKSTEP_CHECK(ctx.is_cpu(),
+                   "table '{}' is dynamic, and dynamic tables run on the CPU for now (the GPU "
+                   "hash table is not built yet): train on the CPU or use kind = \"hashed\"",
+                   config_.name);
+    dynamic_ = std::make_unique<DynamicTable<T>>(
+        config_.rows, config_.dim, config_.init_scale, config_.accessor,
+        config_.shrink_every_steps, optimizer_, seed, hash_seed_);
+    grad_.reserve(ctx, 1, grad_width());
+    zero_bytes(ctx, grad_.count(), sizeof(int64_t));
+    return;
+  }
   const int64_t n = config_.rows * config_.dim;
   weights_.resize(ctx, {config_.rows, config_.dim});
   kernels::fill_uniform<T>(ctx, n, seed, hash_seed_, 0, -config_.init_scale, config_.init_scale,
@@ -71,6 +95,11 @@ void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
 template <class T>
 void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
   if (!grad_.ready()) return;
+  if (dynamic_) {
+    dynamic_->apply(ctx, grad_, grad_scale, step);
+    grad_.clear();
+    return;
+  }
   const auto& o = optimizer_;
   if (o.kind == nn::OptimizerKind::Adagrad) {
     kernels::sparse_adagrad_update<T>(ctx, {o.lr, o.eps}, grad_scale, config_.dim,
@@ -89,6 +118,10 @@ void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_
 template <class T>
 std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& ctx) const {
   std::map<std::string, std::vector<T>> out;
+  if (dynamic_) {
+    dynamic_->to_host(config_.name, out);
+    return out;
+  }
   out[config_.name + ".weight"] = lockstep::to_host(ctx, weights_);
   if (optimizer_.kind == nn::OptimizerKind::Adagrad) {
     out[config_.name + ".accum"] = lockstep::to_host(ctx, state0_);
@@ -102,6 +135,7 @@ std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& 
 template <class T>
 void EmbeddingTable<T>::from_host(const Context& ctx,
                                   const std::map<std::string, std::vector<T>>& tensors) {
+  if (dynamic_) return dynamic_->from_host(config_.name, tensors);
   std::vector<std::pair<const std::vector<T>*, Tensor<T>*>> plan;
   const auto find = [&](const std::string& name, Tensor<T>& t) {
     auto it = tensors.find(name);
@@ -121,6 +155,11 @@ void EmbeddingTable<T>::from_host(const Context& ctx,
   // Everything checked: now overwrite, so a bad input leaves the table as it was.
   for (auto& [src, dst] : plan)
     copy_bytes(ctx, dst->data(), ctx.device(), src->data(), Device::cpu(), dst->bytes());
+}
+
+template <class T>
+void EmbeddingTable<T>::end_epoch() {
+  if (dynamic_ && config_.shrink_each_epoch) dynamic_->shrink();
 }
 
 template class EmbeddingTable<float>;

@@ -20,6 +20,7 @@ void AccessorConfig::validate(std::string_view prefix) const {
                      "{} = {} is out of range: must be in (0, 1]", key("show_click_decay_rate"),
                      show_click_decay_rate);
   check_range(key("delta_keep_days"), delta_keep_days, int64_t{0}, int64_t{100000});
+  check_range(key("lr_learning_rate"), lr_learning_rate, 1e-12, 100.0);
   check_range(key("delete_after_unseen_days"), delete_after_unseen_days, int64_t{0},
               int64_t{100000});
 }

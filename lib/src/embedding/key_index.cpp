@@ -47,8 +47,8 @@ int64_t KeyIndex::insert(uint64_t key, bool* inserted) {
   if (full()) return -1;
   int64_t slot;
   if (!free_.empty()) {
-    slot = free_.back();
-    free_.pop_back();
+    slot = free_.top();  // every free slot below next_fresh_: the lowest free slot
+    free_.pop();
   } else {
     slot = next_fresh_++;
   }
@@ -66,7 +66,7 @@ bool KeyIndex::erase(uint64_t key) {
   const int64_t slot = bucket_slots_[hole];
   if (slot < 0) return false;
   slot_used_[static_cast<size_t>(slot)] = 0;
-  free_.push_back(slot);
+  free_.push(slot);
   --size_;
   // Backward-shift deletion: move later members of the probe run into the hole when the hole
   // lies on their way from their home bucket, until an empty bucket ends the run.
@@ -87,9 +87,27 @@ bool KeyIndex::erase(uint64_t key) {
 void KeyIndex::clear() {
   bucket_slots_.assign(bucket_slots_.size(), -1);
   slot_used_.assign(slot_used_.size(), 0);
-  free_.clear();
+  free_ = {};
   next_fresh_ = 0;
   size_ = 0;
+}
+
+void KeyIndex::restore(const uint64_t* slot_keys, const uint8_t* used) {
+  clear();
+  for (int64_t s = 0; s < capacity_; ++s) {
+    if (!used[s]) continue;
+    const size_t b = bucket_of(slot_keys[s]);
+    LOCKSTEP_CHECK(bucket_slots_[b] < 0, "key index: key {} is held by slots {} and {}",
+                   slot_keys[s], bucket_slots_[b], s);
+    bucket_keys_[b] = slot_keys[s];
+    bucket_slots_[b] = s;
+    slot_keys_[static_cast<size_t>(s)] = slot_keys[s];
+    slot_used_[static_cast<size_t>(s)] = 1;
+    ++size_;
+    next_fresh_ = s + 1;
+  }
+  for (int64_t s = 0; s < next_fresh_; ++s)
+    if (!used[s]) free_.push(s);
 }
 
 }  // namespace lockstep::embedding

@@ -68,13 +68,14 @@ const T* Bst<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bool t
   encoder_->forward(ctx, B, x_.data() + pooled_at + t_col_, width_, seq + s_col_,
                     g_col_ >= 0 ? seq + g_col_ : nullptr, ws, batch.token_lengths(), x_.data(),
                     width_, training);
-  return this->logits_ = mlp_->forward(ctx, B, x_.data(), training);
+  return this->logits_ = this->with_wide(ctx, mlp_->forward(ctx, B, x_.data(), training));
 }
 
 template <class T>
 void Bst<T>::backward(const Context& ctx, const T* dlogits) {
   const int64_t B = this->rows_, ws = this->embeddings_->sequence_width();
   const int64_t pooled_at = out_width_;
+  this->set_wide_grad(dlogits);
   dx_.resize(ctx, {B, width_});
   mlp_->backward(ctx, B, x_.data(), dlogits, dx_.data());
   T* dseq = this->zeroed_sequence_grad(ctx);

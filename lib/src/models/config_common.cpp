@@ -69,9 +69,72 @@ nn::OptimizerConfig read_optimizer_config(const io::TomlDoc& doc, const toml::ta
   return c;
 }
 
+namespace {
+embedding::AccessorConfig read_accessor(const io::TomlDoc& doc, const toml::table& a,
+                                        const std::string& p, embedding::TableConfig& c) {
+  doc.check_keys(a, p,
+                 {"nonclk_coeff", "click_coeff", "embedx_threshold", "base_threshold",
+                  "delta_threshold", "delta_keep_days", "show_click_decay_rate",
+                  "delete_threshold", "delete_after_unseen_days", "lr_learning_rate",
+                  "shrink_every_steps", "shrink_each_epoch"});
+  embedding::AccessorConfig x = c.accessor;
+  const auto f = [&](const char* key, float v) {
+    return static_cast<float>(doc.get_float(a, p, key, v, 0, 1e9));
+  };
+  x.nonclk_coeff = f("nonclk_coeff", x.nonclk_coeff);
+  x.click_coeff = f("click_coeff", x.click_coeff);
+  x.embedx_threshold = f("embedx_threshold", x.embedx_threshold);
+  x.base_threshold = f("base_threshold", x.base_threshold);
+  x.delta_threshold = f("delta_threshold", x.delta_threshold);
+  x.delete_threshold = f("delete_threshold", x.delete_threshold);
+  x.show_click_decay_rate =
+      static_cast<float>(doc.get_float(a, p, "show_click_decay_rate", x.show_click_decay_rate,
+                                       1e-9, 1));
+  x.lr_learning_rate =
+      static_cast<float>(doc.get_float(a, p, "lr_learning_rate", x.lr_learning_rate, 1e-12, 100));
+  x.delta_keep_days = doc.get_int(a, p, "delta_keep_days", x.delta_keep_days, 0, 100000);
+  x.delete_after_unseen_days =
+      doc.get_int(a, p, "delete_after_unseen_days", x.delete_after_unseen_days, 0, 100000);
+  c.shrink_every_steps =
+      doc.get_int(a, p, "shrink_every_steps", c.shrink_every_steps, 0, int64_t{1} << 40);
+  c.shrink_each_epoch = doc.get_bool(a, p, "shrink_each_epoch", c.shrink_each_epoch);
+  doc.at(a, [&] {
+    x.validate(p);
+    return 0;
+  });
+  return x;
+}
+}  // namespace
+
 embedding::TableConfig read_table_params(const io::TomlDoc& doc, const toml::table& tt,
                                          const std::string& p, embedding::TableConfig c) {
-  c.rows = doc.get_int(tt, p, "rows", c.rows, 1, int64_t{1} << 40);
+  if (const toml::node* n = tt.get("kind")) {
+    const std::string kind = doc.get_string(tt, p, "kind", "hashed");
+    doc.at(*n, [&] {
+      LOCKSTEP_CHECK(kind == "hashed" || kind == "dynamic",
+                     "{}.kind = '{}' is not a table kind: use hashed (keys hashed into rows) or "
+                     "dynamic (the feasign store: a slot per key, admission, decay, eviction)",
+                     p, kind);
+      return 0;
+    });
+    c.kind = kind == "dynamic" ? embedding::TableKind::Dynamic : embedding::TableKind::Hashed;
+  }
+  if (c.dynamic()) {
+    if (const toml::node* n = tt.get("rows"))
+      doc.fail(*n, fmt::format("{}.rows: a dynamic table has a capacity, not rows: give "
+                               "capacity = N (the most feasigns it holds)",
+                               p));
+    c.rows = doc.get_int(tt, p, "capacity", c.rows, 1, int64_t{1} << 40);
+    if (const toml::table* a = doc.get_table(tt, p, "accessor"))
+      c.accessor = read_accessor(doc, *a, p + ".accessor", c);
+  } else {
+    for (const char* key : {"capacity", "accessor"})
+      if (const toml::node* n = tt.get(key))
+        doc.fail(*n, fmt::format("{}.{} is for dynamic tables: set {}.kind = \"dynamic\" or "
+                                 "drop it",
+                                 p, key, p));
+    c.rows = doc.get_int(tt, p, "rows", c.rows, 1, int64_t{1} << 40);
+  }
   c.dim = doc.get_int(tt, p, "dim", c.dim, 1, 4096);
   if (const toml::node* n = tt.get("pooling")) {
     const std::string name = doc.get_string(tt, p, "pooling", "");
@@ -97,12 +160,19 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
   for (size_t i = 0; i < tables.size(); ++i) {
     const toml::table& tt = *tables[i];
     const std::string p = fmt::format("{}.tables[{}]", prefix, i);
-    doc.check_keys(tt, p, {"name", "rows", "dim", "pooling", "init_scale", "ids"});
+    doc.check_keys(tt, p,
+                   {"name", "kind", "rows", "capacity", "dim", "pooling", "init_scale", "ids",
+                    "accessor"});
     embedding::TableConfig c;
     c.name = required_string(doc, tt, p, "name", "the table a name that fields refer to");
-    if (!tt.get("rows"))
-      doc.fail(tt,
-               fmt::format("{}.rows is missing: give the number of hash buckets, in [1, 2^40]", p));
+    const bool dynamic = doc.get_string(tt, p, "kind", "hashed") == "dynamic";
+    if (!tt.get(dynamic ? "capacity" : "rows") && !(dynamic && tt.get("rows")))  // rows: below
+      doc.fail(tt, dynamic ? fmt::format("{}.capacity is missing: give the most feasigns the "
+                                         "dynamic table holds, in [1, 2^40]",
+                                         p)
+                           : fmt::format("{}.rows is missing: give the number of hash buckets, "
+                                         "in [1, 2^40]",
+                                         p));
     c = read_table_params(doc, tt, p, c);
     out.push_back(c);
   }

@@ -51,12 +51,13 @@ const T* Din<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bool t
   this->embed(ctx, batch, x_.data(), width_, dim_);
   attention_->forward(ctx, B, Tn, x_.data() + q_col_, width_, this->seq_.data() + k_col_, ws,
                       batch.lengths(), x_.data(), width_, training);
-  return this->logits_ = mlp_->forward(ctx, B, x_.data(), training);
+  return this->logits_ = this->with_wide(ctx, mlp_->forward(ctx, B, x_.data(), training));
 }
 
 template <class T>
 void Din<T>::backward(const Context& ctx, const T* dlogits) {
   const int64_t B = this->rows_, ws = this->embeddings_->sequence_width();
+  this->set_wide_grad(dlogits);
   dx_.resize(ctx, {B, width_});
   mlp_->backward(ctx, B, x_.data(), dlogits, dx_.data());
   T* dseq = this->zeroed_sequence_grad(ctx);

@@ -70,6 +70,12 @@ StudentEmbeddingLosses parse_student_embedding_losses(std::string_view name,
 
 void DualConfig::validate() const {
   validate_embedding_layout(tables, fields);
+  for (size_t i = 0; i < tables.size(); ++i)
+    LOCKSTEP_CHECK_KEY(!tables[i].dynamic(), fmt::format("model.tables[{}].kind", i),
+                       "model.tables[{}].kind = \"dynamic\" ('{}'): the dual model does not take "
+                       "dynamic tables yet (issue 13); use kind = \"hashed\" or a one-tower model "
+                       "(embedding_mlp, din, bst)",
+                       i, tables[i].name);
   LOCKSTEP_CHECK_KEY(!components.empty(), "model.teacher.components",
                      "model.teacher.components is empty: give one or more of fm, cross, din, bst");
   for (size_t i = 0; i < components.size(); ++i) {

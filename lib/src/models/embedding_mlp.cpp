@@ -145,11 +145,13 @@ const T* EmbeddingMlp<T>::forward(const Context& ctx, const DeviceBatch<T>& batc
   // input = [pooled fields | dense]
   input_.resize(ctx, {batch.size(), input_width_});
   this->embed(ctx, batch, input_.data(), input_width_, 0);
-  return this->logits_ = mlp_->forward(ctx, this->rows_, input_.data(), training);
+  return this->logits_ =
+             this->with_wide(ctx, mlp_->forward(ctx, this->rows_, input_.data(), training));
 }
 
 template <class T>
 void EmbeddingMlp<T>::backward(const Context& ctx, const T* dlogits) {
+  this->set_wide_grad(dlogits);
   if (config_.fm.any()) return backward_fm(ctx, dlogits);
   const int64_t rows = this->rows_;
   dinput_.resize(ctx, {rows, input_width_});
@@ -207,6 +209,9 @@ const T* EmbeddingMlp<T>::forward_fm(const Context& ctx, const DeviceBatch<T>& b
                      T(0), second_.data(), 1);
     kernels::copy_2d<T>(ctx, B, 1, second_.data(), 1, logit_.data(), 1, /*accumulate=*/true);
   }
+  if (this->embeddings_->has_wide())
+    kernels::copy_2d<T>(ctx, B, 1, this->embeddings_->wide(), 1, logit_.data(), 1,
+                        /*accumulate=*/true);
   return this->logits_ = logit_.data();
 }
 

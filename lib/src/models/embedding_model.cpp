@@ -1,5 +1,7 @@
 #include "lockstep/models/embedding_model.h"
 
+#include "kernels/copy.h"
+
 namespace lockstep::models {
 
 void validate_embedding_layout(const std::vector<embedding::TableConfig>& tables,
@@ -74,7 +76,17 @@ void EmbeddingModel<T>::embed_backward(const Context& ctx, const T* dx, int64_t 
                                        int64_t pooled_at) {
   const bool seq = embeddings_->sequence_length() > 0;
   embeddings_->backward(ctx, dx + pooled_at, lddx, seq ? dseq_.data() : nullptr,
-                        embeddings_->sequence_width());
+                        embeddings_->sequence_width(), dwide_);
+}
+
+template <class T>
+const T* EmbeddingModel<T>::with_wide(const Context& ctx, const T* logits) {
+  if (!embeddings_->has_wide()) return logits;
+  wide_logits_.resize(ctx, {std::max<int64_t>(rows_, 1)});
+  kernels::copy_2d<T>(ctx, rows_, 1, logits, 1, wide_logits_.data(), 1);
+  kernels::copy_2d<T>(ctx, rows_, 1, embeddings_->wide(), 1, wide_logits_.data(), 1,
+                      /*accumulate=*/true);
+  return wide_logits_.data();
 }
 
 template <class T>

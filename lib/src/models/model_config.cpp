@@ -190,7 +190,9 @@ Shorthand read_shorthand(const io::TomlDoc& doc, const Common& common) {
   const DataColumns& data = *common.data;
   sh.node = tpc;
   const std::string p = "model.tables_per_column";
-  doc.check_keys(*tpc, p, {"rows", "dim", "pooling", "init_scale", "ids", "share"});
+  doc.check_keys(*tpc, p,
+                 {"kind", "rows", "capacity", "dim", "pooling", "init_scale", "ids", "accessor",
+                  "share"});
   embedding::TableConfig base;
   base.rows = 131072;
   base = read_table_params(doc, *tpc, p, base);
@@ -225,7 +227,8 @@ Shorthand read_shorthand(const io::TomlDoc& doc, const Common& common) {
                                 key, name, column_list));
       over[name] = v.as_table();
       doc.check_keys(*v.as_table(), key,
-                     {"table", "rows", "dim", "pooling", "init_scale", "ids", "max_len", "skip"});
+                     {"table", "kind", "rows", "capacity", "dim", "pooling", "init_scale", "ids",
+                      "accessor", "max_len", "skip"});
     }
   std::map<std::string, const toml::node*> table_node;  // where a column's table was chosen
   for (size_t j = 0; j < data.names.size(); ++j) {
@@ -269,7 +272,8 @@ Shorthand read_shorthand(const io::TomlDoc& doc, const Common& common) {
                                "name one of {}",
                                c.name, c.table, column_list));
     if (const auto o = over.find(c.name); o != over.end())
-      for (const char* key : {"rows", "dim", "pooling", "init_scale", "ids"})
+      for (const char* key :
+           {"kind", "rows", "capacity", "dim", "pooling", "init_scale", "ids", "accessor"})
         if (const toml::node* n = o->second->get(key))
           doc.fail(*n, fmt::format("model.columns.{}.{}: column '{}' reads the table of '{}': set "
                                    "{} in [model.columns.{}]",

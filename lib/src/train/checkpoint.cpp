@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "io/directory_writer.h"
+#include "lockstep/embedding/dynamic_table.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/io/safetensors.h"
 #include "train/checkpoint_manifest.h"
@@ -18,11 +19,20 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kStepPrefix = "step-";
 
+// A dynamic table's key map travels in its host tensors as U64 bit patterns, two floats per key
+// (embedding::is_u64_tensor()); the file stores it as U64.
+io::DType file_dtype(const std::string& name) {
+  return embedding::is_u64_tensor(name) ? io::DType::U64 : io::DType::F32;
+}
+int64_t file_numel(const std::string& name, size_t values) {
+  return static_cast<int64_t>(embedding::is_u64_tensor(name) ? values / 2 : values);
+}
+
 void write_map(const fs::path& path, const std::map<std::string, std::vector<float>>& tensors,
                const std::map<std::string, std::string>& metadata) {
   std::vector<io::TensorRef> refs;
   for (const auto& [name, values] : tensors)
-    refs.push_back({name, io::DType::F32, {static_cast<int64_t>(values.size())}, values.data()});
+    refs.push_back({name, file_dtype(name), {file_numel(name, values.size())}, values.data()});
   io::write_safetensors(path.string(), refs, metadata);
 }
 
@@ -33,9 +43,10 @@ void check_map(const io::SafetensorsFile& file,
     LOCKSTEP_CHECK(file.has(name), "{}: tensor '{}' is missing (a checkpoint of another model?)",
                    file.path, name);
     const auto& t = file.get(name);
-    LOCKSTEP_CHECK(t.dtype == io::DType::F32 && t.numel() == static_cast<int64_t>(values.size()),
-                   "{}: tensor '{}' has {} {} values, the model needs {} F32", file.path, name,
-                   t.numel(), io::dtype_name(t.dtype), values.size());
+    LOCKSTEP_CHECK(t.dtype == file_dtype(name) && t.numel() == file_numel(name, values.size()),
+                   "{}: tensor '{}' has {} {} values, the model needs {} {}", file.path, name,
+                   t.numel(), io::dtype_name(t.dtype), file_numel(name, values.size()),
+                   io::dtype_name(file_dtype(name)));
   }
   // And nothing the model does not have (a table it would silently leave out).
   for (const auto& t : file.tensors)
@@ -47,7 +58,16 @@ void check_map(const io::SafetensorsFile& file,
 std::map<std::string, std::vector<float>> read_map(
     const io::SafetensorsFile& file, const std::map<std::string, std::vector<float>>& like) {
   std::map<std::string, std::vector<float>> out;
-  for (const auto& [name, values] : like) out[name] = file.get(name).as<float>();
+  for (const auto& [name, values] : like) {
+    const io::TensorData& t = file.get(name);
+    if (t.dtype == io::DType::F32) {
+      out[name] = t.as<float>();
+    } else {  // U64 (checked): its bytes, as the host tensor's float bit patterns
+      std::vector<float> v(t.bytes.size() / sizeof(float));
+      std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+      out[name] = std::move(v);
+    }
+  }
   return out;
 }
 }  // namespace

@@ -21,7 +21,7 @@ std::vector<TableCollisions> count_collisions(models::EmbeddingModel<T>& model,
     c.table = table->config().name;
     c.rows = table->rows();
     c.exact = exact;
-    c.identity = table->config().identity;
+    c.identity = table->config().identity || table->dynamic();  // no collisions either way
     std::vector<uint64_t> keys;
     std::vector<bool> used(columns.size(), false);  // a column read by two fields counts once
     for (const auto& f : fields) {

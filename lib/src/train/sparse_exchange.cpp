@@ -11,7 +11,7 @@ void SparseExchange::run(const Context& ctx, comm::Communicator& comm,
                          const std::vector<uint64_t>& rows) {
   const int T = static_cast<int>(tables.size()), ranks = comm.size(), rank = comm.rank();
   const auto bytes_of = [&](int r, int t) {
-    return static_cast<int64_t>(rows[r * T + t]) * (8 + 4 * tables[t]->dim());
+    return static_cast<int64_t>(rows[r * T + t]) * (8 + 4 * tables[t]->grad_width());
   };
   std::vector<int64_t> seg_bytes(ranks, 0), seg_start(ranks, 0);
   int64_t total_bytes = 0;
@@ -29,7 +29,7 @@ void SparseExchange::run(const Context& ctx, comm::Communicator& comm,
   const Device& dev = ctx.device();
   int64_t at = 0;
   for (int t = 0; t < T; ++t) {  // pack: ids then gradient rows, table by table
-    const int64_t u = static_cast<int64_t>(rows[rank * T + t]), dim = tables[t]->dim();
+    const int64_t u = static_cast<int64_t>(rows[rank * T + t]), dim = tables[t]->grad_width();
     copy_bytes(ctx, send_.data() + at, dev, tables[t]->grad().ids(), dev, u * 8);
     at += u * 8;
     copy_bytes(ctx, send_.data() + at, dev, tables[t]->grad().rows(), dev, u * dim * 4);
@@ -38,7 +38,7 @@ void SparseExchange::run(const Context& ctx, comm::Communicator& comm,
   comm.all_gather_v(ctx, send_.data(), recv_.data(), seg_bytes, comm::DataType::U8);
   for (int t = 0; t < T; ++t) {
     auto& grad = tables[t]->grad();
-    const int64_t dim = tables[t]->dim();
+    const int64_t dim = tables[t]->grad_width();
     int64_t total = 0;
     for (int r = 0; r < ranks; ++r) total += static_cast<int64_t>(rows[r * T + t]);
     if (total == 0) {

@@ -10,7 +10,9 @@
 namespace lockstep::train {
 
 /// Wire format: rank r sends one segment holding, table by table, its sparse gradient's ids
-/// (u64 × rows) then its gradient rows (f32 × rows × dim); one all-gather carries every rank's
+/// (u64 × rows) then its gradient rows (f32 × rows × grad_width); a dynamic table's ids are
+/// feasign keys and its rows carry the keys' show/click counts (so every replica decides
+/// admission and eviction from the same global counts); one all-gather carries every rank's
 /// segment. Each table's gathered rows are then merged (equal ids summed in rank order), so every
 /// replica ends the exchange with the identical merged SparseGrad in each table.
 class SparseExchange {

@@ -79,6 +79,23 @@ std::string settings_text(const TrainerConfig& c) {
                      c.best_dir, c.restore_best, c.keep_best_in_memory);
 }
 
+/// The feasign stores after an epoch (identical on every rank: rank 0 reports them).
+void log_dynamic_tables(models::Model<float>& model, int64_t epoch) {
+  for (auto* t : model.tables()) {
+    const auto* d = t->dynamic_table();
+    if (!d) continue;
+    const auto& c = d->counters();
+    int64_t admitted_now = 0;
+    for (int64_t s = 0; s < d->capacity(); ++s)
+      admitted_now += d->index().occupied(s) && d->admitted(s) ? 1 : 0;
+    log().info("epoch {}: dynamic table '{}': {} feasigns of {} ({} with embedx); since this "
+               "process started {} created, {} admitted, {} evicted when full, {} dropped (full "
+               "of the step's own), {} deleted by {} shrinks",
+               epoch + 1, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
+               c.admitted, c.evicted, c.dropped, c.deleted, c.shrinks);
+  }
+}
+
 /// How train_epoch() ended.
 enum class EpochEnd { kDone, kSignal, kEarlyStop };
 
@@ -282,6 +299,8 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         result.early_stopped = true;
         break;
       }
+      m.model.end_epoch(m.ctx);  // every rank, at the same step: replicas stay identical
+      if (m.comm.rank() == 0) log_dynamic_tables(m.model, m.epoch);
       m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
       // Each rank reports what its data source let pass (skipped bad records): no collective.
       if (const std::string report = train.epoch_report(); !report.empty())

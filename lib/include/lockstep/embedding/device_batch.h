@@ -55,6 +55,11 @@ class DeviceBatch {
   int64_t nnz(size_t t) const { return tables_.at(t).nnz; }
   const int64_t* offsets(size_t t) const { return ptr<int64_t>(tables_.at(t).offsets_at); }
   const uint64_t* ids(size_t t) const { return ptr<uint64_t>(tables_.at(t).ids_at); }
+  /// A dynamic table t (host memory; empty for a hashed table): the batch's distinct keys of the
+  /// table in ascending order — ids(t) are positions in this list — and per key its
+  /// occurrences (shows) and their summed labels (clicks), (keys, 2) row-major.
+  const std::vector<uint64_t>& keys(size_t t) const { return tables_.at(t).keys; }
+  const std::vector<T>& key_counts(size_t t) const { return tables_.at(t).counts; }
 
   /// dst[:, 0:num_dense] (size() rows, row stride ld) = the dense features, on ctx's device.
   /// Throws Error when the batch does not hold exactly num_dense values per sample. No-op when
@@ -71,6 +76,8 @@ class DeviceBatch {
              bool has_lengths);
   int64_t* host_offsets(size_t t) { return host_ptr<int64_t>(tables_.at(t).offsets_at); }
   uint64_t* host_ids(size_t t) { return host_ptr<uint64_t>(tables_.at(t).ids_at); }
+  std::vector<uint64_t>& mutable_keys(size_t t) { return tables_.at(t).keys; }
+  std::vector<T>& mutable_key_counts(size_t t) { return tables_.at(t).counts; }
   /// The history lengths, to fill (size() elements) before finish().
   std::vector<int64_t>& mutable_host_lengths() { return host_lengths_; }
   void finish(const Context& ctx, const data::Batch& batch);
@@ -79,6 +86,8 @@ class DeviceBatch {
   struct Table {
     int64_t bags = 0, nnz = 0;
     size_t offsets_at = 0, ids_at = 0;
+    std::vector<uint64_t> keys;  // dynamic tables
+    std::vector<T> counts;
   };
   template <class U>
   const U* ptr(size_t at) const {

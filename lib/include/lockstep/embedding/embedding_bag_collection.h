@@ -85,11 +85,18 @@ class EmbeddingBagCollection {
   /// nullptr only when there are no sequence fields.
   void forward(const Context& ctx, const DeviceBatch<T>& batch, T* out, int64_t ld_out,
                T* seq_out = nullptr, int64_t ld_seq = 0);
-  /// dout / dseq: gradients in the same layouts. Computes each table's sparse gradient (all
-  /// fields of a table are reduced together, so a row read by two fields gets one summed
-  /// gradient).
+  /// The wide term (dynamic tables, issue 13): per sample of the last forward(), the sum of the
+  /// lr weights of every id it looked up in a dynamic table; models add it to their logit.
+  /// nullptr when the layer has no dynamic table.
+  bool has_wide() const { return has_wide_; }
+  const T* wide() const { return has_wide_ ? wide_.data() : nullptr; }
+
+  /// dout / dseq: gradients in the same layouts; dwide: the gradient of the wide term (rows;
+  /// the logit's, as models add it to the logit), read when has_wide(). Computes each table's
+  /// sparse gradient (all fields of a table are reduced together, so a row read by two fields
+  /// gets one summed gradient); a dynamic table's is keyed by feasign (EmbeddingTable::grad()).
   void backward(const Context& ctx, const T* dout, int64_t ld_dout, const T* dseq = nullptr,
-                int64_t ld_seq = 0);
+                int64_t ld_seq = 0, const T* dwide = nullptr);
   /// Sparse optimizer step on every table that has a gradient.
   void apply_gradients(const Context& ctx, T grad_scale, int64_t step);
 
@@ -104,6 +111,11 @@ class EmbeddingBagCollection {
 
  private:
   struct TableBatch;
+  /// f(sample, id) for every id the last forward() looked up in table t (host; dynamic tables).
+  template <class F>
+  void for_each_occurrence(size_t t, F&& f) const;
+  void keyed_gradient(const Context& ctx, size_t t, const T* grad, int64_t ld, const T* dwide);
+
   std::vector<EmbeddingTable<T>> tables_;
   std::vector<FieldConfig> fields_;
   std::vector<int> field_table_;   // table index of each field
@@ -111,6 +123,8 @@ class EmbeddingBagCollection {
   std::vector<int64_t> field_offsets_;
   int64_t output_width_ = 0, sequence_width_ = 0, sequence_length_ = 0;
   int64_t rows_ = 0;
+  bool has_wide_ = false;
+  Tensor<T> wide_;
   const DeviceBatch<T>* batch_ = nullptr;              // of the last forward()
   std::vector<std::unique_ptr<TableBatch>> batches_;  // one per table
 };

@@ -80,6 +80,12 @@ class EmbeddingModel : public Model<T> {
   /// The embedding backward: dx (rows, lddx) holds the pooled fields' gradient at `pooled_at`,
   /// dseq_ the sequence fields'.
   void embed_backward(const Context& ctx, const T* dx, int64_t lddx, int64_t pooled_at);
+  /// The wide term of dynamic tables (EmbeddingBagCollection::wide()) added to the logits of
+  /// the last embed(): returns `logits` itself when the model has no dynamic table, else a
+  /// buffer of the model holding logits + wide.
+  const T* with_wide(const Context& ctx, const T* logits);
+  /// In backward(), before embed_backward(): the logits' gradient, which is the wide term's.
+  void set_wide_grad(const T* dlogits) { dwide_ = dlogits; }
 
   int64_t num_dense_;
   nn::ParamSet<T> params_;
@@ -87,6 +93,8 @@ class EmbeddingModel : public Model<T> {
   std::unique_ptr<nn::DenseOptimizer<T>> optimizer_;
   int64_t rows_ = 0;
   Tensor<T> seq_, dseq_;
+  Tensor<T> wide_logits_;
+  const T* dwide_ = nullptr;
 };
 
 extern template class EmbeddingModel<float>;

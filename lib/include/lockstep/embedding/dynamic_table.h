@@ -1,0 +1,127 @@
+#pragma once
+// DynamicTable: the feasign store behind an embedding table of kind "dynamic" (issue 13,
+// docs/feasign_store.md). 64-bit keys map to slots without collisions (KeyIndex); each held
+// feasign has its statistics (show, click, delta score, unseen days), a 1-dim `lr` weight that
+// learns from its first update, and an `embedx` vector created only when the feasign is admitted
+// (score >= embedx_threshold), each with its optimizer state. Feasigns are inserted when a step's
+// merged gradient first carries them, evicted lowest score first when the table is full, and
+// deleted at a shrink boundary by the accessor's rules.
+//
+// The table never decides anything from one rank's data: apply() takes the step's MERGED keyed
+// gradient (every rank's records summed per key by the sparse exchange, identical on every
+// replica), so every replica makes the same inserts, admissions, evictions and updates and stays
+// bitwise identical.
+//
+// Host memory: the table runs on the CPU for now (a CUDA context is refused with a clear error;
+// the GPU hash table is the next part of issue 13).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lockstep/core/context.h"
+#include "lockstep/embedding/feasign_accessor.h"
+#include "lockstep/embedding/key_index.h"
+#include "lockstep/embedding/sparse_grad.h"
+#include "lockstep/nn/optimizer.h"
+
+namespace lockstep::embedding {
+
+/// The record a dynamic table's sparse gradient carries per key: [show, click, d lr, d embedx
+/// (dim values)], so a row is dim + kDynamicRecordExtra wide. show and click are counts (not
+/// scaled by the step's 1 / samples); the gradients are sums over the batch like a hashed
+/// table's.
+inline constexpr int64_t kDynamicRecordExtra = 3;
+
+/// What a dynamic table has done since it was created (not checkpointed: a report).
+struct DynamicCounters {
+  int64_t inserted = 0;  // feasigns created
+  int64_t admitted = 0;  // embedx vectors created
+  int64_t evicted = 0;   // feasigns removed to make room for new ones (lowest score first)
+  int64_t dropped = 0;   // new feasigns not stored: the table was full of this step's feasigns
+  int64_t deleted = 0;   // feasigns removed by shrink()
+  int64_t shrinks = 0;   // boundaries applied
+};
+
+template <class T>
+class DynamicTable {
+ public:
+  /// `capacity` feasigns of `dim`; `accessor` the rules; `optimizer` (adagrad or adam) updates
+  /// lr and embedx alike; initial embedx values feasign_init_value(seed, stream, key, d,
+  /// init_scale); lr starts at 0. shrink_every_steps > 0: apply() shrinks after every update
+  /// whose step is a multiple of it.
+  DynamicTable(int64_t capacity, int64_t dim, float init_scale, const AccessorConfig& accessor,
+               int64_t shrink_every_steps, const nn::OptimizerConfig& optimizer, uint64_t seed,
+               uint64_t stream);
+
+  int64_t capacity() const { return index_.capacity(); }
+  int64_t dim() const { return dim_; }
+  int64_t size() const { return index_.size(); }
+  const KeyIndex& index() const { return index_; }
+  const AccessorConfig& accessor() const { return accessor_; }
+  const DynamicCounters& counters() const { return counters_; }
+
+  /// Per slot (held: index().occupied(slot)).
+  const FeasignStats& stats(int64_t slot) const { return stats_[static_cast<size_t>(slot)]; }
+  bool admitted(int64_t slot) const { return admitted_[static_cast<size_t>(slot)] != 0; }
+  T lr(int64_t slot) const { return lr_[static_cast<size_t>(slot)]; }
+  /// The embedx vectors (capacity × dim; zero for a feasign not admitted).
+  T* embedx() { return embedx_.data(); }
+  const T* embedx() const { return embedx_.data(); }
+  T* lr_weights() { return lr_.data(); }
+
+  /// The forward's view of n keys: embedx rows (n × dim; zero for a key not held or not
+  /// admitted) and lr weights (n; zero for a key not held).
+  void gather(const uint64_t* keys, int64_t n, T* embedx, T* lr) const;
+
+  /// Applies a merged keyed gradient (ids: distinct keys in ascending order; rows of dim +
+  /// kDynamicRecordExtra): new keys inserted (evicting the lowest-score feasigns not in this
+  /// step when full), show/click counted, lr updated for every key, embedx for feasigns
+  /// admitted before this step, then newly admitted feasigns get their initial embedx. Then,
+  /// when shrink_every_steps divides `step`, shrink().
+  void apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale, int64_t step);
+
+  /// A boundary: decay, unseen days, deletion (feasign_accessor.h). Returns the feasigns deleted.
+  int64_t shrink();
+
+  /// Host tensors by name, for checkpoints: "<name>.keys" (the slot -> key map as U64 bit
+  /// patterns, two floats per key: see is_u64_tensor()), "<name>.feasign" (capacity × 7: held,
+  /// admitted, seen, unseen_days, show, click, delta_score), "<name>.lr", "<name>.weight"
+  /// (embedx) and the optimizer state of both ("<name>.lr_accum" + "<name>.accum", or
+  /// "<name>.lr_m/lr_v" + "<name>.m/v").
+  void to_host(const std::string& name, std::map<std::string, std::vector<T>>& out) const;
+  /// Restores what to_host() produced: everything checked first (sizes, the key map), then
+  /// assigned. Throws Error naming the tensor.
+  void from_host(const std::string& name, const std::map<std::string, std::vector<T>>& tensors);
+
+ private:
+  void evict_for(int64_t needed, const std::vector<uint8_t>& in_step);
+  void reset_slot(int64_t slot);
+
+  int64_t dim_;
+  float init_scale_;
+  AccessorConfig accessor_;
+  int64_t shrink_every_steps_;
+  nn::OptimizerConfig optimizer_;
+  uint64_t seed_, stream_;
+  KeyIndex index_;
+  std::vector<FeasignStats> stats_;
+  std::vector<uint8_t> admitted_;
+  std::vector<T> lr_, lr_state0_, lr_state1_;          // (capacity)
+  std::vector<T> embedx_, embedx_state0_, embedx_state1_;  // (capacity, dim); adagrad: (capacity)
+  DynamicCounters counters_;
+  // apply()'s scratch
+  std::vector<int64_t> slots_;
+  std::vector<uint64_t> upd_slots_;
+  std::vector<T> upd_rows_;
+};
+
+/// Whether a host tensor of a table holds U64 values as float bit patterns (two floats per
+/// value): names ending in ".keys". Checkpoints store such tensors as U64.
+bool is_u64_tensor(const std::string& name);
+
+extern template class DynamicTable<float>;
+extern template class DynamicTable<double>;
+
+}  // namespace lockstep::embedding

@@ -1,0 +1,379 @@
+// Dynamic embedding tables (issue 13, docs/feasign_store.md): the feasign store's rules applied
+// by DynamicTable to merged keyed gradients (admission at the threshold, lr learning before
+// admission, initial values and re-creation, eviction when full, shrink, resume), and a model
+// reading dynamic tables (its keyed gradient against finite differences, shows and clicks per
+// key, training).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <random>
+
+#include "gradcheck.h"
+#include "lockstep/embedding/dynamic_table.h"
+#include "lockstep/embedding/feasign_init.h"
+#include "lockstep/nn/loss.h"
+#include "lockstep/train/local_trainer.h"
+#include "model_fixture.h"
+
+using namespace lockstep;
+using embedding::AccessorConfig;
+using embedding::DynamicTable;
+using embedding::kDynamicRecordExtra;
+using Catch::Matchers::Contains;
+
+namespace {
+constexpr int64_t kDim = 4;
+constexpr uint64_t kSeed = 9, kStream = 1234;
+constexpr float kScale = 0.1f;
+
+struct Rec {
+  uint64_t key;
+  float show, click, dlr = 0;
+  float dx = 0;  // every embedx gradient element
+};
+
+nn::OptimizerConfig adagrad() {
+  nn::OptimizerConfig o;
+  o.kind = nn::OptimizerKind::Adagrad;
+  o.lr = 0.1f;
+  return o;
+}
+
+DynamicTable<float> make_table(int64_t capacity, const AccessorConfig& a = {},
+                               int64_t shrink_every = 0) {
+  return DynamicTable<float>(capacity, kDim, kScale, a, shrink_every, adagrad(), kSeed, kStream);
+}
+
+/// Applies one step's merged gradient made of `recs` (sorted by key here, as the merge does).
+void step(const Context& ctx, DynamicTable<float>& t, std::vector<Rec> recs, int64_t s = 1) {
+  std::sort(recs.begin(), recs.end(), [](const Rec& a, const Rec& b) { return a.key < b.key; });
+  const int64_t n = static_cast<int64_t>(recs.size()), w = kDim + kDynamicRecordExtra;
+  embedding::SparseGrad<float> g;
+  g.reserve(ctx, n, w);
+  for (int64_t i = 0; i < n; ++i) {
+    g.ids()[i] = recs[i].key;
+    float* r = g.rows() + i * w;
+    r[0] = recs[i].show;
+    r[1] = recs[i].click;
+    r[2] = recs[i].dlr;
+    std::fill(r + kDynamicRecordExtra, r + w, recs[i].dx);
+  }
+  *g.count() = n;
+  g.mark_ready();
+  t.apply(ctx, g, 1.0f, s);
+}
+
+std::vector<float> embedx_of(const DynamicTable<float>& t, uint64_t key) {
+  const int64_t slot = t.index().find(key);
+  REQUIRE(slot >= 0);
+  return {t.embedx() + slot * kDim, t.embedx() + (slot + 1) * kDim};
+}
+
+std::vector<float> initial_embedx(uint64_t key) {
+  std::vector<float> v(kDim);
+  for (int64_t d = 0; d < kDim; ++d)
+    v[d] = embedding::feasign_init_value(kSeed, kStream, key, d, kScale);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("Dynamic table: embedx is admitted at exactly the threshold; lr learns before",
+          "[embedding][dynamic]") {
+  Context ctx;
+  auto t = make_table(8);  // Paddle's defaults: embedx at score 10 = clicks (click_coeff 1)
+  step(ctx, t, {{1, 10, 10, 0.5f, 1.0f}, {2, 9, 9, 0.5f, 1.0f}});
+  const int64_t s1 = t.index().find(1), s2 = t.index().find(2);
+  REQUIRE(s1 >= 0);
+  REQUIRE(s2 >= 0);
+  CHECK(t.admitted(s1));        // score 10 >= 10
+  CHECK_FALSE(t.admitted(s2));  // score 9
+  CHECK(t.lr(s1) < 0.0f);       // both lr weights learned from the gradient 0.5
+  CHECK(t.lr(s2) == t.lr(s1));
+  // The admitting step creates embedx at its initial values (its gradient is not applied).
+  CHECK(embedx_of(t, 1) == initial_embedx(1));
+  CHECK(embedx_of(t, 2) == std::vector<float>(kDim, 0.0f));
+  std::vector<float> rows(2 * kDim), lr(2);
+  const uint64_t keys[2] = {2, 77};  // 77 is not held: zeros
+  t.gather(keys, 2, rows.data(), lr.data());
+  CHECK(rows == std::vector<float>(2 * kDim, 0.0f));
+  CHECK(lr[0] == t.lr(s2));
+  CHECK(lr[1] == 0.0f);
+
+  step(ctx, t, {{2, 1, 1, 0, 1.0f}}, 2);  // key 2 reaches 10: admitted now
+  CHECK(t.admitted(s2));
+  CHECK(embedx_of(t, 2) == initial_embedx(2));
+  step(ctx, t, {{1, 1, 0, 0, 1.0f}}, 3);  // key 1 held embedx before: it learns
+  const auto e1 = embedx_of(t, 1), i1 = initial_embedx(1);
+  for (int64_t d = 0; d < kDim; ++d) CHECK(e1[d] < i1[d]);
+  CHECK(t.counters().inserted == 2);
+  CHECK(t.counters().admitted == 2);
+  CHECK(t.stats(s1).show == 11.0f);
+  CHECK(t.stats(s1).click == 10.0f);
+}
+
+TEST_CASE("Dynamic table: keys 0 and 2^64 - 1 are feasigns like any other",
+          "[embedding][dynamic]") {
+  Context ctx;
+  AccessorConfig a;
+  a.embedx_threshold = 0;  // admitted at once
+  auto t = make_table(4, a);
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  step(ctx, t, {{0, 1, 0}, {max, 1, 1}});
+  CHECK(t.size() == 2);
+  CHECK(t.index().find(0) != t.index().find(max));
+  CHECK(embedx_of(t, 0) == initial_embedx(0));
+  CHECK(embedx_of(t, max) == initial_embedx(max));
+  CHECK(embedx_of(t, 0) != embedx_of(t, max));
+}
+
+TEST_CASE("Dynamic table: when full the lowest score leaves first; a re-created feasign starts "
+          "from the same values",
+          "[embedding][dynamic]") {
+  Context ctx;
+  AccessorConfig a;
+  a.embedx_threshold = 0;
+  auto t = make_table(3, a);
+  step(ctx, t, {{10, 5, 5}, {20, 1, 0}, {30, 3, 3}});  // scores 5, 0.1, 3
+  const auto e20 = embedx_of(t, 20);
+  step(ctx, t, {{40, 1, 1}}, 2);
+  CHECK(t.index().find(20) < 0);  // the lowest score
+  CHECK(t.index().find(10) >= 0);
+  CHECK(t.index().find(30) >= 0);
+  CHECK(t.index().find(40) >= 0);
+  CHECK(t.counters().evicted == 1);
+  // Four new keys, three held ones not in the step: all three leave, one new key is dropped.
+  step(ctx, t, {{50, 1, 1}, {60, 1, 1}, {70, 1, 1}, {80, 1, 1}}, 3);
+  CHECK(t.counters().evicted == 4);
+  CHECK(t.counters().dropped == 1);
+  CHECK(t.index().find(80) < 0);  // the last in key order
+  for (uint64_t k : {50, 60, 70}) CHECK(t.index().find(k) >= 0);
+  // Feasigns of the step itself are never evicted for its new ones.
+  step(ctx, t, {{50, 1, 1}, {60, 1, 1}, {70, 1, 1}, {20, 1, 1}}, 4);
+  CHECK(t.index().find(20) < 0);
+  CHECK(t.counters().dropped == 2);
+  step(ctx, t, {{20, 1, 1}}, 5);  // 20 again: evicts the lowest (50, 60, 70 tie: key 50)
+  CHECK(t.index().find(50) < 0);
+  CHECK(embedx_of(t, 20) == e20);  // the same initial values as the first time
+  const int64_t s20 = t.index().find(20);
+  CHECK(t.stats(s20).show == 1.0f);  // and fresh statistics
+}
+
+TEST_CASE("Dynamic table: shrink decays, counts unseen days and deletes (strictly below)",
+          "[embedding][dynamic]") {
+  Context ctx;
+  SECTION("delete below the threshold, at it kept") {
+    AccessorConfig a;
+    a.show_click_decay_rate = 1.0f;  // no decay: the scores stay as counted
+    auto t = make_table(8, a);
+    step(ctx, t, {{1, 8, 0}, {2, 7, 0}});  // scores 0.8 (= delete_threshold) and 0.7
+    CHECK(t.shrink() == 1);
+    CHECK(t.index().find(1) >= 0);
+    CHECK(t.index().find(2) < 0);
+    CHECK(t.counters().deleted == 1);
+  }
+  SECTION("decay") {
+    AccessorConfig a;
+    a.show_click_decay_rate = 0.5f;
+    auto t = make_table(8, a);
+    step(ctx, t, {{1, 100, 40}});
+    t.shrink();
+    const int64_t s = t.index().find(1);
+    CHECK(t.stats(s).show == 50.0f);
+    CHECK(t.stats(s).click == 20.0f);
+  }
+  SECTION("unseen days: N kept, N + 1 deleted") {
+    AccessorConfig a;
+    a.delete_after_unseen_days = 2;
+    a.show_click_decay_rate = 1.0f;
+    auto t = make_table(8, a);
+    step(ctx, t, {{1, 100, 100}, {2, 100, 100}});
+    t.shrink();  // both seen: unseen_days 0
+    for (int day = 1; day <= 2; ++day) {
+      step(ctx, t, {{2, 1, 0}}, 1 + day);  // 2 is seen every day, 1 never again
+      t.shrink();
+      CHECK(t.stats(t.index().find(1)).unseen_days == day);
+    }
+    CHECK(t.index().find(1) >= 0);  // 2 days unseen: kept
+    t.shrink();
+    CHECK(t.index().find(1) < 0);  // 3 > 2: deleted
+    CHECK(t.index().find(2) >= 0);
+  }
+  SECTION("every N updates") {
+    AccessorConfig a;
+    a.show_click_decay_rate = 1.0f;
+    auto t = make_table(8, a, /*shrink_every=*/3);
+    step(ctx, t, {{1, 1, 0}}, 1);
+    step(ctx, t, {{2, 1, 0}}, 2);
+    CHECK(t.counters().shrinks == 0);
+    step(ctx, t, {{3, 100, 0}}, 3);
+    CHECK(t.counters().shrinks == 1);
+    CHECK(t.size() == 1);  // 1 and 2 scored 0.1 < 0.8
+  }
+}
+
+TEST_CASE("Dynamic table: a table restored from its host tensors continues bitwise",
+          "[embedding][dynamic]") {
+  Context ctx;
+  AccessorConfig a;
+  a.embedx_threshold = 2;
+  a.show_click_decay_rate = 0.9f;
+  auto t = make_table(16, a, 4);
+  std::mt19937 rng(5);
+  const auto random_step = [&](int64_t s) {
+    std::map<uint64_t, Rec> recs;
+    for (int i = 0; i < 6; ++i) {
+      const uint64_t k = rng() % 40;
+      recs[k] = {k, static_cast<float>(1 + rng() % 3), static_cast<float>(rng() % 2),
+                 static_cast<float>(rng() % 100) / 50.0f - 1.0f, 0.25f};
+    }
+    std::vector<Rec> v;
+    for (auto& [k, r] : recs) v.push_back(r);
+    return v;
+  };
+  for (int64_t s = 1; s <= 20; ++s) step(ctx, t, random_step(s), s);
+  std::map<std::string, std::vector<float>> saved;
+  t.to_host("t", saved);
+  auto u = make_table(16, a, 4);
+  u.from_host("t", saved);
+  for (int64_t s = 21; s <= 40; ++s) {
+    const auto recs = random_step(s);
+    step(ctx, t, recs, s);
+    step(ctx, u, recs, s);
+  }
+  std::map<std::string, std::vector<float>> a1, a2;
+  t.to_host("t", a1);
+  u.to_host("t", a2);
+  CHECK(a1 == a2);
+  CHECK(t.counters().evicted + t.counters().deleted > 0);  // the run exercised both
+
+  auto bad = saved;
+  std::copy(bad["t.keys"].begin(), bad["t.keys"].begin() + 2, bad["t.keys"].begin() + 2);
+  auto& f = bad["t.feasign"];
+  f[0] = f[7] = 1.0f;  // slots 0 and 1 held, with the same key
+  CHECK_THROWS_WITH(u.from_host("t", bad), Contains("is held by slots 0 and 1"));
+  bad = saved;
+  bad["t.lr"].pop_back();
+  CHECK_THROWS_WITH(u.from_host("t", bad), Contains("'t.lr' has 15 values, the table needs 16"));
+  std::map<std::string, std::vector<float>> after;
+  u.to_host("t", after);
+  CHECK(after == a2);  // refused inputs change nothing
+}
+
+TEST_CASE("A model with dynamic tables: the keyed gradient matches finite differences; shows "
+          "and clicks are counted per key",
+          "[embedding][dynamic][gradcheck]") {
+  Context ctx;
+  AccessorConfig a;
+  a.embedx_threshold = 0.5f;  // after one step: keys with a click admitted, most others not
+  auto model = test::fixture_dynamic_model<double>(ctx, a);
+  const data::Batch batch = test::fixture_batch(0, 12);
+  const int64_t rows = batch.size;
+  const std::vector<double> labels(batch.labels.begin(), batch.labels.end());
+  nn::BceWithLogits<double> bce;
+  std::vector<double> dlogits(rows);
+  double loss_sum = 0;
+  const auto run = [&](bool backward) {
+    model->zero_grad(ctx);
+    const double* z = model->forward(ctx, batch, true);
+    bce.forward_backward(ctx, rows, z, labels.data(), 1.0, backward ? dlogits.data() : nullptr,
+                         &loss_sum);
+    if (backward) model->backward(ctx, dlogits.data());
+    return loss_sum;
+  };
+  run(true);
+  model->apply_gradients(ctx, 1.0 / static_cast<double>(rows));  // creates the batch's keys
+  run(true);
+
+  // Shows and clicks: per key, its occurrences in the columns the table reads and their labels.
+  const std::map<std::string, std::vector<int>> columns = {{"user", {0}}, {"item", {1, 2}}};
+  int admitted = 0, not_admitted = 0;
+  for (auto* t : model->tables()) {
+    const auto& g = t->grad();
+    REQUIRE(g.ready());
+    const int64_t n = *g.count(), w = t->grad_width();
+    std::map<uint64_t, std::pair<double, double>> expected;
+    for (int c : columns.at(t->config().name))
+      for (int64_t b = 0; b < rows; ++b)
+        for (int64_t j = batch.sparse[c].offsets[b]; j < batch.sparse[c].offsets[b + 1]; ++j) {
+          auto& e = expected[batch.sparse[c].keys[j]];
+          e.first += 1;
+          e.second += batch.labels[b];
+        }
+    REQUIRE(n == static_cast<int64_t>(expected.size()));
+    auto it = expected.begin();
+    for (int64_t u = 0; u < n; ++u, ++it) {
+      INFO(t->config().name << " key " << g.ids()[u]);
+      CHECK(g.ids()[u] == it->first);  // ascending keys
+      CHECK(g.rows()[u * w] == it->second.first);
+      CHECK(g.rows()[u * w + 1] == it->second.second);
+    }
+    // Finite differences: lr of every key, embedx of the admitted ones (the others read zeros).
+    auto* dyn = t->dynamic_table();
+    const int64_t cap = dyn->capacity(), dim = t->dim();
+    std::vector<double> dlr(cap, 0.0), dx(cap * dim, 0.0);
+    std::vector<int64_t> lr_idx, x_idx;
+    for (int64_t u = 0; u < n; ++u) {
+      const int64_t slot = dyn->index().find(g.ids()[u]);
+      REQUIRE(slot >= 0);
+      dlr[slot] = g.rows()[u * w + 2];
+      lr_idx.push_back(slot);
+      if (!dyn->admitted(slot)) {
+        ++not_admitted;
+        continue;
+      }
+      ++admitted;
+      for (int64_t d = 0; d < dim; ++d) {
+        dx[slot * dim + d] = g.rows()[u * w + kDynamicRecordExtra + d];
+        x_idx.push_back(slot * dim + d);
+      }
+    }
+    const auto loss = [&] { return run(false); };
+    test::check_gradient(t->config().name + " lr", loss, dyn->lr_weights(), dlr.data(), cap,
+                         lr_idx, 1e-6, 5e-6, 1e-3);
+    test::check_gradient(t->config().name + " embedx", loss, dyn->embedx(), dx.data(), cap * dim,
+                         x_idx, 1e-6, 5e-6, 1e-3);
+  }
+  CHECK(admitted > 0);
+  CHECK(not_admitted > 0);
+}
+
+TEST_CASE("A model with dynamic tables trains; evaluation reads unknown keys as zeros",
+          "[embedding][dynamic]") {
+  Context ctx;
+  AccessorConfig a;
+  a.embedx_threshold = 2;
+  auto model = test::fixture_dynamic_model(ctx, a, 150, 300);  // < 500 keys: evictions happen
+  train::LocalTrainer<float> trainer(*model, ctx);
+  const auto batches = test::fixture_batches(30, 32);
+  double first = 0, last = 0;
+  for (int epoch = 0; epoch < 3; ++epoch)
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const double loss = trainer.step(batches[i]);
+      if (epoch == 0 && i < 5) first += loss;
+      if (epoch == 2 && i >= batches.size() - 5) last += loss;
+    }
+  CHECK(last < first);
+  const auto* user = model->tables()[0]->dynamic_table();
+  CHECK(user->size() <= 150);
+  CHECK(user->counters().evicted > 0);
+  CHECK(user->counters().admitted > 0);
+  // A batch of keys the tables have never held: the logits are those of zero embeddings and
+  // lr weights, i.e. the MLP's output on [0 | dense].
+  data::Batch fresh = test::fixture_batch(0, 4);
+  for (auto& col : fresh.sparse)
+    for (auto& k : col.keys) k += uint64_t{1} << 40;
+  const float* z = model->forward(ctx, fresh, false);
+  std::vector<float> logits(z, z + 4);
+  for (auto& col : fresh.sparse) std::fill(col.keys.begin(), col.keys.end(), uint64_t{1} << 41);
+  const float* z2 = model->forward(ctx, fresh, false);
+  CHECK(std::vector<float>(z2, z2 + 4) == logits);
+}
+
+TEST_CASE("A dynamic table has slots, not hashed rows", "[embedding][dynamic]") {
+  embedding::TableConfig c{"t", 10, 4, embedding::Pooling::Sum, 0.1f};
+  c.kind = embedding::TableKind::Dynamic;
+  embedding::EmbeddingTable<float> t(c, adagrad());
+  CHECK_THROWS_WITH(t.row_of(3), Contains("table 't' is dynamic"));
+}
