@@ -2,6 +2,7 @@
 //
 //   lockstep-data movielens --ratings ml/ratings.csv --movies ml/movies.csv --out data/ml
 //   lockstep-data convert --schema schema.toml --out train.cache 'data/train/*.csv'
+//   lockstep-data sparse run/sparse --table user --key 42
 //
 // movielens: MovieLens ratings → behaviour-sequence CTR records (schema.toml, train.tsv,
 // valid.tsv, test.tsv, movielens.json) that `lockstep-train --data DIR` reads; see
@@ -9,6 +10,9 @@
 //
 // convert: text records in any format of a schema (tsv, csv, libsvm, libfm; docs/data.md) → one
 // binary cache file (docs/data_cache.md) that `lockstep-train --train` reads memory-mapped.
+//
+// sparse: a base/delta export of dynamic tables (`lockstep-train --export-sparse DIR`) loaded as
+// a serving side would load it (docs/feasign_store.md): its tables, or the values of some keys.
 //
 // A subcommand is a function that registers its options and its action on the app
 // (add_<name>_command); main only parses and reports errors.
@@ -29,6 +33,7 @@
 #include "lockstep/data/data_files.h"
 #include "lockstep/data/movielens.h"
 #include "lockstep/train/batch_source.h"
+#include "lockstep/train/sparse_model.h"
 
 namespace {
 
@@ -180,14 +185,54 @@ void add_convert_command(CLI::App& app) {
   });
 }
 
+/// `lockstep-data sparse`: a base/delta export loaded as a serving model would load it.
+void add_sparse_command(CLI::App& app) {
+  struct Args {
+    std::string dir, table;
+    std::vector<uint64_t> keys;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "sparse",
+      "load a sparse export (lockstep-train --export-sparse: the newest base and the deltas "
+      "after it, every file verified) and print its tables, or look keys up");
+  cmd->add_option("dir", args->dir, "the export directory")->required();
+  cmd->add_option("--table", args->table, "the table of --key");
+  cmd->add_option("--key", args->keys, "feasigns to print: lr weight and embedx (repeatable)");
+  cmd->callback([args] {
+    const auto m = lockstep::train::load_sparse_model(args->dir);
+    std::printf("%s: base %lld, %zu delta(s) after it\n", args->dir.c_str(),
+                static_cast<long long>(m.base), m.deltas.size());
+    for (const auto& [name, t] : m.tables) {
+      int64_t admitted = 0;
+      for (uint8_t h : t.has_embedx) admitted += h;
+      std::printf("  table %-20s dim %lld: %lld feasigns, %lld with embedx\n", name.c_str(),
+                  static_cast<long long>(t.dim), static_cast<long long>(t.size()),
+                  static_cast<long long>(admitted));
+    }
+    if (args->keys.empty()) return;
+    const auto it = m.tables.find(args->table);
+    LOCKSTEP_CHECK(it != m.tables.end(), "--table '{}' is not a table of {}", args->table,
+                   args->dir);
+    std::vector<float> row(static_cast<size_t>(it->second.dim));
+    for (uint64_t key : args->keys) {
+      float lr = 0;
+      const bool held = it->second.lookup(key, row.data(), &lr);
+      std::printf("%llu\t%s\tlr %.6g\tembedx [%s]\n", static_cast<unsigned long long>(key),
+                  held ? "held" : "absent", lr, fmt::format("{:.6g}", fmt::join(row, ", ")).c_str());
+    }
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lockstep-data: data preparation tools: convert (text → binary cache, docs/data_cache.md), movielens (docs/movielens.md)"};
+  CLI::App app{"lockstep-data: data preparation tools: convert (text → binary cache, docs/data_cache.md), movielens (docs/movielens.md), sparse (read a base/delta export, docs/feasign_store.md)"};
   app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
   app.require_subcommand(1);
   add_movielens_command(app);
   add_convert_command(app);
+  add_sparse_command(app);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {

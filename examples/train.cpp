@@ -52,6 +52,8 @@ struct Options {
   std::string config, data_dir, synthetic = "demo", device = "auto", comm = "auto", save, metrics;
   std::string log_level = "info", checkpoint_dir, inject_fault, model = "embedding_mlp";
   std::string export_dir, init_from, schema, on_bad_record = "fail";
+  std::string export_sparse;
+  int64_t sparse_delta_every = 0;
   std::vector<std::string> train, valid, test;
   std::vector<std::string> set;  // --set key=value overrides of the model configuration
   int64_t max_bad_records = INT64_MAX;
@@ -462,6 +464,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.checkpoint_dir = o.checkpoint_dir;
   tc.checkpoint_every = o.checkpoint_every;
   tc.keep_checkpoints = o.keep_checkpoints;
+  tc.sparse_export_dir = o.export_sparse;
+  tc.sparse_delta_every = o.sparse_delta_every;
   // Model selection on the validation data: best/ kept beside the checkpoints (or --best-dir),
   // early stopping; without --valid the test data is evaluated each epoch for monitoring only.
   tc.eval_every = o.eval_every;
@@ -676,6 +680,12 @@ int main(int argc, char** argv) {
                  "checkpoints kept in --checkpoint-dir (older ones are removed)")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps (0 = at the end)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--export-sparse", o.export_sparse,
+                 "dynamic tables: write base/delta exports here (a base at every epoch's end; "
+                 "docs/feasign_store.md); lockstep-data sparse DIR reads them");
+  app.add_option("--sparse-delta-every", o.sparse_delta_every,
+                 "with --export-sparse: a delta every N steps (0 = none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   auto* resume_flag =
       app.add_flag("--resume", o.resume,

@@ -451,10 +451,10 @@ std::vector<Case> corpus() {
                   .edit("rows = 131072", "kind = \"dynamc\"\nrows = 131072")
                   .line("kind = \"dynamc\"")
                   .key("model.tables[0].kind"));
-  c.push_back(on(D, "dynamic table with rows")
-                  .edit("rows = 131072", "kind = \"dynamic\"\nrows = 131072")
+  c.push_back(on(D, "dynamic table with rows and capacity")
+                  .edit("rows = 131072", "kind = \"dynamic\"\nrows = 131072\ncapacity = 5")
                   .line("rows = 131072")
-                  .key("model.tables[0].rows"));
+                  .key("model.tables[0].capacity"));
   c.push_back(on(D, "dynamic table without capacity")
                   .edit("rows = 131072", "kind = \"dynamic\"")
                   .line("[[model.tables]]")

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -244,4 +246,42 @@ TEST_CASE("lockstep-train --keep-checkpoints bounds the checkpoints kept", "[dat
   for (const auto& e : std::filesystem::directory_iterator(ckpt)) kept += e.is_directory();
   CHECK(kept == 3);  // 5 steps, one checkpoint each, the 3 newest kept
   CHECK(test::run_tool(kTrain, "--device cpu --keep-checkpoints 0", scratch, out) != 0);
+}
+
+TEST_CASE("The built-in model with dynamic tables: --export-sparse writes bases and deltas that "
+          "lockstep-data sparse reads",
+          "[data][cli][dynamic]") {
+  test::TempDir scratch;
+  const std::string data_tool = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-data";
+  std::string out;
+  const std::string args =
+      "--device cpu --log-every 0 --batch-size 64 --schema " + kSample + "/ads.schema.toml " +
+      "--train " + kSample + "/ads-train.csv --test " + kSample + "/ads-test.csv --epochs 2 " +
+      "--set 'model.tables_per_column.kind=\"dynamic\"' --set model.tables_per_column.rows=2000 " +
+      "--export-sparse " + scratch.file("sparse") + " --sparse-delta-every 30";
+  REQUIRE(test::run_tool(kTrain, args, scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("dynamic table 'user'"));
+  CHECK_THAT(out, Contains("sparse base written"));
+  std::smatch m;
+  REQUIRE(std::regex_search(out, m, std::regex(R"(result: AUC ([0-9.]+))")));
+  CHECK(std::stod(m[1]) > 0.6);
+  CHECK_THAT(out, Contains("table 'user': 60 distinct keys, capacity 2000 (dynamic"));
+  // 79 steps per epoch: deltas after steps 30, 60, a base after 79; deltas after 90, 120, 150, a
+  // base after 158.
+  std::vector<std::string> exports;
+  for (const auto& e : std::filesystem::directory_iterator(scratch.file("sparse")))
+    exports.push_back(e.path().filename().string());
+  std::sort(exports.begin(), exports.end());
+  CHECK(exports ==
+        std::vector<std::string>{"base-000003", "base-000007", "delta-000001", "delta-000002",
+                                 "delta-000004", "delta-000005", "delta-000006"});
+  REQUIRE(test::run_tool(data_tool, "sparse " + scratch.file("sparse") + " --table user --key 9 "
+                         "--key 123456789", scratch, out) == 0);
+  CHECK_THAT(out, Contains("base 7, 0 delta(s) after it"));
+  CHECK_THAT(out, Contains("table user"));
+  CHECK_THAT(out, Contains("9\theld\tlr "));
+  CHECK_THAT(out, Contains("123456789\tabsent\tlr 0\t"));
+  CHECK(test::run_tool(data_tool, "sparse " + scratch.file("nothing"), scratch, out) == 1);
+  CHECK_THAT(out, Contains("no base-<n> directory"));
 }

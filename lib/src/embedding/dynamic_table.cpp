@@ -204,6 +204,24 @@ int64_t DynamicTable<T>::shrink() {
 }
 
 template <class T>
+std::vector<int64_t> DynamicTable<T>::export_slots(bool delta) const {
+  std::vector<int64_t> out;
+  for (int64_t s = 0; s < capacity(); ++s) {
+    if (!index_.occupied(s)) continue;
+    const FeasignStats& st = stats_[static_cast<size_t>(s)];
+    if (delta ? in_delta(accessor_, st) : in_base(accessor_, st)) out.push_back(s);
+  }
+  std::sort(out.begin(), out.end(),
+            [&](int64_t a, int64_t b) { return index_.key_of(a) < index_.key_of(b); });
+  return out;
+}
+
+template <class T>
+void DynamicTable<T>::mark_saved(bool delta) {
+  for (int64_t s : export_slots(delta)) saved(stats_[static_cast<size_t>(s)]);
+}
+
+template <class T>
 void DynamicTable<T>::to_host(const std::string& name,
                               std::map<std::string, std::vector<T>>& out) const {
   const auto cap = static_cast<size_t>(capacity());

@@ -120,11 +120,15 @@ embedding::TableConfig read_table_params(const io::TomlDoc& doc, const toml::tab
     c.kind = kind == "dynamic" ? embedding::TableKind::Dynamic : embedding::TableKind::Hashed;
   }
   if (c.dynamic()) {
-    if (const toml::node* n = tt.get("rows"))
-      doc.fail(*n, fmt::format("{}.rows: a dynamic table has a capacity, not rows: give "
-                               "capacity = N (the most feasigns it holds)",
-                               p));
-    c.rows = doc.get_int(tt, p, "capacity", c.rows, 1, int64_t{1} << 40);
+    // capacity: the most feasigns held; rows is accepted too (the rows the table holds), so
+    // that --set model.tables_per_column.kind="dynamic" turns the built-in model's tables
+    // dynamic; not both.
+    const toml::node* rows = tt.get("rows");
+    if (rows && tt.get("capacity"))
+      doc.fail(*rows, fmt::format("{}.rows and {}.capacity are both given: a dynamic table's "
+                                  "capacity is one of them (capacity: the most feasigns held)",
+                                  p, p));
+    c.rows = doc.get_int(tt, p, rows ? "rows" : "capacity", c.rows, 1, int64_t{1} << 40);
     if (const toml::table* a = doc.get_table(tt, p, "accessor"))
       c.accessor = read_accessor(doc, *a, p + ".accessor", c);
   } else {
@@ -166,7 +170,7 @@ std::vector<embedding::TableConfig> read_table_configs(const io::TomlDoc& doc, c
     embedding::TableConfig c;
     c.name = required_string(doc, tt, p, "name", "the table a name that fields refer to");
     const bool dynamic = doc.get_string(tt, p, "kind", "hashed") == "dynamic";
-    if (!tt.get(dynamic ? "capacity" : "rows") && !(dynamic && tt.get("rows")))  // rows: below
+    if (!tt.get("rows") && !(dynamic && tt.get("capacity")))
       doc.fail(tt, dynamic ? fmt::format("{}.capacity is missing: give the most feasigns the "
                                          "dynamic table holds, in [1, 2^40]",
                                          p)

@@ -21,7 +21,8 @@ std::vector<TableCollisions> count_collisions(models::EmbeddingModel<T>& model,
     c.table = table->config().name;
     c.rows = table->rows();
     c.exact = exact;
-    c.identity = table->config().identity || table->dynamic();  // no collisions either way
+    c.identity = table->config().identity;
+    c.dynamic = table->dynamic();
     std::vector<uint64_t> keys;
     std::vector<bool> used(columns.size(), false);  // a column read by two fields counts once
     for (const auto& f : fields) {
@@ -36,8 +37,8 @@ std::vector<TableCollisions> count_collisions(models::EmbeddingModel<T>& model,
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     c.keys = static_cast<int64_t>(keys.size());
-    if (c.identity) {
-      c.rows_used = c.keys;  // distinct keys below rows have distinct rows
+    if (c.identity || c.dynamic) {
+      c.rows_used = c.keys;  // distinct keys below rows (or in slots) have distinct rows
     } else {
       std::unordered_set<uint64_t> rows;
       rows.reserve(keys.size());
@@ -69,6 +70,12 @@ std::string describe_collisions(const std::vector<TableCollisions>& counts,
   std::string out;
   for (const TableCollisions& c : counts) {
     if (!out.empty()) out += '\n';
+    if (c.dynamic) {
+      out += fmt::format("table '{}': {} distinct keys, capacity {} (dynamic: a slot per key, no "
+                         "collisions)",
+                         c.table, c.keys, c.rows);
+      continue;
+    }
     out += fmt::format("table '{}': {} distinct keys in {} rows", c.table, c.keys, c.rows);
     if (c.identity) {
       out += " (ids = identity: no collisions)";

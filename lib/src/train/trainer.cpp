@@ -1,5 +1,6 @@
 #include "lockstep/train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
+#include "lockstep/train/sparse_model.h"
 #include "train/consistency.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
@@ -170,6 +172,7 @@ struct Trainer::Impl {
   std::string start_point;  // where resume() found this rank starts
   EpochEnd train_epoch(BatchSource& train, BatchSource* eval, FitResult& result);
   std::string save_checkpoint();
+  void save_sparse(SparseSaveKind kind);
   EvalResult evaluate(BatchSource& data);
   CheckpointMeta current_meta() const;
   CheckpointExtras checkpoint_extras() const;
@@ -194,6 +197,14 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
       check_range("epochs", c.epochs, int64_t{0}, int64_t{1} << 30);
       check_range("log_every", c.log_every, int64_t{0}, int64_t{1} << 40);
       check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
+      check_range("sparse_delta_every", c.sparse_delta_every, int64_t{0}, int64_t{1} << 40);
+      const auto tables = model.tables();
+      LOCKSTEP_CHECK(c.sparse_export_dir.empty() ||
+                         std::any_of(tables.begin(), tables.end(),
+                                     [](const auto* t) { return t->dynamic(); }),
+                     "sparse_export_dir = '{}': a sparse export writes dynamic tables, and the "
+                     "model has none (kind = \"dynamic\" in [[model.tables]])",
+                     c.sparse_export_dir);
       check_range("keep_checkpoints", int64_t{c.keep_checkpoints}, 1, 1 << 20);
       check_range("eval_every", c.eval_every, int64_t{0}, int64_t{1} << 40);
       check_range("early_stop_patience", c.early_stop_patience, int64_t{0}, int64_t{1} << 30);
@@ -299,6 +310,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         result.early_stopped = true;
         break;
       }
+      if (!m.config.sparse_export_dir.empty()) m.save_sparse(SparseSaveKind::Base);
       m.model.end_epoch(m.ctx);  // every rank, at the same step: replicas stay identical
       if (m.comm.rank() == 0) log_dynamic_tables(m.model, m.epoch);
       m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
@@ -405,6 +417,9 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
       result.data_wait_seconds += data.wait_seconds();
       return EpochEnd::kEarlyStop;
     }
+    if (!config.sparse_export_dir.empty() && config.sparse_delta_every > 0 &&
+        step_no % config.sparse_delta_every == 0 && summary.any_next)
+      save_sparse(SparseSaveKind::Delta);  // (the epoch's last step: its base follows)
     if (!config.checkpoint_dir.empty() && config.checkpoint_every > 0 &&
         step_no % config.checkpoint_every == 0) {
       timed([&] { result.last_checkpoint = save_checkpoint(); });
@@ -487,6 +502,27 @@ std::string Trainer::Impl::save_checkpoint() {
   // Every rank learns whether rank 0 succeeded, so that all stop together on a failure.
   host.vote(fmt::format("writing the checkpoint at step {}", step_no), error);
   return path;
+}
+
+// Rank 0 writes the export; every rank learns whether it succeeded (so all stop together on a
+// failure) and then resets the delta scores of what it carried, identically.
+void Trainer::Impl::save_sparse(SparseSaveKind kind) {
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      const auto info = write_sparse_model(config.sparse_export_dir, kind, model,
+                                           static_cast<int64_t>(step_no));
+      std::vector<std::string> counts;
+      for (const auto& [table, n] : info.feasigns) counts.push_back(fmt::format("{} {}", table, n));
+      log().info("sparse {} written: {} ({} feasigns)", sparse_save_kind_name(kind), info.path,
+                 fmt::join(counts, ", "));
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  host.vote(fmt::format("writing the sparse {} at step {}", sparse_save_kind_name(kind), step_no),
+            error);
+  mark_sparse_saved(kind, model);
 }
 
 EvalResult Trainer::Impl::evaluate(BatchSource& data) {

@@ -85,6 +85,12 @@ class DynamicTable {
   /// A boundary: decay, unseen days, deletion (feasign_accessor.h). Returns the feasigns deleted.
   int64_t shrink();
 
+  /// The slots a base (delta = false) or delta export carries (in_base / in_delta), in
+  /// ascending key order.
+  std::vector<int64_t> export_slots(bool delta) const;
+  /// After a successful export of that kind: the delta score of what it carried is reset.
+  void mark_saved(bool delta);
+
   /// Host tensors by name, for checkpoints: "<name>.keys" (the slot -> key map as U64 bit
   /// patterns, two floats per key: see is_u64_tensor()), "<name>.feasign" (capacity × 7: held,
   /// admitted, seen, unseen_days, show, click, delta_score), "<name>.lr", "<name>.weight"

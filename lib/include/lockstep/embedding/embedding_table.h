@@ -39,11 +39,11 @@ struct TableConfig {
   /// Not empty: this table is a residual of the table of that name (the dual DNN's student
   /// residual): keys map to the same rows as there, and EmbeddingBagCollection::field_index()
   /// does not return its fields. Set by models, never read from a configuration file.
-  std::string residual_of;
+  std::string residual_of{};
   TableKind kind = TableKind::Hashed;
   /// Dynamic tables only: the per-feasign rules, and the shrink boundaries (every N updates,
   /// 0 = never; at the end of every epoch).
-  AccessorConfig accessor;
+  AccessorConfig accessor{};
   int64_t shrink_every_steps = 0;
   bool shrink_each_epoch = true;
   bool dynamic() const { return kind == TableKind::Dynamic; }

@@ -18,6 +18,7 @@ struct TableCollisions {
   int64_t rows_used = 0;  ///< distinct rows they map to
   bool exact = false;     ///< keys are every key of the data (else: those of a sample)
   bool identity = false;  ///< ids = "identity": no collisions by construction
+  bool dynamic = false;   ///< kind = "dynamic": a slot per key, no collisions either
   /// Keys that share their row with another key counted before them.
   int64_t colliding() const { return keys - rows_used; }
 };

@@ -31,6 +31,12 @@ struct TrainerConfig {
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0;
   int keep_checkpoints = 2;
+  /// Base/delta export of the dynamic tables (lockstep/train/sparse_model.h) into this directory
+  /// ("" = none): a base at the end of every epoch (before its shrink), a delta every
+  /// `sparse_delta_every` steps (0 = none). Rank 0 writes; every rank then resets the delta
+  /// scores of what was saved.
+  std::string sparse_export_dir;
+  int64_t sparse_delta_every = 0;
   /// Resume from the newest checkpoint in checkpoint_dir; fit() throws (on every rank) when
   /// there is none, unless resume_or_start, which then starts from the beginning.
   bool resume = false;

@@ -1,0 +1,177 @@
+// The feasign store on the CPU (issue 13, docs/feasign_store.md): KeyIndex find / insert / erase
+// throughput (keys/s on one thread, thread CPU time, so other processes sharing the cores do not
+// inflate it) beside std::unordered_map on the same keys, the bytes a dynamic table spends per
+// feasign, and DynamicTable::apply (a step's merged records: find, insert, counts, lr and embedx
+// updates) in records/s.
+//
+//   lockstep-bench-feasign [--capacity N] [--dim D] [--records N] [--reps N]
+
+#include <CLI/CLI.hpp>
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "lockstep/embedding/dynamic_table.h"
+#include "lockstep/embedding/key_index.h"
+
+using namespace lockstep;
+
+namespace {
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+/// Median over `reps` runs of the keys/s of fn(), which handles `n` keys per run; `reset` runs
+/// (untimed) before each.
+template <class Reset, class Fn>
+double rate(int reps, int64_t n, Reset&& reset, Fn&& fn) {
+  std::vector<double> r;
+  for (int i = 0; i < reps; ++i) {
+    reset();
+    const double t0 = thread_cpu_seconds();
+    fn();
+    r.push_back(static_cast<double>(n) / std::max(thread_cpu_seconds() - t0, 1e-9));
+  }
+  std::sort(r.begin(), r.end());
+  return r[r.size() / 2];
+}
+
+volatile int64_t g_sink = 0;  // keeps lookups from being optimised away
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lockstep feasign store: key index and dynamic table throughput, bytes per feasign"};
+  int64_t capacity = 1 << 22, dim = 16, records = 1 << 16;
+  int reps = 3;
+  app.add_option("--capacity", capacity, "feasigns the index / table holds")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  app.add_option("--dim", dim, "embedx dimension")->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  app.add_option("--records", records, "records of one DynamicTable::apply")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  app.add_option("--reps", reps, "repetitions (median)")->check(CLI::Range(1, 100));
+  CLI11_PARSE(app, argc, argv);
+
+  std::mt19937_64 rng(1);
+  std::vector<uint64_t> keys(static_cast<size_t>(capacity)), misses(keys.size()), order(keys);
+  for (auto& k : keys) k = rng();
+  for (auto& k : misses) k = rng();
+  order = keys;
+  std::shuffle(order.begin(), order.end(), rng);
+  const int64_t n = capacity;
+
+  std::printf("key index, %lld keys (random 64-bit), one thread, keys/s (median of %d)\n",
+              static_cast<long long>(n), reps);
+  std::printf("%-28s %14s %16s\n", "operation", "KeyIndex", "unordered_map");
+  embedding::KeyIndex index(capacity);
+  std::unordered_map<uint64_t, int64_t> map;
+  const double ins = rate(reps, n, [&] { index.clear(); }, [&] {
+    for (uint64_t k : keys) index.insert(k);
+  });
+  const double ins_map = rate(reps, n, [&] { map = {}; map.reserve(keys.size()); }, [&] {
+    int64_t s = 0;
+    for (uint64_t k : keys) map.emplace(k, s++);
+  });
+  std::printf("%-28s %14.3g %16.3g\n", "insert (to full)", ins, ins_map);
+  const double hit = rate(reps, n, [] {}, [&] {
+    int64_t s = 0;
+    for (uint64_t k : order) s += index.find(k);
+    g_sink = s;
+  });
+  const double hit_map = rate(reps, n, [] {}, [&] {
+    int64_t s = 0;
+    for (uint64_t k : order) s += map.find(k)->second;
+    g_sink = s;
+  });
+  std::printf("%-28s %14.3g %16.3g\n", "find, held keys", hit, hit_map);
+  const double miss = rate(reps, n, [] {}, [&] {
+    int64_t s = 0;
+    for (uint64_t k : misses) s += index.find(k);
+    g_sink = s;
+  });
+  const double miss_map = rate(reps, n, [] {}, [&] {
+    int64_t s = 0;
+    for (uint64_t k : misses) s += map.count(k) ? 1 : 0;
+    g_sink = s;
+  });
+  std::printf("%-28s %14.3g %16.3g\n", "find, absent keys", miss, miss_map);
+  // Churn on the full index: erase one held key, insert an absent one (2 operations).
+  const int64_t churn = std::min<int64_t>(n, 1 << 20);
+  const double chr = rate(reps, 2 * churn, [] {}, [&] {
+    for (int64_t i = 0; i < churn; ++i) {
+      index.erase(order[static_cast<size_t>(i)]);
+      index.insert(misses[static_cast<size_t>(i)]);
+    }
+    for (int64_t i = 0; i < churn; ++i) {  // back, so every repetition starts alike
+      index.erase(misses[static_cast<size_t>(i)]);
+      index.insert(order[static_cast<size_t>(i)]);
+    }
+  });
+  std::printf("%-28s %14.3g %16s\n", "erase + insert, full index", 2 * chr, "");
+
+  // Bytes per feasign of a dynamic table with adagrad (row-wise accumulator) and with adam.
+  size_t buckets = 2;
+  while (buckets < 2 * static_cast<size_t>(capacity)) buckets <<= 1;
+  const double index_bytes =
+      static_cast<double>(buckets * (8 + 8) + static_cast<size_t>(capacity) * (8 + 1 + 8)) /
+      static_cast<double>(capacity);
+  const double stats = sizeof(embedding::FeasignStats) + 1;  // + admitted flag
+  const double adagrad = 4.0 * (1 + 1 + dim + 1), adam = 4.0 * (3 + 3 * dim);
+  std::printf("\nbytes per feasign slot (capacity %lld, dim %lld): key index %.1f, statistics "
+              "%.0f, weights + optimizer state: adagrad %.0f, adam %.0f; total adagrad %.1f, "
+              "adam %.1f (a hashed table row: adagrad %.0f, adam %.0f)\n",
+              static_cast<long long>(capacity), static_cast<long long>(dim), index_bytes, stats,
+              adagrad, adam, index_bytes + stats + adagrad, index_bytes + stats + adam,
+              4.0 * (dim + 1), 4.0 * 3 * dim);
+
+  // DynamicTable::apply: a step's merged records, half held keys, half new, on a table filled
+  // to half its capacity (no eviction).
+  nn::OptimizerConfig opt;
+  opt.kind = nn::OptimizerKind::Adagrad;
+  opt.lr = 0.1f;
+  embedding::AccessorConfig accessor;
+  accessor.embedx_threshold = 0;  // every record updates embedx too
+  Context ctx;
+  const int64_t width = dim + embedding::kDynamicRecordExtra;
+  const auto grad_of = [&](const std::vector<uint64_t>& k) {
+    embedding::SparseGrad<float> g;
+    g.reserve(ctx, static_cast<int64_t>(k.size()), width);
+    for (size_t i = 0; i < k.size(); ++i) {
+      g.ids()[i] = k[i];
+      for (int64_t j = 0; j < width; ++j) g.rows()[static_cast<int64_t>(i) * width + j] = 0.01f;
+    }
+    *g.count() = static_cast<int64_t>(k.size());
+    g.mark_ready();
+    return g;
+  };
+  std::vector<uint64_t> fill(keys.begin(), keys.begin() + capacity / 2);
+  std::sort(fill.begin(), fill.end());
+  const auto fill_grad = grad_of(fill);
+  std::vector<uint64_t> step_keys;
+  for (int64_t i = 0; i < records; ++i)
+    step_keys.push_back(i % 2 ? fill[static_cast<size_t>(i) * 7 % fill.size()]
+                              : misses[static_cast<size_t>(i)]);
+  std::sort(step_keys.begin(), step_keys.end());
+  step_keys.erase(std::unique(step_keys.begin(), step_keys.end()), step_keys.end());
+  const auto step_grad = grad_of(step_keys);
+  std::unique_ptr<embedding::DynamicTable<float>> table;
+  int64_t step = 1;
+  const double apply = rate(
+      reps, static_cast<int64_t>(step_keys.size()),
+      [&] {
+        table = std::make_unique<embedding::DynamicTable<float>>(capacity, dim, 0.05f, accessor, 0,
+                                                                 opt, 1, 2);
+        table->apply(ctx, fill_grad, 1.0f, step++);
+      },
+      [&] { table->apply(ctx, step_grad, 1.0f, step++); });
+  std::printf("\nDynamicTable::apply, %zu records (half held, half new), dim %lld, adagrad: "
+              "%.3g records/s on one thread\n",
+              step_keys.size(), static_cast<long long>(dim), apply);
+  return 0;
+}
