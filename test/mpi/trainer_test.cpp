@@ -184,7 +184,7 @@ TEST_CASE("Dynamic tables: replicas stay bitwise identical under uneven shards; 
           "[trainer][uneven][dynamic]") {
   auto comm = comm::create_communicator("mpi", Device::cpu());
   const int P = comm->size();
-  SECTION("embedding_mlp (tables evicting) and DIN (a shrink at the epoch's end)") {
+  SECTION("embedding_mlp (tables evicting), DIN and the dual DNN (a shrink at the epoch's end)") {
     Plan plan;
     for (int r = 0; r < P; ++r) {
       std::vector<int64_t> s(2 + 2 * r, 9);
@@ -199,6 +199,9 @@ TEST_CASE("Dynamic tables: replicas stay bitwise identical under uneven shards; 
     }));
     check_run(plan, run_model(plan, *comm, cfg, [&](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
       return test::fixture_din(ctx, &a);
+    }));
+    check_run(plan, run_model(plan, *comm, cfg, [&](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      return test::fixture_dual(ctx, models::DualMode::Joint, &a);
     }));
   }
   SECTION("a key seen once on each rank is admitted on every rank") {

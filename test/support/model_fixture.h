@@ -100,12 +100,18 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(
 
 /// The fixture's data read by a dual DNN: teacher = DIN over the history + cross network,
 /// student = MLP over the pooled fields (the history mean-pooled).
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic; no student residual tables).
 inline std::unique_ptr<models::DualDnn<float>> fixture_dual(
-    const Context& ctx, models::DualMode mode = models::DualMode::Joint) {
+    const Context& ctx, models::DualMode mode = models::DualMode::Joint,
+    const embedding::AccessorConfig* dynamic = nullptr) {
   models::DualConfig c;
   c.mode = mode;
   const auto base = fixture_config();
   c.tables = base.tables;
+  if (dynamic) {
+    make_dynamic(c.tables, *dynamic);
+    c.student_residual = false;
+  }
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};
   c.components = {"din", "cross"};
   c.din_query = {"item"};

@@ -495,10 +495,10 @@ std::vector<Case> corpus() {
                   .edit("rows = 131072", "kind = \"dynamic\"\ncapacity = 100\nids = \"identity\"")
                   .line("ids = \"identity\"")
                   .key("model.tables[0].ids"));
-  c.push_back(on(U, "dynamic table in the dual model")
+  c.push_back(on(U, "student residual tables with a dynamic table")
                   .edit("rows = 131072", "kind = \"dynamic\"\ncapacity = 100")
-                  .line("kind = \"dynamic\"")
-                  .key("model.tables[0].kind"));
+                  .line("student_residual_embeddings = true")
+                  .key("model.distillation.student_residual_embeddings"));
   // missing keys
   c.push_back(on(D, "no [model]")
                   .replace_text("seed = 1\n\n[optimizer]\nlr = 0.001\n")

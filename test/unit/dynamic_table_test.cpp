@@ -15,6 +15,8 @@
 #include "lockstep/embedding/feasign_init.h"
 #include "lockstep/nn/loss.h"
 #include "lockstep/train/local_trainer.h"
+#include "data_test_util.h"
+#include "lockstep/serving/student_model.h"
 #include "model_fixture.h"
 
 using namespace lockstep;
@@ -376,4 +378,108 @@ TEST_CASE("A dynamic table has slots, not hashed rows", "[embedding][dynamic]") 
   c.kind = embedding::TableKind::Dynamic;
   embedding::EmbeddingTable<float> t(c, adagrad());
   CHECK_THROWS_WITH(t.row_of(3), Contains("table 't' is dynamic"));
+}
+
+TEST_CASE("The dual DNN with dynamic tables: the keyed gradient matches finite differences of "
+          "its loss; the exported student serves the same predictions",
+          "[embedding][dynamic][dual][gradcheck]") {
+  Context ctx;
+  embedding::AccessorConfig a;
+  a.embedx_threshold = 0.5f;  // after one step: keys with a click admitted, most others not
+  models::DualConfig c;
+  const auto base = test::fixture_config();
+  c.tables = base.tables;
+  test::make_dynamic(c.tables, a);
+  c.student_residual = false;
+  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};
+  c.components = {"din", "cross"};
+  c.din_query = {"item"};
+  c.din_keys = {"hist"};
+  c.din_attention.hidden = {8, 4};
+  c.cross_layers = 1;
+  c.teacher_mlp = {{8, 1}, {nn::ActivationKind::PReLU}, false};
+  c.student_mlp = {{4, 1}, {nn::ActivationKind::PReLU}, false};
+  // Every student term reaches the tables (scale 1, all), no KD (its target, the teacher's logit,
+  // is a constant for the student): the gradient is then the derivative of the whole loss.
+  c.student_embedding_scale = 1.0f;
+  c.student_embedding_losses = models::StudentEmbeddingLosses::All;
+  c.kd_weight = 0.0f;
+  c.seed = 5;
+  models::DualDnn<double> model(c, test::fixture_columns(), 3, ctx);
+  const data::Batch batch = test::fixture_batch(0, 10);
+  embedding::DeviceBatch<double> staged;
+  model.stage(ctx, batch, staged);
+  Tensor<double> loss(ctx, {1});
+  // The loss (loss_and_backward also writes the gradients: they are snapshot below first).
+  const auto run = [&] {
+    model.zero_grad(ctx);
+    model.forward(ctx, staged, true);
+    model.loss_and_backward(ctx, staged, loss.data());
+    return to_host(ctx, loss)[0];
+  };
+  run();
+  model.apply_gradients(ctx, 0.1);  // creates and admits the batch's keys
+  run();
+  // Snapshot the keyed gradients before finite differences overwrite them.
+  struct Snap {
+    std::vector<uint64_t> ids;
+    std::vector<double> rows;
+    int64_t width;
+  };
+  std::vector<Snap> snaps;
+  for (auto* t : model.tables()) {
+    const auto& g = t->grad();
+    REQUIRE(g.ready());
+    const int64_t n = *g.count(), w = t->grad_width();
+    snaps.push_back({{g.ids(), g.ids() + n}, {g.rows(), g.rows() + n * w}, w});
+  }
+  int admitted = 0;
+  for (size_t ti = 0; ti < snaps.size(); ++ti) {
+    auto* t = model.tables()[ti];
+    auto* dyn = t->dynamic_table();
+    const int64_t cap = dyn->capacity(), dim = t->dim(), w = snaps[ti].width;
+    std::vector<double> dlr(cap, 0.0), dx(cap * dim, 0.0);
+    std::vector<int64_t> lr_idx, x_idx;
+    for (size_t u = 0; u < snaps[ti].ids.size(); ++u) {
+      const int64_t slot = dyn->index().find(snaps[ti].ids[u]);
+      REQUIRE(slot >= 0);
+      dlr[slot] = snaps[ti].rows[u * w + 2];
+      lr_idx.push_back(slot);
+      if (!dyn->admitted(slot)) continue;
+      ++admitted;
+      for (int64_t d = 0; d < dim; ++d) {
+        dx[slot * dim + d] = snaps[ti].rows[u * w + kDynamicRecordExtra + d];
+        x_idx.push_back(slot * dim + d);
+      }
+    }
+    const auto loss_fn = [&] { return run(); };
+    test::check_gradient(t->config().name + " lr", loss_fn, dyn->lr_weights(), dlr.data(), cap,
+                         lr_idx, 1e-6, 5e-6, 1e-3);
+    test::check_gradient(t->config().name + " embedx", loss_fn, dyn->embedx(), dx.data(),
+                         cap * dim, x_idx, 1e-6, 5e-6, 1e-3);
+  }
+  CHECK(admitted > 0);
+}
+
+TEST_CASE("The dual DNN with dynamic tables trains on one rank; its exported student predicts "
+          "what the model's student predicts",
+          "[embedding][dynamic][dual]") {
+  Context ctx;
+  test::TempDir dir;
+  embedding::AccessorConfig a;
+  a.embedx_threshold = 1.0f;
+  auto model = test::fixture_dual(ctx, models::DualMode::Joint, &a);
+  train::LocalTrainer<float> trainer(*model, ctx);
+  for (const auto& b : test::fixture_batches(12, 32)) trainer.step(b);
+  const auto* user = model->tables()[0]->dynamic_table();
+  REQUIRE(user != nullptr);
+  CHECK(user->counters().admitted > 0);
+  CHECK(user->counters().admitted < user->counters().inserted);  // some not admitted
+  model->export_student(ctx, dir.file("student"), test::fixture_columns());
+  serving::StudentModel served(dir.file("student"), ctx);
+  const data::Batch batch = test::fixture_batch(2000, 16);
+  const auto expected = trainer.predict_outputs(batch)[0];  // the student's probabilities
+  const auto got = served.predict(batch);
+  REQUIRE(got.size() == expected.size());
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-6));
 }

@@ -204,6 +204,23 @@ int64_t DynamicTable<T>::shrink() {
 }
 
 template <class T>
+void DynamicTable<T>::load_serving(const uint64_t* keys, const T* embedx, int64_t n) {
+  LOCKSTEP_CHECK(n <= capacity(), "dynamic table: {} feasigns for a capacity of {}", n,
+                 capacity());
+  index_.clear();
+  const auto d = static_cast<size_t>(dim_);
+  for (int64_t i = 0; i < n; ++i) {
+    bool inserted = false;
+    const int64_t slot = index_.insert(keys[i], &inserted);
+    LOCKSTEP_CHECK(inserted, "dynamic table: key {} is given twice", keys[i]);
+    reset_slot(slot);
+    admitted_[static_cast<size_t>(slot)] = 1;
+    std::copy(embedx + static_cast<size_t>(i) * d, embedx + static_cast<size_t>(i + 1) * d,
+              embedx_.begin() + static_cast<size_t>(slot) * d);
+  }
+}
+
+template <class T>
 std::vector<int64_t> DynamicTable<T>::export_slots(bool delta) const {
   std::vector<int64_t> out;
   for (int64_t s = 0; s < capacity(); ++s) {

@@ -1,6 +1,7 @@
 #include "lockstep/models/dual_dnn.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/activation.h"
 #include "kernels/copy.h"
@@ -71,10 +72,11 @@ StudentEmbeddingLosses parse_student_embedding_losses(std::string_view name,
 void DualConfig::validate() const {
   validate_embedding_layout(tables, fields);
   for (size_t i = 0; i < tables.size(); ++i)
-    LOCKSTEP_CHECK_KEY(!tables[i].dynamic(), fmt::format("model.tables[{}].kind", i),
-                       "model.tables[{}].kind = \"dynamic\" ('{}'): the dual model does not take "
-                       "dynamic tables yet (issue 13); use kind = \"hashed\" or a one-tower model "
-                       "(embedding_mlp, din, bst)",
+    LOCKSTEP_CHECK_KEY(!student_residual || !tables[i].dynamic(),
+                       "model.distillation.student_residual_embeddings",
+                       "model.distillation.student_residual_embeddings = true, and "
+                       "model.tables[{}] ('{}') is dynamic: student residual tables are built for "
+                       "hashed tables only; set it to false (the default with dynamic tables)",
                        i, tables[i].name);
   LOCKSTEP_CHECK_KEY(!components.empty(), "model.teacher.components",
                      "model.teacher.components is empty: give one or more of fm, cross, din, bst");
@@ -201,7 +203,9 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
     kernels::copy_2d<T>(ctx, B, W0, x0_.data(), W0, t.input.data(), t.width);
     for (auto& slot : t.components)
       slot.component->forward(ctx, in, t.input.data() + slot.col, t.width, teacher_training);
-    teacher_logits_ = t.mlp->forward(ctx, B, t.input.data(), teacher_training);
+    // Dynamic tables: the wide lr term is the teacher's (the student reads embedx only, so
+    // that it serves from its pooled fields alone).
+    teacher_logits_ = this->with_wide(ctx, t.mlp->forward(ctx, B, t.input.data(), teacher_training));
   }
   if (!single || output_ == Output::Student)
     student_logits_ = student_->forward(ctx, B, student_input_, training);
@@ -307,6 +311,7 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
   zero_bytes(ctx, dx0_.data(), dx0_.bytes());
   const TeacherInputGrad<T> grad{dx0_.data(), this->zeroed_sequence_grad(ctx)};
   const bool teacher_learns = joint && dz_t != nullptr;
+  this->set_wide_grad(teacher_learns ? dz_t : nullptr);  // the wide term is the teacher's
   if (teacher_learns) {
     t.dinput.resize(ctx, {B, t.width});
     t.mlp->backward(ctx, B, t.input.data(), dz_t, t.dinput.data());
@@ -452,7 +457,30 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
       if (table.config().name == name) return to_host(ctx, table.weights(), table.rows() * table.dim());
     return std::vector<T>{};
   };
-  for (const auto& tc : bundle.tables) {
+  for (auto& tc : bundle.tables) {
+    if (tc.dynamic()) {  // the admitted feasigns: keys and embedx rows (others read zeros)
+      const auto* d = std::find_if(this->embeddings_->tables().begin(),
+                                   this->embeddings_->tables().end(),
+                                   [&](const auto& t) { return t.config().name == tc.name; })
+                          ->dynamic_table();
+      std::vector<std::pair<uint64_t, int64_t>> held;  // (key, slot), ascending keys
+      for (int64_t s = 0; s < d->capacity(); ++s)
+        if (d->index().occupied(s) && d->admitted(s)) held.emplace_back(d->index().key_of(s), s);
+      std::sort(held.begin(), held.end());
+      std::vector<float> keys, w;
+      int64_t n = 0;
+      for (const auto& [key, s] : held) {
+        float bits[2];
+        std::memcpy(bits, &key, 8);
+        keys.insert(keys.end(), bits, bits + 2);
+        w.insert(w.end(), d->embedx() + s * tc.dim, d->embedx() + (s + 1) * tc.dim);
+        ++n;
+      }
+      tc.rows = std::max<int64_t>(n, 1);  // the serving table's capacity
+      rows[tc.name + ".keys"] = {{n}, std::move(keys)};
+      rows[tc.name + ".weight"] = {{n, tc.dim}, std::move(w)};
+      continue;
+    }
     auto w = weights_of(tc.name);
     if (config_.student_residual) {
       const auto r = weights_of(student_residual_table(tc.name));

@@ -475,6 +475,10 @@ DualConfig read_dual(const io::TomlDoc& doc, const Common& common) {
     if (const toml::table* mlp = doc.get_table(*s, "model.student", "mlp"))
       c.student_mlp = read_mlp_config(doc, *mlp, "model.student.mlp", c.student_mlp);
   }
+  // Student residual tables are built for hashed tables only: with a dynamic table the default
+  // is off (an explicit true is refused by DualConfig::validate).
+  if (std::any_of(c.tables.begin(), c.tables.end(), [](const auto& t) { return t.dynamic(); }))
+    c.student_residual = false;
   if (const toml::table* d = doc.get_table(m, "model", "distillation")) {
     const std::string p = "model.distillation";
     doc.check_keys(*d, p, {"teacher_weight", "student_weight", "kd_weight", "kd", "temperature",

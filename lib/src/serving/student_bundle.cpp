@@ -5,6 +5,7 @@
 
 #include "io/directory_writer.h"
 #include "lockstep/core/atomic_file.h"
+#include "lockstep/embedding/dynamic_table.h"
 #include "lockstep/io/safetensors.h"
 
 namespace lockstep::serving {
@@ -14,8 +15,9 @@ namespace fs = std::filesystem;
 namespace {
 void write_tensors(const std::string& path, const std::map<std::string, NamedTensor>& tensors) {
   std::vector<io::TensorRef> refs;
-  for (const auto& [name, t] : tensors)
-    refs.push_back({name, io::DType::F32, t.shape, t.values.data()});
+  for (const auto& [name, t] : tensors)  // ".keys": U64 as float bit patterns (2 per key)
+    refs.push_back({name, embedding::is_u64_tensor(name) ? io::DType::U64 : io::DType::F32,
+                    t.shape, t.values.data()});
   io::write_safetensors(path, refs);
 }
 }  // namespace
@@ -39,6 +41,7 @@ std::string student_bundle_manifest_text(const StudentBundleManifest& manifest) 
                            {"dim", t.dim},
                            {"pooling", embedding::pooling_name(t.pooling)}});
     if (t.identity) m["tables"].back()["ids"] = "identity";  // absent: hashed (older bundles)
+    if (t.dynamic()) m["tables"].back()["kind"] = "dynamic";  // rows: its feasigns (keys)
   }
   m["fields"] = nlohmann::ordered_json::array();
   for (const auto& f : b.fields) m["fields"].push_back({{"column", f.column}, {"table", f.table}});
@@ -83,6 +86,12 @@ StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
       LOCKSTEP_CHECK(ids == "hash" || ids == "identity", "{}: field '{}' = {} is not hash or identity",
                      path, t.field("ids"), io::quote_text(excerpt(ids)));
       b.tables.back().identity = ids == "identity";
+    }
+    if (t.has("kind")) {
+      const std::string kind = t.string("kind");
+      LOCKSTEP_CHECK(kind == "dynamic", "{}: field '{}' = {} is not dynamic", path,
+                     t.field("kind"), io::quote_text(excerpt(kind)));
+      b.tables.back().kind = embedding::TableKind::Dynamic;
     }
     t.reject_unknown();
   }

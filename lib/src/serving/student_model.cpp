@@ -39,6 +39,16 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
   m.params.check_file(student);
   for (auto& table : m.embeddings->tables()) {
     const auto& t = rows.get(table.config().name + ".weight");
+    if (table.dynamic()) {  // keys (U64) and their rows; rows() is at least 1
+      const auto& k = rows.get(table.config().name + ".keys");
+      LOCKSTEP_CHECK(k.dtype == io::DType::U64 && k.numel() <= table.rows() &&
+                         t.numel() == k.numel() * table.dim(),
+                     "{}: dynamic table '{}' has {} keys and {} values, the manifest says at most "
+                     "{} keys x {}",
+                     rows.path, table.config().name, k.numel(), t.numel(), table.rows(),
+                     table.dim());
+      continue;
+    }
     LOCKSTEP_CHECK(t.numel() == table.rows() * table.dim(),
                    "{}: table '{}' has {} values, the manifest says {} x {}", rows.path,
                    table.config().name, t.numel(), table.rows(), table.dim());
@@ -46,6 +56,12 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
   m.params.assign_from(ctx, student);
   for (auto& table : m.embeddings->tables()) {
     const auto values = rows.get(table.config().name + ".weight").as<float>();
+    if (table.dynamic()) {
+      const auto keys = rows.get(table.config().name + ".keys").as<uint64_t>();
+      table.dynamic_table()->load_serving(keys.data(), values.data(),
+                                          static_cast<int64_t>(keys.size()));
+      continue;
+    }
     copy_bytes(ctx, table.weights(), ctx.device(), values.data(), Device::cpu(),
                values.size() * sizeof(float));
   }

@@ -91,6 +91,11 @@ class DynamicTable {
   /// After a successful export of that kind: the delta score of what it carried is reset.
   void mark_saved(bool delta);
 
+  /// Serving: the table holds exactly `n` admitted feasigns, keys[i] with embedx row i (n ×
+  /// dim), lr 0 (an exported student reads embedx only). Throws Error when n > capacity() or a
+  /// key is given twice.
+  void load_serving(const uint64_t* keys, const T* embedx, int64_t n);
+
   /// Host tensors by name, for checkpoints: "<name>.keys" (the slot -> key map as U64 bit
   /// patterns, two floats per key: see is_u64_tensor()), "<name>.feasign" (capacity × 7: held,
   /// admitted, seen, unseen_days, show, click, delta_score), "<name>.lr", "<name>.weight"
