@@ -4,6 +4,10 @@
 // feasign, and DynamicTable::apply (a step's merged records: find, insert, counts, lr and embedx
 // updates) in records/s.
 //
+// With a CUDA device: the device key index kernels (kernels/key_index.h) — insert, find of held
+// and of absent keys — in keys/s of device time (published HierarchicalKV figure for scale:
+// about 2.5e9 finds/s on an A100, dim 8).
+//
 //   lockstep-bench-feasign [--capacity N] [--dim D] [--records N] [--reps N]
 
 #include <CLI/CLI.hpp>
@@ -16,6 +20,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench/bench_util.h"
+#include "kernels/key_index.h"
+#include "lockstep/core/device.h"
 #include "lockstep/embedding/dynamic_table.h"
 #include "lockstep/embedding/key_index.h"
 
@@ -173,5 +180,42 @@ int main(int argc, char** argv) {
   std::printf("\nDynamicTable::apply, %zu records (half held, half new), dim %lld, adagrad: "
               "%.3g records/s on one thread\n",
               step_keys.size(), static_cast<long long>(dim), apply);
+
+  if (cuda_device_count() == 0) {
+    std::printf("\ndevice key index: skipped (no CUDA device)\n");
+    return 0;
+  }
+  Context gpu(Device::cuda(0));
+  const int64_t gb = static_cast<int64_t>(buckets), mask = gb - 1;
+  Tensor<uint64_t> bk(gpu, {gb});
+  Tensor<int64_t> bs(gpu, {gb});
+  std::vector<int64_t> slot_ids(keys.size());
+  for (size_t i = 0; i < slot_ids.size(); ++i) slot_ids[i] = static_cast<int64_t>(i);
+  auto dk = make_tensor(gpu, keys), dm = make_tensor(gpu, misses), dorder = make_tensor(gpu, order);
+  auto ds = make_tensor(gpu, slot_ids);
+  Tensor<int64_t> out(gpu, {n});
+  const std::vector<int64_t> empty_slots(static_cast<size_t>(gb), kernels::kEmptyBucket);
+  const auto reset = [&] {
+    copy_bytes(gpu, bs.data(), gpu.device(), empty_slots.data(), Device::cpu(), bs.bytes());
+  };
+  std::vector<double> ins_ms;
+  for (int i = 0; i < reps; ++i) {
+    reset();
+    ins_ms.push_back(bench::median_ms(gpu, [&] {
+      kernels::key_index_insert(gpu, bk.data(), bs.data(), mask, n, dk.data(), ds.data());
+    }, 0, 1));
+  }
+  std::sort(ins_ms.begin(), ins_ms.end());
+  const double find_hit_ms = bench::median_ms(gpu, [&] {
+    kernels::key_index_find(gpu, bk.data(), bs.data(), mask, n, dorder.data(), out.data());
+  }, 2, reps);
+  const double find_miss_ms = bench::median_ms(gpu, [&] {
+    kernels::key_index_find(gpu, bk.data(), bs.data(), mask, n, dm.data(), out.data());
+  }, 2, reps);
+  const auto per_s = [&](double ms) { return static_cast<double>(n) / (ms * 1e-3); };
+  std::printf("\ndevice key index (%s), %lld keys, load 1/2, keys/s of device time: insert %.3g, "
+              "find held %.3g, find absent %.3g\n",
+              gpu.device().str().c_str(), static_cast<long long>(n),
+              per_s(ins_ms[ins_ms.size() / 2]), per_s(find_hit_ms), per_s(find_miss_ms));
   return 0;
 }

@@ -78,7 +78,8 @@ for stage in $stages; do
     bench)
       run bench bench_kernels "$build/bench/lockstep-bench-kernels" --device cuda --json "$out/bench_kernels.json"
       run bench bench_models "$build/bench/lockstep-bench-models" --device cuda
-      run bench bench_sync "$build/bench/lockstep-bench-sync" --device cuda --comm local --steps 200 ;;
+      run bench bench_sync "$build/bench/lockstep-bench-sync" --device cuda --comm local --steps 200
+      run bench bench_feasign "$build/bench/lockstep-bench-feasign" --capacity 4194304 --reps 1 ;;
     peers)
       peer="$root/.device/peers/torch_bench.py"
       run peers torch_eager python3 "$peer" --workload all --device cuda --batch 4096 --steps 50

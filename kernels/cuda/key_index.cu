@@ -1,0 +1,98 @@
+// The device key index (kernels/key_index.h): one thread per key.
+#include "kernels/cuda/launch.cuh"
+#include "kernels/key_index.h"
+
+namespace lockstep::kernels::cuda {
+
+namespace {
+__global__ void find_kernel(const uint64_t* __restrict__ bucket_keys,
+                            const int64_t* __restrict__ bucket_slots, uint64_t mask, int64_t n,
+                            const uint64_t* __restrict__ keys, int64_t* __restrict__ slots) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint64_t key = keys[i];
+    int64_t found = kEmptyBucket;
+    uint64_t b = key_home(key) & mask;
+    for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
+      const int64_t s = bucket_slots[b];
+      if (s == kEmptyBucket) break;
+      if (s >= 0 && bucket_keys[b] == key) {
+        found = s;
+        break;
+      }
+    }
+    slots[i] = found;
+  }
+}
+
+// Claims the first free bucket on the key's probe with a compare-and-swap on its slot (empty or
+// tombstone -> the key's slot), then writes the key. Concurrent inserts of other keys skip a
+// claimed bucket without reading its key (the keys are new: none of them can be there), and no
+// find runs in the same kernel, so the key written after the claim is seen by every later find.
+__global__ void insert_kernel(uint64_t* __restrict__ bucket_keys,
+                              unsigned long long* __restrict__ bucket_slots, uint64_t mask,
+                              int64_t n, const uint64_t* __restrict__ keys,
+                              const int64_t* __restrict__ slots) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const auto slot = static_cast<unsigned long long>(slots[i]);
+    uint64_t b = key_home(keys[i]) & mask;
+    for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
+      const auto seen = static_cast<long long>(bucket_slots[b]);
+      if (seen >= 0) continue;
+      if (atomicCAS(&bucket_slots[b], static_cast<unsigned long long>(seen), slot) ==
+          static_cast<unsigned long long>(seen)) {
+        bucket_keys[b] = keys[i];
+        break;
+      }
+      // Another key took it: move on (the bucket is held now).
+    }
+  }
+}
+
+__global__ void erase_kernel(const uint64_t* __restrict__ bucket_keys,
+                             int64_t* __restrict__ bucket_slots, uint64_t mask, int64_t n,
+                             const uint64_t* __restrict__ keys) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    uint64_t b = key_home(keys[i]) & mask;
+    for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
+      const int64_t s = bucket_slots[b];
+      if (s == kEmptyBucket) break;
+      if (s >= 0 && bucket_keys[b] == keys[i]) {
+        bucket_slots[b] = kErasedBucket;  // distinct buckets per key: no race
+        break;
+      }
+    }
+  }
+}
+}  // namespace
+
+void key_index_find(const Context& ctx, const uint64_t* bucket_keys, const int64_t* bucket_slots,
+                    int64_t mask, int64_t n, const uint64_t* keys, int64_t* slots) {
+  if (n <= 0) return;
+  find_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(bucket_keys, bucket_slots,
+                                                           static_cast<uint64_t>(mask), n, keys,
+                                                           slots);
+  LOCKSTEP_KERNEL_CHECK(ctx, "key_index_find");
+}
+
+void key_index_insert(const Context& ctx, uint64_t* bucket_keys, int64_t* bucket_slots,
+                      int64_t mask, int64_t n, const uint64_t* keys, const int64_t* slots) {
+  if (n <= 0) return;
+  static_assert(sizeof(unsigned long long) == sizeof(int64_t), "64-bit CAS on the slots");
+  insert_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(
+      bucket_keys, reinterpret_cast<unsigned long long*>(bucket_slots),
+      static_cast<uint64_t>(mask), n, keys, slots);
+  LOCKSTEP_KERNEL_CHECK(ctx, "key_index_insert");
+}
+
+void key_index_erase(const Context& ctx, const uint64_t* bucket_keys, int64_t* bucket_slots,
+                     int64_t mask, int64_t n, const uint64_t* keys) {
+  if (n <= 0) return;
+  erase_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(
+      bucket_keys, bucket_slots, static_cast<uint64_t>(mask), n, keys);
+  LOCKSTEP_KERNEL_CHECK(ctx, "key_index_erase");
+}
+
+}  // namespace lockstep::kernels::cuda

@@ -1,0 +1,79 @@
+#pragma once
+// The device side of a dynamic table's key index (issue 13, docs/feasign_store.md "The GPU key
+// index"): batched find / insert / erase over an open-addressing bucket array in device memory,
+// one thread per key, no host round trip per key.
+//
+// Layout: `buckets` = mask + 1 (a power of two, at least twice the capacity, so probes stay
+// short and an empty bucket always ends one), bucket_keys[b] the key and bucket_slots[b] its slot
+// (>= 0), kEmptyBucket (-1) or kErasedBucket (-2, a tombstone). A key's probe starts at
+// key_home(key) & mask and moves on linearly. find skips tombstones and stops at an empty
+// bucket; insert reuses the first free bucket (empty or tombstone) on its probe.
+//
+// The key -> slot map is a pure function of the calls (the caller chooses the slots: the lowest
+// free ones, as KeyIndex does on the host), so every replica and the CPU reference hold the same
+// map; where in the bucket array a key lands may differ between runs on the GPU (threads race for
+// free buckets), which no result depends on. Tombstones lengthen probes as feasigns come and
+// go: the caller rebuilds the array (fill bucket_slots with kEmptyBucket, insert every held key)
+// when they pile up, e.g. at a shrink.
+
+#include "kernels/common.h"
+#include "lockstep/core/philox.h"  // LOCKSTEP_HD
+
+namespace lockstep::kernels {
+
+inline constexpr int64_t kEmptyBucket = -1;
+inline constexpr int64_t kErasedBucket = -2;
+
+/// splitmix64's finaliser (as KeyIndex): the low bits that pick the bucket are well mixed even for
+/// sequential or structured keys.
+LOCKSTEP_HD uint64_t key_home(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+// slots[i] = the slot of keys[i], or -1 when it is not held (i < n).
+LOCKSTEP_KERNEL_IMPLS(key_index_find, const Context& ctx, const uint64_t* bucket_keys,
+                      const int64_t* bucket_slots, int64_t mask, int64_t n, const uint64_t* keys,
+                      int64_t* slots)
+// Inserts keys[i] with slot slots[i] (i < n). The keys must be distinct and not held, and the
+// slots >= 0 (the caller's contract: a held key inserted again would be held twice). The array
+// must have a free bucket for each (the load factor <= 1/2 guarantees it).
+LOCKSTEP_KERNEL_IMPLS(key_index_insert, const Context& ctx, uint64_t* bucket_keys,
+                      int64_t* bucket_slots, int64_t mask, int64_t n, const uint64_t* keys,
+                      const int64_t* slots)
+// Erases keys[i] (i < n; a key not held is ignored): its bucket becomes a tombstone.
+LOCKSTEP_KERNEL_IMPLS(key_index_erase, const Context& ctx, const uint64_t* bucket_keys,
+                      int64_t* bucket_slots, int64_t mask, int64_t n, const uint64_t* keys)
+
+namespace detail {
+inline void check_key_index(const char* op, int64_t mask, int64_t n) {
+  LOCKSTEP_CHECK(mask >= 1 && (mask & (mask + 1)) == 0,
+                 "{}: mask = {} is not a power of two minus one", op, mask);
+  check_size(op, "n", n);
+}
+}  // namespace detail
+
+template <class T = float>
+void key_index_find(const Context& ctx, const uint64_t* bucket_keys, const int64_t* bucket_slots,
+                    int64_t mask, int64_t n, const uint64_t* keys, int64_t* slots) {
+  detail::check_key_index("key_index_find", mask, n);
+  LOCKSTEP_DISPATCH(T, ctx, key_index_find, bucket_keys, bucket_slots, mask, n, keys, slots);
+}
+template <class T = float>
+void key_index_insert(const Context& ctx, uint64_t* bucket_keys, int64_t* bucket_slots,
+                      int64_t mask, int64_t n, const uint64_t* keys, const int64_t* slots) {
+  detail::check_key_index("key_index_insert", mask, n);
+  LOCKSTEP_DISPATCH(T, ctx, key_index_insert, bucket_keys, bucket_slots, mask, n, keys, slots);
+}
+template <class T = float>
+void key_index_erase(const Context& ctx, const uint64_t* bucket_keys, int64_t* bucket_slots,
+                     int64_t mask, int64_t n, const uint64_t* keys) {
+  detail::check_key_index("key_index_erase", mask, n);
+  LOCKSTEP_DISPATCH(T, ctx, key_index_erase, bucket_keys, bucket_slots, mask, n, keys);
+}
+
+}  // namespace lockstep::kernels
