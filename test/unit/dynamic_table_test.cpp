@@ -13,8 +13,10 @@
 #include "gradcheck.h"
 #include "lockstep/embedding/dynamic_table.h"
 #include "lockstep/embedding/feasign_init.h"
+#include "lockstep/comm/communicator.h"
 #include "lockstep/nn/loss.h"
 #include "lockstep/train/local_trainer.h"
+#include "lockstep/train/trainer.h"
 #include "data_test_util.h"
 #include "lockstep/serving/student_model.h"
 #include "model_fixture.h"
@@ -482,4 +484,29 @@ TEST_CASE("The dual DNN with dynamic tables trains on one rank; its exported stu
   const auto got = served.predict(batch);
   REQUIRE(got.size() == expected.size());
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-6));
+}
+
+TEST_CASE("Student-only training of a dual DNN leaves its dynamic tables untouched",
+          "[embedding][dynamic][dual]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  embedding::AccessorConfig a;
+  a.embedx_threshold = 0.0f;
+  auto joint = test::fixture_dual(ctx, models::DualMode::Joint, &a);
+  train::LocalTrainer<float> warm(*joint, ctx);
+  for (const auto& b : test::fixture_batches(4, 16)) warm.step(b);
+  std::map<std::string, std::vector<float>> state;
+  for (auto* t : joint->tables()) state.merge(t->to_host(ctx));
+
+  auto student_only = test::fixture_dual(ctx, models::DualMode::StudentOnly, &a);
+  for (auto* t : student_only->tables()) t->from_host(ctx, state);
+  train::TrainerConfig cfg;
+  cfg.log_every = 0;
+  cfg.epochs = 2;  // epoch ends: no shrink either
+  train::Trainer trainer(*student_only, *comm, ctx, cfg);
+  train::VectorBatchSource source(test::fixture_batches(4, 16, 5000));  // new keys too
+  trainer.fit(source);
+  std::map<std::string, std::vector<float>> after;
+  for (auto* t : student_only->tables()) after.merge(t->to_host(ctx));
+  CHECK(after == state);
 }

@@ -186,6 +186,11 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
       row[k] = static_cast<T>(feasign_init_value(seed_, stream_, keys[i], k, init_scale_));
     ++counters_.admitted;
   }
+  after_update(step);
+}
+
+template <class T>
+void DynamicTable<T>::after_update(int64_t step) {
   if (shrink_every_steps_ > 0 && step % shrink_every_steps_ == 0) shrink();
 }
 

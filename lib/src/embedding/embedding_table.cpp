@@ -94,12 +94,15 @@ void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
 
 template <class T>
 void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_t step) {
-  if (!grad_.ready()) return;
   if (dynamic_) {
-    dynamic_->apply(ctx, grad_, grad_scale, step);
+    if (grad_.ready())
+      dynamic_->apply(ctx, grad_, grad_scale, step);
+    else
+      dynamic_->after_update(step);  // every replica: the exchange left no record for the table
     grad_.clear();
     return;
   }
+  if (!grad_.ready()) return;
   const auto& o = optimizer_;
   if (o.kind == nn::OptimizerKind::Adagrad) {
     kernels::sparse_adagrad_update<T>(ctx, {o.lr, o.eps}, grad_scale, config_.dim,

@@ -423,10 +423,20 @@ void DualDnn<T>::apply_gradients(const Context& ctx, T grad_scale) {
   if (config_.mode == DualMode::StudentOnly) {
     optimizer.step(ctx, params.values(), params.grads(), grad_scale, student_begin_,
                    params.trainable_size());
-  } else {
-    optimizer.step(ctx, params.values(), params.grads(), grad_scale);
+    // The shared tables are frozen: dynamic ones neither count, admit nor shrink (the residual
+    // tables, hashed, learn).
+    for (auto& table : this->embeddings_->tables())
+      if (!table.dynamic()) table.apply_gradients(ctx, grad_scale, optimizer.step_count());
+    return;
   }
+  optimizer.step(ctx, params.values(), params.grads(), grad_scale);
   this->embeddings_->apply_gradients(ctx, grad_scale, optimizer.step_count());
+}
+
+template <class T>
+void DualDnn<T>::end_epoch(const Context& ctx) {
+  if (config_.mode == DualMode::StudentOnly) return;  // the shared tables are frozen
+  EmbeddingModel<T>::end_epoch(ctx);
 }
 
 template <class T>

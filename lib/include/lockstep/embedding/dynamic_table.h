@@ -81,6 +81,9 @@ class DynamicTable {
   /// admitted before this step, then newly admitted feasigns get their initial embedx. Then,
   /// when shrink_every_steps divides `step`, shrink().
   void apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale, int64_t step);
+  /// The end of update `step` when no record reached the table (apply() calls it too): the
+  /// shrink every shrink_every_steps updates happens whether or not the step touched the table.
+  void after_update(int64_t step);
 
   /// A boundary: decay, unseen days, deletion (feasign_accessor.h). Returns the feasigns deleted.
   int64_t shrink();

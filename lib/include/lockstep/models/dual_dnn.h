@@ -119,6 +119,8 @@ class DualDnn final : public EmbeddingModel<T> {
   /// last_losses(ctx) reads them.
   void loss_and_backward(const Context& ctx, const DeviceBatch<T>& batch, T* loss_sum) override;
   /// Student-only mode updates only the student's region of the dense parameters.
+  /// Student-only mode: nothing (the shared tables, dynamic ones included, are frozen).
+  void end_epoch(const Context& ctx) override;
   void apply_gradients(const Context& ctx, T grad_scale) override;
 
   /// {"student", "teacher"}: the served output first.
