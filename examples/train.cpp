@@ -226,7 +226,10 @@ void export_versioned(const Options& o, train::Trainer& trainer, const Context& 
 /// rank 0 lists the files not trained on yet and every rank learns the list (and whether any
 /// rank got a stop signal) in one gather; the round trains one pass over them, read once across
 /// ranks like --train. Files must appear complete: write them under a name starting with '.' or
-/// '_' and rename them (such names are skipped). Stops on SIGTERM/SIGINT (after the same step on
+/// '_' and rename them (such names are skipped). A file whose name ends in ".day" is a day
+/// marker, not data: the files before it (by name) are trained, then the feasign store's boundary
+/// runs (Trainer::boundary: sparse base, shrink), then the files after it. With --export-sparse
+/// a base is also written at the end. Stops on SIGTERM/SIGINT (after the same step on
 /// every rank, with a checkpoint when --checkpoint-dir is set) or after --follow-idle-exit
 /// seconds without a new file.
 train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
@@ -282,30 +285,53 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
       continue;
     }
     last_new = std::chrono::steady_clock::now();
-    std::unique_ptr<train::TextBatchSource> source;
-    trainer.vote("opening new files", [&] {
-      source = std::make_unique<train::TextBatchSource>(files, d.schema, d.follow_options);
-    });
-    if (comm.rank() == 0)
-      log().info("--follow: training on {} new file(s), {} ... {}", files.size(), files.front(),
-                 files.back());
-    const train::FitResult r = trainer.fit(*source);
+    // Day markers (names ending in ".day", not data) split the round: the files before a marker
+    // are trained, then the boundary (sparse base, shrink) runs on every rank, then the rest.
+    std::vector<std::vector<std::string>> segments(1);
+    std::vector<std::string> markers;
+    for (const auto& f : files) {
+      if (f.size() > 4 && f.compare(f.size() - 4, 4, ".day") == 0) {
+        markers.push_back(f);
+        segments.emplace_back();
+      } else {
+        segments.back().push_back(f);
+      }
+    }
+    bool stopped = false;
+    for (size_t i = 0; i < segments.size() && !stopped; ++i) {
+      const auto& part = segments[i];
+      if (!part.empty()) {
+        std::unique_ptr<train::TextBatchSource> source;
+        trainer.vote("opening new files", [&] {
+          source = std::make_unique<train::TextBatchSource>(part, d.schema, d.follow_options);
+        });
+        if (comm.rank() == 0)
+          log().info("--follow: training on {} new file(s), {} ... {}", part.size(),
+                     part.front(), part.back());
+        const train::FitResult r = trainer.fit(*source);
+        total.steps += r.steps;
+        total.updates += r.updates;
+        total.samples += r.samples;
+        total.loss_sum += r.loss_sum;
+        total.seconds += r.seconds;
+        total.train_seconds += r.train_seconds;
+        total.data_wait_seconds += r.data_wait_seconds;
+        if (!r.last_checkpoint.empty()) total.last_checkpoint = r.last_checkpoint;
+        stopped = r.stopped;
+      }
+      if (i < markers.size() && !stopped) {
+        if (comm.rank() == 0) log().info("--follow: day marker {}: a boundary", markers[i]);
+        trainer.boundary();
+      }
+    }
     done.insert(files.begin(), files.end());
-    total.steps += r.steps;
-    total.updates += r.updates;
-    total.samples += r.samples;
-    total.loss_sum += r.loss_sum;
-    total.seconds += r.seconds;
-    total.train_seconds += r.train_seconds;
-    total.data_wait_seconds += r.data_wait_seconds;
-    if (!r.last_checkpoint.empty()) total.last_checkpoint = r.last_checkpoint;
     last_new = std::chrono::steady_clock::now();  // idle time counts from the end of a round
-    if (r.stopped) {
+    if (stopped) {
       if (comm.rank() == 0) log().warn("--follow: stop requested by a signal");
       total.stopped = true;
       break;
     }
-    files_since_export += static_cast<int64_t>(files.size());
+    files_since_export += static_cast<int64_t>(files.size() - markers.size());
     if (o.export_every_files > 0 && files_since_export >= o.export_every_files) {
       export_now(fmt::format("after {} file(s)", done.size()));
       files_since_export = 0;
@@ -313,6 +339,7 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
   }
   if (!total.stopped && held_out) total.last_eval = trainer.evaluate(*held_out);
   export_now("at the end of --follow");
+  if (!o.export_sparse.empty()) trainer.save_sparse_base();  // the served model is current
   return total;
 }
 
@@ -466,6 +493,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.keep_checkpoints = o.keep_checkpoints;
   tc.sparse_export_dir = o.export_sparse;
   tc.sparse_delta_every = o.sparse_delta_every;
+  tc.epoch_boundaries = o.follow.empty();  // --follow: day markers are the boundaries
   // Model selection on the validation data: best/ kept beside the checkpoints (or --best-dir),
   // early stopping; without --valid the test data is evaluated each epoch for monitoring only.
   tc.eval_every = o.eval_every;

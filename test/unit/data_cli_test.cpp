@@ -285,3 +285,33 @@ TEST_CASE("The built-in model with dynamic tables: --export-sparse writes bases 
   CHECK(test::run_tool(data_tool, "sparse " + scratch.file("nothing"), scratch, out) == 1);
   CHECK_THAT(out, Contains("no base-<n> directory"));
 }
+
+TEST_CASE("lockstep-train --follow with dynamic tables: a .day file is a boundary (sparse base, "
+          "shrink); a base at the end",
+          "[data][cli][follow][dynamic]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string in = scratch.file("in");
+  split_csv(kSample + "/ads-train.csv", scratch, 2);  // part-0.csv, part-1.csv (with headers)
+  std::filesystem::create_directories(in);
+  std::filesystem::rename(scratch.file("part-0.csv"), in + "/a.csv");
+  std::filesystem::rename(scratch.file("part-1.csv"), in + "/c.csv");
+  scratch.write("in/b.day", "");  // the day ends after a.csv
+  const std::string args =
+      "--device cpu --log-every 0 --batch-size 64 --schema " + kSample + "/ads.schema.toml " +
+      "--follow " + in + " --follow-poll 0.1 --follow-idle-exit 0.5 " +
+      "--set 'model.tables_per_column.kind=\"dynamic\"' --set model.tables_per_column.rows=2000 " +
+      "--export-sparse " + scratch.file("sparse");
+  REQUIRE(test::run_tool(kTrain, args, scratch, out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Contains("--follow: training on 1 new file(s), " + in + "/a.csv"));
+  CHECK_THAT(out, Contains("--follow: day marker " + in + "/b.day: a boundary"));
+  CHECK_THAT(out, Contains("--follow: training on 1 new file(s), " + in + "/c.csv"));
+  CHECK_THAT(out, Contains("by 1 shrinks"));   // the marker's boundary only: not each round's end
+  CHECK_THAT(out, !Contains("by 2 shrinks"));
+  std::vector<std::string> exports;
+  for (const auto& e : std::filesystem::directory_iterator(scratch.file("sparse")))
+    exports.push_back(e.path().filename().string());
+  std::sort(exports.begin(), exports.end());
+  CHECK(exports == std::vector<std::string>{"base-000001", "base-000002"});  // marker, end
+}

@@ -82,7 +82,7 @@ std::string settings_text(const TrainerConfig& c) {
 }
 
 /// The feasign stores after an epoch (identical on every rank: rank 0 reports them).
-void log_dynamic_tables(models::Model<float>& model, int64_t epoch) {
+void log_dynamic_tables(models::Model<float>& model, const std::string& when) {
   for (auto* t : model.tables()) {
     const auto* d = t->dynamic_table();
     if (!d) continue;
@@ -90,10 +90,10 @@ void log_dynamic_tables(models::Model<float>& model, int64_t epoch) {
     int64_t admitted_now = 0;
     for (int64_t s = 0; s < d->capacity(); ++s)
       admitted_now += d->index().occupied(s) && d->admitted(s) ? 1 : 0;
-    log().info("epoch {}: dynamic table '{}': {} feasigns of {} ({} with embedx); since this "
+    log().info("{}: dynamic table '{}': {} feasigns of {} ({} with embedx); since this "
                "process started {} created, {} admitted, {} evicted when full, {} dropped (full "
                "of the step's own), {} deleted by {} shrinks",
-               epoch + 1, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
+               when, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
                c.admitted, c.evicted, c.dropped, c.deleted, c.shrinks);
   }
 }
@@ -173,6 +173,7 @@ struct Trainer::Impl {
   EpochEnd train_epoch(BatchSource& train, BatchSource* eval, FitResult& result);
   std::string save_checkpoint();
   void save_sparse(SparseSaveKind kind);
+  void boundary(const std::string& what);
   EvalResult evaluate(BatchSource& data);
   CheckpointMeta current_meta() const;
   CheckpointExtras checkpoint_extras() const;
@@ -246,6 +247,16 @@ std::string Trainer::save_checkpoint() {
   return impl_->collective([&] { return impl_->save_checkpoint(); });
 }
 
+void Trainer::boundary() {
+  impl_->collective([&] { impl_->boundary(fmt::format("boundary at step {}", impl_->step_no)); });
+}
+
+void Trainer::save_sparse_base() {
+  LOCKSTEP_CHECK(!impl_->config.sparse_export_dir.empty(),
+                 "save_sparse_base: no sparse export directory set");
+  impl_->collective([&] { impl_->save_sparse(SparseSaveKind::Base); });
+}
+
 std::vector<uint64_t> Trainer::replica_hashes() {
   return impl_->collective(
       [&] { return impl_->host.all_gather_u64({model_state_hash(impl_->ctx, impl_->model)}); });
@@ -310,9 +321,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         result.early_stopped = true;
         break;
       }
-      if (!m.config.sparse_export_dir.empty()) m.save_sparse(SparseSaveKind::Base);
-      m.model.end_epoch(m.ctx);  // every rank, at the same step: replicas stay identical
-      if (m.comm.rank() == 0) log_dynamic_tables(m.model, m.epoch);
+      if (m.config.epoch_boundaries) m.boundary(fmt::format("epoch {}", m.epoch + 1));
       m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
       // Each rank reports what its data source let pass (skipped bad records): no collective.
       if (const std::string report = train.epoch_report(); !report.empty())
@@ -502,6 +511,14 @@ std::string Trainer::Impl::save_checkpoint() {
   // Every rank learns whether rank 0 succeeded, so that all stop together on a failure.
   host.vote(fmt::format("writing the checkpoint at step {}", step_no), error);
   return path;
+}
+
+// A boundary of the feasign store, on every rank at the same step: the base export (it holds what
+// the period trained), then the shrink, so replicas stay identical.
+void Trainer::Impl::boundary(const std::string& what) {
+  if (!config.sparse_export_dir.empty()) save_sparse(SparseSaveKind::Base);
+  model.end_epoch(ctx);
+  if (comm.rank() == 0) log_dynamic_tables(model, what);
 }
 
 // Rank 0 writes the export; every rank learns whether it succeeded (so all stop together on a

@@ -37,6 +37,9 @@ struct TrainerConfig {
   /// scores of what was saved.
   std::string sparse_export_dir;
   int64_t sparse_delta_every = 0;
+  /// Whether the end of an epoch is a boundary (below). A driver that marks boundaries itself
+  /// (lockstep-train --follow: day markers in the data) sets it false and calls boundary().
+  bool epoch_boundaries = true;
   /// Resume from the newest checkpoint in checkpoint_dir; fit() throws (on every rank) when
   /// there is none, unless resume_or_start, which then starts from the beginning.
   bool resume = false;
@@ -137,6 +140,13 @@ class Trainer {
 
   /// Writes a checkpoint now (rank 0 writes; collective). Returns its path ("" on other ranks).
   std::string save_checkpoint();
+
+  /// A boundary of the feasign store (docs/feasign_store.md): with sparse_export_dir a base
+  /// export, then the dynamic tables' shrink (those with shrink_each_epoch) and their report.
+  /// fit() runs one at every epoch's end unless epoch_boundaries is false. Collective.
+  void boundary();
+  /// With sparse_export_dir: a base export now (no shrink). Collective.
+  void save_sparse_base();
 
   /// Runs `fn` on this rank and then votes (lockstep/train/failure.h, agree()): a lockstep::Error
   /// thrown by `fn` on any rank becomes the same JobError on every rank, e.g. "export failed on
