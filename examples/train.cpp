@@ -208,7 +208,8 @@ void export_versioned(const Options& o, train::Trainer& trainer, const Context& 
   trainer.vote("exporting the student", [&] {
     if (rank != 0) return;
     const std::string name = fmt::format("step-{}", trainer.step());
-    dual->export_student(ctx, o.export_dir + "/" + name, sparse_column_names(schema));
+    dual->export_student(ctx, o.export_dir + "/" + name, sparse_column_names(schema),
+                         o.export_sparse);
     write_file_atomically(o.export_dir + "/LATEST", name + "\n");
     std::vector<std::string> old;
     for (const auto& e : std::filesystem::directory_iterator(o.export_dir))
@@ -571,7 +572,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   trainer.vote("writing the outputs", [&] {
     if (rank != 0) return;
     if (dual && !o.export_dir.empty() && o.follow.empty()) {  // --follow exported already
-      dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema));
+      dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema), o.export_sparse);
       std::printf("exported the student to %s\n", o.export_dir.c_str());
     }
     if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml

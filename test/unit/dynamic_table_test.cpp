@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <random>
@@ -18,7 +19,9 @@
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
 #include "data_test_util.h"
+#include "lockstep/io/safetensors.h"
 #include "lockstep/serving/student_model.h"
+#include "lockstep/train/sparse_model.h"
 #include "model_fixture.h"
 
 using namespace lockstep;
@@ -470,6 +473,7 @@ TEST_CASE("The dual DNN with dynamic tables trains on one rank; its exported stu
   test::TempDir dir;
   embedding::AccessorConfig a;
   a.embedx_threshold = 1.0f;
+  a.base_threshold = 0.0f;  // the sparse export below carries every feasign
   auto model = test::fixture_dual(ctx, models::DualMode::Joint, &a);
   train::LocalTrainer<float> trainer(*model, ctx);
   for (const auto& b : test::fixture_batches(12, 32)) trainer.step(b);
@@ -484,6 +488,19 @@ TEST_CASE("The dual DNN with dynamic tables trains on one rank; its exported stu
   const auto got = served.predict(batch);
   REQUIRE(got.size() == expected.size());
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-6));
+
+  // A bundle that references a sparse export instead of carrying the rows serves the same.
+  train::write_sparse_model(dir.file("sparse"), train::SparseSaveKind::Base, *model, 12);
+  model->export_student(ctx, dir.file("student-ref"), test::fixture_columns(),
+                        dir.file("sparse"));
+  CHECK_FALSE(io::read_safetensors(dir.file("student-ref") + "/embeddings.safetensors")
+                  .has("user.keys"));
+  serving::StudentModel referenced(dir.file("student-ref"), ctx);
+  const auto got_ref = referenced.predict(batch);
+  for (size_t i = 0; i < got_ref.size(); ++i) CHECK(got_ref[i] == got[i]);
+  std::filesystem::remove_all(dir.file("sparse"));
+  CHECK_THROWS_WITH(serving::StudentModel(dir.file("student-ref"), ctx),
+                    Contains("reads its dynamic tables from the sparse export"));
 }
 
 TEST_CASE("Student-only training of a dual DNN leaves its dynamic tables untouched",

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "kernels/activation.h"
 #include "kernels/copy.h"
@@ -441,7 +442,8 @@ void DualDnn<T>::end_epoch(const Context& ctx) {
 
 template <class T>
 void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
-                                const std::vector<std::string>& sparse_columns) const {
+                                const std::vector<std::string>& sparse_columns,
+                                const std::string& sparse_export) const {
   serving::StudentBundle bundle;
   bundle.columns = sparse_columns;
   bundle.num_dense = this->num_dense_;
@@ -467,7 +469,15 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
       if (table.config().name == name) return to_host(ctx, table.weights(), table.rows() * table.dim());
     return std::vector<T>{};
   };
+  const bool any_dynamic = std::any_of(bundle.tables.begin(), bundle.tables.end(),
+                                       [](const auto& t) { return t.dynamic(); });
+  if (any_dynamic && !sparse_export.empty())
+    bundle.sparse = std::filesystem::absolute(sparse_export).lexically_normal().string();
   for (auto& tc : bundle.tables) {
+    if (tc.dynamic() && !bundle.sparse.empty()) {
+      tc.rows = 1;  // sized by the serving side from the export
+      continue;
+    }
     if (tc.dynamic()) {  // the admitted feasigns: keys and embedx rows (others read zeros)
       const auto* d = std::find_if(this->embeddings_->tables().begin(),
                                    this->embeddings_->tables().end(),

@@ -53,6 +53,7 @@ std::string student_bundle_manifest_text(const StudentBundleManifest& manifest) 
               {"prelu_init", a.prelu_init},
               {"dice_eps", a.dice_eps},
               {"dice_momentum", a.dice_momentum}};
+  if (!b.sparse.empty()) m["sparse"] = b.sparse;
   m["files"] = io::files_json(manifest.files);
   return io::seal_manifest(m);
 }
@@ -111,6 +112,7 @@ StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
   a.dice_eps = mlp.real("dice_eps", 1e-12, 1);
   a.dice_momentum = mlp.real("dice_momentum", 0, 1);
   mlp.reject_unknown();
+  if (m.has("sparse")) b.sparse = m.string("sparse");
   out.files = io::read_files(m, student_bundle_files());
   m.reject_unknown();
   return out;

@@ -39,6 +39,10 @@ struct StudentBundle {
   std::vector<embedding::TableConfig> tables;
   std::vector<embedding::FieldConfig> fields;  // pooled only
   nn::MlpConfig mlp;
+  /// Not empty: the dynamic tables are read from this sparse export directory (its newest base
+  /// and the deltas after it, when the bundle is loaded: docs/feasign_store.md) instead of
+  /// embeddings.safetensors. An absolute path.
+  std::string sparse;
 };
 
 /// A named tensor of host floats.

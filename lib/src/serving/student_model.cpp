@@ -1,11 +1,13 @@
 #include "lockstep/serving/student_model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "lockstep/embedding/device_batch.h"
 #include "lockstep/embedding/embedding_bag_collection.h"
 #include "lockstep/io/safetensors.h"
 #include "lockstep/nn/mlp.h"
+#include "lockstep/train/sparse_model.h"
 #include "serving/student_bundle.h"
 
 namespace lockstep::serving {
@@ -26,6 +28,27 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
   Impl& m = *impl_;
   m.ctx = &ctx;
   m.bundle = read_student_bundle(dir);
+  // Dynamic tables read from a sparse export: each sized to its feasigns with an embedding.
+  train::SparseModel sparse;
+  if (!m.bundle.sparse.empty()) {
+    try {
+      sparse = train::load_sparse_model(m.bundle.sparse);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: the bundle reads its dynamic tables from the sparse export {}, "
+                              "which cannot be loaded: {}",
+                              dir, m.bundle.sparse, e.what()));
+    }
+    for (auto& tc : m.bundle.tables) {
+      if (!tc.dynamic()) continue;
+      const auto it = sparse.tables.find(tc.name);
+      LOCKSTEP_CHECK(it != sparse.tables.end() && it->second.dim == tc.dim,
+                     "{}: the sparse export {} has no table '{}' of dim {}", dir, m.bundle.sparse,
+                     tc.name, tc.dim);
+      int64_t n = 0;
+      for (uint8_t h : it->second.has_embedx) n += h;
+      tc.rows = std::max<int64_t>(n, 1);
+    }
+  }
   // The optimizer is never used: serving only reads the tables.
   m.embeddings = std::make_unique<embedding::EmbeddingBagCollection<float>>(
       m.bundle.tables, m.bundle.fields, m.bundle.columns,
@@ -38,6 +61,7 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
   const io::SafetensorsFile rows = io::read_safetensors(dir + "/embeddings.safetensors");
   m.params.check_file(student);
   for (auto& table : m.embeddings->tables()) {
+    if (table.dynamic() && !m.bundle.sparse.empty()) continue;
     const auto& t = rows.get(table.config().name + ".weight");
     if (table.dynamic()) {  // keys (U64) and their rows; rows() is at least 1
       const auto& k = rows.get(table.config().name + ".keys");
@@ -55,6 +79,20 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
   }
   m.params.assign_from(ctx, student);
   for (auto& table : m.embeddings->tables()) {
+    if (table.dynamic() && !m.bundle.sparse.empty()) {
+      const auto& st = sparse.tables.at(table.config().name);
+      std::vector<uint64_t> keys;
+      std::vector<float> values;
+      const auto d = static_cast<size_t>(st.dim);
+      for (size_t r = 0; r < st.keys.size(); ++r) {
+        if (!st.has_embedx[r]) continue;  // no embedding: reads zeros, as when absent
+        keys.push_back(st.keys[r]);
+        values.insert(values.end(), st.embedx.begin() + r * d, st.embedx.begin() + (r + 1) * d);
+      }
+      table.dynamic_table()->load_serving(keys.data(), values.data(),
+                                          static_cast<int64_t>(keys.size()));
+      continue;
+    }
     const auto values = rows.get(table.config().name + ".weight").as<float>();
     if (table.dynamic()) {
       const auto keys = rows.get(table.config().name + ".keys").as<uint64_t>();

@@ -147,9 +147,12 @@ class DualDnn final : public EmbeddingModel<T> {
 
   /// Writes the serving bundle of the student (docs/dual_dnn.md): manifest.json,
   /// student.safetensors (its MLP) and embeddings.safetensors (the tables of the pooled fields),
-  /// atomically into `dir`. No teacher parameter is written.
+  /// atomically into `dir`. No teacher parameter is written. Dynamic tables: their admitted
+  /// feasigns by key, or, with `sparse_export` (a directory train::write_sparse_model writes),
+  /// a reference to it instead: the serving side then reads the newest base and its deltas there.
   void export_student(const Context& ctx, const std::string& dir,
-                      const std::vector<std::string>& sparse_columns) const;
+                      const std::vector<std::string>& sparse_columns,
+                      const std::string& sparse_export = "") const;
 
  private:
   struct Teacher;
