@@ -1,5 +1,7 @@
 #include "lockstep/train/failure.h"
 
+#include <cstdlib>
+
 #include "lockstep/core/logging.h"
 #include "train/host_collectives.h"
 
@@ -22,6 +24,7 @@ void abort_job(comm::Communicator& comm, const std::exception& e) {
   log().error("rank {}: aborting the job (exit code {}) so that no rank waits for this one", rank,
               code);
   comm.abort(code);
+  std::_Exit(code);  // not reached (abort() does not return); tells the compiler so
 }
 
 void vote(comm::Communicator& comm, const Context& ctx, const std::string& phase,
