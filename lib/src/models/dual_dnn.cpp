@@ -206,7 +206,8 @@ const T* DualDnn<T>::forward(const Context& ctx, const DeviceBatch<T>& batch, bo
       slot.component->forward(ctx, in, t.input.data() + slot.col, t.width, teacher_training);
     // Dynamic tables: the wide lr term is the teacher's (the student reads embedx only, so
     // that it serves from its pooled fields alone).
-    teacher_logits_ = this->with_wide(ctx, t.mlp->forward(ctx, B, t.input.data(), teacher_training));
+    teacher_logits_ =
+        this->with_wide(ctx, t.mlp->forward(ctx, B, t.input.data(), teacher_training));
   }
   if (!single || output_ == Output::Student)
     student_logits_ = student_->forward(ctx, B, student_input_, training);
