@@ -123,8 +123,7 @@ int main(int argc, char** argv) {
   std::printf("%-28s %14.3g %16s\n", "erase + insert, full index", 2 * chr, "");
 
   // Bytes per feasign of a dynamic table with adagrad (row-wise accumulator) and with adam.
-  size_t buckets = 2;
-  while (buckets < 2 * static_cast<size_t>(capacity)) buckets <<= 1;
+  const auto buckets = static_cast<size_t>(kernels::key_index_buckets(capacity));
   const double index_bytes =
       static_cast<double>(buckets * (8 + 8) + static_cast<size_t>(capacity) * (8 + 1 + 8)) /
       static_cast<double>(capacity);

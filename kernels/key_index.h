@@ -24,7 +24,7 @@ namespace lockstep::kernels {
 inline constexpr int64_t kEmptyBucket = -1;
 inline constexpr int64_t kErasedBucket = -2;
 
-/// splitmix64's finaliser (as KeyIndex): the low bits that pick the bucket are well mixed even for
+/// splitmix64's finaliser (KeyIndex's too): the low bits that pick the bucket are well mixed even for
 /// sequential or structured keys.
 LOCKSTEP_HD uint64_t key_home(uint64_t x) {
   x ^= x >> 30;
@@ -33,6 +33,14 @@ LOCKSTEP_HD uint64_t key_home(uint64_t x) {
   x *= 0x94d049bb133111ebULL;
   x ^= x >> 31;
   return x;
+}
+
+/// Buckets for `capacity` keys: the smallest power of two >= 2 · capacity (load factor <= 1/2),
+/// as KeyIndex and DeviceKeyIndex size their arrays.
+inline int64_t key_index_buckets(int64_t capacity) {
+  int64_t buckets = 2;
+  while (buckets < 2 * capacity) buckets <<= 1;
+  return buckets;
 }
 
 // slots[i] = the slot of keys[i], or -1 when it is not held (i < n).

@@ -101,8 +101,8 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(
 /// The fixture's data read by a dual DNN: teacher = DIN over the history + cross network,
 /// student = MLP over the pooled fields (the history mean-pooled).
 /// `dynamic`: the tables made dynamic with these rules (make_dynamic; no student residual tables).
-inline std::unique_ptr<models::DualDnn<float>> fixture_dual(
-    const Context& ctx, models::DualMode mode = models::DualMode::Joint,
+inline models::DualConfig fixture_dual_config(
+    models::DualMode mode = models::DualMode::Joint,
     const embedding::AccessorConfig* dynamic = nullptr) {
   models::DualConfig c;
   c.mode = mode;
@@ -121,7 +121,14 @@ inline std::unique_ptr<models::DualDnn<float>> fixture_dual(
   c.teacher_mlp = {{16, 8, 1}, {nn::ActivationKind::Dice}, false};
   c.student_mlp = {{8, 4, 1}, {nn::ActivationKind::PReLU}, false};
   c.seed = 5;
-  return std::make_unique<models::DualDnn<float>>(c, fixture_columns(), 3, ctx);
+  return c;
+}
+
+inline std::unique_ptr<models::DualDnn<float>> fixture_dual(
+    const Context& ctx, models::DualMode mode = models::DualMode::Joint,
+    const embedding::AccessorConfig* dynamic = nullptr) {
+  return std::make_unique<models::DualDnn<float>>(fixture_dual_config(mode, dynamic),
+                                                  fixture_columns(), 3, ctx);
 }
 
 /// A batch of `rows` samples with ids first_id .. first_id + rows - 1, content determined by the

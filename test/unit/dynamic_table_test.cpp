@@ -391,16 +391,8 @@ TEST_CASE("The dual DNN with dynamic tables: the keyed gradient matches finite d
   Context ctx;
   embedding::AccessorConfig a;
   a.embedx_threshold = 0.5f;  // after one step: keys with a click admitted, most others not
-  models::DualConfig c;
-  const auto base = test::fixture_config();
-  c.tables = base.tables;
-  test::make_dynamic(c.tables, a);
-  c.student_residual = false;
-  c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};
-  c.components = {"din", "cross"};
-  c.din_query = {"item"};
-  c.din_keys = {"hist"};
-  c.din_attention.hidden = {8, 4};
+  // The fixture's dual, smaller, with PReLU (no batch statistics: finite differences apply).
+  models::DualConfig c = test::fixture_dual_config(models::DualMode::Joint, &a);
   c.cross_layers = 1;
   c.teacher_mlp = {{8, 1}, {nn::ActivationKind::PReLU}, false};
   c.student_mlp = {{4, 1}, {nn::ActivationKind::PReLU}, false};
@@ -409,7 +401,6 @@ TEST_CASE("The dual DNN with dynamic tables: the keyed gradient matches finite d
   c.student_embedding_scale = 1.0f;
   c.student_embedding_losses = models::StudentEmbeddingLosses::All;
   c.kd_weight = 0.0f;
-  c.seed = 5;
   models::DualDnn<double> model(c, test::fixture_columns(), 3, ctx);
   const data::Batch batch = test::fixture_batch(0, 10);
   embedding::DeviceBatch<double> staged;

@@ -9,8 +9,7 @@ DeviceKeyIndex::DeviceKeyIndex(const Context& ctx, int64_t capacity) : capacity_
   LOCKSTEP_CHECK(capacity >= 1 && capacity <= (int64_t{1} << 40),
                  "device key index capacity {} is out of range: must be in [1, 1099511627776]",
                  capacity);
-  int64_t buckets = 2;
-  while (buckets < 2 * capacity) buckets <<= 1;
+  const int64_t buckets = kernels::key_index_buckets(capacity);
   mask_ = buckets - 1;
   bucket_keys_.resize(ctx, {buckets});
   bucket_slots_.resize(ctx, {buckets});

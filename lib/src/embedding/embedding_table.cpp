@@ -71,10 +71,15 @@ void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
     dynamic_ = std::make_unique<DynamicTable<T>>(
         config_.rows, config_.dim, config_.init_scale, config_.accessor,
         config_.shrink_every_steps, optimizer_, seed, hash_seed_);
-    grad_.reserve(ctx, 1, grad_width());
-    zero_bytes(ctx, grad_.count(), sizeof(int64_t));
-    return;
+  } else {
+    allocate_rows(ctx, seed);
   }
+  grad_.reserve(ctx, 1, grad_width());
+  zero_bytes(ctx, grad_.count(), sizeof(int64_t));
+}
+
+template <class T>
+void EmbeddingTable<T>::allocate_rows(const Context& ctx, uint64_t seed) {
   const int64_t n = config_.rows * config_.dim;
   weights_.resize(ctx, {config_.rows, config_.dim});
   kernels::fill_uniform<T>(ctx, n, seed, hash_seed_, 0, -config_.init_scale, config_.init_scale,
@@ -88,8 +93,6 @@ void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
     kernels::fill_constant<T>(ctx, n, T(0), state0_.data());
     kernels::fill_constant<T>(ctx, n, T(0), state1_.data());
   }
-  grad_.reserve(ctx, 1, config_.dim);
-  zero_bytes(ctx, grad_.count(), sizeof(int64_t));
 }
 
 template <class T>

@@ -1,27 +1,15 @@
 #include "lockstep/embedding/key_index.h"
 
+#include "kernels/key_index.h"  // key_home, key_index_buckets: the device index's too
 #include "lockstep/core/error.h"
 
 namespace lockstep::embedding {
 
-namespace {
-/// splitmix64's finaliser: every input bit reaches every output bit, so the low bits that pick
-/// the bucket are well mixed even for sequential or structured keys.
-uint64_t mix(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-}  // namespace
 
 KeyIndex::KeyIndex(int64_t capacity) : capacity_(capacity) {
   LOCKSTEP_CHECK(capacity >= 1 && capacity <= (int64_t{1} << 40),
                  "key index capacity {} is out of range: must be in [1, 1099511627776]", capacity);
-  size_t buckets = 2;
-  while (buckets < 2 * static_cast<size_t>(capacity)) buckets <<= 1;
+  const auto buckets = static_cast<size_t>(kernels::key_index_buckets(capacity));
   mask_ = buckets - 1;
   bucket_keys_.assign(buckets, 0);
   bucket_slots_.assign(buckets, -1);
@@ -29,7 +17,7 @@ KeyIndex::KeyIndex(int64_t capacity) : capacity_(capacity) {
   slot_used_.assign(static_cast<size_t>(capacity), 0);
 }
 
-size_t KeyIndex::home(uint64_t key) const { return static_cast<size_t>(mix(key)) & mask_; }
+size_t KeyIndex::home(uint64_t key) const { return static_cast<size_t>(kernels::key_home(key)) & mask_; }
 
 size_t KeyIndex::bucket_of(uint64_t key) const {
   // The load factor is at most 1/2: an empty bucket always ends the probe.

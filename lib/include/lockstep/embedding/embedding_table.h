@@ -99,6 +99,8 @@ class EmbeddingTable {
   void from_host(const Context& ctx, const std::map<std::string, std::vector<T>>& tensors);
 
  private:
+  void allocate_rows(const Context& ctx, uint64_t seed);  // a hashed table's rows and state
+
   TableConfig config_;
   nn::OptimizerConfig optimizer_;
   uint64_t hash_seed_;
