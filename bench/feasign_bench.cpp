@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
   const double apply = rate(
       reps, static_cast<int64_t>(step_keys.size()),
       [&] {
-        table = std::make_unique<embedding::DynamicTable<float>>(capacity, dim, 0.05f, accessor, 0,
-                                                                 opt, 1, 2);
+        table = std::make_unique<embedding::DynamicTable<float>>(ctx, capacity, dim, 0.05f,
+                                                                 accessor, 0, opt, 1, 2);
         table->apply(ctx, fill_grad, 1.0f, step++);
       },
       [&] { table->apply(ctx, step_grad, 1.0f, step++); });

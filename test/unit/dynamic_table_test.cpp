@@ -50,7 +50,7 @@ nn::OptimizerConfig adagrad() {
 
 DynamicTable<float> make_table(int64_t capacity, const AccessorConfig& a = {},
                                int64_t shrink_every = 0) {
-  return DynamicTable<float>(capacity, kDim, kScale, a, shrink_every, adagrad(), kSeed, kStream);
+  return DynamicTable<float>(Context{}, capacity, kDim, kScale, a, shrink_every, adagrad(), kSeed, kStream);
 }
 
 /// Applies one step's merged gradient made of `recs` (sorted by key here, as the merge does).
@@ -103,7 +103,7 @@ TEST_CASE("Dynamic table: embedx is admitted at exactly the threshold; lr learns
   CHECK(embedx_of(t, 2) == std::vector<float>(kDim, 0.0f));
   std::vector<float> rows(2 * kDim), lr(2);
   const uint64_t keys[2] = {2, 77};  // 77 is not held: zeros
-  t.gather(keys, 2, rows.data(), lr.data());
+  t.gather(ctx, keys, 2, rows.data(), lr.data());
   CHECK(rows == std::vector<float>(2 * kDim, 0.0f));
   CHECK(lr[0] == t.lr(s2));
   CHECK(lr[1] == 0.0f);
@@ -241,17 +241,17 @@ TEST_CASE("Dynamic table: a table restored from its host tensors continues bitwi
   };
   for (int64_t s = 1; s <= 20; ++s) step(ctx, t, random_step(s), s);
   std::map<std::string, std::vector<float>> saved;
-  t.to_host("t", saved);
+  t.to_host(ctx, "t", saved);
   auto u = make_table(16, a, 4);
-  u.from_host("t", saved);
+  u.from_host(ctx, "t", saved);
   for (int64_t s = 21; s <= 40; ++s) {
     const auto recs = random_step(s);
     step(ctx, t, recs, s);
     step(ctx, u, recs, s);
   }
   std::map<std::string, std::vector<float>> a1, a2;
-  t.to_host("t", a1);
-  u.to_host("t", a2);
+  t.to_host(ctx, "t", a1);
+  u.to_host(ctx, "t", a2);
   CHECK(a1 == a2);
   CHECK(t.counters().evicted + t.counters().deleted > 0);  // the run exercised both
 
@@ -259,12 +259,12 @@ TEST_CASE("Dynamic table: a table restored from its host tensors continues bitwi
   std::copy(bad["t.keys"].begin(), bad["t.keys"].begin() + 2, bad["t.keys"].begin() + 2);
   auto& f = bad["t.feasign"];
   f[0] = f[7] = 1.0f;  // slots 0 and 1 held, with the same key
-  CHECK_THROWS_WITH(u.from_host("t", bad), Contains("is held by slots 0 and 1"));
+  CHECK_THROWS_WITH(u.from_host(ctx, "t", bad), Contains("is held by slots 0 and 1"));
   bad = saved;
   bad["t.lr"].pop_back();
-  CHECK_THROWS_WITH(u.from_host("t", bad), Contains("'t.lr' has 15 values, the table needs 16"));
+  CHECK_THROWS_WITH(u.from_host(ctx, "t", bad), Contains("'t.lr' has 15 values, the table needs 16"));
   std::map<std::string, std::vector<float>> after;
-  u.to_host("t", after);
+  u.to_host(ctx, "t", after);
   CHECK(after == a2);  // refused inputs change nothing
 }
 
@@ -481,7 +481,7 @@ TEST_CASE("The dual DNN with dynamic tables trains on one rank; its exported stu
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-6));
 
   // A bundle that references a sparse export instead of carrying the rows serves the same.
-  train::write_sparse_model(dir.file("sparse"), train::SparseSaveKind::Base, *model, 12);
+  train::write_sparse_model(ctx, dir.file("sparse"), train::SparseSaveKind::Base, *model, 12);
   model->export_student(ctx, dir.file("student-ref"), test::fixture_columns(),
                         dir.file("sparse"));
   CHECK_FALSE(io::read_safetensors(dir.file("student-ref") + "/embeddings.safetensors")

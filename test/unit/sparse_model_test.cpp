@@ -90,14 +90,14 @@ TEST_CASE("Sparse export: a delta carries exactly the feasigns touched since the
   const auto first = test::fixture_batches(8, 16, 0), second = test::fixture_batches(3, 16, 500),
              third = test::fixture_batches(3, 16, 900);
   train_on(trainer, first);
-  const auto base = train::write_sparse_model(dir.file("sparse"), SparseSaveKind::Base, *model, 8);
+  const auto base = train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Base, *model, 8);
   train::mark_sparse_saved(SparseSaveKind::Base, *model);
   CHECK(base.sequence == 1);
   CHECK(fs::path(base.path).filename() == "base-000001");
   check_equal_to_model(train::load_sparse_model(dir.file("sparse")), *model);
 
   train_on(trainer, second);
-  const auto delta = train::write_sparse_model(dir.file("sparse"), SparseSaveKind::Delta, *model, 11);
+  const auto delta = train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Delta, *model, 11);
   train::mark_sparse_saved(SparseSaveKind::Delta, *model);
   CHECK(fs::path(delta.path).filename() == "delta-000002");
   // Expected from the batches alone: touched since the base, delta score >= delta_threshold
@@ -145,14 +145,14 @@ TEST_CASE("Sparse export: a delta carries exactly the feasigns touched since the
   CHECK(in_delta_total > 0);
 
   train_on(trainer, third);
-  train::write_sparse_model(dir.file("sparse"), SparseSaveKind::Delta, *model, 14);
+  train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Delta, *model, 14);
   train::mark_sparse_saved(SparseSaveKind::Delta, *model);
   const auto all = train::load_sparse_model(dir.file("sparse"));
   CHECK(all.deltas == std::vector<int64_t>{2, 3});
   if (tiny_delta) check_equal_to_model(all, *model);
 
   // A new base supersedes the deltas before it.
-  train::write_sparse_model(dir.file("sparse"), SparseSaveKind::Base, *model, 14);
+  train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Base, *model, 14);
   const auto rebased = train::load_sparse_model(dir.file("sparse"));
   CHECK(rebased.base == 4);
   CHECK(rebased.deltas.empty());
@@ -169,9 +169,9 @@ TEST_CASE("Sparse export: corrupted files and missing bases are refused with the
   CHECK_THROWS_WITH(train::load_sparse_model(dir.path().string()), Contains("no base-<n> directory"));
   train::LocalTrainer<float> trainer(*model, ctx);
   train_on(trainer, test::fixture_batches(2, 8));
-  train::write_sparse_model(dir.path().string(), SparseSaveKind::Delta, *model, 2);
+  train::write_sparse_model(ctx, dir.path().string(), SparseSaveKind::Delta, *model, 2);
   CHECK_THROWS_WITH(train::load_sparse_model(dir.path().string()), Contains("no base-<n> directory"));
-  const auto base = train::write_sparse_model(dir.path().string(), SparseSaveKind::Base, *model, 2);
+  const auto base = train::write_sparse_model(ctx, dir.path().string(), SparseSaveKind::Base, *model, 2);
   CHECK(train::load_sparse_model(dir.path().string()).deltas.empty());  // the older delta is superseded
   {
     std::fstream f(base.path + "/user.safetensors", std::ios::in | std::ios::out | std::ios::binary);
@@ -180,7 +180,7 @@ TEST_CASE("Sparse export: corrupted files and missing bases are refused with the
   }
   CHECK_THROWS_WITH(train::load_sparse_model(dir.path().string()), Contains("user.safetensors"));
   auto hashed = test::fixture_model(ctx);
-  CHECK_THROWS_WITH(train::write_sparse_model(dir.file("h"), SparseSaveKind::Base, *hashed, 0),
+  CHECK_THROWS_WITH(train::write_sparse_model(ctx, dir.file("h"), SparseSaveKind::Base, *hashed, 0),
                     Contains("the model has none"));
 }
 

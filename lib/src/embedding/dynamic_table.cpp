@@ -4,6 +4,9 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/copy.h"
+#include "kernels/feasign.h"
+#include "kernels/init.h"
 #include "kernels/optimizer.h"
 #include "lockstep/embedding/feasign_init.h"
 
@@ -18,7 +21,7 @@ constexpr int kFeasignColumns = 7;  // held, admitted, seen, unseen_days, show, 
 }  // namespace
 
 template <class T>
-DynamicTable<T>::DynamicTable(int64_t capacity, int64_t dim, float init_scale,
+DynamicTable<T>::DynamicTable(const Context& ctx, int64_t capacity, int64_t dim, float init_scale,
                               const AccessorConfig& accessor, int64_t shrink_every_steps,
                               const nn::OptimizerConfig& optimizer, uint64_t seed, uint64_t stream)
     : dim_(dim),
@@ -28,53 +31,92 @@ DynamicTable<T>::DynamicTable(int64_t capacity, int64_t dim, float init_scale,
       optimizer_(optimizer),
       seed_(seed),
       stream_(stream),
+      on_cpu_(ctx.is_cpu()),
       index_(capacity) {
-  const auto cap = static_cast<size_t>(capacity), d = static_cast<size_t>(dim);
   const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  stats_.assign(cap, FeasignStats{});
-  admitted_.assign(cap, 0);
-  lr_.assign(cap, T(0));
-  embedx_.assign(cap * d, T(0));
-  lr_state0_.assign(cap, T(0));
-  embedx_state0_.assign(adam ? cap * d : cap, T(0));
+  stats_.assign(static_cast<size_t>(capacity), FeasignStats{});
+  admitted_.assign(static_cast<size_t>(capacity), 0);
+  const T acc0 = adam ? T(0) : T(optimizer_.initial_accumulator);
+  const auto init = [&](Tensor<T>& t, Shape shape, T value) {
+    t.resize(ctx, std::move(shape));
+    kernels::fill_constant<T>(ctx, t.numel(), value, t.data());
+  };
+  init(lr_, {capacity}, T(0));
+  init(lr_state0_, {capacity}, acc0);
+  init(embedx_, {capacity, dim}, T(0));
   if (adam) {
-    lr_state1_.assign(cap, T(0));
-    embedx_state1_.assign(cap * d, T(0));
+    init(lr_state1_, {capacity}, T(0));
+    init(embedx_state0_, {capacity, dim}, T(0));
+    init(embedx_state1_, {capacity, dim}, T(0));
+  } else {
+    init(embedx_state0_, {capacity}, acc0);
   }
 }
 
 template <class T>
-void DynamicTable<T>::gather(const uint64_t* keys, int64_t n, T* embedx, T* lr) const {
-  const auto d = static_cast<size_t>(dim_);
+T DynamicTable<T>::lr(int64_t slot) const {
+  LOCKSTEP_CHECK(on_cpu_, "DynamicTable::lr(slot) reads host memory: use values() on a device");
+  return lr_.data()[slot];
+}
+
+template <class T>
+std::pair<std::vector<T>, std::vector<T>> DynamicTable<T>::values(
+    const Context& ctx, const std::vector<int64_t>& slots) const {
+  const auto n = static_cast<int64_t>(slots.size());
+  upload(ctx, slots, gather_index_);
+  Tensor<T> lr(ctx, {std::max<int64_t>(n, 1)}), rows(ctx, {std::max<int64_t>(n, 1), dim_});
+  kernels::gather_rows<T>(ctx, n, 1, lr_.data(), 1, capacity(), gather_index_.data(), lr.data(), 1);
+  kernels::gather_rows<T>(ctx, n, dim_, embedx_.data(), dim_, capacity(), gather_index_.data(),
+                          rows.data(), dim_);
+  return {lockstep::to_host(ctx, lr.data(), n), lockstep::to_host(ctx, rows.data(), n * dim_)};
+}
+
+template <class T>
+void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx,
+                             T* lr) const {
+  // One index array: the embedx row of each key (-1: zeros), then its lr row (-1: zero).
+  std::vector<int64_t> index(static_cast<size_t>(2 * n));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = index_.find(keys[i]);
-    T* row = embedx + static_cast<size_t>(i) * d;
-    if (slot >= 0 && admitted_[static_cast<size_t>(slot)])
-      std::memcpy(row, embedx_.data() + static_cast<size_t>(slot) * d, d * sizeof(T));
-    else
-      std::fill(row, row + d, T(0));
-    lr[i] = slot >= 0 ? lr_[static_cast<size_t>(slot)] : T(0);
+    index[i] = slot >= 0 && admitted_[static_cast<size_t>(slot)] ? slot : -1;
+    index[n + i] = slot;
+  }
+  upload(ctx, index, gather_index_);
+  kernels::gather_rows<T>(ctx, n, dim_, embedx_.data(), dim_, capacity(), gather_index_.data(),
+                          embedx, dim_);
+  kernels::gather_rows<T>(ctx, n, 1, lr_.data(), 1, capacity(), gather_index_.data() + n, lr, 1);
+}
+
+template <class T>
+void DynamicTable<T>::reset_rows(const Context& ctx, const int64_t* slots, int64_t n) {
+  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
+  const T acc0 = adam ? T(0) : T(optimizer_.initial_accumulator);
+  const int64_t cap = capacity();
+  kernels::fill_rows<T>(ctx, n, 1, slots, T(0), lr_.data(), 1, cap);
+  kernels::fill_rows<T>(ctx, n, 1, slots, acc0, lr_state0_.data(), 1, cap);
+  kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_.data(), dim_, cap);
+  if (adam) {
+    kernels::fill_rows<T>(ctx, n, 1, slots, T(0), lr_state1_.data(), 1, cap);
+    kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_state0_.data(), dim_, cap);
+    kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_state1_.data(), dim_, cap);
+  } else {
+    kernels::fill_rows<T>(ctx, n, 1, slots, acc0, embedx_state0_.data(), 1, cap);
   }
 }
 
-// A new (or re-created) feasign: no statistics, lr 0, no embedx, fresh optimizer state.
 template <class T>
-void DynamicTable<T>::reset_slot(int64_t slot) {
-  const auto s = static_cast<size_t>(slot), d = static_cast<size_t>(dim_);
-  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  const T acc0 = adam ? T(0) : T(optimizer_.initial_accumulator);
-  stats_[s] = FeasignStats{};
-  admitted_[s] = 0;
-  lr_[s] = T(0);
-  lr_state0_[s] = acc0;
-  std::fill(embedx_.begin() + s * d, embedx_.begin() + (s + 1) * d, T(0));
-  if (adam) {
-    lr_state1_[s] = T(0);
-    std::fill(embedx_state0_.begin() + s * d, embedx_state0_.begin() + (s + 1) * d, T(0));
-    std::fill(embedx_state1_.begin() + s * d, embedx_state1_.begin() + (s + 1) * d, T(0));
-  } else {
-    embedx_state0_[s] = acc0;
-  }
+void DynamicTable<T>::update_rows(const Context& ctx, float lr, int64_t dim, const int64_t* count,
+                                  const uint64_t* slots, int64_t n, const T* grads, T grad_scale,
+                                  int64_t step, T* weights, T* s0, T* s1) {
+  if (n == 0) return;
+  const auto& o = optimizer_;
+  if (o.kind == nn::OptimizerKind::Adam)
+    kernels::sparse_adam_update<T>(ctx, {lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
+                                   grad_scale, dim, count, n, slots, grads, weights, capacity(),
+                                   s0, s1);
+  else
+    kernels::sparse_adagrad_update<T>(ctx, {lr, o.eps}, grad_scale, dim, count, n, slots, grads,
+                                      weights, capacity(), s0);
 }
 
 // Makes room for `needed` new feasigns: the held feasigns not in this step, lowest score first
@@ -99,14 +141,23 @@ void DynamicTable<T>::evict_for(int64_t needed, const std::vector<uint8_t>& in_s
 template <class T>
 void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale,
                             int64_t step) {
-  LOCKSTEP_CHECK(ctx.is_cpu(), "dynamic tables run on the CPU for now");
-  const int64_t n = grad.ready() ? *grad.count() : 0;
+  const int64_t n = grad.ready() ? lockstep::to_host(ctx, grad.count(), 1)[0] : 0;
   const int64_t width = dim_ + kDynamicRecordExtra;
   LOCKSTEP_CHECK(n == 0 || grad.dim() == width,
                  "dynamic table: a gradient of width {} for records of width {}", grad.dim(), width);
-  const uint64_t* keys = grad.ids();
+  if (n == 0) return after_update(step);
   const T* rec = grad.rows();
-  const auto d = static_cast<size_t>(dim_);
+
+  // 0. One read: the merged keys, then each record's show and click (as raw 64-bit words).
+  static_assert(8 % sizeof(T) == 0 && sizeof(T) <= 8, "records pack into 64-bit words");
+  const int64_t count_words = n * 2 * static_cast<int64_t>(sizeof(T)) / 8;
+  plan_.resize(ctx, {n + count_words});
+  copy_bytes(ctx, plan_.data(), ctx.device(), grad.ids(), ctx.device(), n * sizeof(uint64_t));
+  kernels::copy_2d<T>(ctx, n, 2, rec, width, reinterpret_cast<T*>(plan_.data() + n), 2);
+  const std::vector<uint64_t> words = lockstep::to_host(ctx, plan_);
+  const uint64_t* keys = words.data();
+  std::vector<T> counts(static_cast<size_t>(2 * n));
+  std::memcpy(counts.data(), words.data() + n, counts.size() * sizeof(T));
 
   // 1. Slots: held keys found, new ones inserted in key order (the same on every replica).
   slots_.assign(static_cast<size_t>(n), -1);
@@ -121,6 +172,9 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
   }
   const int64_t room = capacity() - size();
   if (fresh > room) evict_for(fresh - room, in_step);
+  // The plan, uploaded once: [reset: slots] [lr: count, slots, records] [embedx: count, slots,
+  // records] [admit: slots, keys] (64-bit words; slots and records read as int64).
+  std::vector<uint64_t> reset, lr_slots, lr_recs, x_slots, x_recs, admit_slots, admit_keys;
   for (int64_t i = 0; i < n; ++i) {
     if (slots_[i] >= 0) continue;
     bool inserted = false;
@@ -129,63 +183,62 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
       ++counters_.dropped;
       continue;
     }
-    reset_slot(slots_[i]);
+    stats_[static_cast<size_t>(slots_[i])] = FeasignStats{};
+    admitted_[static_cast<size_t>(slots_[i])] = 0;
+    reset.push_back(static_cast<uint64_t>(slots_[i]));
     ++counters_.inserted;
   }
 
-  // 2. Counts, then the lr update of every stored key.
-  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  const auto update = [&](float lr, int64_t rows, int64_t dim, T* weights, T* s0, T* s1) {
-    if (rows == 0) return;
-    const int64_t count = rows;
-    if (adam) {
-      const auto& o = optimizer_;
-      kernels::sparse_adam_update<T>(ctx, {lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
-                                     grad_scale, dim, &count, rows, upd_slots_.data(),
-                                     upd_rows_.data(), weights, capacity(), s0, s1);
-    } else {
-      kernels::sparse_adagrad_update<T>(ctx, {lr, optimizer_.eps}, grad_scale, dim, &count, rows,
-                                        upd_slots_.data(), upd_rows_.data(), weights, capacity(),
-                                        s0);
-    }
-  };
-  upd_slots_.clear();
-  upd_rows_.clear();
-  for (int64_t i = 0; i < n; ++i) {
-    if (slots_[i] < 0) continue;
-    const T* r = rec + i * width;
-    update_stats(accessor_, stats_[static_cast<size_t>(slots_[i])], static_cast<float>(r[0]),
-                 static_cast<float>(r[1]));
-    upd_slots_.push_back(static_cast<uint64_t>(slots_[i]));
-    upd_rows_.push_back(r[2]);
-  }
-  update(accessor_.lr_learning_rate, static_cast<int64_t>(upd_slots_.size()), 1, lr_.data(),
-         lr_state0_.data(),
-         adam ? lr_state1_.data() : nullptr);
-
-  // 3. embedx: updated where it existed before this step; created where the score now admits.
-  upd_slots_.clear();
-  upd_rows_.clear();
-  for (int64_t i = 0; i < n; ++i) {
-    if (slots_[i] < 0 || !admitted_[static_cast<size_t>(slots_[i])]) continue;
-    const T* r = rec + i * width + kDynamicRecordExtra;
-    upd_slots_.push_back(static_cast<uint64_t>(slots_[i]));
-    upd_rows_.insert(upd_rows_.end(), r, r + d);
-  }
-  update(optimizer_.lr, static_cast<int64_t>(upd_slots_.size()), dim_, embedx_.data(),
-         embedx_state0_.data(),
-         adam ? embedx_state1_.data() : nullptr);
+  // 2. Counts; every stored key's lr learns; embedx learns where it existed before this step and
+  // is created where the score now admits.
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = slots_[i];
-    if (slot < 0 || admitted_[static_cast<size_t>(slot)] ||
-        !admits_embedx(accessor_, stats_[static_cast<size_t>(slot)]))
-      continue;
-    admitted_[static_cast<size_t>(slot)] = 1;
-    T* row = embedx_.data() + static_cast<size_t>(slot) * d;
-    for (int64_t k = 0; k < dim_; ++k)
-      row[k] = static_cast<T>(feasign_init_value(seed_, stream_, keys[i], k, init_scale_));
-    ++counters_.admitted;
+    if (slot < 0) continue;
+    const auto s = static_cast<size_t>(slot);
+    update_stats(accessor_, stats_[s], static_cast<float>(counts[2 * i]),
+                 static_cast<float>(counts[2 * i + 1]));
+    lr_slots.push_back(static_cast<uint64_t>(slot));
+    lr_recs.push_back(static_cast<uint64_t>(i));
+    if (admitted_[s]) {
+      x_slots.push_back(static_cast<uint64_t>(slot));
+      x_recs.push_back(static_cast<uint64_t>(i));
+    } else if (admits_embedx(accessor_, stats_[s])) {
+      admitted_[s] = 1;
+      admit_slots.push_back(static_cast<uint64_t>(slot));
+      admit_keys.push_back(keys[i]);
+      ++counters_.admitted;
+    }
   }
+  std::vector<uint64_t> plan;
+  const auto put = [&](const std::vector<uint64_t>& v) {
+    const size_t at = plan.size();
+    plan.insert(plan.end(), v.begin(), v.end());
+    return at;
+  };
+  const size_t at_reset = put(reset);
+  const size_t at_lr_count = put({lr_slots.size()}), at_lr = put(lr_slots), at_lr_rec = put(lr_recs);
+  const size_t at_x_count = put({x_slots.size()}), at_x = put(x_slots), at_x_rec = put(x_recs);
+  const size_t at_admit = put(admit_slots), at_keys = put(admit_keys);
+  upload(ctx, plan, plan_);
+  const uint64_t* dev = plan_.data();
+  const auto as_int = [&](size_t at) { return reinterpret_cast<const int64_t*>(dev + at); };
+
+  reset_rows(ctx, as_int(at_reset), static_cast<int64_t>(reset.size()));
+  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
+  const auto nl = static_cast<int64_t>(lr_slots.size()), nx = static_cast<int64_t>(x_slots.size());
+  grads_.resize(ctx, {std::max<int64_t>(std::max(nl, nx * dim_), 1)});
+  kernels::gather_rows<T>(ctx, nl, 1, rec + 2, width, n, as_int(at_lr_rec), grads_.data(), 1);
+  update_rows(ctx, accessor_.lr_learning_rate, 1, as_int(at_lr_count), dev + at_lr, nl,
+              grads_.data(), grad_scale, step, lr_.data(), lr_state0_.data(),
+              adam ? lr_state1_.data() : nullptr);
+  kernels::gather_rows<T>(ctx, nx, dim_, rec + kDynamicRecordExtra, width, n, as_int(at_x_rec),
+                          grads_.data(), dim_);
+  update_rows(ctx, optimizer_.lr, dim_, as_int(at_x_count), dev + at_x, nx, grads_.data(),
+              grad_scale, step, embedx_.data(), embedx_state0_.data(),
+              adam ? embedx_state1_.data() : nullptr);
+  kernels::feasign_init_rows<T>(ctx, static_cast<int64_t>(admit_slots.size()), dim_,
+                                dev + at_keys, as_int(at_admit), seed_, stream_, init_scale_,
+                                embedx_.data(), capacity());
   after_update(step);
 }
 
@@ -209,20 +262,26 @@ int64_t DynamicTable<T>::shrink() {
 }
 
 template <class T>
-void DynamicTable<T>::load_serving(const uint64_t* keys, const T* embedx, int64_t n) {
+void DynamicTable<T>::load_serving(const Context& ctx, const uint64_t* keys, const T* embedx,
+                                   int64_t n) {
   LOCKSTEP_CHECK(n <= capacity(), "dynamic table: {} feasigns for a capacity of {}", n,
                  capacity());
-  index_.clear();
-  const auto d = static_cast<size_t>(dim_);
+  KeyIndex index(capacity());
   for (int64_t i = 0; i < n; ++i) {
     bool inserted = false;
-    const int64_t slot = index_.insert(keys[i], &inserted);
+    const int64_t slot = index.insert(keys[i], &inserted);
     LOCKSTEP_CHECK(inserted, "dynamic table: key {} is given twice", keys[i]);
-    reset_slot(slot);
-    admitted_[static_cast<size_t>(slot)] = 1;
-    std::copy(embedx + static_cast<size_t>(i) * d, embedx + static_cast<size_t>(i + 1) * d,
-              embedx_.begin() + static_cast<size_t>(slot) * d);
+    LOCKSTEP_CHECK(slot == i, "dynamic table: an empty index gave key {} slot {}", i, slot);
   }
+  index_ = std::move(index);  // an empty index hands out slots 0, 1, ...: row i is slot i
+  std::fill(stats_.begin(), stats_.end(), FeasignStats{});
+  std::fill(admitted_.begin(), admitted_.begin() + n, uint8_t{1});
+  std::fill(admitted_.begin() + n, admitted_.end(), uint8_t{0});
+  kernels::fill_constant<T>(ctx, lr_.numel(), T(0), lr_.data());
+  kernels::fill_constant<T>(ctx, embedx_.numel(), T(0), embedx_.data());
+  if (n > 0)
+    copy_bytes(ctx, embedx_.data(), ctx.device(), embedx, Device::cpu(),
+               static_cast<size_t>(n * dim_) * sizeof(T));
 }
 
 template <class T>
@@ -244,7 +303,7 @@ void DynamicTable<T>::mark_saved(bool delta) {
 }
 
 template <class T>
-void DynamicTable<T>::to_host(const std::string& name,
+void DynamicTable<T>::to_host(const Context& ctx, const std::string& name,
                               std::map<std::string, std::vector<T>>& out) const {
   const auto cap = static_cast<size_t>(capacity());
   static_assert(8 % sizeof(T) == 0, "a key is a whole number of values");
@@ -266,24 +325,29 @@ void DynamicTable<T>::to_host(const std::string& name,
   }
   out[name + ".keys"] = std::move(keys);
   out[name + ".feasign"] = std::move(feasign);
-  out[name + ".lr"] = lr_;
-  out[name + ".weight"] = embedx_;
-  if (optimizer_.kind == nn::OptimizerKind::Adam) {
-    out[name + ".lr_m"] = lr_state0_;
-    out[name + ".lr_v"] = lr_state1_;
-    out[name + ".m"] = embedx_state0_;
-    out[name + ".v"] = embedx_state1_;
-  } else {
-    out[name + ".lr_accum"] = lr_state0_;
-    out[name + ".accum"] = embedx_state0_;
-  }
+  for (const auto& [suffix, t] : row_tensors(*this))
+    out[name + suffix] = lockstep::to_host(ctx, *t);
 }
 
 template <class T>
-void DynamicTable<T>::from_host(const std::string& name,
+template <class Self>
+auto DynamicTable<T>::row_tensors(Self& self)
+    -> std::vector<std::pair<std::string, decltype(&self.lr_)>> {
+  if (self.optimizer_.kind == nn::OptimizerKind::Adam)
+    return {{".lr", &self.lr_},          {".weight", &self.embedx_},
+            {".lr_m", &self.lr_state0_}, {".lr_v", &self.lr_state1_},
+            {".m", &self.embedx_state0_}, {".v", &self.embedx_state1_}};
+  return {{".lr", &self.lr_},
+          {".weight", &self.embedx_},
+          {".lr_accum", &self.lr_state0_},
+          {".accum", &self.embedx_state0_}};
+}
+
+template <class T>
+void DynamicTable<T>::from_host(const Context& ctx, const std::string& name,
                                 const std::map<std::string, std::vector<T>>& tensors) {
   std::map<std::string, std::vector<T>> like;
-  to_host(name, like);
+  to_host(ctx, name, like);
   for (const auto& [n, v] : like) {
     auto it = tensors.find(n);
     LOCKSTEP_CHECK(it != tensors.end(), "embedding tensor '{}' is missing", n);
@@ -318,16 +382,9 @@ void DynamicTable<T>::from_host(const std::string& name,
     st.click = static_cast<float>(f[5]);
     st.delta_score = static_cast<float>(f[6]);
   }
-  lr_ = tensors.at(name + ".lr");
-  embedx_ = tensors.at(name + ".weight");
-  if (optimizer_.kind == nn::OptimizerKind::Adam) {
-    lr_state0_ = tensors.at(name + ".lr_m");
-    lr_state1_ = tensors.at(name + ".lr_v");
-    embedx_state0_ = tensors.at(name + ".m");
-    embedx_state1_ = tensors.at(name + ".v");
-  } else {
-    lr_state0_ = tensors.at(name + ".lr_accum");
-    embedx_state0_ = tensors.at(name + ".accum");
+  for (const auto& [suffix, t] : row_tensors(*this)) {
+    const std::vector<T>& v = tensors.at(name + suffix);
+    copy_bytes(ctx, t->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(T));
   }
 }
 

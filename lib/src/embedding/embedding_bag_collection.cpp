@@ -4,6 +4,8 @@
 
 #include "kernels/copy.h"
 #include "kernels/embedding.h"
+#include "kernels/feasign.h"
+#include "kernels/init.h"
 
 namespace lockstep::embedding {
 
@@ -24,10 +26,10 @@ struct EmbeddingBagCollection<T>::TableBatch {
   std::vector<int64_t> bag_start;  // first bag of each of those fields, per sample of the batch
   int64_t bags_per_sample = 0;
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
-  // Dynamic tables: the batch's keys' embedx rows and lr weights (forward), the embedx gradient
-  // by batch key and the lr gradient (backward).
-  Tensor<T> compact, compact_lr, key_rows, dlr;
-  Tensor<uint64_t> key_ids;
+  // Dynamic tables: the batch's keys' embedx rows and lr weights (forward); the embedx gradient
+  // by batch key, each bag's dwide, the lr gradient by batch key and the keys' counts (backward).
+  Tensor<T> compact, compact_lr, key_rows, bag_dwide, dlr_rows, counts;
+  Tensor<uint64_t> key_ids, dlr_ids;
   Tensor<int64_t> key_count;
 };
 
@@ -272,7 +274,7 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
   rows_ = batch.size();
   if (has_wide_) {
     wide_.resize(ctx, {std::max<int64_t>(rows_, 1)});
-    std::fill(wide_.data(), wide_.data() + rows_, T(0));
+    kernels::fill_constant<T>(ctx, rows_, T(0), wide_.data());
   }
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
@@ -284,11 +286,15 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
       table_rows = static_cast<int64_t>(keys.size());
       tb.compact.resize(ctx, {std::max<int64_t>(table_rows, 1), table.dim()});
       tb.compact_lr.resize(ctx, {std::max<int64_t>(table_rows, 1)});
-      table.dynamic_table()->gather(keys.data(), table_rows, tb.compact.data(),
+      table.dynamic_table()->gather(ctx, keys.data(), table_rows, tb.compact.data(),
                                     tb.compact_lr.data());
       weights = tb.compact.data();
-      const T* lr = tb.compact_lr.data();
-      for_each_occurrence(t, [&](int64_t b, uint64_t u) { wide_.data()[b] += lr[u]; });
+      for (size_t k = 0; k < tb.fields.size(); ++k) {  // every occurrence's lr, field by field
+        const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
+        kernels::wide_lookup_forward<T>(ctx, rows_, per, batch.offsets(t) + rows_ * tb.bag_start[k],
+                                        batch.ids(t), tb.compact_lr.data(), table_rows,
+                                        wide_.data());
+      }
     }
     for (size_t k = 0; k < tb.fields.size(); ++k) {
       const int f = tb.fields[k];
@@ -298,22 +304,6 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
           ctx, to_kernel(table.config().pooling), seq ? rows_ * sequence_length_ : rows_,
           table.dim(), weights, table_rows, batch.offsets(t) + rows_ * tb.bag_start[k],
           batch.ids(t), (seq ? seq_out : out) + field_offsets_[f], seq ? ld_seq : ld_out);
-    }
-  }
-}
-
-template <class T>
-template <class F>
-void EmbeddingBagCollection<T>::for_each_occurrence(size_t t, F&& f) const {
-  const TableBatch& tb = *batches_[t];
-  const int64_t* offsets = batch_->offsets(t);
-  const uint64_t* ids = batch_->ids(t);
-  for (size_t k = 0; k < tb.fields.size(); ++k) {
-    const bool seq = fields_[tb.fields[k]].max_len > 0;
-    const int64_t n = seq ? rows_ * sequence_length_ : rows_, base = rows_ * tb.bag_start[k];
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t b = seq ? i / sequence_length_ : i;
-      for (int64_t j = offsets[base + i]; j < offsets[base + i + 1]; ++j) f(b, ids[j]);
     }
   }
 }
@@ -378,26 +368,30 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), batch.bags(t), dim,
                                      batch.offsets(t), batch.ids(t), nnz, grad, ld,
                                      tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data());
-  tb.dlr.resize(ctx, {std::max<int64_t>(n, 1)});
-  T* dlr = tb.dlr.data();
-  std::fill(dlr, dlr + n, T(0));
-  if (dwide) for_each_occurrence(t, [&](int64_t b, uint64_t u) { dlr[u] += dwide[b]; });
+  // The lr gradient: every bag carries its sample's dwide; summed per key like the embedx rows.
+  tb.dlr_rows.resize(ctx, {std::max<int64_t>(std::max(nnz, n), 1)});
+  if (dwide) {
+    tb.bag_dwide.resize(ctx, {std::max<int64_t>(batch.bags(t), 1)});
+    for (size_t k = 0; k < tb.fields.size(); ++k) {
+      const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
+      kernels::repeat_each<T>(ctx, rows_, per, dwide, tb.bag_dwide.data() + rows_ * tb.bag_start[k]);
+    }
+    tb.dlr_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
+    kernels::pooled_lookup_backward<T>(ctx, kernels::Pooling::Sum, batch.bags(t), 1,
+                                       batch.offsets(t), batch.ids(t), nnz, tb.bag_dwide.data(), 1,
+                                       tb.dlr_ids.data(), tb.dlr_rows.data(), tb.key_count.data());
+  } else {
+    kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
+  }
+  // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1.
+  upload(ctx, key_counts, tb.counts);
   SparseGrad<T>& g = table.grad();
   g.reserve(ctx, n, width);
-  for (int64_t u = 0; u < n; ++u) {
-    g.ids()[u] = keys[static_cast<size_t>(u)];
-    T* row = g.rows() + u * width;
-    row[0] = key_counts[static_cast<size_t>(2 * u)];
-    row[1] = key_counts[static_cast<size_t>(2 * u + 1)];
-    row[2] = dlr[u];
-    std::fill(row + kDynamicRecordExtra, row + width, T(0));
-  }
-  for (int64_t i = 0; i < *tb.key_count.data(); ++i) {
-    const T* src = tb.key_rows.data() + i * dim;
-    std::copy(src, src + dim, g.rows() + static_cast<int64_t>(tb.key_ids.data()[i]) * width +
-                                  kDynamicRecordExtra);
-  }
-  *g.count() = n;
+  copy_bytes(ctx, g.ids(), ctx.device(), keys.data(), Device::cpu(), keys.size() * sizeof(uint64_t));
+  kernels::copy_2d<T>(ctx, n, 2, tb.counts.data(), 2, g.rows(), width);
+  kernels::copy_2d<T>(ctx, n, 1, tb.dlr_rows.data(), 1, g.rows() + 2, width);
+  kernels::copy_2d<T>(ctx, n, dim, tb.key_rows.data(), dim, g.rows() + kDynamicRecordExtra, width);
+  copy_bytes(ctx, g.count(), ctx.device(), &n, Device::cpu(), sizeof(int64_t));
   g.mark_ready();
 }
 

@@ -64,12 +64,8 @@ uint64_t EmbeddingTable<T>::row_of(uint64_t key) const {
 template <class T>
 void EmbeddingTable<T>::allocate(const Context& ctx, uint64_t seed) {
   if (dynamic()) {
-    LOCKSTEP_CHECK(ctx.is_cpu(),
-                   "table '{}' is dynamic, and dynamic tables run on the CPU for now (the GPU "
-                   "hash table is not built yet): train on the CPU or use kind = \"hashed\"",
-                   config_.name);
     dynamic_ = std::make_unique<DynamicTable<T>>(
-        config_.rows, config_.dim, config_.init_scale, config_.accessor,
+        ctx, config_.rows, config_.dim, config_.init_scale, config_.accessor,
         config_.shrink_every_steps, optimizer_, seed, hash_seed_);
   } else {
     allocate_rows(ctx, seed);
@@ -125,7 +121,7 @@ template <class T>
 std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& ctx) const {
   std::map<std::string, std::vector<T>> out;
   if (dynamic_) {
-    dynamic_->to_host(config_.name, out);
+    dynamic_->to_host(ctx, config_.name, out);
     return out;
   }
   out[config_.name + ".weight"] = lockstep::to_host(ctx, weights_);
@@ -141,7 +137,7 @@ std::map<std::string, std::vector<T>> EmbeddingTable<T>::to_host(const Context& 
 template <class T>
 void EmbeddingTable<T>::from_host(const Context& ctx,
                                   const std::map<std::string, std::vector<T>>& tensors) {
-  if (dynamic_) return dynamic_->from_host(config_.name, tensors);
+  if (dynamic_) return dynamic_->from_host(ctx, config_.name, tensors);
   std::vector<std::pair<const std::vector<T>*, Tensor<T>*>> plan;
   const auto find = [&](const std::string& name, Tensor<T>& t) {
     auto it = tensors.find(name);

@@ -488,15 +488,17 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
       for (int64_t s = 0; s < d->capacity(); ++s)
         if (d->index().occupied(s) && d->admitted(s)) held.emplace_back(d->index().key_of(s), s);
       std::sort(held.begin(), held.end());
-      std::vector<float> keys, w;
-      int64_t n = 0;
+      std::vector<int64_t> slots;
+      std::vector<float> keys;
       for (const auto& [key, s] : held) {
         float bits[2];
         std::memcpy(bits, &key, 8);
         keys.insert(keys.end(), bits, bits + 2);
-        w.insert(w.end(), d->embedx() + s * tc.dim, d->embedx() + (s + 1) * tc.dim);
-        ++n;
+        slots.push_back(s);
       }
+      const auto embedx = d->values(ctx, slots).second;
+      std::vector<float> w(embedx.begin(), embedx.end());
+      const auto n = static_cast<int64_t>(slots.size());
       tc.rows = std::max<int64_t>(n, 1);  // the serving table's capacity
       rows[tc.name + ".keys"] = {{n}, std::move(keys)};
       rows[tc.name + ".weight"] = {{n, tc.dim}, std::move(w)};

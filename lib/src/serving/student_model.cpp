@@ -89,14 +89,14 @@ StudentModel::StudentModel(const std::string& dir, const Context& ctx)
         keys.push_back(st.keys[r]);
         values.insert(values.end(), st.embedx.begin() + r * d, st.embedx.begin() + (r + 1) * d);
       }
-      table.dynamic_table()->load_serving(keys.data(), values.data(),
+      table.dynamic_table()->load_serving(ctx, keys.data(), values.data(),
                                           static_cast<int64_t>(keys.size()));
       continue;
     }
     const auto values = rows.get(table.config().name + ".weight").as<float>();
     if (table.dynamic()) {
       const auto keys = rows.get(table.config().name + ".keys").as<uint64_t>();
-      table.dynamic_table()->load_serving(keys.data(), values.data(),
+      table.dynamic_table()->load_serving(ctx, keys.data(), values.data(),
                                           static_cast<int64_t>(keys.size()));
       continue;
     }

@@ -160,7 +160,7 @@ const char* sparse_save_kind_name(SparseSaveKind kind) {
   return kind == SparseSaveKind::Base ? "base" : "delta";
 }
 
-SparseSaveInfo write_sparse_model(const std::string& dir, SparseSaveKind kind,
+SparseSaveInfo write_sparse_model(const Context& ctx, const std::string& dir, SparseSaveKind kind,
                                   models::Model<float>& model, int64_t step) {
   const auto tables = dynamic_tables(model);
   LOCKSTEP_CHECK(!tables.empty(),
@@ -195,18 +195,14 @@ SparseSaveInfo write_sparse_model(const std::string& dir, SparseSaveKind kind,
       const auto& d = *t->dynamic_table();
       const std::vector<int64_t> slots = d.export_slots(delta);
       const auto n = static_cast<int64_t>(slots.size());
-      const auto dim = static_cast<size_t>(d.dim());
       std::vector<uint64_t> keys(slots.size());
-      std::vector<float> lr(slots.size()), embedx(slots.size() * dim), show(slots.size()),
-          click(slots.size());
+      auto [lr, embedx] = d.values(ctx, slots);
+      std::vector<float> show(slots.size()), click(slots.size());
       std::vector<uint8_t> has(slots.size());
       for (size_t i = 0; i < slots.size(); ++i) {
         const int64_t s = slots[i];
         keys[i] = d.index().key_of(s);
-        lr[i] = d.lr(s);
         has[i] = d.admitted(s) ? 1 : 0;
-        std::copy(d.embedx() + s * d.dim(), d.embedx() + (s + 1) * d.dim(),
-                  embedx.begin() + i * dim);
         show[i] = d.stats(s).show;
         click[i] = d.stats(s).click;
       }

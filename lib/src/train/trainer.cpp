@@ -527,7 +527,7 @@ void Trainer::Impl::save_sparse(SparseSaveKind kind) {
   std::string error;
   if (comm.rank() == 0) {
     try {
-      const auto info = write_sparse_model(config.sparse_export_dir, kind, model,
+      const auto info = write_sparse_model(ctx, config.sparse_export_dir, kind, model,
                                            static_cast<int64_t>(step_no));
       std::vector<std::string> counts;
       for (const auto& [table, n] : info.feasigns) counts.push_back(fmt::format("{} {}", table, n));

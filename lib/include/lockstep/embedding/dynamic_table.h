@@ -12,15 +12,22 @@
 // replica), so every replica makes the same inserts, admissions, evictions and updates and stays
 // bitwise identical.
 //
-// Host memory: the table runs on the CPU for now (a CUDA context is refused with a clear error;
-// the GPU hash table is the next part of issue 13).
+// Where things live: the decisions are made on the host (the key index, the statistics, the
+// admitted flags: a few bytes per feasign), the rows (lr, embedx and their optimizer state) live
+// in the context's memory and move only through the kernels of kernels/feasign.h and the sparse
+// optimizers, so a CPU and a CUDA context run the same operations and agree bitwise. Per step on
+// CUDA: gather() uploads one index array; apply() reads the merged gradient's keys and counts
+// back once and uploads one plan (slots to reset, to update, to initialise). The device key index
+// (DeviceKeyIndex) can take the host's place later (docs/feasign_store.md "On the GPU").
 
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lockstep/core/context.h"
+#include "lockstep/core/tensor.h"
 #include "lockstep/embedding/feasign_accessor.h"
 #include "lockstep/embedding/key_index.h"
 #include "lockstep/embedding/sparse_grad.h"
@@ -51,9 +58,10 @@ class DynamicTable {
   /// lr and embedx alike; initial embedx values feasign_init_value(seed, stream, key, d,
   /// init_scale); lr starts at 0. shrink_every_steps > 0: apply() shrinks after every update
   /// whose step is a multiple of it.
-  DynamicTable(int64_t capacity, int64_t dim, float init_scale, const AccessorConfig& accessor,
-               int64_t shrink_every_steps, const nn::OptimizerConfig& optimizer, uint64_t seed,
-               uint64_t stream);
+  /// The rows are allocated in ctx's memory.
+  DynamicTable(const Context& ctx, int64_t capacity, int64_t dim, float init_scale,
+               const AccessorConfig& accessor, int64_t shrink_every_steps,
+               const nn::OptimizerConfig& optimizer, uint64_t seed, uint64_t stream);
 
   int64_t capacity() const { return index_.capacity(); }
   int64_t dim() const { return dim_; }
@@ -65,15 +73,21 @@ class DynamicTable {
   /// Per slot (held: index().occupied(slot)).
   const FeasignStats& stats(int64_t slot) const { return stats_[static_cast<size_t>(slot)]; }
   bool admitted(int64_t slot) const { return admitted_[static_cast<size_t>(slot)] != 0; }
-  T lr(int64_t slot) const { return lr_[static_cast<size_t>(slot)]; }
-  /// The embedx vectors (capacity × dim; zero for a feasign not admitted).
+  /// The lr weight of a slot: a table on a CPU context only (Error otherwise; use values()).
+  T lr(int64_t slot) const;
+  /// The embedx vectors (capacity × dim; zero for a feasign not admitted) and the lr weights
+  /// (capacity), in ctx's memory.
   T* embedx() { return embedx_.data(); }
   const T* embedx() const { return embedx_.data(); }
   T* lr_weights() { return lr_.data(); }
 
-  /// The forward's view of n keys: embedx rows (n × dim; zero for a key not held or not
-  /// admitted) and lr weights (n; zero for a key not held).
-  void gather(const uint64_t* keys, int64_t n, T* embedx, T* lr) const;
+  /// Host copies of the lr weights (slots.size()) and embedx rows (slots.size() × dim) of slots.
+  std::pair<std::vector<T>, std::vector<T>> values(const Context& ctx,
+                                                  const std::vector<int64_t>& slots) const;
+
+  /// The forward's view of n keys (host memory): embedx rows (n × dim; zero for a key not held
+  /// or not admitted) and lr weights (n; zero for a key not held), written to ctx's memory.
+  void gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx, T* lr) const;
 
   /// Applies a merged keyed gradient (ids: distinct keys in ascending order; rows of dim +
   /// kDynamicRecordExtra): new keys inserted (evicting the lowest-score feasigns not in this
@@ -95,23 +109,30 @@ class DynamicTable {
   void mark_saved(bool delta);
 
   /// Serving: the table holds exactly `n` admitted feasigns, keys[i] with embedx row i (n ×
-  /// dim), lr 0 (an exported student reads embedx only). Throws Error when n > capacity() or a
-  /// key is given twice.
-  void load_serving(const uint64_t* keys, const T* embedx, int64_t n);
+  /// dim, host memory), lr 0 (an exported student reads embedx only). Throws Error when n >
+  /// capacity() or a key is given twice.
+  void load_serving(const Context& ctx, const uint64_t* keys, const T* embedx, int64_t n);
 
   /// Host tensors by name, for checkpoints: "<name>.keys" (the slot -> key map as U64 bit
   /// patterns, two floats per key: see is_u64_tensor()), "<name>.feasign" (capacity × 7: held,
   /// admitted, seen, unseen_days, show, click, delta_score), "<name>.lr", "<name>.weight"
   /// (embedx) and the optimizer state of both ("<name>.lr_accum" + "<name>.accum", or
   /// "<name>.lr_m/lr_v" + "<name>.m/v").
-  void to_host(const std::string& name, std::map<std::string, std::vector<T>>& out) const;
+  void to_host(const Context& ctx, const std::string& name,
+               std::map<std::string, std::vector<T>>& out) const;
   /// Restores what to_host() produced: everything checked first (sizes, the key map), then
   /// assigned. Throws Error naming the tensor.
-  void from_host(const std::string& name, const std::map<std::string, std::vector<T>>& tensors);
+  void from_host(const Context& ctx, const std::string& name,
+                 const std::map<std::string, std::vector<T>>& tensors);
 
  private:
   void evict_for(int64_t needed, const std::vector<uint8_t>& in_step);
-  void reset_slot(int64_t slot);
+  /// The rows of `n` slots (ctx memory) start afresh: lr 0, embedx 0, optimizer state initial.
+  void reset_rows(const Context& ctx, const int64_t* slots, int64_t n);
+  /// The optimizer step of `n` rows of `dim`: ids (slots) and count in ctx memory, grads (n, dim).
+  void update_rows(const Context& ctx, float lr, int64_t dim, const int64_t* count,
+                   const uint64_t* slots, int64_t n, const T* grads, T grad_scale, int64_t step,
+                   T* weights, T* s0, T* s1);
 
   int64_t dim_;
   float init_scale_;
@@ -119,16 +140,25 @@ class DynamicTable {
   int64_t shrink_every_steps_;
   nn::OptimizerConfig optimizer_;
   uint64_t seed_, stream_;
+  bool on_cpu_;
+  // The host's part: the decisions.
   KeyIndex index_;
   std::vector<FeasignStats> stats_;
   std::vector<uint8_t> admitted_;
-  std::vector<T> lr_, lr_state0_, lr_state1_;          // (capacity)
-  std::vector<T> embedx_, embedx_state0_, embedx_state1_;  // (capacity, dim); adagrad: (capacity)
+  // ctx's part: the rows.
+  Tensor<T> lr_, lr_state0_, lr_state1_;                // (capacity)
+  Tensor<T> embedx_, embedx_state0_, embedx_state1_;    // (capacity, dim); adagrad: (capacity)
   DynamicCounters counters_;
-  // apply()'s scratch
+  // Scratch: gather()'s indices, apply()'s counts, plan and gathered gradients (ctx memory).
+  mutable Tensor<int64_t> gather_index_;
+  Tensor<T> counts_, grads_;
+  Tensor<uint64_t> plan_;
   std::vector<int64_t> slots_;
-  std::vector<uint64_t> upd_slots_;
-  std::vector<T> upd_rows_;
+
+  /// The rows' tensors by checkpoint suffix (".lr", ".weight", the optimizer state).
+  /// (Self: this table, const or not.)
+  template <class Self>
+  static auto row_tensors(Self& self) -> std::vector<std::pair<std::string, decltype(&self.lr_)>>;
 };
 
 /// Whether a host tensor of a table holds U64 values as float bit patterns (two floats per

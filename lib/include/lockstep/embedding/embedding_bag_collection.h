@@ -111,9 +111,6 @@ class EmbeddingBagCollection {
 
  private:
   struct TableBatch;
-  /// f(sample, id) for every id the last forward() looked up in table t (host; dynamic tables).
-  template <class F>
-  void for_each_occurrence(size_t t, F&& f) const;
   void keyed_gradient(const Context& ctx, size_t t, const T* grad, int64_t ld, const T* dwide);
 
   std::vector<EmbeddingTable<T>> tables_;

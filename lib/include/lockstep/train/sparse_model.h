@@ -37,7 +37,7 @@ struct SparseSaveInfo {
 /// deltas older than the newest base). Leaves the model unchanged: after the write succeeded,
 /// call mark_sparse_saved() on every rank. Throws Error naming the path (the model has no
 /// dynamic table, an I/O failure: nothing is left under the final name).
-SparseSaveInfo write_sparse_model(const std::string& dir, SparseSaveKind kind,
+SparseSaveInfo write_sparse_model(const Context& ctx, const std::string& dir, SparseSaveKind kind,
                                   models::Model<float>& model, int64_t step);
 
 /// After a successful save, on every rank (replicas stay identical): the delta score of every

@@ -1,0 +1,80 @@
+// CPU reference of a dynamic table's row work (kernels/feasign.h). The CUDA kernels run the same
+// loops, one thread per row (or per sample for wide_lookup_forward), in the same order.
+#include "kernels/feasign.h"
+
+#include <algorithm>
+
+#include "lockstep/embedding/feasign_init.h"
+
+namespace lockstep::kernels::cpu {
+
+template <class T>
+void gather_rows(const Context&, int64_t n, int64_t dim, const T* src, int64_t ld_src,
+                 int64_t src_rows, const int64_t* index, T* dst, int64_t ld_dst) {
+  for (int64_t i = 0; i < n; ++i)
+    LOCKSTEP_CHECK(index[i] < src_rows, "gather_rows: index[{}] = {} is not below {} rows", i,
+                   index[i], src_rows);
+  for (int64_t i = 0; i < n; ++i) {
+    T* out = dst + i * ld_dst;
+    if (index[i] < 0)
+      std::fill(out, out + dim, T(0));
+    else
+      std::copy(src + index[i] * ld_src, src + index[i] * ld_src + dim, out);
+  }
+}
+
+template <class T>
+void fill_rows(const Context&, int64_t n, int64_t dim, const int64_t* index, T value, T* dst,
+               int64_t ld, int64_t dst_rows) {
+  for (int64_t i = 0; i < n; ++i)
+    LOCKSTEP_CHECK(index[i] >= 0 && index[i] < dst_rows,
+                   "fill_rows: index[{}] = {} is outside [0, {})", i, index[i], dst_rows);
+  for (int64_t i = 0; i < n; ++i) std::fill(dst + index[i] * ld, dst + index[i] * ld + dim, value);
+}
+
+template <class T>
+void feasign_init_rows(const Context&, int64_t n, int64_t dim, const uint64_t* keys,
+                       const int64_t* slots, uint64_t seed, uint64_t stream, float scale,
+                       T* embedx, int64_t rows) {
+  for (int64_t i = 0; i < n; ++i)
+    LOCKSTEP_CHECK(slots[i] >= 0 && slots[i] < rows,
+                   "feasign_init_rows: slots[{}] = {} is outside [0, {})", i, slots[i], rows);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < dim; ++d)
+      embedx[slots[i] * dim + d] =
+          static_cast<T>(embedding::feasign_init_value(seed, stream, keys[i], d, scale));
+}
+
+template <class T>
+void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample,
+                         const int64_t* offsets, const uint64_t* ids, const T* lr,
+                         int64_t lr_rows, T* out) {
+  const int64_t bags = batch * per_sample;
+  for (int64_t j = offsets[0]; j < offsets[bags]; ++j)
+    LOCKSTEP_CHECK(ids[j] < static_cast<uint64_t>(lr_rows),
+                   "wide_lookup_forward: ids[{}] = {} is not below {} rows", j, ids[j], lr_rows);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = b * per_sample; i < (b + 1) * per_sample; ++i)
+      for (int64_t j = offsets[i]; j < offsets[i + 1]; ++j) out[b] += lr[ids[j]];
+}
+
+template <class T>
+void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst) {
+  for (int64_t i = 0; i < n; ++i) std::fill(dst + i * repeat, dst + (i + 1) * repeat, src[i]);
+}
+
+#define LOCKSTEP_INSTANTIATE(T)                                                                  \
+  template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,      \
+                               const int64_t*, T*, int64_t);                                    \
+  template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t,    \
+                             int64_t);                                                          \
+  template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,           \
+                                     const int64_t*, uint64_t, uint64_t, float, T*, int64_t);     \
+  template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,          \
+                                       const uint64_t*, const T*, int64_t, T*);                 \
+  template void repeat_each<T>(const Context&, int64_t, int64_t, const T*, T*);
+LOCKSTEP_INSTANTIATE(float)
+LOCKSTEP_INSTANTIATE(double)
+#undef LOCKSTEP_INSTANTIATE
+
+}  // namespace lockstep::kernels::cpu

@@ -1,0 +1,128 @@
+// A dynamic table on CUDA against its CPU reference (issue 13): the row kernels of
+// kernels/feasign.h bitwise, and models with dynamic tables trained for several steps: the same
+// keys in the same slots with the same statistics (bitwise), close rows and parameters.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+
+#include "gpu_util.h"
+#include "kernels/feasign.h"
+#include "kernels/init.h"
+#include "lockstep/train/local_trainer.h"
+#include "model_fixture.h"
+
+using namespace lockstep;
+
+TEST_CASE("Feasign row kernels: CUDA = CPU bitwise", "[gpu][dynamic]") {
+  test::ParityContexts pc;
+  std::mt19937_64 rng(3);
+  const int64_t rows = 500, dim = 9, n = 300;
+  std::vector<float> table(rows * dim), lr(rows);
+  for (auto& v : table) v = static_cast<float>(rng() % 1000) / 100.0f - 5.0f;
+  for (auto& v : lr) v = static_cast<float>(rng() % 1000) / 1000.0f - 0.5f;
+  std::vector<int64_t> index(n), distinct(n);
+  std::vector<uint64_t> keys(n);
+  for (int64_t i = 0; i < n; ++i) {
+    index[i] = static_cast<int64_t>(rng() % (rows + 50)) - 50;  // some -1 .. -50: zeros
+    distinct[i] = i;
+    keys[i] = rng();
+  }
+  std::shuffle(distinct.begin(), distinct.end(), rng);
+  // A CSR of 40 samples × 3 positions over the lr rows.
+  const int64_t batch = 40, per = 3;
+  std::vector<int64_t> offsets = {0};
+  std::vector<uint64_t> ids;
+  for (int64_t b = 0; b < batch * per; ++b) {
+    for (uint64_t k = rng() % 4; k > 0; --k) ids.push_back(rng() % rows);
+    offsets.push_back(static_cast<int64_t>(ids.size()));
+  }
+  std::vector<float> dwide(batch);
+  for (auto& v : dwide) v = static_cast<float>(rng() % 100) / 7.0f;
+
+  std::vector<float> out[2][4];
+  for (int side = 0; side < 2; ++side) {
+    const Context& ctx = side == 0 ? pc.cpu : pc.gpu;
+    auto t = make_tensor(ctx, table);
+    auto l = make_tensor(ctx, lr);
+    auto ix = make_tensor(ctx, index);
+    auto dx = make_tensor(ctx, distinct);
+    auto k = make_tensor(ctx, keys);
+    auto off = make_tensor(ctx, offsets);
+    auto id = make_tensor(ctx, ids);
+    auto dw = make_tensor(ctx, dwide);
+    Tensor<float> g(ctx, {n, dim + 2}), wide(ctx, {batch}), rep(ctx, {batch * per});
+    kernels::gather_rows<float>(ctx, n, dim, t.data(), dim, rows, ix.data(), g.data(), dim + 2);
+    out[side][0] = to_host(ctx, g.data(), n * (dim + 2));
+    kernels::fill_rows<float>(ctx, n / 2, dim, dx.data(), 0.25f, t.data(), dim, rows);
+    kernels::feasign_init_rows<float>(ctx, n / 3, dim, k.data(), dx.data() + n / 2, 11, 12, 0.5f,
+                                      t.data(), rows);
+    out[side][1] = to_host(ctx, t);
+    kernels::fill_constant<float>(ctx, batch, 0.5f, wide.data());
+    kernels::wide_lookup_forward<float>(ctx, batch, per, off.data(), id.data(), l.data(), rows,
+                                        wide.data());
+    out[side][2] = to_host(ctx, wide);
+    kernels::repeat_each<float>(ctx, batch, per, dw.data(), rep.data());
+    out[side][3] = to_host(ctx, rep);
+  }
+  test::require_bitwise_equal(out[1][0], out[0][0], "gather_rows");
+  test::require_bitwise_equal(out[1][1], out[0][1], "fill_rows + feasign_init_rows");
+  test::require_bitwise_equal(out[1][2], out[0][2], "wide_lookup_forward");
+  test::require_bitwise_equal(out[1][3], out[0][3], "repeat_each");
+}
+
+namespace {
+/// Trains `make`'s model on both contexts for `steps` steps; the key maps and statistics are
+/// bitwise equal, every value close.
+template <class Make>
+void require_dynamic_training_parity(test::ParityContexts& pc, Make make, int steps) {
+  auto cpu = make(pc.cpu);
+  auto gpu = make(pc.gpu);
+  train::LocalTrainer<float> t_cpu(*cpu, pc.cpu), t_gpu(*gpu, pc.gpu);
+  for (int s = 0; s < steps; ++s) {
+    const data::Batch b = test::fixture_batch(100 * s, 200, 20);
+    const double l_cpu = t_cpu.step(b), l_gpu = t_gpu.step(b);
+    CHECK(l_gpu == Approx(l_cpu).epsilon(1e-4));
+  }
+  const auto tc = cpu->tables(), tg = gpu->tables();
+  REQUIRE(tc.size() == tg.size());
+  for (size_t t = 0; t < tc.size(); ++t) {
+    INFO("table " << tc[t]->config().name);
+    REQUIRE(tc[t]->dynamic());
+    const auto hc = tc[t]->to_host(pc.cpu), hg = tg[t]->to_host(pc.gpu);
+    const auto& name = tc[t]->config().name;
+    REQUIRE(tc[t]->dynamic_table()->size() > 0);
+    test::require_bitwise_equal(hg.at(name + ".keys"), hc.at(name + ".keys"), "slot -> key map");
+    test::require_bitwise_equal(hg.at(name + ".feasign"), hc.at(name + ".feasign"),
+                                "feasign statistics");
+    test::require_close(hg.at(name + ".lr"), hc.at(name + ".lr"), 5e-3, 1e-3, "lr weights");
+    test::require_close(hg.at(name + ".weight"), hc.at(name + ".weight"), 5e-3, 1e-3, "embedx");
+  }
+  test::require_close(test::all_parameters(pc.gpu, *gpu), test::all_parameters(pc.cpu, *cpu),
+                      5e-3, 1e-3, "all parameters");
+}
+
+embedding::AccessorConfig quick_admission() {
+  embedding::AccessorConfig a;
+  a.embedx_threshold = 2;  // admitted after a few shows: embedx learns within the test
+  return a;
+}
+}  // namespace
+
+TEST_CASE("Dynamic tables on CUDA train like the CPU reference (embedding_mlp, DIN)",
+          "[gpu][dynamic]") {
+  test::ParityContexts pc;
+  const auto a = quick_admission();
+  SECTION("embedding_mlp, room for every key") {
+    require_dynamic_training_parity(
+        pc, [&](const Context& c) { return test::fixture_dynamic_model(c, a); }, 5);
+  }
+  SECTION("embedding_mlp, full tables: evictions") {
+    require_dynamic_training_parity(
+        pc, [&](const Context& c) { return test::fixture_dynamic_model(c, a, 40, 60); }, 5);
+  }
+  SECTION("DIN: a sequence field on a dynamic table") {
+    require_dynamic_training_parity(pc, [&](const Context& c) { return test::fixture_din(c, &a); },
+                                    5);
+  }
+}

@@ -1,0 +1,65 @@
+// The CPU reference of a dynamic table's row kernels (kernels/feasign.h) against plain loops,
+// and their errors.
+#include <catch2/catch.hpp>
+
+#include "kernels/feasign.h"
+#include "lockstep/embedding/feasign_init.h"
+
+using namespace lockstep;
+using Catch::Matchers::Contains;
+
+TEST_CASE("gather_rows copies indexed rows and zeros for -1", "[kernels][dynamic]") {
+  Context ctx;
+  const std::vector<float> src = {1, 2, 3, 4, 5, 6, 7, 8, 9};  // 3 rows of 2 in a stride of 3
+  const std::vector<int64_t> index = {2, -1, 0};
+  std::vector<float> dst(3 * 4, -7.0f);
+  kernels::gather_rows<float>(ctx, 3, 2, src.data(), 3, 3, index.data(), dst.data(), 4);
+  CHECK(dst == std::vector<float>{7, 8, -7, -7, 0, 0, -7, -7, 1, 2, -7, -7});
+  const std::vector<int64_t> bad = {0, 3};
+  CHECK_THROWS_WITH(
+      kernels::gather_rows<float>(ctx, 2, 2, src.data(), 3, 3, bad.data(), dst.data(), 4),
+      Contains("index[1] = 3 is not below 3 rows"));
+}
+
+TEST_CASE("fill_rows and feasign_init_rows write exactly the indexed rows", "[kernels][dynamic]") {
+  Context ctx;
+  std::vector<float> t(4 * 3, 1.0f);
+  const std::vector<int64_t> rows = {3, 1};
+  kernels::fill_rows<float>(ctx, 2, 3, rows.data(), 0.5f, t.data(), 3, 4);
+  CHECK(t == std::vector<float>{1, 1, 1, 0.5f, 0.5f, 0.5f, 1, 1, 1, 0.5f, 0.5f, 0.5f});
+  const std::vector<uint64_t> keys = {0, ~uint64_t{0}};
+  kernels::feasign_init_rows<float>(ctx, 2, 3, keys.data(), rows.data(), 7, 9, 0.1f, t.data(), 4);
+  for (int d = 0; d < 3; ++d) {
+    CHECK(t[3 * 3 + d] == embedding::feasign_init_value(7, 9, 0, d, 0.1f));
+    CHECK(t[1 * 3 + d] == embedding::feasign_init_value(7, 9, ~uint64_t{0}, d, 0.1f));
+    CHECK(t[d] == 1.0f);
+  }
+  const std::vector<int64_t> bad = {4};
+  CHECK_THROWS_WITH(kernels::fill_rows<float>(ctx, 1, 3, bad.data(), 0.0f, t.data(), 3, 4),
+                    Contains("index[0] = 4 is outside [0, 4)"));
+  CHECK_THROWS_WITH(kernels::feasign_init_rows<float>(ctx, 1, 3, keys.data(), bad.data(), 7, 9,
+                                                      0.1f, t.data(), 4),
+                    Contains("slots[0] = 4 is outside [0, 4)"));
+}
+
+TEST_CASE("wide_lookup_forward adds each sample's lr weights; repeat_each spreads dwide",
+          "[kernels][dynamic]") {
+  Context ctx;
+  // 2 samples × 2 positions (bags 0..3) in a window starting at bag 1 of a larger CSR.
+  const std::vector<int64_t> offsets = {0, 1, 3, 3, 4, 6};
+  const std::vector<uint64_t> ids = {9, 0, 1, 2, 2, 0};
+  const std::vector<double> lr = {0.5, 0.25, 2.0};
+  std::vector<double> out = {10, 20};
+  kernels::wide_lookup_forward<double>(ctx, 2, 2, offsets.data() + 1, ids.data(), lr.data(), 3,
+                                       out.data());
+  CHECK(out == std::vector<double>{10 + 0.5 + 0.25, 20 + 2.0 + 2.0 + 0.5});
+  const std::vector<uint64_t> bad_ids = {0, 3};
+  const std::vector<int64_t> two = {0, 1, 2};
+  CHECK_THROWS_WITH(kernels::wide_lookup_forward<double>(ctx, 2, 1, two.data(), bad_ids.data(),
+                                                         lr.data(), 3, out.data()),
+                    Contains("ids[1] = 3 is not below 3 rows"));
+  std::vector<double> rep(6);
+  const std::vector<double> src = {1, 2};
+  kernels::repeat_each<double>(ctx, 2, 3, src.data(), rep.data());
+  CHECK(rep == std::vector<double>{1, 1, 1, 2, 2, 2});
+}
