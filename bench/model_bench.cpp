@@ -4,6 +4,7 @@
 // samples/s of the teacher and of the exported student at batch 1, 64 and 4096.
 //
 //   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst,dual]
+//                         [--profile]
 //
 // FLOPs count the dense layers as written in the papers (the DIN unit on [q, k, q−k, q⊙k] as a
 // 4D × 80 layer even though lockstep never materialises that input), forward ×3 for
@@ -19,6 +20,7 @@
 #include "bench/bench_util.h"
 #include "lockstep/core/device_info.h"
 #include "lockstep/core/logging.h"
+#include "lockstep/core/profile.h"
 #include "lockstep/data/synthetic.h"
 #include "lockstep/models/bst.h"
 #include "lockstep/models/din.h"
@@ -50,9 +52,21 @@ void bench_tables(const data::Schema& schema, int64_t max_len,
 }
 
 /// Median milliseconds of one training step (forward, backward, optimizer update) on `batch`.
-double step_ms(const Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters) {
+/// With `profile`, then `iters` more steps with a Profile attached, printed under `title`.
+double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters,
+               bool profile, const std::string& title) {
   train::LocalTrainer<float> trainer(model, ctx);
-  return bench::median_ms(ctx, [&] { trainer.step(batch); }, 3, iters);
+  const double ms = bench::median_ms(ctx, [&] { trainer.step(batch); }, 3, iters);
+  if (profile) {
+    Profile p;
+    {
+      const ScopedProfile attached(ctx, &p);
+      for (int i = 0; i < iters; ++i) trainer.step(batch);
+    }
+    std::printf("\n%s: step profile on %s, %d steps (unprofiled median %.3f ms)\n%s", title.c_str(),
+                ctx.device().str().c_str(), iters, ms, p.table(iters).c_str());
+  }
+  return ms;
 }
 }  // namespace
 
@@ -66,6 +80,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
   app.add_option("--models", which, "any of din, bst, dual, comma-separated");
+  bool profile = false;
+  app.add_flag("--profile", profile,
+               "also print where each step's time goes: phases and kernels (lockstep/core/profile.h)");
   CLI11_PARSE(app, argc, argv);
   try {
     const Device device = select_device(device_flag);
@@ -81,7 +98,7 @@ int main(int argc, char** argv) {
       models::Din<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
       const int64_t T = 50, D = 32, in = model.input_width();
       const double fwd = 2.0 * batch * (T * (4.0 * D * 80 + 80.0 * 40 + 40) + in * 200.0 + 200.0 * 80 + 80);
-      const double ms = step_ms(ctx, model, b, iters);
+      const double ms = step_ms(ctx, model, b, iters, profile, "din-bench");
       rows.push_back({"din-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
                       info.peak_fp32_gflops, "GF/s",
                       fmt::format("B={} T=50 unit 128-80-40-1, MLP {}-200-80-1", batch, in)});
@@ -97,7 +114,7 @@ int main(int argc, char** argv) {
       const double L = 21, d = 32, f = 32, in = static_cast<double>(model.input_width());
       const double block = 2.0 * L * (d * 3 * d + d * d + 2 * d * f) + 4.0 * L * L * d;
       const double fwd = batch * (block + 2.0 * (in * 1024 + 1024.0 * 512 + 512.0 * 256 + 256));
-      const double ms = step_ms(ctx, model, b, iters);
+      const double ms = step_ms(ctx, model, b, iters, profile, "bst-bench");
       rows.push_back({"bst-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
                       info.peak_fp32_gflops, "GF/s",
                       fmt::format("B={} L=21 d=32 8 heads, MLP 1024-512-256-1", batch)});
@@ -112,7 +129,7 @@ int main(int argc, char** argv) {
         if (name.rfind("hist_", 0) == 0)
           c.fields.push_back({name, name == "hist_items" ? "item" : "item_cat", 50});
       models::DualDnn<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
-      const double ms = step_ms(ctx, model, b, iters);
+      const double ms = step_ms(ctx, model, b, iters, profile, "dual-bench");
       const double w0 = 9 * 16 + 8, wt = w0 + 32 + w0;  // shared input; teacher input
       const double fwd = 2.0 * batch *
                          (50 * (4.0 * 32 * 80 + 80.0 * 40 + 40) + 3 * 2 * w0 + wt * 512 +

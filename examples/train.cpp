@@ -54,6 +54,7 @@ struct Options {
   std::string export_dir, init_from, schema, on_bad_record = "fail";
   std::string export_sparse;
   int64_t sparse_delta_every = 0;
+  bool profile = false;
   std::vector<std::string> train, valid, test;
   std::vector<std::string> set;  // --set key=value overrides of the model configuration
   int64_t max_bad_records = INT64_MAX;
@@ -494,6 +495,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.keep_checkpoints = o.keep_checkpoints;
   tc.sparse_export_dir = o.export_sparse;
   tc.sparse_delta_every = o.sparse_delta_every;
+  tc.profile = o.profile;
   tc.epoch_boundaries = o.follow.empty();  // --follow: day markers are the boundaries
   // Model selection on the validation data: best/ kept beside the checkpoints (or --best-dir),
   // early stopping; without --valid the test data is evaluated each epoch for monitoring only.
@@ -716,6 +718,9 @@ int main(int argc, char** argv) {
   app.add_option("--sparse-delta-every", o.sparse_delta_every,
                  "with --export-sparse: a delta every N steps (0 = none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_flag("--profile", o.profile,
+               "log where the training steps' time goes at the end (phases and kernels, rank 0; "
+               "docs/performance.md)");
   auto* resume_flag =
       app.add_flag("--resume", o.resume,
                    "resume from the newest checkpoint in --checkpoint-dir (an error when there is none)");

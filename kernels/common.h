@@ -34,6 +34,7 @@
 #include "lockstep/config.h"
 #include "lockstep/core/context.h"
 #include "lockstep/core/error.h"
+#include "lockstep/core/profile.h"
 
 namespace lockstep::kernels {
 namespace detail {
@@ -77,6 +78,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /// on a CPU context and cuda::op(ctx, args...) on a CUDA context.
 #define LOCKSTEP_DISPATCH(T, ctx, op, ...)                                    \
   do {                                                                        \
+    const ::lockstep::ProfileScope lockstep_profile_scope_(                   \
+        (ctx), #op, ::lockstep::ProfileScope::Kind::Kernel);                  \
     if ((ctx).is_cpu()) {                                                     \
       ::lockstep::kernels::cpu::op<T>((ctx), __VA_ARGS__);                    \
     } else if constexpr (LOCKSTEP_CUDA_ENABLED && std::is_same_v<T, float>) { \

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "lockstep/core/profile.h"
+
 namespace lockstep::train {
 
 template <class T>
@@ -12,6 +14,7 @@ LocalTrainer<T>::LocalTrainer(models::Model<T>& model, const Context& ctx)
 
 template <class T>
 models::DeviceBatch<T>& LocalTrainer<T>::stage(const data::Batch& batch) {
+  const ProfilePhase phase(*ctx_, "stage (batch to device)");
   model_->stage(*ctx_, batch, batch_);
   return batch_;
 }
@@ -22,8 +25,12 @@ const T* LocalTrainer<T>::compute_gradients(const models::DeviceBatch<T>& batch)
   LOCKSTEP_CHECK(batch.num_labels() == batch.size(), "batch has {} labels for {} samples",
                  batch.num_labels(), batch.size());
   const Context& ctx = *ctx_;
-  model_->zero_grad(ctx);
-  model_->forward(ctx, batch, /*training=*/true);
+  {
+    const ProfilePhase phase(ctx, "forward");
+    model_->zero_grad(ctx);
+    model_->forward(ctx, batch, /*training=*/true);
+  }
+  const ProfilePhase phase(ctx, "loss + backward");
   model_->loss_and_backward(ctx, batch, loss_sum_.data());
   return loss_sum_.data();
 }
@@ -32,7 +39,10 @@ template <class T>
 double LocalTrainer<T>::step(const data::Batch& batch) {
   if (batch.size == 0) return 0.0;
   const T* loss = compute_gradients(stage(batch));
-  model_->apply_gradients(*ctx_, T(1) / static_cast<T>(batch.size));
+  {
+    const ProfilePhase phase(*ctx_, "optimizer");
+    model_->apply_gradients(*ctx_, T(1) / static_cast<T>(batch.size));
+  }
   ++steps_;
   return static_cast<double>(to_host(*ctx_, loss, 1)[0]);
 }

@@ -4,6 +4,7 @@
 
 #include "kernels/control.h"
 #include "lockstep/core/logging.h"
+#include "lockstep/core/profile.h"
 
 namespace lockstep::train {
 
@@ -122,6 +123,7 @@ void LockstepStep::write_control_slot(const RankReport& report) {
 
 // 4. THE collective: dense gradients, state deltas and the control block in one all-reduce.
 void LockstepStep::all_reduce() {
+  const ProfilePhase phase(ctx_, "all-reduce");
   comm_.all_reduce_sum(ctx_, model_.dense_params().grads(), grad_size_ + control_.size(),
                        comm::DataType::F32);
 }
@@ -129,6 +131,7 @@ void LockstepStep::all_reduce() {
 // 5. The step's one host read: every rank's slot, checked and summed (the same Error on every
 //    rank when one failed or diverged).
 StepSummary LockstepStep::summarize_step(uint64_t step) {
+  const ProfilePhase phase(ctx_, "sync point (the host read)");
   host_block_.assign(control_.size(), 0.0f);
   ctx_.count_host_read();  // the step's one host read, as to_host() would count it
   try {
@@ -156,12 +159,14 @@ StepSummary LockstepStep::summarize_step(uint64_t step) {
 
 // 6. Every rank's sparse gradients merged identically on every replica.
 void LockstepStep::exchange_sparse(const StepSummary& summary) {
+  const ProfilePhase phase(ctx_, "sparse exchange");
   if (comm_.size() > 1) sparse_.run(ctx_, comm_, tables_, summary.sparse_rows);
 }
 
 // 7. The identical update on every rank: gradient / N, state mean; nothing when N = 0.
 void LockstepStep::apply(const StepSummary& summary) {
   if (summary.samples == 0) return;
+  const ProfilePhase phase(ctx_, "optimizer");
   const float inv = 1.0f / static_cast<float>(summary.samples);
   state_.apply(ctx_, inv);
   model_.apply_gradients(ctx_, inv);

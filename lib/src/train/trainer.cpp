@@ -19,6 +19,7 @@
 #include "train/progress.h"
 #include "train/signals.h"
 #include "core/scoped_seconds.h"
+#include "lockstep/core/profile.h"
 #include "train/step.h"
 
 namespace lockstep::train {
@@ -29,7 +30,8 @@ namespace {
 /// has another. A failure while reading becomes a status reported at the next step.
 class Lookahead {
  public:
-  Lookahead(BatchSource& source, int rank) : source_(source), rank_(rank) {
+  Lookahead(BatchSource& source, int rank, const Context& ctx)
+      : source_(source), rank_(rank), ctx_(ctx) {
     has_cur_ = read(cur_);
     has_nxt_ = has_cur_ && read(nxt_);
   }
@@ -48,6 +50,7 @@ class Lookahead {
  private:
   bool read(data::Batch& b) {
     const ScopedSeconds waiting(wait_seconds_);
+    const ProfilePhase phase(ctx_, "data wait");
     try {
       return source_.next(b);
     } catch (const DeviceError&) {
@@ -62,6 +65,7 @@ class Lookahead {
 
   BatchSource& source_;
   int rank_;
+  const Context& ctx_;
   data::Batch cur_, nxt_, empty_;
   bool has_cur_ = false, has_nxt_ = false;
   uint16_t status_ = kStatusOk;
@@ -280,6 +284,9 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   Impl& m = *impl_;
   FitResult result;
   SignalGuard signals(m.config.handle_signals);
+  Profile profile;
+  const bool profiling = m.config.profile && m.ctx.profile() == nullptr;
+  const ScopedProfile attached(m.ctx, profiling ? &profile : m.ctx.profile());
   m.progress.start();
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
@@ -365,6 +372,9 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   }
   result.seconds = m.progress.elapsed();
   result.train_seconds = result.seconds - m.side_seconds;
+  if (profiling && m.comm.rank() == 0)
+    log().info("where rank 0's training steps spent their time ({} steps):\n{}", result.steps,
+               profile.table(result.steps));
   m.progress.event("end", m.last_epoch, m.step_no,
                    {{"steps", result.steps},
                     {"seconds", result.seconds},
@@ -384,7 +394,7 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
   if (step_in_epoch > 0) train.skip(step_in_epoch);
   epoch_samples = 0;
   const auto term_names = model.loss_term_names();
-  Lookahead data(train, comm.rank());
+  Lookahead data(train, comm.rank(), ctx);
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),
                           config.handle_signals && stop_signal_pending()};
@@ -543,6 +553,7 @@ void Trainer::Impl::save_sparse(SparseSaveKind kind) {
 }
 
 EvalResult Trainer::Impl::evaluate(BatchSource& data) {
+  const ScopedProfile detached(ctx, nullptr);  // evaluation is not part of the step profile
   Scores local;
   // A bad record in the part of the data one rank reads fails that rank only: a vote.
   agree(comm, ctx, "evaluation", [&] { local = score(step.local(), data); });

@@ -10,6 +10,7 @@
 namespace lockstep {
 
 struct DeviceErrorRecord;  // lockstep/core/device_error.h
+class Profile;             // lockstep/core/profile.h
 
 struct ContextOptions {
   /// Allow TF32 tensor-core math in cuBLAS GEMMs (faster, ~1e-3 relative error). Off by
@@ -88,9 +89,15 @@ class Context {
   uint64_t random_offset() const;
   void set_random_offset(uint64_t offset);
 
+  /// The Profile the step's phases and kernels are timed into (lockstep/core/profile.h), or
+  /// nullptr (the default: nothing is timed). Not owned.
+  Profile* profile() const { return profile_; }
+  void set_profile(Profile* profile) { profile_ = profile; }
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  Profile* profile_ = nullptr;
 };
 
 }  // namespace lockstep

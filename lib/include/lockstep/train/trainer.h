@@ -37,6 +37,10 @@ struct TrainerConfig {
   /// scores of what was saved.
   std::string sparse_export_dir;
   int64_t sparse_delta_every = 0;
+  /// Time where the training steps' time goes (lockstep/core/profile.h: the step's phases and
+  /// kernels; evaluation is not counted) and have rank 0 log the table at the end of fit(). On
+  /// CUDA this synchronises around every kernel: for finding where time goes, not for speed.
+  bool profile = false;
   /// Whether the end of an epoch is a boundary (below). A driver that marks boundaries itself
   /// (lockstep-train --follow: day markers in the data) sets it false and calls boundary().
   bool epoch_boundaries = true;
