@@ -58,8 +58,8 @@ void fill_rows(const Context& ctx, int64_t n, int64_t dim, const int64_t* index,
 }
 template <class T>
 void feasign_init_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* keys,
-                       const int64_t* slots, uint64_t seed, uint64_t stream, float scale,
-                       T* embedx, int64_t rows) {
+                       const int64_t* slots, uint64_t seed, uint64_t stream, float scale, T* embedx,
+                       int64_t rows) {
   detail::check_rows_op("feasign_init_rows", n, dim, dim, "dim");
   if (n == 0 || dim == 0) return;
   LOCKSTEP_DISPATCH(T, ctx, feasign_init_rows, n, dim, keys, slots, seed, stream, scale, embedx,
@@ -67,13 +67,12 @@ void feasign_init_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
 }
 template <class T>
 void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
-                         const int64_t* offsets, const uint64_t* ids, const T* lr,
-                         int64_t lr_rows, T* out) {
+                         const int64_t* offsets, const uint64_t* ids, const T* lr, int64_t lr_rows,
+                         T* out) {
   detail::check_size("wide_lookup_forward", "batch", batch);
   detail::check_size("wide_lookup_forward", "per_sample", per_sample);
   if (batch == 0 || per_sample == 0) return;
-  LOCKSTEP_DISPATCH(T, ctx, wide_lookup_forward, batch, per_sample, offsets, ids, lr, lr_rows,
-                    out);
+  LOCKSTEP_DISPATCH(T, ctx, wide_lookup_forward, batch, per_sample, offsets, ids, lr, lr_rows, out);
 }
 template <class T>
 void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const T* src, T* dst) {

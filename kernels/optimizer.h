@@ -82,7 +82,7 @@ void adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int
 // ---- Sparse, over the U = *num_unique rows of a pooled_lookup_backward result.
 //   num_unique: one element in ctx's device memory (host on the CPU); max_unique bounds U, so
 //               that the CUDA launch needs no synchronisation.
-//   unique_ids: (U) row indices into table, each < rows; grad_rows: (U, dim)
+//   unique_ids: (U) distinct row indices into table, each < rows; grad_rows: (U, dim)
 //   table: (rows, dim); untouched rows and their state are not modified (lazy updates).
 // Row-wise Adagrad keeps ONE accumulator per row (accum: (rows)):
 //   acc[r] += mean_d(g[d]^2);  table[r, d] -= lr * g[d] / (sqrt(acc[r]) + eps)

@@ -5,12 +5,15 @@
 // order, so results are deterministic and, for T = float, more accurate than the data type.
 
 #include "kernels/activation.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 #include <vector>
 
 namespace lockstep::kernels::cpu {
 namespace {
+
+constexpr int64_t kElementGrain = int64_t{1} << 15;  // elements per block of an element-wise op
 
 /// 1 / (1 + exp(-x)) without overflow: exp is only ever taken of a non-positive number.
 template <class T>
@@ -25,27 +28,35 @@ T stable_sigmoid(T x) {
 // ---- ReLU ----------------------------------------------------------------------------------
 
 template <class T>
-void relu_forward(const Context&, int64_t n, const T* x, T* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+void relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  });
 }
 
 template <class T>
-void relu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx) {
+void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
   // The subgradient at x == 0 is taken as 0. A select (not dy * mask) so that a non-finite dy
   // on an inactive unit is not propagated.
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+  });
 }
 
 // ---- LeakyReLU -----------------------------------------------------------------------------
 
 template <class T>
-void leaky_relu_forward(const Context&, int64_t n, T slope, const T* x, T* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : slope * x[i];
+void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
+  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : slope * x[i];
+  });
 }
 
 template <class T>
-void leaky_relu_backward(const Context&, int64_t n, T slope, const T* x, const T* dy, T* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i];
+void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, const T* dy, T* dx) {
+  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i];
+  });
 }
 
 // ---- Sigmoid -------------------------------------------------------------------------------
@@ -63,33 +74,46 @@ void sigmoid_backward(const Context&, int64_t n, const T* y, const T* dy, T* dx)
 // ---- PReLU ---------------------------------------------------------------------------------
 
 template <class T>
-void prelu_forward(const Context&, int64_t rows, int64_t cols, const T* x, const T* alpha, T* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t i = r * cols + c;
-      y[i] = x[i] > T(0) ? x[i] : alpha[c] * x[i];
+void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
+                   T* y) {
+  parallel_for(ctx, rows, grain_for(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t i = r * cols + c;
+        y[i] = x[i] > T(0) ? x[i] : alpha[c] * x[i];
+      }
     }
-  }
+  });
 }
 
 template <class T>
-void prelu_backward(const Context&, int64_t rows, int64_t cols, const T* x, const T* alpha,
+void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
                     const T* dy, T* dx, T* dalpha) {
   if (rows <= 0 || cols <= 0) return;
-  std::vector<double> dalpha_sum(static_cast<size_t>(cols), 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t i = r * cols + c;
-      const T g = dy[i];  // read before dx[i] is written: dx may alias dy
-      if (x[i] > T(0)) {
-        dx[i] = g;
-      } else {
-        dalpha_sum[c] += static_cast<double>(g) * static_cast<double>(x[i]);
-        dx[i] = alpha[c] * g;
+  // dalpha: a double sum per column in each fixed block of rows, the blocks then added in order
+  // (the same bits with any number of threads).
+  const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
+  std::vector<double> partial(static_cast<size_t>(blocks * cols), 0.0);
+  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
+    double* dalpha_sum = partial.data() + (r0 / grain) * cols;
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t i = r * cols + c;
+        const T g = dy[i];  // read before dx[i] is written: dx may alias dy
+        if (x[i] > T(0)) {
+          dx[i] = g;
+        } else {
+          dalpha_sum[c] += static_cast<double>(g) * static_cast<double>(x[i]);
+          dx[i] = alpha[c] * g;
+        }
       }
     }
+  });
+  for (int64_t c = 0; c < cols; ++c) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * cols + c];
+    dalpha[c] += static_cast<T>(sum);
   }
-  for (int64_t c = 0; c < cols; ++c) dalpha[c] += static_cast<T>(dalpha_sum[c]);
 }
 
 // ---- Dice ----------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
 // CPU reference for kernels/bias.h.
 
 #include "kernels/bias.h"
+#include "kernels/cpu/parallel.h"
 
 #include <vector>
 
 namespace lockstep::kernels::cpu {
 
 template <class T>
-void bias_add(const Context&, int64_t rows, int64_t cols, const T* bias, T* y) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+void bias_add(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* y) {
+  parallel_for(ctx, rows, grain_for(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+  });
 }
 
 template <class T>

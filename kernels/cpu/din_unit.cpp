@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/bias.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
 namespace lockstep::kernels::cpu {
@@ -39,16 +40,18 @@ void fold_din_weights(int64_t D, int64_t H, const T* W, std::vector<T>& w_qd,
 
 /// qk[b·T + t, :] = q[b, :] ⊙ k[b, t, :], (B·T, D) contiguous.
 template <class T>
-void target_times_history(int64_t B, int64_t Tn, int64_t D, const T* q, int64_t ldq, const T* k,
-                          int64_t ldk, std::vector<T>& qk) {
+void target_times_history(const Context& ctx, int64_t B, int64_t Tn, int64_t D, const T* q,
+                          int64_t ldq, const T* k, int64_t ldk, std::vector<T>& qk) {
   qk.resize(static_cast<size_t>(B * Tn * D));
-  for (int64_t b = 0; b < B; ++b) {
-    const T* q_row = q + b * ldq;
-    for (int64_t t = 0; t < Tn; ++t) {
-      const int64_t r = b * Tn + t;
-      for (int64_t d = 0; d < D; ++d) qk[r * D + d] = q_row[d] * k[r * ldk + d];
+  parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* q_row = q + b * ldq;
+      for (int64_t t = 0; t < Tn; ++t) {
+        const int64_t r = b * Tn + t;
+        for (int64_t d = 0; d < D; ++d) qk[r * D + d] = q_row[d] * k[r * ldk + d];
+      }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -64,7 +67,7 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
   } else {
     std::vector<T> w_qd, w_kd, qk;
     fold_din_weights(D, H, W, w_qd, w_kd);
-    target_times_history(B, Tn, D, q, ldq, k, ldk, qk);
+    target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
     // h = k·(W_k − W_d) + (q ⊙ k)·W_p; q_term = q·(W_q + W_d).
     cpu::gemm<T>(ctx, Trans::N, Trans::N, rows, H, D, T(1), k, ldk, w_kd.data(), H, T(0), h, H);
     cpu::gemm<T>(ctx, Trans::N, Trans::N, rows, H, D, T(1), qk.data(), D, W + 3 * D * H, H, T(1), h,
@@ -72,13 +75,15 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
     cpu::gemm<T>(ctx, Trans::N, Trans::N, B, H, D, T(1), q, ldq, w_qd.data(), H, T(0),
                  q_term.data(), H);
   }
-  for (int64_t b = 0; b < B; ++b) {
-    const T* qt = q_term.data() + b * H;
-    for (int64_t t = 0; t < Tn; ++t) {
-      T* h_row = h + (b * Tn + t) * H;
-      for (int64_t j = 0; j < H; ++j) h_row[j] += qt[j] + bias[j];
+  parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* qt = q_term.data() + b * H;
+      for (int64_t t = 0; t < Tn; ++t) {
+        T* h_row = h + (b * Tn + t) * H;
+        for (int64_t j = 0; j < H; ++j) h_row[j] += qt[j] + bias[j];
+      }
     }
-  }
+  });
 }
 
 // With S[b] = Σ_t dh[b, t] and P = dh·W_pᵀ (B·T, D):
@@ -94,18 +99,20 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
 
   // S: (B, H), summed over positions in increasing t.
   std::vector<T> S(static_cast<size_t>(B * H), T(0));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < Tn; ++t) {
-      const T* dh_row = dh + (b * Tn + t) * H;
-      for (int64_t j = 0; j < H; ++j) S[b * H + j] += dh_row[j];
-    }
+  parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t t = 0; t < Tn; ++t) {
+        const T* dh_row = dh + (b * Tn + t) * H;
+        for (int64_t j = 0; j < H; ++j) S[b * H + j] += dh_row[j];
+      }
+  });
   cpu::bias_grad<T>(ctx, B, H, S.data(), dbias);
   if (D == 0) return;
 
   const int64_t DH = D * H;
   std::vector<T> w_qd, w_kd, qk, g_q(static_cast<size_t>(DH)), g_k(static_cast<size_t>(DH));
   fold_din_weights(D, H, W, w_qd, w_kd);
-  target_times_history(B, Tn, D, q, ldq, k, ldk, qk);
+  target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
   cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, rows, T(1), k, ldk, dh, H, T(0), g_k.data(), H);
   cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, B, T(1), q, ldq, S.data(), H, T(0), g_q.data(), H);
   cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, rows, T(1), qk.data(), D, dh, H, T(1), dW + 3 * DH,
@@ -121,24 +128,28 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   cpu::gemm<T>(ctx, Trans::N, Trans::T, rows, D, H, T(1), dh, H, W + 3 * DH, H, T(0), P.data(), D);
   if (dk != nullptr) {
     cpu::gemm<T>(ctx, Trans::N, Trans::T, rows, D, H, T(1), dh, H, w_kd.data(), H, T(1), dk, lddk);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < Tn; ++t) {
-        const int64_t r = b * Tn + t;
-        for (int64_t d = 0; d < D; ++d) dk[r * lddk + d] += P[r * D + d] * q[b * ldq + d];
-      }
+    parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = 0; t < Tn; ++t) {
+          const int64_t r = b * Tn + t;
+          for (int64_t d = 0; d < D; ++d) dk[r * lddk + d] += P[r * D + d] * q[b * ldq + d];
+        }
+    });
   }
   if (dq != nullptr) {
     cpu::gemm<T>(ctx, Trans::N, Trans::T, B, D, H, T(1), S.data(), H, w_qd.data(), H, T(1), dq,
                  lddq);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t d = 0; d < D; ++d) {
-        T sum = T(0);
-        for (int64_t t = 0; t < Tn; ++t) {
-          const int64_t r = b * Tn + t;
-          sum += P[r * D + d] * k[r * ldk + d];
+    parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t d = 0; d < D; ++d) {
+          T sum = T(0);
+          for (int64_t t = 0; t < Tn; ++t) {
+            const int64_t r = b * Tn + t;
+            sum += P[r * D + d] * k[r * ldk + d];
+          }
+          dq[b * lddq + d] += sum;
         }
-        dq[b * lddq + d] += sum;
-      }
+    });
   }
 }
 

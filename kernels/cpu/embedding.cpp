@@ -4,6 +4,7 @@
 // scale arithmetic), so the two agree bitwise; change one only together with the other.
 
 #include "kernels/embedding.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/input_errors.h"
 
 #include <algorithm>
@@ -40,31 +41,49 @@ T bag_scale(Pooling pooling, int64_t len) {
 // Returns the number of distinct ids.
 //   ids: (nnz); unique_ids: (>= nnz); out: (>= nnz, dim)
 template <class T, class Contribution>
-int64_t sum_rows_by_id(int64_t nnz, int64_t dim, const uint64_t* ids, Contribution contribution,
-                       uint64_t* unique_ids, T* out) {
-  // Stable sort of positions by id: equal ids keep increasing position order, which fixes the
-  // summation order below (the CUDA radix sort is stable too).
-  std::vector<int64_t> order(static_cast<size_t>(nnz));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [ids](int64_t a, int64_t b) { return ids[a] < ids[b]; });
-
-  // One segment per distinct id; sum its positions sequentially, per dim.
-  int64_t u = 0;
-  for (int64_t start = 0; start < nnz; ++u) {
-    const uint64_t id = ids[order[start]];
-    int64_t end = start + 1;
-    while (end < nnz && ids[order[end]] == id) ++end;
-    unique_ids[u] = id;
-    T* out_row = out + u * dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      T sum = T(0);
-      for (int64_t k = start; k < end; ++k) sum += contribution(order[k], d);
-      out_row[d] = sum;
-    }
-    start = end;
+int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
+                       Contribution contribution, uint64_t* unique_ids, T* out) {
+  // Positions ordered by (id, position): the one order a stable sort by id gives, which fixes the
+  // summation order below (the CUDA radix sort is stable too). Built from fixed blocks sorted on
+  // the kernel threads, then merged pairwise, level by level.
+  constexpr int64_t kSortBlock = 8192;
+  using Key = std::pair<uint64_t, int64_t>;
+  std::vector<Key> keys(static_cast<size_t>(nnz)), merged(static_cast<size_t>(nnz));
+  parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
+    std::sort(keys.begin() + b, keys.begin() + e);
+  });
+  for (int64_t width = kSortBlock; width < nnz; width *= 2) {
+    parallel_for(ctx, (nnz + 2 * width - 1) / (2 * width), 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t lo = p * 2 * width, mid = std::min(nnz, lo + width),
+                      hi = std::min(nnz, lo + 2 * width);
+        std::merge(keys.begin() + lo, keys.begin() + mid, keys.begin() + mid, keys.begin() + hi,
+                   merged.begin() + lo);
+      }
+    });
+    keys.swap(merged);
   }
-  return u;
+
+  // One segment per distinct id; each summed over its positions in order, per dim.
+  std::vector<int64_t> starts;
+  for (int64_t j = 0; j < nnz; ++j)
+    if (j == 0 || keys[j].first != keys[j - 1].first) starts.push_back(j);
+  const auto segments = static_cast<int64_t>(starts.size());
+  starts.push_back(nnz);
+  const int64_t per_segment = segments > 0 ? nnz / segments : 1;
+  parallel_for(ctx, segments, grain_for(per_segment * dim), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      unique_ids[u] = keys[starts[u]].first;
+      T* out_row = out + u * dim;
+      for (int64_t d = 0; d < dim; ++d) {
+        T sum = T(0);
+        for (int64_t k = starts[u]; k < starts[u + 1]; ++k) sum += contribution(keys[k].second, d);
+        out_row[d] = sum;
+      }
+    }
+  });
+  return segments;
 }
 
 }  // namespace
@@ -72,7 +91,7 @@ int64_t sum_rows_by_id(int64_t nnz, int64_t dim, const uint64_t* ids, Contributi
 // Sizes and strides are validated by the dispatcher (kernels/embedding.h); the CSR itself is
 // validated here, where it is readable.
 template <class T>
-void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
+void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                            const T* table, int64_t rows, const int64_t* offsets,
                            const uint64_t* ids, T* out, int64_t ld_out) {
   constexpr const char* op = "pooled_lookup_forward";
@@ -86,21 +105,25 @@ void pooled_lookup_forward(const Context&, Pooling pooling, int64_t batch, int64
     }
   }
 
-  for (int64_t b = 0; b < batch; ++b) {
-    T* out_row = out + b * ld_out;
-    const int64_t begin = offsets[b], end = offsets[b + 1];
-    const T scale = bag_scale<T>(pooling, end - begin);
-    for (int64_t d = 0; d < dim; ++d) {
-      // Increasing position order, then the scale last: the order the CUDA kernel uses.
-      T sum = T(0);
-      for (int64_t j = begin; j < end; ++j) sum += table[static_cast<int64_t>(ids[j]) * dim + d];
-      out_row[d] = sum * scale;  // an empty bag gives 0 * 1 = 0
+  const int64_t avg_len = std::max<int64_t>(1, (offsets[batch] - offsets[0]) / batch);
+  parallel_for(ctx, batch, grain_for(avg_len * dim), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      T* out_row = out + b * ld_out;
+      const int64_t begin = offsets[b], end = offsets[b + 1];
+      const T scale = bag_scale<T>(pooling, end - begin);
+      // Per element: increasing position order, then the scale last (the CUDA kernel's order).
+      for (int64_t d = 0; d < dim; ++d) out_row[d] = T(0);
+      for (int64_t j = begin; j < end; ++j) {
+        const T* row = table + static_cast<int64_t>(ids[j]) * dim;
+        for (int64_t d = 0; d < dim; ++d) out_row[d] += row[d];
+      }
+      for (int64_t d = 0; d < dim; ++d) out_row[d] *= scale;  // an empty bag: 0 * 1 = 0
     }
-  }
+  });
 }
 
 template <class T>
-void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int64_t dim,
+void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
                             int64_t* num_unique) {
@@ -114,30 +137,30 @@ void pooled_lookup_backward(const Context&, Pooling pooling, int64_t batch, int6
   // Each position's bag and its pooling factor applied to dout, stored before summing: the
   // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
   std::vector<int64_t> bag_of(static_cast<size_t>(nnz));
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) bag_of[j] = b;
   std::vector<T> scaled_dout;
-  if (pooling == Pooling::Mean) {
-    scaled_dout.resize(static_cast<size_t>(batch * dim));
-    for (int64_t b = 0; b < batch; ++b) {
+  if (pooling == Pooling::Mean) scaled_dout.resize(static_cast<size_t>(batch * dim));
+  parallel_for(ctx, batch, grain_for(dim + 1), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) bag_of[j] = b;
+      if (pooling != Pooling::Mean) continue;
       const T scale = bag_scale<T>(pooling, offsets[b + 1] - offsets[b]);
       for (int64_t d = 0; d < dim; ++d) scaled_dout[b * dim + d] = dout[b * ld_dout + d] * scale;
     }
-  }
+  });
   const auto contribution = [&](int64_t j, int64_t d) {
     const int64_t b = bag_of[j];
     return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
   };
-  *num_unique = sum_rows_by_id<T>(nnz, dim, ids, contribution, unique_ids, grad_rows);
+  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, contribution, unique_ids, grad_rows);
 }
 
 // Row i is a bag of one id with Sum pooling: the backward's reduction with contribution(i, d) =
 // rows[i, d], hence exactly the bits of pooled_lookup_backward over offsets 0, 1, ..., n.
 template <class T>
-void merge_sparse_rows(const Context&, int64_t n, int64_t dim, const uint64_t* ids, const T* rows,
-                       uint64_t* unique_ids, T* merged, int64_t* num_unique) {
+void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
+                       const T* rows, uint64_t* unique_ids, T* merged, int64_t* num_unique) {
   const auto contribution = [rows, dim](int64_t i, int64_t d) { return rows[i * dim + d]; };
-  *num_unique = sum_rows_by_id<T>(n, dim, ids, contribution, unique_ids, merged);
+  *num_unique = sum_rows_by_id<T>(ctx, n, dim, ids, contribution, unique_ids, merged);
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                   \

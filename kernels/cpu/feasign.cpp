@@ -34,8 +34,8 @@ void fill_rows(const Context&, int64_t n, int64_t dim, const int64_t* index, T v
 
 template <class T>
 void feasign_init_rows(const Context&, int64_t n, int64_t dim, const uint64_t* keys,
-                       const int64_t* slots, uint64_t seed, uint64_t stream, float scale,
-                       T* embedx, int64_t rows) {
+                       const int64_t* slots, uint64_t seed, uint64_t stream, float scale, T* embedx,
+                       int64_t rows) {
   for (int64_t i = 0; i < n; ++i)
     LOCKSTEP_CHECK(slots[i] >= 0 && slots[i] < rows,
                    "feasign_init_rows: slots[{}] = {} is outside [0, {})", i, slots[i], rows);
@@ -46,9 +46,8 @@ void feasign_init_rows(const Context&, int64_t n, int64_t dim, const uint64_t* k
 }
 
 template <class T>
-void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample,
-                         const int64_t* offsets, const uint64_t* ids, const T* lr,
-                         int64_t lr_rows, T* out) {
+void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample, const int64_t* offsets,
+                         const uint64_t* ids, const T* lr, int64_t lr_rows, T* out) {
   const int64_t bags = batch * per_sample;
   for (int64_t j = offsets[0]; j < offsets[bags]; ++j)
     LOCKSTEP_CHECK(ids[j] < static_cast<uint64_t>(lr_rows),
@@ -63,15 +62,15 @@ void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst
   for (int64_t i = 0; i < n; ++i) std::fill(dst + i * repeat, dst + (i + 1) * repeat, src[i]);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                  \
-  template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,      \
-                               const int64_t*, T*, int64_t);                                    \
-  template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t,    \
-                             int64_t);                                                          \
-  template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,           \
-                                     const int64_t*, uint64_t, uint64_t, float, T*, int64_t);     \
-  template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,          \
-                                       const uint64_t*, const T*, int64_t, T*);                 \
+#define LOCKSTEP_INSTANTIATE(T)                                                                \
+  template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,   \
+                               const int64_t*, T*, int64_t);                                   \
+  template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t, \
+                             int64_t);                                                         \
+  template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,        \
+                                     const int64_t*, uint64_t, uint64_t, float, T*, int64_t);  \
+  template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,       \
+                                       const uint64_t*, const T*, int64_t, T*);                \
   template void repeat_each<T>(const Context&, int64_t, int64_t, const T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)

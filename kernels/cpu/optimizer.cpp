@@ -4,6 +4,7 @@
 // and the sparse update, so that sparse Adam over all rows is dense Adam, bit for bit.
 
 #include "kernels/optimizer.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 
@@ -52,12 +53,14 @@ void sgd_update(const Context&, const SgdHyper& h, T grad_scale, int64_t n, T* p
 }
 
 template <class T>
-void adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t n,
+void adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale, int64_t n,
                  T* param, const T* grad, T* m, T* v) {
   const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
   const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
-  for (int64_t i = 0; i < n; ++i)
-    adam_step(h, bc1, bc2, grad_scale * grad[i], param[i], m[i], v[i]);
+  parallel_for(ctx, n, grain_for(8), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      adam_step(h, bc1, bc2, grad_scale * grad[i], param[i], m[i], v[i]);
+  });
 }
 
 template <class T>
@@ -91,7 +94,7 @@ int64_t checked_num_unique(const char* op, const int64_t* num_unique, int64_t ma
 }  // namespace
 
 template <class T>
-void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t dim,
+void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_scale, int64_t dim,
                            const int64_t* num_unique, int64_t max_unique,
                            const uint64_t* unique_ids, const T* grad_rows, T* table, int64_t rows,
                            T* accum) {
@@ -99,37 +102,42 @@ void sparse_adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, 
       checked_num_unique("sparse_adagrad_update", num_unique, max_unique, unique_ids, rows);
   if (dim == 0) return;
   const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.eps);
-  for (int64_t u = 0; u < count; ++u) {
-    const T* grad_row = grad_rows + u * dim;
-    const int64_t r = static_cast<int64_t>(unique_ids[u]);
-    T* row = table + r * dim;
-    // One accumulator per row: the mean over the row of the squared scaled gradient.
-    T sum_sq = T(0);
-    for (int64_t d = 0; d < dim; ++d) {
-      const T g = grad_scale * grad_row[d];
-      sum_sq += g * g;
+  // Distinct ids: the rows are independent.
+  parallel_for(ctx, count, grain_for(4 * dim), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const T* grad_row = grad_rows + u * dim;
+      const int64_t r = static_cast<int64_t>(unique_ids[u]);
+      T* row = table + r * dim;
+      // One accumulator per row: the mean over the row of the squared scaled gradient.
+      T sum_sq = T(0);
+      for (int64_t d = 0; d < dim; ++d) {
+        const T g = grad_scale * grad_row[d];
+        sum_sq += g * g;
+      }
+      accum[r] += sum_sq / static_cast<T>(dim);
+      const T denom = std::sqrt(accum[r]) + eps;
+      for (int64_t d = 0; d < dim; ++d) row[d] -= lr * (grad_scale * grad_row[d]) / denom;
     }
-    accum[r] += sum_sq / static_cast<T>(dim);
-    const T denom = std::sqrt(accum[r]) + eps;
-    for (int64_t d = 0; d < dim; ++d) row[d] -= lr * (grad_scale * grad_row[d]) / denom;
-  }
+  });
 }
 
 template <class T>
-void sparse_adam_update(const Context&, const AdamHyper& h, int64_t step, T grad_scale, int64_t dim,
+void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T grad_scale, int64_t dim,
                         const int64_t* num_unique, int64_t max_unique, const uint64_t* unique_ids,
                         const T* grad_rows, T* table, int64_t rows, T* m, T* v) {
   const int64_t count =
       checked_num_unique("sparse_adam_update", num_unique, max_unique, unique_ids, rows);
   const T bc1 = static_cast<T>(bias_correction(h.beta1, step));
   const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
-  for (int64_t u = 0; u < count; ++u) {
-    const int64_t base = static_cast<int64_t>(unique_ids[u]) * dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      adam_step(h, bc1, bc2, grad_scale * grad_rows[u * dim + d], table[base + d], m[base + d],
-                v[base + d]);
+  parallel_for(ctx, count, grain_for(8 * dim), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t base = static_cast<int64_t>(unique_ids[u]) * dim;
+      for (int64_t d = 0; d < dim; ++d) {
+        adam_step(h, bc1, bc2, grad_scale * grad_rows[u * dim + d], table[base + d], m[base + d],
+                  v[base + d]);
+      }
     }
-  }
+  });
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                  \

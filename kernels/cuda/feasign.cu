@@ -65,25 +65,23 @@ __global__ void repeat_each_kernel(int64_t n, int64_t repeat, const float* __res
 
 void gather_rows(const Context& ctx, int64_t n, int64_t dim, const float* src, int64_t ld_src,
                  int64_t src_rows, const int64_t* index, float* dst, int64_t ld_dst) {
-  gather_rows_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(n, dim, src, ld_src,
-                                                                       src_rows, index, dst,
-                                                                       ld_dst);
+  gather_rows_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(
+      n, dim, src, ld_src, src_rows, index, dst, ld_dst);
   LOCKSTEP_KERNEL_CHECK(ctx, "gather_rows");
 }
 
 void fill_rows(const Context& ctx, int64_t n, int64_t dim, const int64_t* index, float value,
                float* dst, int64_t ld, int64_t dst_rows) {
-  fill_rows_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(n, dim, index, value, dst,
-                                                                     ld, dst_rows);
+  fill_rows_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(n, dim, index, value, dst, ld,
+                                                                     dst_rows);
   LOCKSTEP_KERNEL_CHECK(ctx, "fill_rows");
 }
 
 void feasign_init_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* keys,
                        const int64_t* slots, uint64_t seed, uint64_t stream, float scale,
                        float* embedx, int64_t rows) {
-  feasign_init_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(n, dim, keys, slots, seed,
-                                                                        stream, scale, embedx,
-                                                                        rows);
+  feasign_init_kernel<<<grid_for(n * dim), kBlock, 0, stream_of(ctx)>>>(
+      n, dim, keys, slots, seed, stream, scale, embedx, rows);
   LOCKSTEP_KERNEL_CHECK(ctx, "feasign_init_rows");
 }
 

@@ -98,8 +98,8 @@ void require_dynamic_training_parity(test::ParityContexts& pc, Make make, int st
     test::require_close(hg.at(name + ".lr"), hc.at(name + ".lr"), 5e-3, 1e-3, "lr weights");
     test::require_close(hg.at(name + ".weight"), hc.at(name + ".weight"), 5e-3, 1e-3, "embedx");
   }
-  test::require_close(test::all_parameters(pc.gpu, *gpu), test::all_parameters(pc.cpu, *cpu),
-                      5e-3, 1e-3, "all parameters");
+  test::require_close(test::all_parameters(pc.gpu, *gpu), test::all_parameters(pc.cpu, *cpu), 5e-3,
+                      1e-3, "all parameters");
 }
 
 embedding::AccessorConfig quick_admission() {
@@ -122,7 +122,7 @@ TEST_CASE("Dynamic tables on CUDA train like the CPU reference (embedding_mlp, D
         pc, [&](const Context& c) { return test::fixture_dynamic_model(c, a, 40, 60); }, 5);
   }
   SECTION("DIN: a sequence field on a dynamic table") {
-    require_dynamic_training_parity(pc, [&](const Context& c) { return test::fixture_din(c, &a); },
-                                    5);
+    require_dynamic_training_parity(
+        pc, [&](const Context& c) { return test::fixture_din(c, &a); }, 5);
   }
 }

@@ -59,7 +59,10 @@ Context::Context() : Context(Device::cpu()) {}
 Context::Context(Device device, ContextOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->device = device;
   impl_->options = options;
-  if (options.cpu_threads > 0) openblas_set_num_threads(options.cpu_threads);
+  // The CPU kernels split GEMMs into fixed blocks on their own threads (kernels/cpu/parallel.h),
+  // each block one single-threaded BLAS call: OpenBLAS's own threads would oversubscribe the
+  // cores and make results depend on the thread count.
+  openblas_set_num_threads(1);
   if (device.is_cpu()) return;
 #if LOCKSTEP_CUDA_ENABLED
   const int count = cuda_device_count();

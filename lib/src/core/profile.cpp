@@ -20,13 +20,15 @@ std::string Profile::table(int64_t steps, size_t top) const {
   double total = 0;
   for (const Entry& e : phases_) total += e.seconds;
   const auto share = [&](double s) { return total > 0 ? 100.0 * s / total : 0.0; };
-  std::string out = fmt::format("{:<34} {:>10} {:>8} {:>7}\n", "phase", "ms/step", "calls", "share");
+  std::string out =
+      fmt::format("{:<34} {:>10} {:>8} {:>7}\n", "phase", "ms/step", "calls", "share");
   for (const Entry& e : phases_)
     out += fmt::format("{:<34} {:>10.3f} {:>8.1f} {:>6.1f}%\n", e.name, 1e3 * e.seconds / n,
                        e.calls / n, share(e.seconds));
   out += fmt::format("{:<34} {:>10.3f}\n", "sum of phases", 1e3 * total / n);
   std::vector<Entry> k = kernels_;
-  std::sort(k.begin(), k.end(), [](const Entry& a, const Entry& b) { return a.seconds > b.seconds; });
+  std::sort(k.begin(), k.end(),
+            [](const Entry& a, const Entry& b) { return a.seconds > b.seconds; });
   double kernel_total = 0;
   for (const Entry& e : k) kernel_total += e.seconds;
   out += fmt::format("\n{:<34} {:>10} {:>8} {:>7}\n", "kernel", "ms/step", "calls", "share");

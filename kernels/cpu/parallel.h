@@ -1,0 +1,51 @@
+#pragma once
+// The CPU kernels' threads (issue 14, docs/performance.md "Threads on the CPU"): parallel_for
+// over FIXED chunks. [0, n) is cut into chunks of `grain` (the last one shorter) that depend on
+// n and grain only, each chunk is run exactly once by one thread, and a kernel that keeps
+// whatever it computes per chunk separate (disjoint outputs, or per-chunk partial sums added in
+// chunk order afterwards) gives the same bits with 1, 2 or N threads.
+//
+// One pool per process: hardware threads − 1 workers started on first use, the caller taking
+// chunks too. A kernel called while another thread's kernel holds the pool runs its chunks
+// itself, in order (same results, no waiting). OpenBLAS runs single-threaded beside it
+// (lockstep/core/context.cpp): the GEMMs are split into fixed row blocks here instead, so the two
+// never oversubscribe the cores.
+
+#include <cstdint>
+#include <functional>
+
+#include "lockstep/core/context.h"
+
+namespace lockstep::kernels::cpu {
+
+/// Threads the CPU kernels of ctx use: ctx.options().cpu_threads, or every hardware thread when
+/// it is 0.
+int kernel_threads(const Context& ctx);
+
+/// Runs chunk(c) for c in [0, chunks) on up to `threads` threads (the caller's included);
+/// returns when all are done. The first exception a chunk throws is rethrown (the others run).
+void run_chunks(int threads, int64_t chunks, const std::function<void(int64_t)>& chunk);
+
+/// f(begin, end) for each chunk [c · grain, min(n, (c + 1) · grain)) of [0, n).
+template <class F>
+void parallel_for(const Context& ctx, int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  const int64_t chunks = (n + grain - 1) / grain;
+  const int threads = kernel_threads(ctx);
+  if (chunks == 1 || threads <= 1) {
+    for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
+    return;
+  }
+  run_chunks(threads, chunks, [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
+}
+
+/// A grain for row-wise work of `cost` (about: elements or multiply-adds) per row: chunks of at
+/// least ~32k units, so that a chunk outweighs handing it to a thread. A function of the shape
+/// only.
+inline int64_t grain_for(int64_t cost_per_row) {
+  constexpr int64_t kChunkCost = int64_t{1} << 15;
+  return std::max<int64_t>(1, kChunkCost / std::max<int64_t>(cost_per_row, 1));
+}
+
+}  // namespace lockstep::kernels::cpu
