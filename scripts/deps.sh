@@ -4,7 +4,7 @@
 # NVIDIA (nvcc in /usr/local/cuda/bin) to build the CUDA kernels.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin catch2 libopenblas-dev
+packages=(cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin catch2 libopenblas-dev libdnnl-dev
           libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
           libxxhash-dev libzstd-dev ccache python3-matplotlib)
 

@@ -1,6 +1,16 @@
 #include "kernels/gemm.h"
 
 #include <cblas.h>
+#if LOCKSTEP_GEMM_BLIS
+#include <blis.h>
+#endif
+#if LOCKSTEP_GEMM_ONEDNN
+#include <cstdlib>
+#include <string_view>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include <algorithm>
 #include <vector>
@@ -16,8 +26,49 @@ CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasT
 
 void blas_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#if LOCKSTEP_GEMM_ONEDNN
+  // LOCKSTEP_CPU_GEMM=openblas in the environment: OpenBLAS after all (side-by-side measurement).
+  // The library is a function of the shape and the build, never of the thread count.
+  static const bool onednn = [] {
+    const char* v = std::getenv("LOCKSTEP_CPU_GEMM");
+    return v == nullptr || std::string_view(v) != "openblas";
+  }();
+  // Tiny products (attention's per-head matrices) stay with OpenBLAS: less overhead per call.
+  constexpr int64_t kOneDnnMinMacs = int64_t{1} << 16;
+  if (!onednn || M * N * K < kOneDnnMinMacs) {
+    cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc);
+    return;
+  }
+  if (K == 0) {  // C = beta · C (dnnl_sgemm leaves a NaN in C when beta = 0)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  // One OpenMP thread per call, on whichever thread calls (the kernel threads split the work).
+  thread_local const bool single = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single;
+  const dnnl_status_t status = dnnl_sgemm(ta == Trans::N ? 'N' : 'T', tb == Trans::N ? 'N' : 'T', M,
+                                          N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  LOCKSTEP_CHECK(status == dnnl_success, "dnnl_sgemm failed with status {} (M={} N={} K={})",
+                 static_cast<int>(status), M, N, K);
+#elif LOCKSTEP_GEMM_BLIS
+  static const bool single = [] {  // one BLIS thread per call: the kernel threads split the work
+    bli_thread_set_num_threads(1);
+    return true;
+  }();
+  (void)single;
+  // BLIS takes both strides of the stored matrices: row-major is (ld, 1), with or without trans.
+  bli_sgemm(ta == Trans::N ? BLIS_NO_TRANSPOSE : BLIS_TRANSPOSE,
+            tb == Trans::N ? BLIS_NO_TRANSPOSE : BLIS_TRANSPOSE, M, N, K, &alpha,
+            const_cast<float*>(A), lda, 1, const_cast<float*>(B), ldb, 1, &beta, C, ldc, 1);
+#else
   cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), M, N, K, alpha, A, lda, B, ldb, beta, C,
               ldc);
+#endif
 }
 void blas_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
                int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
