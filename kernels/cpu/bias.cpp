@@ -16,13 +16,22 @@ void bias_add(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* 
 }
 
 template <class T>
-void bias_grad(const Context&, int64_t rows, int64_t cols, const T* dy, T* dbias) {
+void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* dbias) {
   if (rows <= 0 || cols <= 0) return;
-  // Row-order accumulation in double (fixed order, so deterministic), then one add into dbias.
-  std::vector<double> sum(static_cast<size_t>(cols), 0.0);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(dy[r * cols + c]);
-  for (int64_t c = 0; c < cols; ++c) dbias[c] += static_cast<T>(sum[c]);
+  // Row-order accumulation in double within each fixed block of rows, the blocks added in order
+  // (deterministic for any thread count), then one add into dbias.
+  const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
+  std::vector<double> partial(static_cast<size_t>(blocks * cols), 0.0);
+  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
+    double* sum = partial.data() + (r0 / grain) * cols;
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(dy[r * cols + c]);
+  });
+  for (int64_t c = 0; c < cols; ++c) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * cols + c];
+    dbias[c] += static_cast<T>(sum);
+  }
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                              \

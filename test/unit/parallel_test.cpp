@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "kernels/activation.h"
+#include "kernels/bias.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
+#include "kernels/layer_norm.h"
 #include "kernels/softmax.h"
 #include "lockstep/train/local_trainer.h"
 #include "model_fixture.h"
@@ -156,6 +158,20 @@ TEST_CASE("Blocked kernels give the same bits with 1, 2 and 3 threads, and the r
                                    dalpha.data());
     y.insert(y.end(), dx.begin(), dx.end());
     y.insert(y.end(), dalpha.begin(), dalpha.end());
+    return y;
+  });
+  require_thread_independent("layer norm, bias_grad", [&](const Context& ctx) {
+    const auto gamma = random_vector(cols, 9), beta = random_vector(cols, 10);
+    std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dgamma(cols, 0.5f),
+        dbeta(cols, 0.25f), dbias(cols, 1.0f);
+    kernels::layer_norm_forward<float>(ctx, rows, cols, 1e-5f, x.data(), gamma.data(), beta.data(),
+                                       y.data(), mean.data(), rstd.data());
+    kernels::layer_norm_backward<float>(ctx, rows, cols, x.data(), gamma.data(), mean.data(),
+                                        rstd.data(), dy.data(), dx.data(), dgamma.data(),
+                                        dbeta.data());
+    kernels::bias_grad<float>(ctx, rows, cols, dy.data(), dbias.data());
+    for (const auto* v : {&mean, &rstd, &dx, &dgamma, &dbeta, &dbias})
+      y.insert(y.end(), v->begin(), v->end());
     return y;
   });
   require_thread_independent("masked softmax", [&](const Context& ctx) {
