@@ -1,6 +1,8 @@
 // The CPU kernels' thread pool (kernels/cpu/parallel.h).
 #include "kernels/cpu/parallel.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -13,8 +15,16 @@ namespace lockstep::kernels::cpu {
 
 namespace {
 
+// The CPUs this process may run on: its affinity mask (mpirun's binding gives each rank its own
+// cores, so ranks sharing a machine do not each start a thread per core), else every core.
 int hardware_threads() {
-  static const int n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  static const int n = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+      return CPU_COUNT(&set);
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
   return n;
 }
 

@@ -5,8 +5,8 @@
 // whatever it computes per chunk separate (disjoint outputs, or per-chunk partial sums added in
 // chunk order afterwards) gives the same bits with 1, 2 or N threads.
 //
-// One pool per process: hardware threads − 1 workers started on first use, the caller taking
-// chunks too. A kernel called while another thread's kernel holds the pool runs its chunks
+// One pool per process: one worker per CPU of the process's affinity mask (mpirun's binding:
+// the rank's cores), less one, started on first use, the caller taking chunks too. A kernel called while another thread's kernel holds the pool runs its chunks
 // itself, in order (same results, no waiting). OpenBLAS runs single-threaded beside it
 // (lockstep/core/context.cpp): the GEMMs are split into fixed row blocks here instead, so the two
 // never oversubscribe the cores.
@@ -18,8 +18,8 @@
 
 namespace lockstep::kernels::cpu {
 
-/// Threads the CPU kernels of ctx use: ctx.options().cpu_threads, or every hardware thread when
-/// it is 0.
+/// Threads the CPU kernels of ctx use: ctx.options().cpu_threads, or every CPU the process may
+/// run on (its affinity mask) when it is 0.
 int kernel_threads(const Context& ctx);
 
 /// Runs chunk(c) for c in [0, chunks) on up to `threads` threads (the caller's included);

@@ -16,9 +16,10 @@ struct ContextOptions {
   /// Allow TF32 tensor-core math in cuBLAS GEMMs (faster, ~1e-3 relative error). Off by
   /// default so that CUDA results match the CPU reference to fp32 precision.
   bool allow_tf32 = false;
-  /// Threads the CPU kernels use (kernels/cpu/parallel.h); 0: every hardware thread. Results
-  /// are bitwise the same for any value. OpenBLAS itself runs single-threaded (process-wide:
-  /// creating a Context sets it), the kernels splitting GEMMs into fixed blocks instead.
+  /// Threads the CPU kernels use (kernels/cpu/parallel.h); 0: every CPU the process may run on
+  /// (its affinity mask). Results are bitwise the same for any value. The BLAS runs
+  /// single-threaded (process-wide: creating a Context sets it), the kernels splitting GEMMs into
+  /// fixed blocks instead.
   int cpu_threads = 0;
   /// Seed of the context's random stream (dropout and other per-step draws).
   uint64_t seed = 0;
