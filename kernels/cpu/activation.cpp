@@ -13,8 +13,6 @@
 namespace lockstep::kernels::cpu {
 namespace {
 
-constexpr int64_t kElementGrain = int64_t{1} << 15;  // elements per block of an element-wise op
-
 /// 1 / (1 + exp(-x)) without overflow: exp is only ever taken of a non-positive number.
 template <class T>
 T stable_sigmoid(T x) {
@@ -29,7 +27,7 @@ T stable_sigmoid(T x) {
 
 template <class T>
 void relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
-  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
   });
 }
@@ -38,7 +36,7 @@ template <class T>
 void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
   // The subgradient at x == 0 is taken as 0. A select (not dy * mask) so that a non-finite dy
   // on an inactive unit is not propagated.
-  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
   });
 }
@@ -47,14 +45,14 @@ void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx
 
 template <class T>
 void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
-  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : slope * x[i];
   });
 }
 
 template <class T>
 void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, const T* dy, T* dx) {
-  parallel_for(ctx, n, kElementGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i];
   });
 }

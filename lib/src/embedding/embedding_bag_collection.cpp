@@ -369,7 +369,7 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
                                      batch.offsets(t), batch.ids(t), nnz, grad, ld,
                                      tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data());
   // The lr gradient: every bag carries its sample's dwide; summed per key like the embedx rows.
-  tb.dlr_rows.resize(ctx, {std::max<int64_t>(std::max(nnz, n), 1)});
+  tb.dlr_rows.resize(ctx, {std::max<int64_t>(nnz, 1)});  // n <= nnz: keys come from the ids
   if (dwide) {
     tb.bag_dwide.resize(ctx, {std::max<int64_t>(batch.bags(t), 1)});
     for (size_t k = 0; k < tb.fields.size(); ++k) {
