@@ -2,14 +2,11 @@
 
 #include <cmath>
 
-#include "kernels/dropout.h"
-#include "kernels/softmax.h"
+#include "kernels/attention.h"
 #include "kernels/copy.h"
-#include "kernels/gemm.h"
+#include "kernels/dropout.h"
 
 namespace lockstep::nn {
-
-using kernels::Trans;
 
 void TransformerConfig::validate(std::string_view prefix, int64_t d_model) const {
   check_range(fmt::format("{}.heads", prefix), heads, int64_t{1}, int64_t{1024});
@@ -23,8 +20,8 @@ void TransformerConfig::validate(std::string_view prefix, int64_t d_model) const
 }
 
 template <class T>
-TransformerBlock<T>::TransformerBlock(ParamSet<T>& params, const std::string& name,
-                                      int64_t d_model, TransformerConfig config)
+TransformerBlock<T>::TransformerBlock(ParamSet<T>& params, const std::string& name, int64_t d_model,
+                                      TransformerConfig config)
     : d_(d_model), heads_(config.heads), dh_(0), config_(config) {
   check_range(name + ".d_model", d_model, int64_t{1}, int64_t{1} << 16);
   config_.validate(name, d_model);
@@ -49,7 +46,6 @@ void TransformerBlock<T>::forward(const Context& ctx, int64_t B, int64_t L, cons
   const int64_t rows = B * L, d = d_, h = heads_, dh = dh_;
   const T scale = T(1) / std::sqrt(static_cast<T>(dh));
   qkv_.resize(ctx, {rows, 3 * d});
-  scores_.resize(ctx, {B * h * L, L});
   probs_.resize(ctx, {B * h * L, L});
   heads_out_.resize(ctx, {rows, d});
   attn_.resize(ctx, {rows, d});
@@ -58,20 +54,10 @@ void TransformerBlock<T>::forward(const Context& ctx, int64_t B, int64_t L, cons
   r2_.resize(ctx, {rows, d});
   if (rows == 0) return;
   in_->forward(ctx, rows, x, qkv_.data());
-  // Per head i: S_i = Q_i K_iᵀ / sqrt(dh) over the samples of the batch; then softmax over the
-  // valid keys; then O_i = P_i V_i, written into head i's columns of the concatenated output.
-  for (int64_t i = 0; i < h; ++i)
-    kernels::gemm_strided_batched<T>(ctx, Trans::N, Trans::T, L, L, dh, scale,
-                                     qkv_.data() + i * dh, 3 * d, L * 3 * d,
-                                     qkv_.data() + d + i * dh, 3 * d, L * 3 * d, T(0),
-                                     scores_.data() + i * L * L, L, h * L * L, B);
-  kernels::masked_softmax_forward<T>(ctx, B * h * L, L, h * L, lengths, scores_.data(),
-                                     probs_.data());
-  for (int64_t i = 0; i < h; ++i)
-    kernels::gemm_strided_batched<T>(ctx, Trans::N, Trans::N, L, dh, L, T(1),
-                                     probs_.data() + i * L * L, L, h * L * L,
-                                     qkv_.data() + 2 * d + i * dh, 3 * d, L * 3 * d, T(0),
-                                     heads_out_.data() + i * dh, d, L * d, B);
+  // Per sample and head: P = masked softmax(Q Kᵀ / sqrt(dh)) over the valid keys, O = P V,
+  // written into the head's columns of the concatenated output (kernels/attention.h).
+  kernels::attention_forward<T>(ctx, B, L, h, dh, scale, lengths, qkv_.data(), probs_.data(),
+                                heads_out_.data());
   out_->forward(ctx, rows, heads_out_.data(), attn_.data());
   dropout_on_ = training && config_.dropout > 0.0f;
   seed_ = ctx.random_seed();
@@ -104,7 +90,7 @@ void TransformerBlock<T>::backward(const Context& ctx, const T* dy, T* dx) {
   g_r1_.resize(ctx, {rows, d});
   g_attn_.resize(ctx, {rows, d});
   g_heads_.resize(ctx, {rows, d});
-  g_probs_.resize(ctx, {B * h * L, L});
+  g_scores_.resize(ctx, {B * h * L, L});
   g_qkv_.resize(ctx, {rows, 3 * d});
   const size_t bytes = static_cast<size_t>(rows * d) * sizeof(T);
 
@@ -126,30 +112,8 @@ void TransformerBlock<T>::backward(const Context& ctx, const T* dy, T* dx) {
   else
     copy_bytes(ctx, g_attn_.data(), ctx.device(), g_r1_.data(), ctx.device(), bytes);
   out_->backward(ctx, rows, heads_out_.data(), g_attn_.data(), g_heads_.data());
-  for (int64_t i = 0; i < h; ++i) {
-    // dP_i = dO_i V_iᵀ;  dV_i = P_iᵀ dO_i.
-    kernels::gemm_strided_batched<T>(ctx, Trans::N, Trans::T, L, L, dh, T(1),
-                                     g_heads_.data() + i * dh, d, L * d,
-                                     qkv_.data() + 2 * d + i * dh, 3 * d, L * 3 * d, T(0),
-                                     g_probs_.data() + i * L * L, L, h * L * L, B);
-    kernels::gemm_strided_batched<T>(ctx, Trans::T, Trans::N, L, dh, L, T(1),
-                                     probs_.data() + i * L * L, L, h * L * L,
-                                     g_heads_.data() + i * dh, d, L * d, T(0),
-                                     g_qkv_.data() + 2 * d + i * dh, 3 * d, L * 3 * d, B);
-  }
-  kernels::masked_softmax_backward<T>(ctx, B * h * L, L, probs_.data(), g_probs_.data(),
-                                      g_probs_.data());
-  for (int64_t i = 0; i < h; ++i) {
-    // dQ_i = scale · dS_i K_i;  dK_i = scale · dS_iᵀ Q_i.
-    kernels::gemm_strided_batched<T>(ctx, Trans::N, Trans::N, L, dh, L, scale,
-                                     g_probs_.data() + i * L * L, L, h * L * L,
-                                     qkv_.data() + d + i * dh, 3 * d, L * 3 * d, T(0),
-                                     g_qkv_.data() + i * dh, 3 * d, L * 3 * d, B);
-    kernels::gemm_strided_batched<T>(ctx, Trans::T, Trans::N, L, dh, L, scale,
-                                     g_probs_.data() + i * L * L, L, h * L * L,
-                                     qkv_.data() + i * dh, 3 * d, L * 3 * d, T(0),
-                                     g_qkv_.data() + d + i * dh, 3 * d, L * 3 * d, B);
-  }
+  kernels::attention_backward<T>(ctx, B, L, h, dh, scale, lengths_, qkv_.data(), probs_.data(),
+                                 g_heads_.data(), g_scores_.data(), g_qkv_.data());
   in_->backward(ctx, rows, x_, g_qkv_.data(), dx, /*accumulate_dx=*/true);
 }
 
