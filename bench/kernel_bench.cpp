@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
         [&] {
           kernels::pooled_lookup_backward<float>(
               ctx, kernels::Pooling::Mean, batch, dim, d_offsets.data(), d_ids.data(), nnz,
-              out.data(), dim, unique.data(), grad_rows.data(), num_unique.data());
+              out.data(), dim, unique.data(), grad_rows.data(), num_unique.data(),
+              kernels::id_bits_for(rows));
         },
         3, iters);
     const int64_t u = to_host(ctx, num_unique.data(), 1)[0];

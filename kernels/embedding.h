@@ -52,21 +52,43 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 //   grad_rows:  (>= nnz, dim) out: row u is the gradient of table row unique_ids[u]
 //   num_unique: out: number U of distinct ids; ONE element in ctx's device memory (host memory
 //               on the CPU) so that CUDA callers need not synchronise.
-// Gradient of row r = sum over positions j with ids[j] == r, in increasing j, of
-// scale_{bag(j)} * dout[bag(j), :]. Sort + segmented reduction, no float atomics: identical
-// bits run-to-run, and on CPU and CUDA.
+// Gradient of row r = sum over the n positions j with ids[j] == r of
+// scale_{bag(j)} * dout[bag(j), :] (each product rounded before it is added), in this order:
+// n <= kHotChunk: sequentially in increasing j, from 0; a hot id (n > kHotChunk): its positions
+// in increasing j cut into chunks of kHotChunk, each summed so; chunk c's sum added to lane
+// c mod kHotLanes (lanes from 0, chunks in order); then the lanes combined by the xor butterfly
+// (for o = 16, 8, 4, 2, 1: lane l ← lane l + lane l^o; the result is lane 0). So a Zipf-popular
+// id is summed by many threads at once on CUDA instead of one warp in turn. Sort + segmented
+// reduction, no float atomics: identical bits run-to-run, and on CPU and CUDA.
 // Invalid offsets (offsets[0] != 0, a decreasing pair, offsets[batch] != nnz): the CPU throws,
 // CUDA records the same error in ctx's device error record and writes only within the bounds
 // above. Ids are not checked against a table (the sparse optimizers check them).
+//   id_bits:    every id is < 2^id_bits (id_bits_for(rows) for a table of `rows` rows; 64 when
+//               unknown): the CUDA radix sort sorts only those bits (a 1M-row table needs 20 of
+//               64: about 3x fewer passes). An id at or above 2^id_bits may be grouped wrongly on
+//               CUDA; it is at or above the table's rows too, which the sparse optimizers reject.
+/// Positions per chunk of a hot id's sum, and the lanes its chunk sums are spread over.
+inline constexpr int64_t kHotChunk = 32;
+inline constexpr int kHotLanes = 32;
+
+/// The bits an id below `rows` needs: the smallest b >= 1 with rows <= 2^b.
+inline int id_bits_for(int64_t rows) {
+  int bits = 1;
+  while (bits < 64 && (uint64_t{1} << bits) < static_cast<uint64_t>(rows)) ++bits;
+  return bits;
+}
+
 LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
                       int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                       const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                      int64_t* num_unique)
+                      int64_t* num_unique, int id_bits)
 namespace detail {
-inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout) {
+inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout,
+                                         int id_bits) {
   constexpr const char* op = "pooled_lookup_backward";
   LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0, "{}: negative size batch={} dim={} nnz={}", op,
                  batch, dim, nnz);
+  LOCKSTEP_CHECK(id_bits >= 1 && id_bits <= 64, "{}: id_bits={} is outside [1, 64]", op, id_bits);
   LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
   LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
 }
@@ -75,10 +97,10 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique) {
-  detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout);
+                            int64_t* num_unique, int id_bits = 64) {
+  detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout, id_bits);
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
-                    ld_dout, unique_ids, grad_rows, num_unique);
+                    ld_dout, unique_ids, grad_rows, num_unique, id_bits);
 }
 
 // Merges the sparse gradients gathered from several ranks: rows with equal ids are summed.

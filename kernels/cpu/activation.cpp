@@ -91,7 +91,9 @@ void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, 
   // dalpha: a double sum per column in each fixed block of rows, the blocks then added in order
   // (the same bits with any number of threads).
   const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
-  std::vector<double> partial(static_cast<size_t>(blocks * cols), 0.0);
+  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
+  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
+  partial.assign(static_cast<size_t>(blocks * cols), 0.0);
   parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
     double* dalpha_sum = partial.data() + (r0 / grain) * cols;
     for (int64_t r = r0; r < r1; ++r) {
@@ -125,7 +127,11 @@ void dice_forward_train(const Context&, int64_t rows, int64_t cols, T eps, const
   if (rows <= 0 || cols <= 0) return;
   const auto ucols = static_cast<size_t>(cols);
   // Two passes (mean, then squared deviations): no cancellation as in E[x^2] - E[x]^2.
-  std::vector<double> sum(ucols, 0.0), sq_dev(ucols, 0.0);
+  thread_local std::vector<double> sum_kept, sq_dev_kept;
+  auto& sum = sum_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& sq_dev = sq_dev_kept;
+  sum.assign(ucols, 0.0);
+  sq_dev.assign(ucols, 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(x[r * cols + c]);
   for (int64_t c = 0; c < cols; ++c) mean[c] = static_cast<T>(sum[c] / static_cast<double>(rows));
@@ -135,7 +141,9 @@ void dice_forward_train(const Context&, int64_t rows, int64_t cols, T eps, const
       sq_dev[c] += d * d;
     }
   }
-  std::vector<T> inv_std(ucols);
+  thread_local std::vector<T> inv_std_kept;
+  auto& inv_std = inv_std_kept;  // references: a lambda naming a thread_local sees its own thread's
+  inv_std.resize(ucols);
   for (int64_t c = 0; c < cols; ++c) {
     var[c] = static_cast<T>(sq_dev[c] / static_cast<double>(rows));
     inv_std[c] = T(1) / std::sqrt(var[c] + eps);
@@ -187,8 +195,20 @@ void dice_backward(const Context&, int64_t rows, int64_t cols, T eps, const T* x
                    const T* mean, const T* var, const T* p, const T* dy, T* dx, T* dalpha) {
   if (rows <= 0 || cols <= 0) return;
   const auto ucols = static_cast<size_t>(cols);
-  std::vector<double> sum_g(ucols, 0.0), sum_g_xhat(ucols, 0.0), sum_dalpha(ucols, 0.0);
-  std::vector<T> inv_std(ucols);
+  thread_local std::vector<double> sum_g_kept, sum_g_xhat_kept, sum_dalpha_kept;
+  auto& sum_g = sum_g_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& sum_g_xhat = sum_g_xhat_kept;
+  auto& sum_dalpha = sum_dalpha_kept;
+  sum_g.assign(ucols, 0.0);
+  sum_g_xhat.assign(ucols, 0.0);
+  sum_dalpha.assign(ucols, 0.0);
+  thread_local std::vector<T> inv_std_kept, mean_g_kept, mean_g_xhat_kept;
+  auto& inv_std = inv_std_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& mean_g = mean_g_kept;
+  auto& mean_g_xhat = mean_g_xhat_kept;
+  inv_std.resize(ucols);
+  mean_g.resize(ucols);
+  mean_g_xhat.resize(ucols);
   for (int64_t c = 0; c < cols; ++c) inv_std[c] = T(1) / std::sqrt(var[c] + eps);
   // Pass 1: per-column sums. Reads everything it needs from dy before pass 2 overwrites it
   // (dx may alias dy).
@@ -202,7 +222,6 @@ void dice_backward(const Context&, int64_t rows, int64_t cols, T eps, const T* x
       sum_dalpha[c] += static_cast<double>(dy[i] * x[i] * (T(1) - p[i]));
     }
   }
-  std::vector<T> mean_g(ucols), mean_g_xhat(ucols);
   for (int64_t c = 0; c < cols; ++c) {
     mean_g[c] = static_cast<T>(sum_g[c] / static_cast<double>(rows));
     mean_g_xhat[c] = static_cast<T>(sum_g_xhat[c] / static_cast<double>(rows));

@@ -21,7 +21,9 @@ void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* d
   // Row-order accumulation in double within each fixed block of rows, the blocks added in order
   // (deterministic for any thread count), then one add into dbias.
   const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
-  std::vector<double> partial(static_cast<size_t>(blocks * cols), 0.0);
+  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
+  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
+  partial.assign(static_cast<size_t>(blocks * cols), 0.0);
   parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
     double* sum = partial.data() + (r0 / grain) * cols;
     for (int64_t r = r0; r < r1; ++r)

@@ -61,11 +61,16 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
                       int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, T* h) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
-  std::vector<T> q_term(static_cast<size_t>(B * H), T(0));
+  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
+  thread_local std::vector<T> q_term_kept, w_qd_kept, w_kd_kept, qk_kept;
+  auto& q_term = q_term_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& w_qd = w_qd_kept;
+  auto& w_kd = w_kd_kept;
+  auto& qk = qk_kept;
+  q_term.assign(static_cast<size_t>(B * H), T(0));
   if (D == 0) {
     std::fill(h, h + rows * H, T(0));
   } else {
-    std::vector<T> w_qd, w_kd, qk;
     fold_din_weights(D, H, W, w_qd, w_kd);
     target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
     // h = k·(W_k − W_d) + (q ⊙ k)·W_p; q_term = q·(W_q + W_d).
@@ -98,7 +103,15 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   if (rows == 0 || H == 0) return;
 
   // S: (B, H), summed over positions in increasing t.
-  std::vector<T> S(static_cast<size_t>(B * H), T(0));
+  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
+  thread_local std::vector<T> S_kept, w_qd_kept, w_kd_kept, qk_kept, g_q_kept, g_k_kept;
+  auto& S = S_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& w_qd = w_qd_kept;
+  auto& w_kd = w_kd_kept;
+  auto& qk = qk_kept;
+  auto& g_q = g_q_kept;
+  auto& g_k = g_k_kept;
+  S.assign(static_cast<size_t>(B * H), T(0));
   parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t t = 0; t < Tn; ++t) {
@@ -110,7 +123,8 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   if (D == 0) return;
 
   const int64_t DH = D * H;
-  std::vector<T> w_qd, w_kd, qk, g_q(static_cast<size_t>(DH)), g_k(static_cast<size_t>(DH));
+  g_q.resize(static_cast<size_t>(DH));
+  g_k.resize(static_cast<size_t>(DH));
   fold_din_weights(D, H, W, w_qd, w_kd);
   target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
   cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, rows, T(1), k, ldk, dh, H, T(0), g_k.data(), H);

@@ -37,8 +37,8 @@ T bag_scale(Pooling pooling, int64_t len) {
 
 // The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
 // distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
-// positions j with ids[j] == id, in increasing j, of contribution(j, d), starting from 0.
-// Returns the number of distinct ids.
+// positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
+// (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
 //   ids: (nnz); unique_ids: (>= nnz); out: (>= nnz, dim)
 template <class T, class Contribution>
 int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
@@ -48,7 +48,14 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   // the kernel threads, then merged pairwise, level by level.
   constexpr int64_t kSortBlock = 8192;
   using Key = std::pair<uint64_t, int64_t>;
-  std::vector<Key> keys(static_cast<size_t>(nnz)), merged(static_cast<size_t>(nnz));
+  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
+  thread_local std::vector<Key> keys_kept, merged_kept;
+  auto& keys = keys_kept;  // references: a lambda naming a thread_local sees its own thread's
+  auto& merged = merged_kept;
+  thread_local std::vector<int64_t> starts_kept;
+  auto& starts = starts_kept;  // references: a lambda naming a thread_local sees its own thread's
+  keys.resize(static_cast<size_t>(nnz));
+  merged.resize(static_cast<size_t>(nnz));
   parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
     std::sort(keys.begin() + b, keys.begin() + e);
@@ -66,7 +73,7 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   }
 
   // One segment per distinct id; each summed over its positions in order, per dim.
-  std::vector<int64_t> starts;
+  starts.clear();
   for (int64_t j = 0; j < nnz; ++j)
     if (j == 0 || keys[j].first != keys[j - 1].first) starts.push_back(j);
   const auto segments = static_cast<int64_t>(starts.size());
@@ -76,10 +83,27 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
     for (int64_t u = u0; u < u1; ++u) {
       unique_ids[u] = keys[starts[u]].first;
       T* out_row = out + u * dim;
+      const int64_t begin = starts[u], end = starts[u + 1];
       for (int64_t d = 0; d < dim; ++d) {
-        T sum = T(0);
-        for (int64_t k = starts[u]; k < starts[u + 1]; ++k) sum += contribution(keys[k].second, d);
-        out_row[d] = sum;
+        const auto chunk_sum = [&](int64_t from, int64_t to) {
+          T sum = T(0);
+          for (int64_t k = from; k < to; ++k) sum += contribution(keys[k].second, d);
+          return sum;
+        };
+        if (end - begin <= kHotChunk) {
+          out_row[d] = chunk_sum(begin, end);
+          continue;
+        }
+        // A hot id: chunk j's sum goes to lane j mod 32, then the lanes' xor butterfly.
+        T lanes[kHotLanes] = {};
+        for (int64_t from = begin, j = 0; from < end; from += kHotChunk, ++j)
+          lanes[j % kHotLanes] += chunk_sum(from, std::min(end, from + kHotChunk));
+        for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
+          T next[kHotLanes];
+          for (int l = 0; l < kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ offset];
+          std::copy_n(next, kHotLanes, lanes);
+        }
+        out_row[d] = lanes[0];
       }
     }
   });
@@ -126,7 +150,7 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique) {
+                            int64_t* num_unique, int /*id_bits: sorting keeps all 64 here*/) {
   constexpr const char* op = "pooled_lookup_backward";
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
@@ -136,8 +160,12 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
 
   // Each position's bag and its pooling factor applied to dout, stored before summing: the
   // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
-  std::vector<int64_t> bag_of(static_cast<size_t>(nnz));
-  std::vector<T> scaled_dout;
+  thread_local std::vector<int64_t> bag_of_kept;  // kept between calls: no allocation per step
+  auto& bag_of = bag_of_kept;  // references: a lambda naming a thread_local sees its own thread's
+  thread_local std::vector<T> scaled_dout_kept;
+  auto& scaled_dout =
+      scaled_dout_kept;  // references: a lambda naming a thread_local sees its own thread's
+  bag_of.resize(static_cast<size_t>(nnz));
   if (pooling == Pooling::Mean) scaled_dout.resize(static_cast<size_t>(batch * dim));
   parallel_for(ctx, batch, grain_for(dim + 1), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -168,7 +196,7 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                                          int64_t, const int64_t*, const uint64_t*, T*, int64_t);  \
   template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,              \
                                           const int64_t*, const uint64_t*, int64_t, const T*,     \
-                                          int64_t, uint64_t*, T*, int64_t*);                      \
+                                          int64_t, uint64_t*, T*, int64_t*, int);                 \
   template void merge_sparse_rows<T>(const Context&, int64_t, int64_t, const uint64_t*, const T*, \
                                      uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)

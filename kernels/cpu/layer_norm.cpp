@@ -45,7 +45,9 @@ void layer_norm_backward(const Context& ctx, int64_t rows, int64_t n, const T* x
   if (rows == 0 || n == 0) return;
   // dgamma, dbeta: double sums per column in each fixed block of rows, the blocks added in order.
   const int64_t grain = grain_for(4 * n), blocks = (rows + grain - 1) / grain;
-  std::vector<double> partial(static_cast<size_t>(2 * blocks * n), 0.0);
+  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
+  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
+  partial.assign(static_cast<size_t>(2 * blocks * n), 0.0);
   parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
     double* dgamma_sum = partial.data() + 2 * (r0 / grain) * n;
     double* dbeta_sum = dgamma_sum + n;

@@ -21,8 +21,7 @@ int hardware_threads() {
   static const int n = [] {
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-      return CPU_COUNT(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   }();
   return n;
@@ -36,7 +35,7 @@ class Pool {
   }
 
   /// False when another job holds the pool: the caller runs its chunks itself.
-  bool run(int threads, int64_t chunks, const std::function<void(int64_t)>& chunk) {
+  bool run(int threads, int64_t chunks, const ChunkRef& chunk) {
     std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
     if (!job_lock.owns_lock()) return false;
     const int helpers = std::min<int>(threads - 1, static_cast<int>(workers_.size()));
@@ -110,7 +109,7 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
-  const std::function<void(int64_t)>* job_ = nullptr;
+  const ChunkRef* job_ = nullptr;
   int64_t chunks_ = 0;
   std::atomic<int64_t> next_{0};
   std::atomic<uint64_t> generation_{0};
@@ -126,7 +125,7 @@ int kernel_threads(const Context& ctx) {
   return asked > 0 ? asked : hardware_threads();
 }
 
-void run_chunks(int threads, int64_t chunks, const std::function<void(int64_t)>& chunk) {
+void run_chunks(int threads, int64_t chunks, ChunkRef chunk) {
   if (threads > 1 && chunks > 1 && Pool::instance().run(threads, chunks, chunk)) return;
   for (int64_t c = 0; c < chunks; ++c) chunk(c);
 }

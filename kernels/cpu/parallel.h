@@ -11,8 +11,8 @@
 // (lockstep/core/context.cpp): the GEMMs are split into fixed row blocks here instead, so the two
 // never oversubscribe the cores.
 
+#include <algorithm>
 #include <cstdint>
-#include <functional>
 
 #include "lockstep/core/context.h"
 
@@ -22,9 +22,24 @@ namespace lockstep::kernels::cpu {
 /// run on (its affinity mask) when it is 0.
 int kernel_threads(const Context& ctx);
 
+/// A non-owning reference to a callable taking a chunk index: unlike std::function it never
+/// allocates (a kernel's lambda capturing three references would not fit std::function's small
+/// buffer), so that a steady-state step allocates nothing. The callable must outlive the call.
+class ChunkRef {
+ public:
+  template <class F>
+  ChunkRef(const F& f)  // NOLINT: implicit, as std::function's
+      : object_(&f), call_([](const void* o, int64_t c) { (*static_cast<const F*>(o))(c); }) {}
+  void operator()(int64_t c) const { call_(object_, c); }
+
+ private:
+  const void* object_;
+  void (*call_)(const void*, int64_t);
+};
+
 /// Runs chunk(c) for c in [0, chunks) on up to `threads` threads (the caller's included);
 /// returns when all are done. The first exception a chunk throws is rethrown (the others run).
-void run_chunks(int threads, int64_t chunks, const std::function<void(int64_t)>& chunk);
+void run_chunks(int threads, int64_t chunks, ChunkRef chunk);
 
 /// f(begin, end) for each chunk [c · grain, min(n, (c + 1) · grain)) of [0, n).
 template <class F>
@@ -37,7 +52,8 @@ void parallel_for(const Context& ctx, int64_t n, int64_t grain, F&& f) {
     for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
-  run_chunks(threads, chunks, [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
+  const auto chunk = [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); };
+  run_chunks(threads, chunks, chunk);
 }
 
 /// A grain for row-wise work of `cost` (about: elements or multiply-adds) per row: chunks of at

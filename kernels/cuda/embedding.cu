@@ -16,10 +16,13 @@
 
 #include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/warp.cuh"
 #include "kernels/cuda/workspace.cuh"
 #include "kernels/embedding.h"
 
 namespace lockstep::kernels::cuda {
+
+static_assert(kHotLanes == kWarp, "a hot id's lanes are the lanes of one warp");
 
 namespace {
 
@@ -87,19 +90,20 @@ __global__ void pooled_lookup_forward_kernel(ErrorSink sink, Pooling pooling, in
 // bag_of[j] = the bag b with offsets[b] <= j < offsets[b + 1], by binary search: balanced work
 // however long the bags are. Empty bags are never the answer (they contain no position). For
 // invalid offsets the result is still a bag in [0, batch), so later reads stay in bounds.
-// offsets == nullptr means one bag per position: bag_of[j] = j (merge_sparse_rows).
+// offsets == nullptr means one bag per position: bag_of[j] = j (merge_sparse_rows). Bags are
+// int (the launcher checks batch and nnz fit), halving the radix sort's value traffic.
 // The same launch runs the CPU's checks of the offsets (thread i checks bag i; thread 0 also
 // offsets[0] == 0 and offsets[batch] == nnz), recording a failure in `sink`, so it is launched
 // for max(nnz, batch) threads, even when nnz == 0.
 //   offsets: (batch + 1) or nullptr; bag_of: (nnz)
 __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
                                     const int64_t* __restrict__ offsets, int64_t nnz,
-                                    int64_t* __restrict__ bag_of) {
+                                    int* __restrict__ bag_of) {
   const int64_t threads = nnz > batch ? nnz : batch;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < threads;
        j += int64_t(gridDim.x) * blockDim.x) {
     if (offsets == nullptr) {
-      bag_of[j] = j;
+      bag_of[j] = static_cast<int>(j);
       continue;
     }
     if (j == 0 && offsets[0] != 0)
@@ -117,7 +121,7 @@ __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
       else
         hi = mid;
     }
-    bag_of[j] = lo;
+    bag_of[j] = static_cast<int>(lo);
   }
 }
 
@@ -130,17 +134,26 @@ __global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offs
     scales[b] = bag_scale(Pooling::Mean, offsets[b + 1] - offsets[b]);
 }
 
+// One product of a segmented sum: scale_b * dout[b, d], rounded before it is added.
+__device__ __forceinline__ float contribution(const float* __restrict__ scales,
+                                              const float* __restrict__ dout, int64_t ld_dout,
+                                              int b, int64_t d) {
+  const float g = dout[b * ld_dout + d];
+  return scales != nullptr ? __fmul_rn(g, scales[b]) : g;
+}
+
 // Segmented reduction over the id-sorted positions: one group of `lanes` threads per unique id
 // u < *num_unique, lanes over dim. Segment u is sorted positions starts[u] .. starts[u] +
 // counts[u] - 1, in increasing original position (the radix sort is stable); each element sums
-// scale_b * dout[b, d] over it sequentially, the product rounded before the add, like the CPU.
-// Launched for the upper bound of nnz segments; groups past *num_unique exit at once.
+// scale_b * dout[b, d] over it sequentially, like the CPU. Hot ids (counts[u] > kHotChunk) are
+// left to the two kernels below. Launched for the upper bound of nnz segments; groups past
+// *num_unique exit at once.
 //   sorted_bag: (nnz); scales: (batch) or nullptr for Sum; dout: (batch, ld_dout)
 //   grad_rows: (>= num_unique, dim)
 __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __restrict__ num_unique,
                                    const int64_t* __restrict__ starts,
                                    const int64_t* __restrict__ counts,
-                                   const int64_t* __restrict__ sorted_bag,
+                                   const int* __restrict__ sorted_bag,
                                    const float* __restrict__ scales, const float* __restrict__ dout,
                                    int64_t ld_dout, float* __restrict__ grad_rows) {
   const int64_t unique = *num_unique;
@@ -148,17 +161,94 @@ __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __rest
   const int lane = threadIdx.x % lanes;
   for (int64_t u = blockIdx.x * rows_per_block + threadIdx.x / lanes; u < unique;
        u += int64_t(gridDim.x) * rows_per_block) {
+    if (counts[u] > kHotChunk) continue;
     const int64_t begin = starts[u], end = begin + counts[u];
     float* grad_row = grad_rows + u * dim;
     for (int64_t d = lane; d < dim; d += lanes) {
       float sum = 0.0f;
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t b = sorted_bag[k];
-        const float g = dout[b * ld_dout + d];
-        sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(g, scales[b]) : g);
-      }
+      for (int64_t k = begin; k < end; ++k)
+        sum = __fadd_rn(sum, contribution(scales, dout, ld_dout, sorted_bag[k], d));
       grad_row[d] = sum;
     }
+  }
+}
+
+// Hot ids, step 1: chunk_count[u] = the chunks of kHotChunk positions of a hot segment u, 0 for
+// the others and for u >= *num_unique (so that the scan over all nnz entries sums only these).
+__global__ void hot_chunk_count_kernel(int64_t nnz, const int64_t* __restrict__ num_unique,
+                                       const int64_t* __restrict__ counts,
+                                       int64_t* __restrict__ chunk_count) {
+  const int64_t unique = *num_unique;
+  for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < nnz;
+       u += int64_t(gridDim.x) * blockDim.x)
+    chunk_count[u] =
+        u < unique && counts[u] > kHotChunk ? (counts[u] + kHotChunk - 1) / kHotChunk : 0;
+}
+
+// The hot segment that chunk c belongs to: the last u with chunk_start[u] <= c (segments without
+// chunks share their start with the next segment, so the last one is the one that has chunks).
+__device__ __forceinline__ int64_t hot_segment_of(int64_t c, int64_t unique,
+                                                  const int64_t* __restrict__ chunk_start) {
+  int64_t lo = 0, hi = unique;  // chunk_start[lo] <= c < chunk_start[hi] (hi: past the end)
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (chunk_start[mid] <= c)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// Hot ids, step 2: partial[c, :] = the sequential sum of chunk c's positions, one group of
+// `lanes` threads per chunk (every chunk of every hot id at once). Launched for the upper bound
+// max_chunks; chunks past the total exit at once.
+__global__ void hot_chunk_sum_kernel(
+    int64_t dim, int lanes, int64_t nnz, int64_t max_chunks, const int64_t* __restrict__ num_unique,
+    const int64_t* __restrict__ starts, const int64_t* __restrict__ counts,
+    const int64_t* __restrict__ chunk_count, const int64_t* __restrict__ chunk_start,
+    const int* __restrict__ sorted_bag, const float* __restrict__ scales,
+    const float* __restrict__ dout, int64_t ld_dout, float* __restrict__ partial) {
+  const int64_t unique = *num_unique;
+  const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
+  const int64_t rows_per_block = blockDim.x / lanes;
+  const int lane = threadIdx.x % lanes;
+  for (int64_t c = blockIdx.x * rows_per_block + threadIdx.x / lanes; c < max_chunks && c < total;
+       c += int64_t(gridDim.x) * rows_per_block) {
+    const int64_t u = hot_segment_of(c, unique, chunk_start);
+    const int64_t begin = starts[u] + (c - chunk_start[u]) * kHotChunk;
+    const int64_t end = min(begin + kHotChunk, starts[u] + counts[u]);
+    for (int64_t d = lane; d < dim; d += lanes) {
+      float sum = 0.0f;
+      for (int64_t k = begin; k < end; ++k)
+        sum = __fadd_rn(sum, contribution(scales, dout, ld_dout, sorted_bag[k], d));
+      partial[c * dim + d] = sum;
+    }
+  }
+}
+
+// Hot ids, step 3: one warp per (hot id, d): lane l adds the chunk sums l, l + 32, ... in order,
+// then the warp's xor butterfly (warp_sum). Warps are launched per (chunk, d) and only a hot
+// id's first chunk does the work, so the whole warp takes the same branch.
+__global__ void hot_lane_sum_kernel(int64_t dim, int64_t nnz, int64_t max_chunks,
+                                    const int64_t* __restrict__ num_unique,
+                                    const int64_t* __restrict__ chunk_count,
+                                    const int64_t* __restrict__ chunk_start,
+                                    const float* __restrict__ partial,
+                                    float* __restrict__ grad_rows) {
+  const int64_t unique = *num_unique;
+  const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
+  const int lane = threadIdx.x % kWarp;
+  for (int64_t w = first_warp_row(); w < max_chunks * dim; w += warp_row_stride()) {
+    const int64_t c = w / dim, d = w % dim;
+    if (c >= total) continue;
+    const int64_t u = hot_segment_of(c, unique, chunk_start);
+    if (chunk_start[u] != c) continue;  // not the id's first chunk
+    float sum = 0.0f;
+    for (int64_t j = lane; j < chunk_count[u]; j += kWarp)
+      sum = __fadd_rn(sum, partial[(c + j) * dim + d]);
+    sum = warp_sum(sum);
+    if (lane == 0) grad_rows[u * dim + d] = sum;
   }
 }
 
@@ -190,10 +280,12 @@ constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows
 void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pooling pooling,
                           int64_t batch, int64_t dim, const int64_t* offsets, const uint64_t* ids,
                           int64_t nnz, const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                          float* grad_rows, int64_t* num_unique) {
-  // cub::DeviceRunLengthEncode counts items in int.
+                          float* grad_rows, int64_t* num_unique, int id_bits) {
+  // cub::DeviceRunLengthEncode counts items in int, and bags are sorted as int.
   LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", names.op,
                  nnz, INT_MAX);
+  LOCKSTEP_CHECK(batch <= INT_MAX, "{}: batch={} bags in one batch exceeds the limit of {}",
+                 names.op, batch, INT_MAX);
   const cudaStream_t stream = stream_of(ctx);
   if (nnz == 0) {
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
@@ -205,12 +297,12 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
     return;
   }
 
-  // Temporary storage of the three CUB calls (they run one after another, so they share it).
-  // The size queries use exactly the argument types of the real calls below.
+  // Temporary storage of the CUB calls (they run one after another, so they share it). The
+  // size queries use exactly the argument types of the real calls below.
   size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      nullptr, sort_bytes, ids, static_cast<uint64_t*>(nullptr), static_cast<int64_t*>(nullptr),
-      static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
+      nullptr, sort_bytes, ids, static_cast<uint64_t*>(nullptr), static_cast<int*>(nullptr),
+      static_cast<int*>(nullptr), nnz, 0, id_bits, stream));
   LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(
       nullptr, rle_bytes, static_cast<uint64_t*>(nullptr), unique_ids,
       static_cast<int64_t*>(nullptr), num_unique, static_cast<int>(nnz), stream));
@@ -219,23 +311,33 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
                                                     static_cast<int64_t*>(nullptr), nnz, stream));
   const size_t cub_bytes = std::max({sort_bytes, rle_bytes, scan_bytes, size_t{1}});
   const size_t n = static_cast<size_t>(nnz);
+  // Hot ids (more than kHotChunk positions) exist only when nnz > kHotChunk. Each has at least
+  // kHotChunk + 1 positions and at most 2 chunks per kHotChunk of them: <= 2 nnz / kHotChunk.
+  const bool may_be_hot = nnz > kHotChunk && dim > 0;
+  const int64_t max_chunks = may_be_hot ? 2 * nnz / kHotChunk + 1 : 0;
 
   WorkspaceLayout layout;
-  const size_t bag_at = layout.reserve(n * sizeof(int64_t));         // bag of each position
+  const size_t bag_at = layout.reserve(n * sizeof(int));             // bag of each position
   const size_t sorted_id_at = layout.reserve(n * sizeof(uint64_t));  // ids in sorted order
-  const size_t sorted_bag_at = layout.reserve(n * sizeof(int64_t));  // their bags
+  const size_t sorted_bag_at = layout.reserve(n * sizeof(int));      // their bags
   const size_t count_at = layout.reserve(n * sizeof(int64_t));       // positions per unique id
   const size_t start_at = layout.reserve(n * sizeof(int64_t));       // first sorted position
   const size_t scale_at =
       layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
+  const size_t chunk_count_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
+  const size_t chunk_start_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
+  const size_t partial_at = layout.reserve(floats(max_chunks * dim));
   const size_t cub_at = layout.reserve(cub_bytes);
   void* base = ctx.workspace(layout.bytes());
-  int64_t* bag_of = at<int64_t>(base, bag_at);
+  int* bag_of = at<int>(base, bag_at);
   uint64_t* sorted_ids = at<uint64_t>(base, sorted_id_at);
-  int64_t* sorted_bag = at<int64_t>(base, sorted_bag_at);
+  int* sorted_bag = at<int>(base, sorted_bag_at);
   int64_t* counts = at<int64_t>(base, count_at);
   int64_t* starts = at<int64_t>(base, start_at);
   float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
+  int64_t* chunk_count = at<int64_t>(base, chunk_count_at);
+  int64_t* chunk_start = at<int64_t>(base, chunk_start_at);
+  float* partial = at<float>(base, partial_at);
   void* cub_temp = static_cast<char*>(base) + cub_at;
 
   position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
@@ -248,7 +350,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
 
   size_t temp_bytes = sort_bytes;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp, temp_bytes, ids, sorted_ids, bag_of,
-                                                      sorted_bag, nnz, 0, 64, stream));
+                                                      sorted_bag, nnz, 0, id_bits, stream));
   // Counts past num_unique are never written by the encoding but are read by the scan below
   // (its length must be known on the host): zero them so that it reads defined values.
   LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(counts, 0, n * sizeof(int64_t), stream));
@@ -264,6 +366,20 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   const int lanes = lanes_per_row(dim);
   segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
       dim, lanes, num_unique, starts, counts, sorted_bag, scales, dout, ld_dout, grad_rows);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  if (!may_be_hot) return;
+  hot_chunk_count_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, num_unique, counts,
+                                                               chunk_count);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  temp_bytes = scan_bytes;
+  LOCKSTEP_CUDA_CHECK(
+      cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, chunk_count, chunk_start, nnz, stream));
+  hot_chunk_sum_kernel<<<grid_for(max_chunks * lanes), kBlock, 0, stream>>>(
+      dim, lanes, nnz, max_chunks, num_unique, starts, counts, chunk_count, chunk_start, sorted_bag,
+      scales, dout, ld_dout, partial);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  hot_lane_sum_kernel<<<warp_grid(max_chunks * dim), kBlock, 0, stream>>>(
+      dim, nnz, max_chunks, num_unique, chunk_count, chunk_start, partial, grad_rows);
   LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
 }
 
@@ -284,9 +400,9 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                             const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique) {
+                            float* grad_rows, int64_t* num_unique, int id_bits) {
   sort_and_segment_sum(ctx, kBackwardNames, pooling, batch, dim, offsets, ids, nnz, dout, ld_dout,
-                       unique_ids, grad_rows, num_unique);
+                       unique_ids, grad_rows, num_unique, id_bits);
 }
 
 // Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
@@ -295,7 +411,7 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                        const float* rows, uint64_t* unique_ids, float* merged,
                        int64_t* num_unique) {
   sort_and_segment_sum(ctx, kMergeNames, Pooling::Sum, n, dim, nullptr, ids, n, rows, dim,
-                       unique_ids, merged, num_unique);
+                       unique_ids, merged, num_unique, /*id_bits=*/64);
 }
 
 }  // namespace lockstep::kernels::cuda

@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "gpu_util.h"
 #include "kernels/copy.h"
@@ -14,6 +17,43 @@
 #include "model_fixture.h"
 
 using namespace lockstep;
+
+TEST_CASE("A CUDA context keeps freed memory in the stream-ordered pool", "[gpu][core]") {
+  test::ParityContexts ctx;
+  cudaMemPool_t pool = nullptr;
+  REQUIRE(cudaDeviceGetDefaultMemPool(&pool, ctx.gpu.device().index) == cudaSuccess);
+  uint64_t threshold = 0;
+  REQUIRE(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) ==
+          cudaSuccess);
+  CHECK(threshold == UINT64_MAX);
+  // Freed and synchronised, 64 MiB stay reserved for the next allocation.
+  { Tensor<float> big(ctx.gpu, {int64_t{16} << 20}); }
+  ctx.gpu.synchronize();
+  uint64_t reserved = 0;
+  REQUIRE(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) ==
+          cudaSuccess);
+  CHECK(reserved >= (uint64_t{64} << 20));
+}
+
+TEST_CASE("A steady-state CUDA training step allocates no device memory", "[gpu][core]") {
+  // Tensors grow to the largest shape seen and are reused; the workspace too. (The host side
+  // is checked on the CPU: test/unit/allocation_test.cpp.)
+  test::ParityContexts ctx;
+  for (int which = 0; which < 3; ++which) {
+    INFO("model " << which);
+    std::unique_ptr<models::Model<float>> model;
+    if (which == 0) model = test::fixture_model(ctx.gpu);
+    if (which == 1) model = test::fixture_din(ctx.gpu);
+    if (which == 2) model = test::fixture_bst(ctx.gpu);
+    train::LocalTrainer<float> trainer(*model, ctx.gpu);
+    const auto batches = test::fixture_batches(3, 300);
+    for (int pass = 0; pass < 2; ++pass)
+      for (const auto& b : batches) trainer.step(b);
+    const uint64_t before = ctx.gpu.allocations();
+    for (const auto& b : batches) trainer.step(b);
+    CHECK(ctx.gpu.allocations() == before);
+  }
+}
 
 TEST_CASE("CUDA gemm matches the CPU for every transpose combination", "[gpu][gemm]") {
   test::ParityContexts ctx;

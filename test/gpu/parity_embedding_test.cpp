@@ -27,7 +27,7 @@ struct LookupCase {
 };
 
 // Runs forward and backward on both devices and requires identical bits. The GPU backward
-// runs twice to check that it is reproducible run-to-run.
+// runs twice, sorting all 64 id bits and then only those of the rows: the same bits.
 void require_lookup_parity(test::ParityContexts& pc, const LookupCase& c, const CsrBatch& csr,
                            uint64_t seed) {
   const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = c.dim, ld = c.ld;
@@ -67,9 +67,11 @@ void require_lookup_parity(test::ParityContexts& pc, const LookupCase& c, const 
   std::vector<float> first_grad;
   for (int run = 0; run < 2; ++run) {
     INFO("GPU run " << run);
+    // Run 1 sorts only the bits the table's rows need: the same bits as all 64.
     kernels::pooled_lookup_backward<float>(pc.gpu, c.pooling, batch, dim, d_offsets.data(),
                                            d_ids.data(), nnz, d_dout.data(), ld, d_unique.data(),
-                                           d_grad.data(), d_num_unique.data());
+                                           d_grad.data(), d_num_unique.data(),
+                                           run == 0 ? 64 : kernels::id_bits_for(c.rows));
     const int64_t num_unique_gpu = to_host(pc.gpu, d_num_unique.data(), 1)[0];
     REQUIRE(num_unique_gpu == num_unique_cpu);
     test::require_bitwise_equal(to_host(pc.gpu, d_unique.data(), num_unique_gpu), unique_cpu,
@@ -118,6 +120,27 @@ TEST_CASE("CUDA pooled lookup with many duplicate ids", "[gpu][embedding]") {
     // One bag holding every position.
     require_lookup_parity(pc, {pooling, 5, 4, 5}, test::random_csr(1, 4, 5000, 13, 5000), 14);
   }
+}
+
+TEST_CASE("CUDA pooled lookup with hot ids: chunk and lane boundaries, a Zipf-popular id",
+          "[gpu][embedding]") {
+  test::ParityContexts pc;
+  // Ids 0..7 appear n_i times (1, 32, 33, 64, 65, 1025, 1057, 100000 positions), in bags of up
+  // to 7 ids, shuffled.
+  std::vector<uint64_t> ids;
+  const int64_t counts[] = {1, 32, 33, 64, 65, 1025, 1057, 100000};
+  for (uint64_t id = 0; id < 8; ++id) ids.insert(ids.end(), counts[id], id);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937_64(31));
+  std::vector<std::vector<uint64_t>> bags;
+  for (size_t j = 0; j < ids.size();) {
+    const size_t len = std::min<size_t>(1 + j % 7, ids.size() - j);
+    bags.emplace_back(ids.begin() + j, ids.begin() + j + len);
+    j += len;
+  }
+  const CsrBatch csr = test::csr_from_bags(bags);
+  for (const Pooling pooling : {Pooling::Sum, Pooling::Mean})
+    for (const int64_t dim : {int64_t{1}, int64_t{16}, int64_t{33}})
+      require_lookup_parity(pc, {pooling, dim, 8, dim}, csr, 32 + dim);
 }
 
 TEST_CASE("CUDA pooled lookup at benchmark scale", "[gpu][embedding][large]") {

@@ -9,11 +9,28 @@
 #include <unordered_set>
 
 #include "gpu_util.h"
+#include "kernels/key_hash.h"
 #include "kernels/key_index.h"
 #include "lockstep/embedding/device_key_index.h"
 #include "lockstep/embedding/key_index.h"
 
 using namespace lockstep;
+
+TEST_CASE("CUDA key -> row hashing equals the CPU's, bit for bit", "[gpu][key_index]") {
+  test::ParityContexts pc;
+  std::mt19937_64 rng(9);
+  std::vector<uint64_t> keys = {0, 1, std::numeric_limits<uint64_t>::max()};
+  while (keys.size() < (1u << 20)) keys.push_back(rng());
+  for (const int64_t rows : {int64_t{1}, int64_t{1000003}, int64_t{1} << 40}) {
+    auto cpu = keys;
+    kernels::hash_keys_to_rows(pc.cpu, static_cast<int64_t>(cpu.size()), 0x1234, rows,
+                               cpu.data());
+    auto gpu = test::to_gpu(pc.gpu, keys);
+    kernels::hash_keys_to_rows(pc.gpu, static_cast<int64_t>(keys.size()), 0x1234, rows,
+                               gpu.data());
+    REQUIRE(to_host(pc.gpu, gpu) == cpu);
+  }
+}
 
 TEST_CASE("Device key index: CUDA = CPU for find after racing inserts and erases",
           "[gpu][key_index]") {

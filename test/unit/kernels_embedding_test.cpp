@@ -224,6 +224,88 @@ TEST_CASE("pooled_lookup_backward sums an id's positions in increasing position 
   CHECK(grad[2] == 1e8f);
 }
 
+TEST_CASE("pooled_lookup_backward sums a hot id by chunks, lanes and the butterfly",
+          "[kernels][embedding]") {
+  // Bags of one id each: id 7 at n positions (n around the chunk and lane boundaries), id 3 at 5
+  // positions in between. The header's order, written out here from its description.
+  Context ctx;
+  const auto spec_sum = [](const std::vector<float>& v) {
+    const auto chunk = [&](size_t from, size_t to) {
+      float s = 0.0f;
+      for (size_t k = from; k < to; ++k) s += v[k];
+      return s;
+    };
+    if (v.size() <= static_cast<size_t>(kernels::kHotChunk)) return chunk(0, v.size());
+    float lanes[32] = {};
+    for (size_t from = 0, j = 0; from < v.size(); from += kernels::kHotChunk, ++j)
+      lanes[j % 32] += chunk(from, std::min(v.size(), from + kernels::kHotChunk));
+    for (int o = 16; o > 0; o /= 2) {
+      float next[32];
+      for (int l = 0; l < 32; ++l) next[l] = lanes[l] + lanes[l ^ o];
+      std::copy_n(next, 32, lanes);
+    }
+    return lanes[0];
+  };
+  for (const int64_t n : {1, 32, 33, 64, 65, 1024, 1025, 1057, 40000}) {
+    DYNAMIC_SECTION("n " << n) {
+      std::vector<std::vector<uint64_t>> bags;
+      for (int64_t j = 0; j < n; ++j) {
+        bags.push_back({7});
+        if (j % (n / 5 + 1) == 0) bags.push_back({3});
+      }
+      const CsrBatch csr = csr_from_bags(bags);
+      const int64_t batch = csr.batch(), nnz = csr.nnz();
+      // Magnitudes spread over 1e-3 .. 1e5: the order shows in the float result.
+      auto dout = test::random_vector<float>(static_cast<size_t>(batch), 31 + n, -1.0, 1.0);
+      for (int64_t b = 0; b < batch; ++b) dout[b] *= std::pow(10.0f, float(b % 9) - 3.0f);
+      std::vector<uint64_t> unique_ids(nnz);
+      std::vector<float> grad(nnz);
+      int64_t num_unique = -1;
+      kernels::pooled_lookup_backward<float>(ctx, Pooling::Sum, batch, 1, csr.offsets.data(),
+                                             csr.ids.data(), nnz, dout.data(), 1,
+                                             unique_ids.data(), grad.data(), &num_unique);
+      REQUIRE(num_unique == 2);
+      std::vector<float> of3, of7;
+      long double exact7 = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        (csr.ids[b] == 3 ? of3 : of7).push_back(dout[b]);
+        if (csr.ids[b] == 7) exact7 += dout[b];
+      }
+      CHECK(grad[0] == spec_sum(of3));
+      CHECK(grad[1] == spec_sum(of7));
+      CHECK(static_cast<double>(grad[1]) ==
+            Approx(static_cast<double>(exact7)).margin(1e-6 * 1e5 * std::sqrt(double(n))));
+      if (n <= kernels::kHotChunk) {  // not hot: the plain sequential sum
+        float plain = 0.0f;
+        for (float v : of7) plain += v;
+        CHECK(grad[1] == plain);
+      }
+    }
+  }
+}
+
+TEST_CASE("id_bits_for gives the bits of the largest id; a bad id_bits is rejected",
+          "[kernels][embedding]") {
+  CHECK(kernels::id_bits_for(0) == 1);
+  CHECK(kernels::id_bits_for(1) == 1);
+  CHECK(kernels::id_bits_for(2) == 1);
+  CHECK(kernels::id_bits_for(3) == 2);
+  CHECK(kernels::id_bits_for(1 << 20) == 20);
+  CHECK(kernels::id_bits_for((1 << 20) + 1) == 21);
+  CHECK(kernels::id_bits_for(1000000) == 20);
+  CHECK(kernels::id_bits_for(INT64_MAX) == 63);
+  Context ctx;
+  const CsrBatch csr = csr_from_bags({{1, 2}});
+  std::vector<float> dout(1), grad(2);
+  std::vector<uint64_t> unique_ids(2);
+  int64_t num_unique = 0;
+  for (int bad : {0, 65})
+    REQUIRE_THROWS_WITH(kernels::pooled_lookup_backward<float>(
+                            ctx, Pooling::Sum, 1, 1, csr.offsets.data(), csr.ids.data(), 2,
+                            dout.data(), 1, unique_ids.data(), grad.data(), &num_unique, bad),
+                        Contains("pooled_lookup_backward: id_bits=" + std::to_string(bad)));
+}
+
 TEST_CASE("pooled_lookup_backward of a batch without ids has no unique ids",
           "[kernels][embedding]") {
   Context ctx;

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "lockstep/config.h"
@@ -26,6 +27,7 @@ struct Context::Impl {
   uint64_t launches = 0;                    // ids handed out by next_launch_id()
   uint64_t random_offset = 0;
   uint64_t host_reads = 0;
+  std::atomic<uint64_t> allocations{0};
 
   // After the stream has finished its copy of the record into host_error: when a kernel
   // recorded an error, resets the record (in stream order, no wait) and throws its message.
@@ -69,6 +71,15 @@ Context::Context(Device device, ContextOptions options) : impl_(std::make_unique
   LOCKSTEP_CHECK(device.index >= 0 && device.index < count,
                  "cannot create a context on {}: {} CUDA device(s) visible", device.str(), count);
   LOCKSTEP_CUDA_CHECK(cudaSetDevice(device.index));
+  // Tensors come from the device's default stream-ordered pool (cudaMallocAsync). Its release
+  // threshold is 0 by default: every synchronisation hands the freed memory back to the driver,
+  // and the next step's allocations map it again. Keep it instead (the pool is the process's,
+  // per device; memory other processes need is not ours to hold, but one training process per
+  // GPU is the deployment lockstep is built for).
+  cudaMemPool_t pool = nullptr;
+  LOCKSTEP_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device.index));
+  uint64_t keep = UINT64_MAX;
+  LOCKSTEP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   cudaStream_t stream = nullptr;
   LOCKSTEP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   impl_->stream = stream;
@@ -164,5 +175,7 @@ uint64_t Context::reserve_random(uint64_t n) const {
 
 uint64_t Context::host_reads() const { return impl_->host_reads; }
 void Context::count_host_read() const { ++impl_->host_reads; }
+uint64_t Context::allocations() const { return impl_->allocations.load(); }
+void Context::count_allocation() const { impl_->allocations.fetch_add(1); }
 
 }  // namespace lockstep

@@ -28,6 +28,7 @@ std::string shape_str(const Shape& shape) {
 
 Buffer::Buffer(const Context& ctx, size_t bytes) : bytes_(bytes), device_(ctx.device()) {
   if (bytes == 0) return;
+  ctx.count_allocation();
   if (device_.is_cpu()) {
     const size_t rounded = (bytes + 63) / 64 * 64;
     ptr_ = std::aligned_alloc(64, rounded);

@@ -75,7 +75,8 @@ template <class T>
 void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx,
                              T* lr) const {
   // One index array: the embedx row of each key (-1: zeros), then its lr row (-1: zero).
-  std::vector<int64_t> index(static_cast<size_t>(2 * n));
+  std::vector<int64_t>& index = host_.index;
+  index.resize(static_cast<size_t>(2 * n));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = index_.find(keys[i]);
     index[i] = slot >= 0 && admitted_[static_cast<size_t>(slot)] ? slot : -1;
@@ -112,8 +113,8 @@ void DynamicTable<T>::update_rows(const Context& ctx, float lr, int64_t dim, con
   const auto& o = optimizer_;
   if (o.kind == nn::OptimizerKind::Adam)
     kernels::sparse_adam_update<T>(ctx, {lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
-                                   grad_scale, dim, count, n, slots, grads, weights, capacity(),
-                                   s0, s1);
+                                   grad_scale, dim, count, n, slots, grads, weights, capacity(), s0,
+                                   s1);
   else
     kernels::sparse_adagrad_update<T>(ctx, {lr, o.eps}, grad_scale, dim, count, n, slots, grads,
                                       weights, capacity(), s0);
@@ -122,8 +123,10 @@ void DynamicTable<T>::update_rows(const Context& ctx, float lr, int64_t dim, con
 // Makes room for `needed` new feasigns: the held feasigns not in this step, lowest score first
 // (ties: the smaller key first), leave the table.
 template <class T>
-void DynamicTable<T>::evict_for(int64_t needed, const std::vector<uint8_t>& in_step) {
-  std::vector<int64_t> candidates;
+void DynamicTable<T>::evict_for(int64_t needed) {
+  const std::vector<uint8_t>& in_step = host_.in_step;
+  std::vector<int64_t>& candidates = host_.candidates;
+  candidates.clear();
   for (int64_t s = 0; s < capacity(); ++s)
     if (index_.occupied(s) && !in_step[static_cast<size_t>(s)]) candidates.push_back(s);
   const int64_t n = std::min<int64_t>(needed, static_cast<int64_t>(candidates.size()));
@@ -141,10 +144,15 @@ void DynamicTable<T>::evict_for(int64_t needed, const std::vector<uint8_t>& in_s
 template <class T>
 void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale,
                             int64_t step) {
-  const int64_t n = grad.ready() ? lockstep::to_host(ctx, grad.count(), 1)[0] : 0;
+  int64_t n = 0;  // read into a scalar, not a host vector: a steady-state step allocates nothing
+  if (grad.ready()) {
+    ctx.count_host_read();  // as to_host() counts its reads
+    copy_bytes(ctx, &n, Device::cpu(), grad.count(), ctx.device(), sizeof(n));
+  }
   const int64_t width = dim_ + kDynamicRecordExtra;
   LOCKSTEP_CHECK(n == 0 || grad.dim() == width,
-                 "dynamic table: a gradient of width {} for records of width {}", grad.dim(), width);
+                 "dynamic table: a gradient of width {} for records of width {}", grad.dim(),
+                 width);
   if (n == 0) return after_update(step);
   const T* rec = grad.rows();
 
@@ -154,14 +162,20 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
   plan_.resize(ctx, {n + count_words});
   copy_bytes(ctx, plan_.data(), ctx.device(), grad.ids(), ctx.device(), n * sizeof(uint64_t));
   kernels::copy_2d<T>(ctx, n, 2, rec, width, reinterpret_cast<T*>(plan_.data() + n), 2);
-  const std::vector<uint64_t> words = lockstep::to_host(ctx, plan_);
+  std::vector<uint64_t>& words = host_.words;
+  words.resize(static_cast<size_t>(n + count_words));
+  ctx.count_host_read();
+  copy_bytes(ctx, words.data(), Device::cpu(), plan_.data(), ctx.device(),
+             words.size() * sizeof(uint64_t));
   const uint64_t* keys = words.data();
-  std::vector<T> counts(static_cast<size_t>(2 * n));
+  std::vector<T>& counts = host_.counts;
+  counts.resize(static_cast<size_t>(2 * n));
   std::memcpy(counts.data(), words.data() + n, counts.size() * sizeof(T));
 
   // 1. Slots: held keys found, new ones inserted in key order (the same on every replica).
   slots_.assign(static_cast<size_t>(n), -1);
-  std::vector<uint8_t> in_step(static_cast<size_t>(capacity()), 0);
+  std::vector<uint8_t>& in_step = host_.in_step;
+  in_step.resize(static_cast<size_t>(capacity()), 0);  // all 0 (cleared below after use)
   int64_t fresh = 0;
   for (int64_t i = 0; i < n; ++i) {
     slots_[i] = index_.find(keys[i]);
@@ -171,10 +185,21 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
       ++fresh;
   }
   const int64_t room = capacity() - size();
-  if (fresh > room) evict_for(fresh - room, in_step);
+  if (fresh > room) evict_for(fresh - room);
+  for (int64_t i = 0; i < n; ++i)  // in_step back to all 0, touching only what was set
+    if (slots_[i] >= 0) in_step[static_cast<size_t>(slots_[i])] = 0;
   // The plan, uploaded once: [reset: slots] [lr: count, slots, records] [embedx: count, slots,
   // records] [admit: slots, keys] (64-bit words; slots and records read as int64).
-  std::vector<uint64_t> reset, lr_slots, lr_recs, x_slots, x_recs, admit_slots, admit_keys;
+  HostScratch& h = host_;
+  auto &plan = h.plan, &reset = h.reset, &lr_slots = h.lr_slots, &lr_recs = h.lr_recs,
+       &x_slots = h.x_slots, &x_recs = h.x_recs, &admit_slots = h.admit_slots,
+       &admit_keys = h.admit_keys;
+  for (auto* v : {&reset, &lr_slots, &lr_recs, &x_slots, &x_recs, &admit_slots, &admit_keys}) {
+    v->clear();
+    v->reserve(static_cast<size_t>(n));  // each holds at most one entry per key
+  }
+  plan.clear();
+  plan.reserve(static_cast<size_t>(7 * n + 2));
   for (int64_t i = 0; i < n; ++i) {
     if (slots_[i] >= 0) continue;
     bool inserted = false;
@@ -209,24 +234,32 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
       ++counters_.admitted;
     }
   }
-  std::vector<uint64_t> plan;
   const auto put = [&](const std::vector<uint64_t>& v) {
     const size_t at = plan.size();
     plan.insert(plan.end(), v.begin(), v.end());
     return at;
   };
+  const auto put_count = [&](size_t count) {
+    plan.push_back(count);
+    return plan.size() - 1;
+  };
   const size_t at_reset = put(reset);
-  const size_t at_lr_count = put({lr_slots.size()}), at_lr = put(lr_slots), at_lr_rec = put(lr_recs);
-  const size_t at_x_count = put({x_slots.size()}), at_x = put(x_slots), at_x_rec = put(x_recs);
+  const size_t at_lr_count = put_count(lr_slots.size()), at_lr = put(lr_slots),
+               at_lr_rec = put(lr_recs);
+  const size_t at_x_count = put_count(x_slots.size()), at_x = put(x_slots), at_x_rec = put(x_recs);
   const size_t at_admit = put(admit_slots), at_keys = put(admit_keys);
-  upload(ctx, plan, plan_);
+  // Device scratch sized by bounds of the step's keys, not by what this step admitted: the
+  // table's state does not grow them from step to step.
+  plan_.resize(ctx, {static_cast<int64_t>(plan.capacity())});
+  copy_bytes(ctx, plan_.data(), ctx.device(), plan.data(), Device::cpu(),
+             plan.size() * sizeof(uint64_t));
   const uint64_t* dev = plan_.data();
   const auto as_int = [&](size_t at) { return reinterpret_cast<const int64_t*>(dev + at); };
 
   reset_rows(ctx, as_int(at_reset), static_cast<int64_t>(reset.size()));
   const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
   const auto nl = static_cast<int64_t>(lr_slots.size()), nx = static_cast<int64_t>(x_slots.size());
-  grads_.resize(ctx, {std::max<int64_t>(std::max(nl, nx * dim_), 1)});
+  grads_.resize(ctx, {std::max<int64_t>(n * std::max<int64_t>(dim_, 1), 1)});  // >= nl, nx·dim
   kernels::gather_rows<T>(ctx, nl, 1, rec + 2, width, n, as_int(at_lr_rec), grads_.data(), 1);
   update_rows(ctx, accessor_.lr_learning_rate, 1, as_int(at_lr_count), dev + at_lr, nl,
               grads_.data(), grad_scale, step, lr_.data(), lr_state0_.data(),
@@ -236,9 +269,9 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
   update_rows(ctx, optimizer_.lr, dim_, as_int(at_x_count), dev + at_x, nx, grads_.data(),
               grad_scale, step, embedx_.data(), embedx_state0_.data(),
               adam ? embedx_state1_.data() : nullptr);
-  kernels::feasign_init_rows<T>(ctx, static_cast<int64_t>(admit_slots.size()), dim_,
-                                dev + at_keys, as_int(at_admit), seed_, stream_, init_scale_,
-                                embedx_.data(), capacity());
+  kernels::feasign_init_rows<T>(ctx, static_cast<int64_t>(admit_slots.size()), dim_, dev + at_keys,
+                                as_int(at_admit), seed_, stream_, init_scale_, embedx_.data(),
+                                capacity());
   after_update(step);
 }
 
@@ -264,8 +297,7 @@ int64_t DynamicTable<T>::shrink() {
 template <class T>
 void DynamicTable<T>::load_serving(const Context& ctx, const uint64_t* keys, const T* embedx,
                                    int64_t n) {
-  LOCKSTEP_CHECK(n <= capacity(), "dynamic table: {} feasigns for a capacity of {}", n,
-                 capacity());
+  LOCKSTEP_CHECK(n <= capacity(), "dynamic table: {} feasigns for a capacity of {}", n, capacity());
   KeyIndex index(capacity());
   for (int64_t i = 0; i < n; ++i) {
     bool inserted = false;
@@ -334,8 +366,8 @@ template <class Self>
 auto DynamicTable<T>::row_tensors(Self& self)
     -> std::vector<std::pair<std::string, decltype(&self.lr_)>> {
   if (self.optimizer_.kind == nn::OptimizerKind::Adam)
-    return {{".lr", &self.lr_},          {".weight", &self.embedx_},
-            {".lr_m", &self.lr_state0_}, {".lr_v", &self.lr_state1_},
+    return {{".lr", &self.lr_},           {".weight", &self.embedx_},
+            {".lr_m", &self.lr_state0_},  {".lr_v", &self.lr_state1_},
             {".m", &self.embedx_state0_}, {".v", &self.embedx_state1_}};
   return {{".lr", &self.lr_},
           {".weight", &self.embedx_},
@@ -364,8 +396,7 @@ void DynamicTable<T>::from_host(const Context& ctx, const std::string& name,
   for (size_t s = 0; s < cap; ++s) {
     std::memcpy(&slot_keys[s], keys.data() + s * per_key, 8);
     const T* f = feasign.data() + s * kFeasignColumns;
-    LOCKSTEP_CHECK((f[0] == T(0) || f[0] == T(1)) && (f[1] == T(0) || f[1] == T(1)) &&
-                       f[3] >= T(0),
+    LOCKSTEP_CHECK((f[0] == T(0) || f[0] == T(1)) && (f[1] == T(0) || f[1] == T(1)) && f[3] >= T(0),
                    "embedding tensor '{}.feasign': slot {} is malformed", name, s);
     used[s] = f[0] == T(1) ? 1 : 0;
   }

@@ -6,6 +6,7 @@
 #include "kernels/embedding.h"
 #include "kernels/feasign.h"
 #include "kernels/init.h"
+#include "kernels/key_hash.h"
 
 namespace lockstep::embedding {
 
@@ -160,10 +161,14 @@ template <class T>
 void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& batch,
                                       DeviceBatch<T>& out) const {
   const int64_t rows = batch.size, Tn = sequence_length_;
+  // Host scratch kept between calls (thread_local): a steady-state step allocates nothing.
+  thread_local std::vector<int64_t> counts;  // ids per sample in the first sequence field,
+                                             // before truncation
+  thread_local std::vector<typename DeviceBatch<T>::TableSize> sizes;
+  thread_local std::vector<T> occurrence_label;
   // Pass 1 (host): check the columns and size every table's CSR.
-  std::vector<int64_t> counts;  // ids per sample in the first sequence field, before truncation
   int first_sequence_field = -1;
-  std::vector<typename DeviceBatch<T>::TableSize> sizes(tables_.size());
+  sizes.assign(tables_.size(), {});
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     sizes[t].bags = rows * tb.bags_per_sample;
@@ -201,12 +206,13 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   out.begin(ctx, batch, sizes, Tn > 0);
   // Pass 2 (host, into the pinned buffer): keys -> rows; sequences newest first. A dynamic
   // table's keys stay keys here, then become positions in the batch's sorted distinct keys.
-  std::vector<T> occurrence_label;
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     const EmbeddingTable<T>& table = tables_[t];
     const bool dynamic = table.dynamic();
-    const auto row_of = [&](uint64_t key) { return dynamic ? key : table.row_of(key); };
+    // Hashed tables' keys travel raw and become rows on the device after the copy (below).
+    const bool raw = dynamic || table.hashes_keys();
+    const auto row_of = [&](uint64_t key) { return raw ? key : table.row_of(key); };
     int64_t* offsets = out.host_offsets(t);
     uint64_t* ids = out.host_ids(t);
     int64_t bag = 0, nnz = 0;
@@ -259,6 +265,10 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     for (int64_t b = 0; b < rows; ++b) lengths[b] = std::min(counts[b], Tn);
   }
   out.finish(ctx, batch);
+  for (size_t t = 0; t < tables_.size(); ++t)  // key -> row on the device (kernels/key_hash.h)
+    if (tables_[t].hashes_keys())
+      kernels::hash_keys_to_rows(ctx, sizes[t].nnz, tables_[t].hash_seed(), tables_[t].rows(),
+                                 out.staged_ids(t));
 }
 
 template <class T>
@@ -344,7 +354,7 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
     g.reserve(ctx, nnz, dim);
     kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
                                        batch.offsets(t), batch.ids(t), nnz, grad, ld, g.ids(),
-                                       g.rows(), g.count());
+                                       g.rows(), g.count(), kernels::id_bits_for(table.rows()));
     g.mark_ready();
   }
 }
@@ -367,7 +377,8 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   tb.key_count.resize(ctx, {1});
   kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), batch.bags(t), dim,
                                      batch.offsets(t), batch.ids(t), nnz, grad, ld,
-                                     tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data());
+                                     tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(),
+                                     kernels::id_bits_for(n));
   // The lr gradient: every bag carries its sample's dwide; summed per key like the embedx rows.
   tb.dlr_rows.resize(ctx, {std::max<int64_t>(nnz, 1)});  // n <= nnz: keys come from the ids
   if (dwide) {
@@ -379,7 +390,8 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
     tb.dlr_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
     kernels::pooled_lookup_backward<T>(ctx, kernels::Pooling::Sum, batch.bags(t), 1,
                                        batch.offsets(t), batch.ids(t), nnz, tb.bag_dwide.data(), 1,
-                                       tb.dlr_ids.data(), tb.dlr_rows.data(), tb.key_count.data());
+                                       tb.dlr_ids.data(), tb.dlr_rows.data(), tb.key_count.data(),
+                                       kernels::id_bits_for(n));
   } else {
     kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
   }

@@ -1,5 +1,6 @@
 #include "train/control_block.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "lockstep/core/error.h"
@@ -77,7 +78,13 @@ void ControlBlock::encode(const RankReport& r, int rank, float* block) const {
 }
 
 std::vector<RankReport> ControlBlock::decode(const float* block) const {
-  std::vector<RankReport> out(ranks_);
+  std::vector<RankReport> out;
+  decode(block, out);
+  return out;
+}
+
+void ControlBlock::decode(const float* block, std::vector<RankReport>& out) const {
+  out.resize(static_cast<size_t>(ranks_));
   for (int rank = 0; rank < ranks_; ++rank) {
     const float* slot = block + rank * slot_size();
     RankReport& r = out[rank];
@@ -87,15 +94,24 @@ std::vector<RankReport> ControlBlock::decode(const float* block) const {
     r.status = static_cast<uint16_t>(get_small(slot[kStatus], 65535, "status", rank));
     r.stop_requested = get_small(slot[kStop], 1, "stop_requested", rank) != 0.0f;
     r.loss_sum = static_cast<double>(slot[kLossHi]) + static_cast<double>(slot[kLossLo]);
+    r.sparse_rows.resize(static_cast<size_t>(tables_));
     for (int t = 0; t < tables_; ++t)
-      r.sparse_rows.push_back(get_u64(slot + kRows + kChunks * t, "sparse_rows", rank));
+      r.sparse_rows[t] = get_u64(slot + kRows + kChunks * t, "sparse_rows", rank);
   }
-  return out;
 }
 
 StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_step) {
-  std::vector<int> failed, off_step, on_step;
-  for (size_t r = 0; r < reports.size(); ++r) {
+  StepSummary s;
+  summarize(reports, expected_step, s);
+  return s;
+}
+
+void summarize(const std::vector<RankReport>& reports, uint64_t expected_step, StepSummary& s) {
+  const bool all_well = std::all_of(reports.begin(), reports.end(), [&](const RankReport& r) {
+    return r.status == kStatusOk && r.step == expected_step;
+  });
+  std::vector<int> failed, off_step, on_step;  // only when something is wrong
+  for (size_t r = 0; r < reports.size() && !all_well; ++r) {
     if (reports[r].status != kStatusOk) failed.push_back(static_cast<int>(r));
     (reports[r].step == expected_step ? on_step : off_step).push_back(static_cast<int>(r));
   }
@@ -116,8 +132,12 @@ StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_
                             "replicas no longer run the same step, every rank stops here",
                             expected_step, what, rank_list(on_step), expected_step));
   }
-  StepSummary s;
   s.step = expected_step;
+  s.samples = 0;
+  s.loss_sum = 0.0;
+  s.any_next = false;
+  s.stop_requested = false;
+  s.sparse_rows.clear();
   for (const auto& r : reports) {
     s.samples += r.n_samples;
     s.loss_sum += r.loss_sum;
@@ -125,7 +145,6 @@ StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_
     s.stop_requested = s.stop_requested || r.stop_requested;
     s.sparse_rows.insert(s.sparse_rows.end(), r.sparse_rows.begin(), r.sparse_rows.end());
   }
-  return s;
 }
 
 }  // namespace lockstep::train

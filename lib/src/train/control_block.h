@@ -78,6 +78,8 @@ class ControlBlock {
   /// Reads every slot of an all-reduced block. Throws Error when a slot is not a valid
   /// encoding (a chunk that is not an integer in [0, 65535]: corrupted data or mixed layouts).
   std::vector<RankReport> decode(const float* block) const;
+  /// The same into `out`, reusing its memory (the step's steady state allocates nothing).
+  void decode(const float* block, std::vector<RankReport>& out) const;
 
  private:
   int ranks_, tables_;
@@ -89,5 +91,7 @@ class ControlBlock {
 ///   "lockstep divergence at step 12: rank 1 is at step 13 (ranks 0, 2 at step 12) ..."
 ///   "rank 2 failed at step 7 (reading the next batch failed; its log has the error) ..."
 StepSummary summarize(const std::vector<RankReport>& reports, uint64_t expected_step);
+/// The same into `out`, reusing its memory.
+void summarize(const std::vector<RankReport>& reports, uint64_t expected_step, StepSummary& out);
 
 }  // namespace lockstep::train

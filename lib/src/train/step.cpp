@@ -23,9 +23,9 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
   host_block_.assign(control_.size(), 0.0f);
 }
 
-StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
-                              const FaultInjection& fault) {
-  RankReport report;
+const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& input,
+                                     const FaultInjection& fault) {
+  RankReport& report = report_;
   report.step = input.step;
   report.n_samples = static_cast<uint64_t>(batch.size);
   report.has_next = input.has_next;
@@ -40,10 +40,10 @@ StepSummary LockstepStep::run(const data::Batch& batch, const StepInput& input,
   fault.apply(report, rank_, input.step);
   write_control_slot(report);
   all_reduce();
-  const StepSummary summary = summarize_step(input.step);
-  exchange_sparse(summary);
-  apply(summary);
-  return summary;
+  summarize_step(input.step);
+  exchange_sparse(summary_);
+  apply(summary_);
+  return summary_;
 }
 
 // 1. The batch this rank trains on (empty once its shard is exhausted) goes to the device, once.
@@ -130,7 +130,7 @@ void LockstepStep::all_reduce() {
 
 // 5. The step's one host read: every rank's slot, checked and summed (the same Error on every
 //    rank when one failed or diverged).
-StepSummary LockstepStep::summarize_step(uint64_t step) {
+void LockstepStep::summarize_step(uint64_t step) {
   const ProfilePhase phase(ctx_, "sync point (the host read)");
   host_block_.assign(control_.size(), 0.0f);
   ctx_.count_host_read();  // the step's one host read, as to_host() would count it
@@ -148,13 +148,14 @@ StepSummary LockstepStep::summarize_step(uint64_t step) {
     error_ = fmt::format("a CUDA kernel found invalid input: {}", e.what());
     log().error("rank {}: step {}: {}", rank_, step, error_);
   }
-  const auto reports = control_.decode(host_block_.data());
+  control_.decode(host_block_.data(), reports_);
+  const auto& reports = reports_;
   // Every rank sees the same statuses, so all of them take this branch together: the failing
   // ranks' messages travel, and every rank raises them.
   if (std::any_of(reports.begin(), reports.end(),
                   [](const RankReport& r) { return r.status != kStatusOk; }))
     host_.vote(fmt::format("lockstep step {}", step), error_, /*log_error=*/false);
-  return summarize(reports, step);
+  summarize(reports, step, summary_);
 }
 
 // 6. Every rank's sparse gradients merged identically on every replica.

@@ -40,7 +40,10 @@ class LockstepStep {
   /// all ranks agreed on; the update has been applied when summary.samples > 0. Throws the same
   /// JobError on every rank when any rank failed (with the failing ranks' messages) or ran
   /// another step. A DeviceError (this rank's device is lost) propagates on this rank only.
-  StepSummary run(const data::Batch& batch, const StepInput& input, const FaultInjection& fault);
+  /// The summary stays valid until the next run(). Once the shapes repeat, a step allocates
+  /// nothing on the host.
+  const StepSummary& run(const data::Batch& batch, const StepInput& input,
+                         const FaultInjection& fault);
 
   LocalTrainer<float>& local() { return local_; }
 
@@ -50,7 +53,7 @@ class LockstepStep {
   void fail(RankReport& report, uint16_t status, const std::string& what, const Error& e);
   void write_control_slot(const RankReport& report);
   void all_reduce();
-  StepSummary summarize_step(uint64_t step);
+  void summarize_step(uint64_t step);
   void exchange_sparse(const StepSummary& summary);
   void apply(const StepSummary& summary);
 
@@ -66,6 +69,9 @@ class LockstepStep {
   int rank_;
   int64_t grad_size_;
   std::vector<float> host_block_;
+  RankReport report_;                // this rank's report of the running step
+  std::vector<RankReport> reports_;  // every rank's, after the collective
+  StepSummary summary_;              // what they sum to
   models::DeviceBatch<float>* staged_ = nullptr;  // the running step's batch on the device
   const float* loss_ = nullptr;  // its summed loss on the device (null: no loss this step)
   std::string error_;            // why this rank failed the running step ("" when it did not)

@@ -398,7 +398,7 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),
                           config.handle_signals && stop_signal_pending()};
-    const StepSummary summary = step.run(data.current(), input, fault);
+    const StepSummary& summary = step.run(data.current(), input, fault);
     const bool updated = summary.samples > 0;
     updates += updated;
     ++step_no;

@@ -87,6 +87,10 @@ class Context {
   /// they are plain copies), so that tests can hold the training step to one read per step.
   uint64_t host_reads() const;
   void count_host_read() const;
+  /// Buffers (tensor memory, the workspace) allocated on this context, host or device, so that
+  /// tests can hold a steady-state step to none.
+  uint64_t allocations() const;
+  void count_allocation() const;
 
   uint64_t reserve_random(uint64_t n) const;
   uint64_t random_offset() const;

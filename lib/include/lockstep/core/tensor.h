@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -54,12 +55,19 @@ class Tensor {
   /// Changes the shape; reallocates (dropping the contents) only when the new element count
   /// exceeds the capacity, so per-batch activations can be resized every step for free.
   void resize(const Context& ctx, Shape shape) {
-    const int64_t n = shape_numel(shape);
-    if (static_cast<size_t>(n) * sizeof(T) > buf_.bytes() || buf_.device() != ctx.device() ||
-        buf_.data() == nullptr) {
-      buf_ = Buffer(ctx, static_cast<size_t>(n > 0 ? n : 1) * sizeof(T));
-    }
+    reserve(ctx, shape_numel(shape));
     shape_ = std::move(shape);
+  }
+  /// The same from a braced list, resize(ctx, {rows, cols}): the shape is copied into the one
+  /// this tensor holds, so a steady-state step's resizes allocate nothing on the host either.
+  void resize(const Context& ctx, std::initializer_list<int64_t> dims) {
+    int64_t n = 1;
+    for (const int64_t d : dims) {
+      LOCKSTEP_CHECK(d >= 0, "negative dimension in shape {}", shape_str(Shape(dims)));
+      n *= d;
+    }
+    reserve(ctx, n);
+    shape_.assign(dims);
   }
 
   T* data() { return static_cast<T*>(buf_.data()); }
@@ -73,6 +81,13 @@ class Tensor {
   const Device& device() const { return buf_.device(); }
 
  private:
+  void reserve(const Context& ctx, int64_t n) {
+    if (static_cast<size_t>(n) * sizeof(T) > buf_.bytes() || buf_.device() != ctx.device() ||
+        buf_.data() == nullptr) {
+      buf_ = Buffer(ctx, static_cast<size_t>(n > 0 ? n : 1) * sizeof(T));
+    }
+  }
+
   Buffer buf_;
   Shape shape_;
 };
@@ -104,7 +119,12 @@ std::vector<T> to_host(const Context& ctx, const Tensor<T>& t) {
 /// Resizes dst to `shape` (default: {src.size()}) and copies the host vector into it.
 template <class T>
 void upload(const Context& ctx, const std::vector<T>& src, Tensor<T>& dst, Shape shape = {}) {
-  if (shape.empty()) shape = {static_cast<int64_t>(src.size())};
+  if (shape.empty()) {  // (no host allocation: the steady-state step uploads with this)
+    dst.resize(ctx, {static_cast<int64_t>(src.size())});
+    if (!src.empty())
+      copy_bytes(ctx, dst.data(), ctx.device(), src.data(), Device::cpu(), src.size() * sizeof(T));
+    return;
+  }
   LOCKSTEP_CHECK(shape_numel(shape) == static_cast<int64_t>(src.size()),
                  "upload: shape {} holds {} elements but the host vector has {}", shape_str(shape),
                  shape_numel(shape), src.size());

@@ -76,6 +76,11 @@ class DeviceBatch {
              bool has_lengths);
   int64_t* host_offsets(size_t t) { return host_ptr<int64_t>(tables_.at(t).offsets_at); }
   uint64_t* host_ids(size_t t) { return host_ptr<uint64_t>(tables_.at(t).ids_at); }
+  /// Table t's ids where the kernels read them (after finish()), for in-place device work such
+  /// as hashing raw keys into rows.
+  uint64_t* staged_ids(size_t t) {
+    return const_cast<uint64_t*>(ptr<uint64_t>(tables_.at(t).ids_at));
+  }
   std::vector<uint64_t>& mutable_keys(size_t t) { return tables_.at(t).keys; }
   std::vector<T>& mutable_key_counts(size_t t) { return tables_.at(t).counts; }
   /// The history lengths, to fill (size() elements) before finish().

@@ -126,7 +126,7 @@ class DynamicTable {
                  const std::map<std::string, std::vector<T>>& tensors);
 
  private:
-  void evict_for(int64_t needed, const std::vector<uint8_t>& in_step);
+  void evict_for(int64_t needed);
   /// The rows of `n` slots (ctx memory) start afresh: lr 0, embedx 0, optimizer state initial.
   void reset_rows(const Context& ctx, const int64_t* slots, int64_t n);
   /// The optimizer step of `n` rows of `dim`: ids (slots) and count in ctx memory, grads (n, dim).
@@ -154,6 +154,16 @@ class DynamicTable {
   Tensor<T> counts_, grads_;
   Tensor<uint64_t> plan_;
   std::vector<int64_t> slots_;
+  // Host scratch of apply(), gather() and evict_for(), kept between steps: once the shapes
+  // repeat, a step allocates nothing. in_step (capacity) is all 0 between steps.
+  struct HostScratch {
+    std::vector<uint64_t> words, plan, reset, lr_slots, lr_recs, x_slots, x_recs, admit_slots,
+        admit_keys;
+    std::vector<T> counts;
+    std::vector<uint8_t> in_step;
+    std::vector<int64_t> index, candidates;
+  };
+  mutable HostScratch host_;
 
   /// The rows' tensors by checkpoint suffix (".lr", ".weight", the optimizer state).
   /// (Self: this table, const or not.)

@@ -67,6 +67,10 @@ class EmbeddingTable {
 
   /// Hashed tables only (a dynamic table throws: its slots are not a function of the key).
   uint64_t row_of(uint64_t key) const;
+  /// Whether row_of hashes (XXH64 with hash_seed(), kernels/key_hash.h): not a dynamic table,
+  /// not ids = "identity". Such a table's keys are staged raw and hashed on the device.
+  bool hashes_keys() const { return !dynamic() && !config_.identity; }
+  uint64_t hash_seed() const { return hash_seed_; }
   const TableConfig& config() const { return config_; }
   bool dynamic() const { return config_.dynamic(); }
   /// The feasign store of a dynamic table (nullptr for a hashed one, or before allocate()).
