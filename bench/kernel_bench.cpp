@@ -7,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <random>
 
@@ -116,10 +118,10 @@ int main(int argc, char** argv) {
     const double bwd_ms = bench::median_ms(
         ctx,
         [&] {
-          kernels::pooled_lookup_backward<float>(
-              ctx, kernels::Pooling::Mean, batch, dim, d_offsets.data(), d_ids.data(), nnz,
-              out.data(), dim, unique.data(), grad_rows.data(), num_unique.data(),
-              kernels::id_bits_for(rows));
+          kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
+                                                 d_offsets.data(), d_ids.data(), nnz, out.data(),
+                                                 dim, unique.data(), grad_rows.data(),
+                                                 num_unique.data(), kernels::id_bits_for(rows));
         },
         3, iters);
     const int64_t u = to_host(ctx, num_unique.data(), 1)[0];
@@ -127,6 +129,36 @@ int main(int argc, char** argv) {
     rows_out.push_back({"pooled lookup bwd (sort+reduce)", bwd_ms, bwd_bytes / (bwd_ms * 1e6),
                         bw_ceiling, "GB/s",
                         fmt::format("unique rows {}; bytes = ids + dout + unique grads", u)});
+
+    // The same bags with Zipf-distributed ids (exponent 1.1 over the 1M rows): the few most
+    // popular ids hold a large share of the positions (issue 14: such hot ids must not
+    // serialise the backward; kernels/embedding.h sums them by chunks and lanes).
+    std::vector<uint64_t> zipf(ids.size());
+    {
+      std::vector<double> cdf(static_cast<size_t>(rows));
+      double total = 0;
+      for (int64_t r = 0; r < rows; ++r) cdf[r] = total += std::pow(double(r + 1), -1.1);
+      std::uniform_real_distribution<double> uniform(0.0, total);
+      for (auto& id : zipf)
+        id = static_cast<uint64_t>(std::lower_bound(cdf.begin(), cdf.end(), uniform(rng)) -
+                                   cdf.begin());
+    }
+    const auto d_zipf = make_tensor(ctx, zipf);
+    const double zipf_ms = bench::median_ms(
+        ctx,
+        [&] {
+          kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
+                                                 d_offsets.data(), d_zipf.data(), nnz, out.data(),
+                                                 dim, unique.data(), grad_rows.data(),
+                                                 num_unique.data(), kernels::id_bits_for(rows));
+        },
+        3, iters);
+    const int64_t zu = to_host(ctx, num_unique.data(), 1)[0];
+    const double zipf_bytes = nnz * 8.0 + batch * dim * 4.0 + zu * (dim * 4.0 + 8);
+    rows_out.push_back({"pooled lookup bwd (Zipf 1.1 ids)", zipf_ms, zipf_bytes / (zipf_ms * 1e6),
+                        bw_ceiling, "GB/s",
+                        fmt::format("unique rows {}; the top id at {} of {} positions", zu,
+                                    std::count(zipf.begin(), zipf.end(), uint64_t{0}), nnz)});
 
     const double upd_ms = bench::median_ms(
         ctx,

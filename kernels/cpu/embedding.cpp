@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace lockstep::kernels::cpu {
@@ -28,6 +29,9 @@ void check_offsets(const char* op, int64_t batch, const int64_t* offsets, bool s
   }
 }
 
+// Positions ahead whose table row a pooled lookup prefetches.
+constexpr int64_t kPrefetch = 8;
+
 // The pooling factor of one bag of `len` ids. Written once so that forward and backward use the
 // same arithmetic as the CUDA kernels: 1 / len rounded once in T, applied by one multiply.
 template <class T>
@@ -40,13 +44,17 @@ T bag_scale(Pooling pooling, int64_t len) {
 // positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
 // (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
 //   ids: (nnz); unique_ids: (>= nnz); out: (>= nnz, dim)
+//   id_bits: every id is < 2^id_bits (checked when < 64); up to kRadixMaxBits the positions are
+//   ordered by a radix sort over those bits.
 template <class T, class Contribution>
 int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
-                       Contribution contribution, uint64_t* unique_ids, T* out) {
+                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out) {
   // Positions ordered by (id, position): the one order a stable sort by id gives, which fixes the
-  // summation order below (the CUDA radix sort is stable too). Built from fixed blocks sorted on
-  // the kernel threads, then merged pairwise, level by level.
+  // summation order below (the CUDA radix sort is stable too). Ids of a few bits (a table's rows):
+  // a least-significant-digit radix sort, each pass stable. Otherwise fixed blocks sorted on the
+  // kernel threads, then merged pairwise, level by level. Either way the same order.
   constexpr int64_t kSortBlock = 8192;
+  constexpr int kRadixMaxBits = 33;
   using Key = std::pair<uint64_t, int64_t>;
   // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
   thread_local std::vector<Key> keys_kept, merged_kept;
@@ -56,11 +64,36 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   auto& starts = starts_kept;  // references: a lambda naming a thread_local sees its own thread's
   keys.resize(static_cast<size_t>(nnz));
   merged.resize(static_cast<size_t>(nnz));
-  parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
-    std::sort(keys.begin() + b, keys.begin() + e);
-  });
-  for (int64_t width = kSortBlock; width < nnz; width *= 2) {
+  if (id_bits < 64)
+    for (int64_t j = 0; j < nnz; ++j)
+      if (ids[j] >> id_bits != 0)
+        throw Error(
+            fmt::format("pooled_lookup_backward: ids[{}] = {} is not below 2^id_bits "
+                        "(id_bits = {}): pass id_bits_for(rows) of the table it indexes",
+                        j, ids[j], id_bits));
+  if (id_bits <= kRadixMaxBits) {
+    const int passes = (id_bits + 10) / 11, digit = (id_bits + passes - 1) / passes;
+    thread_local std::vector<int64_t> bucket_kept;
+    auto& bucket = bucket_kept;
+    bucket.resize(size_t{1} << digit);
+    for (int64_t j = 0; j < nnz; ++j) keys[j] = {ids[j], j};
+    for (int pass = 0; pass < passes; ++pass) {
+      const int shift = pass * digit;
+      const uint64_t mask = (uint64_t{1} << digit) - 1;
+      std::fill(bucket.begin(), bucket.end(), 0);
+      for (int64_t j = 0; j < nnz; ++j) ++bucket[(keys[j].first >> shift) & mask];
+      int64_t at = 0;
+      for (auto& b : bucket) at += std::exchange(b, at);
+      for (int64_t j = 0; j < nnz; ++j) merged[bucket[(keys[j].first >> shift) & mask]++] = keys[j];
+      keys.swap(merged);
+    }
+  } else {
+    parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
+      std::sort(keys.begin() + b, keys.begin() + e);
+    });
+  }
+  for (int64_t width = kSortBlock; width < nnz && id_bits > kRadixMaxBits; width *= 2) {
     parallel_for(ctx, (nnz + 2 * width - 1) / (2 * width), 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t lo = p * 2 * width, mid = std::min(nnz, lo + width),
@@ -138,6 +171,10 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
       // Per element: increasing position order, then the scale last (the CUDA kernel's order).
       for (int64_t d = 0; d < dim; ++d) out_row[d] = T(0);
       for (int64_t j = begin; j < end; ++j) {
+        // Rows are scattered over a large table: ask for the row kPrefetch positions ahead (the
+        // next bag's first ones too) while this one is added.
+        if (j + kPrefetch < offsets[batch])
+          __builtin_prefetch(table + static_cast<int64_t>(ids[j + kPrefetch]) * dim);
         const T* row = table + static_cast<int64_t>(ids[j]) * dim;
         for (int64_t d = 0; d < dim; ++d) out_row[d] += row[d];
       }
@@ -150,7 +187,7 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int /*id_bits: sorting keeps all 64 here*/) {
+                            int64_t* num_unique, int id_bits) {
   constexpr const char* op = "pooled_lookup_backward";
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
@@ -179,7 +216,7 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
     const int64_t b = bag_of[j];
     return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
   };
-  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, contribution, unique_ids, grad_rows);
+  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, id_bits, contribution, unique_ids, grad_rows);
 }
 
 // Row i is a bag of one id with Sum pooling: the backward's reduction with contribution(i, d) =
@@ -188,7 +225,8 @@ template <class T>
 void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
                        const T* rows, uint64_t* unique_ids, T* merged, int64_t* num_unique) {
   const auto contribution = [rows, dim](int64_t i, int64_t d) { return rows[i * dim + d]; };
-  *num_unique = sum_rows_by_id<T>(ctx, n, dim, ids, contribution, unique_ids, merged);
+  *num_unique =
+      sum_rows_by_id<T>(ctx, n, dim, ids, /*id_bits=*/64, contribution, unique_ids, merged);
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                   \

@@ -262,8 +262,8 @@ TEST_CASE("pooled_lookup_backward sums a hot id by chunks, lanes and the butterf
       std::vector<float> grad(nnz);
       int64_t num_unique = -1;
       kernels::pooled_lookup_backward<float>(ctx, Pooling::Sum, batch, 1, csr.offsets.data(),
-                                             csr.ids.data(), nnz, dout.data(), 1,
-                                             unique_ids.data(), grad.data(), &num_unique);
+                                             csr.ids.data(), nnz, dout.data(), 1, unique_ids.data(),
+                                             grad.data(), &num_unique);
       REQUIRE(num_unique == 2);
       std::vector<float> of3, of7;
       long double exact7 = 0;
@@ -304,6 +304,42 @@ TEST_CASE("id_bits_for gives the bits of the largest id; a bad id_bits is reject
                             ctx, Pooling::Sum, 1, 1, csr.offsets.data(), csr.ids.data(), 2,
                             dout.data(), 1, unique_ids.data(), grad.data(), &num_unique, bad),
                         Contains("pooled_lookup_backward: id_bits=" + std::to_string(bad)));
+  // Id 2 needs 2 bits: the CPU reference names the id that does not fit.
+  REQUIRE_THROWS_WITH(kernels::pooled_lookup_backward<float>(
+                          ctx, Pooling::Sum, 1, 1, csr.offsets.data(), csr.ids.data(), 2,
+                          dout.data(), 1, unique_ids.data(), grad.data(), &num_unique, 1),
+                      Contains("ids[1] = 2 is not below 2^id_bits (id_bits = 1)"));
+}
+
+TEST_CASE("pooled_lookup_backward gives the same bits with any id_bits that fits",
+          "[kernels][embedding]") {
+  // The radix sort over id_bits (1 to 3 passes) and the comparison sort (64 bits) order the
+  // positions alike: (id, position). Ids < 2^20, then < 2^33, with duplicates and hot ids.
+  Context ctx;
+  for (const int bits : {20, 33}) {
+    DYNAMIC_SECTION("ids below 2^" << bits) {
+      const int64_t rows = int64_t{1} << bits;
+      CsrBatch csr = random_csr(700, rows, 60, 71 + bits);
+      for (size_t j = 0; j < csr.ids.size(); j += 3) csr.ids[j] = csr.ids[j] % 50;  // repeats
+      const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = 5;
+      const auto dout = test::random_vector<float>(static_cast<size_t>(batch * dim), 72);
+      const auto run = [&](int id_bits) {
+        std::vector<uint64_t> unique_ids(nnz);
+        std::vector<float> grad(nnz * dim);
+        int64_t num_unique = -1;
+        kernels::pooled_lookup_backward<float>(
+            ctx, Pooling::Mean, batch, dim, csr.offsets.data(), csr.ids.data(), nnz, dout.data(),
+            dim, unique_ids.data(), grad.data(), &num_unique, id_bits);
+        grad.resize(num_unique * dim);
+        for (int64_t u = 0; u < num_unique; ++u) grad.push_back(float(unique_ids[u]));
+        return grad;
+      };
+      const auto all = run(64);
+      REQUIRE(test::any_nonzero(all));
+      test::require_bitwise_equal(run(kernels::id_bits_for(rows)), all, "id_bits_for(rows)");
+      test::require_bitwise_equal(run(bits + 7), all, "more bits");
+    }
+  }
 }
 
 TEST_CASE("pooled_lookup_backward of a batch without ids has no unique ids",
