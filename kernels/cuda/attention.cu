@@ -15,6 +15,16 @@ namespace lockstep::kernels::cuda {
 
 namespace {
 
+// Row r of the (B, heads, L) rows these kernels take one per thread: position t (a query, or a
+// key for dK/dV) of head i of sample b.
+struct HeadRow {
+  int64_t t, i, b;
+};
+__device__ __forceinline__ HeadRow head_row(int64_t r, int64_t L, int64_t heads) {
+  const int64_t bi = r / L;
+  return {r % L, bi % heads, bi / heads};
+}
+
 __global__ void attention_forward_kernel(int64_t B, int64_t L, int64_t heads, int64_t dh,
                                          float scale, const int64_t* __restrict__ lengths,
                                          const float* __restrict__ qkv, float* __restrict__ probs,
@@ -22,7 +32,7 @@ __global__ void attention_forward_kernel(int64_t B, int64_t L, int64_t heads, in
   const int64_t d = heads * dh, ld = 3 * d, n = B * heads * L;
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n;
        r += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t q = r % L, bi = r / L, i = bi % heads, b = bi / heads;
+    const auto [q, i, b] = head_row(r, L, heads);
     const int64_t len = clamp_length(lengths[b], L);
     const float* rows = qkv + b * L * ld;
     float* p = probs + r * L;
@@ -65,7 +75,7 @@ __global__ void attention_backward_query_kernel(int64_t B, int64_t L, int64_t he
   const int64_t d = heads * dh, ld = 3 * d, n = B * heads * L;
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n;
        r += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t q = r % L, bi = r / L, i = bi % heads, b = bi / heads;
+    const auto [q, i, b] = head_row(r, L, heads);
     const int64_t len = clamp_length(lengths[b], L);
     const float* rows = qkv + b * L * ld;
     const float* p = probs + r * L;
@@ -105,7 +115,8 @@ __global__ void attention_backward_key_kernel(int64_t B, int64_t L, int64_t head
   const int64_t d = heads * dh, ld = 3 * d, n = B * heads * L;
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n;
        r += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t k = r % L, bi = r / L, i = bi % heads, b = bi / heads;
+    const auto [k, i, b] = head_row(r, L, heads);
+    const int64_t bi = r / L;
     const bool valid = k < clamp_length(lengths[b], L);
     const float* rows = qkv + b * L * ld;
     const float* p = probs + bi * L * L + k;  // column k of the head's (L, L) block
