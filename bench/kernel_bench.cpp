@@ -115,20 +115,25 @@ int main(int argc, char** argv) {
                         bw_ceiling, "GB/s",
                         fmt::format("B={} nnz={} dim={} rows=1M", batch, nnz, dim)});
 
-    const double bwd_ms = bench::median_ms(
-        ctx,
-        [&] {
-          kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
-                                                 d_offsets.data(), d_ids.data(), nnz, out.data(),
-                                                 dim, unique.data(), grad_rows.data(),
-                                                 num_unique.data(), kernels::id_bits_for(rows));
-        },
-        3, iters);
-    const int64_t u = to_host(ctx, num_unique.data(), 1)[0];
-    const double bwd_bytes = nnz * 8.0 + batch * dim * 4.0 + u * (dim * 4.0 + 8);
-    rows_out.push_back({"pooled lookup bwd (sort+reduce)", bwd_ms, bwd_bytes / (bwd_ms * 1e6),
-                        bw_ceiling, "GB/s",
-                        fmt::format("unique rows {}; bytes = ids + dout + unique grads", u)});
+    // The backward of the same bags over `bag_ids` (device): one row, and the unique rows it left
+    // in `unique` / `grad_rows` / `num_unique` (the sparse update below applies them).
+    const auto time_backward = [&](const char* name, const Tensor<uint64_t>& bag_ids,
+                                   const std::string& note) {
+      const double ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
+                                                   d_offsets.data(), bag_ids.data(), nnz,
+                                                   out.data(), dim, unique.data(), grad_rows.data(),
+                                                   num_unique.data(), kernels::id_bits_for(rows));
+          },
+          3, iters);
+      const int64_t unique_rows = to_host(ctx, num_unique.data(), 1)[0];
+      const double bytes = nnz * 8.0 + batch * dim * 4.0 + unique_rows * (dim * 4.0 + 8);
+      rows_out.push_back({name, ms, bytes / (ms * 1e6), bw_ceiling, "GB/s",
+                          fmt::format("unique rows {}; {}", unique_rows, note)});
+      return unique_rows;
+    };
 
     // The same bags with Zipf-distributed ids (exponent 1.1 over the 1M rows): the few most
     // popular ids hold a large share of the positions (issue 14: such hot ids must not
@@ -143,22 +148,11 @@ int main(int argc, char** argv) {
         id = static_cast<uint64_t>(std::lower_bound(cdf.begin(), cdf.end(), uniform(rng)) -
                                    cdf.begin());
     }
-    const auto d_zipf = make_tensor(ctx, zipf);
-    const double zipf_ms = bench::median_ms(
-        ctx,
-        [&] {
-          kernels::pooled_lookup_backward<float>(ctx, kernels::Pooling::Mean, batch, dim,
-                                                 d_offsets.data(), d_zipf.data(), nnz, out.data(),
-                                                 dim, unique.data(), grad_rows.data(),
-                                                 num_unique.data(), kernels::id_bits_for(rows));
-        },
-        3, iters);
-    const int64_t zu = to_host(ctx, num_unique.data(), 1)[0];
-    const double zipf_bytes = nnz * 8.0 + batch * dim * 4.0 + zu * (dim * 4.0 + 8);
-    rows_out.push_back({"pooled lookup bwd (Zipf 1.1 ids)", zipf_ms, zipf_bytes / (zipf_ms * 1e6),
-                        bw_ceiling, "GB/s",
-                        fmt::format("unique rows {}; the top id at {} of {} positions", zu,
-                                    std::count(zipf.begin(), zipf.end(), uint64_t{0}), nnz)});
+    time_backward("pooled lookup bwd (Zipf 1.1 ids)", make_tensor(ctx, zipf),
+                  fmt::format("the top id at {} of {} positions",
+                              std::count(zipf.begin(), zipf.end(), uint64_t{0}), nnz));
+    const int64_t u = time_backward("pooled lookup bwd (sort+reduce)", d_ids,
+                                    "bytes = ids + dout + unique grads");
 
     const double upd_ms = bench::median_ms(
         ctx,

@@ -88,14 +88,8 @@ template <class T>
 void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
                     const T* dy, T* dx, T* dalpha) {
   if (rows <= 0 || cols <= 0) return;
-  // dalpha: a double sum per column in each fixed block of rows, the blocks then added in order
-  // (the same bits with any number of threads).
-  const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
-  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
-  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
-  partial.assign(static_cast<size_t>(blocks * cols), 0.0);
-  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
-    double* dalpha_sum = partial.data() + (r0 / grain) * cols;
+  // dalpha: double sums per column in fixed blocks of rows, added in block order.
+  const auto add_block = [&](int64_t r0, int64_t r1, double* dalpha_sum) {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
         const int64_t i = r * cols + c;
@@ -108,12 +102,9 @@ void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, 
         }
       }
     }
-  });
-  for (int64_t c = 0; c < cols; ++c) {
-    double sum = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * cols + c];
-    dalpha[c] += static_cast<T>(sum);
-  }
+  };
+  column_sums(ctx, rows, grain_for(cols), cols, add_block,
+              [&](int64_t c, double total) { dalpha[c] += static_cast<T>(total); });
 }
 
 // ---- Dice ----------------------------------------------------------------------------------
@@ -127,9 +118,8 @@ void dice_forward_train(const Context&, int64_t rows, int64_t cols, T eps, const
   if (rows <= 0 || cols <= 0) return;
   const auto ucols = static_cast<size_t>(cols);
   // Two passes (mean, then squared deviations): no cancellation as in E[x^2] - E[x]^2.
-  thread_local std::vector<double> sum_kept, sq_dev_kept;
-  auto& sum = sum_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& sq_dev = sq_dev_kept;
+  LOCKSTEP_KEPT_VECTOR(double, sum);
+  LOCKSTEP_KEPT_VECTOR(double, sq_dev);
   sum.assign(ucols, 0.0);
   sq_dev.assign(ucols, 0.0);
   for (int64_t r = 0; r < rows; ++r)
@@ -141,8 +131,7 @@ void dice_forward_train(const Context&, int64_t rows, int64_t cols, T eps, const
       sq_dev[c] += d * d;
     }
   }
-  thread_local std::vector<T> inv_std_kept;
-  auto& inv_std = inv_std_kept;  // references: a lambda naming a thread_local sees its own thread's
+  LOCKSTEP_KEPT_VECTOR(T, inv_std);
   inv_std.resize(ucols);
   for (int64_t c = 0; c < cols; ++c) {
     var[c] = static_cast<T>(sq_dev[c] / static_cast<double>(rows));
@@ -195,17 +184,15 @@ void dice_backward(const Context&, int64_t rows, int64_t cols, T eps, const T* x
                    const T* mean, const T* var, const T* p, const T* dy, T* dx, T* dalpha) {
   if (rows <= 0 || cols <= 0) return;
   const auto ucols = static_cast<size_t>(cols);
-  thread_local std::vector<double> sum_g_kept, sum_g_xhat_kept, sum_dalpha_kept;
-  auto& sum_g = sum_g_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& sum_g_xhat = sum_g_xhat_kept;
-  auto& sum_dalpha = sum_dalpha_kept;
+  LOCKSTEP_KEPT_VECTOR(double, sum_g);
+  LOCKSTEP_KEPT_VECTOR(double, sum_g_xhat);
+  LOCKSTEP_KEPT_VECTOR(double, sum_dalpha);
   sum_g.assign(ucols, 0.0);
   sum_g_xhat.assign(ucols, 0.0);
   sum_dalpha.assign(ucols, 0.0);
-  thread_local std::vector<T> inv_std_kept, mean_g_kept, mean_g_xhat_kept;
-  auto& inv_std = inv_std_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& mean_g = mean_g_kept;
-  auto& mean_g_xhat = mean_g_xhat_kept;
+  LOCKSTEP_KEPT_VECTOR(T, inv_std);
+  LOCKSTEP_KEPT_VECTOR(T, mean_g);
+  LOCKSTEP_KEPT_VECTOR(T, mean_g_xhat);
   inv_std.resize(ucols);
   mean_g.resize(ucols);
   mean_g_xhat.resize(ucols);

@@ -20,20 +20,13 @@ void bias_grad(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* d
   if (rows <= 0 || cols <= 0) return;
   // Row-order accumulation in double within each fixed block of rows, the blocks added in order
   // (deterministic for any thread count), then one add into dbias.
-  const int64_t grain = grain_for(cols), blocks = (rows + grain - 1) / grain;
-  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
-  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
-  partial.assign(static_cast<size_t>(blocks * cols), 0.0);
-  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
-    double* sum = partial.data() + (r0 / grain) * cols;
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(dy[r * cols + c]);
-  });
-  for (int64_t c = 0; c < cols; ++c) {
-    double sum = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) sum += partial[b * cols + c];
-    dbias[c] += static_cast<T>(sum);
-  }
+  column_sums(
+      ctx, rows, grain_for(cols), cols,
+      [&](int64_t r0, int64_t r1, double* sum) {
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = 0; c < cols; ++c) sum[c] += static_cast<double>(dy[r * cols + c]);
+      },
+      [&](int64_t c, double total) { dbias[c] += static_cast<T>(total); });
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                              \

@@ -61,12 +61,11 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
                       int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, T* h) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
-  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
-  thread_local std::vector<T> q_term_kept, w_qd_kept, w_kd_kept, qk_kept;
-  auto& q_term = q_term_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& w_qd = w_qd_kept;
-  auto& w_kd = w_kd_kept;
-  auto& qk = qk_kept;
+  // Scratch kept between calls: a steady-state step allocates nothing.
+  LOCKSTEP_KEPT_VECTOR(T, q_term);
+  LOCKSTEP_KEPT_VECTOR(T, w_qd);
+  LOCKSTEP_KEPT_VECTOR(T, w_kd);
+  LOCKSTEP_KEPT_VECTOR(T, qk);
   q_term.assign(static_cast<size_t>(B * H), T(0));
   if (D == 0) {
     std::fill(h, h + rows * H, T(0));
@@ -103,14 +102,13 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   if (rows == 0 || H == 0) return;
 
   // S: (B, H), summed over positions in increasing t.
-  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
-  thread_local std::vector<T> S_kept, w_qd_kept, w_kd_kept, qk_kept, g_q_kept, g_k_kept;
-  auto& S = S_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& w_qd = w_qd_kept;
-  auto& w_kd = w_kd_kept;
-  auto& qk = qk_kept;
-  auto& g_q = g_q_kept;
-  auto& g_k = g_k_kept;
+  // Scratch kept between calls: a steady-state step allocates nothing.
+  LOCKSTEP_KEPT_VECTOR(T, S);
+  LOCKSTEP_KEPT_VECTOR(T, w_qd);
+  LOCKSTEP_KEPT_VECTOR(T, w_kd);
+  LOCKSTEP_KEPT_VECTOR(T, qk);
+  LOCKSTEP_KEPT_VECTOR(T, g_q);
+  LOCKSTEP_KEPT_VECTOR(T, g_k);
   S.assign(static_cast<size_t>(B * H), T(0));
   parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)

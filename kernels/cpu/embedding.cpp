@@ -39,61 +39,39 @@ T bag_scale(Pooling pooling, int64_t len) {
   return pooling == Pooling::Mean && len > 0 ? T(1) / static_cast<T>(len) : T(1);
 }
 
-// The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
-// distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
-// positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
-// (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
-//   ids: (nnz); unique_ids: (>= nnz); out: (>= nnz, dim)
-//   id_bits: every id is < 2^id_bits (checked when < 64); up to kRadixMaxBits the positions are
-//   ordered by a radix sort over those bits.
-template <class T, class Contribution>
-int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
-                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out) {
-  // Positions ordered by (id, position): the one order a stable sort by id gives, which fixes the
-  // summation order below (the CUDA radix sort is stable too). Ids of a few bits (a table's rows):
-  // a least-significant-digit radix sort, each pass stable. Otherwise fixed blocks sorted on the
-  // kernel threads, then merged pairwise, level by level. Either way the same order.
-  constexpr int64_t kSortBlock = 8192;
-  constexpr int kRadixMaxBits = 33;
-  using Key = std::pair<uint64_t, int64_t>;
-  // Scratch kept between calls (thread_local): a steady-state step allocates nothing.
-  thread_local std::vector<Key> keys_kept, merged_kept;
-  auto& keys = keys_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& merged = merged_kept;
-  thread_local std::vector<int64_t> starts_kept;
-  auto& starts = starts_kept;  // references: a lambda naming a thread_local sees its own thread's
+using IdPosition = std::pair<uint64_t, int64_t>;
+
+// keys = (ids[j], j) for j < nnz, ordered by id then position: the one order a stable sort by id
+// gives, which fixes the summation order of sum_rows_by_id (the CUDA radix sort is stable too).
+// Ids below 2^33 (a table's rows: id_bits): a least-significant-digit radix sort over id_bits,
+// each pass stable. Otherwise fixed blocks sorted on the kernel threads, then merged pairwise,
+// level by level. `merged` is scratch of nnz entries.
+void order_by_id(const Context& ctx, int64_t nnz, const uint64_t* ids, int id_bits,
+                 std::vector<IdPosition>& keys, std::vector<IdPosition>& merged) {
   keys.resize(static_cast<size_t>(nnz));
   merged.resize(static_cast<size_t>(nnz));
-  if (id_bits < 64)
-    for (int64_t j = 0; j < nnz; ++j)
-      if (ids[j] >> id_bits != 0)
-        throw Error(
-            fmt::format("pooled_lookup_backward: ids[{}] = {} is not below 2^id_bits "
-                        "(id_bits = {}): pass id_bits_for(rows) of the table it indexes",
-                        j, ids[j], id_bits));
-  if (id_bits <= kRadixMaxBits) {
+  if (id_bits <= 33) {
     const int passes = (id_bits + 10) / 11, digit = (id_bits + passes - 1) / passes;
-    thread_local std::vector<int64_t> bucket_kept;
-    auto& bucket = bucket_kept;
+    const uint64_t mask = (uint64_t{1} << digit) - 1;
+    LOCKSTEP_KEPT_VECTOR(int64_t, bucket);
     bucket.resize(size_t{1} << digit);
     for (int64_t j = 0; j < nnz; ++j) keys[j] = {ids[j], j};
-    for (int pass = 0; pass < passes; ++pass) {
-      const int shift = pass * digit;
-      const uint64_t mask = (uint64_t{1} << digit) - 1;
+    for (int shift = 0; shift < passes * digit; shift += digit) {
       std::fill(bucket.begin(), bucket.end(), 0);
       for (int64_t j = 0; j < nnz; ++j) ++bucket[(keys[j].first >> shift) & mask];
       int64_t at = 0;
-      for (auto& b : bucket) at += std::exchange(b, at);
+      for (auto& b : bucket) at += std::exchange(b, at);  // exclusive prefix sums
       for (int64_t j = 0; j < nnz; ++j) merged[bucket[(keys[j].first >> shift) & mask]++] = keys[j];
       keys.swap(merged);
     }
-  } else {
-    parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
-      std::sort(keys.begin() + b, keys.begin() + e);
-    });
+    return;
   }
-  for (int64_t width = kSortBlock; width < nnz && id_bits > kRadixMaxBits; width *= 2) {
+  constexpr int64_t kSortBlock = 8192;
+  parallel_for(ctx, nnz, kSortBlock, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) keys[j] = {ids[j], j};
+    std::sort(keys.begin() + b, keys.begin() + e);
+  });
+  for (int64_t width = kSortBlock; width < nnz; width *= 2) {
     parallel_for(ctx, (nnz + 2 * width - 1) / (2 * width), 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t lo = p * 2 * width, mid = std::min(nnz, lo + width),
@@ -104,6 +82,20 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
     });
     keys.swap(merged);
   }
+}
+
+// The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
+// distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
+// positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
+// (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
+//   ids: (nnz), each < 2^id_bits; unique_ids: (>= nnz); out: (>= nnz, dim)
+template <class T, class Contribution>
+int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
+                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out) {
+  LOCKSTEP_KEPT_VECTOR(IdPosition, keys);
+  LOCKSTEP_KEPT_VECTOR(IdPosition, merged);
+  LOCKSTEP_KEPT_VECTOR(int64_t, starts);
+  order_by_id(ctx, nnz, ids, id_bits, keys, merged);
 
   // One segment per distinct id; each summed over its positions in order, per dim.
   starts.clear();
@@ -194,14 +186,18 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   check_offsets(op, batch, offsets);
   if (offsets[batch] != nnz) throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
   if (nnz == 0) return;
+  if (id_bits < 64)
+    for (int64_t j = 0; j < nnz; ++j)
+      if (ids[j] >> id_bits != 0)
+        throw Error(
+            fmt::format("{}: ids[{}] = {} is not below 2^id_bits (id_bits = {}): pass "
+                        "id_bits_for(rows) of the table it indexes",
+                        op, j, ids[j], id_bits));
 
   // Each position's bag and its pooling factor applied to dout, stored before summing: the
   // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
-  thread_local std::vector<int64_t> bag_of_kept;  // kept between calls: no allocation per step
-  auto& bag_of = bag_of_kept;  // references: a lambda naming a thread_local sees its own thread's
-  thread_local std::vector<T> scaled_dout_kept;
-  auto& scaled_dout =
-      scaled_dout_kept;  // references: a lambda naming a thread_local sees its own thread's
+  LOCKSTEP_KEPT_VECTOR(int64_t, bag_of);
+  LOCKSTEP_KEPT_VECTOR(T, scaled_dout);
   bag_of.resize(static_cast<size_t>(nnz));
   if (pooling == Pooling::Mean) scaled_dout.resize(static_cast<size_t>(batch * dim));
   parallel_for(ctx, batch, grain_for(dim + 1), [&](int64_t b0, int64_t b1) {

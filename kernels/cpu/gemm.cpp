@@ -110,9 +110,7 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
     });
   } else if (K >= 2 * kBlockK) {  // blocks of K: partial products, added in order
     const int64_t parts = (K + kBlockK - 1) / kBlockK;
-    thread_local std::vector<T> partial_kept;  // kept between calls: no allocation per step
-    auto& partial =
-        partial_kept;  // references: a lambda naming a thread_local sees its own thread's
+    LOCKSTEP_KEPT_VECTOR(T, partial);
     partial.resize(static_cast<size_t>(parts * M * N));
     parallel_for(ctx, K, kBlockK, [&](int64_t k0, int64_t k1) {
       const T* a = ta == Trans::N ? A + k0 : A + k0 * lda;

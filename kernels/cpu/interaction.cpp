@@ -9,6 +9,7 @@
 // Sizes and strides are validated by the dispatcher.
 
 #include "kernels/interaction.h"
+#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <vector>
@@ -21,10 +22,8 @@ template <class T>
 void fm_forward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, int64_t ldv, T* out,
                 int64_t ldo) {
   if (B == 0 || D == 0) return;
-  thread_local std::vector<double> sum_kept,
-      sum_sq_kept;       // kept between calls: no allocation per step
-  auto& sum = sum_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& sum_sq = sum_sq_kept;
+  LOCKSTEP_KEPT_VECTOR(double, sum);
+  LOCKSTEP_KEPT_VECTOR(double, sum_sq);
   sum.resize(static_cast<size_t>(D));
   sum_sq.resize(static_cast<size_t>(D));
   for (int64_t b = 0; b < B; ++b) {
@@ -47,8 +46,7 @@ template <class T>
 void fm_backward(const Context&, int64_t B, int64_t F, int64_t D, const T* v, int64_t ldv,
                  const T* dout, int64_t lddo, T* dv, int64_t lddv) {
   if (B == 0 || F == 0 || D == 0) return;
-  thread_local std::vector<double> sum_kept;  // kept between calls: no allocation per step
-  auto& sum = sum_kept;  // references: a lambda naming a thread_local sees its own thread's
+  LOCKSTEP_KEPT_VECTOR(double, sum);
   sum.resize(static_cast<size_t>(D));
   for (int64_t b = 0; b < B; ++b) {
     const T* row = v + b * ldv;
@@ -88,10 +86,8 @@ template <class T>
 void cross_backward(const Context&, int64_t B, int64_t n, const T* x0, const T* xl, const T* w,
                     const T* s, const T* dy, T* dx0, T* dxl, T* dw, T* db) {
   if (B == 0 || n == 0) return;
-  thread_local std::vector<double> dw_sum_kept,
-      db_sum_kept;             // kept between calls: no allocation per step
-  auto& dw_sum = dw_sum_kept;  // references: a lambda naming a thread_local sees its own thread's
-  auto& db_sum = db_sum_kept;
+  LOCKSTEP_KEPT_VECTOR(double, dw_sum);
+  LOCKSTEP_KEPT_VECTOR(double, db_sum);
   dw_sum.assign(static_cast<size_t>(n), 0.0);
   db_sum.assign(static_cast<size_t>(n), 0.0);
   for (int64_t r = 0; r < B; ++r) {

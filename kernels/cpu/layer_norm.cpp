@@ -43,13 +43,9 @@ template <class T>
 void layer_norm_backward(const Context& ctx, int64_t rows, int64_t n, const T* x, const T* gamma,
                          const T* mean, const T* rstd, const T* dy, T* dx, T* dgamma, T* dbeta) {
   if (rows == 0 || n == 0) return;
-  // dgamma, dbeta: double sums per column in each fixed block of rows, the blocks added in order.
-  const int64_t grain = grain_for(4 * n), blocks = (rows + grain - 1) / grain;
-  thread_local std::vector<double> partial_kept;  // kept between calls: no allocation per step
-  auto& partial = partial_kept;  // references: a lambda naming a thread_local sees its own thread's
-  partial.assign(static_cast<size_t>(2 * blocks * n), 0.0);
-  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
-    double* dgamma_sum = partial.data() + 2 * (r0 / grain) * n;
+  // dgamma, dbeta: double sums per column (dgamma's n, then dbeta's n) in fixed blocks of rows,
+  // added in block order.
+  const auto add_block = [&](int64_t r0, int64_t r1, double* dgamma_sum) {
     double* dbeta_sum = dgamma_sum + n;
     for (int64_t r = r0; r < r1; ++r) {
       const T* x_row = x + r * n;
@@ -73,16 +69,10 @@ void layer_norm_backward(const Context& ctx, int64_t rows, int64_t n, const T* x
         dx_row[j] = s * (g - mean_g - xhat * mean_g_xhat);
       }
     }
+  };
+  column_sums(ctx, rows, grain_for(4 * n), 2 * n, add_block, [&](int64_t c, double total) {
+    (c < n ? dgamma[c] : dbeta[c - n]) += static_cast<T>(total);
   });
-  for (int64_t j = 0; j < n; ++j) {
-    double sum_gamma = 0.0, sum_beta = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      sum_gamma += partial[(2 * b) * n + j];
-      sum_beta += partial[(2 * b + 1) * n + j];
-    }
-    dgamma[j] += static_cast<T>(sum_gamma);
-    dbeta[j] += static_cast<T>(sum_beta);
-  }
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                \

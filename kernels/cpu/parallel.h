@@ -6,13 +6,14 @@
 // chunk order afterwards) gives the same bits with 1, 2 or N threads.
 //
 // One pool per process: one worker per CPU of the process's affinity mask (mpirun's binding:
-// the rank's cores), less one, started on first use, the caller taking chunks too. A kernel called while another thread's kernel holds the pool runs its chunks
-// itself, in order (same results, no waiting). OpenBLAS runs single-threaded beside it
-// (lockstep/core/context.cpp): the GEMMs are split into fixed row blocks here instead, so the two
-// never oversubscribe the cores.
+// the rank's cores), less one, started on first use, the caller taking chunks too. A kernel called
+// while another thread's kernel holds the pool runs its chunks itself, in order (same results, no
+// waiting). OpenBLAS runs single-threaded beside it (lockstep/core/context.cpp): the GEMMs are
+// split into fixed row blocks here instead, so the two never oversubscribe the cores.
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "lockstep/core/context.h"
 
@@ -62,6 +63,34 @@ void parallel_for(const Context& ctx, int64_t n, int64_t grain, F&& f) {
 inline int64_t grain_for(int64_t cost_per_row) {
   constexpr int64_t kChunkCost = int64_t{1} << 15;
   return std::max<int64_t>(1, kChunkCost / std::max<int64_t>(cost_per_row, 1));
+}
+
+/// Declares `name`, a std::vector<Type> kept between a kernel's calls on the calling thread, so
+/// that a steady-state step allocates nothing (size it with assign/resize on each call). It is a
+/// reference to a function-local thread_local: a lambda naming the thread_local itself would see
+/// the copy of whichever pool thread runs it, not the caller's.
+#define LOCKSTEP_KEPT_VECTOR(Type, name)      \
+  thread_local std::vector<Type> name##_kept; \
+  std::vector<Type>& name = name##_kept
+
+/// Per-column sums over `rows` rows, the same bits with any thread count: the rows are cut into
+/// fixed blocks of `grain`; add_block(r0, r1, sums) adds rows [r0, r1) into its block's `width`
+/// double sums (zeroed); the blocks are then added in block order and finish(c, total) gets each
+/// column's total.
+template <class AddBlock, class Finish>
+void column_sums(const Context& ctx, int64_t rows, int64_t grain, int64_t width,
+                 AddBlock&& add_block, Finish&& finish) {
+  const int64_t blocks = (rows + grain - 1) / grain;
+  LOCKSTEP_KEPT_VECTOR(double, partial);
+  partial.assign(static_cast<size_t>(blocks * width), 0.0);
+  parallel_for(ctx, rows, grain, [&](int64_t r0, int64_t r1) {
+    add_block(r0, r1, partial.data() + (r0 / grain) * width);
+  });
+  for (int64_t c = 0; c < width; ++c) {
+    double total = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) total += partial[b * width + c];
+    finish(c, total);
+  }
 }
 
 }  // namespace lockstep::kernels::cpu

@@ -134,12 +134,19 @@ __global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offs
     scales[b] = bag_scale(Pooling::Mean, offsets[b + 1] - offsets[b]);
 }
 
-// One product of a segmented sum: scale_b * dout[b, d], rounded before it is added.
-__device__ __forceinline__ float contribution(const float* __restrict__ scales,
-                                              const float* __restrict__ dout, int64_t ld_dout,
-                                              int b, int64_t d) {
-  const float g = dout[b * ld_dout + d];
-  return scales != nullptr ? __fmul_rn(g, scales[b]) : g;
+// Column d of sorted positions [begin, end) summed sequentially: scale_b * dout[b, d] for their
+// bags b, each product rounded before it is added (the CPU's order).
+__device__ __forceinline__ float sum_positions(int64_t begin, int64_t end, int64_t d,
+                                               const int* __restrict__ sorted_bag,
+                                               const float* __restrict__ scales,
+                                               const float* __restrict__ dout, int64_t ld_dout) {
+  float sum = 0.0f;
+  for (int64_t k = begin; k < end; ++k) {
+    const int b = sorted_bag[k];
+    const float g = dout[b * ld_dout + d];
+    sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(g, scales[b]) : g);
+  }
+  return sum;
 }
 
 // Segmented reduction over the id-sorted positions: one group of `lanes` threads per unique id
@@ -163,13 +170,8 @@ __global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __rest
        u += int64_t(gridDim.x) * rows_per_block) {
     if (counts[u] > kHotChunk) continue;
     const int64_t begin = starts[u], end = begin + counts[u];
-    float* grad_row = grad_rows + u * dim;
-    for (int64_t d = lane; d < dim; d += lanes) {
-      float sum = 0.0f;
-      for (int64_t k = begin; k < end; ++k)
-        sum = __fadd_rn(sum, contribution(scales, dout, ld_dout, sorted_bag[k], d));
-      grad_row[d] = sum;
-    }
+    for (int64_t d = lane; d < dim; d += lanes)
+      grad_rows[u * dim + d] = sum_positions(begin, end, d, sorted_bag, scales, dout, ld_dout);
   }
 }
 
@@ -218,12 +220,8 @@ __global__ void hot_chunk_sum_kernel(
     const int64_t u = hot_segment_of(c, unique, chunk_start);
     const int64_t begin = starts[u] + (c - chunk_start[u]) * kHotChunk;
     const int64_t end = min(begin + kHotChunk, starts[u] + counts[u]);
-    for (int64_t d = lane; d < dim; d += lanes) {
-      float sum = 0.0f;
-      for (int64_t k = begin; k < end; ++k)
-        sum = __fadd_rn(sum, contribution(scales, dout, ld_dout, sorted_bag[k], d));
-      partial[c * dim + d] = sum;
-    }
+    for (int64_t d = lane; d < dim; d += lanes)
+      partial[c * dim + d] = sum_positions(begin, end, d, sorted_bag, scales, dout, ld_dout);
   }
 }
 

@@ -144,11 +144,8 @@ void DynamicTable<T>::evict_for(int64_t needed) {
 template <class T>
 void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale,
                             int64_t step) {
-  int64_t n = 0;  // read into a scalar, not a host vector: a steady-state step allocates nothing
-  if (grad.ready()) {
-    ctx.count_host_read();  // as to_host() counts its reads
-    copy_bytes(ctx, &n, Device::cpu(), grad.count(), ctx.device(), sizeof(n));
-  }
+  int64_t n = 0;
+  if (grad.ready()) lockstep::to_host(ctx, grad.count(), 1, &n);
   const int64_t width = dim_ + kDynamicRecordExtra;
   LOCKSTEP_CHECK(n == 0 || grad.dim() == width,
                  "dynamic table: a gradient of width {} for records of width {}", grad.dim(),
@@ -164,9 +161,7 @@ void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T gra
   kernels::copy_2d<T>(ctx, n, 2, rec, width, reinterpret_cast<T*>(plan_.data() + n), 2);
   std::vector<uint64_t>& words = host_.words;
   words.resize(static_cast<size_t>(n + count_words));
-  ctx.count_host_read();
-  copy_bytes(ctx, words.data(), Device::cpu(), plan_.data(), ctx.device(),
-             words.size() * sizeof(uint64_t));
+  lockstep::to_host(ctx, plan_.data(), n + count_words, words.data());
   const uint64_t* keys = words.data();
   std::vector<T>& counts = host_.counts;
   counts.resize(static_cast<size_t>(2 * n));

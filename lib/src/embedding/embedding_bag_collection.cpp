@@ -162,8 +162,8 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
                                       DeviceBatch<T>& out) const {
   const int64_t rows = batch.size, Tn = sequence_length_;
   // Host scratch kept between calls (thread_local): a steady-state step allocates nothing.
-  thread_local std::vector<int64_t> counts;  // ids per sample in the first sequence field,
-                                             // before truncation
+  // counts: ids per sample in the first sequence field, before truncation.
+  thread_local std::vector<int64_t> counts;
   thread_local std::vector<typename DeviceBatch<T>::TableSize> sizes;
   thread_local std::vector<T> occurrence_label;
   // Pass 1 (host): check the columns and size every table's CSR.

@@ -105,10 +105,16 @@ void zero_bytes(const Context& ctx, void* dst, size_t bytes);
 /// kernel recorded (invalid input, lockstep/core/device_error.h) is thrown here as the Error the
 /// CPU reference throws for that input. n = 0 reads nothing, and checks nothing.
 template <class T>
-std::vector<T> to_host(const Context& ctx, const T* src, int64_t n) {
+void to_host(const Context& ctx, const T* src, int64_t n, T* out) {
   ctx.count_host_read();
+  if (n > 0) ctx.copy_to_host(out, src, static_cast<size_t>(n) * sizeof(T));
+}
+/// The same into a new host vector (the form above reads into memory the caller keeps: a
+/// steady-state step allocates nothing).
+template <class T>
+std::vector<T> to_host(const Context& ctx, const T* src, int64_t n) {
   std::vector<T> out(static_cast<size_t>(n));
-  if (n > 0) ctx.copy_to_host(out.data(), src, out.size() * sizeof(T));
+  to_host(ctx, src, n, out.data());
   return out;
 }
 template <class T>
@@ -119,16 +125,14 @@ std::vector<T> to_host(const Context& ctx, const Tensor<T>& t) {
 /// Resizes dst to `shape` (default: {src.size()}) and copies the host vector into it.
 template <class T>
 void upload(const Context& ctx, const std::vector<T>& src, Tensor<T>& dst, Shape shape = {}) {
-  if (shape.empty()) {  // (no host allocation: the steady-state step uploads with this)
+  if (shape.empty()) {  // a braced shape: no host allocation (the steady-state step uploads so)
     dst.resize(ctx, {static_cast<int64_t>(src.size())});
-    if (!src.empty())
-      copy_bytes(ctx, dst.data(), ctx.device(), src.data(), Device::cpu(), src.size() * sizeof(T));
-    return;
+  } else {
+    LOCKSTEP_CHECK(shape_numel(shape) == static_cast<int64_t>(src.size()),
+                   "upload: shape {} holds {} elements but the host vector has {}",
+                   shape_str(shape), shape_numel(shape), src.size());
+    dst.resize(ctx, std::move(shape));
   }
-  LOCKSTEP_CHECK(shape_numel(shape) == static_cast<int64_t>(src.size()),
-                 "upload: shape {} holds {} elements but the host vector has {}", shape_str(shape),
-                 shape_numel(shape), src.size());
-  dst.resize(ctx, std::move(shape));
   if (!src.empty())
     copy_bytes(ctx, dst.data(), ctx.device(), src.data(), Device::cpu(), src.size() * sizeof(T));
 }
