@@ -72,7 +72,7 @@ struct Options {
   int64_t epochs = 1, log_every = 200, checkpoint_every = 0;
   uint64_t data_seed = 1;
   int threads = 0;
-  double comm_timeout = 300, startup_timeout = 120;
+  double comm_timeout = 300, startup_timeout = 120, bucket_mb = 1;
   bool allow_tf32 = false, resume = false, resume_or_start = false, allow_empty_data = false;
 };
 
@@ -496,6 +496,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.sparse_export_dir = o.export_sparse;
   tc.sparse_delta_every = o.sparse_delta_every;
   tc.profile = o.profile;
+  tc.all_reduce_bucket_mb = o.bucket_mb;
   tc.epoch_boundaries = o.follow.empty();  // --follow: day markers are the boundaries
   // Model selection on the validation data: best/ kept beside the checkpoints (or --best-dir),
   // early stopping; without --valid the test data is evaluated each epoch for monitoring only.
@@ -718,6 +719,10 @@ int main(int argc, char** argv) {
   app.add_option("--sparse-delta-every", o.sparse_delta_every,
                  "with --export-sparse: a delta every N steps (0 = none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--all-reduce-bucket-mb", o.bucket_mb,
+                 "with several ranks, sum the dense gradients in buckets of this many MiB "
+                 "started during the backward (0: one all-reduce after it; same results)")
+      ->check(CLI::Range(0.0, 1048576.0));
   app.add_flag("--profile", o.profile,
                "log where the training steps' time goes at the end (phases and kernels, rank 0; "
                "docs/performance.md)");

@@ -22,4 +22,21 @@ void sum(const Context& ctx, int64_t n, const float* x, float* out) {
   LOCKSTEP_KERNEL_CHECK(ctx, "sum");
 }
 
+namespace {
+__global__ void sum_blocks_kernel(int64_t n, int blocks, const float* x, float* out) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float total = x[i];
+    for (int b = 1; b < blocks; ++b) total = __fadd_rn(total, x[b * n + i]);  // never contracted
+    out[i] = total;
+  }
+}
+}  // namespace
+
+void sum_blocks(const Context& ctx, int64_t n, int blocks, const float* x, float* out) {
+  if (n <= 0) return;
+  sum_blocks_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(n, blocks, x, out);
+  LOCKSTEP_KERNEL_CHECK(ctx, "sum_blocks");
+}
+
 }  // namespace lockstep::kernels::cuda

@@ -333,6 +333,24 @@ TEST_CASE("CUDA sum matches the CPU reference and is deterministic", "[gpu][redu
   }
 }
 
+TEST_CASE("CUDA sum_blocks gives the CPU's bits", "[gpu][reduce]") {
+  test::ParityContexts ctx;
+  for (const int blocks : {1, 2, 3, 8}) {
+    for (const int64_t n : {int64_t(0), int64_t(1), int64_t(1000), int64_t((1 << 20) + 3)}) {
+      INFO("blocks " << blocks << " n " << n);
+      // Magnitudes far apart, so that any other order of the adds shows in the bits.
+      auto x = test::random_vector<float>(static_cast<size_t>(n * blocks), 7100 + n, -1.0, 1.0);
+      for (size_t i = 0; i < x.size(); i += 3) x[i] *= 1e7f;
+      std::vector<float> ref(static_cast<size_t>(n));
+      kernels::sum_blocks<float>(ctx.cpu, n, blocks, x.data(), ref.data());
+      const auto x_g = test::to_gpu(ctx.gpu, x);
+      auto out_g = device_tensor(ctx.gpu, n);
+      kernels::sum_blocks<float>(ctx.gpu, n, blocks, x_g.data(), out_g.data());
+      test::require_bitwise_equal(host(ctx.gpu, out_g), ref, "sum_blocks");
+    }
+  }
+}
+
 TEST_CASE("double precision on a CUDA context is refused", "[gpu][activation]") {
   test::ParityContexts ctx;
   const std::vector<double> x = {1.0};

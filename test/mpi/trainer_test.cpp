@@ -277,6 +277,51 @@ TEST_CASE("Exactly one dense all-reduce per step", "[trainer][collectives]") {
   CHECK(comm->stats().barrier == before.barrier);
 }
 
+TEST_CASE("Dense gradients summed in buckets during the backward give the bits of one all-reduce",
+          "[trainer][buckets]") {
+  auto comm = comm::create_communicator("mpi", Device::cpu());
+  Plan plan;
+  for (int r = 0; r < comm->size(); ++r) {
+    std::vector<int64_t> s(3 + r, 11);
+    s.back() = 3;
+    plan.sizes.push_back(s);
+  }
+  const std::pair<const char*, ModelFactory> cases[] = {
+      {"embedding_mlp",
+       [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+         return test::fixture_model(c, nn::ActivationKind::Dice);
+       }},
+      {"din",
+       [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+         return test::fixture_din(c);
+       }},
+      {"bst",
+       [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+         return test::fixture_bst(c);
+       }},
+      {"dual",
+       [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+         return test::fixture_dual(c);
+       }},
+  };
+  for (const auto& [name, make] : cases) {
+    INFO(name);
+    std::vector<uint64_t> hashes;
+    for (const double mb : {0.0, 1e-6, 0.001, 1.0}) {  // none, one per parameter, a few, one
+      auto cfg = quiet();
+      cfg.all_reduce_bucket_mb = mb;
+      const auto before = comm->stats();
+      const RunResult r = run_model(plan, *comm, cfg, make);
+      check_run(plan, r);
+      const int64_t started = comm->stats().all_reduce_started - before.all_reduce_started;
+      if (mb == 0.0) CHECK(started == 0);
+      if (mb > 0.0) CHECK(started >= static_cast<int64_t>(r.fit.steps));
+      hashes.push_back(r.hash);
+    }
+    for (size_t i = 1; i < hashes.size(); ++i) CHECK(hashes[i] == hashes[0]);
+  }
+}
+
 TEST_CASE("P ranks match one rank fed the union of each step's batches", "[trainer][equivalence]") {
   auto comm = comm::create_communicator("mpi", Device::cpu());
   auto local = comm::create_communicator("local", Device::cpu());

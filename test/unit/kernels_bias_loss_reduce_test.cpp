@@ -216,3 +216,33 @@ TEMPLATE_TEST_CASE("sum adds every element and gives exactly 0 for an empty inpu
     }
   }
 }
+
+TEST_CASE("sum_blocks adds the blocks in block order, element by element", "[kernels][reduce]") {
+  Context ctx;
+  // The order shows in float: (1e8 + 1) - 1e8 = 0, while 1e8 + (1 - 1e8) = 1 would not.
+  const std::vector<float> x = {1e8f, 2.f, 1.f, 3.f, -1e8f, 4.f};  // 3 blocks of 2
+  std::vector<float> out(2, -7.f);
+  kernels::sum_blocks<float>(ctx, 2, 3, x.data(), out.data());
+  CHECK(out[0] == (1e8f + 1.f) + -1e8f);
+  CHECK(out[0] == 0.f);
+  CHECK(out[1] == 9.f);
+
+  // Against a long-double-free restatement of the order, in place (out = block 0), and with one
+  // block (a copy).
+  const int64_t n = 1001;
+  const int blocks = 5;
+  auto y = test::random_vector<float>(static_cast<size_t>(n * blocks), 88, -3.0, 3.0);
+  std::vector<float> want(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    float t = y[static_cast<size_t>(i)];
+    for (int b = 1; b < blocks; ++b) t = t + y[static_cast<size_t>(b * n + i)];
+    want[static_cast<size_t>(i)] = t;
+  }
+  kernels::sum_blocks<float>(ctx, n, blocks, y.data(), y.data());
+  test::require_bitwise_equal(std::vector<float>(y.begin(), y.begin() + n), want, "in place");
+  std::vector<float> copy(static_cast<size_t>(n));
+  kernels::sum_blocks<float>(ctx, n, 1, want.data(), copy.data());
+  test::require_bitwise_equal(copy, want, "one block");
+  CHECK_THROWS_AS(kernels::sum_blocks<float>(ctx, n, 0, want.data(), copy.data()), Error);
+  CHECK_THROWS_AS(kernels::sum_blocks<float>(ctx, -1, 2, want.data(), copy.data()), Error);
+}

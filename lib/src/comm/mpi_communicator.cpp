@@ -7,7 +7,9 @@
 // results are then all-gathered (MPI_Iallgatherv). Every element is therefore added in rank order
 // on exactly one rank and copied to the others: identical bits everywhere, the same bits run to
 // run, independent of MPI's algorithms and tuning. The traffic is that of a ring all-reduce
-// (2 (P-1)/P of the buffer per rank).
+// (2 (P-1)/P of the buffer per rank). all_reduce_sum_start posts the first exchange of each
+// piece and returns; all_reduce_wait (or the next collective) sums and posts the second: the
+// same adds on the same ranks, so a bucket started early gets the bits of one call.
 #include "lockstep/config.h"
 
 #if LOCKSTEP_MPI_ENABLED
@@ -98,19 +100,31 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(const Context& ctx, void* data, int64_t count, DataType type) override {
     check_count("all_reduce_sum", count, data);
     session_->check_usable("all_reduce", step_);
-    const size_t esize = data_type_size(type);
-    const size_t bytes = static_cast<size_t>(count) * esize;
+    complete_started();
     ++stats_.all_reduce;
-    stats_.bytes_all_reduced += static_cast<int64_t>(bytes);
+    stats_.bytes_all_reduced += count * static_cast<int64_t>(data_type_size(type));
+    reduce_now(ctx, data, count, type);
+  }
+
+  void all_reduce_sum_start(const Context& ctx, void* data, int64_t count, DataType type) override {
+    check_count("all_reduce_sum_start", count, data);
+    session_->check_usable("all_reduce", step_);
+    ++stats_.all_reduce_started;
+    stats_.bytes_all_reduced += count * static_cast<int64_t>(data_type_size(type));
+    if (ctx.is_cuda()) {
+      // Staging through host memory waits for the device anyway: sum at once.
+      complete_started();
+      reduce_now(ctx, data, count, type);
+      return;
+    }
     if (count == 0 || size() == 1) return;
     const Deadline deadline = session_->deadline_for(step_);
-    auto* host = static_cast<unsigned char*>(stage_in(ctx, data, bytes));
-    const int64_t piece = kPieceBytes / static_cast<int64_t>(esize);
-    for (int64_t first = 0; first < count; first += piece) {
-      reduce_piece(host + static_cast<size_t>(first) * esize, std::min(piece, count - first), type,
-                   deadline);
-    }
-    stage_out(ctx, data, host, bytes);
+    post_pieces(static_cast<unsigned char*>(data), count, type, deadline);
+  }
+
+  void all_reduce_wait(const Context&) override {
+    session_->check_usable("all_reduce", step_);
+    complete_started();
   }
 
   void all_gather_v(const Context& ctx, const void* send, void* recv,
@@ -121,6 +135,7 @@ class MpiCommunicator final : public Communicator {
                    "({}); gather in several calls",
                    total, INT_MAX);
     session_->check_usable("all_gather_v", step_);
+    complete_started();
     const size_t esize = data_type_size(type);
     ++stats_.all_gather;
     stats_.bytes_gathered += total * static_cast<int64_t>(esize);
@@ -161,6 +176,7 @@ class MpiCommunicator final : public Communicator {
     check_count("broadcast", count, data);
     check_root(root, size());
     session_->check_usable("broadcast", step_);
+    complete_started();
     ++stats_.broadcast;
     if (count == 0 || size() == 1) return;
     const Deadline deadline = session_->deadline_for(step_);
@@ -181,6 +197,7 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override {
     session_->check_usable("barrier", step_);
+    complete_started();
     ++stats_.barrier;
     session_->barrier(step_);
   }
@@ -188,40 +205,91 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override { session_->abort(exit_code); }
 
  private:
-  /// One piece of all_reduce_sum (n elements at `data`, host memory), summed in rank order.
-  void reduce_piece(unsigned char* data, int64_t n, DataType type, const Deadline& deadline) {
+  /// A piece of a sum in flight (n elements at `data`, host memory): its exchange posted, the
+  /// arrays MPI reads until it completes kept here.
+  struct Piece {
+    unsigned char* data = nullptr;
+    int64_t n = 0;
+    DataType type = DataType::F32;
+    std::vector<int> block_counts, block_displs, mine_counts, mine_displs;
+    std::vector<unsigned char> scratch;  // every rank's contribution to my block
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+
+  /// all_reduce_sum's work after the checks: sums `count` elements at once.
+  void reduce_now(const Context& ctx, void* data, int64_t count, DataType type) {
+    if (count == 0 || size() == 1) return;
+    const Deadline deadline = session_->deadline_for(step_);
+    const size_t bytes = static_cast<size_t>(count) * data_type_size(type);
+    auto* host = static_cast<unsigned char*>(stage_in(ctx, data, bytes));
+    post_pieces(host, count, type, deadline);
+    complete_pieces(deadline);
+    stage_out(ctx, data, host, bytes);
+  }
+
+  /// Posts the first exchange of `count` elements at `data` (host memory), in pieces of at most
+  /// kPieceBytes.
+  void post_pieces(unsigned char* data, int64_t count, DataType type, const Deadline& deadline) {
+    const int64_t esize = static_cast<int64_t>(data_type_size(type));
+    const int64_t piece = kPieceBytes / esize;
+    for (int64_t first = 0; first < count; first += piece)
+      post_piece(data + first * esize, std::min(piece, count - first), type, deadline);
+  }
+
+  /// Rank r owns elements [first(r), first(r + 1)) of a piece: balanced, empty blocks allowed.
+  /// Every rank's contribution to my block comes to me, in rank order.
+  void post_piece(unsigned char* data, int64_t n, DataType type, const Deadline& deadline) {
+    if (started_ == pieces_.size()) pieces_.emplace_back();  // kept: no allocation next step
+    Piece& p = pieces_[started_];
+    p.data = data;
+    p.n = n;
+    p.type = type;
     const int ranks = size(), me = rank();
     const int64_t esize = static_cast<int64_t>(data_type_size(type));
-    // Rank r owns elements [first(r), first(r + 1)): balanced, empty blocks allowed.
     auto first = [&](int r) { return n * r / ranks; };
     const int64_t mine = first(me + 1) - first(me);
-    block_counts_.resize(static_cast<size_t>(ranks));
-    block_displs_.resize(static_cast<size_t>(ranks));
-    mine_counts_.assign(static_cast<size_t>(ranks), static_cast<int>(mine * esize));
-    mine_displs_.resize(static_cast<size_t>(ranks));
+    p.block_counts.resize(static_cast<size_t>(ranks));
+    p.block_displs.resize(static_cast<size_t>(ranks));
+    p.mine_counts.assign(static_cast<size_t>(ranks), static_cast<int>(mine * esize));
+    p.mine_displs.resize(static_cast<size_t>(ranks));
     for (int r = 0; r < ranks; ++r) {
       const size_t i = static_cast<size_t>(r);
-      block_counts_[i] = static_cast<int>((first(r + 1) - first(r)) * esize);
-      block_displs_[i] = static_cast<int>(first(r) * esize);
-      mine_displs_[i] = static_cast<int>(r * mine * esize);
+      p.block_counts[i] = static_cast<int>((first(r + 1) - first(r)) * esize);
+      p.block_displs[i] = static_cast<int>(first(r) * esize);
+      p.mine_displs[i] = static_cast<int>(r * mine * esize);
     }
-    scratch_.resize(static_cast<size_t>(ranks * mine * esize));
+    p.scratch.resize(static_cast<size_t>(ranks * mine * esize));
+    session_->check_posted(
+        MPI_Ialltoallv(data, p.block_counts.data(), p.block_displs.data(), MPI_BYTE,
+                       p.scratch.data(), p.mine_counts.data(), p.mine_displs.data(), MPI_BYTE,
+                       session_->comm(), &p.request),
+        "all_reduce", step_, deadline);
+    ++started_;
+  }
 
-    // Every rank's contribution to my block, in rank order.
-    MPI_Request request;
-    session_->check_posted(
-        MPI_Ialltoallv(data, block_counts_.data(), block_displs_.data(), MPI_BYTE, scratch_.data(),
-                       mine_counts_.data(), mine_displs_.data(), MPI_BYTE, session_->comm(),
-                       &request),
-        "all_reduce", step_, deadline);
-    session_->wait(&request, 1, "all_reduce", step_, deadline);
-    sum_in_rank_order(type, data + first(me) * esize, scratch_.data(), mine, ranks);
-    // Every owner's sum to every rank.
-    session_->check_posted(
-        MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, block_counts_.data(),
-                        block_displs_.data(), MPI_BYTE, session_->comm(), &request),
-        "all_reduce", step_, deadline);
-    session_->wait(&request, 1, "all_reduce", step_, deadline);
+  /// Completes the posted pieces, in the order posted: my block summed in rank order, then every
+  /// owner's sum to every rank.
+  void complete_pieces(const Deadline& deadline) {
+    const int ranks = size(), me = rank();
+    for (size_t k = 0; k < started_; ++k) {
+      Piece& p = pieces_[k];
+      session_->wait(&p.request, 1, "all_reduce", step_, deadline);
+      const int64_t esize = static_cast<int64_t>(data_type_size(p.type));
+      const int64_t first = p.n * me / ranks, mine = p.n * (me + 1) / ranks - first;
+      sum_in_rank_order(p.type, p.data + first * esize, p.scratch.data(), mine, ranks);
+      session_->check_posted(
+          MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p.data, p.block_counts.data(),
+                          p.block_displs.data(), MPI_BYTE, session_->comm(), &p.request),
+          "all_reduce", step_, deadline);
+    }
+    for (size_t k = 0; k < started_; ++k)
+      session_->wait(&pieces_[k].request, 1, "all_reduce", step_, deadline);
+    started_ = 0;
+  }
+
+  /// Completes what all_reduce_sum_start() left in flight (before any other collective).
+  void complete_started() {
+    if (started_ > 0) complete_pieces(session_->deadline_for(step_));
   }
 
   /// Host memory holding `bytes` of `data` (data itself on the CPU, a pinned copy for CUDA).
@@ -260,8 +328,8 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::unique_ptr<MpiSession> session_;
-  std::vector<unsigned char> scratch_;
-  std::vector<int> block_counts_, block_displs_, mine_counts_, mine_displs_;
+  std::vector<Piece> pieces_;  // [0, started_) in flight
+  size_t started_ = 0;
   void* pinned_ = nullptr;
   size_t pinned_bytes_ = 0;
 };

@@ -10,6 +10,20 @@
 //
 // all_gather_v is a group of ncclBroadcast calls, one per rank with a non-zero count, each
 // writing straight into its slice of `recv`: no padding, no scratch buffer, no compaction copy.
+//
+// all_reduce_sum of F32 is not ncclAllReduce, whose order of adds depends on where an element
+// lies in the buffer (ring chunks, tree or NVLS by size): it is the MPI communicator's rank-ordered
+// sum on the device. Rank r owns a block; a group of ncclSend/ncclRecv brings every rank's part
+// of my block to me, kernels::sum_blocks adds them in rank order, a group of ncclBroadcast sends
+// every owner's block to all. So a bucket of the gradients summed alone gets the bits of the
+// whole buffer summed at once, and the bits are those of the CPU's MPI path. Same traffic as a
+// ring all-reduce. Integer types (exact in any order) and F64 take ncclAllReduce.
+//
+// Every NCCL call and its sum kernel run on the communicator's own stream, after an event
+// recorded on the caller's stream; the caller's stream then waits on an event recorded after
+// them, and a blocking call polls that event (never the caller's whole stream). Started sums
+// (all_reduce_sum_start, buckets of gradients during the backward) queue on that stream and run
+// while the caller's stream goes on with the backward.
 #include "comm/backends.h"
 
 #if LOCKSTEP_NCCL_COMM_ENABLED
@@ -26,6 +40,7 @@
 #include "comm/mpi_session.h"
 #include "comm/nccl_check.h"
 #include "core/cuda_check.h"
+#include "kernels/reduce.h"
 
 namespace lockstep::comm::detail {
 namespace {
@@ -49,8 +64,10 @@ ncclDataType_t nccl_type(DataType type) {
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<MpiSession> session, const Device& device)
-      : session_(std::move(session)), device_(device) {
+      : session_(std::move(session)), device_(device), own_(device) {
     LOCKSTEP_CUDA_CHECK(cudaSetDevice(device_.index));
+    LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&work_, cudaEventDisableTiming));
+    LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
     // Rank 0 broadcasts an all-zero id when it cannot make one, so that the others fail at once
     // instead of waiting for the start-up deadline.
     ncclUniqueId id{};
@@ -77,6 +94,18 @@ class NcclCommunicator final : public Communicator {
   }
 
   ~NcclCommunicator() override {
+    release_comm();
+    if (work_) cudaEventDestroy(work_);
+    if (done_) cudaEventDestroy(done_);
+  }
+
+  std::string backend() const override { return "nccl"; }
+  int rank() const override { return session_->rank(); }
+  int size() const override { return session_->size(); }
+  int local_rank() const override { return session_->local_rank(); }
+
+ private:
+  void release_comm() noexcept {
     if (!comm_) return;
     if (session_->failed()) {
       ncclCommAbort(comm_);
@@ -98,22 +127,35 @@ class NcclCommunicator final : public Communicator {
       ncclCommAbort(comm_);
   }
 
-  std::string backend() const override { return "nccl"; }
-  int rank() const override { return session_->rank(); }
-  int size() const override { return session_->size(); }
-  int local_rank() const override { return session_->local_rank(); }
-
+ public:
   void all_reduce_sum(const Context& ctx, void* data, int64_t count, DataType type) override {
     check_count("all_reduce_sum", count, data);
     check_usable(ctx, "all_reduce");
     ++stats_.all_reduce;
     stats_.bytes_all_reduced += count * static_cast<int64_t>(data_type_size(type));
-    if (count == 0) return;
     const Deadline deadline = session_->deadline_for(step_);
-    cudaStream_t stream = lockstep::detail::stream_of(ctx);
-    settle(ncclAllReduce(data, data, static_cast<size_t>(count), nccl_type(type), ncclSum, comm_,
-                         stream),
-           stream, "all_reduce", step_, deadline);
+    if (count > 0) {
+      follow(ctx);
+      enqueue_sum(data, count, type, deadline);
+    }
+    join_and_wait(ctx, "all_reduce", deadline);
+  }
+
+  void all_reduce_sum_start(const Context& ctx, void* data, int64_t count, DataType type) override {
+    check_count("all_reduce_sum_start", count, data);
+    check_usable(ctx, "all_reduce");
+    ++stats_.all_reduce_started;
+    stats_.bytes_all_reduced += count * static_cast<int64_t>(data_type_size(type));
+    if (count == 0) return;
+    follow(ctx);
+    enqueue_sum(data, count, type, session_->deadline_for(step_));
+    started_ = true;
+  }
+
+  void all_reduce_wait(const Context& ctx) override {
+    check_usable(ctx, "all_reduce");
+    if (!started_) return;
+    join(ctx);  // no host wait: the next blocking call's deadline covers these sums too
   }
 
   void all_gather_v(const Context& ctx, const void* send, void* recv,
@@ -125,7 +167,8 @@ class NcclCommunicator final : public Communicator {
     stats_.bytes_gathered += total * static_cast<int64_t>(esize);
     if (total == 0) return;
     const Deadline deadline = session_->deadline_for(step_);
-    cudaStream_t stream = lockstep::detail::stream_of(ctx);
+    cudaStream_t stream = own_stream();
+    follow(ctx);
     ncclResult_t rc = ncclGroupStart();
     size_t offset = 0;  // elements
     for (int r = 0; r < size() && is_ok(rc); ++r) {
@@ -137,7 +180,8 @@ class NcclCommunicator final : public Communicator {
       offset += n;
     }
     const ncclResult_t end = ncclGroupEnd();
-    settle(is_ok(rc) ? end : rc, stream, "all_gather_v", step_, deadline);
+    settle(is_ok(rc) ? end : rc, nullptr, "all_gather_v", step_, deadline);
+    join_and_wait(ctx, "all_gather_v", deadline);
   }
 
   void broadcast(const Context& ctx, void* data, int64_t count, DataType type, int root) override {
@@ -147,14 +191,18 @@ class NcclCommunicator final : public Communicator {
     ++stats_.broadcast;
     if (count == 0) return;
     const Deadline deadline = session_->deadline_for(step_);
-    cudaStream_t stream = lockstep::detail::stream_of(ctx);
-    settle(
-        ncclBroadcast(data, data, static_cast<size_t>(count), nccl_type(type), root, comm_, stream),
-        stream, "broadcast", step_, deadline);
+    follow(ctx);
+    settle(ncclBroadcast(data, data, static_cast<size_t>(count), nccl_type(type), root, comm_,
+                         own_stream()),
+           nullptr, "broadcast", step_, deadline);
+    join_and_wait(ctx, "broadcast", deadline);
   }
 
   void barrier() override {
     session_->check_usable("barrier", step_);
+    LOCKSTEP_CHECK(!started_,
+                   "barrier: all_reduce_sum_start() sums are still open; call all_reduce_wait() "
+                   "and a blocking collective first");
     ++stats_.barrier;
     session_->barrier(step_);
   }
@@ -182,10 +230,72 @@ class NcclCommunicator final : public Communicator {
     LOCKSTEP_CUDA_CHECK(cudaSetDevice(device_.index));
   }
 
-  /// After an NCCL call that returned `rc`: waits until NCCL has accepted the work and, with a
-  /// stream, until the stream has run it. A failure or a missed deadline aborts the NCCL
+  cudaStream_t own_stream() const { return lockstep::detail::stream_of(own_); }
+
+  /// Orders the communicator's stream after the work enqueued on ctx's stream so far.
+  void follow(const Context& ctx) {
+    LOCKSTEP_CUDA_CHECK(cudaEventRecord(work_, lockstep::detail::stream_of(ctx)));
+    LOCKSTEP_CUDA_CHECK(cudaStreamWaitEvent(own_stream(), work_, 0));
+  }
+  /// Orders ctx's stream after everything enqueued on the communicator's stream so far.
+  void join(const Context& ctx) {
+    LOCKSTEP_CUDA_CHECK(cudaEventRecord(done_, own_stream()));
+    LOCKSTEP_CUDA_CHECK(cudaStreamWaitEvent(lockstep::detail::stream_of(ctx), done_, 0));
+    started_ = false;
+  }
+  /// join(), then waits on the host (against the deadline) until that work has run.
+  void join_and_wait(const Context& ctx, const char* op, const Deadline& deadline) {
+    join(ctx);
+    settle(ncclSuccess, done_, op, step_, deadline);
+  }
+
+  /// Enqueues data[i] = Σ_r data[i] on the communicator's stream (rank order for F32).
+  void enqueue_sum(void* data, int64_t count, DataType type, const Deadline& deadline) {
+    cudaStream_t stream = own_stream();
+    if (type != DataType::F32) {
+      settle(ncclAllReduce(data, data, static_cast<size_t>(count), nccl_type(type), ncclSum, comm_,
+                           stream),
+             nullptr, "all_reduce", step_, deadline);
+      return;
+    }
+    const int ranks = size(), me = rank();
+    auto first = [&](int r) { return count * r / ranks; };
+    const int64_t mine = first(me + 1) - first(me);
+    auto* x = static_cast<float*>(data);
+    auto* parts = static_cast<float*>(
+        own_.workspace(static_cast<size_t>(std::max<int64_t>(ranks * mine, 1)) * sizeof(float)));
+    // 1. Every rank's part of my block, rank r's at parts[r · mine].
+    LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(parts + me * mine, x + first(me), mine * sizeof(float),
+                                        cudaMemcpyDeviceToDevice, stream));
+    ncclResult_t rc = ncclGroupStart();
+    for (int r = 0; r < ranks && is_ok(rc); ++r) {
+      if (r == me) continue;
+      const int64_t theirs = first(r + 1) - first(r);
+      if (theirs > 0)
+        rc = ncclSend(x + first(r), static_cast<size_t>(theirs), ncclFloat32, r, comm_, stream);
+      if (mine > 0 && is_ok(rc))
+        rc = ncclRecv(parts + r * mine, static_cast<size_t>(mine), ncclFloat32, r, comm_, stream);
+    }
+    ncclResult_t end = ncclGroupEnd();
+    settle(is_ok(rc) ? end : rc, nullptr, "all_reduce", step_, deadline);
+    // 2. My block, added in rank order.
+    kernels::sum_blocks<float>(own_, mine, ranks, parts, x + first(me));
+    // 3. Every owner's block to every rank.
+    rc = ncclGroupStart();
+    for (int r = 0; r < ranks && is_ok(rc); ++r) {
+      const int64_t n = first(r + 1) - first(r);
+      if (n > 0)
+        rc = ncclBroadcast(x + first(r), x + first(r), static_cast<size_t>(n), ncclFloat32, r,
+                           comm_, stream);
+    }
+    end = ncclGroupEnd();
+    settle(is_ok(rc) ? end : rc, nullptr, "all_reduce", step_, deadline);
+  }
+
+  /// After an NCCL call that returned `rc`: waits until NCCL has accepted the work and, with an
+  /// event, until the event has completed. A failure or a missed deadline aborts the NCCL
   /// communicator, calls the roll over MPI and throws CommError.
-  void settle(ncclResult_t rc, cudaStream_t stream, const char* op, int64_t step,
+  void settle(ncclResult_t rc, cudaEvent_t done, const char* op, int64_t step,
               const Deadline& deadline) {
     MpiSession::PollResult result;
     if (!is_ok(rc)) {
@@ -201,12 +311,12 @@ class NcclCommunicator final : public Communicator {
               return -1;
             }
             if (async == ncclInProgress) return 0;
-            if (!stream) return 1;
-            const cudaError_t done = cudaStreamQuery(stream);
-            if (done == cudaSuccess) return 1;
-            if (done == cudaErrorNotReady) return 0;
-            error =
-                fmt::format("CUDA error {} ({})", cudaGetErrorName(done), cudaGetErrorString(done));
+            if (!done) return 1;
+            const cudaError_t state = cudaEventQuery(done);
+            if (state == cudaSuccess) return 1;
+            if (state == cudaErrorNotReady) return 0;
+            error = fmt::format("CUDA error {} ({})", cudaGetErrorName(state),
+                                cudaGetErrorString(state));
             return -1;
           },
           deadline);
@@ -223,6 +333,9 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<MpiSession> session_;
   Device device_;
+  Context own_;  // the communicator's stream (and the workspace its sums use)
+  cudaEvent_t work_ = nullptr, done_ = nullptr;
+  bool started_ = false;  // all_reduce_sum_start() work not yet joined to a caller's stream
   ncclComm_t comm_ = nullptr;
 };
 

@@ -235,6 +235,7 @@ void EmbeddingMlp<T>::backward_fm(const Context& ctx, const T* dlogits) {
     // dbias += Σ_b dlogit[b]: dlogits (1, B) · ones (B, 1)
     kernels::gemm<T>(ctx, Trans::N, Trans::N, 1, 1, B, T(1), dlogits, std::max<int64_t>(B, 1),
                      ones_.data(), 1, T(1), this->params_.grad(bias_), 1);
+    this->params_.grad_written(ctx, bias_);
   }
   if (has_first_)  // d all_[:, :k] = dlogits (B, 1) · ones (1, k)
     kernels::gemm<T>(ctx, Trans::N, Trans::N, B, k_, 1, T(1), dlogits, 1, ones_.data(), k_, T(1),

@@ -118,6 +118,7 @@ void Activation<T>::backward(const Context& ctx, int64_t rows, const T* x, const
     case ActivationKind::PReLU:
       kernels::prelu_backward<T>(ctx, rows, width_, x, params_->value(alpha_), dy, dx,
                                  params_->grad(alpha_));
+      params_->grad_written(ctx, alpha_);
       break;
     case ActivationKind::Dice:
       LOCKSTEP_CHECK(saved_rows_ == rows,
@@ -128,6 +129,7 @@ void Activation<T>::backward(const Context& ctx, int64_t rows, const T* x, const
       kernels::dice_backward<T>(ctx, rows, width_, T(config_.dice_eps), x, params_->value(alpha_),
                                 batch_mean_.data(), batch_var_.data(), gate_.data(), dy, dx,
                                 params_->grad(alpha_));
+      params_->grad_written(ctx, alpha_);
       break;
   }
 }

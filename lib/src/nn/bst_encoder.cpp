@@ -114,6 +114,7 @@ void BstEncoder<T>::backward(const Context& ctx, const T* dout, int64_t lddo, T*
   }
   // g = d(tokens before the blocks).
   kernels::bias_grad<T>(ctx, B, L * W, g, params_->grad(position_));
+  params_->grad_written(ctx, position_);
   for (int64_t t = 0; t < Tn_; ++t) {
     kernels::copy_2d<T>(ctx, B, W, g + (1 + t) * W, L * W, dhistory + t * lddh, Tn_ * lddh,
                         /*accumulate=*/true);

@@ -48,6 +48,8 @@ void CrossNetwork<T>::backward(const Context& ctx, const T* dout, int64_t lddo, 
     kernels::cross_backward<T>(ctx, B, n_, x0_, xl, params_->value(weights_[l]), s_[l].data(),
                                g_.data(), dx0, g_prev_.data(), params_->grad(weights_[l]),
                                params_->grad(biases_[l]));
+    params_->grad_written(ctx, weights_[l]);
+    params_->grad_written(ctx, biases_[l]);
     std::swap(g_, g_prev_);
   }
   // x_0 feeds the first layer's x_l path too: add the gradient that reached it.

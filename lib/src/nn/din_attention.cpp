@@ -81,6 +81,8 @@ void DinAttention<T>::backward(const Context& ctx, const T* dout, int64_t lddo, 
   kernels::din_unit_backward<T>(ctx, B_, T_, dim_, h1, q_, ldq_, k_, ldk_, params_->value(w1_),
                                 da1_.data(), params_->grad(w1_), params_->grad(b1_), dq, lddq, dk,
                                 lddk);
+  params_->grad_written(ctx, w1_);
+  params_->grad_written(ctx, b1_);
 }
 
 template class DinAttention<float>;

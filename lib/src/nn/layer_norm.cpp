@@ -26,6 +26,8 @@ void LayerNorm<T>::backward(const Context& ctx, int64_t rows, const T* x, const 
   kernels::layer_norm_backward<T>(ctx, rows, n_, x, params_->value(gamma_), mean_.data(),
                                   rstd_.data(), dy, dx, params_->grad(gamma_),
                                   params_->grad(beta_));
+  params_->grad_written(ctx, gamma_);
+  params_->grad_written(ctx, beta_);
 }
 
 template class LayerNorm<float>;

@@ -32,7 +32,11 @@ void Linear<T>::backward(const Context& ctx, int64_t rows, const T* x, const T* 
   // dW (in, out) += xᵀ (in, rows) · dy (rows, out)
   kernels::gemm<T>(ctx, Trans::T, Trans::N, in_, out_, rows, T(1), x, in_, dy, out_, T(1),
                    params_->grad(weight_), out_);
-  if (bias_ >= 0) kernels::bias_grad<T>(ctx, rows, out_, dy, params_->grad(bias_));
+  params_->grad_written(ctx, weight_);
+  if (bias_ >= 0) {
+    kernels::bias_grad<T>(ctx, rows, out_, dy, params_->grad(bias_));
+    params_->grad_written(ctx, bias_);
+  }
   // dx (rows, in) = dy (rows, out) · Wᵀ (out, in)
   if (dx)
     kernels::gemm<T>(ctx, Trans::N, Trans::T, rows, in_, out_, T(1), dy, out_,

@@ -8,7 +8,8 @@
 
 namespace lockstep::train {
 
-LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx)
+LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
+                           int64_t bucket_bytes)
     : model_(model),
       comm_(comm),
       ctx_(ctx),
@@ -17,6 +18,7 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
       control_(comm.size(), static_cast<int>(model.tables().size())),
       host_(comm, ctx),
       state_(ctx, model.dense_params(), comm.size()),
+      buckets_(model.dense_params(), comm, comm.size() > 1 ? bucket_bytes : 0),
       rank_(comm.rank()),
       grad_size_(model.dense_params().size()) {
   model.dense_params().reserve_grad_tail(ctx, control_.size());
@@ -70,22 +72,26 @@ void LockstepStep::fail(RankReport& report, uint16_t status, const std::string& 
 }
 
 // 2. Local forward and backward: summed dense gradients in the ParamSet, sparse ones in the
-//    tables, the summed loss on the device. A failure becomes this rank's status, so that every
-//    rank learns of it from the collective instead of waiting for this one.
+//    tables, the summed loss on the device; buckets of finished dense gradients start their sum
+//    during the backward. A failure becomes this rank's status, so that every rank learns of it
+//    from the collective instead of waiting for this one.
 void LockstepStep::forward_backward(RankReport& report, const FaultInjection& fault) {
-  auto& params = model_.dense_params();
   state_.snapshot(ctx_);
   loss_ = nullptr;
+  backward_completed_ = false;
+  buckets_.begin_step();
   const auto no_gradients = [&] {
-    params.zero_grad(ctx_);
+    buckets_.zero_unstarted(ctx_);  // what started (if the backward failed) must not change
     for (auto* t : tables_) t->grad().clear();
   };
   try {
     fault.raise_in_compute(rank_, report.step);
-    if (staged_ && report.status == kStatusOk)
+    if (staged_ && report.status == kStatusOk) {
       loss_ = local_.compute_gradients(*staged_);
-    else
+      backward_completed_ = true;
+    } else {
       no_gradients();
+    }
   } catch (const DeviceError&) {
     throw;  // this rank cannot take part in the collective: the driver aborts the job
   } catch (const Error& e) {
@@ -121,11 +127,16 @@ void LockstepStep::write_control_slot(const RankReport& report) {
                                           tail + control_.rows_index(rank_, static_cast<int>(t)));
 }
 
-// 4. THE collective: dense gradients, state deltas and the control block in one all-reduce.
+// 4. THE collective: the control block, state deltas and the dense gradients no bucket holds
+//    in one blocking all-reduce, after the buckets not started yet (every rank starts all of
+//    them, in the same order, whatever its backward did).
 void LockstepStep::all_reduce() {
   const ProfilePhase phase(ctx_, "all-reduce");
-  comm_.all_reduce_sum(ctx_, model_.dense_params().grads(), grad_size_ + control_.size(),
-                       comm::DataType::F32);
+  buckets_.flush(ctx_, backward_completed_);
+  buckets_.wait(ctx_);
+  const int64_t covered = buckets_.covered();
+  comm_.all_reduce_sum(ctx_, model_.dense_params().grads() + covered,
+                       grad_size_ + control_.size() - covered, comm::DataType::F32);
 }
 
 // 5. The step's one host read: every rank's slot, checked and summed (the same Error on every

@@ -11,6 +11,7 @@
 #include "lockstep/train/step_summary.h"
 #include "train/control_block.h"
 #include "train/fault_injection.h"
+#include "train/gradient_buckets.h"
 #include "train/host_collectives.h"
 #include "train/sparse_exchange.h"
 #include "train/state_sync.h"
@@ -29,12 +30,15 @@ struct StepInput {
 /// Every rank runs every step, with or without data:
 ///   stage_batch → forward_backward → write_control_slot → all_reduce → summarize
 ///   → exchange_sparse → apply.
-/// Exactly one blocking collective (all_reduce) carries dense gradients, state deltas and the
-/// control block; the host reads device memory once per step, after it (summarize).
+/// Exactly one blocking collective (all_reduce) carries the control block, the state deltas and
+/// the dense gradients not summed yet; the host reads device memory once per step, after it
+/// (summarize). With several ranks and bucket_bytes > 0 the dense gradients are summed in
+/// buckets started during the backward (GradientBuckets; the same bits).
 class LockstepStep {
  public:
-  /// `model`, `comm` and `ctx` must outlive the step.
-  LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx);
+  /// `model`, `comm` and `ctx` must outlive the step. Every rank must pass the same bucket_bytes.
+  LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
+               int64_t bucket_bytes = 0);
 
   /// Runs one step on this rank's `batch` (size 0 once its shard is exhausted) and returns what
   /// all ranks agreed on; the update has been applied when summary.samples > 0. Throws the same
@@ -46,6 +50,7 @@ class LockstepStep {
                          const FaultInjection& fault);
 
   LocalTrainer<float>& local() { return local_; }
+  const GradientBuckets& buckets() const { return buckets_; }
 
  private:
   void stage_batch(const data::Batch& batch, RankReport& report);
@@ -66,6 +71,8 @@ class LockstepStep {
   HostCollectives host_;  // the failing ranks' messages, when a step fails
   StateSync state_;
   SparseExchange sparse_;
+  GradientBuckets buckets_;
+  bool backward_completed_ = false;  // this rank ran a whole backward in the running step
   int rank_;
   int64_t grad_size_;
   std::vector<float> host_block_;

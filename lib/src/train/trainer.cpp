@@ -76,13 +76,14 @@ class Lookahead {
 /// The trainer's own settings that every rank must share, as "key=value" lines (compared at
 /// start-up; not part of the configuration hash a checkpoint is checked against).
 std::string settings_text(const TrainerConfig& c) {
-  return fmt::format("epochs={}\nresume={}\nresume_or_start={}\ncheckpoint_dir={}\n"
-                     "checkpoint_every={}\nkeep_checkpoints={}\neval_every={}\n"
-                     "select_metric={}\nearly_stop_patience={}\nbest_dir={}\nrestore_best={}\n"
-                     "keep_best_in_memory={}\n",
-                     c.epochs, c.resume, c.resume_or_start, c.checkpoint_dir, c.checkpoint_every,
-                     c.keep_checkpoints, c.eval_every, c.select_metric, c.early_stop_patience,
-                     c.best_dir, c.restore_best, c.keep_best_in_memory);
+  return fmt::format(
+      "epochs={}\nresume={}\nresume_or_start={}\ncheckpoint_dir={}\n"
+      "checkpoint_every={}\nkeep_checkpoints={}\neval_every={}\n"
+      "select_metric={}\nearly_stop_patience={}\nbest_dir={}\nrestore_best={}\n"
+      "keep_best_in_memory={}\nall_reduce_bucket_mb={}\n",
+      c.epochs, c.resume, c.resume_or_start, c.checkpoint_dir, c.checkpoint_every,
+      c.keep_checkpoints, c.eval_every, c.select_metric, c.early_stop_patience, c.best_dir,
+      c.restore_best, c.keep_best_in_memory, c.all_reduce_bucket_mb);
 }
 
 /// The feasign stores after an epoch (identical on every rank: rank 0 reports them).
@@ -100,6 +101,15 @@ void log_dynamic_tables(models::Model<float>& model, const std::string& when) {
                when, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
                c.admitted, c.evicted, c.dropped, c.deleted, c.shrinks);
   }
+}
+
+/// TrainerConfig::all_reduce_bucket_mb in bytes (checked).
+int64_t bucket_bytes(double mb) {
+  LOCKSTEP_CHECK(mb >= 0 && mb <= 1 << 20,
+                 "all_reduce_bucket_mb = {} is outside [0, 1048576] (0: one all-reduce after "
+                 "the backward)",
+                 mb);
+  return static_cast<int64_t>(mb * (1 << 20));
 }
 
 /// How train_epoch() ended.
@@ -146,7 +156,7 @@ struct Trainer::Impl {
         ctx(x),
         config(std::move(cfg)),
         host(c, x),
-        step(m, c, x),
+        step(m, c, x, bucket_bytes(config.all_reduce_bucket_mb)),
         progress(config, c.rank()) {}
 
   /// Runs a collective part of the trainer's API. An exception that every rank raised together

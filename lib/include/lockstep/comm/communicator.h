@@ -59,9 +59,26 @@ class Communicator {
   virtual int local_rank() const = 0;
 
   /// In place: data[i] = Σ over ranks of data[i], `count` elements of `type` in ctx's device
-  /// memory (host memory for a CPU context). Summation order is fixed by the backend for a given
-  /// rank count, so every rank receives identical bits.
+  /// memory (host memory for a CPU context). Every backend adds each element in rank order,
+  /// ((x_0 + x_1) + x_2) + ..., on one rank and sends that result to the others (integer types,
+  /// exact in any order, may take the backend's own collective; NCCL does so for F64 too, which
+  /// only the CPU's double-precision models use): every rank receives identical bits, the same
+  /// for any split of a buffer into calls and, for F32, the same on every backend.
   virtual void all_reduce_sum(const Context& ctx, void* data, int64_t count, DataType type) = 0;
+
+  /// all_reduce_sum in two phases, so that the sum of a bucket that is final (the dense
+  /// gradients of the layers a backward has finished) runs while other work goes on.
+  /// all_reduce_sum_start() starts the sum of `count` elements at `data` and returns; they must
+  /// not be read or written (on CUDA: by work on ctx's stream enqueued before
+  /// all_reduce_wait()) until all_reduce_wait() has returned. Every rank starts the same buckets
+  /// in the same order; every other collective first completes the started ones. Each element
+  /// gets the bits all_reduce_sum gives it (the rank-ordered sum above). The base class sums at
+  /// once (blocking); "mpi" on host memory posts the exchange and completes it in
+  /// all_reduce_wait(); "nccl" enqueues on its own stream after ctx's work so far.
+  virtual void all_reduce_sum_start(const Context& ctx, void* data, int64_t count, DataType type);
+  /// Completes every started sum: on return the data holds the sums (CPU), or work enqueued on
+  /// ctx's stream from now on sees them (CUDA; the host does not wait here).
+  virtual void all_reduce_wait(const Context& ctx);
 
   /// Variable-size all-gather: rank r contributes counts[r] elements from `send`; `recv` receives
   /// Σ counts elements, rank 0's first. `counts` must be identical on every rank (e.g. taken from
@@ -87,7 +104,9 @@ class Communicator {
 
   /// Calls made so far, for tests and statistics.
   struct Stats {
-    int64_t all_reduce = 0, all_gather = 0, broadcast = 0, barrier = 0;
+    /// all_reduce: all_reduce_sum calls; all_reduce_started: all_reduce_sum_start calls (the
+    /// bytes of both count in bytes_all_reduced).
+    int64_t all_reduce = 0, all_reduce_started = 0, all_gather = 0, broadcast = 0, barrier = 0;
     int64_t bytes_all_reduced = 0, bytes_gathered = 0;
   };
   const Stats& stats() const { return stats_; }

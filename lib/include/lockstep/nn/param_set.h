@@ -29,6 +29,17 @@ struct Init {
   static Init xavier_uniform(int64_t fan_in, int64_t fan_out);
 };
 
+/// Told by the layers as the backward proceeds (ParamSet::grad_written), so that a collective
+/// can start on gradients that are final while the rest of the backward runs (the lockstep
+/// step's bucketed all-reduce, train/gradient_buckets.h).
+class GradListener {
+ public:
+  virtual ~GradListener() = default;
+  /// The backward has written (on CUDA: enqueued on ctx's stream) a contribution to the
+  /// gradient of parameter `handle`. Throws Error when that gradient may no longer change.
+  virtual void grad_written(const Context& ctx, int handle) = 0;
+};
+
 /// Registry and storage of dense parameters (T = float for training, double for gradient checks).
 ///
 /// Two phases: layers call add() in their constructors (and keep the returned handle), then the
@@ -80,6 +91,13 @@ class ParamSet {
   int64_t trainable_size() const { return trainable_size_; }
   const Device& device() const { return values_.device(); }
 
+  /// Layers call grad_written(ctx, h) after each write into grad(h) in their backward; it tells
+  /// the listener, if one is set (none by default; a pointer test then).
+  void set_grad_listener(GradListener* listener) { listener_ = listener; }
+  void grad_written(const Context& ctx, Handle h) const {
+    if (listener_) listener_->grad_written(ctx, h);
+  }
+
   /// Sets every gradient to zero (not the tail).
   void zero_grad(const Context& ctx);
 
@@ -115,6 +133,7 @@ class ParamSet {
   Tensor<T> values_, grads_;
   int64_t size_ = 0, trainable_size_ = 0, tail_ = 0;
   bool allocated_ = false;
+  GradListener* listener_ = nullptr;
 };
 
 extern template class ParamSet<float>;

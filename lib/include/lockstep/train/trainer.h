@@ -41,6 +41,11 @@ struct TrainerConfig {
   /// kernels; evaluation is not counted) and have rank 0 log the table at the end of fit(). On
   /// CUDA this synchronises around every kernel: for finding where time goes, not for speed.
   bool profile = false;
+  /// With several ranks, the dense gradients are summed in buckets of about this many MiB,
+  /// each started while the backward computes the rest (0: one all-reduce after the backward).
+  /// The sums are bitwise the same either way (docs/lockstep.md, "Buckets"). Every rank must
+  /// use the same value.
+  double all_reduce_bucket_mb = 1.0;
   /// Whether the end of an epoch is a boundary (below). A driver that marks boundaries itself
   /// (lockstep-train --follow: day markers in the data) sets it false and calls boundary().
   bool epoch_boundaries = true;
