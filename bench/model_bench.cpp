@@ -80,13 +80,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
   app.add_option("--models", which, "any of din, bst, dual, comma-separated");
-  bool profile = false;
+  bool profile = false, tf32 = false, bf16 = false;
+  app.add_flag("--allow-tf32", tf32, "TF32 tensor-core GEMMs on CUDA");
+  app.add_flag("--allow-bf16", bf16, "bf16 tensor-core GEMMs on CUDA (fp32 accumulation)");
   app.add_flag("--profile", profile,
                "also print where each step's time goes: phases and kernels (lockstep/core/profile.h)");
   CLI11_PARSE(app, argc, argv);
   try {
     const Device device = select_device(device_flag);
-    Context ctx(device);
+    ContextOptions options;
+    options.allow_tf32 = tf32;
+    options.allow_bf16 = bf16;
+    Context ctx(device, options);
     if (batch == 0) batch = device.is_cuda() ? 4096 : 1024;
     const DeviceInfo info = query_device_info(device);
     std::vector<bench::Row> rows;

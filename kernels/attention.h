@@ -12,10 +12,12 @@
 // probs (B·heads·L, L): row (b·heads + i)·L + q holds P[b,i,q,:] (kept for the backward).
 //
 // Orders (the same in the CPU reference and the CUDA kernel): a score is its dh products summed
-// in c order, then scaled; the softmax is masked_softmax_forward's (kernels/softmax.h); O and
-// every gradient entry sum over the valid k (or every q) in ascending order, then scale. The CPU
-// reference sums the softmax's normaliser and the backward's Σ P·dP in double, as masked_softmax
-// does; CUDA in float.
+// in c order, then scaled; the softmax subtracts the row's maximum, exponentiates and divides by
+// the sum over the valid k in ascending order (masked_softmax_forward's formula, kernels/softmax.h,
+// not its CUDA kernel's lane-strided order); O and every gradient entry sum over the valid k (or
+// every q) in ascending order, then scale. The CPU reference sums the softmax's normaliser and the
+// backward's Σ P·dP in double, as masked_softmax does; CUDA in float. So CPU and CUDA agree to
+// float rounding here, not bitwise.
 //
 // `lengths` (int64, ctx's device): the CPU reference throws on a length outside [0, L]; the CUDA
 // kernels clamp it.

@@ -78,6 +78,8 @@ for stage in $stages; do
     bench)
       run bench bench_kernels "$build/bench/lockstep-bench-kernels" --device cuda --json "$out/bench_kernels.json"
       run bench bench_models "$build/bench/lockstep-bench-models" --device cuda
+      run bench bench_models_tf32 "$build/bench/lockstep-bench-models" --device cuda --allow-tf32
+      run bench bench_models_bf16 "$build/bench/lockstep-bench-models" --device cuda --allow-bf16
       run bench bench_models_profile "$build/bench/lockstep-bench-models" --device cuda --iters 3 --profile
       run bench bench_sync "$build/bench/lockstep-bench-sync" --device cuda --comm local --steps 200
       run bench bench_feasign "$build/bench/lockstep-bench-feasign" --capacity 4194304 --reps 1 ;;

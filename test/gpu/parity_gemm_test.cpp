@@ -123,3 +123,87 @@ TEST_CASE("CUDA gemm with beta = 0 overwrites a NaN-filled C without reading it"
       }
   }
 }
+
+// ==== Reduced precision: TF32 and bf16 ========================================================
+
+TEST_CASE("CUDA GEMMs with TF32 or bf16 products stay within their stated bounds", "[gpu][gemm]") {
+  // kernels/gemm.h: |C - exact| <= 2^-p · Σ_k |a_ik||b_kj| + fp32 rounding, p = 10 (TF32) or 7
+  // (bf16): each input rounded to p mantissa bits (relative error 2^-(p+1)), a product of two
+  // rounded inputs within 2^-p, summed in fp32.
+  using kernels::Trans;
+  struct Shape {
+    int64_t M, N, K;
+  };
+  for (const bool bf16 : {false, true}) {
+    ContextOptions options;
+    options.allow_tf32 = !bf16;
+    options.allow_bf16 = bf16;
+    Context gpu(Device::cuda(0), options);
+    const double p = bf16 ? std::ldexp(1.0, -7) : std::ldexp(1.0, -10);
+    // din-bench MLP forward, dX and dW shapes (batch 4096), and an odd one.
+    for (const auto& s :
+         std::vector<Shape>{{4096, 200, 152}, {4096, 152, 200}, {200, 80, 4096}, {33, 17, 65}}) {
+      for (const auto ta : {Trans::N, Trans::T})
+        for (const auto tb : {Trans::N, Trans::T}) {
+          INFO((bf16 ? "bf16" : "tf32")
+               << " M " << s.M << " N " << s.N << " K " << s.K << " ta "
+               << (ta == Trans::N ? "N" : "T") << " tb " << (tb == Trans::N ? "N" : "T"));
+          const int64_t lda = ta == Trans::N ? s.K : s.M, ldb = tb == Trans::N ? s.N : s.K;
+          const auto A = test::random_vector<float>(s.M * s.K, 301, -2.0, 2.0);
+          const auto B = test::random_vector<float>(s.K * s.N, 302, -2.0, 2.0);
+          const auto A_g = test::to_gpu(gpu, A), B_g = test::to_gpu(gpu, B);
+          auto C_g = test::to_gpu(gpu, std::vector<float>(static_cast<size_t>(s.M * s.N), 0.f));
+          kernels::gemm<float>(gpu, ta, tb, s.M, s.N, s.K, 1.0f, A_g.data(), lda, B_g.data(), ldb,
+                               0.0f, C_g.data(), s.N);
+          const auto C = host(gpu, C_g);
+          const auto a = [&](int64_t i, int64_t k) {
+            return double(ta == Trans::N ? A[i * lda + k] : A[k * lda + i]);
+          };
+          const auto b = [&](int64_t k, int64_t j) {
+            return double(tb == Trans::N ? B[k * ldb + j] : B[j * ldb + k]);
+          };
+          int64_t bad = 0;
+          double worst = 0;
+          // Every 7th row and 5th column keeps the double reference fast.
+          for (int64_t i = 0; i < s.M; i += 7)
+            for (int64_t j = 0; j < s.N; j += 5) {
+              double exact = 0, mag = 0;
+              for (int64_t k = 0; k < s.K; ++k) {
+                exact += a(i, k) * b(k, j);
+                mag += std::abs(a(i, k) * b(k, j));
+              }
+              const double bound = p * mag + s.K * std::ldexp(1.0, -23) * mag + 1e-30;
+              const double err = std::abs(double(C[i * s.N + j]) - exact);
+              worst = std::max(worst, err / bound);
+              bad += err > bound ? 1 : 0;
+            }
+          INFO("worst error / bound " << worst);
+          CHECK(bad == 0);
+        }
+    }
+    // The batched form takes the same path.
+    const int64_t M = 21, N = 21, K = 4, batch = 64;
+    const auto A = test::random_vector<float>(batch * M * K, 311, -2.0, 2.0);
+    const auto B = test::random_vector<float>(batch * K * N, 312, -2.0, 2.0);
+    const auto A_g = test::to_gpu(gpu, A), B_g = test::to_gpu(gpu, B);
+    auto C_g = test::to_gpu(gpu, std::vector<float>(static_cast<size_t>(batch * M * N), 0.f));
+    kernels::gemm_strided_batched<float>(gpu, Trans::N, Trans::N, M, N, K, 1.0f, A_g.data(), K,
+                                         M * K, B_g.data(), N, K * N, 0.0f, C_g.data(), N, M * N,
+                                         batch);
+    const auto C = host(gpu, C_g);
+    int64_t bad = 0;
+    for (int64_t x = 0; x < batch; ++x)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double exact = 0, mag = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double v = double(A[x * M * K + i * K + k]) * double(B[x * K * N + k * N + j]);
+            exact += v;
+            mag += std::abs(v);
+          }
+          const double bound = p * mag + K * std::ldexp(1.0, -23) * mag + 1e-30;
+          bad += std::abs(double(C[x * M * N + i * N + j]) - exact) > bound ? 1 : 0;
+        }
+    CHECK(bad == 0);
+  }
+}

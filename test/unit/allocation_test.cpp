@@ -54,25 +54,34 @@ std::unique_ptr<models::Model<float>> make_model(const Context& ctx, int which) 
   }
 }
 
-/// Allocations (operator new, and the context's tensor and workspace buffers) made by
-/// run(batch) for each batch of a third pass over `batches` (the first two see every shape), and
-/// the context's buffers allocated by one step of a batch as large as two of them (it grows the
-/// tensors: the counter counts).
+/// Allocations (operator new, and the tensor and workspace buffers of the contexts) made by
+/// run(batch, next) for each batch of a third pass over `batches` (the first two see every
+/// shape; `next` is the batch after it, nullptr for the last), and the buffers allocated by one
+/// step of a batch as large as two of them (it grows the tensors: the counter counts).
 template <class Run>
-std::pair<long, long> count_allocations(const Context& ctx, const Run& run) {
+std::pair<long, long> count_allocations(std::vector<const Context*> contexts, const Run& run) {
+  const auto buffers = [&] {
+    uint64_t n = 0;
+    for (const Context* c : contexts) n += c->allocations();
+    return n;
+  };
   const auto batches = test::fixture_batches(3, 300);
-  for (int pass = 0; pass < 2; ++pass)
-    for (const auto& b : batches) run(b);
+  const auto pass = [&] {
+    for (size_t i = 0; i < batches.size(); ++i)
+      run(batches[i], i + 1 < batches.size() ? &batches[i + 1] : nullptr);
+  };
+  pass();
+  pass();
   allocations = 0;
-  uint64_t buffers = ctx.allocations();
+  uint64_t before = buffers();
   counting = true;
-  for (const auto& b : batches) run(b);
+  pass();
   counting = false;
-  const long steady = allocations.load() + static_cast<long>(ctx.allocations() - buffers);
+  const long steady = allocations.load() + static_cast<long>(buffers() - before);
   const data::Batch larger = test::concat({batches[0], batches[1]});
-  buffers = ctx.allocations();
-  run(larger);
-  return {steady, static_cast<long>(ctx.allocations() - buffers)};
+  before = buffers();
+  run(larger, nullptr);
+  return {steady, static_cast<long>(buffers() - before)};
 }
 
 const char* const kModels[] = {"embedding_mlp", "din", "bst", "dual", "embedding_mlp, dynamic"};
@@ -85,8 +94,8 @@ TEST_CASE("A steady-state training step allocates nothing on the host", "[train]
       Context ctx(Device::cpu(), ContextOptions{false, 2});
       const auto model = make_model(ctx, which);
       train::LocalTrainer<float> trainer(*model, ctx);
-      const auto [steady, growing] =
-          count_allocations(ctx, [&](const data::Batch& b) { trainer.step(b); });
+      const auto [steady, growing] = count_allocations(
+          {&ctx}, [&](const data::Batch& b, const data::Batch*) { trainer.step(b); });
       CHECK(steady == 0);
       CHECK(growing > 0);
     }
@@ -97,14 +106,16 @@ TEST_CASE("A steady-state training step allocates nothing on the host", "[train]
       train::LockstepStep step(*model, *comm, ctx);
       const train::FaultInjection no_fault;
       uint64_t n = 0;
-      const auto [steady, growing] = count_allocations(ctx, [&](const data::Batch& b) {
-        train::StepInput input;
-        input.step = n++;
-        input.has_next = true;
-        step.run(b, input, no_fault);
-      });
+      const auto [steady, growing] = count_allocations(
+          {&ctx, &step.ahead_context()}, [&](const data::Batch& b, const data::Batch* next) {
+            train::StepInput input;
+            input.step = n++;
+            input.has_next = true;
+            step.run(b, input, no_fault, next);  // the next batch staged ahead too
+          });
       CHECK(steady == 0);
       CHECK(growing > 0);
+      CHECK(step.steps_staged_ahead() > 0);
     }
   }
 }

@@ -99,13 +99,20 @@ TEST_CASE("A profiled Trainer trains bitwise like an unprofiled one and leaves e
   }
   train::Trainer(*c, *comm, ctx, profiled).fit(s3, &e3);
   CHECK(ctx.profile() == nullptr);  // detached after fit()
-  for (const char* phase : {"stage (batch to device)", "forward", "loss + backward", "all-reduce",
-                            "sync point (the host read)", "optimizer"}) {
+  for (const char* phase :
+       {"forward", "loss + backward", "all-reduce", "sync point (the host read)", "optimizer"}) {
     INFO(phase);
     const auto* e = find(p.phases(), phase);
     REQUIRE(e != nullptr);
     CHECK(e->calls == 4);  // the 4 training steps, not the evaluations' forwards
   }
+  // Each step's batch is staged once: the first in its step, the others during the step before.
+  const auto* staged = find(p.phases(), "stage (batch to device)");
+  const auto* ahead = find(p.phases(), "stage ahead (next batch to device)");
+  REQUIRE(staged != nullptr);
+  REQUIRE(ahead != nullptr);
+  CHECK(staged->calls == 1);
+  CHECK(ahead->calls == 3);
   REQUIRE(find(p.phases(), "data wait") != nullptr);
   test::require_bitwise_equal(test::all_parameters(ctx, *b), test::all_parameters(ctx, *a),
                               "parameters (caller's profile)");

@@ -12,6 +12,8 @@
 #include "lockstep/train/trainer.h"
 #include "model_fixture.h"
 #include "train/control_block.h"
+#include "train/fault_injection.h"
+#include "train/step.h"
 
 using namespace lockstep;
 
@@ -78,4 +80,65 @@ TEST_CASE("Every built-in model steps with one host read", "[train][trainer][hos
       for (size_t i = 1; i < reads.size(); ++i) CHECK(reads[i] - reads[i - 1] == 1);
     }
   }
+}
+
+TEST_CASE("A batch staged ahead gives the bits of staging it in its own step",
+          "[train][stage-ahead]") {
+  static const embedding::AccessorConfig accessor;
+  const auto batches = test::fixture_batches(5, 37);
+  for (int which = 0; which < 4; ++which) {
+    INFO("model " << which);
+    const auto make = [&](const Context& ctx) -> std::unique_ptr<models::Model<float>> {
+      if (which == 0) return test::fixture_din(ctx);
+      if (which == 1) return test::fixture_bst(ctx);
+      if (which == 2) return test::fixture_dual(ctx);
+      return test::fixture_dynamic_model(ctx, accessor);
+    };
+    Context ctx_a, ctx_b;
+    auto comm_a = comm::create_communicator("local", ctx_a.device());
+    auto comm_b = comm::create_communicator("local", ctx_b.device());
+    auto model_a = make(ctx_a), model_b = make(ctx_b);
+    train::LockstepStep ahead(*model_a, *comm_a, ctx_a), plain(*model_b, *comm_b, ctx_b);
+    const train::FaultInjection no_fault;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      train::StepInput input;
+      input.step = i;
+      input.has_next = i + 1 < batches.size();
+      ahead.run(batches[i], input, no_fault, input.has_next ? &batches[i + 1] : nullptr);
+      plain.run(batches[i], input, no_fault);
+      CHECK(test::state_hash(ctx_a, *model_a) == test::state_hash(ctx_b, *model_b));
+    }
+    CHECK(ahead.steps_staged_ahead() == static_cast<int64_t>(batches.size()) - 1);
+    CHECK(plain.steps_staged_ahead() == 0);
+
+    // Staged for step 5, but the next call is step 9 (another source): staged again.
+    train::StepInput input;
+    input.step = 5;
+    ahead.run(batches[0], input, no_fault, &batches[1]);
+    plain.run(batches[0], input, no_fault);
+    input.step = 9;
+    ahead.run(batches[2], input, no_fault);
+    plain.run(batches[2], input, no_fault);
+    CHECK(test::state_hash(ctx_a, *model_a) == test::state_hash(ctx_b, *model_b));
+    CHECK(ahead.steps_staged_ahead() == static_cast<int64_t>(batches.size()) - 1);
+  }
+}
+
+TEST_CASE("A next batch that cannot be staged fails its own step, with the staging error",
+          "[train][stage-ahead]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_din(ctx);
+  train::LockstepStep step(*model, *comm, ctx);
+  const train::FaultInjection no_fault;
+  const auto good = test::fixture_batch(0, 20);
+  auto bad = test::fixture_batch(20, 20);
+  bad.sparse[0].offsets.back() += 3;  // more keys announced than there are
+  train::StepInput input;
+  input.has_next = true;
+  CHECK(step.run(good, input, no_fault, &bad).samples == 20);  // this step is not affected
+  input.step = 1;
+  input.has_next = false;
+  CHECK_THROWS_WITH(step.run(bad, input, no_fault), Catch::Matchers::Contains("malformed"));
+  CHECK(step.steps_staged_ahead() == 0);
 }

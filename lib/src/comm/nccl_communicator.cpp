@@ -165,7 +165,10 @@ class NcclCommunicator final : public Communicator {
     const size_t esize = data_type_size(type);
     ++stats_.all_gather;
     stats_.bytes_gathered += total * static_cast<int64_t>(esize);
-    if (total == 0) return;
+    if (total == 0) {  // nothing to gather, but started sums complete here as promised
+      if (started_) join_and_wait(ctx, "all_gather_v", session_->deadline_for(step_));
+      return;
+    }
     const Deadline deadline = session_->deadline_for(step_);
     cudaStream_t stream = own_stream();
     follow(ctx);
@@ -189,7 +192,10 @@ class NcclCommunicator final : public Communicator {
     check_root(root, size());
     check_usable(ctx, "broadcast");
     ++stats_.broadcast;
-    if (count == 0) return;
+    if (count == 0) {
+      if (started_) join_and_wait(ctx, "broadcast", session_->deadline_for(step_));
+      return;
+    }
     const Deadline deadline = session_->deadline_for(step_);
     follow(ctx);
     settle(ncclBroadcast(data, data, static_cast<size_t>(count), nccl_type(type), root, comm_,

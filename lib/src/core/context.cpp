@@ -27,6 +27,7 @@ struct Context::Impl {
   uint64_t launches = 0;                    // ids handed out by next_launch_id()
   uint64_t random_offset = 0;
   uint64_t host_reads = 0;
+  void* event = nullptr;  // wait_for()'s, on another context's stream (CUDA only)
   std::atomic<uint64_t> allocations{0};
 
   // After the stream has finished its copy of the record into host_error: when a kernel
@@ -47,6 +48,7 @@ struct Context::Impl {
     workspace = Buffer();
     device_error = Buffer();
     if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
+    if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
     if (stream) {
       cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
       cudaStreamDestroy(static_cast<cudaStream_t>(stream));
@@ -120,6 +122,22 @@ void* Context::workspace(size_t bytes) const {
     impl_->workspace = Buffer(*this, grown);
   }
   return impl_->workspace.data();
+}
+
+void Context::wait_for(const Context& other) const {
+  if (is_cpu() || &other == this) return;
+  LOCKSTEP_CHECK(other.device() == device(), "wait_for: a context on {} cannot wait for one on {}",
+                 device().str(), other.device().str());
+#if LOCKSTEP_CUDA_ENABLED
+  if (!impl_->event) {
+    cudaEvent_t e = nullptr;
+    LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    impl_->event = e;
+  }
+  const auto event = static_cast<cudaEvent_t>(impl_->event);
+  LOCKSTEP_CUDA_CHECK(cudaEventRecord(event, static_cast<cudaStream_t>(other.stream())));
+  LOCKSTEP_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(impl_->stream), event, 0));
+#endif
 }
 
 void Context::synchronize() const {

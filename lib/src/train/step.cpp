@@ -20,13 +20,14 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
       state_(ctx, model.dense_params(), comm.size()),
       buckets_(model.dense_params(), comm, comm.size() > 1 ? bucket_bytes : 0),
       rank_(comm.rank()),
-      grad_size_(model.dense_params().size()) {
+      grad_size_(model.dense_params().size()),
+      ahead_ctx_(ctx.device(), ctx.options()) {
   model.dense_params().reserve_grad_tail(ctx, control_.size());
   host_block_.assign(control_.size(), 0.0f);
 }
 
 const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& input,
-                                     const FaultInjection& fault) {
+                                     const FaultInjection& fault, const data::Batch* next) {
   RankReport& report = report_;
   report.step = input.step;
   report.n_samples = static_cast<uint64_t>(batch.size);
@@ -41,6 +42,7 @@ const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& 
   forward_backward(report, fault);
   fault.apply(report, rank_, input.step);
   write_control_slot(report);
+  stage_ahead(next, input.step + 1);
   all_reduce();
   summarize_step(input.step);
   exchange_sparse(summary_);
@@ -52,7 +54,15 @@ const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& 
 //    A batch the model cannot take becomes this rank's status (every rank stops at this step).
 void LockstepStep::stage_batch(const data::Batch& batch, RankReport& report) {
   staged_ = nullptr;
+  models::DeviceBatch<float>* ahead = ahead_;
+  ahead_ = nullptr;
   if (batch.size == 0 || report.status != kStatusOk) return;
+  if (ahead && ahead_step_ == report.step && ahead_size_ == batch.size) {
+    ctx_.wait_for(ahead_ctx_);  // the copy (and key hashing) enqueued there
+    staged_ = ahead;
+    ++steps_staged_ahead_;
+    return;
+  }
   try {
     staged_ = &local_.stage(batch);
   } catch (const DeviceError&) {
@@ -60,6 +70,25 @@ void LockstepStep::stage_batch(const data::Batch& batch, RankReport& report) {
   } catch (const Error& e) {
     fail(report, kStatusStageFailed, "staging the batch", e);
   }
+}
+
+// 3b. The next batch, staged while the device runs this step's forward and backward. A batch
+//     that cannot be staged is left to its own step, which stages it again and fails there.
+void LockstepStep::stage_ahead(const data::Batch* next, uint64_t step) {
+  if (!next || next->size == 0) return;
+  const ProfilePhase phase(ctx_, "stage ahead (next batch to device)");
+  models::DeviceBatch<float>& slot = ahead_slots_[ahead_fill_];
+  try {
+    model_.stage(ahead_ctx_, *next, slot);
+  } catch (const DeviceError&) {
+    throw;
+  } catch (const Error&) {
+    return;
+  }
+  ahead_ = &slot;
+  ahead_step_ = step;
+  ahead_size_ = next->size;
+  ahead_fill_ ^= 1;
 }
 
 // A failure of this rank in this step: logged at once, reported through the control block, and

@@ -46,14 +46,25 @@ class LockstepStep {
   /// another step. A DeviceError (this rank's device is lost) propagates on this rank only.
   /// The summary stays valid until the next run(). Once the shapes repeat, a step allocates
   /// nothing on the host.
+  /// `next`: this rank's batch for step input.step + 1 (nullptr: none), staged here while the
+  /// device still runs this step (on CUDA on a stream of its own, so the copy overlaps the
+  /// compute too); the next run() with that step number and a batch of that size starts on it.
+  /// Staging is a pure function of the batch, so the bits are those of staging it then.
   const StepSummary& run(const data::Batch& batch, const StepInput& input,
-                         const FaultInjection& fault);
+                         const FaultInjection& fault, const data::Batch* next = nullptr);
+  /// Forgets a batch staged ahead: the caller's next step will not be the one it was for.
+  void drop_ahead() { ahead_ = nullptr; }
+  /// Steps that started on a batch staged ahead (for tests and statistics).
+  int64_t steps_staged_ahead() const { return steps_staged_ahead_; }
+  /// The context batches are staged ahead on (its own stream on CUDA).
+  const Context& ahead_context() const { return ahead_ctx_; }
 
   LocalTrainer<float>& local() { return local_; }
   const GradientBuckets& buckets() const { return buckets_; }
 
  private:
   void stage_batch(const data::Batch& batch, RankReport& report);
+  void stage_ahead(const data::Batch* next, uint64_t step);
   void forward_backward(RankReport& report, const FaultInjection& fault);
   void fail(RankReport& report, uint16_t status, const std::string& what, const Error& e);
   void write_control_slot(const RankReport& report);
@@ -80,6 +91,15 @@ class LockstepStep {
   std::vector<RankReport> reports_;  // every rank's, after the collective
   StepSummary summary_;              // what they sum to
   models::DeviceBatch<float>* staged_ = nullptr;  // the running step's batch on the device
+  // Batches staged one step ahead, alternately into two slots (a slot is refilled two steps
+  // after its use, long after the device has finished reading it), on their own context.
+  Context ahead_ctx_;
+  models::DeviceBatch<float> ahead_slots_[2];
+  int ahead_fill_ = 0;                           // the slot stage_ahead() fills next
+  models::DeviceBatch<float>* ahead_ = nullptr;  // staged ahead, for step ahead_step_
+  uint64_t ahead_step_ = 0;
+  int64_t ahead_size_ = 0;
+  int64_t steps_staged_ahead_ = 0;
   const float* loss_ = nullptr;  // its summed loss on the device (null: no loss this step)
   std::string error_;            // why this rank failed the running step ("" when it did not)
 };

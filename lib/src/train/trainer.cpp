@@ -37,6 +37,8 @@ class Lookahead {
   }
   const data::Batch& current() const { return has_cur_ ? cur_ : empty_; }
   bool has_next() const { return has_nxt_; }
+  /// The batch after current(), when has_next().
+  const data::Batch* next() const { return has_nxt_ ? &nxt_ : nullptr; }
   uint16_t status() const { return status_; }
   const std::string& error() const { return error_; }
   /// Seconds spent in BatchSource::next() so far: waiting for data.
@@ -405,10 +407,11 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
   epoch_samples = 0;
   const auto term_names = model.loss_term_names();
   Lookahead data(train, comm.rank(), ctx);
+  step.drop_ahead();  // staged by an earlier fit() that stopped early: not this source's
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),
                           config.handle_signals && stop_signal_pending()};
-    const StepSummary& summary = step.run(data.current(), input, fault);
+    const StepSummary& summary = step.run(data.current(), input, fault, data.next());
     const bool updated = summary.samples > 0;
     updates += updated;
     ++step_no;

@@ -23,6 +23,11 @@ struct ContextOptions {
   int cpu_threads = 0;
   /// Seed of the context's random stream (dropout and other per-step draws).
   uint64_t seed = 0;
+  /// bf16 tensor-core math in cuBLAS GEMMs (CUBLAS_COMPUTE_32F_FAST_16BF: fp32 matrices in and
+  /// out, each product of inputs rounded to bf16, summed in fp32): |error| <= 2^-7 · Σ|a||b|
+  /// per element (kernels/gemm.h). Takes precedence over allow_tf32. CUDA only: CPU GEMMs
+  /// stay fp32.
+  bool allow_bf16 = false;
 };
 
 /// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
@@ -58,6 +63,10 @@ class Context {
 
   /// Waits until all work on this context's stream is done (no-op on the CPU).
   void synchronize() const;
+  /// Work enqueued on this context from now on runs after the work enqueued on `other` so far
+  /// (CUDA: an event recorded on other's stream, waited for by this stream; the host does not
+  /// wait). Both on the same device. No-op on the CPU, where work is done when enqueued.
+  void wait_for(const Context& other) const;
 
   /// The record in which CUDA kernels launched on this context report invalid input (device
   /// memory; nullptr on the CPU, whose kernels throw at once). See lockstep/core/device_error.h.
