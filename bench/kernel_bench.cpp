@@ -13,8 +13,10 @@
 #include <random>
 
 #include "bench/bench_util.h"
+#include "kernels/activation.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
+#include "kernels/init.h"
 #include "kernels/optimizer.h"
 #include "lockstep/core/device_info.h"
 #include "lockstep/core/logging.h"
@@ -185,6 +187,37 @@ int main(int argc, char** argv) {
     const double mlp_flops = 3.0 * 2.0 * batch * (152.0 * 200 + 200.0 * 80 + 80.0 * 1);
     rows_out.push_back({"DIN MLP 152-200-80-1 fwd+bwd", mlp_ms, mlp_flops / (mlp_ms * 1e6), sgemm,
                         "GF/s", "ceiling: measured large SGEMM"});
+
+    // ---- The DIN unit's first activation: PReLU over (B·T, 80), T = 50, forward and backward
+    // (dx written over dy, as the layer does). Memory-bound: bytes = what must be read and written.
+    {
+      const int64_t prows = batch * 50, pcols = 80;
+      std::vector<float> px(static_cast<size_t>(prows * pcols));
+      std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+      for (auto& v : px) v = value(rng);
+      auto x_p = make_tensor(ctx, px), g_p = make_tensor(ctx, px);
+      Tensor<float> y_p(ctx, {prows, pcols}), alpha(ctx, {pcols}), dalpha(ctx, {pcols});
+      kernels::fill_constant<float>(ctx, pcols, 0.25f, alpha.data());
+      zero_bytes(ctx, dalpha.data(), dalpha.bytes());
+      const double n = static_cast<double>(prows * pcols);
+      const double f_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::prelu_forward<float>(ctx, prows, pcols, x_p.data(), alpha.data(), y_p.data());
+          },
+          3, iters);
+      rows_out.push_back({"PReLU fwd (DIN unit, B*T x 80)", f_ms, n * 8.0 / (f_ms * 1e6),
+                          bw_ceiling, "GB/s", "read x, write y"});
+      const double b_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::prelu_backward<float>(ctx, prows, pcols, x_p.data(), alpha.data(), g_p.data(),
+                                           g_p.data(), dalpha.data());
+          },
+          3, iters);
+      rows_out.push_back({"PReLU bwd (DIN unit, B*T x 80)", b_ms, n * 12.0 / (b_ms * 1e6),
+                          bw_ceiling, "GB/s", "read x, dy, write dx (in place), dalpha"});
+    }
 
     bench::print_table(
         fmt::format("din-bench kernels on {} ({}), batch {}", device.str(), info.name, batch),
