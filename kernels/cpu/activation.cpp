@@ -37,7 +37,10 @@ void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx
   // The subgradient at x == 0 is taken as 0. A select (not dy * mask) so that a non-finite dy
   // on an inactive unit is not propagated.
   parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dy[i];  // loaded either way: the select vectorises (as in prelu_forward)
+      dx[i] = x[i] > T(0) ? g : T(0);
+    }
   });
 }
 
@@ -46,14 +49,20 @@ void relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx
 template <class T>
 void leaky_relu_forward(const Context& ctx, int64_t n, T slope, const T* x, T* y) {
   parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : slope * x[i];
+    for (int64_t i = i0; i < i1; ++i) {
+      const T v = x[i], scaled = slope * v;
+      y[i] = v > T(0) ? v : scaled;
+    }
   });
 }
 
 template <class T>
 void leaky_relu_backward(const Context& ctx, int64_t n, T slope, const T* x, const T* dy, T* dx) {
   parallel_for(ctx, n, grain_for(1), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i];
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dy[i], scaled = slope * g;
+      dx[i] = x[i] > T(0) ? g : scaled;
+    }
   });
 }
 
