@@ -38,6 +38,9 @@ const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& 
   error_ = input.error;
   comm_.set_step(static_cast<int64_t>(input.step));
 
+  // What stage_ahead() enqueues later in this step runs after the previous steps' work, their
+  // optimizer included (the slot it fills was last read then), but alongside this step's.
+  if (next) ahead_ctx_.wait_for(ctx_);
   stage_batch(batch, report);
   forward_backward(report, fault);
   fault.apply(report, rank_, input.step);
