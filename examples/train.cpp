@@ -225,6 +225,64 @@ void export_versioned(const Options& o, train::Trainer& trainer, const Context& 
   });
 }
 
+/// The --follow position written into every checkpoint ("follow.txt"): the files trained before
+/// the running fit ("done<TAB>path") and the files of the running fit ("round<TAB>path"). A
+/// checkpoint written at the end of that fit has trained them all; one written by a stop in
+/// the middle of it resumes into the same files at the same batch.
+std::string follow_state(const std::set<std::string>& done, const std::vector<std::string>& round) {
+  std::string text;
+  for (const auto& f : done) text += "done\t" + f + "\n";
+  for (const auto& f : round) text += "round\t" + f + "\n";
+  return text;
+}
+
+/// Where the newest checkpoint in --checkpoint-dir left --follow (rank 0, --resume or
+/// --resume-or-start): the files already trained, the files of a pass it stopped in the middle
+/// of (to be trained first, resumed at its batch), and whether the checkpoint must be loaded
+/// before the first round (it ended a pass: the first round's fit would call it finished).
+struct FollowStart {
+  std::set<std::string> done;
+  std::vector<std::string> pending;
+  bool preload = false;
+};
+
+FollowStart follow_start(const Options& o) {
+  FollowStart s;
+  const std::string path = train::latest_checkpoint(o.checkpoint_dir);
+  if (path.empty()) return s;
+  const train::CheckpointMeta meta = train::read_checkpoint_meta(path);
+  const std::string text = train::read_checkpoint_extra(path, "follow.txt");
+  const bool ended = meta.epoch >= o.epochs;
+  LOCKSTEP_CHECK(ended || !text.empty(),
+                 "{}: written in the middle of a pass by a run without --follow (it has no "
+                 "follow.txt): --follow cannot tell which files that pass read; resume it "
+                 "without --follow, or start --follow with a fresh --checkpoint-dir",
+                 path);
+  std::vector<std::string> round;
+  std::istringstream lines(text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    const size_t tab = line.find('\t');
+    const std::string kind = line.substr(0, tab);
+    LOCKSTEP_CHECK(
+        tab != std::string::npos && tab + 1 < line.size() && (kind == "done" || kind == "round"),
+        "{}/follow.txt:{}: expected 'done<TAB>path' or 'round<TAB>path', found '{}'", path, n,
+        line);
+    const std::string file = line.substr(tab + 1);
+    if (kind == "done")
+      s.done.insert(file);
+    else
+      round.push_back(file);
+  }
+  if (ended) {
+    s.done.insert(round.begin(), round.end());
+    s.preload = true;
+  } else {
+    s.pending = round;
+  }
+  return s;
+}
+
 /// --follow DIR: online training on files as they appear in DIR, oldest name first. Each round,
 /// rank 0 lists the files not trained on yet and every rank learns the list (and whether any
 /// rank got a stop signal) in one gather; the round trains one pass over them, read once across
@@ -234,7 +292,8 @@ void export_versioned(const Options& o, train::Trainer& trainer, const Context& 
 /// runs (Trainer::boundary: sparse base, shrink), then the files after it. With --export-sparse
 /// a base is also written at the end. Stops on SIGTERM/SIGINT (after the same step on
 /// every rank, with a checkpoint when --checkpoint-dir is set) or after --follow-idle-exit
-/// seconds without a new file.
+/// seconds without a new file. With --resume/--resume-or-start it goes on where the newest
+/// checkpoint left it (follow.txt): no file trained twice, none skipped.
 train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
                         comm::Communicator& comm, Context& ctx, train::BatchSource* held_out,
                         const std::function<void(const std::string&)>& export_now) {
@@ -242,12 +301,32 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
   train::HostCollectives host(comm, ctx);
   train::SignalGuard signals(true);  // between rounds too; fit() inside keeps a pending signal
   std::set<std::string> done;
+  std::vector<std::string> pending;  // a pass a checkpoint stopped in: the first round
+  if (o.resume || o.resume_or_start) {
+    FollowStart start;
+    trainer.vote("reading where --follow stopped", [&] {
+      if (comm.rank() == 0) start = follow_start(o);
+    });
+    done = start.done;
+    pending = start.pending;
+    const auto flags = host.all_gather_text(start.preload ? "preload" : "-", std::string::npos);
+    if (flags[0] == "preload") {  // load the model the last round left (no training here)
+      if (comm.rank() == 0) log().info("--follow: resuming after {} file(s) trained", done.size());
+      train::VectorBatchSource none({});
+      trainer.fit(none);
+    } else if (comm.rank() == 0 && !pending.empty()) {
+      log().info("--follow: resuming in the middle of {} file(s), {} ... {}", pending.size(),
+                 pending.front(), pending.back());
+    }
+  }
   train::FitResult total;
   auto last_new = std::chrono::steady_clock::now();
   int64_t files_since_export = 0;
   while (true) {
     std::string msg = train::stop_signal_pending() ? "stop\n" : "go\n";
-    if (comm.rank() == 0) {
+    if (comm.rank() == 0 && !pending.empty()) {
+      for (const auto& f : pending) msg += f + "\n";  // the interrupted pass, exactly
+    } else if (comm.rank() == 0) {
       std::vector<std::string> fresh;
       std::error_code ec;
       for (const auto& e : fs::directory_iterator(o.follow, ec)) {
@@ -288,6 +367,7 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
       continue;
     }
     last_new = std::chrono::steady_clock::now();
+    pending.clear();
     // Day markers (names ending in ".day", not data) split the round: the files before a marker
     // are trained, then the boundary (sparse base, shrink) runs on every rank, then the rest.
     std::vector<std::vector<std::string>> segments(1);
@@ -308,6 +388,7 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
         trainer.vote("opening new files", [&] {
           source = std::make_unique<train::TextBatchSource>(part, d.schema, d.follow_options);
         });
+        trainer.set_checkpoint_extra("follow.txt", follow_state(done, part));
         if (comm.rank() == 0)
           log().info("--follow: training on {} new file(s), {} ... {}", part.size(),
                      part.front(), part.back());
@@ -321,10 +402,12 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
         total.data_wait_seconds += r.data_wait_seconds;
         if (!r.last_checkpoint.empty()) total.last_checkpoint = r.last_checkpoint;
         stopped = r.stopped;
+        if (!stopped) done.insert(part.begin(), part.end());
       }
       if (i < markers.size() && !stopped) {
         if (comm.rank() == 0) log().info("--follow: day marker {}: a boundary", markers[i]);
         trainer.boundary();
+        done.insert(markers[i]);
       }
     }
     done.insert(files.begin(), files.end());

@@ -355,3 +355,30 @@ TEST_CASE("Signal handlers are installed only when asked", "[train][trainer][sig
   }
   CHECK_FALSE(train::TrainerConfig{}.abort_on_error);
 }
+
+TEST_CASE(
+    "Only a Trainer's first fit() resumes; a later one trains on from memory, with the "
+    "driver's checkpoint file",
+    "[train][trainer][checkpoint][resume]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.resume_or_start = true;
+  auto model = test::fixture_model(ctx);
+  train::Trainer trainer(*model, *comm, ctx, cfg);
+  train::VectorBatchSource first(test::fixture_batches(2, 8));
+  trainer.set_checkpoint_extra("follow.txt", "round\tfirst\n");
+  CHECK(trainer.fit(first).updates == 2);  // no checkpoint yet: starts; writes one at the end
+  // Before: the second fit() resumed that (finished) checkpoint and trained nothing.
+  train::VectorBatchSource second(test::fixture_batches(3, 8, 100));
+  trainer.set_checkpoint_extra("follow.txt", "done\tfirst\nround\tsecond\n");
+  const auto r = trainer.fit(second);
+  CHECK(!r.already_finished);
+  CHECK(r.updates == 3);
+  CHECK(trainer.updates() == 5);
+  const std::string latest = train::latest_checkpoint(cfg.checkpoint_dir);
+  CHECK(train::read_checkpoint_extra(latest, "follow.txt") == "done\tfirst\nround\tsecond\n");
+  CHECK_THROWS_WITH(trainer.set_checkpoint_extra("notes.txt", "x"), Contains("notes.txt"));
+}

@@ -11,7 +11,8 @@ const std::vector<std::string>& checkpoint_files() {
 }
 
 const std::vector<std::string>& checkpoint_extra_files() {
-  static const std::vector<std::string> files = {"model.toml", "schema.toml", "selection.json"};
+  static const std::vector<std::string> files = {"model.toml", "schema.toml", "selection.json",
+                                                 "follow.txt"};
   return files;
 }
 

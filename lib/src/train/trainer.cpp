@@ -6,20 +6,21 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/scoped_seconds.h"
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/logging.h"
+#include "lockstep/core/profile.h"
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/sparse_model.h"
+#include "train/checkpoint_manifest.h"
 #include "train/consistency.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
 #include "train/model_state.h"
 #include "train/progress.h"
 #include "train/signals.h"
-#include "core/scoped_seconds.h"
-#include "lockstep/core/profile.h"
 #include "train/step.h"
 
 namespace lockstep::train {
@@ -144,6 +145,8 @@ struct Trainer::Impl {
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
+  bool resume_tried = false;           // a fit() has looked for a checkpoint to resume
+  CheckpointExtras driver_extras;      // set_checkpoint_extra()
   // config.keep_best_in_memory: the best model's state and its step
   std::unique_ptr<HostModelState> best_state;
   uint64_t best_state_step = 0;
@@ -292,6 +295,16 @@ void Trainer::vote(const std::string& phase, const std::function<void()>& fn) {
   impl_->collective([&] { agree(impl_->comm, impl_->ctx, phase, fn); });
 }
 
+void Trainer::set_checkpoint_extra(const std::string& name, std::string text) {
+  const auto& names = checkpoint_extra_files();
+  LOCKSTEP_CHECK(std::find(names.begin(), names.end(), name) != names.end() &&
+                     !impl_->config.model_files.count(name) && name != "selection.json",
+                 "set_checkpoint_extra: '{}' is not a name a driver may write into a checkpoint "
+                 "(\"follow.txt\")",
+                 name);
+  impl_->driver_extras[name] = std::move(text);
+}
+
 FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   Impl& m = *impl_;
   FitResult result;
@@ -308,7 +321,8 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.best_state.reset();
   m.collective([&] {
     bool finished = false;
-    if (m.config.resume || m.config.resume_or_start) {  // the same verdict on every rank
+    if ((m.config.resume || m.config.resume_or_start) && !m.resume_tried) {
+      m.resume_tried = true;  // the same verdict on every rank
       agree(m.comm, m.ctx, "resuming", [&] { finished = m.resume(); });
       m.check_same_start(m.start_point);
     }
@@ -593,6 +607,7 @@ CheckpointMeta Trainer::Impl::current_meta() const {
 
 CheckpointExtras Trainer::Impl::checkpoint_extras() const {
   CheckpointExtras extras = config.model_files;
+  for (const auto& [name, text] : driver_extras) extras[name] = text;
   const auto& s = selection;
   if (!std::isnan(s.best))
     extras["selection.json"] = nlohmann::ordered_json{{"metric", config.select_metric},

@@ -37,8 +37,9 @@ struct CheckpointMeta {
 
 /// Text files written into a checkpoint besides the model state, and covered by its manifest:
 /// "model.toml" and "schema.toml" (the model configuration and the data schema: what rebuilds
-/// the model without the run's flags, train/saved_model.h) and "selection.json" (the trainer's
-/// model-selection state). Other names are refused.
+/// the model without the run's flags, train/saved_model.h), "selection.json" (the trainer's
+/// model-selection state) and "follow.txt" (lockstep-train --follow: the files trained and the
+/// round in progress). Other names are refused.
 using CheckpointExtras = std::map<std::string, std::string>;
 
 /// Writes a checkpoint of `model` under `root` (created if missing) and returns its path.

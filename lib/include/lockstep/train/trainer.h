@@ -50,7 +50,8 @@ struct TrainerConfig {
   /// (lockstep-train --follow: day markers in the data) sets it false and calls boundary().
   bool epoch_boundaries = true;
   /// Resume from the newest checkpoint in checkpoint_dir; fit() throws (on every rank) when
-  /// there is none, unless resume_or_start, which then starts from the beginning.
+  /// there is none, unless resume_or_start, which then starts from the beginning. Only the first
+  /// fit() of a Trainer resumes: a later one goes on from the model as the earlier left it.
   bool resume = false;
   bool resume_or_start = false;
   /// Install SIGTERM/SIGINT handlers during fit() (off by default: the library installs no
@@ -162,6 +163,11 @@ class Trainer {
   /// rank(s) 0: rank 0: …". For a driver's own work that can fail on some ranks only (rank 0
   /// writing an export, each rank reading its files). Collective.
   void vote(const std::string& phase, const std::function<void()>& fn);
+
+  /// A text file written into every later checkpoint beside model_files (a name of
+  /// CheckpointExtras: "follow.txt" for a driver's own position in its data), so that it is
+  /// exactly as current as the model state it is saved with. Throws Error for another name.
+  void set_checkpoint_extra(const std::string& name, std::string text);
 
   void on_step(std::function<void(const StepInfo&)> callback);
 
