@@ -410,7 +410,6 @@ train::FitResult follow(const Options& o, Data& d, train::Trainer& trainer,
         done.insert(markers[i]);
       }
     }
-    done.insert(files.begin(), files.end());
     last_new = std::chrono::steady_clock::now();  // idle time counts from the end of a round
     if (stopped) {
       if (comm.rank() == 0) log().warn("--follow: stop requested by a signal");

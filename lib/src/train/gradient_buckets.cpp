@@ -38,7 +38,6 @@ GradientBuckets::GradientBuckets(nn::ParamSet<float>& params, comm::Communicator
   for (size_t b = 0; b < buckets_.size(); ++b)
     for (const int h : buckets_[b].handles) bucket_of_[h] = static_cast<int>(b);
   waiting_.assign(buckets_.size(), 0);
-  held_.assign(buckets_.size(), 1);  // until the first backward has been seen
   params_.set_grad_listener(this);
 }
 
@@ -49,11 +48,10 @@ GradientBuckets::~GradientBuckets() {
 void GradientBuckets::begin_step() {
   if (buckets_.empty()) return;
   std::fill(writes_.begin(), writes_.end(), 0);
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    int waiting = 0;
-    for (const int h : buckets_[b].handles) waiting += expected_[h] > 0 ? 1 : 0;
-    waiting_[b] = waiting;
-  }
+  // A handle counts down when it reaches its expected writes; one the first backward never
+  // wrote (expected 0) never does, so it holds its bucket until flush().
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    waiting_[b] = static_cast<int>(buckets_[b].handles.size());
   next_ = 0;
   started_early_ = 0;
   listening_ = true;
@@ -75,7 +73,7 @@ void GradientBuckets::grad_written(const Context& ctx, int handle) {
 }
 
 void GradientBuckets::start_ready(const Context& ctx) {
-  while (next_ < buckets_.size() && !held_[next_] && waiting_[next_] == 0) {
+  while (next_ < buckets_.size() && waiting_[next_] == 0) {
     start(ctx);
     ++started_early_;
   }
@@ -92,10 +90,6 @@ void GradientBuckets::flush(const Context& ctx, bool backward_completed) {
   listening_ = false;
   if (backward_completed && !learned_) {
     expected_ = writes_;
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      held_[b] = 0;
-      for (const int h : buckets_[b].handles) held_[b] |= expected_[h] == 0 ? 1 : 0;
-    }
     learned_ = true;
   }
   while (next_ < buckets_.size()) start(ctx);

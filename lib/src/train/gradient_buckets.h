@@ -65,7 +65,6 @@ class GradientBuckets final : public nn::GradListener {
   std::vector<int> writes_;     // handle -> writes this step
   std::vector<int> expected_;   // handle -> writes of the first backward
   std::vector<int> waiting_;    // bucket -> its handles below their expected writes
-  std::vector<char> held_;      // bucket -> holds a handle the first backward never wrote
   bool learned_ = false, listening_ = false;
   size_t next_ = 0;  // buckets [0, next_) started this step
   int started_early_ = 0;

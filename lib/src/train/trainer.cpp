@@ -14,7 +14,6 @@
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/sparse_model.h"
-#include "train/checkpoint_manifest.h"
 #include "train/consistency.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
@@ -296,9 +295,8 @@ void Trainer::vote(const std::string& phase, const std::function<void()>& fn) {
 }
 
 void Trainer::set_checkpoint_extra(const std::string& name, std::string text) {
-  const auto& names = checkpoint_extra_files();
-  LOCKSTEP_CHECK(std::find(names.begin(), names.end(), name) != names.end() &&
-                     !impl_->config.model_files.count(name) && name != "selection.json",
+  // The other extras (model.toml, schema.toml, selection.json) are the trainer's own.
+  LOCKSTEP_CHECK(name == "follow.txt",
                  "set_checkpoint_extra: '{}' is not a name a driver may write into a checkpoint "
                  "(\"follow.txt\")",
                  name);
