@@ -57,6 +57,13 @@ double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& bat
                bool profile, const std::string& title) {
   train::LocalTrainer<float> trainer(model, ctx);
   const double ms = bench::median_ms(ctx, [&] { trainer.step(batch); }, 3, iters);
+  if (trainer.graphs()) {
+    const train::GraphStats g = trainer.graph_stats();
+    std::printf("%s: CUDA graphs: %lld steps replayed, %lld captured, %lld eager, %lld fallbacks\n",
+                title.c_str(), static_cast<long long>(g.replayed),
+                static_cast<long long>(g.captured), static_cast<long long>(g.eager),
+                static_cast<long long>(g.fallbacks));
+  }
   if (profile) {
     Profile p;
     {
@@ -80,9 +87,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
   app.add_option("--models", which, "any of din, bst, dual, comma-separated");
-  bool profile = false, tf32 = false, bf16 = false;
+  bool profile = false, tf32 = false, bf16 = false, no_graphs = false;
   app.add_flag("--allow-tf32", tf32, "TF32 tensor-core GEMMs on CUDA");
   app.add_flag("--allow-bf16", bf16, "bf16 tensor-core GEMMs on CUDA (fp32 accumulation)");
+  app.add_flag("--no-cuda-graphs", no_graphs,
+               "launch every kernel instead of replaying CUDA graphs");
   app.add_flag("--profile", profile,
                "also print where each step's time goes: phases and kernels (lockstep/core/profile.h)");
   CLI11_PARSE(app, argc, argv);
@@ -91,6 +100,7 @@ int main(int argc, char** argv) {
     ContextOptions options;
     options.allow_tf32 = tf32;
     options.allow_bf16 = bf16;
+    options.cuda_graphs = !no_graphs;
     Context ctx(device, options);
     if (batch == 0) batch = device.is_cuda() ? 4096 : 1024;
     const DeviceInfo info = query_device_info(device);

@@ -73,8 +73,8 @@ struct Options {
   uint64_t data_seed = 1;
   int threads = 0;
   double comm_timeout = 300, startup_timeout = 120, bucket_mb = 1;
-  bool allow_tf32 = false, allow_bf16 = false, resume = false, resume_or_start = false,
-       allow_empty_data = false;
+  bool allow_tf32 = false, allow_bf16 = false, no_cuda_graphs = false, resume = false,
+       resume_or_start = false, allow_empty_data = false;
 };
 
 /// This rank's training and held-out shards, and the oracle AUC of the held-out data.
@@ -503,7 +503,9 @@ int run(const Options& o) {
   const int threads = o.threads > 0 || local_size <= 1
                           ? o.threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
-  Context ctx(device, ContextOptions{o.allow_tf32, threads, o.data_seed, o.allow_bf16});
+  ContextOptions context_options{o.allow_tf32, threads, o.data_seed, o.allow_bf16};
+  context_options.cuda_graphs = !o.no_cuda_graphs;
+  Context ctx(device, context_options);
   comm::CommOptions comm_options;
   comm_options.timeout_s = o.comm_timeout;
   comm_options.startup_timeout_s = o.startup_timeout;
@@ -771,6 +773,9 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-tf32", o.allow_tf32, "allow TF32 tensor-core GEMMs on CUDA");
   app.add_flag("--allow-bf16", o.allow_bf16,
                "allow bf16 tensor-core GEMMs on CUDA (fp32 accumulation; docs/training.md)");
+  app.add_flag(
+      "--no-cuda-graphs", o.no_cuda_graphs,
+      "launch every kernel of the step instead of replaying CUDA graphs (docs/performance.md)");
   app.add_flag("--allow-empty-data", o.allow_empty_data,
                "accept empty training or held-out files (--data) instead of stopping");
   app.add_option("--threads", o.threads,

@@ -34,6 +34,7 @@
 #include "lockstep/config.h"
 #include "lockstep/core/context.h"
 #include "lockstep/core/error.h"
+#include "lockstep/core/launch_recorder.h"
 #include "lockstep/core/profile.h"
 
 namespace lockstep::kernels {
@@ -76,17 +77,28 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// Body of a dispatcher: LOCKSTEP_DISPATCH(T, ctx, op, args...) calls cpu::op<T>(ctx, args...)
 /// on a CPU context and cuda::op(ctx, args...) on a CUDA context.
-#define LOCKSTEP_DISPATCH(T, ctx, op, ...)                                    \
-  do {                                                                        \
-    const ::lockstep::ProfileScope lockstep_profile_scope_(                   \
-        (ctx), #op, ::lockstep::ProfileScope::Kind::Kernel);                  \
-    if ((ctx).is_cpu()) {                                                     \
-      ::lockstep::kernels::cpu::op<T>((ctx), __VA_ARGS__);                    \
-    } else if constexpr (LOCKSTEP_CUDA_ENABLED && std::is_same_v<T, float>) { \
-      ::lockstep::kernels::cuda::op((ctx), __VA_ARGS__);                      \
-    } else {                                                                  \
-      ::lockstep::kernels::detail::no_cuda_kernel((ctx), #op, sizeof(T));     \
-    }                                                                         \
+/// With a LaunchRecorder attached to ctx (lockstep/core/launch_recorder.h) the launch goes
+/// through it: logged, then run, kept or skipped by its mode.
+#define LOCKSTEP_DISPATCH(T, ctx, op, ...)                                             \
+  do {                                                                                 \
+    const ::lockstep::ProfileScope lockstep_profile_scope_(                            \
+        (ctx), #op, ::lockstep::ProfileScope::Kind::Kernel);                           \
+    ::lockstep::LaunchRecorder* const lockstep_recorder_ = (ctx).recorder();           \
+    if ((ctx).is_cpu()) {                                                              \
+      if (lockstep_recorder_ != nullptr)                                               \
+        lockstep_recorder_->launch((ctx), true, #op, &::lockstep::kernels::cpu::op<T>, \
+                                   __VA_ARGS__);                                       \
+      else                                                                             \
+        ::lockstep::kernels::cpu::op<T>((ctx), __VA_ARGS__);                           \
+    } else if constexpr (LOCKSTEP_CUDA_ENABLED && std::is_same_v<T, float>) {          \
+      if (lockstep_recorder_ != nullptr)                                               \
+        lockstep_recorder_->launch((ctx), false, #op, &::lockstep::kernels::cuda::op,  \
+                                   __VA_ARGS__);                                       \
+      else                                                                             \
+        ::lockstep::kernels::cuda::op((ctx), __VA_ARGS__);                             \
+    } else {                                                                           \
+      ::lockstep::kernels::detail::no_cuda_kernel((ctx), #op, sizeof(T));              \
+    }                                                                                  \
   } while (0)
 
 /// Declares both implementations of `op` from ONE parameter list written with the element type T:

@@ -47,7 +47,13 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 // Backward: the sparse gradient with respect to the table rows touched by the batch.
 //   offsets:    (batch + 1), offsets[0] == 0 (a whole CSR, not a window)
 //   dout:       (batch, dim) with row stride ld_dout
-//   nnz:        offsets[batch] (passed by the caller, who knows it on the host)
+//   nnz:        offsets[batch] (passed by the caller, who knows it on the host); with `padded`,
+//               the positions staged: offsets[batch] <= nnz, and positions offsets[batch] ..
+//               nnz - 1 are padding, in no bag (so that a batch's sizes repeat for CUDA graphs)
+//   padded:     every padding position holds the same id, greater than every id of a bag and
+//               below 2^id_bits (a table's row count, with id_bits_for(rows + 1)); padding adds
+//               nothing: the outputs are the bits of the unpadded call. The CPU reference throws
+//               on other padding ids; CUDA may then group them wrongly, like ids past id_bits.
 //   unique_ids: (>= nnz) out: the distinct ids of the batch in ascending order
 //   grad_rows:  (>= nnz, dim) out: row u is the gradient of table row unique_ids[u]
 //   num_unique: out: number U of distinct ids; ONE element in ctx's device memory (host memory
@@ -82,7 +88,7 @@ inline int id_bits_for(int64_t rows) {
 LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
                       int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                       const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                      int64_t* num_unique, int id_bits)
+                      int64_t* num_unique, int id_bits, bool padded)
 namespace detail {
 inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout,
                                          int id_bits) {
@@ -98,10 +104,10 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits = 64) {
+                            int64_t* num_unique, int id_bits = 64, bool padded = false) {
   detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout, id_bits);
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
-                    ld_dout, unique_ids, grad_rows, num_unique, id_bits);
+                    ld_dout, unique_ids, grad_rows, num_unique, id_bits, padded);
 }
 
 // Merges the sparse gradients gathered from several ranks: rows with equal ids are summed.

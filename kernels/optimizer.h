@@ -30,6 +30,17 @@ struct AdagradHyper {
   float eps = 1e-10f;
 };
 
+// Their hashes as kernel arguments (lockstep/core/launch_recorder.h).
+inline uint64_t launch_hash(const SgdHyper& h) {
+  return LaunchRecorder::hash_fields(h.lr, h.momentum, h.weight_decay, h.nesterov);
+}
+inline uint64_t launch_hash(const AdamHyper& h) {
+  return LaunchRecorder::hash_fields(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay);
+}
+inline uint64_t launch_hash(const AdagradHyper& h) {
+  return LaunchRecorder::hash_fields(h.lr, h.eps);
+}
+
 // ---- Dense, element-wise over n parameters (param, grad and state: (n)).
 // SGD:     g += wd * p;  v = momentum * v + g;  p -= lr * (nesterov ? g + momentum * v : v)
 //          (momentum == 0: p -= lr * g, velocity may be nullptr)

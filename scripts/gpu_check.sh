@@ -78,6 +78,7 @@ for stage in $stages; do
     bench)
       run bench bench_kernels "$build/bench/lockstep-bench-kernels" --device cuda --json "$out/bench_kernels.json"
       run bench bench_models "$build/bench/lockstep-bench-models" --device cuda
+      run bench bench_models_no_graphs "$build/bench/lockstep-bench-models" --device cuda --no-cuda-graphs
       run bench bench_models_tf32 "$build/bench/lockstep-bench-models" --device cuda --allow-tf32
       run bench bench_models_bf16 "$build/bench/lockstep-bench-models" --device cuda --allow-bf16
       run bench bench_models_profile "$build/bench/lockstep-bench-models" --device cuda --iters 3 --profile

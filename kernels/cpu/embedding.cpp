@@ -179,13 +179,13 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits) {
+                            int64_t* num_unique, int id_bits, bool padded) {
   constexpr const char* op = "pooled_lookup_backward";
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
   check_offsets(op, batch, offsets);
-  if (offsets[batch] != nnz) throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
-  if (nnz == 0) return;
+  if (padded ? offsets[batch] > nnz : offsets[batch] != nnz)
+    throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
   if (id_bits < 64)
     for (int64_t j = 0; j < nnz; ++j)
       if (ids[j] >> id_bits != 0)
@@ -193,6 +193,21 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
             fmt::format("{}: ids[{}] = {} is not below 2^id_bits (id_bits = {}): pass "
                         "id_bits_for(rows) of the table it indexes",
                         op, j, ids[j], id_bits));
+  // Padding: one id above every id of a bag (what lets CUDA drop it as the last sorted
+  // segment), then left out.
+  const int64_t padding_from = offsets[batch];
+  if (padding_from < nnz) {
+    const uint64_t pad = ids[padding_from];
+    const uint64_t largest = padding_from > 0 ? *std::max_element(ids, ids + padding_from) : 0;
+    for (int64_t j = padding_from; j < nnz; ++j)
+      if (ids[j] != pad || (padding_from > 0 && pad <= largest))
+        throw Error(fmt::format(
+            "{}: padding ids[{}] = {}: every padding position must hold the same id, above every "
+            "id of a bag (the largest is {})",
+            op, j, ids[j], largest));
+  }
+  nnz = padding_from;
+  if (nnz == 0) return;
 
   // Each position's bag and its pooling factor applied to dout, stored before summing: the
   // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
@@ -230,7 +245,7 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                                          int64_t, const int64_t*, const uint64_t*, T*, int64_t);  \
   template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,              \
                                           const int64_t*, const uint64_t*, int64_t, const T*,     \
-                                          int64_t, uint64_t*, T*, int64_t*, int);                 \
+                                          int64_t, uint64_t*, T*, int64_t*, int, bool);           \
   template void merge_sparse_rows<T>(const Context&, int64_t, int64_t, const uint64_t*, const T*, \
                                      uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)

@@ -93,11 +93,12 @@ __global__ void pooled_lookup_forward_kernel(ErrorSink sink, Pooling pooling, in
 // offsets == nullptr means one bag per position: bag_of[j] = j (merge_sparse_rows). Bags are
 // int (the launcher checks batch and nnz fit), halving the radix sort's value traffic.
 // The same launch runs the CPU's checks of the offsets (thread i checks bag i; thread 0 also
-// offsets[0] == 0 and offsets[batch] == nnz), recording a failure in `sink`, so it is launched
-// for max(nnz, batch) threads, even when nnz == 0.
+// offsets[0] == 0 and offsets[batch] == nnz, or <= nnz when padded), recording a failure in
+// `sink`, so it is launched for max(nnz, batch) threads, even when nnz == 0. Padding positions
+// (j >= offsets[batch]) get bag batch - 1: in bounds, and their segment is dropped later.
 //   offsets: (batch + 1) or nullptr; bag_of: (nnz)
 __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
-                                    const int64_t* __restrict__ offsets, int64_t nnz,
+                                    const int64_t* __restrict__ offsets, int64_t nnz, bool padded,
                                     int* __restrict__ bag_of) {
   const int64_t threads = nnz > batch ? nnz : batch;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < threads;
@@ -110,7 +111,7 @@ __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
       record_input_error(sink, InputError::OffsetsStart, 0, offsets[0], /*window=*/0);
     if (j < batch && offsets[j + 1] < offsets[j])
       record_input_error(sink, InputError::OffsetsDecreasing, j, j, offsets[j], offsets[j + 1]);
-    if (j == 0 && offsets[batch] != nnz)
+    if (j == 0 && (padded ? offsets[batch] > nnz : offsets[batch] != nnz))
       record_input_error(sink, InputError::OffsetsEnd, 0, batch, offsets[batch], nnz);
     if (j >= nnz) continue;
     int64_t lo = 0, hi = batch;  // offsets[lo] <= j < offsets[hi]
@@ -132,6 +133,14 @@ __global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offs
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < batch;
        b += int64_t(gridDim.x) * blockDim.x)
     scales[b] = bag_scale(Pooling::Mean, offsets[b + 1] - offsets[b]);
+}
+
+// A padded batch (positions offsets[batch] .. nnz - 1 hold one id above every id of a bag): the
+// padding is the last of the *num_unique sorted segments; it is dropped, so that every later
+// kernel sees only the bags' ids, as in the unpadded call.
+__global__ void drop_padding_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
+                                    int64_t* __restrict__ num_unique) {
+  if (offsets[batch]<nnz&& * num_unique> 0) --*num_unique;
 }
 
 // Column d of sorted positions [begin, end) summed sequentially: scale_b * dout[b, d] for their
@@ -278,7 +287,7 @@ constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows
 void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pooling pooling,
                           int64_t batch, int64_t dim, const int64_t* offsets, const uint64_t* ids,
                           int64_t nnz, const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                          float* grad_rows, int64_t* num_unique, int id_bits) {
+                          float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
   // cub::DeviceRunLengthEncode counts items in int, and bags are sorted as int.
   LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", names.op,
                  nnz, INT_MAX);
@@ -289,7 +298,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
     if (offsets != nullptr && batch > 0) {  // empty bags: still the CPU's offsets checks
       position_bag_kernel<<<grid_for(batch), kBlock, 0, stream>>>(error_sink(ctx, names.op), batch,
-                                                                  offsets, 0, nullptr);
+                                                                  offsets, 0, padded, nullptr);
       LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
     }
     return;
@@ -339,7 +348,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   void* cub_temp = static_cast<char*>(base) + cub_at;
 
   position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
-      error_sink(ctx, names.op), batch, offsets, nnz, bag_of);
+      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
   if (scales != nullptr) {
     bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
@@ -356,6 +365,10 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(cub_temp, temp_bytes, sorted_ids,
                                                          unique_ids, counts, num_unique,
                                                          static_cast<int>(nnz), stream));
+  if (padded && offsets != nullptr) {
+    drop_padding_kernel<<<1, 1, 0, stream>>>(batch, offsets, nnz, num_unique);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  }
   temp_bytes = scan_bytes;
   LOCKSTEP_CUDA_CHECK(
       cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz, stream));
@@ -398,9 +411,9 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                             const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique, int id_bits) {
+                            float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
   sort_and_segment_sum(ctx, kBackwardNames, pooling, batch, dim, offsets, ids, nnz, dout, ld_dout,
-                       unique_ids, grad_rows, num_unique, id_bits);
+                       unique_ids, grad_rows, num_unique, id_bits, padded);
 }
 
 // Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
@@ -409,7 +422,7 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                        const float* rows, uint64_t* unique_ids, float* merged,
                        int64_t* num_unique) {
   sort_and_segment_sum(ctx, kMergeNames, Pooling::Sum, n, dim, nullptr, ids, n, rows, dim,
-                       unique_ids, merged, num_unique, /*id_bits=*/64);
+                       unique_ids, merged, num_unique, /*id_bits=*/64, /*padded=*/false);
 }
 
 }  // namespace lockstep::kernels::cuda

@@ -82,7 +82,7 @@ inline std::unique_ptr<models::Din<float>> fixture_din(
 /// The same read by BST (target token + history, 2 heads over the 8-wide item embeddings).
 /// `dynamic`: the tables made dynamic with these rules (make_dynamic).
 inline std::unique_ptr<models::Bst<float>> fixture_bst(
-    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr) {
+    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr, float dropout = 0.1f) {
   models::BstConfig c;
   const auto base = fixture_config();
   c.tables = base.tables;
@@ -92,7 +92,7 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(
   c.sequence = {"hist"};
   c.transformer.heads = 2;
   c.transformer.ffn_width = 8;
-  c.transformer.dropout = 0.1f;
+  c.transformer.dropout = dropout;
   c.mlp = {{16, 8, 1}, {nn::ActivationKind::LeakyReLU}, false};
   c.seed = 5;
   return std::make_unique<models::Bst<float>>(c, fixture_columns(), 3, ctx);

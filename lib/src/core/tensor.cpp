@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "lockstep/config.h"
+#include "lockstep/core/launch_recorder.h"
 
 #if LOCKSTEP_CUDA_ENABLED
 #include "core/cuda_check.h"
@@ -36,6 +37,10 @@ Buffer::Buffer(const Context& ctx, size_t bytes) : bytes_(bytes), device_(ctx.de
     return;
   }
 #if LOCKSTEP_CUDA_ENABLED
+  // The stream-ordered allocation would become part of the graph being captured.
+  LOCKSTEP_CHECK(
+      ctx.recorder() == nullptr || ctx.recorder()->mode() != LaunchRecorder::Mode::Capture,
+      "allocating {} bytes on {} while a CUDA graph is captured", bytes, device_.str());
   stream_ = ctx.stream();
   const cudaError_t err = cudaMallocAsync(&ptr_, bytes, static_cast<cudaStream_t>(stream_));
   if (err != cudaSuccess) {
@@ -80,9 +85,30 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
   return *this;
 }
 
+namespace {
+void copy_bytes_now(const Context& ctx, void* dst, const Device& dst_dev, const void* src,
+                    const Device& src_dev, size_t bytes);
+}  // namespace
+
 void copy_bytes(const Context& ctx, void* dst, const Device& dst_dev, const void* src,
                 const Device& src_dev, size_t bytes) {
   if (bytes == 0) return;
+  LaunchRecorder* const recorder = ctx.recorder();
+  if (recorder == nullptr) return copy_bytes_now(ctx, dst, dst_dev, src, src_dev, bytes);
+  // A copy from or to host memory reads or writes it when the graph runs, not now.
+  if (ctx.is_cuda() && (dst_dev.is_cpu() || src_dev.is_cpu()))
+    recorder->mark_uncapturable("a copy between host and device memory");
+  uint64_t key =
+      LaunchRecorder::mix(reinterpret_cast<uintptr_t>(dst), reinterpret_cast<uintptr_t>(src));
+  key = LaunchRecorder::mix(key, bytes);
+  recorder->launch_work(ctx.is_cpu(), "copy", key, [&ctx, dst, dst_dev, src, src_dev, bytes] {
+    copy_bytes_now(ctx, dst, dst_dev, src, src_dev, bytes);
+  });
+}
+
+namespace {
+void copy_bytes_now(const Context& ctx, void* dst, const Device& dst_dev, const void* src,
+                    const Device& src_dev, size_t bytes) {
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
     std::memcpy(dst, src, bytes);
     return;
@@ -95,16 +121,24 @@ void copy_bytes(const Context& ctx, void* dst, const Device& dst_dev, const void
   throw Error("copy_bytes: a CUDA device was named but this build has no CUDA support");
 #endif
 }
+}  // namespace
 
 void zero_bytes(const Context& ctx, void* dst, size_t bytes) {
   if (bytes == 0) return;
-  if (ctx.is_cpu()) {
-    std::memset(dst, 0, bytes);
-    return;
-  }
+  const auto zero = [&ctx, dst, bytes] {
+    if (ctx.is_cpu()) {
+      std::memset(dst, 0, bytes);
+      return;
+    }
 #if LOCKSTEP_CUDA_ENABLED
-  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, detail::stream_of(ctx)));
+    LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, detail::stream_of(ctx)));
 #endif
+  };
+  LaunchRecorder* const recorder = ctx.recorder();
+  if (recorder == nullptr) return zero();
+  recorder->launch_work(ctx.is_cpu(), "zero",
+                        LaunchRecorder::mix(reinterpret_cast<uintptr_t>(dst), bytes ^ 0x2e70),
+                        zero);
 }
 
 }  // namespace lockstep

@@ -12,6 +12,14 @@ namespace {
 size_t aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 }  // namespace
 
+int64_t padded_count(int64_t n) {
+  if (n <= 64) return 64;
+  int shift = 0;
+  while ((n >> shift) >= 32) ++shift;  // n >> shift in [16, 32)
+  const int64_t step = int64_t{1} << shift;
+  return (n + step - 1) / step * step;
+}
+
 template <class T>
 void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
                            const std::vector<TableSize>& tables, bool has_lengths) {
@@ -33,8 +41,10 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     Table& tb = tables_[t];
     tb.bags = tables[t].bags;
     tb.nnz = tables[t].nnz;
+    tb.padded = pad_ids_ && tables[t].may_pad;
+    tb.staged = tb.padded ? padded_count(tb.nnz) : tb.nnz;
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
-    tb.ids_at = take(static_cast<size_t>(tb.nnz) * sizeof(uint64_t));
+    tb.ids_at = take(static_cast<size_t>(tb.staged) * sizeof(uint64_t));
     tb.keys.clear();
     tb.counts.clear();
   }

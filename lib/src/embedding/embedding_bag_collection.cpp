@@ -172,6 +172,7 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     sizes[t].bags = rows * tb.bags_per_sample;
+    sizes[t].may_pad = !tables_[t].dynamic();  // a dynamic table's ids index the batch's keys
     for (int f : tb.fields) {
       const int c = field_column_[f];
       LOCKSTEP_CHECK(c < static_cast<int>(batch.sparse.size()),
@@ -244,7 +245,12 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
         }
       }
     }
-    if (!dynamic) continue;
+    if (!dynamic) {
+      // Padding (DeviceBatch::padded): the row count, above every row; hashed tables hash only
+      // the bags' keys below.
+      std::fill(ids + nnz, ids + out.staged_nnz(t), static_cast<uint64_t>(table.rows()));
+      continue;
+    }
     // The batch's distinct keys (ascending), their shows (occurrences) and clicks (labels).
     std::vector<uint64_t>& keys = out.mutable_keys(t);
     keys.assign(ids, ids + nnz);
@@ -328,7 +334,7 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
   for (size_t t = 0; t < tables_.size(); ++t) {
     TableBatch& tb = *batches_[t];
     EmbeddingTable<T>& table = tables_[t];
-    const int64_t dim = table.dim(), nnz = batch.nnz(t), bags = batch.bags(t);
+    const int64_t dim = table.dim(), bags = batch.bags(t);
     const auto grad_of = [&](int f) {
       return fields_[f].max_len > 0 ? std::pair{dseq + field_offsets_[f], ld_seq}
                                     : std::pair{dout + field_offsets_[f], ld_dout};
@@ -351,10 +357,13 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
       keyed_gradient(ctx, t, grad, ld, dwide);
       continue;
     }
-    g.reserve(ctx, nnz, dim);
-    kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
-                                       batch.offsets(t), batch.ids(t), nnz, grad, ld, g.ids(),
-                                       g.rows(), g.count(), kernels::id_bits_for(table.rows()));
+    // Padding (a row count past every row) needs one more id bit when rows is a power of two.
+    const bool padded = batch.padded(t);
+    g.reserve(ctx, batch.staged_nnz(t), dim);
+    kernels::pooled_lookup_backward<T>(
+        ctx, to_kernel(table.config().pooling), bags, dim, batch.offsets(t), batch.ids(t),
+        batch.staged_nnz(t), grad, ld, g.ids(), g.rows(), g.count(),
+        kernels::id_bits_for(padded ? table.rows() + 1 : table.rows()), padded);
     g.mark_ready();
   }
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "lockstep/core/profile.h"
+#include "train/step_graphs.h"
 
 namespace lockstep::train {
 
@@ -10,6 +11,24 @@ template <class T>
 LocalTrainer<T>::LocalTrainer(models::Model<T>& model, const Context& ctx)
     : model_(&model), ctx_(&ctx) {
   loss_sum_.resize(ctx, {1});
+  if constexpr (std::is_same_v<T, float>) set_graphs(ctx.is_cuda() && ctx.options().cuda_graphs);
+}
+
+template <class T>
+LocalTrainer<T>::~LocalTrainer() = default;
+
+template <class T>
+void LocalTrainer<T>::set_graphs(bool on) {
+  for (auto* t : model_->tables())
+    if (t->dynamic()) on = false;
+  if (on == graphs()) return;
+  graphs_ = on ? std::make_unique<StepGraphs>(*ctx_) : nullptr;
+  batch_.set_pad_ids(on);
+}
+
+template <class T>
+GraphStats LocalTrainer<T>::graph_stats() const {
+  return graphs_ ? graphs_->stats() : GraphStats{};
 }
 
 template <class T>
@@ -25,14 +44,27 @@ const T* LocalTrainer<T>::compute_gradients(const models::DeviceBatch<T>& batch)
   LOCKSTEP_CHECK(batch.num_labels() == batch.size(), "batch has {} labels for {} samples",
                  batch.num_labels(), batch.size());
   const Context& ctx = *ctx_;
-  {
-    const ProfilePhase phase(ctx, "forward");
-    model_->zero_grad(ctx);
-    model_->forward(ctx, batch, /*training=*/true);
+  const auto region = [&]() -> const void* {
+    {
+      const ProfilePhase phase(ctx, "forward");
+      model_->zero_grad(ctx);
+      model_->forward(ctx, batch, /*training=*/true);
+    }
+    const ProfilePhase phase(ctx, "loss + backward");
+    model_->loss_and_backward(ctx, batch, loss_sum_.data());
+    return loss_sum_.data();
+  };
+  if (!graphs_) return static_cast<const T*>(region());
+  // What shapes the launches: where the batch is staged and its sizes. The graph's host pass
+  // checks that nothing else changed (StepGraphs).
+  key_.assign({reinterpret_cast<intptr_t>(&batch), batch.size(), batch.num_labels(),
+               batch.dense_values(), static_cast<int64_t>(batch.num_tables())});
+  for (size_t t = 0; t < batch.num_tables(); ++t) {
+    key_.push_back(batch.bags(t));
+    key_.push_back(batch.staged_nnz(t));
+    key_.push_back(batch.padded(t) ? 1 : 0);
   }
-  const ProfilePhase phase(ctx, "loss + backward");
-  model_->loss_and_backward(ctx, batch, loss_sum_.data());
-  return loss_sum_.data();
+  return static_cast<const T*>(graphs_->run(key_, region));
 }
 
 template <class T>

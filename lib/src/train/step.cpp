@@ -24,6 +24,15 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
       ahead_ctx_(ctx.device(), ctx.options()) {
   model.dense_params().reserve_grad_tail(ctx, control_.size());
   host_block_.assign(control_.size(), 0.0f);
+  set_graphs(local_.graphs());
+}
+
+// A replayed graph does not call the layers' GradListener during the backward: buckets and
+// graphs exclude each other (docs/performance.md, "CUDA graphs").
+bool LockstepStep::set_graphs(bool on) {
+  local_.set_graphs(on && buckets_.buckets().empty());
+  for (auto& slot : ahead_slots_) slot.set_pad_ids(local_.graphs());
+  return local_.graphs();
 }
 
 const StepSummary& LockstepStep::run(const data::Batch& batch, const StepInput& input,

@@ -59,6 +59,11 @@ class LockstepStep {
   /// The context batches are staged ahead on (its own stream on CUDA).
   const Context& ahead_context() const { return ahead_ctx_; }
 
+  /// CUDA graphs for the forward and backward (LocalTrainer::set_graphs; on by default on
+  /// CUDA). Never with buckets: a replayed backward does not tell them when gradients are
+  /// written. Returns whether they are on.
+  bool set_graphs(bool on);
+
   LocalTrainer<float>& local() { return local_; }
   const GradientBuckets& buckets() const { return buckets_; }
 

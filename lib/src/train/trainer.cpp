@@ -399,6 +399,11 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   if (profiling && m.comm.rank() == 0)
     log().info("where rank 0's training steps spent their time ({} steps):\n{}", result.steps,
                profile.table(result.steps));
+  if (m.step.local().graphs() && m.comm.rank() == 0) {
+    const GraphStats g = m.step.local().graph_stats();
+    log().info("CUDA graphs: {} steps replayed, {} captured, {} launched every kernel", g.replayed,
+               g.captured, g.eager);
+  }
   m.progress.event("end", m.last_epoch, m.step_no,
                    {{"steps", result.steps},
                     {"seconds", result.seconds},

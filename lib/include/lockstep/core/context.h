@@ -10,6 +10,7 @@
 namespace lockstep {
 
 struct DeviceErrorRecord;  // lockstep/core/device_error.h
+class LaunchRecorder;      // lockstep/core/launch_recorder.h
 class Profile;             // lockstep/core/profile.h
 
 struct ContextOptions {
@@ -28,6 +29,10 @@ struct ContextOptions {
   /// per element (kernels/gemm.h). Takes precedence over allow_tf32. CUDA only: CPU GEMMs
   /// stay fp32.
   bool allow_bf16 = false;
+  /// CUDA graphs: a training step's forward and backward are captured once per batch shape and
+  /// replayed (train/step_graphs.h), batches padded so that their shapes repeat; the bits are
+  /// those of launching every kernel. CUDA only (a CPU step launches nothing to save).
+  bool cuda_graphs = true;
 };
 
 /// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
@@ -110,10 +115,17 @@ class Context {
   Profile* profile() const { return profile_; }
   void set_profile(Profile* profile) { profile_ = profile; }
 
+  /// The LaunchRecorder every kernel launch and device copy on this context goes through, or
+  /// nullptr (the default: they run at once). Not owned.
+  /// Attaching one changes how work is launched, not what it computes.
+  LaunchRecorder* recorder() const { return recorder_; }
+  void set_recorder(LaunchRecorder* recorder) const { recorder_ = recorder; }
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   Profile* profile_ = nullptr;
+  mutable LaunchRecorder* recorder_ = nullptr;
 };
 
 }  // namespace lockstep

@@ -26,6 +26,10 @@ namespace lockstep::embedding {
 ///   token_lengths(): (size) int64, lengths() + 1 — the history plus the target token
 ///   dense():    (size, num_dense) row-major T
 ///   labels():   (size) T, or nullptr when the batch has no labels
+/// The id count a padded table stages for n ids: n rounded up to 16–32 steps per power of two
+/// (at most 1/16 more; at least 64), so that id counts of similar batches fall into few sizes.
+int64_t padded_count(int64_t n);
+
 template <class T>
 class DeviceBatch {
  public:
@@ -52,7 +56,17 @@ class DeviceBatch {
 
   size_t num_tables() const { return tables_.size(); }
   int64_t bags(size_t t) const { return tables_.at(t).bags; }
+  /// The ids of table t's bags (offsets(t)[bags(t)]).
   int64_t nnz(size_t t) const { return tables_.at(t).nnz; }
+  /// The ids staged for table t: nnz(t), or with padding (padded(t)) nnz(t) rounded up to
+  /// padded_count(), the positions past nnz(t) holding the table's row count (an id above every
+  /// row: pooled_lookup_backward's `padded` contract). So batches of one size repeat their
+  /// shapes — what lets a CUDA graph replay the step — and the results keep their bits.
+  int64_t staged_nnz(size_t t) const { return tables_.at(t).staged; }
+  bool padded(size_t t) const { return tables_.at(t).padded; }
+  /// Pad the id counts of the tables that allow it (set before staging; kept by later stages).
+  void set_pad_ids(bool on) { pad_ids_ = on; }
+  bool pad_ids() const { return pad_ids_; }
   const int64_t* offsets(size_t t) const { return ptr<int64_t>(tables_.at(t).offsets_at); }
   const uint64_t* ids(size_t t) const { return ptr<uint64_t>(tables_.at(t).ids_at); }
   /// A dynamic table t (host memory; empty for a hashed table): the batch's distinct keys of the
@@ -70,6 +84,7 @@ class DeviceBatch {
   // filled, and finish() writes dense features and labels and issues THE host -> device copy.
   struct TableSize {
     int64_t bags = 0, nnz = 0;
+    bool may_pad = false;  // padded to padded_count(nnz) when pad_ids() is set
   };
   /// Lays out `batch` with the given per-table sizes and reserves the pinned buffer.
   void begin(const Context& ctx, const data::Batch& batch, const std::vector<TableSize>& tables,
@@ -89,7 +104,8 @@ class DeviceBatch {
 
  private:
   struct Table {
-    int64_t bags = 0, nnz = 0;
+    int64_t bags = 0, nnz = 0, staged = 0;
+    bool padded = false;
     size_t offsets_at = 0, ids_at = 0;
     std::vector<uint64_t> keys;  // dynamic tables
     std::vector<T> counts;
@@ -105,6 +121,7 @@ class DeviceBatch {
 
   int64_t size_ = 0, num_dense_ = 0, dense_values_ = 0, num_labels_ = 0;
   bool has_lengths_ = false;
+  bool pad_ids_ = false;
   std::vector<Table> tables_;
   size_t lengths_at_ = 0, token_lengths_at_ = 0, dense_at_ = 0, labels_at_ = 0, bytes_ = 0;
   std::vector<int64_t> host_lengths_;

@@ -2,11 +2,23 @@
 // Single-process training steps: the building block of the example trainer. The multi-rank
 // lockstep trainer adds the per-step collective between backward and update.
 
+#include <memory>
 #include <vector>
 
 #include "lockstep/models/model.h"
 
 namespace lockstep::train {
+
+class StepGraphs;  // train/step_graphs.h
+
+/// What became of compute_gradients() calls with graphs on (LocalTrainer::set_graphs).
+struct GraphStats {
+  int64_t eager = 0;           // run by launching every kernel (first sight of a shape, ...)
+  int64_t captured = 0;        // captured into a graph (and that graph launched)
+  int64_t replayed = 0;        // run by launching a graph captured earlier
+  int64_t fallbacks = 0;       // a graph found unusable, the step run eagerly instead
+  int64_t not_capturable = 0;  // shapes whose step a graph cannot hold (dropout, host copies)
+};
 
 template <class T>
 class LocalTrainer {
@@ -14,6 +26,18 @@ class LocalTrainer {
   /// `model` and `ctx` must outlive the trainer (a temporary Context is refused at compile time).
   LocalTrainer(models::Model<T>& model, const Context& ctx);
   LocalTrainer(models::Model<T>& model, Context&& ctx) = delete;
+  ~LocalTrainer();
+
+  /// CUDA graphs (train/step_graphs.h): compute_gradients() is captured once per batch shape
+  /// and then replayed; batches are staged padded (DeviceBatch::set_pad_ids) so that their
+  /// shapes repeat. The bits are those of launching every kernel. On by default on a CUDA
+  /// context with ctx.options().cuda_graphs; never with dynamic tables (their step is planned on
+  /// the host). On the CPU, set_graphs(true) replays the kept launches instead: nothing to
+  /// gain, but the same logic, for tests. Stage batches after changing it.
+  void set_graphs(bool on);
+  bool graphs() const { return graphs_ != nullptr; }
+  /// Zeros while graphs are off.
+  GraphStats graph_stats() const;
 
   /// Host -> device, once per step: stages `batch` into the trainer's own DeviceBatch (valid
   /// until the next stage()) and returns it.
@@ -47,6 +71,8 @@ class LocalTrainer {
   models::DeviceBatch<T> batch_;
   Tensor<T> loss_sum_;
   int64_t steps_ = 0;
+  std::unique_ptr<StepGraphs> graphs_;  // null: graphs off
+  std::vector<int64_t> key_;            // the running batch's graph key (kept: no allocation)
 };
 
 extern template class LocalTrainer<float>;
