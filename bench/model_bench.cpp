@@ -4,7 +4,10 @@
 // samples/s of the teacher and of the exported student at batch 1, 64 and 4096.
 //
 //   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst,dual]
-//                         [--profile]
+//                         [--profile] [--no-cuda-graphs] [--allow-tf32|--allow-bf16]
+//
+// --profile also prints the host pass of a graph replay: the step's host code with every launch
+// skipped (train/step_graphs.h), and how many launches a step makes.
 //
 // FLOPs count the dense layers as written in the papers (the DIN unit on [q, k, q−k, q⊙k] as a
 // 4D × 80 layer even though lockstep never materialises that input), forward ×3 for
@@ -19,6 +22,7 @@
 
 #include "bench/bench_util.h"
 #include "lockstep/core/device_info.h"
+#include "lockstep/core/launch_recorder.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/core/profile.h"
 #include "lockstep/data/synthetic.h"
@@ -51,6 +55,30 @@ void bench_tables(const data::Schema& schema, int64_t max_len,
   }
 }
 
+/// What a step replayed from a CUDA graph still costs the host (train/step_graphs.h): the
+/// forward and backward's host code with every launch skipped and logged, as the replay's host
+/// pass runs it. Printed with the launches it skips (what eager execution launches one by one).
+void host_pass(Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters,
+               const std::string& title) {
+  train::LocalTrainer<float> trainer(model, ctx);
+  trainer.set_graphs(false);  // the recorder is attached here instead
+  const auto& staged = trainer.stage(batch);
+  trainer.compute_gradients(staged);  // sizes every buffer
+  LaunchRecorder recorder;
+  recorder.set_mode(LaunchRecorder::Mode::Skip);
+  ctx.set_recorder(&recorder);
+  const double ms = bench::median_ms(
+      ctx,
+      [&] {
+        recorder.clear();
+        trainer.compute_gradients(staged);
+      },
+      3, iters);
+  ctx.set_recorder(nullptr);
+  std::printf("%s: host pass of a graph replay %.1f us (%zu launches skipped)\n", title.c_str(),
+              ms * 1e3, recorder.log().size());
+}
+
 /// Median milliseconds of one training step (forward, backward, optimizer update) on `batch`.
 /// With `profile`, then `iters` more steps with a Profile attached, printed under `title`.
 double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters,
@@ -70,6 +98,7 @@ double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& bat
       const ScopedProfile attached(ctx, &p);
       for (int i = 0; i < iters; ++i) trainer.step(batch);
     }
+    host_pass(ctx, model, batch, iters, title);
     std::printf("\n%s: step profile on %s, %d steps (unprofiled median %.3f ms)\n%s", title.c_str(),
                 ctx.device().str().c_str(), iters, ms, p.table(iters).c_str());
   }

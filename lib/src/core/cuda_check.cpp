@@ -2,6 +2,7 @@
 
 #if LOCKSTEP_CUDA_ENABLED
 #include "core/cuda_check.h"
+#include "lockstep/core/launch_recorder.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,9 @@ void check_kernel_launch(const Context& ctx, const char* kernel, const char* fil
       return v && std::strcmp(v, "0") != 0;
     }();
     if (!sync_check) return;
+    // A stream being captured into a CUDA graph runs nothing yet (and may not be waited for).
+    const LaunchRecorder* recorder = ctx.recorder();
+    if (recorder && recorder->mode() == LaunchRecorder::Mode::Capture) return;
     err = cudaStreamSynchronize(stream_of(ctx));
     if (err == cudaSuccess) return;
   }
