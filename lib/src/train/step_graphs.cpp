@@ -62,6 +62,7 @@ void StepGraphs::clear() {
   graphs_.clear();
 }
 
+// A graph still running on the stream is freed by CUDA when it completes.
 void StepGraphs::release(Graph& g) {
 #if LOCKSTEP_CUDA_ENABLED
   if (g.exec) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g.exec));
