@@ -111,8 +111,7 @@ void StepGraphs::disable(const std::string& why) {
   clear();
 }
 
-const void* StepGraphs::run(const std::vector<int64_t>& key,
-                            const std::function<const void*()>& region) {
+const void* StepGraphs::run(const std::vector<int64_t>& key, RegionRef region) {
   // A profile times every phase with a synchronisation, which a graph would skip.
   if (disabled_ || ctx_.profile() != nullptr) {
     ++stats_.eager;
@@ -138,7 +137,7 @@ const void* StepGraphs::run(const std::vector<int64_t>& key,
 
 // An eager run, logged: the key becomes Stable when it logged what its last run did (arguments
 // that change step after step, such as a warm-up's weight, keep it eager until they settle).
-const void* StepGraphs::record(Graph& g, const std::function<const void*()>& region) {
+const void* StepGraphs::record(Graph& g, RegionRef region) {
   const uint64_t random = ctx_.random_offset();
   const void* result = nullptr;
   {
@@ -165,8 +164,7 @@ const void* StepGraphs::record(Graph& g, const std::function<const void*()>& reg
 // The region again, eagerly, after a pass whose launches did not run (a failed capture, a host
 // pass that logged something else); the random offset that pass advanced has been restored, so
 // that the draws are those of an eager step. The key starts over from this run's log.
-const void* StepGraphs::again(Graph& g, const std::function<const void*()>& region,
-                              const std::string& why) {
+const void* StepGraphs::again(Graph& g, RegionRef region, const std::string& why) {
   ++stats_.fallbacks;
   if (stats_.fallbacks == 1) log().info("a CUDA graph of the training step was not used: {}", why);
   release(g);
@@ -176,7 +174,7 @@ const void* StepGraphs::again(Graph& g, const std::function<const void*()>& regi
 
 // A Stable key: captured, then launched (the capture ran nothing, on CUDA nor on the CPU, where
 // the launches were kept).
-const void* StepGraphs::capture(Graph& g, const std::function<const void*()>& region) {
+const void* StepGraphs::capture(Graph& g, RegionRef region) {
   const uint64_t allocations = ctx_.allocations(), random = ctx_.random_offset();
   const void* result = nullptr;
   std::string failure;  // of the CUDA graph API (or an error the region threw)
@@ -271,7 +269,7 @@ const void* StepGraphs::capture(Graph& g, const std::function<const void*()>& re
 
 // A key with a graph: the host pass (launches skipped, logged), then the graph when the pass
 // launched exactly what the capture did.
-const void* StepGraphs::replay(Graph& g, const std::function<const void*()>& region) {
+const void* StepGraphs::replay(Graph& g, RegionRef region) {
   if (ctx_.allocations() != g.allocations) {  // the workspace or a tensor may have moved
     release(g);
     g.state = Graph::State::Seen;

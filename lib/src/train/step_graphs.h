@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lockstep/core/context.h"
@@ -32,6 +33,22 @@
 #include "lockstep/train/local_trainer.h"
 
 namespace lockstep::train {
+
+/// A non-owning reference to the region's callable (no allocation per step, unlike
+/// std::function for a lambda capturing more than two pointers).
+class RegionRef {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::remove_const_t<F>, RegionRef>>>
+  RegionRef(F& f)  // NOLINT(google-explicit-constructor): passed where a callable is expected
+      : object_(&f), call_([](const void* o) -> const void* {
+          return (*static_cast<F*>(const_cast<void*>(o)))();
+        }) {}
+  const void* operator()() const { return call_(object_); }
+
+ private:
+  const void* object_;
+  const void* (*call_)(const void*);
+};
 
 class StepGraphs {
  public:
@@ -42,7 +59,7 @@ class StepGraphs {
 
   /// Runs `region` (which enqueues device work on the context and returns a pointer to its
   /// result) for a batch shaped by `key`, as described above; returns what region returned.
-  const void* run(const std::vector<int64_t>& key, const std::function<const void*()>& region);
+  const void* run(const std::vector<int64_t>& key, RegionRef region);
 
   /// Drops every graph (they are rebuilt on demand).
   void clear();
@@ -52,10 +69,10 @@ class StepGraphs {
   struct Graph;
   Graph* find(const std::vector<int64_t>& key);
   Graph& insert(const std::vector<int64_t>& key);
-  const void* record(Graph& g, const std::function<const void*()>& region);
-  const void* capture(Graph& g, const std::function<const void*()>& region);
-  const void* replay(Graph& g, const std::function<const void*()>& region);
-  const void* again(Graph& g, const std::function<const void*()>& region, const std::string& why);
+  const void* record(Graph& g, RegionRef region);
+  const void* capture(Graph& g, RegionRef region);
+  const void* replay(Graph& g, RegionRef region);
+  const void* again(Graph& g, RegionRef region, const std::string& why);
   void release(Graph& g);
   std::string difference(const Graph& g) const;
   void disable(const std::string& why);
