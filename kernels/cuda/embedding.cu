@@ -140,7 +140,8 @@ __global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offs
 // kernel sees only the bags' ids, as in the unpadded call.
 __global__ void drop_padding_kernel(int64_t batch, const int64_t* __restrict__ offsets, int64_t nnz,
                                     int64_t* __restrict__ num_unique) {
-  if (offsets[batch]<nnz&& * num_unique> 0) --*num_unique;
+  const bool has_padding = offsets[batch] < nnz;
+  if (has_padding && *num_unique > 0) --*num_unique;
 }
 
 // Column d of sorted positions [begin, end) summed sequentially: scale_b * dout[b, d] for their

@@ -154,11 +154,26 @@ const void* StepGraphs::record(Graph& g, RegionRef region) {
     return result;
   }
   const bool same = g.state == Graph::State::Seen && recorder_.log() == g.log && result == g.result;
+  remember(g, result);
+  g.state = same ? Graph::State::Stable : Graph::State::Seen;
+  return result;
+}
+
+// The last pass's launches and result become the key's reference.
+void StepGraphs::remember(Graph& g, const void* result) {
   g.log = recorder_.log();
   g.ops = recorder_.ops();
   g.result = result;
-  g.state = same ? Graph::State::Stable : Graph::State::Seen;
-  return result;
+}
+
+// Launches the key's graph: this step's forward and backward.
+void StepGraphs::launch(const Graph& g) {
+#if LOCKSTEP_CUDA_ENABLED
+  if (ctx_.is_cuda())
+    LOCKSTEP_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g.exec),
+                                        static_cast<cudaStream_t>(ctx_.stream())));
+#endif
+  for (const auto& f : g.kept) f();  // the CPU's kept launches (none on CUDA)
 }
 
 // The region again, eagerly, after a pass whose launches did not run (a failed capture, a host
@@ -242,15 +257,10 @@ const void* StepGraphs::capture(Graph& g, RegionRef region) {
   }
   // This step's work: the graph just captured.
 #if LOCKSTEP_CUDA_ENABLED
-  if (ctx_.is_cuda()) {
-    g.exec = exec;
-    LOCKSTEP_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  }
+  g.exec = exec;
 #endif
-  if (ctx_.is_cpu()) {
-    g.kept = recorder_.take_kept();
-    for (const auto& f : g.kept) f();
-  }
+  g.kept = recorder_.take_kept();
+  launch(g);
   // Kept when the capture did what the logged runs did; otherwise the key starts over from the
   // capture's log.
   if (recorder_.log() == g.log && result == g.result && ctx_.random_offset() == random) {
@@ -259,9 +269,7 @@ const void* StepGraphs::capture(Graph& g, RegionRef region) {
   } else {
     ++stats_.fallbacks;
     release(g);
-    g.log = recorder_.log();
-    g.ops = recorder_.ops();
-    g.result = result;
+    remember(g, result);
     g.state = Graph::State::Seen;
   }
   return result;
@@ -286,13 +294,7 @@ const void* StepGraphs::replay(Graph& g, RegionRef region) {
     const_cast<Context&>(ctx_).set_random_offset(random);
     return again(g, region, difference(g));
   }
-#if LOCKSTEP_CUDA_ENABLED
-  if (ctx_.is_cuda())
-    LOCKSTEP_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g.exec),
-                                        static_cast<cudaStream_t>(ctx_.stream())));
-#endif
-  if (ctx_.is_cpu())
-    for (const auto& f : g.kept) f();
+  launch(g);
   ++stats_.replayed;
   return result;
 }

@@ -73,6 +73,8 @@ class StepGraphs {
   const void* capture(Graph& g, RegionRef region);
   const void* replay(Graph& g, RegionRef region);
   const void* again(Graph& g, RegionRef region, const std::string& why);
+  void remember(Graph& g, const void* result);
+  void launch(const Graph& g);
   void release(Graph& g);
   std::string difference(const Graph& g) const;
   void disable(const std::string& why);

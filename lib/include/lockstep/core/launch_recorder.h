@@ -7,7 +7,7 @@
 // launch(): its op and its arguments, converted to the implementation's parameter types and
 // hashed, are appended to log(); then, by mode(), the launch runs now (Run; Capture on CUDA,
 // where the capturing stream records it), is kept to run later (Capture on the CPU, which has
-// no stream to capture: replay_kept() runs the kept launches in order) or is only logged (Skip:
+// no stream to capture: take_kept() hands them over, in order) or is only logged (Skip:
 // the host pass of a replay, whose device work the graph does). Two runs of a region that log
 // the same hashes launched the same ops with the same arguments, in the same order: what makes
 // replaying a graph captured from one of them correct for the other.
@@ -49,11 +49,7 @@ class LaunchRecorder {
     kept_.clear();
     uncapturable_ = nullptr;
   }
-  /// Runs the launches kept in Capture mode on the CPU, in order.
-  void replay_kept() const {
-    for (const auto& f : kept_) f();
-  }
-  /// Moves the kept launches out (a CPU graph).
+  /// Moves the launches kept in Capture mode on the CPU out, in order (a CPU graph).
   std::vector<std::function<void()>> take_kept() { return std::move(kept_); }
 
   /// One launch of the implementation `fn` of `op` with `args` (see the top of this file).
