@@ -27,4 +27,13 @@ void flag_device_error(const Context& ctx, T value, T* status) {
   LOCKSTEP_DISPATCH(T, ctx, flag_device_error, value, status);
 }
 
+// *out = value: one uint64 in ctx's memory written in stream order, without a host copy (the
+// device base of the context's random stream, Context::sync_random_base). T is unused.
+LOCKSTEP_KERNEL_IMPLS(write_u64, const Context& ctx, uint64_t value, uint64_t* out)
+template <class T>
+void write_u64(const Context& ctx, uint64_t value, uint64_t* out) {
+  LOCKSTEP_CHECK(out != nullptr, "write_u64: null pointer");
+  LOCKSTEP_DISPATCH(T, ctx, write_u64, value, out);
+}
+
 }  // namespace lockstep::kernels

@@ -12,9 +12,16 @@ void encode_count_chunks(const Context&, const int64_t* value, T* chunks) {
 template <class T>
 void flag_device_error(const Context&, T, T*) {}
 
+template <class T>
+void write_u64(const Context&, uint64_t value, uint64_t* out) {
+  *out = value;
+}
+
 template void encode_count_chunks<float>(const Context&, const int64_t*, float*);
 template void encode_count_chunks<double>(const Context&, const int64_t*, double*);
 template void flag_device_error<float>(const Context&, float, float*);
 template void flag_device_error<double>(const Context&, double, double*);
+template void write_u64<float>(const Context&, uint64_t, uint64_t*);
+template void write_u64<double>(const Context&, uint64_t, uint64_t*);
 
 }  // namespace lockstep::kernels::cpu

@@ -30,22 +30,22 @@ void apply_dropout(int64_t n, float p, uint64_t seed, uint64_t offset, const T* 
 }  // namespace
 
 template <class T>
-void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t offset, const T* x,
-                     T* y) {
-  apply_dropout(n, p, seed, offset, x, y);
+void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, const uint64_t* base,
+                     uint64_t offset, const T* x, T* y) {
+  apply_dropout(n, p, seed, (base ? *base : 0) + offset, x, y);
 }
 
 template <class T>
-void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, uint64_t offset,
-                      const T* dy, T* dx) {
-  apply_dropout(n, p, seed, offset, dy, dx);
+void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, const uint64_t* base,
+                      uint64_t offset, const T* dy, T* dx) {
+  apply_dropout(n, p, seed, (base ? *base : 0) + offset, dy, dx);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                   \
-  template void dropout_forward<T>(const Context&, int64_t, float, uint64_t, uint64_t, const T*,  \
-                                   T*);                                                           \
-  template void dropout_backward<T>(const Context&, int64_t, float, uint64_t, uint64_t, const T*, \
-                                    T*);
+#define LOCKSTEP_INSTANTIATE(T)                                                                \
+  template void dropout_forward<T>(const Context&, int64_t, float, uint64_t, const uint64_t*,  \
+                                   uint64_t, const T*, T*);                                    \
+  template void dropout_backward<T>(const Context&, int64_t, float, uint64_t, const uint64_t*, \
+                                    uint64_t, const T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

@@ -18,6 +18,10 @@ __global__ void flag_device_error_kernel(const DeviceErrorRecord* record, float 
   const volatile DeviceErrorRecord* r = record;
   if (threadIdx.x == 0 && r->code != 0) *status = value;
 }
+
+__global__ void write_u64_kernel(uint64_t value, uint64_t* out) {
+  if (threadIdx.x == 0) *out = value;
+}
 }  // namespace
 
 void encode_count_chunks(const Context& ctx, const int64_t* value, float* chunks) {
@@ -28,6 +32,11 @@ void encode_count_chunks(const Context& ctx, const int64_t* value, float* chunks
 void flag_device_error(const Context& ctx, float value, float* status) {
   flag_device_error_kernel<<<1, 32, 0, stream_of(ctx)>>>(ctx.device_error(), value, status);
   LOCKSTEP_KERNEL_CHECK(ctx, "flag_device_error");
+}
+
+void write_u64(const Context& ctx, uint64_t value, uint64_t* out) {
+  write_u64_kernel<<<1, 32, 0, stream_of(ctx)>>>(value, out);
+  LOCKSTEP_KERNEL_CHECK(ctx, "write_u64");
 }
 
 }  // namespace lockstep::kernels::cuda

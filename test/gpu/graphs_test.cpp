@@ -40,6 +40,9 @@ const std::vector<ModelFactory>& factories() {
         config.kd_warmup_steps = 3;  // its ramp is a kernel argument: graphs start after it
         return std::make_unique<models::DualDnn<float>>(config, test::fixture_columns(), 3, c);
       },
+      [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+        return test::fixture_bst(c);  // dropout 0.1: its draws replayed fresh
+      },
   };
   return all;
 }

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/copy.h"
+#include "kernels/dropout.h"
 #include "kernels/gemm.h"
 #include "kernels/init.h"
 #include "lockstep/core/device.h"
@@ -186,6 +187,40 @@ TEST_CASE("Context random stream hands out disjoint counters and can be restored
   kernels::fill_uniform<float>(ctx, 4, ctx.random_seed(), 0, first, 0.0f, 1.0f, a.data());
   for (int i = 0; i < 4; ++i) b[i] = uniform01_from_u32(philox_u32(77, 0, first + i));
   test::require_bitwise_equal(a, b, "fill_uniform through the context stream");
+}
+
+TEST_CASE("Random counters relative to the device base add up to the stream's counters",
+          "[core][rng]") {
+  Context ctx(Device::cpu(), ContextOptions{false, 0, 5});
+  // Before the first sync there is no base: the offset is the counter itself.
+  auto c = ctx.reserve_random_counters(6);
+  CHECK(c.base == nullptr);
+  CHECK(c.offset == 0);
+  ctx.sync_random_base();
+  REQUIRE(ctx.reserve_random_counters(0).base != nullptr);
+  const uint64_t* base = ctx.reserve_random_counters(0).base;
+  CHECK(*base == 6);
+  c = ctx.reserve_random_counters(4);
+  CHECK(c.base == base);
+  CHECK(c.offset == 0);  // relative to the base: the same at every step
+  CHECK(ctx.reserve_random_counters(3).offset == 4);
+  CHECK(ctx.random_offset() == 13);
+  ctx.sync_random_base();
+  CHECK(*base == 13);
+  CHECK(ctx.reserve_random_counters(2).offset == 0);
+  ctx.sync_random_base();
+  ctx.sync_random_base();  // nothing reserved since: no write
+  CHECK(*base == 15);
+  // A restored offset below the base still gives the right counter (modulo 2^64).
+  ctx.set_random_offset(2);
+  c = ctx.reserve_random_counters(1);
+  CHECK(*c.base + c.offset == 2);
+  // What dropout draws through {base, offset} is what it draws at the plain counter.
+  std::vector<float> x(9, 1.0f), y(9), z(9);
+  c = ctx.reserve_random_counters(9);
+  kernels::dropout_forward<float>(ctx, 9, 0.5f, 5, c.base, c.offset, x.data(), y.data());
+  kernels::dropout_forward<float>(ctx, 9, 0.5f, 5, nullptr, 3, x.data(), z.data());
+  test::require_bitwise_equal(y, z, "dropout at base + offset");
 }
 
 #if LOCKSTEP_NCCL_ENABLED

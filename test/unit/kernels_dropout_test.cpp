@@ -45,7 +45,7 @@ TEMPLATE_TEST_CASE(
   auto x = test::random_vector<T>(n, 111, 0.5, 1.5);  // no zeros: a zero output means dropped
   x[7] = T(kNaN);  // NaN input: dropped gives 0, kept gives NaN; never poisons its neighbours
   std::vector<T> y(n);
-  kernels::dropout_forward<T>(ctx, n, p, seed, offset, x.data(), y.data());
+  kernels::dropout_forward<T>(ctx, n, p, seed, nullptr, offset, x.data(), y.data());
 
   int64_t kept = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -69,19 +69,19 @@ TEMPLATE_TEST_CASE(
 
   // Deterministic in (seed, offset).
   std::vector<T> again(n);
-  kernels::dropout_forward<T>(ctx, n, p, seed, offset, x.data(), again.data());
+  kernels::dropout_forward<T>(ctx, n, p, seed, nullptr, offset, x.data(), again.data());
   test::require_bitwise_equal(again, y, "same seed and offset");
   // The mask of element i is a function of offset + i only: a shifted window reproduces it.
   const int64_t shift = 1000;
   std::vector<T> window(n - shift);
-  kernels::dropout_forward<T>(ctx, n - shift, p, seed, offset + shift, x.data() + shift,
+  kernels::dropout_forward<T>(ctx, n - shift, p, seed, nullptr, offset + shift, x.data() + shift,
                               window.data());
   test::require_bitwise_equal(window, std::vector<T>(y.begin() + shift, y.end()),
                               "window at offset + shift");
   // Another offset or seed gives another mask: about 2 p (1 - p) = 42% of the entries differ.
   const auto differing = [&](uint64_t s, uint64_t o) {
     std::vector<T> z(n);
-    kernels::dropout_forward<T>(ctx, n, p, s, o, x.data(), z.data());
+    kernels::dropout_forward<T>(ctx, n, p, s, nullptr, o, x.data(), z.data());
     int64_t count = 0;
     for (int64_t i = 0; i < n; ++i) count += (z[i] == T(0)) != (y[i] == T(0));
     return static_cast<double>(count) / n;
@@ -91,10 +91,10 @@ TEMPLATE_TEST_CASE(
 
   // In place, and the backward uses the same mask and scale.
   auto inplace = x;
-  kernels::dropout_forward<T>(ctx, n, p, seed, offset, inplace.data(), inplace.data());
+  kernels::dropout_forward<T>(ctx, n, p, seed, nullptr, offset, inplace.data(), inplace.data());
   test::require_bitwise_equal(inplace, y, "dropout in place");
   std::vector<T> dx(n);
-  kernels::dropout_backward<T>(ctx, n, p, seed, offset, x.data(), dx.data());
+  kernels::dropout_backward<T>(ctx, n, p, seed, nullptr, offset, x.data(), dx.data());
   test::require_bitwise_equal(dx, y, "backward of dy = x equals the forward of x");
 }
 
@@ -105,8 +105,8 @@ TEMPLATE_TEST_CASE("dropout with p = 0 copies exactly", "[kernels][attention]", 
   x[3] = T(kNaN);
   x[4] = std::numeric_limits<T>::infinity();
   std::vector<T> y(x.size(), T(5)), dx(x.size(), T(5));
-  kernels::dropout_forward<T>(ctx, 1001, 0.0f, 9, 0, x.data(), y.data());
-  kernels::dropout_backward<T>(ctx, 1001, 0.0f, 9, 0, x.data(), dx.data());
+  kernels::dropout_forward<T>(ctx, 1001, 0.0f, 9, nullptr, 0, x.data(), y.data());
+  kernels::dropout_backward<T>(ctx, 1001, 0.0f, 9, nullptr, 0, x.data(), dx.data());
   test::require_bitwise_equal(y, x, "p = 0 forward");
   test::require_bitwise_equal(dx, x, "p = 0 backward");
 }
@@ -120,18 +120,18 @@ TEST_CASE("dropout_backward with a fixed mask matches central differences",
   const auto proj = test::random_vector<double>(n, 132);
   std::vector<double> y(n);
   const auto loss = [&] {
-    kernels::dropout_forward<double>(ctx, n, p, 77, 5, x.data(), y.data());
+    kernels::dropout_forward<double>(ctx, n, p, 77, nullptr, 5, x.data(), y.data());
     return project(proj, y);
   };
   std::vector<double> dx(n, 1e9);
-  kernels::dropout_backward<double>(ctx, n, p, 77, 5, proj.data(), dx.data());
+  kernels::dropout_backward<double>(ctx, n, p, 77, nullptr, 5, proj.data(), dx.data());
   check_gradient("dropout dx", loss, x.data(), dx.data(), n);
   int64_t dropped = 0;
   for (int64_t i = 0; i < n; ++i) dropped += dx[i] == 0.0;
   CHECK(dropped > 0);  // the mask is not trivial
   CHECK(dropped < n);
   auto inplace = proj;
-  kernels::dropout_backward<double>(ctx, n, p, 77, 5, inplace.data(), inplace.data());
+  kernels::dropout_backward<double>(ctx, n, p, 77, nullptr, 5, inplace.data(), inplace.data());
   test::require_bitwise_equal(inplace, dx, "dropout backward in place");
 }
 
@@ -144,11 +144,12 @@ TEST_CASE("dropout kernels reject bad sizes, strides and lengths naming the argu
   float* f = buf.data();
 
   // Dropout.
-  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, 4, 1.0f, 0, 0, f, f),
+  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, 4, 1.0f, 0, nullptr, 0, f, f),
                     Contains("dropout_forward") && Contains("p = 1"));
-  CHECK_THROWS_WITH(kernels::dropout_backward<float>(ctx, 4, -0.1f, 0, 0, f, f),
+  CHECK_THROWS_WITH(kernels::dropout_backward<float>(ctx, 4, -0.1f, 0, nullptr, 0, f, f),
                     Contains("dropout_backward") && Contains("p = -0.1"));
-  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, 4, std::nanf(""), 0, 0, f, f),
+  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, 4, std::nanf(""), 0, nullptr, 0, f, f),
                     Contains("p = nan"));
-  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, -4, 0.5f, 0, 0, f, f), Contains("n = -4"));
+  CHECK_THROWS_WITH(kernels::dropout_forward<float>(ctx, -4, 0.5f, 0, nullptr, 0, f, f),
+                    Contains("n = -4"));
 }

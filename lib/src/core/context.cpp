@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "kernels/control.h"
 #include "lockstep/config.h"
 #include "lockstep/core/device_error.h"
 #include "lockstep/core/error.h"
@@ -28,6 +29,8 @@ struct Context::Impl {
   DeviceErrorRecord* host_error = nullptr;  // its page-locked host mirror (CUDA only)
   uint64_t launches = 0;                    // ids handed out by next_launch_id()
   uint64_t random_offset = 0;
+  Buffer random_base;              // reserve_random_counters()'s base (allocated at first sync)
+  uint64_t random_base_value = 0;  // what it holds once the stream has run what is enqueued
   uint64_t host_reads = 0;
   void* event = nullptr;  // wait_for()'s, on another context's stream (CUDA only)
   std::atomic<uint64_t> allocations{0};
@@ -48,6 +51,7 @@ struct Context::Impl {
   ~Impl() {
 #if LOCKSTEP_CUDA_ENABLED
     workspace = Buffer();
+    random_base = Buffer();
     device_error = Buffer();
     cublas_workspace = Buffer();
     if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
@@ -202,6 +206,23 @@ uint64_t Context::reserve_random(uint64_t n) const {
   const uint64_t first = impl_->random_offset;
   impl_->random_offset += n;
   return first;
+}
+
+Context::RandomCounters Context::reserve_random_counters(uint64_t n) const {
+  const uint64_t first = reserve_random(n);
+  const auto* base = static_cast<const uint64_t*>(impl_->random_base.data());
+  // Modulo 2^64, as the kernel adds: also right after set_random_offset() moved backwards.
+  return {base, base != nullptr ? first - impl_->random_base_value : first};
+}
+
+void Context::sync_random_base() const {
+  LOCKSTEP_CHECK(recorder_ == nullptr, "sync_random_base: called inside a recorded region");
+  if (impl_->random_base.data() != nullptr && impl_->random_base_value == impl_->random_offset)
+    return;
+  if (impl_->random_base.data() == nullptr) impl_->random_base = Buffer(*this, sizeof(uint64_t));
+  kernels::write_u64<float>(*this, impl_->random_offset,
+                            static_cast<uint64_t*>(impl_->random_base.data()));
+  impl_->random_base_value = impl_->random_offset;
 }
 
 uint64_t Context::host_reads() const { return impl_->host_reads; }

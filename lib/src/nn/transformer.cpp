@@ -62,17 +62,18 @@ void TransformerBlock<T>::forward(const Context& ctx, int64_t B, int64_t L, cons
   dropout_on_ = training && config_.dropout > 0.0f;
   seed_ = ctx.random_seed();
   if (dropout_on_) {
-    drop1_ = ctx.reserve_random(static_cast<uint64_t>(rows * d));
-    kernels::dropout_forward<T>(ctx, rows * d, config_.dropout, seed_, drop1_, attn_.data(),
-                                attn_.data());
+    drop1_ = ctx.reserve_random_counters(static_cast<uint64_t>(rows * d));
+    kernels::dropout_forward<T>(ctx, rows * d, config_.dropout, seed_, drop1_.base, drop1_.offset,
+                                attn_.data(), attn_.data());
   }
   copy_bytes(ctx, r1_.data(), ctx.device(), x, ctx.device(), rows * d * sizeof(T));
   kernels::copy_2d<T>(ctx, rows, d, attn_.data(), d, r1_.data(), d, /*accumulate=*/true);
   ln1_->forward(ctx, rows, r1_.data(), z_.data());
   const T* f = ffn_->forward(ctx, rows, z_.data(), training);
   if (dropout_on_) {
-    drop2_ = ctx.reserve_random(static_cast<uint64_t>(rows * d));
-    kernels::dropout_forward<T>(ctx, rows * d, config_.dropout, seed_, drop2_, f, r2_.data());
+    drop2_ = ctx.reserve_random_counters(static_cast<uint64_t>(rows * d));
+    kernels::dropout_forward<T>(ctx, rows * d, config_.dropout, seed_, drop2_.base, drop2_.offset,
+                                f, r2_.data());
   } else {
     copy_bytes(ctx, r2_.data(), ctx.device(), f, ctx.device(), rows * d * sizeof(T));
   }
@@ -97,8 +98,8 @@ void TransformerBlock<T>::backward(const Context& ctx, const T* dy, T* dx) {
   // y = LN2(r2), r2 = z + drop(ffn(z)).
   ln2_->backward(ctx, rows, r2_.data(), dy, g_r2_.data());
   if (dropout_on_)
-    kernels::dropout_backward<T>(ctx, rows * d, config_.dropout, seed_, drop2_, g_r2_.data(),
-                                 g_attn_.data());
+    kernels::dropout_backward<T>(ctx, rows * d, config_.dropout, seed_, drop2_.base, drop2_.offset,
+                                 g_r2_.data(), g_attn_.data());
   else
     copy_bytes(ctx, g_attn_.data(), ctx.device(), g_r2_.data(), ctx.device(), bytes);
   ffn_->backward(ctx, rows, z_.data(), g_attn_.data(), g_z_.data());
@@ -107,8 +108,8 @@ void TransformerBlock<T>::backward(const Context& ctx, const T* dy, T* dx) {
   ln1_->backward(ctx, rows, r1_.data(), g_z_.data(), g_r1_.data());
   copy_bytes(ctx, dx, ctx.device(), g_r1_.data(), ctx.device(), bytes);  // the residual path
   if (dropout_on_)
-    kernels::dropout_backward<T>(ctx, rows * d, config_.dropout, seed_, drop1_, g_r1_.data(),
-                                 g_attn_.data());
+    kernels::dropout_backward<T>(ctx, rows * d, config_.dropout, seed_, drop1_.base, drop1_.offset,
+                                 g_r1_.data(), g_attn_.data());
   else
     copy_bytes(ctx, g_attn_.data(), ctx.device(), g_r1_.data(), ctx.device(), bytes);
   out_->backward(ctx, rows, heads_out_.data(), g_attn_.data(), g_heads_.data());

@@ -47,6 +47,7 @@ struct StepGraphs::Graph {
   std::vector<uint64_t> log;  // the launches of its last logged run, or of its graph
   std::vector<const char*> ops;
   const void* result = nullptr;
+  uint64_t draws = 0;        // random counters it reserves (Context::reserve_random_counters)
   uint64_t allocations = 0;  // the context's allocations when captured
   uint64_t last_use = 0;
   void* exec = nullptr;                     // cudaGraphExec_t
@@ -117,6 +118,9 @@ const void* StepGraphs::run(const std::vector<int64_t>& key, RegionRef region) {
     ++stats_.eager;
     return region();
   }
+  // The random stream's device base at this step's offset (before the region: a launch whose
+  // argument changes every step), so that the region's draws have the same arguments each time.
+  ctx_.sync_random_base();
   Graph* g = find(key);
   if (g == nullptr) g = &insert(key);
   g->last_use = ++uses_;
@@ -145,16 +149,17 @@ const void* StepGraphs::record(Graph& g, RegionRef region) {
     result = region();
   }
   ++stats_.eager;
+  const uint64_t draws = ctx_.random_offset() - random;
   const char* why = recorder_.uncapturable();
-  if (why == nullptr && ctx_.random_offset() != random)
-    why = "it draws random numbers (dropout), whose offset is a kernel argument";
   if (why != nullptr) {
     if (stats_.not_capturable++ == 0) log().info("the training step runs without a graph: {}", why);
     g.state = Graph::State::Eager;
     return result;
   }
-  const bool same = g.state == Graph::State::Seen && recorder_.log() == g.log && result == g.result;
+  const bool same = g.state == Graph::State::Seen && recorder_.log() == g.log &&
+                    result == g.result && draws == g.draws;
   remember(g, result);
+  g.draws = draws;
   g.state = same ? Graph::State::Stable : Graph::State::Seen;
   return result;
 }
@@ -263,13 +268,15 @@ const void* StepGraphs::capture(Graph& g, RegionRef region) {
   launch(g);
   // Kept when the capture did what the logged runs did; otherwise the key starts over from the
   // capture's log.
-  if (recorder_.log() == g.log && result == g.result && ctx_.random_offset() == random) {
+  const uint64_t draws = ctx_.random_offset() - random;
+  if (recorder_.log() == g.log && result == g.result && draws == g.draws) {
     g.allocations = allocations;
     g.state = Graph::State::Kept;
   } else {
     ++stats_.fallbacks;
     release(g);
     remember(g, result);
+    g.draws = draws;
     g.state = Graph::State::Seen;
   }
   return result;
@@ -290,7 +297,7 @@ const void* StepGraphs::replay(Graph& g, RegionRef region) {
     result = region();
   }
   if (recorder_.log() != g.log || result != g.result || recorder_.uncapturable() != nullptr ||
-      ctx_.random_offset() != random || ctx_.allocations() != g.allocations) {
+      ctx_.random_offset() - random != g.draws || ctx_.allocations() != g.allocations) {
     const_cast<Context&>(ctx_).set_random_offset(random);
     return again(g, region, difference(g));
   }

@@ -16,10 +16,11 @@
 //                            launch for hundreds of kernels.
 // A log that differs (the key missed something that changes a launch), an allocation since the
 // capture (the workspace may have moved) or a failed capture makes the step run eagerly and the
-// key start over. A random draw in the region (dropout: its offset is a kernel argument) or work
-// a graph cannot hold (a host read, a copy from host memory, a wait for another stream) keeps
-// the key eager. So a replay always does exactly what launching every kernel would: the same
-// bits.
+// key start over. Work a graph cannot hold (a host read, a copy from host memory, a wait for
+// another stream) keeps the key eager. Random draws (dropout) are graphed: the region takes its
+// counters relative to a base in device memory (Context::reserve_random_counters), which run()
+// sets to the step's offset before the region, so a replay draws the numbers an eager step
+// would. So a replay always does exactly what launching every kernel would: the same bits.
 
 #include <cstdint>
 #include <functional>

@@ -97,6 +97,27 @@ class Context {
   /// sequence of calls gives the same numbers on the CPU and on CUDA. The offset is part of a
   /// checkpoint (random_offset / set_random_offset).
   uint64_t random_seed() const;
+  uint64_t reserve_random(uint64_t n) const;
+  uint64_t random_offset() const;
+  void set_random_offset(uint64_t offset);
+
+  /// Counters of the random stream for work a CUDA graph may replay (dropout): a kernel cannot
+  /// take the counter as an argument there, since a replay would draw the same numbers again.
+  /// reserve_random_counters(n) reserves n counters like reserve_random(n) and returns the
+  /// first as `*base + offset`, where base is one uint64 in this context's memory, read by the
+  /// kernel when it runs (null until the first sync_random_base(): then the first is `offset`).
+  /// sync_random_base() writes random_offset() into base, in stream order, when it holds
+  /// another value: called before each region of device work that may be a graph
+  /// (train/step_graphs.h), it gives the region's n-th draw the same {base, offset} arguments at
+  /// every step, and fresh numbers. Work that uses counters must be enqueued before the next
+  /// sync. Not inside a recorded region (it is a launch of its own).
+  struct RandomCounters {
+    const uint64_t* base;
+    uint64_t offset;
+  };
+  RandomCounters reserve_random_counters(uint64_t n) const;
+  void sync_random_base() const;
+
   /// Device→host reads made through to_host() on this context (counted on the CPU too, where
   /// they are plain copies), so that tests can hold the training step to one read per step.
   uint64_t host_reads() const;
@@ -105,10 +126,6 @@ class Context {
   /// tests can hold a steady-state step to none.
   uint64_t allocations() const;
   void count_allocation() const;
-
-  uint64_t reserve_random(uint64_t n) const;
-  uint64_t random_offset() const;
-  void set_random_offset(uint64_t offset);
 
   /// The Profile the step's phases and kernels are timed into (lockstep/core/profile.h), or
   /// nullptr (the default: nothing is timed). Not owned.

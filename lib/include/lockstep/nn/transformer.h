@@ -57,7 +57,8 @@ class TransformerBlock {
   const int64_t* lengths_ = nullptr;
   const T* x_ = nullptr;
   bool dropout_on_ = false;
-  uint64_t seed_ = 0, drop1_ = 0, drop2_ = 0;  // dropout counter offsets
+  uint64_t seed_ = 0;
+  Context::RandomCounters drop1_{}, drop2_{};  // the dropouts' counters
   Tensor<T> qkv_, probs_, heads_out_, attn_, r1_, z_, r2_;
   // Backward scratch.
   Tensor<T> g_r2_, g_z_, g_r1_, g_attn_, g_heads_, g_scores_, g_qkv_;

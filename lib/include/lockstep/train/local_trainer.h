@@ -17,7 +17,7 @@ struct GraphStats {
   int64_t captured = 0;        // captured into a graph (and that graph launched)
   int64_t replayed = 0;        // run by launching a graph captured earlier
   int64_t fallbacks = 0;       // a graph found unusable, the step run eagerly instead
-  int64_t not_capturable = 0;  // shapes whose step a graph cannot hold (dropout, host copies)
+  int64_t not_capturable = 0;  // shapes whose step a graph cannot hold (host reads or copies)
 };
 
 template <class T>
