@@ -12,7 +12,10 @@ cd "$dir/debs"
 apt-get download libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libtomlplusplus-dev \
   libtomlplusplus3 nlohmann-json3-dev libcli11-dev libxxhash-dev libxxhash0 libzstd-dev libzstd1 \
   libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas0 libgfortran5 \
-  catch2 >/dev/null 2>&1
+  libquadmath0 catch2 >/dev/null || {
+  echo "device_prepare.sh: apt-get download failed (run apt-get update first?)" >&2
+  exit 1
+}
 for f in *.deb; do dpkg -x "$f" "$dir/sysroot"; done
 # Keep what the build and the tests need: no static libraries, LAPACK, docs, or the OpenBLAS
 # CMake file (it holds absolute /usr paths; gpu_check.sh names the library directly).

@@ -97,9 +97,14 @@ TEST_CASE("CUDA graphs under the lockstep step, batches staged ahead, keep their
       input.step = i;
       input.has_next = i + 1 < 14;
       const data::Batch* next = input.has_next ? (i % 2 ? &a : &b) : nullptr;
+      const uint64_t waits_a = graphed_ctx.stream_waits(), waits_b = eager_ctx.stream_waits();
       const auto& sa = graphed.run(i % 2 ? b : a, input, no_fault, next);
       const auto& sb = eager.run(i % 2 ? b : a, input, no_fault, next);
       CHECK(sa.loss_sum == sb.loss_sum);
+      if (i >= 2) {  // the host waits for the stream once per step: at the sync point
+        CHECK(graphed_ctx.stream_waits() == waits_a + 1);
+        CHECK(eager_ctx.stream_waits() == waits_b + 1);
+      }
       CHECK(test::state_hash(graphed_ctx, *model_a) == test::state_hash(eager_ctx, *model_b));
     }
     CHECK(graphed.local().graph_stats().replayed > 0);

@@ -32,6 +32,7 @@ struct Context::Impl {
   Buffer random_base;              // reserve_random_counters()'s base (allocated at first sync)
   uint64_t random_base_value = 0;  // what it holds once the stream has run what is enqueued
   uint64_t host_reads = 0;
+  uint64_t stream_waits = 0;
   void* event = nullptr;  // wait_for()'s, on another context's stream (CUDA only)
   std::atomic<uint64_t> allocations{0};
 
@@ -157,8 +158,10 @@ void Context::wait_for(const Context& other) const {
 void Context::synchronize() const {
   if (recorder_) recorder_->mark_uncapturable("a wait for the stream on the host");
 #if LOCKSTEP_CUDA_ENABLED
-  if (impl_->stream)
+  if (impl_->stream) {
+    count_stream_wait();
     LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl_->stream)));
+  }
 #endif
 }
 
@@ -175,6 +178,7 @@ void Context::check_device_errors() const {
   const cudaStream_t stream = detail::stream_of(*this);
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(impl_->host_error, impl_->device_error.data(),
                                       sizeof(DeviceErrorRecord), cudaMemcpyDeviceToHost, stream));
+  count_stream_wait();
   LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
   impl_->report_device_error(*this);
 #endif
@@ -194,6 +198,7 @@ void Context::copy_to_host(void* dst, const void* src, size_t bytes) const {
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(impl_->host_error, impl_->device_error.data(),
                                       sizeof(DeviceErrorRecord), cudaMemcpyDeviceToHost, stream));
   if (bytes > 0) LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
+  count_stream_wait();
   LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
   impl_->report_device_error(*this);
 #endif
@@ -227,6 +232,8 @@ void Context::sync_random_base() const {
 
 uint64_t Context::host_reads() const { return impl_->host_reads; }
 void Context::count_host_read() const { ++impl_->host_reads; }
+uint64_t Context::stream_waits() const { return impl_->stream_waits; }
+void Context::count_stream_wait() const { ++impl_->stream_waits; }
 uint64_t Context::allocations() const { return impl_->allocations.load(); }
 void Context::count_allocation() const { impl_->allocations.fetch_add(1); }
 

@@ -116,7 +116,10 @@ void copy_bytes_now(const Context& ctx, void* dst, const Device& dst_dev, const 
 #if LOCKSTEP_CUDA_ENABLED
   auto stream = detail::stream_of(ctx);
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
-  if (dst_dev.is_cpu() || src_dev.is_cpu()) LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) {
+    ctx.count_stream_wait();
+    LOCKSTEP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
 #else
   throw Error("copy_bytes: a CUDA device was named but this build has no CUDA support");
 #endif

@@ -1,6 +1,7 @@
 #include "train/step.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/control.h"
 #include "lockstep/core/logging.h"
@@ -25,6 +26,14 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
   model.dense_params().reserve_grad_tail(ctx, control_.size());
   host_block_.assign(control_.size(), 0.0f);
   set_graphs(local_.graphs());
+}
+
+LockstepStep::~LockstepStep() {
+  try {
+    ctx_.synchronize();
+  } catch (const Error&) {
+    // The stream failed (the device is lost): nothing of it runs any more.
+  }
 }
 
 // A replayed graph does not call the layers' GradListener during the backward: buckets and
@@ -154,8 +163,13 @@ void LockstepStep::write_control_slot(const RankReport& report) {
   std::fill(host_block_.begin(), host_block_.end(), 0.0f);
   control_.encode(report, rank_, host_block_.data());
   float* tail = model_.dense_params().grad_tail();
-  copy_bytes(ctx_, tail, ctx_.device(), host_block_.data(), Device::cpu(),
-             host_block_.size() * sizeof(float));
+  // Through page-locked memory: a copy from pageable memory would wait for the stream, i.e. for
+  // this step's forward and backward, before the next batch is staged ahead. The last upload
+  // has long been read (the previous step's sync point came after it).
+  const size_t bytes = host_block_.size() * sizeof(float);
+  control_upload_.reserve(ctx_, bytes);
+  std::memcpy(control_upload_.data(), host_block_.data(), bytes);
+  control_upload_.copy_to_device(ctx_, tail, bytes);
   if (report.status != kStatusOk) return;  // a failed rank reports no loss and no rows
   kernels::flag_device_error<float>(ctx_, static_cast<float>(kStatusDeviceInputFailed),
                                     tail + control_.status_index(rank_));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "lockstep/comm/communicator.h"
+#include "lockstep/core/pinned_buffer.h"
 #include "lockstep/models/model.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/step_summary.h"
@@ -39,6 +40,11 @@ class LockstepStep {
   /// `model`, `comm` and `ctx` must outlive the step. Every rank must pass the same bucket_bytes.
   LockstepStep(models::Model<float>& model, comm::Communicator& comm, Context& ctx,
                int64_t bucket_bytes = 0);
+  /// Waits for ctx's stream first: its last step may still read the batches staged ahead,
+  /// which are freed on a stream of their own.
+  ~LockstepStep();
+  LockstepStep(const LockstepStep&) = delete;
+  LockstepStep& operator=(const LockstepStep&) = delete;
 
   /// Runs one step on this rank's `batch` (size 0 once its shard is exhausted) and returns what
   /// all ranks agreed on; the update has been applied when summary.samples > 0. Throws the same
@@ -92,6 +98,7 @@ class LockstepStep {
   int rank_;
   int64_t grad_size_;
   std::vector<float> host_block_;
+  PinnedBuffer control_upload_;  // host_block_ on its way to the device (no wait for the stream)
   RankReport report_;                // this rank's report of the running step
   std::vector<RankReport> reports_;  // every rank's, after the collective
   StepSummary summary_;              // what they sum to
