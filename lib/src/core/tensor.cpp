@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
+#include "core/buffer_frees.h"
 #include "lockstep/config.h"
 #include "lockstep/core/launch_recorder.h"
 
@@ -51,13 +53,52 @@ Buffer::Buffer(const Context& ctx, size_t bytes) : bytes_(bytes), device_(ctx.de
 #endif
 }
 
+namespace {
+thread_local uint64_t t_buffer_frees = 0;
+#if LOCKSTEP_CUDA_ENABLED
+struct DeferredFree {
+  void* ptr;
+  cudaStream_t stream;
+};
+thread_local std::vector<DeferredFree> t_deferred_frees;
+
+void free_on_stream(void* ptr, cudaStream_t stream) noexcept {
+  // An error here is the stream's (a lost device): the memory goes with it. Not left as the
+  // thread's last error, which the next kernel launch check would report as its own.
+  if (cudaFreeAsync(ptr, stream) != cudaSuccess) (void)cudaGetLastError();
+}
+#endif
+}  // namespace
+
+namespace detail {
+uint64_t buffer_frees() { return t_buffer_frees; }
+
+void free_deferred_buffers() noexcept {
+#if LOCKSTEP_CUDA_ENABLED
+  for (const DeferredFree& f : t_deferred_frees) free_on_stream(f.ptr, f.stream);
+  t_deferred_frees.clear();
+#endif
+}
+}  // namespace detail
+
 void Buffer::release() noexcept {
   if (!ptr_) return;
+  ++t_buffer_frees;
   if (device_.is_cpu()) {
     std::free(ptr_);
   } else {
 #if LOCKSTEP_CUDA_ENABLED
-    cudaFreeAsync(ptr_, static_cast<cudaStream_t>(stream_));
+    const auto stream = static_cast<cudaStream_t>(stream_);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) (void)cudaGetLastError();
+    if (capture == cudaStreamCaptureStatusNone) {
+      free_on_stream(ptr_, stream);
+    } else {
+      try {
+        t_deferred_frees.push_back({ptr_, stream});
+      } catch (...) {  // no memory for the list: the buffer is lost rather than freed per replay
+      }
+    }
 #endif
   }
   ptr_ = nullptr;

@@ -1,7 +1,9 @@
 #include "train/step_graphs.h"
 
 #include <algorithm>
+#include <exception>
 
+#include "core/buffer_frees.h"
 #include "lockstep/config.h"
 #include "lockstep/core/error.h"
 #include "lockstep/core/logging.h"
@@ -103,7 +105,7 @@ std::string StepGraphs::difference(const Graph& g) const {
                          g.ops[i]);
   if (log.size() != g.log.size())
     return fmt::format("the step made {} launches, the graph holds {}", log.size(), g.log.size());
-  return "its result, random draws or allocations differ from the graph's";
+  return "its result, random draws, allocations or frees differ from the graph's";
 }
 
 void StepGraphs::disable(const std::string& why) {
@@ -196,8 +198,15 @@ const void* StepGraphs::again(Graph& g, RegionRef region, const std::string& why
 // the launches were kept).
 const void* StepGraphs::capture(Graph& g, RegionRef region) {
   const uint64_t allocations = ctx_.allocations(), random = ctx_.random_offset();
+  const uint64_t frees = detail::buffer_frees();
+  // Buffers the region freed while the stream was captured: freed once this call has enqueued
+  // the step's work (the graph or the region again), as an eager step would have freed them.
+  struct FreeDeferred {
+    ~FreeDeferred() { detail::free_deferred_buffers(); }
+  } free_deferred;
   const void* result = nullptr;
   std::string failure;  // of the CUDA graph API (or an error the region threw)
+  std::exception_ptr foreign;  // anything else the region threw
   bool api_failed = false;
 #if LOCKSTEP_CUDA_ENABLED
   const auto stream = static_cast<cudaStream_t>(ctx_.stream());
@@ -219,6 +228,9 @@ const void* StepGraphs::capture(Graph& g, RegionRef region) {
       if (capturing) result = region();
     } catch (const Error& e) {
       failure = e.what();
+    } catch (...) {  // not lockstep's: the capture is ended below, then it goes on up
+      failure = "an exception";
+      foreign = std::current_exception();
     }
 #if LOCKSTEP_CUDA_ENABLED
     if (ctx_.is_cuda() && capturing) {
@@ -240,14 +252,22 @@ const void* StepGraphs::capture(Graph& g, RegionRef region) {
     }
 #endif
   }
+  if (foreign) {
+    const_cast<Context&>(ctx_).set_random_offset(random);
+    release(g);
+    g.state = Graph::State::New;
+    std::rethrow_exception(foreign);
+  }
   ++stats_.captured;
   const char* why = recorder_.uncapturable();
-  if (!failure.empty() || why != nullptr || ctx_.allocations() != allocations) {
+  const bool freed = detail::buffer_frees() != frees;
+  if (!failure.empty() || why != nullptr || ctx_.allocations() != allocations || freed) {
     // Nothing ran: the region again, eagerly (an error of its own is thrown there again; work a
     // graph cannot hold is found there). A failure of the CUDA graph API itself turns graphs
     // off for the run.
     const std::string reason = !failure.empty() ? "capturing failed: " + failure
                                : why != nullptr ? std::string(why)
+                               : freed          ? std::string("it freed memory")
                                                 : std::string("it allocated memory");
 #if LOCKSTEP_CUDA_ENABLED
     if (exec) cudaGraphExecDestroy(exec);
@@ -290,14 +310,16 @@ const void* StepGraphs::replay(Graph& g, RegionRef region) {
     g.state = Graph::State::Seen;
     return record(g, region);
   }
-  const uint64_t random = ctx_.random_offset();
+  const uint64_t random = ctx_.random_offset(), frees = detail::buffer_frees();
   const void* result = nullptr;
   {
     const Attached attached(ctx_, recorder_, LaunchRecorder::Mode::Skip);
     result = region();
   }
+  // A buffer freed by the pass may be one the graph uses.
   if (recorder_.log() != g.log || result != g.result || recorder_.uncapturable() != nullptr ||
-      ctx_.random_offset() - random != g.draws || ctx_.allocations() != g.allocations) {
+      ctx_.random_offset() - random != g.draws || ctx_.allocations() != g.allocations ||
+      detail::buffer_frees() != frees) {
     const_cast<Context&>(ctx_).set_random_offset(random);
     return again(g, region, difference(g));
   }
