@@ -13,6 +13,11 @@ LOCKSTEP_KERNEL_IMPLS(copy_2d, const Context& ctx, int64_t rows, int64_t cols, c
 template <class T>
 void copy_2d(const Context& ctx, int64_t rows, int64_t cols, const T* src, int64_t ld_src, T* dst,
              int64_t ld_dst, bool accumulate = false) {
+  detail::check_size("copy_2d", "rows", rows);
+  detail::check_size("copy_2d", "cols", cols);
+  detail::check_ld("copy_2d", "ld_src", ld_src, "cols", cols);
+  detail::check_ld("copy_2d", "ld_dst", ld_dst, "cols", cols);
+  if (rows == 0 || cols == 0) return;
   LOCKSTEP_DISPATCH(T, ctx, copy_2d, rows, cols, src, ld_src, dst, ld_dst, accumulate);
 }
 

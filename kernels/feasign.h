@@ -10,7 +10,9 @@
 namespace lockstep::kernels {
 
 // dst[i, :] = src[index[i], :] for i < n (row strides ld_src, ld_dst), or zeros when index[i] < 0.
-//   src: (src_rows, dim); an index >= src_rows: the CPU throws naming it, CUDA writes zeros.
+//   src: (src_rows, dim).
+// An index, slot or id out of range: the CPU throws naming it (kernels/input_errors.h); CUDA
+// skips it (gather_rows writes zeros) and reports the same message from the device error record.
 LOCKSTEP_KERNEL_IMPLS(gather_rows, const Context& ctx, int64_t n, int64_t dim, const T* src,
                       int64_t ld_src, int64_t src_rows, const int64_t* index, T* dst,
                       int64_t ld_dst)

@@ -24,7 +24,11 @@ enum class InputError : int32_t {
   IdOutOfRange = 4,        // j, ids[j], the sample (bag) of position j, rows
   CountOutOfRange = 5,     // num_unique, max_unique (num_unique outside [0, max_unique])
   UniqueIdOutOfRange = 6,  // u, unique_ids[u], rows
+  RowOutOfRange = 7,       // i, array[i], rows, the array (RowArray)
 };
+
+/// The index arrays a RowOutOfRange names.
+enum class RowArray : int64_t { Index = 0, Slots = 1 };
 
 /// Where an error sorts among the errors of one launch: by check, then by position (the
 /// element the message names first). Positions are array indices, < 2^56.
@@ -46,6 +50,10 @@ std::string id_out_of_range_message(const char* op, int64_t j, uint64_t id, int6
 std::string count_out_of_range_message(const char* op, int64_t count, int64_t max_unique);
 /// unique_ids[u] = id is not a row of a table of `rows` rows.
 std::string unique_id_out_of_range_message(const char* op, int64_t u, uint64_t id, int64_t rows);
+
+/// <array>[i] = row is not a row of [0, rows) (the row kernels of kernels/feasign.h).
+std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, int64_t row,
+                                     int64_t rows);
 
 /// The message of `check` with the args listed at InputError: one of the functions above.
 std::string input_error_message(InputError check, const char* op, const int64_t* args);

@@ -1,9 +1,11 @@
 // CPU reference of a dynamic table's row work (kernels/feasign.h). The CUDA kernels run the same
 // loops, one thread per row (or per sample for wide_lookup_forward), in the same order.
 #include "kernels/feasign.h"
+#include "kernels/input_errors.h"
 
 #include <algorithm>
 
+#include "lockstep/core/error.h"
 #include "lockstep/embedding/feasign_init.h"
 
 namespace lockstep::kernels::cpu {
@@ -11,9 +13,9 @@ namespace lockstep::kernels::cpu {
 template <class T>
 void gather_rows(const Context&, int64_t n, int64_t dim, const T* src, int64_t ld_src,
                  int64_t src_rows, const int64_t* index, T* dst, int64_t ld_dst) {
-  for (int64_t i = 0; i < n; ++i)
-    LOCKSTEP_CHECK(index[i] < src_rows, "gather_rows: index[{}] = {} is not below {} rows", i,
-                   index[i], src_rows);
+  for (int64_t i = 0; i < n; ++i)  // a negative index is a row of zeros
+    if (index[i] >= src_rows)
+      throw Error(row_out_of_range_message("gather_rows", RowArray::Index, i, index[i], src_rows));
   for (int64_t i = 0; i < n; ++i) {
     T* out = dst + i * ld_dst;
     if (index[i] < 0)
@@ -27,8 +29,8 @@ template <class T>
 void fill_rows(const Context&, int64_t n, int64_t dim, const int64_t* index, T value, T* dst,
                int64_t ld, int64_t dst_rows) {
   for (int64_t i = 0; i < n; ++i)
-    LOCKSTEP_CHECK(index[i] >= 0 && index[i] < dst_rows,
-                   "fill_rows: index[{}] = {} is outside [0, {})", i, index[i], dst_rows);
+    if (index[i] < 0 || index[i] >= dst_rows)
+      throw Error(row_out_of_range_message("fill_rows", RowArray::Index, i, index[i], dst_rows));
   for (int64_t i = 0; i < n; ++i) std::fill(dst + index[i] * ld, dst + index[i] * ld + dim, value);
 }
 
@@ -37,8 +39,9 @@ void feasign_init_rows(const Context&, int64_t n, int64_t dim, const uint64_t* k
                        const int64_t* slots, uint64_t seed, uint64_t stream, float scale, T* embedx,
                        int64_t rows) {
   for (int64_t i = 0; i < n; ++i)
-    LOCKSTEP_CHECK(slots[i] >= 0 && slots[i] < rows,
-                   "feasign_init_rows: slots[{}] = {} is outside [0, {})", i, slots[i], rows);
+    if (slots[i] < 0 || slots[i] >= rows)
+      throw Error(
+          row_out_of_range_message("feasign_init_rows", RowArray::Slots, i, slots[i], rows));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t d = 0; d < dim; ++d)
       embedx[slots[i] * dim + d] =
@@ -48,10 +51,11 @@ void feasign_init_rows(const Context&, int64_t n, int64_t dim, const uint64_t* k
 template <class T>
 void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample, const int64_t* offsets,
                          const uint64_t* ids, const T* lr, int64_t lr_rows, T* out) {
-  const int64_t bags = batch * per_sample;
-  for (int64_t j = offsets[0]; j < offsets[bags]; ++j)
-    LOCKSTEP_CHECK(ids[j] < static_cast<uint64_t>(lr_rows),
-                   "wide_lookup_forward: ids[{}] = {} is not below {} rows", j, ids[j], lr_rows);
+  for (int64_t i = 0; i < batch * per_sample; ++i)
+    for (int64_t j = offsets[i]; j < offsets[i + 1]; ++j)
+      if (ids[j] >= static_cast<uint64_t>(lr_rows))
+        throw Error(
+            id_out_of_range_message("wide_lookup_forward", j, ids[j], i / per_sample, lr_rows));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = b * per_sample; i < (b + 1) * per_sample; ++i)
       for (int64_t j = offsets[i]; j < offsets[i + 1]; ++j) out[b] += lr[ids[j]];

@@ -42,6 +42,12 @@ std::string unique_id_out_of_range_message(const char* op, int64_t u, uint64_t i
                      rows);
 }
 
+std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, int64_t row,
+                                     int64_t rows) {
+  return fmt::format("{}: {}[{}] = {} is outside [0, {})", op,
+                     array == RowArray::Slots ? "slots" : "index", i, row, rows);
+}
+
 std::string input_error_message(InputError check, const char* op, const int64_t* a) {
   switch (check) {
     case InputError::None:
@@ -58,6 +64,8 @@ std::string input_error_message(InputError check, const char* op, const int64_t*
       return count_out_of_range_message(op, a[0], a[1]);
     case InputError::UniqueIdOutOfRange:
       return unique_id_out_of_range_message(op, a[0], static_cast<uint64_t>(a[1]), a[2]);
+    case InputError::RowOutOfRange:
+      return row_out_of_range_message(op, static_cast<RowArray>(a[3]), a[0], a[1], a[2]);
   }
   return fmt::format(
       "internal error: {} recorded unknown input error {} on the device (please report this as "

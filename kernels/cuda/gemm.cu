@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <climits>
 
 #include "kernels/cuda/launch.cuh"
@@ -12,6 +13,8 @@ namespace lockstep::kernels::cuda {
 void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
+  LOCKSTEP_CHECK(std::max({M, N, K, lda, ldb, ldc}) <= INT_MAX,
+                 "gemm: a size or leading dimension exceeds cuBLAS's int range");
   if (M == 0 || N == 0) return;
   const auto op = [](Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; };
   if (ctx.options().allow_bf16) {

@@ -15,6 +15,8 @@
 #include "gpu_util.h"
 #include "kernels/control.h"
 #include "kernels/embedding.h"
+#include "kernels/feasign.h"
+#include "kernels/init.h"
 #include "kernels/optimizer.h"
 
 using namespace lockstep;
@@ -132,6 +134,57 @@ TEST_CASE("CUDA pooled lookup forward checks ids for dim 0 too", "[gpu][embeddin
   kernels::pooled_lookup_forward<float>(pc.gpu, Pooling::Sum, 1, 0, d_table.data(), 5,
                                         d_offsets.data(), d_ids.data(), d_out.data(), 0);
   REQUIRE_THROWS_WITH(pc.gpu.check_device_errors(), expected);
+}
+
+TEST_CASE("CUDA row kernels of dynamic tables report bad rows with the CPU's message",
+          "[gpu][feasign][errors]") {
+  test::ParityContexts pc;
+  const int64_t rows = 6, dim = 3;
+  const auto table = test::random_vector<float>(rows * dim, 5);
+  const std::vector<int64_t> index = {2, -1, 7, 9};  // 7 is the first bad one (-1: zeros)
+  const std::vector<int64_t> slots = {0, 6, 3};
+  const std::vector<uint64_t> keys = {11, 12, 13};
+  const std::vector<int64_t> offsets = {0, 1, 3, 4};  // 3 samples, 1 bag each
+  const std::vector<uint64_t> ids = {1, 2, 6, 8};
+  // Each op on both contexts: the CPU's message, then a valid call on the same GPU context.
+  const auto check = [&](const char* what, const std::function<void(const Context&, float*)>& op) {
+    INFO(what);
+    std::vector<float> cpu_table = table;
+    const std::string expected = test::error_of([&] { op(pc.cpu, cpu_table.data()); });
+    REQUIRE_FALSE(expected.empty());
+    auto d_table = with_guard(pc.gpu, table, 2 * dim);
+    op(pc.gpu, d_table.data());
+    REQUIRE_THROWS_WITH(pc.gpu.check_device_errors(), expected);
+    const auto after = to_host(pc.gpu, d_table);  // reported once: no throw here
+    test::require_bitwise_equal(std::vector<float>(after.begin() + rows * dim, after.end()),
+                                std::vector<float>(2 * dim, kGuard), "guard rows");
+  };
+  const auto d_index = test::to_gpu(pc.gpu, index);
+  const auto d_slots = test::to_gpu(pc.gpu, slots);
+  const auto d_keys = test::to_gpu(pc.gpu, keys);
+  const auto d_offsets = test::to_gpu(pc.gpu, offsets);
+  const auto d_ids = test::to_gpu(pc.gpu, ids);
+  const auto on = [&](const Context& ctx, const auto& host, const auto& device) {
+    return ctx.is_cpu() ? host.data() : device.data();
+  };
+  check("gather_rows", [&](const Context& ctx, float* t) {
+    Tensor<float> out(ctx, {4 * dim});
+    kernels::gather_rows<float>(ctx, 4, dim, t, dim, rows, on(ctx, index, d_index), out.data(),
+                                dim);
+  });
+  check("fill_rows", [&](const Context& ctx, float* t) {
+    kernels::fill_rows<float>(ctx, 2, dim, on(ctx, index, d_index) + 2, 0.5f, t, dim, rows);
+  });
+  check("feasign_init_rows", [&](const Context& ctx, float* t) {
+    kernels::feasign_init_rows<float>(ctx, 3, dim, on(ctx, keys, d_keys), on(ctx, slots, d_slots),
+                                      1, 2, 0.1f, t, rows);
+  });
+  check("wide_lookup_forward", [&](const Context& ctx, float* t) {
+    Tensor<float> out(ctx, {3});
+    kernels::fill_constant<float>(ctx, 3, 0.0f, out.data());
+    kernels::wide_lookup_forward<float>(ctx, 3, 1, on(ctx, offsets, d_offsets), on(ctx, ids, d_ids),
+                                        t, rows, out.data());
+  });
 }
 
 TEST_CASE("CUDA pooled lookup backward reports bad offsets with the CPU's message",

@@ -171,6 +171,10 @@ TEST_CASE("copy_2d places and accumulates a block in a wider matrix", "[kernels]
       CHECK(dst[r * 10 + c] == (c >= 2 && c < 6 ? src[r * 4 + c - 2] : 1.0f));
   kernels::copy_2d<float>(ctx, 3, 4, src.data(), 4, dst.data() + 2, 10, true);
   CHECK(dst[10 + 3] == 2 * src[4 + 1]);
+  CHECK_THROWS_WITH(kernels::copy_2d<float>(ctx, 3, 4, src.data(), 3, dst.data(), 10),
+                    Contains("copy_2d: ld_src = 3 is smaller than the row width cols = 4"));
+  CHECK_THROWS_WITH(kernels::copy_2d<float>(ctx, -1, 4, src.data(), 4, dst.data(), 10),
+                    Contains("copy_2d: rows = -1 is negative"));
 }
 
 TEST_CASE("Context random stream hands out disjoint counters and can be restored", "[core][rng]") {

@@ -18,7 +18,7 @@ TEST_CASE("gather_rows copies indexed rows and zeros for -1", "[kernels][dynamic
   const std::vector<int64_t> bad = {0, 3};
   CHECK_THROWS_WITH(
       kernels::gather_rows<float>(ctx, 2, 2, src.data(), 3, 3, bad.data(), dst.data(), 4),
-      Contains("index[1] = 3 is not below 3 rows"));
+      Contains("gather_rows: index[1] = 3 is outside [0, 3)"));
 }
 
 TEST_CASE("fill_rows and feasign_init_rows write exactly the indexed rows", "[kernels][dynamic]") {
@@ -55,9 +55,10 @@ TEST_CASE("wide_lookup_forward adds each sample's lr weights; repeat_each spread
   CHECK(out == std::vector<double>{10 + 0.5 + 0.25, 20 + 2.0 + 2.0 + 0.5});
   const std::vector<uint64_t> bad_ids = {0, 3};
   const std::vector<int64_t> two = {0, 1, 2};
-  CHECK_THROWS_WITH(kernels::wide_lookup_forward<double>(ctx, 2, 1, two.data(), bad_ids.data(),
-                                                         lr.data(), 3, out.data()),
-                    Contains("ids[1] = 3 is not below 3 rows"));
+  CHECK_THROWS_WITH(
+      kernels::wide_lookup_forward<double>(ctx, 2, 1, two.data(), bad_ids.data(), lr.data(), 3,
+                                           out.data()),
+      Contains("wide_lookup_forward: ids[1] = 3 (sample 1) is out of range for a table of 3 rows"));
   std::vector<double> rep(6);
   const std::vector<double> src = {1, 2};
   kernels::repeat_each<double>(ctx, 2, 3, src.data(), rep.data());

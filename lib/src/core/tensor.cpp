@@ -167,22 +167,25 @@ void copy_bytes_now(const Context& ctx, void* dst, const Device& dst_dev, const 
 }
 }  // namespace
 
-void zero_bytes(const Context& ctx, void* dst, size_t bytes) {
+void zero_bytes(const Context& ctx, void* dst, size_t bytes) { fill_bytes(ctx, dst, 0, bytes); }
+
+void fill_bytes(const Context& ctx, void* dst, unsigned char value, size_t bytes) {
   if (bytes == 0) return;
-  const auto zero = [&ctx, dst, bytes] {
+  const auto fill = [&ctx, dst, value, bytes] {
     if (ctx.is_cpu()) {
-      std::memset(dst, 0, bytes);
+      std::memset(dst, value, bytes);
       return;
     }
 #if LOCKSTEP_CUDA_ENABLED
-    LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, detail::stream_of(ctx)));
+    LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, detail::stream_of(ctx)));
 #endif
   };
   LaunchRecorder* const recorder = ctx.recorder();
-  if (recorder == nullptr) return zero();
-  recorder->launch_work(ctx.is_cpu(), "zero",
-                        LaunchRecorder::mix(reinterpret_cast<uintptr_t>(dst), bytes ^ 0x2e70),
-                        zero);
+  if (recorder == nullptr) return fill();
+  recorder->launch_work(ctx.is_cpu(), "fill_bytes",
+                        LaunchRecorder::mix(reinterpret_cast<uintptr_t>(dst),
+                                            (bytes ^ 0x2e70) + (size_t{value} << 56)),
+                        fill);
 }
 
 }  // namespace lockstep

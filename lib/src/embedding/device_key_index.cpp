@@ -14,9 +14,7 @@ DeviceKeyIndex::DeviceKeyIndex(const Context& ctx, int64_t capacity) : capacity_
   bucket_keys_.resize(ctx, {buckets});
   bucket_slots_.resize(ctx, {buckets});
   zero_bytes(ctx, bucket_keys_.data(), bucket_keys_.bytes());
-  const std::vector<int64_t> empty(static_cast<size_t>(buckets), kernels::kEmptyBucket);
-  copy_bytes(ctx, bucket_slots_.data(), ctx.device(), empty.data(), Device::cpu(),
-             bucket_slots_.bytes());
+  clear_buckets(ctx);
   slot_used_.assign(static_cast<size_t>(capacity), 0);
   host_keys_.assign(static_cast<size_t>(capacity), 0);
 }
@@ -57,7 +55,8 @@ int64_t DeviceKeyIndex::erase(const Context& ctx, const uint64_t* keys, int64_t 
   const std::vector<int64_t> s = to_host(ctx, scratch_.data(), n);  // one read per erase call
   int64_t held = 0;
   for (int64_t slot : s) {
-    if (slot < 0) continue;
+    // Not held, or a key named twice in this call: its slot is freed once.
+    if (slot < 0 || !slot_used_[static_cast<size_t>(slot)]) continue;
     slot_used_[static_cast<size_t>(slot)] = 0;
     free_.push(slot);
     ++held;
@@ -67,6 +66,13 @@ int64_t DeviceKeyIndex::erase(const Context& ctx, const uint64_t* keys, int64_t 
   tombstones_ += held;
   if (tombstones_ * 4 > mask_ + 1) rebuild(ctx);
   return held;
+}
+
+// Every bucket empty: kEmptyBucket (-1) is all one bits, so a memset on the device's stream
+// (not a host array of the bucket count uploaded).
+void DeviceKeyIndex::clear_buckets(const Context& ctx) {
+  static_assert(kernels::kEmptyBucket == -1, "an empty bucket is all one bits");
+  fill_bytes(ctx, bucket_slots_.data(), 0xFF, bucket_slots_.bytes());
 }
 
 // Clears the tombstones: an empty bucket array, then every held key inserted again (one upload,
@@ -79,9 +85,7 @@ void DeviceKeyIndex::rebuild(const Context& ctx) {
       keys.push_back(host_keys_[static_cast<size_t>(s)]);
       slots.push_back(s);
     }
-  const std::vector<int64_t> empty(static_cast<size_t>(mask_ + 1), kernels::kEmptyBucket);
-  copy_bytes(ctx, bucket_slots_.data(), ctx.device(), empty.data(), Device::cpu(),
-             bucket_slots_.bytes());
+  clear_buckets(ctx);
   tombstones_ = 0;
   if (keys.empty()) return;
   const auto dk = make_tensor(ctx, keys);

@@ -32,7 +32,8 @@ class LaunchRecorder {
   Mode mode() const { return mode_; }
   void set_mode(Mode mode) { mode_ = mode; }
 
-  /// The launches since clear(), one hash each, and their ops (a copy: "copy", a fill: "zero").
+  /// The launches since clear(), one hash each, and their ops (a copy: "copy", a byte fill:
+  /// "fill_bytes").
   const std::vector<uint64_t>& log() const { return log_; }
   const std::vector<const char*>& ops() const { return ops_; }
   /// Why the work since clear() cannot be replayed from a graph (nullptr: it can).

@@ -98,6 +98,8 @@ void copy_bytes(const Context& ctx, void* dst, const Device& dst_dev, const void
                 const Device& src_dev, size_t bytes);
 /// Sets `bytes` at dst (on ctx's device) to zero, in stream order.
 void zero_bytes(const Context& ctx, void* dst, size_t bytes);
+/// Sets `bytes` bytes at dst (on ctx's device) to `value`, asynchronously on ctx's stream.
+void fill_bytes(const Context& ctx, void* dst, unsigned char value, size_t bytes);
 
 /// Copies n elements from ctx's device to a host vector (waits for the data). The one way the
 /// library reads device memory on the host outside a collective: counted by ctx.host_reads().

@@ -35,12 +35,13 @@ class DeviceKeyIndex {
   /// Inserts n distinct keys that are not held, in order: keys[i] gets the i-th lowest free slot,
   /// written to slots[i] (device pointers). Throws Error when n > capacity() - size().
   void insert_new(const Context& ctx, const uint64_t* keys, int64_t n, int64_t* slots);
-  /// Erases n distinct keys (device pointer); keys not held are ignored. Their slots are free
-  /// again. Returns how many were held.
+  /// Erases n keys (device pointer); keys not held are ignored, a key named twice is erased
+  /// once. Their slots are free again. Returns how many were held.
   int64_t erase(const Context& ctx, const uint64_t* keys, int64_t n);
 
  private:
   void rebuild(const Context& ctx);
+  void clear_buckets(const Context& ctx);
 
   int64_t capacity_, size_ = 0, mask_ = 0, tombstones_ = 0;
   Tensor<uint64_t> bucket_keys_;
