@@ -65,6 +65,23 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<MpiSession> session, const Device& device)
       : session_(std::move(session)), device_(device), own_(device) {
+    try {
+      init();
+    } catch (...) {  // no destructor runs for a constructor that throws
+      release();
+      throw;
+    }
+  }
+
+  ~NcclCommunicator() override { release(); }
+
+  std::string backend() const override { return "nccl"; }
+  int rank() const override { return session_->rank(); }
+  int size() const override { return session_->size(); }
+  int local_rank() const override { return session_->local_rank(); }
+
+ private:
+  void init() {
     LOCKSTEP_CUDA_CHECK(cudaSetDevice(device_.index));
     LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&work_, cudaEventDisableTiming));
     LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
@@ -93,18 +110,13 @@ class NcclCommunicator final : public Communicator {
     settle(rc, nullptr, "NCCL set-up (ncclCommInitRankConfig)", 0, deadline);
   }
 
-  ~NcclCommunicator() override {
+  void release() noexcept {
     release_comm();
     if (work_) cudaEventDestroy(work_);
     if (done_) cudaEventDestroy(done_);
+    work_ = done_ = nullptr;
   }
 
-  std::string backend() const override { return "nccl"; }
-  int rank() const override { return session_->rank(); }
-  int size() const override { return session_->size(); }
-  int local_rank() const override { return session_->local_rank(); }
-
- private:
   void release_comm() noexcept {
     if (!comm_) return;
     if (session_->failed()) {
