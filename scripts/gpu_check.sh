@@ -2,7 +2,8 @@
 # The GPU checks, for a machine with a CUDA device (run from the repository root): build the GPU
 # tests and the benchmarks with CUDA against .device/sysroot (scripts/device_prepare.sh), then, most
 # important first: the GPU parity tests, the model benchmarks with and without CUDA graphs, the
-# lockstep sync benchmark, the PyTorch peer (.device/peers/torch_bench.py, eager and --compile),
+# lockstep sync benchmark, the PyTorch peer (.device/peers/torch_bench.py: eager side by side
+# through bench/vs_torch.py, then --compile),
 # the kernel and feasign benchmarks, the GPU tests with LOCKSTEP_SYNC_CHECK=1, and compute-sanitizer memcheck.
 #
 # Sized for one device call (at most 10 minutes, the machine's start not counted): every command
@@ -92,8 +93,13 @@ for stage in $stages; do
       run bench bench_sync 30 $(bench sync) --device cuda --comm local --steps 200
       run bench bench_models_bf16 40 $(bench models) --device cuda --allow-bf16
       run bench bench_models_profile 30 $(bench models) --device cuda --iters 3 --profile ;;
-    peers)
-      run peers torch_eager 60 python3 "$peer" --workload all --device cuda --batch 4096 --steps 50
+    peers)  # eager side by side (bench/vs_torch.py: 3 alternating pairs, median ratio); compile once
+      wrapper="$work/bench-models.sh"  # lockstep's libraries for lockstep only, not for PyTorch
+      printf '#!/bin/sh\nexec env LD_LIBRARY_PATH="%s:%s/openblas-pthread:${LD_LIBRARY_PATH:-}" "%s" "$@"\n' \
+        "$lib" "$lib" "$build/bench/lockstep-bench-models" >"$wrapper"
+      chmod +x "$wrapper"
+      run peers vs_torch_eager 120 python3 "$root/bench/vs_torch.py" --bench "$wrapper" \
+        --torch-bench "$peer" --torch-python python3 --device cuda --batch 4096 --pairs 3 --iters 20
       run peers torch_compile 150 python3 "$peer" --workload all --device cuda --batch 4096 --steps 50 --compile ;;
     kernels)
       run kernels bench_kernels 40 $(bench kernels) --device cuda --json "$work/bench_kernels.json"
