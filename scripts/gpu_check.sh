@@ -20,8 +20,9 @@ set -uo pipefail
 root=$(pwd)
 out=${OUT:-$root/gpu-results}
 work=${WORK:-/tmp/gpu-results}
+rm -rf "$work"  # nothing of an earlier run goes back as this one's
 mkdir -p "$out" "$work"
-rm -f "$work/summary.txt"
+failed=0
 sys="$root/.device/sysroot/usr"
 lib="$sys/lib/x86_64-linux-gnu"
 # Only lockstep's own programs see the unpacked libraries (PyTorch brings its own).
@@ -55,6 +56,7 @@ run() {  # stage name cap command...: runs for at most min(cap, what the stage m
   t0=$(date +%s)
   if [ "$limit" -lt 5 ]; then
     rc=125; verdict="SKIPPED (no time left)"
+    : >"$work/$name.log"
   else
     timeout --kill-after=10 "$limit" "$@" >"$work/$name.log" 2>&1
     rc=$?
@@ -64,13 +66,14 @@ run() {  # stage name cap command...: runs for at most min(cap, what the stage m
     | sed -e "s|$root/||g" -e 's|env LD_LIBRARY_PATH=[^ ]* ||' -e 's|stdbuf -oL -eL ||' >>"$work/summary.txt"
   [ -f "$work/$name.log" ] && tail -4 "$work/$name.log" | cut -c1-300 | sed 's/^/   | /' >>"$work/summary.txt"
   pack
+  [ $rc -ne 0 ] && failed=$((failed + 1))
   return $rc
 }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -1;
   git -C "$root" rev-parse --short HEAD 2>/dev/null; git -C "$root" status --short | head -20; nproc;
   python3 -c 'import torch; print("torch", torch.__version__)'; } >"$work/machine.txt" 2>&1
 gpu_tests=("${lockstep_env[@]}" "$build/test/lockstep_gpu_tests")
-bench() { echo "${lockstep_env[@]}" "$build/bench/lockstep-bench-$1"; }
+models=("${lockstep_env[@]}" "$build/bench/lockstep-bench-models")
 peer="$root/.device/peers/torch_bench.py"
 for stage in $stages; do
   case $stage in
@@ -88,11 +91,11 @@ for stage in $stages; do
     gpu)
       run gpu gpu_tests 120 "${gpu_tests[@]}" --durations yes ;;
     bench)
-      run bench bench_models 60 $(bench models) --device cuda
-      run bench bench_models_no_graphs 45 $(bench models) --device cuda --no-cuda-graphs
-      run bench bench_sync 30 $(bench sync) --device cuda --comm local --steps 200
-      run bench bench_models_bf16 40 $(bench models) --device cuda --allow-bf16
-      run bench bench_models_profile 30 $(bench models) --device cuda --iters 3 --profile ;;
+      run bench bench_models 60 "${models[@]}" --device cuda
+      run bench bench_models_no_graphs 45 "${models[@]}" --device cuda --no-cuda-graphs
+      run bench bench_sync 30 "${lockstep_env[@]}" "$build/bench/lockstep-bench-sync" --device cuda --comm local --steps 200
+      run bench bench_models_bf16 40 "${models[@]}" --device cuda --allow-bf16
+      run bench bench_models_profile 30 "${models[@]}" --device cuda --iters 3 --profile ;;
     peers)  # eager side by side (bench/vs_torch.py: 3 alternating pairs, median ratio); compile once
       wrapper="$work/bench-models.sh"  # lockstep's libraries for lockstep only, not for PyTorch
       printf '#!/bin/sh\nexec env LD_LIBRARY_PATH="%s:%s/openblas-pthread:${LD_LIBRARY_PATH:-}" "%s" "$@"\n' \
@@ -102,8 +105,8 @@ for stage in $stages; do
         --torch-bench "$peer" --torch-python python3 --device cuda --batch 4096 --pairs 3 --iters 20
       run peers torch_compile 150 python3 "$peer" --workload all --device cuda --batch 4096 --steps 50 --compile ;;
     kernels)
-      run kernels bench_kernels 40 $(bench kernels) --device cuda --json "$work/bench_kernels.json"
-      run kernels bench_feasign 30 $(bench feasign) --capacity 4194304 --reps 1 ;;
+      run kernels bench_kernels 40 "${lockstep_env[@]}" "$build/bench/lockstep-bench-kernels" --device cuda --json "$work/bench_kernels.json"
+      run kernels bench_feasign 30 "${lockstep_env[@]}" "$build/bench/lockstep-bench-feasign" --capacity 4194304 --reps 1 ;;
     sync)  # every kernel synchronised: an asynchronous error names its kernel
       run sync gpu_tests_sync 60 env LOCKSTEP_SYNC_CHECK=1 "${gpu_tests[@]}" ;;
     sanitize)  # the benchmark-scale cases ([large]) would take minutes under memcheck
@@ -114,3 +117,4 @@ done
 echo "total $(($(date +%s) - t_start)) s of a budget of $budget s" >>"$work/summary.txt"
 pack
 cat "$work/summary.txt"
+[ "$failed" -eq 0 ]  # the exit status: 1 when any command failed, timed out or was skipped
