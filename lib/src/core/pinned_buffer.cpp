@@ -17,9 +17,12 @@ namespace lockstep {
 PinnedBuffer::~PinnedBuffer() { release(); }
 
 PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
-    : ptr_(std::exchange(o.ptr_, nullptr)), capacity_(std::exchange(o.capacity_, 0)),
-      pinned_(o.pinned_), event_(std::exchange(o.event_, nullptr)),
-      pending_(std::exchange(o.pending_, false)) {}
+    : ptr_(std::exchange(o.ptr_, nullptr)),
+      capacity_(std::exchange(o.capacity_, 0)),
+      pinned_(o.pinned_),
+      event_(std::exchange(o.event_, nullptr)),
+      pending_(std::exchange(o.pending_, false)),
+      copied_on_(std::exchange(o.copied_on_, nullptr)) {}
 
 PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
   if (this != &o) {
@@ -29,6 +32,7 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
     pinned_ = o.pinned_;
     event_ = std::exchange(o.event_, nullptr);
     pending_ = std::exchange(o.pending_, false);
+    copied_on_ = std::exchange(o.copied_on_, nullptr);
   }
   return *this;
 }
@@ -51,7 +55,14 @@ void PinnedBuffer::release() noexcept {
 void PinnedBuffer::wait() {
   if (!pending_) return;
 #if LOCKSTEP_CUDA_ENABLED
-  LOCKSTEP_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+  const auto event = static_cast<cudaEvent_t>(event_);
+  const cudaError_t state = cudaEventQuery(event);
+  if (state == cudaErrorNotReady) {  // a real wait, counted as one for the stream
+    if (copied_on_ != nullptr) copied_on_->count_stream_wait();
+    LOCKSTEP_CUDA_CHECK(cudaEventSynchronize(event));
+  } else {
+    LOCKSTEP_CUDA_CHECK(state);
+  }
 #endif
   pending_ = false;
 }
@@ -99,6 +110,7 @@ void PinnedBuffer::copy_to_device(const Context& ctx, void* dst, size_t bytes) {
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, ptr_, bytes, cudaMemcpyHostToDevice, stream));
   LOCKSTEP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream));
   pending_ = true;
+  copied_on_ = &ctx;
 #endif
 }
 

@@ -122,9 +122,10 @@ class Context {
   /// they are plain copies), so that tests can hold the training step to one read per step.
   uint64_t host_reads() const;
   void count_host_read() const;
-  /// Times the host waited for this context's CUDA stream to finish everything enqueued
-  /// (synchronize(), the host reads, a copy between pageable host memory and the device), so
-  /// that tests can hold a CUDA training step to the one wait of its sync point. 0 on the CPU.
+  /// Times the host waited for this context's CUDA stream: for all it holds (synchronize(), the
+  /// host reads, a copy between pageable host memory and the device) or for a PinnedBuffer's
+  /// upload that had not finished, so that tests can hold a CUDA training step to the one wait
+  /// of its sync point. 0 on the CPU.
   uint64_t stream_waits() const;
   void count_stream_wait() const;
   /// Buffers (tensor memory, the workspace) allocated on this context, host or device, so that

@@ -34,7 +34,8 @@ class PinnedBuffer {
   /// Copies the first `bytes` to `dst` on ctx's device: one cudaMemcpyAsync on ctx's stream
   /// (returns at once; wait() or the next reserve() waits for it), or memcpy on the CPU.
   void copy_to_device(const Context& ctx, void* dst, size_t bytes);
-  /// Blocks until the last copy_to_device() has finished reading the buffer (no-op otherwise).
+  /// Blocks until the last copy_to_device() has finished reading the buffer (no-op otherwise);
+  /// when it has to wait, that counts as one of the copy's context's stream_waits().
   void wait();
 
  private:
@@ -44,6 +45,7 @@ class PinnedBuffer {
   bool pinned_ = false;
   void* event_ = nullptr;  // cudaEvent_t of the last copy
   bool pending_ = false;
+  const Context* copied_on_ = nullptr;  // the last copy's context: a wait for it is counted there
 };
 
 }  // namespace lockstep
