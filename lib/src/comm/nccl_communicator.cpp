@@ -332,7 +332,10 @@ class NcclCommunicator final : public Communicator {
             if (!done) return 1;
             const cudaError_t state = cudaEventQuery(done);
             if (state == cudaSuccess) return 1;
-            if (state == cudaErrorNotReady) return 0;
+            if (state == cudaErrorNotReady) {
+              (void)cudaGetLastError();  // "not ready" is no error: not left as the last one
+              return 0;
+            }
             error = fmt::format("CUDA error {} ({})", cudaGetErrorName(state),
                                 cudaGetErrorString(state));
             return -1;
