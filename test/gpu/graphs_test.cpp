@@ -9,17 +9,15 @@
 #include <functional>
 #include <memory>
 #include <random>
-#include <stdexcept>
 
 #include "gpu_util.h"
+#include "graph_region_cases.h"
 #include "kernels/embedding.h"
-#include "kernels/init.h"
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/local_trainer.h"
 #include "model_fixture.h"
 #include "train/fault_injection.h"
 #include "train/step.h"
-#include "train/step_graphs.h"
 
 using namespace lockstep;
 
@@ -117,54 +115,12 @@ TEST_CASE("CUDA graphs under the lockstep step, batches staged ahead, keep their
 
 TEST_CASE("An exception that is not lockstep's ends the stream's capture on its way up",
           "[gpu][graphs]") {
-  const Context ctx(Device::cuda(0));
-  Tensor<float> out;
-  out.resize(ctx, {4});
-  train::StepGraphs graphs(ctx);
-  int calls = 0;
-  const std::function<const void*()> region = [&]() -> const void* {
-    kernels::fill_constant<float>(ctx, 4, 1.0f, out.data());
-    if (++calls == 3) throw std::runtime_error("not lockstep's");  // the third run: the capture
-    return out.data();
-  };
-  graphs.run({7}, region);
-  graphs.run({7}, region);
-  CHECK_THROWS_WITH(graphs.run({7}, region), "not lockstep's");
-  ctx.synchronize();  // fails while the stream is still capturing
-  for (int i = 0; i < 6; ++i) {
-    kernels::fill_constant<float>(ctx, 4, -1.0f, out.data());
-    graphs.run({7}, region);
-    CHECK(to_host(ctx, out.data(), 4)[0] == 1.0f);
-  }
-  CHECK(graphs.stats().captured == 1);
-  CHECK(graphs.stats().replayed >= 1);
+  test::check_foreign_exception_in_capture(Context(Device::cuda(0)));
 }
 
 TEST_CASE("A region that frees a device buffer is neither captured nor replayed over it",
           "[gpu][graphs]") {
-  const Context ctx(Device::cuda(0));
-  Tensor<float> out;
-  out.resize(ctx, {4});
-  std::vector<Tensor<float>> scratch(4);
-  for (auto& t : scratch) t.resize(ctx, {16});
-  train::StepGraphs graphs(ctx);
-  bool free_one = false;
-  const std::function<const void*()> region = [&]() -> const void* {
-    kernels::fill_constant<float>(ctx, 4, 1.0f, out.data());
-    if (free_one) scratch.pop_back();
-    free_one = false;
-    return out.data();
-  };
-  for (int i = 0; i < 10; ++i) {
-    free_one = i == 2 || i == 5;  // in a capture, in a replay's host pass
-    kernels::fill_constant<float>(ctx, 4, -1.0f, out.data());
-    graphs.run({7}, region);
-    CHECK(to_host(ctx, out.data(), 4)[0] == 1.0f);
-  }
-  CHECK(scratch.size() == 2);
-  CHECK(graphs.stats().fallbacks == 2);
-  CHECK(graphs.stats().captured == 3);  // runs 3 (given up), 5 and 8
-  CHECK(graphs.stats().replayed == 2);  // runs 9 and 10
+  test::check_region_that_frees(Context(Device::cuda(0)));
 }
 
 TEST_CASE("A padded backward on CUDA gives the bits of the CPU's unpadded one", "[gpu][graphs]") {

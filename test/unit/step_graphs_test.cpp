@@ -5,8 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <random>
-#include <stdexcept>
 
+#include "graph_region_cases.h"
 #include "kernels/dropout.h"
 #include "kernels/embedding.h"
 #include "kernels/init.h"
@@ -247,55 +247,12 @@ TEST_CASE("A region that reads the device on the host is never captured", "[grap
 
 TEST_CASE("An exception that is not lockstep's goes through a capture, which starts over",
           "[graphs][replay]") {
-  Context ctx;
-  Tensor<float> out;
-  out.resize(ctx, {4});
-  train::StepGraphs graphs(ctx);
-  int calls = 0;
-  const std::function<const void*()> region = [&]() -> const void* {
-    kernels::fill_constant<float>(ctx, 4, 1.0f, out.data());
-    if (++calls == 3) throw std::runtime_error("not lockstep's");  // the third run: the capture
-    return out.data();
-  };
-  graphs.run({7}, region);
-  graphs.run({7}, region);
-  CHECK(graphs.stats().captured == 0);
-  CHECK_THROWS_WITH(graphs.run({7}, region), "not lockstep's");
-  CHECK(graphs.stats().captured == 0);
-  for (int i = 0; i < 6; ++i) {
-    kernels::fill_constant<float>(ctx, 4, -1.0f, out.data());
-    graphs.run({7}, region);
-    CHECK(out.data()[0] == 1.0f);  // run: replayed or not
-  }
-  CHECK(graphs.stats().captured == 1);
-  CHECK(graphs.stats().replayed >= 1);
+  test::check_foreign_exception_in_capture(Context());
 }
 
 TEST_CASE("A region that frees a buffer is neither captured nor replayed over it",
           "[graphs][replay]") {
-  Context ctx;
-  Tensor<float> out;
-  out.resize(ctx, {4});
-  std::vector<Tensor<float>> scratch(4);
-  for (auto& t : scratch) t.resize(ctx, {16});
-  train::StepGraphs graphs(ctx);
-  bool free_one = false;
-  const std::function<const void*()> region = [&]() -> const void* {
-    kernels::fill_constant<float>(ctx, 4, 1.0f, out.data());
-    if (free_one) scratch.pop_back();
-    free_one = false;
-    return out.data();
-  };
-  for (int i = 0; i < 10; ++i) {
-    free_one = i == 2 || i == 5;  // in a capture, in a replay's host pass
-    kernels::fill_constant<float>(ctx, 4, -1.0f, out.data());
-    graphs.run({7}, region);
-    CHECK(out.data()[0] == 1.0f);
-  }
-  CHECK(scratch.size() == 2);
-  CHECK(graphs.stats().fallbacks == 2);
-  CHECK(graphs.stats().captured == 3);  // runs 3 (given up), 5 and 8
-  CHECK(graphs.stats().replayed == 2);  // runs 9 and 10
+  test::check_region_that_frees(Context());
 }
 
 TEST_CASE("A region that draws random numbers replays them fresh at every step",

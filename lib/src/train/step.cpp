@@ -1,7 +1,6 @@
 #include "train/step.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/control.h"
 #include "lockstep/core/logging.h"
@@ -160,16 +159,16 @@ void LockstepStep::forward_backward(RankReport& report, const FaultInjection& fa
 //    the device, so every rank stops at this step; this rank throws the kernel's message when
 //    it reads the block (to_host reads the device error record with it).
 void LockstepStep::write_control_slot(const RankReport& report) {
-  std::fill(host_block_.begin(), host_block_.end(), 0.0f);
-  control_.encode(report, rank_, host_block_.data());
+  // Encoded in page-locked memory: a copy from pageable memory would wait for the stream, i.e.
+  // for this step's forward and backward, before the next batch is staged ahead. The last
+  // upload has long been read (the previous step's sync point came after it).
+  const auto n = static_cast<size_t>(control_.size());
+  control_upload_.reserve(ctx_, n * sizeof(float));
+  auto* block = static_cast<float*>(control_upload_.data());
+  std::fill(block, block + n, 0.0f);
+  control_.encode(report, rank_, block);
   float* tail = model_.dense_params().grad_tail();
-  // Through page-locked memory: a copy from pageable memory would wait for the stream, i.e. for
-  // this step's forward and backward, before the next batch is staged ahead. The last upload
-  // has long been read (the previous step's sync point came after it).
-  const size_t bytes = host_block_.size() * sizeof(float);
-  control_upload_.reserve(ctx_, bytes);
-  std::memcpy(control_upload_.data(), host_block_.data(), bytes);
-  control_upload_.copy_to_device(ctx_, tail, bytes);
+  control_upload_.copy_to_device(ctx_, tail, n * sizeof(float));
   if (report.status != kStatusOk) return;  // a failed rank reports no loss and no rows
   kernels::flag_device_error<float>(ctx_, static_cast<float>(kStatusDeviceInputFailed),
                                     tail + control_.status_index(rank_));

@@ -97,8 +97,8 @@ class LockstepStep {
   bool backward_completed_ = false;  // this rank ran a whole backward in the running step
   int rank_;
   int64_t grad_size_;
-  std::vector<float> host_block_;
-  PinnedBuffer control_upload_;  // host_block_ on its way to the device (no wait for the stream)
+  std::vector<float> host_block_;    // the control block read back at the sync point
+  PinnedBuffer control_upload_;      // this rank's slot, encoded for the upload (no stream wait)
   RankReport report_;                // this rank's report of the running step
   std::vector<RankReport> reports_;  // every rank's, after the collective
   StepSummary summary_;              // what they sum to
