@@ -1,12 +1,11 @@
 // Runner for the multi-rank tests (label mpi): every rank runs every test case between
 // MPI_Init and MPI_Finalize; ctest starts it under mpirun.
-#define CATCH_CONFIG_RUNNER
 #include <mpi.h>
-#include <catch2/catch.hpp>
+#include "catch_session.h"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  const int failed = Catch::Session().run(argc, argv);
+  const int failed = lockstep::test::run_catch_session(argc, argv);
   // A rank whose assertions failed makes the whole job fail.
   int any = failed != 0, total = 0;
   MPI_Allreduce(&any, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

@@ -1,2 +1,4 @@
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// Runner for the unit tests (label unit).
+#include "catch_session.h"
+
+int main(int argc, char** argv) { return lockstep::test::run_catch_session(argc, argv); }
