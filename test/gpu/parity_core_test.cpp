@@ -4,9 +4,12 @@
 
 #include <catch2/catch.hpp>
 
-#include <cuda_runtime.h>
-
 #include <cstdint>
+
+#include "lockstep/config.h"
+#if LOCKSTEP_CUDA_ENABLED  // a CPU-only build (LOCKSTEP_WITH_CUDA=OFF) has no CUDA runtime
+#include <cuda_runtime.h>
+#endif
 
 #include "gpu_util.h"
 #include "kernels/copy.h"
@@ -18,6 +21,7 @@
 
 using namespace lockstep;
 
+#if LOCKSTEP_CUDA_ENABLED
 TEST_CASE("A CUDA context keeps freed memory in the stream-ordered pool", "[gpu][core]") {
   test::ParityContexts ctx;
   cudaMemPool_t pool = nullptr;
@@ -34,6 +38,7 @@ TEST_CASE("A CUDA context keeps freed memory in the stream-ordered pool", "[gpu]
           cudaSuccess);
   CHECK(reserved >= (uint64_t{64} << 20));
 }
+#endif
 
 TEST_CASE("A steady-state CUDA training step allocates no device memory", "[gpu][core]") {
   // Tensors grow to the largest shape seen and are reused; the workspace too. (The host side
