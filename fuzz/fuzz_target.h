@@ -68,7 +68,9 @@ class ScratchFile {
   /// Replaces the file's contents with `bytes` and returns its path.
   const std::string& write(std::string_view bytes) {
     std::FILE* f = std::fopen(path_.c_str(), "wb");
-    if (f == nullptr || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size() ||
+    // An empty input may have data() == nullptr, which fwrite must not be given (UBSan).
+    if (f == nullptr ||
+        (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) ||
         std::fclose(f) != 0) {
       std::perror(path_.c_str());  // the harness, not the parser, failed: stop here
       std::abort();

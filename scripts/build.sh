@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds lockstep into $LOCKSTEP_BUILD_DIR (default: build/).
-#   LOCKSTEP_WITH_CUDA=AUTO|ON|OFF (default AUTO), LOCKSTEP_CUDA_ARCHITECTURES (default 90).
+#   LOCKSTEP_WITH_CUDA=AUTO|ON|OFF (default AUTO), LOCKSTEP_CUDA_ARCHITECTURES (default 90),
+#   LOCKSTEP_SANITIZE (default none; e.g. address,undefined with LOCKSTEP_WITH_CUDA=OFF).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOCKSTEP_BUILD_DIR:-$root/build}
@@ -9,5 +10,6 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHD
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
   -DLOCKSTEP_WITH_CUDA="${LOCKSTEP_WITH_CUDA:-AUTO}" \
-  -DLOCKSTEP_CUDA_ARCHITECTURES="${LOCKSTEP_CUDA_ARCHITECTURES:-90}"
+  -DLOCKSTEP_CUDA_ARCHITECTURES="${LOCKSTEP_CUDA_ARCHITECTURES:-90}" \
+  -DLOCKSTEP_SANITIZE="${LOCKSTEP_SANITIZE:-}"
 cmake --build "$build" -j "$(nproc)"
