@@ -330,12 +330,9 @@ class NcclCommunicator final : public Communicator {
             }
             if (async == ncclInProgress) return 0;
             if (!done) return 1;
-            const cudaError_t state = cudaEventQuery(done);
+            const cudaError_t state = lockstep::detail::query_event(done);
             if (state == cudaSuccess) return 1;
-            if (state == cudaErrorNotReady) {
-              (void)cudaGetLastError();  // "not ready" is no error: not left as the last one
-              return 0;
-            }
+            if (state == cudaErrorNotReady) return 0;
             error = fmt::format("CUDA error {} ({})", cudaGetErrorName(state),
                                 cudaGetErrorString(state));
             return -1;

@@ -17,6 +17,15 @@ namespace lockstep::detail {
 /// also synchronises so that an asynchronous fault is attributed to the right kernel.
 void check_kernel_launch(const Context& ctx, const char* kernel, const char* file, int line);
 
+/// cudaEventQuery that leaves no trace of "not ready" (no error, only an unfinished event) as
+/// the thread's last error, where a later cudaGetLastError/cudaPeekAtLastError would find it:
+/// cudaSuccess, cudaErrorNotReady, or the real error.
+inline cudaError_t query_event(cudaEvent_t event) {
+  const cudaError_t state = cudaEventQuery(event);
+  if (state == cudaErrorNotReady) (void)cudaGetLastError();
+  return state;
+}
+
 inline cudaStream_t stream_of(const Context& ctx) {
   return static_cast<cudaStream_t>(ctx.stream());
 }

@@ -56,9 +56,8 @@ void PinnedBuffer::wait() {
   if (!pending_) return;
 #if LOCKSTEP_CUDA_ENABLED
   const auto event = static_cast<cudaEvent_t>(event_);
-  const cudaError_t state = cudaEventQuery(event);
+  const cudaError_t state = detail::query_event(event);
   if (state == cudaErrorNotReady) {  // a real wait, counted as one for the stream
-    (void)cudaGetLastError();        // "not ready" is no error: not left as the last one
     if (copied_on_ != nullptr) copied_on_->count_stream_wait();
     LOCKSTEP_CUDA_CHECK(cudaEventSynchronize(event));
   } else {
