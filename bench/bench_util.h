@@ -17,15 +17,32 @@
 
 namespace lockstep::bench {
 
+/// Median host wall time (steady_clock) in milliseconds of `iters` runs of fn, after `warmup`
+/// runs and a synchronisation: what the host spends in fn, whatever it enqueues.
+inline double median_host_ms(const Context& ctx, const std::function<void()>& fn, int warmup,
+                             int iters) {
+  for (int i = 0; i < warmup; ++i) fn();
+  ctx.synchronize();
+  std::vector<double> times;
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const auto t1 = std::chrono::steady_clock::now();
+    times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times.empty() ? 0.0 : times[times.size() / 2];
+}
+
 /// Median wall time in milliseconds of `iters` runs of fn after `warmup` runs. On CUDA each run
 /// is bracketed by events on the context's stream (device time); on the CPU by steady_clock.
 inline double median_ms(const Context& ctx, const std::function<void()>& fn, int warmup,
                         int iters) {
-  for (int i = 0; i < warmup; ++i) fn();
-  ctx.synchronize();
-  std::vector<double> times;
 #if LOCKSTEP_CUDA_ENABLED
   if (ctx.is_cuda()) {
+    for (int i = 0; i < warmup; ++i) fn();
+    ctx.synchronize();
+    std::vector<double> times;
     auto stream = static_cast<cudaStream_t>(ctx.stream());
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
@@ -41,18 +58,11 @@ inline double median_ms(const Context& ctx, const std::function<void()>& fn, int
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
+    std::sort(times.begin(), times.end());
+    return times.empty() ? 0.0 : times[times.size() / 2];
   }
 #endif
-  if (ctx.is_cpu()) {
-    for (int i = 0; i < iters; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      fn();
-      const auto t1 = std::chrono::steady_clock::now();
-      times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    }
-  }
-  std::sort(times.begin(), times.end());
-  return times.empty() ? 0.0 : times[times.size() / 2];
+  return median_host_ms(ctx, fn, warmup, iters);
 }
 
 /// One row of a result table.

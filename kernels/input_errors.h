@@ -25,6 +25,7 @@ enum class InputError : int32_t {
   CountOutOfRange = 5,     // num_unique, max_unique (num_unique outside [0, max_unique])
   UniqueIdOutOfRange = 6,  // u, unique_ids[u], rows
   RowOutOfRange = 7,       // i, array[i], rows, the array (RowArray)
+  IndexFull = 8,           // i, keys[i] (no free bucket left on the key's probe)
 };
 
 /// The index arrays a RowOutOfRange names.
@@ -55,6 +56,10 @@ std::string unique_id_out_of_range_message(const char* op, int64_t u, uint64_t i
 std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, int64_t row,
                                      int64_t rows);
 
+/// keys[i] = key found no free bucket: the key index is full (its owner keeps the load <= 1/2,
+/// so this is a caller's bug). Which key is named may differ between the CPU, which inserts in
+/// order, and CUDA, whose inserts race.
+std::string index_full_message(const char* op, int64_t i, uint64_t key);
 /// The message of `check` with the args listed at InputError: one of the functions above.
 std::string input_error_message(InputError check, const char* op, const int64_t* args);
 

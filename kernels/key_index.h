@@ -49,7 +49,8 @@ LOCKSTEP_KERNEL_IMPLS(key_index_find, const Context& ctx, const uint64_t* bucket
                       int64_t* slots)
 // Inserts keys[i] with slot slots[i] (i < n). The keys must be distinct and not held, and the
 // slots >= 0 (the caller's contract: a held key inserted again would be held twice). The array
-// must have a free bucket for each (the load factor <= 1/2 guarantees it).
+// must have a free bucket for each (the load factor <= 1/2 guarantees it); a key that finds none
+// is an error (InputError::IndexFull: the CPU throws, CUDA records it and inserts the others).
 LOCKSTEP_KERNEL_IMPLS(key_index_insert, const Context& ctx, uint64_t* bucket_keys,
                       int64_t* bucket_slots, int64_t mask, int64_t n, const uint64_t* keys,
                       const int64_t* slots)

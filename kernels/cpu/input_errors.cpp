@@ -48,6 +48,10 @@ std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, 
                      array == RowArray::Slots ? "slots" : "index", i, row, rows);
 }
 
+std::string index_full_message(const char* op, int64_t i, uint64_t key) {
+  return fmt::format("{}: no free bucket for keys[{}] = {}: the key index is full", op, i, key);
+}
+
 std::string input_error_message(InputError check, const char* op, const int64_t* a) {
   switch (check) {
     case InputError::None:
@@ -66,6 +70,8 @@ std::string input_error_message(InputError check, const char* op, const int64_t*
       return unique_id_out_of_range_message(op, a[0], static_cast<uint64_t>(a[1]), a[2]);
     case InputError::RowOutOfRange:
       return row_out_of_range_message(op, static_cast<RowArray>(a[3]), a[0], a[1], a[2]);
+    case InputError::IndexFull:
+      return index_full_message(op, a[0], static_cast<uint64_t>(a[1]));
   }
   return fmt::format(
       "internal error: {} recorded unknown input error {} on the device (please report this as "

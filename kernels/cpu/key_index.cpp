@@ -2,6 +2,8 @@
 // time in order.
 #include "kernels/key_index.h"
 
+#include "kernels/input_errors.h"
+
 namespace lockstep::kernels::cpu {
 
 template <class T>
@@ -32,7 +34,7 @@ void key_index_insert(const Context&, uint64_t* bucket_keys, int64_t* bucket_slo
     uint64_t b = key_home(keys[i]) & m;
     uint64_t probes = 0;
     while (bucket_slots[b] >= 0) {  // the first free bucket (empty or a tombstone)
-      LOCKSTEP_CHECK(++probes <= m, "key_index_insert: no free bucket for key {}", keys[i]);
+      if (++probes > m) throw Error(index_full_message("key_index_insert", i, keys[i]));
       b = (b + 1) & m;
     }
     bucket_keys[b] = keys[i];

@@ -1,4 +1,5 @@
 // The device key index (kernels/key_index.h): one thread per key.
+#include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/key_index.h"
 
@@ -29,24 +30,26 @@ __global__ void find_kernel(const uint64_t* __restrict__ bucket_keys,
 // tombstone -> the key's slot), then writes the key. Concurrent inserts of other keys skip a
 // claimed bucket without reading its key (the keys are new: none of them can be there), and no
 // find runs in the same kernel, so the key written after the claim is seen by every later find.
-__global__ void insert_kernel(uint64_t* __restrict__ bucket_keys,
-                              unsigned long long* __restrict__ bucket_slots, uint64_t mask,
-                              int64_t n, const uint64_t* __restrict__ keys,
+// A bucket's slot is read through a volatile load: other threads change it by CAS meanwhile (a
+// stale value only makes the CAS fail). A key that finds no free bucket is recorded.
+__global__ void insert_kernel(ErrorSink sink, uint64_t* __restrict__ bucket_keys,
+                              unsigned long long* bucket_slots, uint64_t mask, int64_t n,
+                              const uint64_t* __restrict__ keys,
                               const int64_t* __restrict__ slots) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const auto slot = static_cast<unsigned long long>(slots[i]);
     uint64_t b = key_home(keys[i]) & mask;
-    for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
-      const auto seen = static_cast<long long>(bucket_slots[b]);
-      if (seen >= 0) continue;
-      if (atomicCAS(&bucket_slots[b], static_cast<unsigned long long>(seen), slot) ==
-          static_cast<unsigned long long>(seen)) {
-        bucket_keys[b] = keys[i];
-        break;
-      }
-      // Another key took it: move on (the bucket is held now).
+    bool placed = false;
+    for (uint64_t probes = 0; probes <= mask && !placed; ++probes, b = (b + 1) & mask) {
+      const unsigned long long seen = *static_cast<volatile unsigned long long*>(&bucket_slots[b]);
+      if (static_cast<long long>(seen) >= 0) continue;
+      placed = atomicCAS(&bucket_slots[b], seen, slot) == seen;
+      if (placed) bucket_keys[b] = keys[i];
+      // else another key took it: move on (the bucket is held now).
     }
+    if (!placed)
+      record_input_error(sink, InputError::IndexFull, i, i, static_cast<int64_t>(keys[i]));
   }
 }
 
@@ -60,7 +63,7 @@ __global__ void erase_kernel(const uint64_t* __restrict__ bucket_keys,
       const int64_t s = bucket_slots[b];
       if (s == kEmptyBucket) break;
       if (s >= 0 && bucket_keys[b] == keys[i]) {
-        bucket_slots[b] = kErasedBucket;  // distinct buckets per key: no race
+        bucket_slots[b] = kErasedBucket;  // a key erased twice: both write the same value
         break;
       }
     }
@@ -82,8 +85,9 @@ void key_index_insert(const Context& ctx, uint64_t* bucket_keys, int64_t* bucket
   if (n <= 0) return;
   static_assert(sizeof(unsigned long long) == sizeof(int64_t), "64-bit CAS on the slots");
   insert_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(
-      bucket_keys, reinterpret_cast<unsigned long long*>(bucket_slots),
-      static_cast<uint64_t>(mask), n, keys, slots);
+      error_sink(ctx, "key_index_insert"), bucket_keys,
+      reinterpret_cast<unsigned long long*>(bucket_slots), static_cast<uint64_t>(mask), n, keys,
+      slots);
   LOCKSTEP_KERNEL_CHECK(ctx, "key_index_insert");
 }
 

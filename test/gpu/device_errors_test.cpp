@@ -17,6 +17,8 @@
 #include "kernels/embedding.h"
 #include "kernels/feasign.h"
 #include "kernels/init.h"
+#include "kernels/input_errors.h"
+#include "kernels/key_index.h"
 #include "kernels/optimizer.h"
 
 using namespace lockstep;
@@ -459,6 +461,40 @@ TEST_CASE("A CUDA sparse update after an unreported error changes nothing and th
   test::require_close(gpu.m, cpu.m, 1e-6, 1e-5, "m");
   test::require_close(gpu.v, cpu.v, 1e-6, 1e-5, "v");
   CHECK(gpu.table != init.table);
+}
+
+TEST_CASE("CUDA key index insert reports a key that finds no free bucket and places the others",
+          "[gpu][key_index][errors]") {
+  test::ParityContexts pc;
+  const int64_t buckets = 4, mask = buckets - 1;
+  const std::vector<uint64_t> keys = {7, 8, 9, 10, 11};
+  const std::vector<int64_t> slots = {0, 1, 2, 3, 4};
+  auto d_bucket_keys = test::to_gpu(pc.gpu, std::vector<uint64_t>(buckets, 0));
+  auto d_bucket_slots = test::to_gpu(pc.gpu, std::vector<int64_t>(buckets, kernels::kEmptyBucket));
+  const auto d_keys = test::to_gpu(pc.gpu, keys);
+  const auto d_slots = test::to_gpu(pc.gpu, slots);
+  kernels::key_index_insert(pc.gpu, d_bucket_keys.data(), d_bucket_slots.data(), mask, 5,
+                            d_keys.data(), d_slots.data());
+  // The racing inserts decide which key is left out; the message is the CPU's for that key.
+  const std::string message = test::error_of([&] { pc.gpu.check_device_errors(); });
+  bool known = false;
+  for (int64_t i = 0; i < 5; ++i)
+    known = known || message == kernels::index_full_message("key_index_insert", i, keys[i]);
+  INFO(message);
+  CHECK(known);
+  CHECK_NOTHROW(pc.gpu.check_device_errors());  // reported once
+  Tensor<int64_t> d_found(pc.gpu, {5});
+  kernels::key_index_find(pc.gpu, d_bucket_keys.data(), d_bucket_slots.data(), mask, 5,
+                          d_keys.data(), d_found.data());
+  const auto found = to_host(pc.gpu, d_found);
+  int64_t absent = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (found[i] == kernels::kEmptyBucket)
+      ++absent;
+    else
+      CHECK(found[i] == slots[i]);
+  }
+  CHECK(absent == 1);
 }
 
 TEST_CASE("A device error is read with to_host's data in one host read, and reported once",

@@ -76,3 +76,21 @@ TEST_CASE("Device key index, CPU reference: find / insert / erase against unorde
                                             nullptr, nullptr),
                     Catch::Matchers::Contains("mask = 1000 is not a power of two minus one"));
 }
+
+TEST_CASE("Device key index, CPU reference: a key that finds no free bucket is an error naming it",
+          "[kernels][key_index][errors]") {
+  Context ctx;
+  const int64_t buckets = 4, mask = buckets - 1;
+  std::vector<uint64_t> bucket_keys(buckets, 0);
+  std::vector<int64_t> bucket_slots(buckets, kernels::kEmptyBucket);
+  const std::vector<uint64_t> keys = {7, 8, 9, 10, 11};
+  const std::vector<int64_t> slots = {0, 1, 2, 3, 4};
+  CHECK_THROWS_WITH(kernels::key_index_insert(ctx, bucket_keys.data(), bucket_slots.data(), mask, 5,
+                                              keys.data(), slots.data()),
+                    "key_index_insert: no free bucket for keys[4] = 11: the key index is full");
+  // The keys before it were inserted and are found.
+  std::vector<int64_t> found(4);
+  kernels::key_index_find(ctx, bucket_keys.data(), bucket_slots.data(), mask, 4, keys.data(),
+                          found.data());
+  CHECK(found == std::vector<int64_t>{0, 1, 2, 3});
+}

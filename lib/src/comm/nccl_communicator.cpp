@@ -225,6 +225,20 @@ class NcclCommunicator final : public Communicator {
     session_->barrier(step_);
   }
 
+  void settle_enqueued() noexcept override {
+    if (!comm_) return;
+    try {
+      cudaSetDevice(device_.index);
+      // `done_` again, recorded now: callers' streams that waited on it earlier keep their wait.
+      LOCKSTEP_CUDA_CHECK(cudaEventRecord(done_, own_stream()));
+      started_ = false;
+      settle(ncclSuccess, done_, "unwinding (collectives already enqueued)", step_,
+             session_->deadline_for(step_));
+    } catch (...) {
+      abort_nccl();  // settle() aborted already where it failed; a CUDA error may not have
+    }
+  }
+
   [[noreturn]] void abort(int exit_code) override {
     abort_nccl();
     session_->abort(exit_code);
@@ -277,7 +291,9 @@ class NcclCommunicator final : public Communicator {
       return;
     }
     const int ranks = size(), me = rank();
-    auto first = [&](int r) { return count * r / ranks; };
+    // Block boundaries on multiples of 64 floats (256 bytes): NCCL's fast paths want aligned
+    // buffers. Who owns an element changes no bits: each is added in rank order on its owner.
+    auto first = [&](int r) { return r == ranks ? count : count * r / ranks / 64 * 64; };
     const int64_t mine = first(me + 1) - first(me);
     auto* x = static_cast<float*>(data);
     auto* parts = static_cast<float*>(

@@ -51,11 +51,12 @@ struct Context::Impl {
 
   ~Impl() {
 #if LOCKSTEP_CUDA_ENABLED
+    // The cuBLAS handle before its workspace, which must stay valid while the handle exists.
+    if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
     workspace = Buffer();
     random_base = Buffer();
     device_error = Buffer();
     cublas_workspace = Buffer();
-    if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
     if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
     if (stream) {
       cudaStreamSynchronize(static_cast<cudaStream_t>(stream));

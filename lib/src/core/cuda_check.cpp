@@ -23,6 +23,9 @@ bool is_sticky(cudaError_t err) {
     case cudaErrorAssert:
     case cudaErrorECCUncorrectable:
     case cudaErrorLaunchTimeout:
+    case cudaErrorNvlinkUncorrectable:
+    case cudaErrorContextIsDestroyed:
+    case cudaErrorUnknown:  // an internal driver failure: assume the worst and stop the rank
       return true;
     default:
       return false;

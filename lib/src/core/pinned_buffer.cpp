@@ -7,6 +7,7 @@
 
 #include "lockstep/config.h"
 #include "lockstep/core/error.h"
+#include "lockstep/core/launch_recorder.h"
 
 #if LOCKSTEP_CUDA_ENABLED
 #include "core/cuda_check.h"
@@ -79,12 +80,16 @@ void PinnedBuffer::reserve(const Context& ctx, size_t bytes) {
   event_ = event;
   if (pin) {
 #if LOCKSTEP_CUDA_ENABLED
-    LOCKSTEP_CUDA_CHECK(cudaMallocHost(&ptr_, rounded));
+    // The event first: if it fails, ptr_ is still empty (release() must never std::free pinned
+    // memory, nor cudaFreeHost malloc'ed memory).
     if (!event_) {
       cudaEvent_t e = nullptr;
       LOCKSTEP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
       event_ = e;
     }
+    void* pinned = nullptr;
+    LOCKSTEP_CUDA_CHECK(cudaMallocHost(&pinned, rounded));
+    ptr_ = pinned;
 #else
     throw Error("PinnedBuffer: a CUDA context was given but this build has no CUDA support");
 #endif
@@ -106,6 +111,9 @@ void PinnedBuffer::copy_to_device(const Context& ctx, void* dst, size_t bytes) {
   }
 #if LOCKSTEP_CUDA_ENABLED
   LOCKSTEP_CHECK(pinned_, "PinnedBuffer: reserve() it for the CUDA context before copying");
+  // Not a launch the recorder sees: a graph would read the buffer when it runs, not now.
+  if (LaunchRecorder* recorder = ctx.recorder())
+    recorder->mark_uncapturable("a copy from a pinned host buffer");
   const cudaStream_t stream = detail::stream_of(ctx);
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, ptr_, bytes, cudaMemcpyHostToDevice, stream));
   LOCKSTEP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream));

@@ -45,11 +45,14 @@ Buffer::Buffer(const Context& ctx, size_t bytes) : bytes_(bytes), device_(ctx.de
       "allocating {} bytes on {} while a CUDA graph is captured", bytes, device_.str());
   stream_ = ctx.stream();
   const cudaError_t err = cudaMallocAsync(&ptr_, bytes, static_cast<cudaStream_t>(stream_));
-  if (err != cudaSuccess) {
+  if (err == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
     throw Error(fmt::format("out of GPU memory on {} allocating {:.1f} MiB ({})", device_.str(),
                             bytes / 1048576.0, cudaGetErrorString(err)));
   }
+  // Anything else is not a lack of memory: often an earlier kernel's sticky fault surfacing
+  // here, which must stay a DeviceError (the rank is lost), not become a plain error.
+  if (err != cudaSuccess) detail::throw_cuda_error(err, "cudaMallocAsync", __FILE__, __LINE__);
 #endif
 }
 

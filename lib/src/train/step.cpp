@@ -28,6 +28,8 @@ LockstepStep::LockstepStep(models::Model<float>& model, comm::Communicator& comm
 }
 
 LockstepStep::~LockstepStep() {
+  // Unwinding mid-step may leave the stream waiting on collectives a peer will never join.
+  comm_.settle_enqueued();
   try {
     ctx_.synchronize();
   } catch (const Error&) {

@@ -92,6 +92,15 @@ class Communicator {
 
   virtual void barrier() = 0;
 
+  /// For unwinding after an error, before the streams that wait on this communicator's work are
+  /// synchronised: waits (bounded by the current step's deadline, shorter when a peer's roll
+  /// call shows it gave up) until the collectives this rank enqueued have run, and aborts them
+  /// when they cannot (a peer never posted its part), so that no stream stays blocked on them.
+  /// The communicator may be unusable afterwards (CommError). Never throws. Only "nccl" has
+  /// device work that can wait forever; the base (and "mpi", whose sums finish on the host)
+  /// does nothing.
+  virtual void settle_enqueued() noexcept {}
+
   /// Ends the whole job after a fatal fault: aborts the underlying communicator(s) so that no rank
   /// stays blocked, and terminates this process with `exit_code` (MPI_Abort for MPI jobs). Never
   /// returns; prints nothing (callers print the reason first).
