@@ -14,10 +14,11 @@ enum class Trans { N, T };
 //   op(B): (K, N); B is stored (K, N) with row stride ldb if tb == N, else (N, K).
 //   C: row stride ldc. beta == 0 overwrites C (its contents may be uninitialised).
 // M, N or K of 0 is allowed (K == 0 scales C by beta). Reduced precision is used on CUDA only
-// when the context allows it: TF32 (ContextOptions::allow_tf32, inputs rounded to 10 mantissa
-// bits, |error| <= 2^-10 · Σ_k |a_ik||b_kj| + fp32 rounding) or bf16 (allow_bf16, 7 mantissa
-// bits: |error| <= 2^-7 · Σ_k |a_ik||b_kj| + fp32 rounding), fp32 accumulation either way;
-// test/gpu/parity_gemm_test.cpp holds cuBLAS to these bounds.
+// when the context allows it: TF32 (ContextOptions::allow_tf32, inputs cut to 10 mantissa
+// bits, |error| <= 2^-9 · Σ_k |a_ik||b_kj| + fp32 rounding) or bf16 (allow_bf16, 7 mantissa
+// bits: |error| <= 2^-6 · Σ_k |a_ik||b_kj| + fp32 rounding), fp32 accumulation either way.
+// The bounds hold whether the tensor cores round the inputs to nearest (half these errors) or
+// truncate them (cuBLAS does not say which); test/gpu/parity_gemm_test.cpp holds cuBLAS to them.
 LOCKSTEP_KERNEL_IMPLS(gemm, const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
                       T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
                       int64_t ldc)

@@ -5,7 +5,7 @@
 namespace lockstep::test {
 
 /// Catch::Session().run(argc, argv): runs the test cases the command line selects and returns
-/// the number of failed ones (capped by Catch2) — what a runner's main returns.
+/// 0 when all passed, else 1 (never 77, ctest's "skipped") — what a runner's main returns.
 int run_catch_session(int argc, char** argv);
 
 }  // namespace lockstep::test

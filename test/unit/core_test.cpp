@@ -63,8 +63,13 @@ TEST_CASE("select_device resolves flags and rejects bad ones", "[core][device]")
   CHECK(select_device("cpu").is_cpu());
   if (cuda_device_count() == 0) {
     CHECK(select_device("auto").is_cpu());
+    // The refusal says why: no CUDA support, no device, or the runtime's error (an old driver).
+    const std::string why = cuda_unavailable_reason();
+    CHECK_FALSE(why.empty());
     CHECK_THROWS_WITH(select_device("cuda"),
-                      Contains("--device cuda") && Contains("use --device cpu"));
+                      Contains("--device cuda") && Contains(why) && Contains("use --device cpu"));
+  } else {
+    CHECK(cuda_unavailable_reason().empty());
   }
   CHECK_THROWS_WITH(select_device("tpu"),
                     Contains("'tpu'") && Contains("auto, cpu, cuda or cuda:N"));

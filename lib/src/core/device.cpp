@@ -14,16 +14,45 @@ std::string Device::str() const { return is_cpu() ? "cpu" : fmt::format("cuda:{}
 
 bool built_with_cuda() { return LOCKSTEP_CUDA_ENABLED != 0; }
 
+namespace {
+#if LOCKSTEP_CUDA_ENABLED
+/// cudaGetDeviceCount's result and count, the runtime's sticky "no driver / no device" error
+/// cleared.
+cudaError_t query_device_count(int& n) {
+  n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    n = 0;
+  }
+  return err;
+}
+#endif
+}  // namespace
+
 int cuda_device_count() {
 #if LOCKSTEP_CUDA_ENABLED
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no driver / no device" error
-    return 0;
-  }
+  query_device_count(n);
   return n;
 #else
   return 0;
+#endif
+}
+
+std::string cuda_unavailable_reason() {
+#if LOCKSTEP_CUDA_ENABLED
+  int n = 0;
+  const cudaError_t err = query_device_count(n);
+  if (n > 0) return {};
+  if (err == cudaSuccess || err == cudaErrorNoDevice) return "no CUDA device is visible";
+  if (err == cudaErrorInsufficientDriver)  // also what the runtime says when there is no driver
+    return "no NVIDIA driver is loaded, or it is older than the CUDA runtime lockstep was built "
+           "with (cudaErrorInsufficientDriver)";
+  return fmt::format("the CUDA runtime found no usable device: {} ({})", cudaGetErrorName(err),
+                     cudaGetErrorString(err));
+#else
+  return "this build of lockstep has no CUDA support";
 #endif
 }
 
@@ -32,9 +61,7 @@ Device select_device(const std::string& request, int local_rank) {
   const int count = cuda_device_count();
   if (request == "auto") {
     if (count > 0) return Device::cuda(local_rank % count);
-    log().info("running on the CPU: {}", built_with_cuda()
-                                             ? "no CUDA device is visible"
-                                             : "this build of lockstep has no CUDA support");
+    log().info("running on the CPU: {}", cuda_unavailable_reason());
     return Device::cpu();
   }
   if (request == "cuda" || request.rfind("cuda:", 0) == 0) {
@@ -43,9 +70,9 @@ Device select_device(const std::string& request, int local_rank) {
                    "-DLOCKSTEP_WITH_CUDA=ON or use --device cpu",
                    request);
     LOCKSTEP_CHECK(count > 0,
-                   "--device {}: no CUDA device is visible (check nvidia-smi and "
-                   "CUDA_VISIBLE_DEVICES) or use --device cpu",
-                   request);
+                   "--device {}: {} (check nvidia-smi and CUDA_VISIBLE_DEVICES) or use --device "
+                   "cpu",
+                   request, cuda_unavailable_reason());
     if (request == "cuda") return Device::cuda(local_rank % count);
     int index = -1;
     try {

@@ -25,7 +25,7 @@ struct ContextOptions {
   /// Seed of the context's random stream (dropout and other per-step draws).
   uint64_t seed = 0;
   /// bf16 tensor-core math in cuBLAS GEMMs (CUBLAS_COMPUTE_32F_FAST_16BF: fp32 matrices in and
-  /// out, each product of inputs rounded to bf16, summed in fp32): |error| <= 2^-7 · Σ|a||b|
+  /// out, each product of inputs cut to bf16, summed in fp32): |error| <= 2^-6 · Σ|a||b|
   /// per element (kernels/gemm.h). Takes precedence over allow_tf32. CUDA only: CPU GEMMs
   /// stay fp32.
   bool allow_bf16 = false;

@@ -32,6 +32,11 @@ bool built_with_cuda();
 /// when no device is visible (never throws).
 int cuda_device_count();
 
+/// Why cuda_device_count() is 0, in words: "this build of lockstep has no CUDA support", "no
+/// CUDA device is visible", or the CUDA runtime's error (e.g. cudaErrorInsufficientDriver: the
+/// driver is older than the toolkit lockstep was built with). Empty when a device is visible.
+std::string cuda_unavailable_reason();
+
 /// Resolves a --device flag value:
 ///  - "auto": CUDA device 0 when built with CUDA and a device is visible, else the CPU
 ///    (logging a one-line notice saying why);
