@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lockstep/config.h"
@@ -16,6 +17,12 @@
 #endif
 
 namespace lockstep::bench {
+
+/// The median of `values` (the upper one of an even count); 0 when there are none.
+inline double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0.0 : values[values.size() / 2];
+}
 
 /// Median host wall time (steady_clock) in milliseconds of `iters` runs of fn, after `warmup`
 /// runs and a synchronisation: what the host spends in fn, whatever it enqueues.
@@ -30,8 +37,7 @@ inline double median_host_ms(const Context& ctx, const std::function<void()>& fn
     const auto t1 = std::chrono::steady_clock::now();
     times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
-  std::sort(times.begin(), times.end());
-  return times.empty() ? 0.0 : times[times.size() / 2];
+  return median(std::move(times));
 }
 
 /// Median wall time in milliseconds of `iters` runs of fn after `warmup` runs. On CUDA each run
@@ -58,8 +64,7 @@ inline double median_ms(const Context& ctx, const std::function<void()>& fn, int
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
-    std::sort(times.begin(), times.end());
-    return times.empty() ? 0.0 : times[times.size() / 2];
+    return median(std::move(times));
   }
 #endif
   return median_host_ms(ctx, fn, warmup, iters);

@@ -26,12 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "lockstep/core/error.h"
 #include "lockstep/data/cache.h"
 #include "lockstep/data/synthetic.h"
 #include "lockstep/data/text_format.h"
 
 using namespace lockstep;
+using lockstep::bench::median;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -47,10 +49,6 @@ double thread_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 }  // namespace
 
 int main(int argc, char** argv) {
