@@ -1,17 +1,21 @@
 // The cost of the lockstep sync point: step time of the embedding + MLP model with
 // LocalTrainer (no communicator) vs the lockstep Trainer on a communicator (control block, one
-// all-reduce and the sparse exchange per step), same batches. All-reduce bandwidth for the
-// gradient buffer size: lockstep-bench-comm.
+// all-reduce and the sparse exchange per step), same batches; and the lockstep Trainer with each
+// step staging its own batch instead of the next one during the step (TrainerConfig::
+// stage_ahead = false): what the overlap of staging with compute gains. All-reduce bandwidth
+// for the gradient buffer size: lockstep-bench-comm.
 //
 //   lockstep-bench-sync [--device cpu|cuda] [--comm local|mpi|nccl] [--batch N] [--steps N]
 //   mpirun -np 1 lockstep-bench-sync --comm mpi      # the MPI path at one rank
 
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <string>
 
+#include "bench_util.h"
 #include "lockstep/comm/communicator.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/data/synthetic.h"
@@ -58,30 +62,49 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < steps; ++s)
       batches.push_back(gen.generate((s * ranks + rank) * batch, batch));
 
-    // Per-step times of both, interleaved in rounds so that machine noise hits both alike;
-    // medians are reported.
+    // Per-step times of the three, interleaved in rounds so that machine noise hits them alike;
+    // medians are reported. The two lockstep trainers differ only in staging the next batch
+    // during the step (the default; on CUDA on a stream of its own) or at its start.
     models::EmbeddingMlp<float> local_model(config, columns, gen.schema().num_dense(), ctx);
-    models::EmbeddingMlp<float> lockstep_model(config, columns, gen.schema().num_dense(), ctx);
     if (rank == 0)
       std::printf("dense gradient buffer: %lld floats (%.2f MB)\n",
                   static_cast<long long>(local_model.dense_params().size()),
                   local_model.dense_params().size() * 4e-6);
     train::LocalTrainer<float> local(local_model, ctx);
-    train::TrainerConfig tc;
-    tc.log_every = 0;
-    tc.handle_signals = false;
-    train::Trainer trainer(lockstep_model, *comm, ctx, tc);
-    std::vector<double> local_times, lockstep_times;
-    auto last = Clock::now();
-    bool first_of_fit = true;  // the first step of a fit() also pays fit()'s set-up: not timed
-    trainer.on_step([&](const train::StepInfo&) {
-      ctx.synchronize();
-      const auto now = Clock::now();
-      if (!first_of_fit)
-        lockstep_times.push_back(std::chrono::duration<double, std::milli>(now - last).count());
-      first_of_fit = false;
-      last = now;
-    });
+    struct Timed {
+      std::unique_ptr<models::EmbeddingMlp<float>> model;
+      std::unique_ptr<train::Trainer> trainer;
+      std::vector<double> times;
+      uint64_t staged_ahead = 0;
+      Clock::time_point last;
+      bool first_of_fit = true;  // the first step of a fit() also pays fit()'s set-up: not timed
+    };
+    Timed lockstep_timed[2];  // [0]: staged ahead, [1]: each step stages its own batch
+    for (int k = 0; k < 2; ++k) {
+      Timed& t = lockstep_timed[k];
+      t.model = std::make_unique<models::EmbeddingMlp<float>>(config, columns,
+                                                              gen.schema().num_dense(), ctx);
+      train::TrainerConfig tc;
+      tc.log_every = 0;
+      tc.handle_signals = false;
+      tc.stage_ahead = k == 0;
+      t.trainer = std::make_unique<train::Trainer>(*t.model, *comm, ctx, tc);
+      t.trainer->on_step([&ctx, &t](const train::StepInfo&) {  // kept for every fit()
+        ctx.synchronize();
+        const auto now = Clock::now();
+        if (!t.first_of_fit)
+          t.times.push_back(std::chrono::duration<double, std::milli>(now - t.last).count());
+        t.first_of_fit = false;
+        t.last = now;
+      });
+    }
+    std::vector<double> local_times;
+    const auto run_trainer = [&](Timed& t, int64_t first, int64_t count) {
+      t.first_of_fit = true;
+      train::VectorBatchSource part(
+          std::vector<data::Batch>(batches.begin() + first, batches.begin() + first + count));
+      t.staged_ahead += t.trainer->fit(part).steps_staged_ahead;
+    };
     const int64_t round = 10;
     for (int64_t first = 0; first + round <= static_cast<int64_t>(batches.size()); first += round) {
       for (int64_t s = first; s < first + round; ++s) {
@@ -90,24 +113,25 @@ int main(int argc, char** argv) {
         ctx.synchronize();
         local_times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       }
-      train::VectorBatchSource part(
-          std::vector<data::Batch>(batches.begin() + first, batches.begin() + first + round));
-      first_of_fit = true;
-      trainer.fit(part);
+      for (Timed& t : lockstep_timed) run_trainer(t, first, round);
     }
-    const auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    const double local_ms = median(local_times), lockstep_ms = median(lockstep_times);
-    if (rank == 0)
-      std::printf("step time, batch %lld, %d rank(s), %s on %s:\n  LocalTrainer (no communicator)   "
-                  "%8.3f ms\n  lockstep Trainer (%s)%*s%8.3f ms  (+%.1f%%)\n",
-                  static_cast<long long>(batch), ranks, comm->backend().c_str(),
-                  device.str().c_str(), local_ms, comm->backend().c_str(),
-                  static_cast<int>(14 - comm->backend().size()), "", lockstep_ms,
-                  100.0 * (lockstep_ms - local_ms) / local_ms);
-
+    const double local_ms = bench::median(local_times);
+    const double ahead_ms = bench::median(lockstep_timed[0].times);
+    const double own_ms = bench::median(lockstep_timed[1].times);
+    if (rank == 0) {
+      const std::string name = comm->backend();
+      std::printf("step time, batch %lld, %d rank(s), %s on %s:\n", static_cast<long long>(batch),
+                  ranks, name.c_str(), device.str().c_str());
+      std::printf("  LocalTrainer (no communicator)          %8.3f ms\n", local_ms);
+      std::printf("  lockstep Trainer (%s)%*s%8.3f ms  (%+.1f%%: the sync point)\n", name.c_str(),
+                  static_cast<int>(21 - name.size()), "", ahead_ms,
+                  100.0 * (ahead_ms - local_ms) / local_ms);
+      std::printf(
+          "  ... each step staging its own batch     %8.3f ms  (staging ahead saves "
+          "%.1f%%; %llu steps began on a batch staged ahead)\n",
+          own_ms, 100.0 * (own_ms - ahead_ms) / own_ms,
+          static_cast<unsigned long long>(lockstep_timed[0].staged_ahead));
+    }
   } catch (const Error& e) {
     log().error("{}", e.what());
     return 1;

@@ -197,6 +197,37 @@ TEST_CASE("barrier waits for the last rank", "[comm]") {
   CHECK(comm->stats().barrier == 1);
 }
 
+TEST_CASE("started sums (buckets) give the bits of one all_reduce_sum, however they complete",
+          "[comm]") {
+  auto comm = make_mpi();
+  Context ctx;
+  const int64_t n = 100003;
+  const std::vector<float> expected = rank_order_sum<float>(21, comm->size(), n);
+  // Three pieces of one buffer, started in order, then completed by all_reduce_wait, by the
+  // next collective, or by settle_enqueued (unwinding: nothing may touch the buffer afterwards).
+  for (int how = 0; how < 3; ++how) {
+    INFO("completed by " << (how == 0   ? "all_reduce_wait"
+                             : how == 1 ? "the next collective"
+                                        : "settle_enqueued"));
+    std::vector<float> data = inputs<float>(21, comm->rank(), n);
+    const int64_t cut[] = {0, 7, 60000, n};
+    for (int k = 0; k < 3; ++k)
+      comm->all_reduce_sum_start(ctx, data.data() + cut[k], cut[k + 1] - cut[k], DataType::F32);
+    double one = 1.0;
+    if (how == 0) comm->all_reduce_wait(ctx);
+    if (how == 1) comm->all_reduce_sum(ctx, &one, 1, DataType::F64);
+    if (how == 2) comm->settle_enqueued();
+    const std::vector<float> summed = data;
+    data.assign(data.size(), -1.0f);
+    comm->all_reduce_wait(ctx);  // nothing left in flight: the buffer stays as it is now
+    comm->barrier();
+    CHECK(first_difference(summed, expected) == -1);
+    CHECK(data == std::vector<float>(data.size(), -1.0f));
+    if (how == 1) CHECK(one == static_cast<double>(comm->size()));
+  }
+  CHECK(comm->stats().all_reduce_started == 9);
+}
+
 TEST_CASE("mpi communicator: every call is counted exactly once", "[comm]") {
   auto comm = make_mpi();
   Context ctx;

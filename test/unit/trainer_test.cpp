@@ -56,6 +56,32 @@ TEST_CASE("Trainer on one rank matches LocalTrainer bitwise, one all-reduce per 
                               "Trainer vs LocalTrainer");
 }
 
+TEST_CASE(
+    "Staging ahead on or off: the same bits; every step but the first begins on a batch "
+    "staged ahead",
+    "[train][trainer][stage-ahead]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto data = test::fixture_batches(6, 32);
+  data.back() = test::fixture_batch(1000, 5);  // a partial last batch: staged ahead too
+  std::vector<std::vector<float>> states;
+  for (const bool ahead : {true, false}) {
+    INFO("stage_ahead " << ahead);
+    auto model = test::fixture_din(ctx);
+    train::TrainerConfig config = quiet();
+    config.stage_ahead = ahead;
+    config.epochs = 2;
+    train::Trainer trainer(*model, *comm, ctx, config);
+    train::VectorBatchSource source(data);
+    const auto result = trainer.fit(source);
+    CHECK(result.steps == 12);
+    // Each epoch's first step stages its own batch (its source starts there).
+    CHECK(result.steps_staged_ahead == (ahead ? 10u : 0u));
+    states.push_back(test::all_state(ctx, *model));
+  }
+  test::require_bitwise_equal(states[0], states[1], "stage_ahead on vs off");
+}
+
 TEST_CASE("An empty shard runs one step, applies nothing and stops", "[train][trainer]") {
   Context ctx;
   auto comm = comm::create_communicator("local", ctx.device());

@@ -202,6 +202,21 @@ class MpiCommunicator final : public Communicator {
     session_->barrier(step_);
   }
 
+  // Started sums still in flight would otherwise be completed by this communicator's next
+  // collective, writing into buffers the unwinding caller may have freed by then.
+  void settle_enqueued() noexcept override {
+    if (started_ == 0) return;
+    if (session_->failed()) {  // no collective of a failed session runs again
+      started_ = 0;
+      return;
+    }
+    try {
+      complete_started();
+    } catch (...) {
+      started_ = 0;  // the session failed (CommError)
+    }
+  }
+
   [[noreturn]] void abort(int exit_code) override { session_->abort(exit_code); }
 
  private:

@@ -306,6 +306,7 @@ void Trainer::set_checkpoint_extra(const std::string& name, std::string text) {
 FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   Impl& m = *impl_;
   FitResult result;
+  const int64_t staged_ahead_before = m.step.steps_staged_ahead();
   SignalGuard signals(m.config.handle_signals);
   Profile profile;
   const bool profiling = m.config.profile && m.ctx.profile() == nullptr;
@@ -394,6 +395,8 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
     result.best_epoch = s.best_epoch;
     result.best_eval = s.eval;
   }
+  result.steps_staged_ahead =
+      static_cast<uint64_t>(m.step.steps_staged_ahead() - staged_ahead_before);
   result.seconds = m.progress.elapsed();
   result.train_seconds = result.seconds - m.side_seconds;
   if (profiling && m.comm.rank() == 0)
@@ -428,7 +431,8 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),
                           config.handle_signals && stop_signal_pending()};
-    const StepSummary& summary = step.run(data.current(), input, fault, data.next());
+    const StepSummary& summary =
+        step.run(data.current(), input, fault, config.stage_ahead ? data.next() : nullptr);
     const bool updated = summary.samples > 0;
     updates += updated;
     ++step_no;

@@ -96,9 +96,10 @@ class Communicator {
   /// synchronised: waits (bounded by the current step's deadline, shorter when a peer's roll
   /// call shows it gave up) until the collectives this rank enqueued have run, and aborts them
   /// when they cannot (a peer never posted its part), so that no stream stays blocked on them.
-  /// The communicator may be unusable afterwards (CommError). Never throws. Only "nccl" has
-  /// device work that can wait forever; the base (and "mpi", whose sums finish on the host)
-  /// does nothing.
+  /// The communicator may be unusable afterwards (CommError). Never throws. "mpi" completes its
+  /// started sums here (afterwards nothing of theirs reads or writes the caller's buffers, which
+  /// the unwinding caller may free); "nccl" settles or aborts its stream's work; "local" has
+  /// nothing in flight.
   virtual void settle_enqueued() noexcept {}
 
   /// Ends the whole job after a fatal fault: aborts the underlying communicator(s) so that no rank

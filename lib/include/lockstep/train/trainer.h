@@ -46,6 +46,10 @@ struct TrainerConfig {
   /// The sums are bitwise the same either way (docs/lockstep.md, "Buckets"). Every rank must
   /// use the same value.
   double all_reduce_bucket_mb = 1.0;
+  /// Stage each step's next batch while the step computes (on CUDA on a stream of its own, so
+  /// the copy to the device and the key hashing overlap the forward and backward). Off: every
+  /// step stages its own batch first (for measuring what the overlap gains). Same bits either way.
+  bool stage_ahead = true;
   /// Whether the end of an epoch is a boundary (below). A driver that marks boundaries itself
   /// (lockstep-train --follow: day markers in the data) sets it false and calls boundary().
   bool epoch_boundaries = true;
@@ -111,6 +115,7 @@ struct FitResult {
   double seconds = 0;        // wall time of fit()
   double train_seconds = 0;  // of which stepping (without evaluation and checkpoints)
   double data_wait_seconds = 0;  // of which this rank waited for its next batch (BatchSource::next)
+  uint64_t steps_staged_ahead = 0;  // steps that began on a batch staged during the step before
   bool stopped = false;      // ended early on a signal
   /// Resumed from the checkpoint of a run that had already trained all config.epochs epochs:
   /// nothing was trained or written (last_eval still evaluates the held-out data when given).
