@@ -23,6 +23,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -139,8 +140,19 @@ void add_convert_command(CLI::App& app) {
     namespace data = lockstep::data;
     namespace train = lockstep::train;
     const auto start = std::chrono::steady_clock::now();
+    LOCKSTEP_CHECK(args->max_bad_records == INT64_MAX || args->on_bad_record == "skip",
+                   "--max-bad-records bounds the records --on-bad-record skip drops: add "
+                   "--on-bad-record skip (with fail, the first bad record stops the conversion)");
     const auto files = data::expand_data_paths(args->inputs, "lockstep-data convert");
     const data::Schema schema = data::Schema::load_or_preset(args->schema);
+    for (const auto& f :
+         files) {  // e.g. an unquoted glob: --out g/*.csv gave --out g/a.csv g/b.csv
+      std::error_code ec;
+      LOCKSTEP_CHECK(!std::filesystem::equivalent(f, args->out, ec),
+                     "--out {}: is one of the input files; write the cache elsewhere (quote a "
+                     "glob so that the shell does not expand it)",
+                     args->out);
+    }
     train::FileSourceOptions so;
     so.batch_size = 65536;
     so.workers = args->workers;

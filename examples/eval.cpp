@@ -32,8 +32,44 @@ using namespace lockstep;
 
 namespace {
 
+/// The columns a model reads (labels and ignored columns aside), as "name (kind ...)".
+std::vector<std::string> feature_columns(const lockstep::data::Schema& schema) {
+  using lockstep::data::ColumnKind;
+  std::vector<std::string> out;
+  for (const auto& c : schema.columns()) {
+    if (c.kind == ColumnKind::kLabel || c.kind == ColumnKind::kIgnore) continue;
+    std::string what = fmt::format("{} ({}", c.name, lockstep::data::to_string(c.kind));
+    if (c.kind == ColumnKind::kDense)
+      what += fmt::format(", dim {}, clip [{}, {}], {}", c.dim, c.clip_min, c.clip_max,
+                          lockstep::data::to_string(c.transform));
+    else
+      what += fmt::format(
+          "{}{}", c.hash ? ", hashed" : "",
+          c.kind == ColumnKind::kSequence ? fmt::format(", max_len {}", c.max_len) : std::string());
+    out.push_back(what + ")");
+  }
+  return out;
+}
+
+/// Data read with another schema (another format) must give the model the same features in
+/// the same order: a swapped pair of columns would feed one column's ids to another's table.
+void check_same_features(const lockstep::data::Schema& schema, const std::string& schema_path,
+                         const lockstep::data::Schema& model_schema,
+                         const std::string& model_schema_path) {
+  const auto given = feature_columns(schema), wanted = feature_columns(model_schema);
+  for (size_t i = 0; i < std::max(given.size(), wanted.size()); ++i) {
+    const std::string a = i < given.size() ? given[i] : "nothing";
+    const std::string b = i < wanted.size() ? wanted[i] : "nothing";
+    LOCKSTEP_CHECK(a == b,
+                   "--schema {}: feature column {} is {}, but the model's schema {} has {} there: "
+                   "the columns the model reads must be the same, in the same order (only the "
+                   "format may differ)",
+                   schema_path, i + 1, a, model_schema_path, b);
+  }
+}
+
 struct Options {
-  std::string model, schema, scores, json, device = "auto";
+  std::string model, schema, scores, json, device = "auto", on_bad_record = "fail";
   std::vector<std::string> data, overrides;
   int64_t batch_size = 1024;
   int data_workers = 1;
@@ -101,14 +137,12 @@ int run(const Options& o) {
   // The data is read with the model's schema unless another (equal in its columns) is given.
   const data::Schema schema =
       o.schema.empty() ? saved.schema : data::Schema::load_or_preset(o.schema);
-  LOCKSTEP_CHECK(schema.sparse_columns().size() == saved.schema.sparse_columns().size() &&
-                     schema.num_dense() == saved.schema.num_dense(),
-                 "--schema {}: {} sparse and {} dense column(s); the model {} reads {} and {}",
-                 o.schema, schema.sparse_columns().size(), schema.num_dense(), saved.path,
-                 saved.schema.sparse_columns().size(), saved.schema.num_dense());
+  check_same_features(schema, o.schema, saved.schema, saved.path + "/schema.toml");
   train::DatasetOptions options;
   options.source.batch_size = o.batch_size;
   options.source.workers = o.data_workers;
+  options.source.on_bad_record =
+      o.on_bad_record == "skip" ? train::BadRecordPolicy::kSkip : train::BadRecordPolicy::kFail;
   options.schema_flag = "--schema";
   options.schema_name = o.schema.empty() ? saved.path + "/schema.toml" : o.schema;
   train::Dataset set = train::open_dataset(o.data, &schema, options, "--data");
@@ -128,6 +162,8 @@ int run(const Options& o) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const train::EvalResult r = train::eval_result(scores);
+  if (const std::string report = source->epoch_report(); !report.empty())
+    log().warn("--data: {}", report);
   std::printf("%s\n", fmt::format("evaluated {} ({} model, step {}) on {} records in {:.2f} s "
                                   "({:.0f} records/s, {})",
                                   saved.path, saved.meta.model, saved.meta.step, r.samples,
@@ -190,6 +226,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", o.batch_size, "records per batch")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--data-workers", o.data_workers, "decoding threads")->check(CLI::Range(0, 64));
+  app.add_option("--on-bad-record", o.on_bad_record,
+                 "a record that does not parse: fail (stop with file:line) or skip (count it, "
+                 "reported)")
+      ->check(CLI::IsMember({"fail", "skip"}));
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
   app.add_option("--set", o.overrides,
                  "KEY=VALUE: edit the model's model.toml before building it (as lockstep-train "

@@ -4,6 +4,9 @@
 //   lockstep-predict --bundle out/student --data out/data/test.tsv --schema out/data/schema.toml
 //                    [--out scores.txt] [--batch-size 4096] [--device auto]
 //
+// --data takes what lockstep-train and lockstep-eval take: files, directories, globs, text or
+// binary caches (lockstep-data convert), read in order.
+//
 // Prints the number of records, samples/s and, when the data has labels, AUC and log loss.
 // --out writes one probability per line, in record order (atomically).
 
@@ -18,8 +21,8 @@
 #include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 #include "lockstep/core/logging.h"
-#include "lockstep/data/text_format.h"
 #include "lockstep/serving/student_model.h"
+#include "lockstep/train/dataset.h"
 #include "lockstep/train/metrics.h"
 
 using namespace lockstep;
@@ -28,10 +31,13 @@ int main(int argc, char** argv) {
   CLI::App app{"lockstep-predict: score records with an exported student bundle"};
   app.set_version_flag("--version", LOCKSTEP_VERSION_STRING);
   app.option_defaults()->always_capture_default();
-  std::string bundle, data_path, schema_path, out_path, device_flag = "auto";
+  std::string bundle, schema_path, out_path, device_flag = "auto";
+  std::vector<std::string> data_paths;
   int64_t batch_size = 4096;
   app.add_option("--bundle", bundle, "student bundle directory")->required()->check(CLI::ExistingDirectory);
-  app.add_option("--data", data_path, "tab-separated records (docs/data.md)")->required()->check(CLI::ExistingFile);
+  app.add_option("--data", data_paths,
+                 "records: files, directories or globs, text (the schema's format) or caches")
+      ->required();
   app.add_option("--schema", schema_path, "schema of the records")->required()->check(CLI::ExistingFile);
   app.add_option("--out", out_path, "write the probabilities here, one per line");
   app.add_option("--batch-size", batch_size, "records per batch")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -55,12 +61,21 @@ int main(int argc, char** argv) {
                    "{}: the schema's sparse columns ({}) differ from the bundle's ({}): score data "
                    "with the schema the student was trained on",
                    schema_path, fmt::join(columns, ", "), fmt::join(student.columns(), ", "));
-    data::TextReader reader(data_path, schema);
+    LOCKSTEP_CHECK(schema.num_dense() == student.num_dense(),
+                   "{}: the schema's dense columns give {} value(s) per record, the bundle's "
+                   "student reads {}: score data with the schema the student was trained on",
+                   schema_path, schema.num_dense(), student.num_dense());
+    train::DatasetOptions options;
+    options.source.batch_size = batch_size;
+    options.schema_flag = "--schema";
+    options.schema_name = schema_path;
+    const train::Dataset set = train::open_dataset(data_paths, &schema, options, "--data");
+    set.source->start_epoch(0);
     data::Batch batch;
     std::vector<float> probs, labels;
     const auto t0 = std::chrono::steady_clock::now();
     double predict_s = 0;
-    while (reader.next(batch, batch_size)) {
+    while (set.source->next(batch)) {
       const auto s0 = std::chrono::steady_clock::now();
       const auto p = student.predict(batch);
       predict_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();

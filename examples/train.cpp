@@ -130,7 +130,12 @@ Data file_data(const Options& o, int rank, int ranks) {
   } else {
     LOCKSTEP_CHECK(!dir.empty() || !o.schema.empty(),
                    "--train and --follow need --schema: a schema TOML file (docs/data.md) or a "
-                   "preset (criteo)");
+                   "preset (criteo){}",
+                   train_files.empty()
+                       ? std::string()
+                       : fmt::format(" ({} is text, not a data cache of lockstep-data convert, "
+                                     "which would carry its schema)",
+                                     train_files.front()));
     d.schema = data::Schema::load_or_preset(!o.schema.empty() ? o.schema : dir + "/schema.toml");
   }
   train::DatasetOptions options;
@@ -162,7 +167,14 @@ Data file_data(const Options& o, int rank, int ranks) {
     if (std::string_view(flag) == "--train") d.train_files = set.files;
     return std::move(set.source);
   };
-  if (o.follow.empty()) d.train = open(train, "--train", o.shuffle);
+  if (o.follow.empty()) {
+    d.train = open(train, "--train", o.shuffle);
+  } else {  // a mistyped path would otherwise be polled forever
+    std::error_code ec;
+    LOCKSTEP_CHECK(std::filesystem::is_directory(o.follow, ec),
+                   "--follow {}: {}: it must be the directory new data files appear in", o.follow,
+                   std::filesystem::exists(o.follow, ec) ? "is not a directory" : "does not exist");
+  }
   if (!valid.empty()) d.valid = open(valid, "--valid", false);
   if (!test.empty()) d.test = open(test, "--test", false);
   return d;
@@ -197,6 +209,31 @@ std::unique_ptr<models::Model<float>> make_model(const Options& o, const std::st
 
 bool file_mode(const Options& o) {
   return !o.data_dir.empty() || !o.train.empty() || !o.follow.empty();
+}
+
+/// The directories lockstep-train writes must be different ones: --save into the checkpoint
+/// directory, say, would replace the checkpoints with the model.
+void check_distinct_outputs(const Options& o) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::string, std::string>> outputs;  // flag, path
+  const auto add = [&](const char* flag, const std::string& path) {
+    if (path.empty()) return;
+    std::error_code ec;
+    const fs::path abs = fs::absolute(directory_target(path), ec);
+    const std::string key = (ec ? fs::path(path) : fs::weakly_canonical(abs, ec)).string();
+    for (const auto& [other_flag, other] : outputs)
+      LOCKSTEP_CHECK(other != key,
+                     "{} and {} name the same directory '{}': each output needs its own",
+                     other_flag, flag, path);
+    outputs.emplace_back(flag, key);
+  };
+  add("--checkpoint-dir", o.checkpoint_dir);
+  add("--best-dir", !o.best_dir.empty()         ? o.best_dir
+                    : !o.checkpoint_dir.empty() ? o.checkpoint_dir + "/best"
+                                                : "");
+  add("--save", o.save);
+  add("--export", o.export_dir);
+  add("--export-sparse", o.export_sparse);
 }
 
 /// --follow with --export: the student bundle as EXPORT/step-<n>/ and EXPORT/LATEST (its name,
@@ -558,12 +595,28 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       log().info("warm start from {} (step {})", o.init_from, meta.step);
     }
     if (rank == 0) {  // rank 0 writes these at the end: check them before a long run
-      if (!o.save.empty()) probe_writable_parent(o.save, "the directory of --save");
-      if (!o.export_dir.empty()) probe_writable_parent(o.export_dir, "the directory of --export");
+      if (!o.save.empty()) {
+        probe_writable_parent(o.save, "the directory of --save");
+        check_replaceable_directory(o.save, "--save");
+      }
+      if (!o.export_dir.empty()) {
+        probe_writable_parent(o.export_dir, "the directory of --export");
+        // With --follow it is a directory of versions (step-<n>/, LATEST), each checked as written.
+        if (o.follow.empty()) check_replaceable_directory(o.export_dir, "--export");
+      }
+      check_distinct_outputs(o);
     }
   });
   log().info("data: {}", d.description);
-  if (rank == 0) report_collisions(d, *model, o.collision_sample);
+  if (rank == 0) {
+    // Informational, and outside any vote: a failure here must not end the job from rank 0
+    // alone (the data's own errors reach every rank from the ranks that read it).
+    try {
+      report_collisions(d, *model, o.collision_sample);
+    } catch (const Error& e) {
+      log().warn("hash collisions not estimated: {}", e.what());
+    }
+  }
   log().info("model: {} with {} tables and {} dense parameters; {} rank(s), communicator {}, "
              "device {}",
              model->name(), model->tables().size(), model->dense_params().trainable_size(), ranks,
@@ -613,6 +666,34 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                        : follow(o, d, trainer, comm, ctx, held_out, [&](const std::string& why) {
                            export_versioned(o, trainer, ctx, dual, d.schema, rank, why);
                          });
+  // Data with bytes but no usable record (a header only; every record skipped as bad) trained
+  // nothing: an error (the same on every rank: the sample count is global), not a model to save.
+  LOCKSTEP_CHECK(
+      r.samples > 0 || r.stopped || r.already_finished || o.allow_empty_data || !o.follow.empty(),
+      "trained on 0 samples: the training data holds no usable record{}; pass "
+      "--allow-empty-data to run on it anyway",
+      o.on_bad_record == "skip" ? " (bad records skipped: see the report above)" : "");
+  // Rank 0 writes the outputs (before the test data is read: a bad test record cannot lose
+  // the trained model); every rank learns whether that worked.
+  trainer.vote("writing the outputs", [&] {
+    if (rank != 0) return;
+    if (dual && !o.export_dir.empty() && o.follow.empty()) {  // --follow exported already
+      dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema), o.export_sparse);
+      std::printf("exported the student to %s\n", o.export_dir.c_str());
+    }
+    if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml
+      train::CheckpointMeta meta;
+      meta.step = trainer.step();
+      meta.updates = trainer.updates();
+      meta.epoch = o.epochs;
+      meta.ranks = ranks;
+      meta.config_hash = trainer.config_hash();
+      meta.model = model->name();
+      train::write_checkpoint_directory(o.save, meta, *model, ctx,
+                                        train::model_files(model_text, d.schema));
+      log().info("saved the model to {} (lockstep-eval --model {})", o.save, o.save);
+    }
+  });
   // The test data once at the end (with the best parameters when a best model was kept).
   train::EvalResult test;
   if (!r.stopped && d.valid && d.test) test = trainer.evaluate(*d.test, "test");
@@ -656,26 +737,6 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
                       .c_str());
     std::fflush(stdout);
   }
-  // Rank 0 writes the outputs; every rank learns whether that worked.
-  trainer.vote("writing the outputs", [&] {
-    if (rank != 0) return;
-    if (dual && !o.export_dir.empty() && o.follow.empty()) {  // --follow exported already
-      dual->export_student(ctx, o.export_dir, sparse_column_names(d.schema), o.export_sparse);
-      std::printf("exported the student to %s\n", o.export_dir.c_str());
-    }
-    if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml
-      train::CheckpointMeta meta;
-      meta.step = trainer.step();
-      meta.updates = trainer.updates();
-      meta.epoch = o.epochs;
-      meta.ranks = ranks;
-      meta.config_hash = trainer.config_hash();
-      meta.model = model->name();
-      train::write_checkpoint_directory(o.save, meta, *model, ctx,
-                                        train::model_files(model_text, d.schema));
-      log().info("saved the model to {} (lockstep-eval --model {})", o.save, o.save);
-    }
-  });
   // Replicas must be bitwise identical: every rank's state hash, compared on rank 0 (collective).
   const auto hashes = trainer.replica_hashes();
   const bool same = std::all_of(hashes.begin(), hashes.end(),
@@ -840,6 +901,12 @@ int main(int argc, char** argv) {
                  "for tests: kind:rank:step[:seconds], kind = skew, fail, sleep, kill, sigterm, "
                  "error, device");
   CLI11_PARSE(app, argc, argv);
+  if (o.max_bad_records != INT64_MAX && o.on_bad_record != "skip") {
+    log().error(
+        "--max-bad-records bounds the records --on-bad-record skip drops: add "
+        "--on-bad-record skip (with fail, the first bad record stops the run)");
+    return kExitError;
+  }
   try {
     return run(o);
   } catch (const Error& e) {

@@ -211,6 +211,20 @@ void load_config(const std::string& kind, const std::string& path) {
     FAIL("no loader for kind " << kind);
 }
 
+/// The same configuration from text (what lockstep-train does with --config and --set).
+void parse_config(const std::string& kind, const std::string& text, const std::string& source) {
+  if (kind == "embedding_mlp")
+    models::parse_embedding_mlp_config(text, source);
+  else if (kind == "din")
+    models::parse_din_config(text, source);
+  else if (kind == "bst")
+    models::parse_bst_config(text, source);
+  else if (kind == "dual")
+    models::parse_dual_config(text, source);
+  else
+    FAIL("no parser for kind " << kind);
+}
+
 void build_model(const std::string& path) {
   Context ctx;
   models::load_model<float>(path, sparse_columns(), synthetic().schema().num_dense(), ctx);
@@ -313,6 +327,8 @@ TEST_CASE("Every configuration error names the file, the line and the key", "[co
       if (c.stage == Stage::Load) {
         const std::string kind = c.loader.empty() ? base_kind(c.base) : c.loader;
         problem = check_error([&] { load_config(kind, path); }, path, where, c.keys);
+        if (problem.empty())
+          problem = check_error([&] { parse_config(kind, text, path); }, path, where, c.keys);
       }
       if (problem.empty() && c.loader.empty())
         problem = check_error([&] { build_model(path); }, path, where, c.keys);

@@ -395,6 +395,18 @@ TEST_CASE("cache writer is atomic: nothing at the path before finish(), no tempo
   CHECK(dir.entries() == std::vector<std::string>{"x.cache"});
   CHECK_THROWS_WITH(writer.append(batch), Contains("append() after finish()"));
   CHECK_THROWS_WITH(writer.finish(), Contains("finish() called twice"));
+
+  // A cache replaces a cache; anything else at the path (a user's data) is refused, untouched.
+  CacheWriter again(path, mixed_schema());
+  again.append(awkward_batch(7, 3));
+  CHECK(again.finish().records == 7);
+  { std::ofstream(dir.file("data.csv")) << "1,2,3\n"; }
+  std::filesystem::create_directories(dir.file("folder"));
+  for (const std::string name : {"data.csv", "folder"})
+    CHECK_THROWS_WITH(CacheWriter(dir.file(name), mixed_schema()),
+                      Contains(dir.file(name) + ": exists and is not a data cache"));
+  std::ifstream in(dir.file("data.csv"));
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "1,2,3\n");
 }
 
 TEST_CASE("cache writer refuses bad batches and options, naming the cache", "[data][cache]") {

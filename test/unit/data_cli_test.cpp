@@ -379,3 +379,117 @@ TEST_CASE("lockstep-train --follow with dynamic tables: a .day file is a boundar
   std::sort(exports.begin(), exports.end());
   CHECK(exports == std::vector<std::string>{"base-000001", "base-000002"});  // marker, end
 }
+
+TEST_CASE(
+    "lockstep-train never removes what it did not write, and fails data that trains or "
+    "scores nothing",
+    "[data][cli][errors]") {
+  test::TempDir scratch;
+  std::string out;
+  const std::string schema = kSample + "/ads.schema.toml";
+  const std::string small_text = [&] {  // the header and 199 records
+    std::istringstream in(read_file(kSample + "/ads-train.csv"));
+    std::string text, line;
+    for (int i = 0; i < 200 && std::getline(in, line); ++i) text += line + "\n";
+    return text;
+  }();
+  scratch.write("small.csv", small_text);
+  const std::string small = scratch.file("small.csv");
+  const std::string common =
+      "--device cpu --log-every 0 --table-rows 4096 --batch-size 64 --schema " + schema;
+  const std::string train = common + " --train " + small;
+
+  // Outputs: a user's file, a directory of the user's files, the current directory, or the
+  // checkpoint directory are refused at set-up, and left as they were.
+  scratch.write("mine.csv", "keep\n");
+  std::filesystem::create_directories(scratch.file("mydir"));
+  scratch.write("mydir/notes.txt", "keep\n");
+  CHECK(test::run_tool(kTrain, train + " --save " + scratch.file("mine.csv"), scratch, out) == 1);
+  CHECK_THAT(out, Contains("--save '" + scratch.file("mine.csv") +
+                           "' exists and is not a directory: lockstep replaces only directories "
+                           "it wrote itself"));
+  CHECK(test::run_tool(kTrain, train + " --save " + scratch.file("mydir/"), scratch, out) == 1);
+  CHECK_THAT(out, Contains("has no manifest.json written by lockstep"));
+  CHECK(test::run_tool("cd " + scratch.file("mydir") + " && " + kTrain, train + " --save .",
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("--save '.' is the current directory"));
+  CHECK(read_file(scratch.file("mine.csv")) == "keep\n");
+  CHECK(read_file(scratch.file("mydir/notes.txt")) == "keep\n");
+  CHECK(test::run_tool(
+            kTrain,
+            train + " --checkpoint-dir " + scratch.file("run") + " --save " + scratch.file("run"),
+            scratch, out) == 1);
+  CHECK_THAT(out, Contains("--checkpoint-dir and --save name the same directory"));
+  // A model lockstep saved is replaced by the next --save.
+  REQUIRE(test::run_tool(kTrain, train + " --save " + scratch.file("model"), scratch, out) == 0);
+  REQUIRE(test::run_tool(kTrain, train + " --save " + scratch.file("model/"), scratch, out) == 0);
+  CHECK(std::filesystem::exists(scratch.file("model/manifest.json")));
+  // lockstep-eval with another schema: only the format may differ, not the columns' order.
+  const std::string eval = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-eval";
+  std::string swapped = read_file(schema);
+  const std::string user = "name = \"user\"", ad = "name = \"ad\"", mark = "name = \"@\"";
+  REQUIRE(swapped.find(user) != std::string::npos);
+  swapped.replace(swapped.find(user), user.size(), mark);
+  swapped.replace(swapped.find(ad), ad.size(), user);
+  swapped.replace(swapped.find(mark), mark.size(), ad);
+  scratch.write("swapped.toml", swapped);
+  CHECK(test::run_tool(eval,
+                       "--device cpu --model " + scratch.file("model") + " --data " + small +
+                           " --schema " + scratch.file("swapped.toml"),
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("feature column 1 is ad (sparse), but the model's schema"));
+  CHECK(test::run_tool(eval,
+                       "--device cpu --model " + scratch.file("model") + " --data " + small +
+                           " --schema " + schema,
+                       scratch, out) == 0);
+
+  // A bad test record is found after training, but the model was saved before it was read.
+  std::string bad = small_text;
+  bad.insert(bad.find('\n') + 1, "1,5,7,cat1,n/a,3,\"\"\n");
+  scratch.write("bad.csv", bad);
+  CHECK(test::run_tool(kTrain,
+                       train + " --valid " + small + " --test " + scratch.file("bad.csv") +
+                           " --save " + scratch.file("saved"),
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains(scratch.file("bad.csv") + ":2: column 'price'"));
+  CHECK(std::filesystem::exists(scratch.file("saved/manifest.json")));
+  // ... and skipped held-out records are reported like the training data's.
+  REQUIRE(test::run_tool(kTrain, train + " --on-bad-record skip --valid " + scratch.file("bad.csv"),
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("evaluation: rank 0: 1 bad record(s) skipped: 1 × bad number (e.g. " +
+                           scratch.file("bad.csv") + ":2:"));
+  // A held-out file whose header does not fit the schema fails at set-up, before training.
+  scratch.write("badheader.csv", "Clicked" + small_text.substr(small_text.find(',')));
+  CHECK(test::run_tool(kTrain, train + " --valid " + scratch.file("badheader.csv"), scratch, out) ==
+        1);
+  CHECK_THAT(out, Contains("set-up failed") &&
+                      Contains(scratch.file("badheader.csv") + ":1: the header has no field"));
+  CHECK_THAT(out, !Contains("epoch 1 trained"));
+  // A UTF-8 byte order mark before the header is not part of the first field's name.
+  scratch.write("bom.csv", "\xEF\xBB\xBF" + small_text);
+  CHECK(test::run_tool(kTrain, common + " --train " + scratch.file("bom.csv"), scratch, out) == 0);
+
+  // Data with bytes but no record trains nothing: an error, not an untrained model.
+  scratch.write("header-only.csv", small_text.substr(0, small_text.find('\n') + 1));
+  CHECK(test::run_tool(kTrain,
+                       common + " --train " + scratch.file("header-only.csv") + " --save " +
+                           scratch.file("untrained"),
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("trained on 0 samples: the training data holds no usable record"));
+  CHECK_FALSE(std::filesystem::exists(scratch.file("untrained")));
+  // --follow needs the directory files appear in.
+  CHECK(test::run_tool(kTrain, common + " --follow " + scratch.file("nodir"), scratch, out) == 1);
+  CHECK_THAT(out, Contains("--follow " + scratch.file("nodir") + ": does not exist"));
+
+  // lockstep-data convert never writes over its input or any file that is not a cache.
+  const std::string tool = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-data";
+  CHECK(test::run_tool(tool, "convert --schema " + schema + " --out " + small + " " + small,
+                       scratch, out) == 1);
+  CHECK_THAT(out, Contains("--out " + small + ": is one of the input files"));
+  CHECK(test::run_tool(
+            tool, "convert --schema " + schema + " --out " + scratch.file("mine.csv") + " " + small,
+            scratch, out) == 1);
+  CHECK_THAT(out, Contains(scratch.file("mine.csv") + ": exists and is not a data cache"));
+  CHECK(read_file(small) == small_text);
+  CHECK(read_file(scratch.file("mine.csv")) == "keep\n");
+}

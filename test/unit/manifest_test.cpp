@@ -16,6 +16,7 @@
 #include "io/json_fields.h"
 #include "io/manifest.h"
 #include "lockstep/comm/communicator.h"
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/core/logging.h"
 #include "lockstep/serving/student_model.h"
 #include "lockstep/train/local_trainer.h"
@@ -597,4 +598,54 @@ TEST_CASE("write_directory_atomically builds in the temporary directory it docum
                         dir.file("out2"), [](const std::string&) { throw Error("disk full"); }),
                     Contains("disk full"));
   CHECK(dir.entries() == std::vector<std::string>{"out"});  // the temporary is gone
+}
+
+TEST_CASE("write_directory_atomically replaces only a directory lockstep wrote, in one swap",
+          "[io][temporaries][errors]") {
+  test::TempDir dir;
+  const auto write = [&](const std::string& target, const std::string& text) {
+    io::write_directory_atomically(target, [&](const std::string& tmp) {
+      write_text(tmp + "/model.bin", text);
+      write_text(tmp + "/manifest.json", io::seal_manifest(ojson{{"format", "lockstep-test"}}));
+    });
+  };
+  // A directory lockstep wrote is replaced; "out/" is "out".
+  write(dir.file("out"), "old");
+  write(dir.file("out") + "/", "new");
+  CHECK(read_text(dir.file("out/model.bin")) == "new");
+  CHECK(dir.entries() == std::vector<std::string>{"out"});  // no temporary, no old copy
+
+  // Anything else is refused, before anything is written, and is left as it was.
+  write_text(dir.file("data.csv"), "1,2\n");
+  fs::create_directories(dir.file("mine"));
+  write_text(dir.file("mine/notes.txt"), "keep");
+  fs::create_directories(dir.file("ckpt/step-000000000001"));
+  write_text(dir.file("ckpt/LATEST"), "step-000000000001\n");
+  fs::create_directories(dir.file("fake"));
+  write_text(dir.file("fake/manifest.json"), "{\"format\": \"theirs\"}");
+  for (const std::string name : {"data.csv", "mine", "mine/", "ckpt", "fake"}) {
+    INFO(name);
+    bool filled = false;
+    CHECK_THROWS_WITH(
+        io::write_directory_atomically(dir.file(name), [&](const std::string&) { filled = true; }),
+        Contains("lockstep replaces only directories it wrote itself"));
+    CHECK_FALSE(filled);
+    CHECK_THROWS_WITH(check_replaceable_directory(dir.file(name), "--save"),
+                      Contains("--save '" + dir.file(name) + "'"));
+  }
+  CHECK(read_text(dir.file("data.csv")) == "1,2\n");
+  CHECK(read_text(dir.file("mine/notes.txt")) == "keep");
+  CHECK(fs::exists(dir.file("ckpt/step-000000000001")));
+  CHECK(dir.entries() == std::vector<std::string>{"ckpt", "data.csv", "fake", "mine", "out"});
+
+  // The current directory, however it is spelled, is never a target.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir.file("out"));
+  CHECK_THROWS_WITH(check_replaceable_directory(".", "--save"),
+                    Contains("is the current directory"));
+  CHECK_THROWS_WITH(check_replaceable_directory("../out/", "--save"),
+                    Contains("is the current directory"));
+  fs::current_path(cwd);
+  CHECK(directory_target("a/b/") == "a/b");
+  CHECK_NOTHROW(check_replaceable_directory(dir.file("absent"), "--save"));
 }

@@ -196,14 +196,36 @@ TEST_CASE("lockstep-train trains the dual DNN, exports the student, and lockstep
   int lines = 0;
   for (std::string line; std::getline(in, line);) ++lines;
   CHECK(lines == 3000);
-
-  // Online learning: only the student trains, starting from the joint run's checkpoint.
+  // The same records from a binary cache (what lockstep-train and lockstep-eval read too): the
+  // same scores.
+  const std::string tool = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-data";
+  const std::string cache = scratch.file("test.cache");
+  REQUIRE(test::run_tool(
+              tool,
+              "convert --schema " + data + "/schema.toml --out " + cache + " " + data + "/test.tsv",
+              scratch, out) == 0);
+  REQUIRE(test::run_tool(predict,
+                         "--bundle " + bundle + " --data " + cache + " --schema " + data +
+                             "/schema.toml --out " + scratch.file("cache-scores.txt"),
+                         scratch, out) == 0);
+  CHECK_THAT(out, Contains("scored 3000 records"));
+  std::ifstream a(scores), b(scratch.file("cache-scores.txt"));
+  CHECK(std::string(std::istreambuf_iterator<char>(a), {}) ==
+        std::string(std::istreambuf_iterator<char>(b), {}));
+  // A saved model or checkpoint is not a bundle: said so.
   const std::string latest = ckpt + "/" + [&] {
     std::ifstream f(ckpt + "/LATEST");
     std::string name;
     std::getline(f, name);
     return name;
   }();
+  CHECK(test::run_tool(
+            predict,
+            "--bundle " + latest + " --data " + cache + " --schema " + data + "/schema.toml",
+            scratch, out) == 1);
+  CHECK_THAT(out, Contains("the manifest of a saved model or checkpoint"));
+
+  // Online learning: only the student trains, starting from the joint run's checkpoint.
   REQUIRE(test::run_tool(kTrain, "--model dual --student-only --init-from " + latest + common,
                          scratch, out) == 0);
   INFO(out);

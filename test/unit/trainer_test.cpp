@@ -321,6 +321,49 @@ TEST_CASE("Resuming without a checkpoint is an error; resume_or_start starts fro
   CHECK(r.updates == 2);
 }
 
+TEST_CASE("A resume refused for another configuration names the first difference",
+          "[train][trainer][checkpoint][errors]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.run_config = "--batch-size=8\n--train file=a.csv bytes=100\n--train file=b.csv bytes=200\n";
+  {
+    auto model = test::fixture_model(ctx);
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    train::VectorBatchSource source(test::fixture_batches(2, 8));
+    trainer.fit(source);
+  }
+  cfg.resume = true;
+  const auto refused = [&](const std::string& run_config) {
+    cfg.run_config = run_config;
+    auto model = test::fixture_model(ctx);
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    train::VectorBatchSource source(test::fixture_batches(2, 8));
+    try {
+      trainer.fit(source);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(resumed)");
+  };
+  CHECK_THAT(refused("--batch-size=16\n--train file=a.csv bytes=100\n--train file=b.csv "
+                     "bytes=200\n"),
+             Contains("written by a run with another configuration (--batch-size: '8' in the "
+                      "checkpoint, '16' in this run)"));
+  // The second of two files grew: named entry by entry.
+  CHECK_THAT(refused("--batch-size=8\n--train file=a.csv bytes=100\n--train file=b.csv "
+                     "bytes=201\n"),
+             Contains("--train file (#2): 'b.csv bytes=200' in the checkpoint, 'b.csv bytes=201' "
+                      "in this run"));
+  CHECK_THAT(refused("--batch-size=8\n--set=x=1\n--train file=a.csv bytes=100\n--train "
+                     "file=b.csv bytes=200\n"),
+             Contains("--set: (absent) in the checkpoint, 'x=1' in this run"));
+  CHECK(refused("--batch-size=8\n--train file=a.csv bytes=100\n--train file=b.csv bytes=200\n") ==
+        "(resumed)");
+}
+
 TEST_CASE("A failure on one rank only is thrown there; the library exits only when asked",
           "[train][trainer][failure]") {
   // Without abort_on_error the library never ends the job: a device lost on this rank is thrown

@@ -64,7 +64,7 @@ ncclDataType_t nccl_type(DataType type) {
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<MpiSession> session, const Device& device)
-      : session_(std::move(session)), device_(device), own_(device) {
+      : session_(std::move(session)), device_(device), own_(device, own_options()) {
     try {
       init();
     } catch (...) {  // no destructor runs for a constructor that throws
@@ -246,6 +246,14 @@ class NcclCommunicator final : public Communicator {
 
  private:
   static bool is_ok(ncclResult_t rc) { return rc == ncclSuccess || rc == ncclInProgress; }
+
+  /// The communicator's stream: LOCKSTEP_SYNC_CHECK must not block the host on collectives
+  /// (they are waited for against the deadline, in settle()).
+  static ContextOptions own_options() {
+    ContextOptions options;
+    options.sync_check = false;
+    return options;
+  }
 
   std::string nccl_error_text(ncclResult_t rc) const {
     const char* last = comm_ ? ncclGetLastError(comm_) : nullptr;

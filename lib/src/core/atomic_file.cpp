@@ -134,8 +134,62 @@ void probe_writable_directory(const std::string& dir, std::string_view what, boo
 }
 
 void probe_writable_parent(const std::string& path, std::string_view what) {
-  const auto parent = std::filesystem::path(path).parent_path();
+  const auto parent = std::filesystem::path(directory_target(path)).parent_path();
   probe_writable_directory(parent.empty() ? std::string(".") : parent.string(), what, false);
+}
+
+std::string directory_target(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  while (p.filename().empty() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  const std::string name = p.filename().string();
+  if (name == "." || name == "..") {  // ".", "a/..": the directory they name
+    std::error_code ec;
+    const fs::path abs = fs::absolute(p, ec);
+    p = (ec ? p : abs).lexically_normal();
+    while (p.filename().empty() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  }
+  return p.string();
+}
+
+void check_replaceable_directory(const std::string& path, std::string_view what) {
+  namespace fs = std::filesystem;
+  const fs::path target(directory_target(path));
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(target, ec);
+  if (!fs::exists(st)) return;
+  const auto refuse = [&](std::string_view why) {
+    throw Error(fmt::format(
+        "{} '{}' {}: lockstep replaces only directories it wrote itself (a saved model, a "
+        "checkpoint step, a student bundle, a sparse export); choose a new path, or remove it "
+        "yourself",
+        what, path, why));
+  };
+  if (!fs::is_directory(st)) refuse("exists and is not a directory");
+  if (fs::equivalent(target, fs::current_path(ec), ec)) refuse("is the current directory");
+  bool manifest = false;
+  for (fs::directory_iterator it(target, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec))
+      refuse(fmt::format("exists and holds '{}', which is not a file of a model directory",
+                         it->path().filename().string()));
+    if (it->path().filename() == "manifest.json") {
+      // Every manifest lockstep writes is sealed by "manifest_xxh64" (io/manifest.h); older
+      // checkpoints have "format_version", older bundles and exports "format": "lockstep-...".
+      std::string text(size_t{1} << 20, '\0');  // manifests are a few KiB
+      if (std::FILE* f = std::fopen(it->path().c_str(), "rb"); f) {
+        text.resize(std::fread(text.data(), 1, text.size(), f));
+        std::fclose(f);
+      } else {
+        text.clear();
+      }
+      manifest = text.find("\"manifest_xxh64\"") != std::string::npos ||
+                 text.find("\"format_version\"") != std::string::npos ||
+                 text.find("\"format\": \"lockstep-") != std::string::npos;
+    }
+  }
+  if (ec) refuse(fmt::format("cannot be listed ({})", ec.message()));
+  if (!manifest) refuse("exists and has no manifest.json written by lockstep");
 }
 
 }  // namespace lockstep

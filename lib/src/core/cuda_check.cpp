@@ -54,7 +54,7 @@ void check_kernel_launch(const Context& ctx, const char* kernel, const char* fil
       const char* v = std::getenv("LOCKSTEP_SYNC_CHECK");
       return v && std::strcmp(v, "0") != 0;
     }();
-    if (!sync_check) return;
+    if (!sync_check || !ctx.options().sync_check) return;
     // A stream being captured into a CUDA graph runs nothing yet (and may not be waited for).
     const LaunchRecorder* recorder = ctx.recorder();
     if (recorder && recorder->mode() == LaunchRecorder::Mode::Capture) return;

@@ -112,8 +112,14 @@ void PinnedBuffer::copy_to_device(const Context& ctx, void* dst, size_t bytes) {
 #if LOCKSTEP_CUDA_ENABLED
   LOCKSTEP_CHECK(pinned_, "PinnedBuffer: reserve() it for the CUDA context before copying");
   // Not a launch the recorder sees: a graph would read the buffer when it runs, not now.
-  if (LaunchRecorder* recorder = ctx.recorder())
+  if (LaunchRecorder* recorder = ctx.recorder()) {
     recorder->mark_uncapturable("a copy from a pinned host buffer");
+    // Inside a capture nothing may be enqueued: the event below, recorded into the graph, could
+    // never be waited for again (every later reserve() would fail). The capture fails and its
+    // region runs again eagerly, where the copy is made.
+    LOCKSTEP_CHECK(recorder->mode() != LaunchRecorder::Mode::Capture,
+                   "a copy from a pinned host buffer cannot be captured into a CUDA graph");
+  }
   const cudaStream_t stream = detail::stream_of(ctx);
   LOCKSTEP_CUDA_CHECK(cudaMemcpyAsync(dst, ptr_, bytes, cudaMemcpyHostToDevice, stream));
   LOCKSTEP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream));

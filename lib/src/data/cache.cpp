@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -460,6 +462,21 @@ CacheWriter::CacheWriter(std::string path, Schema schema, CacheWriterOptions opt
   check_range("cache.zstd_level", static_cast<int64_t>(options.zstd_level), 1, 19);
   check_range("cache.max_vocabulary", options.max_vocabulary, 0, int64_t{1} << 31);
   LOCKSTEP_CHECK(schema.num_columns() > 0, "{}: cannot write a cache of an empty schema", path);
+  {  // an existing file is replaced only when it is a cache: never a user's data
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (fs::exists(st)) {
+      char magic[sizeof fmt_::kMagic] = {};
+      std::ifstream in(path, std::ios::binary);
+      const bool cache = fs::is_regular_file(st) && in.read(magic, sizeof magic) &&
+                         std::memcmp(magic, fmt_::kMagic, sizeof magic) == 0;
+      LOCKSTEP_CHECK(cache,
+                     "{}: exists and is not a data cache; a cache replaces only a cache (choose "
+                     "another output path, or remove it yourself)",
+                     path);
+    }
+  }
   impl_ = std::make_unique<Impl>(std::move(path), std::move(schema), std::move(options));
   Impl& w = *impl_;
   w.cctx = ZSTD_createCCtx();

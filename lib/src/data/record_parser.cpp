@@ -74,6 +74,7 @@ RecordParser::RecordParser(Schema schema) : schema_(std::move(schema)) {
 
 void RecordParser::set_header(std::string_view line, const std::string& source) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);  // a UTF-8 byte order mark
   try {
     split_fields(line);
   } catch (const Bad& b) {  // broken quotes

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -538,6 +539,9 @@ Schema Schema::load_or_preset(const std::string& spec) {
 }
 
 Schema Schema::load(const std::string& path) {
+  std::error_code ec;
+  LOCKSTEP_CHECK(!std::filesystem::is_directory(path, ec),
+                 "cannot read schema file '{}': it is a directory", path);
   std::ifstream in(path, std::ios::binary);
   LOCKSTEP_CHECK(in.good(), "cannot open schema file '{}': {}", path, std::strerror(errno));
   std::ostringstream text;

@@ -6,8 +6,10 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <filesystem>
 
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/core/error.h"
 #include "lockstep/core/logging.h"
 
@@ -54,7 +56,8 @@ std::string temporary_directory_name(std::string_view target_name, long pid) {
 
 void write_directory_atomically(const std::string& final_dir,
                                 const std::function<void(const std::string& tmp)>& fill) {
-  const fs::path target(final_dir);
+  const fs::path target(directory_target(final_dir));  // "out/" is "out"
+  check_replaceable_directory(final_dir, "the output directory");
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(parent, ec);
@@ -66,8 +69,20 @@ void write_directory_atomically(const std::string& final_dir,
   try {
     fill(tmp.string());
     fsync_path(tmp.string());
-    if (fs::exists(target)) fs::remove_all(target);
-    fs::rename(tmp, target);
+    // The check again, right before the swap: nothing but a directory lockstep wrote is removed.
+    check_replaceable_directory(final_dir, "the output directory");
+    if (!fs::exists(fs::symlink_status(target))) {
+      fs::rename(tmp, target);
+    } else if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+      // The new contents and the old swapped in one step: the target never lacks a complete
+      // directory. The old one, now under the temporary name, goes.
+      fs::remove_all(tmp, ec);
+      if (ec)
+        log().warn("{}: cannot remove the replaced directory: {}", tmp.string(), ec.message());
+    } else {  // a file system without RENAME_EXCHANGE: the old contents go first
+      fs::remove_all(target);
+      fs::rename(tmp, target);
+    }
     fsync_path(parent.string());
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(tmp, ec);

@@ -16,9 +16,13 @@ std::string temporary_directory_name(std::string_view target_name, long pid);
 /// Builds a directory so that `final_dir` holds either its previous contents or the complete new
 /// ones: `fill(tmp)` writes the files into a fresh temporary directory next to it (named by
 /// temporary_directory_name); then every file has been fsynced (by AtomicFileWriter), the
-/// directory is fsynced, the old `final_dir` (if any) is removed and the temporary one renamed
-/// into place, and the parent fsynced. If `fill` throws, the temporary directory is removed and
-/// the error rethrown; a process killed meanwhile leaves it behind (see remove_stale_temporaries).
+/// directory is fsynced, the temporary one takes the place of the old `final_dir` (if any) in one
+/// step (renameat2 RENAME_EXCHANGE; where a file system lacks it, the old one is removed first),
+/// the old contents are removed, and the parent is fsynced. An existing `final_dir` must be a
+/// directory lockstep wrote (check_replaceable_directory, lockstep/core/atomic_file.h, checked
+/// before `fill` and again before the swap): nothing else is ever removed. "out/" writes "out".
+/// If `fill` throws, the temporary directory is removed and the error rethrown; a process killed
+/// meanwhile leaves it behind (see remove_stale_temporaries).
 void write_directory_atomically(const std::string& final_dir,
                                 const std::function<void(const std::string& tmp)>& fill);
 

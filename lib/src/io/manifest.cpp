@@ -43,8 +43,9 @@ FileDigest file_digest(const std::string& path) {
 void verify_file(const std::string& path, const FileDigest& expected) {
   LOCKSTEP_CHECK(fs::exists(path), "{}: missing", path);
   const FileDigest got = file_digest(path);
-  LOCKSTEP_CHECK(got.bytes == expected.bytes, "{}: {} bytes but the manifest says {} (truncated)",
-                 path, got.bytes, expected.bytes);
+  LOCKSTEP_CHECK(got.bytes == expected.bytes, "{}: {} bytes but the manifest says {} ({})", path,
+                 got.bytes, expected.bytes,
+                 got.bytes < expected.bytes ? "truncated" : "changed after it was written");
   LOCKSTEP_CHECK(got.xxh64 == expected.xxh64,
                  "{}: checksum {} does not match the manifest's {} (corrupted)", path,
                  hex(got.xxh64), hex(expected.xxh64));

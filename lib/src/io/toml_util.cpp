@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -47,6 +48,9 @@ int nesting(std::string_view s) {
 }
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  LOCKSTEP_CHECK(!std::filesystem::is_directory(path, ec),
+                 "cannot read configuration file '{}': it is a directory", path);
   std::ifstream in(path, std::ios::binary);
   LOCKSTEP_CHECK(in.good(), "cannot open configuration file '{}': {}", path, std::strerror(errno));
   std::ostringstream text;
@@ -117,27 +121,34 @@ void TomlDoc::read_override_marks(std::string_view text) {
   }
 }
 
+namespace {
+/// A TOML syntax error as Error "<source>:<line>:<column>: TOML syntax error at <key>: ...",
+/// naming the key whose line it is on (or whose multi-line value it is in) when there is one.
+[[noreturn]] void throw_syntax_error(const std::string& source, std::string_view text,
+                                     const toml::parse_error& e) {
+  const auto line = static_cast<int64_t>(e.source().begin.line);
+  const auto column = static_cast<int64_t>(e.source().begin.column);
+  const TomlKeyAt at = toml_key_at(text, line);
+  const std::string key = at.dotted();
+  if (key.empty())
+    throw Error(
+        fmt::format("{}:{}:{}: TOML syntax error: {}", source, line, column, e.description()));
+  if (at.line == line)
+    throw Error(fmt::format("{}:{}:{}: TOML syntax error at {}: {}", source, line, column, key,
+                            e.description()));
+  // The value of `key` spans lines and the parser noticed the error further down.
+  throw Error(fmt::format("{}:{}: TOML syntax error in the value of {} (at line {}, column {}): {}",
+                          source, at.line, key, line, column, e.description()));
+}
+}  // namespace
+
 TomlDoc::TomlDoc(const std::string& path) : path_(path) {
   const std::string text = read_file(path);
   read_override_marks(text);
   try {
     root_ = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    const auto line = static_cast<int64_t>(e.source().begin.line);
-    const auto column = static_cast<int64_t>(e.source().begin.column);
-    const TomlKeyAt at = toml_key_at(text, line);
-    const std::string key = at.dotted();
-    if (key.empty())
-      throw Error(
-          fmt::format("{}:{}:{}: TOML syntax error: {}", path, line, column, e.description()));
-    if (at.line == line)
-      throw Error(fmt::format("{}:{}:{}: TOML syntax error at {}: {}", path, line, column, key,
-                              e.description()));
-    // The value of `key` spans lines and the parser noticed the error further down.
-    throw Error(
-        fmt::format("{}:{}: TOML syntax error in the value of {} (at line {}, "
-                    "column {}): {}",
-                    path, at.line, key, line, column, e.description()));
+    throw_syntax_error(path, text, e);
   }
 }
 
@@ -148,9 +159,7 @@ TomlDoc TomlDoc::from_text(std::string_view text, const std::string& source) {
   try {
     doc.root_ = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
-    const auto& src = e.source();
-    throw Error(
-        fmt::format("{}:{}:{}: {}", source, src.begin.line, src.begin.column, e.description()));
+    throw_syntax_error(source, text, e);
   }
   return doc;
 }

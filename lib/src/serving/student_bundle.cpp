@@ -64,6 +64,11 @@ StudentBundleManifest parse_student_bundle_manifest(const std::string& text,
   const nlohmann::json json = io::parse_json(text, path);
   io::JsonFields m(json, path);
   StudentBundleManifest out;
+  LOCKSTEP_CHECK(!(json.is_object() && json.contains("format_version") && !json.contains("format")),
+                 "{}: this is the manifest of a saved model or checkpoint (lockstep-eval --model "
+                 "scores with it), not of a student bundle (lockstep-train --model dual --export "
+                 "writes one)",
+                 path);
   const std::string format = m.string("format");
   LOCKSTEP_CHECK(format == kBundleFormat, "{}: format {} is not {}", path, io::quote_text(format),
                  kBundleFormat);

@@ -12,7 +12,7 @@ const std::vector<std::string>& checkpoint_files() {
 
 const std::vector<std::string>& checkpoint_extra_files() {
   static const std::vector<std::string> files = {"model.toml", "schema.toml", "selection.json",
-                                                 "follow.txt"};
+                                                 "follow.txt", "config.txt"};
   return files;
 }
 

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <cstdint>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -21,39 +23,70 @@ struct Part {
   bool in_config_hash = true;
 };
 
+/// The "key=value" lines of `text`; a key seen before gets " (#n)" for its n-th occurrence, so
+/// that lists (one "--train file" line per file) compare entry by entry.
 std::vector<std::pair<std::string, std::string>> key_values(const std::string& text) {
   std::vector<std::pair<std::string, std::string>> out;
+  std::map<std::string, int> seen;
   size_t at = 0;
   while (at <= text.size()) {
     size_t end = text.find('\n', at);
     if (end == std::string::npos) end = text.size();
     const std::string line = text.substr(at, end - at);
     const size_t eq = line.find('=');
-    if (!line.empty())
-      out.emplace_back(eq == std::string::npos ? line : line.substr(0, eq),
-                       eq == std::string::npos ? "" : line.substr(eq + 1));
+    if (!line.empty()) {
+      std::string key = eq == std::string::npos ? line : line.substr(0, eq);
+      if (const int n = ++seen[key]; n > 1) key += fmt::format(" (#{})", n);
+      out.emplace_back(std::move(key), eq == std::string::npos ? "" : line.substr(eq + 1));
+    }
     at = end + 1;
   }
   return out;
 }
 
-/// The first key whose value differs between two "key=value" texts, e.g.
-/// "resume: 'true' on rank 1, 'false' on rank 0".
-std::string first_difference(const std::string& a, int rank_a, const std::string& b, int rank_b) {
+std::string table_lines(models::Model<float>& model) {
+  std::string text;
+  for (auto* t : model.tables()) {
+    const auto& c = t->config();
+    text += fmt::format("table {}=rows {}, dim {}, pooling {}, init_scale {}{}\n", c.name, c.rows,
+                        c.dim, embedding::pooling_name(c.pooling), c.init_scale,
+                        c.identity ? ", ids identity" : "");
+  }
+  return text;
+}
+}  // namespace
+
+std::string describe_difference(const std::string& a, const std::string& where_a,
+                                const std::string& b, const std::string& where_b) {
   const auto kv_a = key_values(a), kv_b = key_values(b);
   const auto value_in = [](const auto& kv, const std::string& key) -> std::string {
     for (const auto& [k, v] : kv)
       if (k == key) return "'" + v + "'";
     return "(absent)";
   };
+  // The key that differs earliest in either text (a key only one text has counts too).
+  std::string first_key;
+  size_t first_at = SIZE_MAX;
   for (const auto* kv : {&kv_a, &kv_b})
-    for (const auto& [key, unused] : *kv) {
-      const std::string va = value_in(kv_a, key), vb = value_in(kv_b, key);
-      if (va != vb) return fmt::format("{}: {} on rank {}, {} on rank {}", key, va, rank_a, vb, rank_b);
+    for (size_t i = 0; i < kv->size() && i < first_at; ++i) {
+      const std::string& key = (*kv)[i].first;
+      if (value_in(kv_a, key) != value_in(kv_b, key)) {
+        first_key = key;
+        first_at = i;
+      }
     }
-  return "the same keys and values in another order";
+  if (first_at == SIZE_MAX) return "the same keys and values in another order";
+  return fmt::format("{}: {} {}, {} {}", first_key, value_in(kv_a, first_key), where_a,
+                     value_in(kv_b, first_key), where_b);
 }
-}  // namespace
+
+std::string config_text(models::Model<float>& model, const std::string& run_config) {
+  // The run's flags and configuration first: what a user changed shows before its effects.
+  std::string text = run_config;
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  return text + fmt::format("model={}\ndense parameter layout={:016x}\n{}", model.name(),
+                            model.dense_params().layout_hash(), table_lines(model));
+}
 
 uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
                                    models::Model<float>& model, const std::string& run_config,
@@ -61,13 +94,7 @@ uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
   std::vector<Part> parts;
   parts.push_back({"model", hash_string(model.name()), "model=" + model.name()});
   parts.push_back({"dense parameter layout", model.dense_params().layout_hash(), ""});
-  std::string tables_text;
-  for (auto* t : model.tables()) {
-    const auto& c = t->config();
-    tables_text += fmt::format("table {}=rows {}, dim {}, pooling {}, init_scale {}{}\n", c.name,
-                               c.rows, c.dim, embedding::pooling_name(c.pooling), c.init_scale,
-                               c.identity ? ", ids identity" : "");
-  }
+  const std::string tables_text = table_lines(model);
   parts.push_back({"embedding tables", hash_string(tables_text), tables_text});
   parts.push_back({"run configuration", hash_string(run_config), run_config});
   parts.push_back({"trainer settings", hash_string(settings), settings, false});
@@ -89,7 +116,8 @@ uint64_t check_startup_consistency(HostCollectives& host, const Context& ctx,
     std::string detail = fmt::format("{:016x} vs {:016x}", value(differ[0], i), value(0, i));
     if (!parts[i].text.empty()) {  // collective: every rank takes this branch for the same i
       const auto texts = host.all_gather_text(parts[i].text, 1 << 16);
-      detail = first_difference(texts[differ[0]], differ[0], texts[0], 0);
+      detail = describe_difference(texts[differ[0]], fmt::format("on rank {}", differ[0]), texts[0],
+                                   "on rank 0");
     }
     throw JobError(fmt::format("ranks disagree at start-up: the {} of rank(s) {} differs from "
                                "rank 0's ({}); start every rank with the same model, "

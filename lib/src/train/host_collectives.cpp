@@ -59,7 +59,8 @@ std::vector<std::string> HostCollectives::all_gather_text(const std::string& min
 }
 
 void HostCollectives::vote(const std::string& phase, const std::string& error, bool log_error) {
-  if (!error.empty() && log_error) log().error("rank {}: {}", rank(), error);
+  // At once, before the collective (alone, a rank's error is the vote's message: said once).
+  if (!error.empty() && log_error && size() > 1) log().error("rank {}: {}", rank(), error);
   const auto all = all_gather_text(error, 2000);  // characters of each rank's message that travel
   std::vector<int> failed;
   std::string messages;

@@ -71,6 +71,17 @@ struct TextBatchSource::Impl {
       for (uint64_t b = r.begin; b < r.end; b += static_cast<uint64_t>(options.chunk_bytes))
         chunks.push_back({r.file, b, std::min(r.end, b + static_cast<uint64_t>(options.chunk_bytes))});
     }
+    // Each mapped file's header now, at set-up: a file that does not match the schema fails
+    // before training, not when a worker reaches it (held-out files: after an epoch).
+    data::RecordParser parser(schema);
+    for (size_t f = 0; f < maps.size() && parser.needs_header(); ++f) {
+      const data::MappedFile& m = maps[f];
+      if (m.data() == nullptr || m.size() == 0) continue;
+      const void* nl = std::memchr(m.data(), '\n', m.size());
+      const size_t stop =
+          nl ? static_cast<size_t>(static_cast<const char*>(nl) - m.data()) : m.size();
+      parser.set_header(std::string_view(m.data(), stop), files[f]);
+    }
   }
 
   // The 1-based line of the byte at `offset` of file `f` (counting newlines before it).

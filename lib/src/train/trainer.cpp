@@ -143,6 +143,7 @@ struct Trainer::Impl {
   uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
   int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
+  bool warned_no_auc = false;          // evaluate() has warned of an undefined AUC
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
   bool resume_tried = false;           // a fit() has looked for a checkpoint to resume
   CheckpointExtras driver_extras;      // set_checkpoint_extra()
@@ -150,6 +151,7 @@ struct Trainer::Impl {
   std::unique_ptr<HostModelState> best_state;
   uint64_t best_state_step = 0;
   uint64_t step_no = 0, updates = 0, config_hash = 0;
+  std::string config_text;         // what config_hash covers (consistency.h)
   uint64_t saved_at = UINT64_MAX;  // step of the last checkpoint the running fit() wrote
   int64_t epoch = 0, step_in_epoch = 0;
   double side_seconds = 0;  // evaluation and checkpoints during the running fit()
@@ -218,12 +220,13 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
       check_range("checkpoint_every", c.checkpoint_every, int64_t{0}, int64_t{1} << 40);
       check_range("sparse_delta_every", c.sparse_delta_every, int64_t{0}, int64_t{1} << 40);
       const auto tables = model.tables();
-      LOCKSTEP_CHECK(c.sparse_export_dir.empty() ||
-                         std::any_of(tables.begin(), tables.end(),
-                                     [](const auto* t) { return t->dynamic(); }),
-                     "sparse_export_dir = '{}': a sparse export writes dynamic tables, and the "
-                     "model has none (kind = \"dynamic\" in [[model.tables]])",
-                     c.sparse_export_dir);
+      LOCKSTEP_CHECK(
+          c.sparse_export_dir.empty() ||
+              std::any_of(tables.begin(), tables.end(), [](const auto* t) { return t->dynamic(); }),
+          "sparse_export_dir (lockstep-train --export-sparse) = '{}': a sparse "
+          "export writes dynamic tables, and the "
+          "model has none (kind = \"dynamic\" in [[model.tables]])",
+          c.sparse_export_dir);
       check_range("keep_checkpoints", int64_t{c.keep_checkpoints}, 1, 1 << 20);
       check_range("eval_every", c.eval_every, int64_t{0}, int64_t{1} << 40);
       check_range("early_stop_patience", c.early_stop_patience, int64_t{0}, int64_t{1} << 30);
@@ -237,11 +240,14 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
           probe_writable_directory(c.checkpoint_dir, "the checkpoint directory", /*create=*/true);
           remove_stale_checkpoint_temporaries(c.checkpoint_dir);
         }
-        if (!c.best_dir.empty())
+        if (!c.best_dir.empty()) {
           probe_writable_parent(c.best_dir, "the directory of the best model");
+          check_replaceable_directory(c.best_dir, "best_dir (lockstep-train --best-dir)");
+        }
       }
     });
     m.config_hash = check_startup_consistency(m.host, ctx, model, c.run_config, settings_text(c));
+    m.config_text = config_text(model, c.run_config);
   });
   // float learning rates as their shortest decimal (0.001, not 0.0010000000474974513)
   const auto decimal = [](float v) { return std::stod(fmt::format("{}", v)); };
@@ -501,6 +507,19 @@ bool Trainer::Impl::resume() {
       log().info("no checkpoint in {} yet: starting from the beginning", config.checkpoint_dir);
     return false;
   }
+  if (const CheckpointMeta written = read_checkpoint_meta(path);
+      written.config_hash != config_hash) {
+    const std::string before = read_checkpoint_extra(path, "config.txt");  // "": older lockstep
+    throw Error(fmt::format(
+        "{}: written by a run with another configuration ({}): resume with the configuration "
+        "that wrote it, or start a new --checkpoint-dir (--init-from {} starts from its "
+        "parameters)",
+        path,
+        before.empty()
+            ? fmt::format("hash {:016x}, this run {:016x}", written.config_hash, config_hash)
+            : describe_difference(before, "in the checkpoint", config_text, "in this run"),
+        path));
+  }
   const CheckpointMeta meta = read_checkpoint(path, model, ctx, config_hash);
   LOCKSTEP_CHECK(meta.ranks == comm.size(),
                  "{}: written by a run with {} ranks; resume it with {} ranks (each rank's "
@@ -591,11 +610,27 @@ EvalResult Trainer::Impl::evaluate(BatchSource& data) {
   Scores local;
   // A bad record in the part of the data one rank reads fails that rank only: a vote.
   agree(comm, ctx, "evaluation", [&] { local = score(step.local(), data); });
+  // What --on-bad-record skip left out of this rank's part, as the training data reports it.
+  if (const std::string report = data.epoch_report(); !report.empty())
+    log().warn("evaluation: rank {}: {}", comm.rank(), report);
   Scores all;  // every rank's scores, rank 0's first (the same order as the labels)
   all.output_names = local.output_names;
   for (const auto& p : local.probs) all.probs.push_back(host.all_gather(p));
   all.labels = host.all_gather(local.labels);
   last_eval = eval_result(all);
+  if (std::isnan(last_eval.auc) && comm.rank() == 0 && !warned_no_auc) {
+    warned_no_auc = true;  // once per Trainer: evaluations repeat every epoch
+    log().warn(
+        "evaluation: the AUC is undefined over {} sample(s){}: it needs clicks and "
+        "non-clicks{}",
+        last_eval.samples,
+        last_eval.samples > 0 && !last_eval.outputs.empty()
+            ? fmt::format(" (click rate {:.4f})", last_eval.outputs.front().observed_ctr)
+            : std::string(),
+        config.select_metric == "auc"
+            ? "; model selection by AUC cannot pick a best model (select by logloss)"
+            : "");
+  }
   return last_eval;
 }
 
@@ -614,6 +649,7 @@ CheckpointMeta Trainer::Impl::current_meta() const {
 
 CheckpointExtras Trainer::Impl::checkpoint_extras() const {
   CheckpointExtras extras = config.model_files;
+  extras["config.txt"] = config_text;  // names what changed when a resume is refused
   for (const auto& [name, text] : driver_extras) extras[name] = text;
   const auto& s = selection;
   if (!std::isnan(s.best))

@@ -62,4 +62,15 @@ void probe_writable_directory(const std::string& dir, std::string_view what, boo
 /// itself is untouched; nothing is created).
 void probe_writable_parent(const std::string& path, std::string_view what);
 
+/// `path` spelled as the directory it names: "out/" is "out", "." and "a/.." are absolute.
+std::string directory_target(const std::string& path);
+
+/// Whether a directory lockstep writes whole (a saved or best model, a checkpoint step, a
+/// student bundle, a sparse base or delta) may go to `path`: nothing is there, or a directory
+/// lockstep wrote before (a manifest.json of lockstep's, files only, no subdirectory), which it
+/// then replaces. Anything else — a file, a directory of other files, the current directory, a
+/// checkpoint root holding step directories — throws Error "<what> '<path>' ...": lockstep never
+/// removes what it did not write. Checked again when the directory is written.
+void check_replaceable_directory(const std::string& path, std::string_view what);
+
 }  // namespace lockstep

@@ -33,13 +33,20 @@ struct ContextOptions {
   /// replayed (train/step_graphs.h), batches padded so that their shapes repeat; the bits are
   /// those of launching every kernel. CUDA only (a CPU step launches nothing to save).
   bool cuda_graphs = true;
+  /// Whether LOCKSTEP_SYNC_CHECK=1 synchronises this context's stream after each kernel. Off for
+  /// a communicator's own stream: its kernels follow collectives that are waited for against a
+  /// deadline, never by blocking on the stream.
+  bool sync_check = true;
 };
 
 /// Owns the per-device state used by kernels: on CUDA a non-blocking stream, a cuBLAS handle
 /// bound to it, a stream-ordered scratch workspace and the record in which kernels report invalid
 /// input (lockstep/core/device_error.h); on the CPU only the workspace.
 /// All work a Context launches is ordered on its stream. Move-only; not thread-safe (use one
-/// Context per thread). Buffers allocated on a Context must not outlive it.
+/// Context per thread). Buffers allocated on a Context must not outlive it. CUDA: kernels
+/// launch on the calling thread's current device, which the constructor makes the context's
+/// device; a thread that uses contexts on two devices must cudaSetDevice between them (lockstep
+/// itself drives one device per process: one GPU per rank).
 class Context {
  public:
   /// A CPU context.

@@ -38,8 +38,9 @@ struct CheckpointMeta {
 /// Text files written into a checkpoint besides the model state, and covered by its manifest:
 /// "model.toml" and "schema.toml" (the model configuration and the data schema: what rebuilds
 /// the model without the run's flags, train/saved_model.h), "selection.json" (the trainer's
-/// model-selection state) and "follow.txt" (lockstep-train --follow: the files trained and the
-/// round in progress). Other names are refused.
+/// model-selection state), "follow.txt" (lockstep-train --follow: the files trained and the
+/// round in progress) and "config.txt" (what the run's configuration hash covers, as key=value
+/// lines: a refused resume names the first difference). Other names are refused.
 using CheckpointExtras = std::map<std::string, std::string>;
 
 /// Writes a checkpoint of `model` under `root` (created if missing) and returns its path.
