@@ -607,7 +607,9 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       check_distinct_outputs(o);
     }
   });
-  log().info("data: {}", d.description);
+  log().info("data: {}{}",
+             o.follow.empty() ? "" : fmt::format("--follow {} (files as they appear)", o.follow),
+             o.follow.empty() || d.description.empty() ? d.description : "; " + d.description);
   if (rank == 0) {
     // Informational, and outside any vote: a failure here must not end the job from rank 0
     // alone (the data's own errors reach every rank from the ranks that read it).
@@ -673,6 +675,11 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
       "trained on 0 samples: the training data holds no usable record{}; pass "
       "--allow-empty-data to run on it anyway",
       o.on_bad_record == "skip" ? " (bad records skipped: see the report above)" : "");
+  // A student bundle with --export-sparse references the newest sparse base: one of the model as
+  // it is now (the epoch's base came before its shrink, and a restored best model is older), so
+  // that the served student's MLP and its tables are the same model's.
+  if (dual && !o.export_dir.empty() && o.follow.empty() && !o.export_sparse.empty())
+    trainer.save_sparse_base();
   // Rank 0 writes the outputs (before the test data is read: a bad test record cannot lose
   // the trained model); every rank learns whether that worked.
   trainer.vote("writing the outputs", [&] {
@@ -683,7 +690,8 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
     }
     if (!o.save.empty()) {  // a complete model: parameters, tables, model.toml, schema.toml
       train::CheckpointMeta meta;
-      meta.step = trainer.step();
+      // The restored best model is the one of its step (what lockstep-eval --model reports).
+      meta.step = r.restored_best ? r.best_step : trainer.step();
       meta.updates = trainer.updates();
       meta.epoch = o.epochs;
       meta.ranks = ranks;

@@ -348,6 +348,28 @@ TEST_CASE("The built-in model with dynamic tables: --export-sparse writes bases 
   CHECK_THAT(out, Contains("123456789\tabsent\tlr 0\t"));
   CHECK(test::run_tool(data_tool, "sparse " + scratch.file("nothing"), scratch, out) == 1);
   CHECK_THAT(out, Contains("no base-<n> directory"));
+
+  // A student bundle that references the sparse export serves the model the run reports: the
+  // restored best one, after the shrinks (a base is written for it).
+  const std::string dual_args =
+      "--device cpu --log-every 0 --batch-size 64 --model dual --schema " + kSample +
+      "/ads.schema.toml --train " + kSample + "/ads-train.csv --valid " + kSample +
+      "/ads-valid.csv --test " + kSample + "/ads-test.csv --epochs 3 " +
+      "--set 'model.tables_per_column.kind=\"dynamic\"' --set model.tables_per_column.rows=2000 " +
+      "--set model.tables_per_column.accessor.embedx_threshold=1 --export-sparse " +
+      scratch.file("sparse2") + " --export " + scratch.file("bundle") + " --checkpoint-dir " +
+      scratch.file("ckpt");
+  REQUIRE(test::run_tool(kTrain, dual_args, scratch, out) == 0);
+  INFO(out);
+  REQUIRE(std::regex_search(out, m, std::regex(R"(test AUC ([0-9.]+) \[student\])")));
+  const std::string trained_auc = m[1];
+  const std::string predict = std::string(LOCKSTEP_BINARY_DIR) + "/examples/lockstep-predict";
+  REQUIRE(test::run_tool(predict,
+                         "--device cpu --bundle " + scratch.file("bundle") + " --data " + kSample +
+                             "/ads-test.csv --schema " + kSample + "/ads.schema.toml",
+                         scratch, out) == 0);
+  REQUIRE(std::regex_search(out, m, std::regex(R"(AUC ([0-9.]+), logloss)")));
+  CHECK(std::string(m[1]) == trained_auc);
 }
 
 TEST_CASE("lockstep-train --follow with dynamic tables: a .day file is a boundary (sparse base, "

@@ -150,6 +150,16 @@ TEST_CASE("Sparse export: a delta carries exactly the feasigns touched since the
   const auto all = train::load_sparse_model(dir.file("sparse"));
   CHECK(all.deltas == std::vector<int64_t>{2, 3});
   if (tiny_delta) check_equal_to_model(all, *model);
+  {
+    // A lost delta in the middle: refused (base + the rest would serve stale values silently).
+    test::TempDir gap;
+    for (const char* name : {"base-000001", "delta-000003"})
+      fs::copy(dir.file(std::string("sparse/") + name), gap.file(name),
+               fs::copy_options::recursive);
+    CHECK_THROWS_WITH(train::load_sparse_model(gap.path().string()),
+                      Contains("delta-000002 is missing (the exports after base 1 go on with "
+                               "delta-000003)"));
+  }
 
   // A new base supersedes the deltas before it.
   train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Base, *model, 14);

@@ -10,12 +10,13 @@
 
 #include "data_test_util.h"
 #include "lockstep/comm/communicator.h"
+#include "lockstep/core/atomic_file.h"
 #include "lockstep/train/checkpoint.h"
 #include "lockstep/train/failure.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
-#include "train/fault_injection.h"
 #include "model_fixture.h"
+#include "train/fault_injection.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
@@ -136,18 +137,23 @@ TEST_CASE("Checkpoint, stop on SIGTERM and resume give the uninterrupted paramet
     trainer.fit(source);
   }
 
+  // Stopped mid-epoch, or on an epoch's last step (its checkpoint comes before the epoch's end:
+  // boundary, evaluation): the resume goes on exactly where the uninterrupted run went.
+  const int stop_at = GENERATE(8, 5);  // epoch 2 batch 3; epoch 1's last step
+  INFO("SIGTERM at step " << stop_at);
   auto cfg_stop = cfg;
   cfg_stop.checkpoint_dir = dir.file("ckpt");
   cfg_stop.checkpoint_every = 4;
   {
-    train::testing::FaultScope fault("sigterm:0:8");  // epoch 2, batch 3
+    train::testing::FaultScope fault(fmt::format("sigterm:0:{}", stop_at));
     auto model = make();
     train::Trainer trainer(*model, *comm, ctx, cfg_stop);
     train::VectorBatchSource source(data);
     const auto r = trainer.fit(source);
     CHECK(r.stopped);
-    CHECK(r.steps == 9);
-    CHECK_THAT(r.last_checkpoint, Contains("step-000000000009"));
+    CHECK(r.steps == static_cast<uint64_t>(stop_at) + 1);
+    CHECK_THAT(r.last_checkpoint, Contains(fmt::format("step-{:012d}", stop_at + 1)));
+    CHECK(train::read_checkpoint_meta(r.last_checkpoint).epoch_complete == (stop_at == 5));
   }
   auto cfg_resume = cfg;
   cfg_resume.checkpoint_dir = dir.file("ckpt");
@@ -156,10 +162,61 @@ TEST_CASE("Checkpoint, stop on SIGTERM and resume give the uninterrupted paramet
   train::Trainer trainer(*resumed, *comm, ctx, cfg_resume);
   train::VectorBatchSource source(data);
   const auto r = trainer.fit(source);
-  CHECK(r.steps == 3);  // the rest of epoch 2
+  CHECK(r.steps == static_cast<uint64_t>(12 - stop_at - 1));  // no step without data
   CHECK(trainer.step() == 12);
   test::require_bitwise_equal(test::all_state(ctx, *resumed), test::all_state(ctx, *reference),
                               "resumed vs uninterrupted");
+}
+
+TEST_CASE(
+    "A periodic checkpoint on an epoch's last step resumes with the epoch's end; the run's "
+    "last checkpoint is its final state",
+    "[train][trainer][checkpoint]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  embedding::AccessorConfig accessor;  // dynamic tables: the epoch's end shrinks them
+  accessor.embedx_threshold = 1.5f;
+  accessor.delete_threshold = 1.0f;
+  const auto data = test::fixture_batches(6, 16);
+  auto cfg = quiet();
+  cfg.epochs = 2;
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.checkpoint_every = 6;  // every epoch's last step
+  auto reference = test::fixture_dynamic_model(ctx, accessor, 60, 150);
+  {
+    train::Trainer trainer(*reference, *comm, ctx, cfg);
+    train::VectorBatchSource source(data);
+    trainer.fit(source);
+  }
+  const std::string first = dir.file("ckpt/step-000000000006");
+  const std::string last = dir.file("ckpt/step-000000000012");
+  const auto meta = train::read_checkpoint_meta(first);
+  CHECK(meta.epoch_complete);
+  CHECK(meta.epoch == 0);
+  CHECK(meta.epoch_samples == 6 * 16);
+  // The last one was written after the final shrink: it is the model, marked finished.
+  const auto final_meta = train::read_checkpoint_meta(last);
+  CHECK_FALSE(final_meta.epoch_complete);
+  CHECK(final_meta.epoch == 2);
+  {
+    auto loaded = test::fixture_dynamic_model(ctx, accessor, 60, 150);
+    train::read_checkpoint(last, *loaded, ctx, 0);
+    test::require_bitwise_equal(test::all_state(ctx, *loaded), test::all_state(ctx, *reference),
+                                "last checkpoint vs the trained model");
+  }
+  // A crash after the first: resumed from it, the same run.
+  std::filesystem::remove_all(last);
+  write_file_atomically(dir.file("ckpt/LATEST"), "step-000000000006\n");
+  cfg.resume = true;
+  auto resumed = test::fixture_dynamic_model(ctx, accessor, 60, 150);
+  train::Trainer trainer(*resumed, *comm, ctx, cfg);
+  train::VectorBatchSource source(data);
+  const auto r = trainer.fit(source);
+  CHECK(r.steps == 6);
+  CHECK(trainer.step() == 12);
+  test::require_bitwise_equal(test::all_state(ctx, *resumed), test::all_state(ctx, *reference),
+                              "resumed from the epoch's last step vs uninterrupted");
 }
 
 TEST_CASE("A corrupted or truncated checkpoint is refused; the previous one stays usable",
@@ -450,4 +507,59 @@ TEST_CASE(
   const std::string latest = train::latest_checkpoint(cfg.checkpoint_dir);
   CHECK(train::read_checkpoint_extra(latest, "follow.txt") == "done\tfirst\nround\tsecond\n");
   CHECK_THROWS_WITH(trainer.set_checkpoint_extra("notes.txt", "x"), Contains("notes.txt"));
+}
+
+TEST_CASE(
+    "What a driver hands the library is checked: batch values and layout, model_files, "
+    "export columns, a finished run's later checkpoint",
+    "[train][trainer][errors]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  test::TempDir dir;
+  auto model = test::fixture_model(ctx);
+  train::LocalTrainer<float> local(*model, ctx);
+  // A batch from the driver's own source has not met the file readers' checks.
+  auto bad = test::fixture_batch(0, 8);
+  bad.labels[3] = -1.0f;
+  CHECK_THROWS_WITH(local.step(bad), Contains("batch sample 3: label -1 is outside [0, 1]"));
+  bad = test::fixture_batch(0, 8);
+  bad.dense[5] = NAN;
+  CHECK_THROWS_WITH(local.step(bad), Contains("batch sample 1: dense value 2 is nan"));
+  bad = test::fixture_batch(0, 8);
+  bad.sparse.insert(bad.sparse.begin(), bad.sparse[1]);  // a stray column first
+  CHECK_THROWS_WITH(local.step(bad), Contains("batch has 4 sparse columns; the model reads 3 "
+                                              "(user, item, hist), in that order"));
+  CHECK_NOTHROW(local.step(test::fixture_batch(0, 8)));
+
+  // model_files names are checked when the Trainer is made, not at its first checkpoint.
+  auto cfg = quiet();
+  cfg.checkpoint_dir = dir.file("ckpt");
+  cfg.model_files["schema.tml"] = "";
+  CHECK_THROWS_WITH(train::Trainer(*model, *comm, ctx, cfg),
+                    Contains("model_files: 'schema.tml' is not a checkpoint file"));
+  cfg.model_files.clear();
+
+  // save_checkpoint() after a completed fit() marks the run finished, as fit()'s own did.
+  {
+    train::Trainer trainer(*model, *comm, ctx, cfg);
+    train::VectorBatchSource source(test::fixture_batches(3, 8));
+    trainer.fit(source);
+    const std::string path = trainer.save_checkpoint();
+    CHECK(train::read_checkpoint_meta(path).epoch == cfg.epochs);
+  }
+  cfg.resume = true;
+  train::Trainer again(*model, *comm, ctx, cfg);
+  train::VectorBatchSource source(test::fixture_batches(3, 8));
+  CHECK(again.fit(source).already_finished);
+
+  // The student bundle's columns must be the model's, in order.
+  auto dual = test::fixture_dual(ctx);
+  CHECK_THROWS_WITH(dual->export_student(ctx, dir.file("student"), {"item", "user", "hist"}),
+                    Contains("export_student: the sparse columns given (item, user, hist) are not "
+                             "the model's, in its order (user, item, hist)"));
+  dual->export_student(ctx, dir.file("student"), test::fixture_columns());
+  // ... and a bundle is not a saved model: said so.
+  CHECK_THROWS_WITH(train::read_checkpoint_meta(dir.file("student")),
+                    Contains("the manifest of a student bundle") &&
+                        Contains("lockstep-predict --bundle scores with it"));
 }

@@ -1,6 +1,7 @@
 #include "lockstep/embedding/device_batch.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/copy.h"
@@ -66,10 +67,21 @@ void DeviceBatch<T>::finish(const Context& ctx, const data::Batch& batch) {
       tok[b] = host_lengths_[b] + 1;
     }
   }
+  // Checked as copied (a batch from a driver's own source has not met the file readers' checks):
+  // a label outside [0, 1] or a value that is not finite would train a NaN or a negative loss.
   T* dense = host_ptr<T>(dense_at_);
-  for (int64_t i = 0; i < dense_values_; ++i) dense[i] = static_cast<T>(batch.dense[i]);
+  for (int64_t i = 0; i < dense_values_; ++i) {
+    LOCKSTEP_CHECK(std::isfinite(batch.dense[i]), "batch sample {}: dense value {} is {}",
+                   i / std::max<int64_t>(num_dense_, 1), i % std::max<int64_t>(num_dense_, 1),
+                   batch.dense[i]);
+    dense[i] = static_cast<T>(batch.dense[i]);
+  }
   T* labels = host_ptr<T>(labels_at_);
-  for (int64_t i = 0; i < num_labels_; ++i) labels[i] = static_cast<T>(batch.labels[i]);
+  for (int64_t i = 0; i < num_labels_; ++i) {
+    LOCKSTEP_CHECK(batch.labels[i] >= 0.0f && batch.labels[i] <= 1.0f,
+                   "batch sample {}: label {} is outside [0, 1]", i, batch.labels[i]);
+    labels[i] = static_cast<T>(batch.labels[i]);
+  }
   if (ctx.is_cpu()) {
     base_ = host_.data();
     return;

@@ -115,6 +115,7 @@ EmbeddingBagCollection<T>::EmbeddingBagCollection(std::vector<TableConfig> table
     field_column_.push_back(static_cast<int>(col - batch_columns.begin()));
     batches_[table]->fields.push_back(static_cast<int>(f));
   }
+  batch_columns_ = batch_columns;
   for (const auto& t : tables_) has_wide_ = has_wide_ || t.dynamic();
   for (auto& tb : batches_)
     for (int f : tb->fields) {
@@ -166,7 +167,11 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   thread_local std::vector<int64_t> counts;
   thread_local std::vector<typename DeviceBatch<T>::TableSize> sizes;
   thread_local std::vector<T> occurrence_label;
-  // Pass 1 (host): check the columns and size every table's CSR.
+  // Pass 1 (host): check the columns and size every table's CSR. A batch of another layout
+  // (a column more or less) would feed one column's ids to another's table.
+  LOCKSTEP_CHECK(batch.sparse.size() == batch_columns_.size(),
+                 "batch has {} sparse columns; the model reads {} ({}), in that order",
+                 batch.sparse.size(), batch_columns_.size(), fmt::join(batch_columns_, ", "));
   int first_sequence_field = -1;
   sizes.assign(tables_.size(), {});
   for (size_t t = 0; t < tables_.size(); ++t) {

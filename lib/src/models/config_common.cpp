@@ -126,8 +126,10 @@ embedding::TableConfig read_table_params(const io::TomlDoc& doc, const toml::tab
     const toml::node* rows = tt.get("rows");
     if (rows && tt.get("capacity"))
       doc.fail(*rows, fmt::format("{}.rows and {}.capacity are both given: a dynamic table's "
-                                  "capacity is one of them (capacity: the most feasigns held)",
-                                  p, p));
+                                  "capacity is one of them (capacity: the most feasigns held; "
+                                  "the built-in models give rows: there, --set {}.rows=N sets "
+                                  "the capacity)",
+                                  p, p, p));
     c.rows = doc.get_int(tt, p, rows ? "rows" : "capacity", c.rows, 1, int64_t{1} << 40);
     if (const toml::table* a = doc.get_table(tt, p, "accessor"))
       c.accessor = read_accessor(doc, *a, p + ".accessor", c);

@@ -445,6 +445,13 @@ template <class T>
 void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
                                 const std::vector<std::string>& sparse_columns,
                                 const std::string& sparse_export) const {
+  // The bundle reads its batches in this layout: another order would feed one column's ids to
+  // another's table, silently.
+  LOCKSTEP_CHECK(sparse_columns == this->embeddings_->batch_columns(),
+                 "export_student: the sparse columns given ({}) are not the model's, in its order "
+                 "({})",
+                 fmt::join(sparse_columns, ", "),
+                 fmt::join(this->embeddings_->batch_columns(), ", "));
   serving::StudentBundle bundle;
   bundle.columns = sparse_columns;
   bundle.num_dense = this->num_dense_;

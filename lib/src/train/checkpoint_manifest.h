@@ -5,10 +5,12 @@
 //   {"format_version": 2, "model": "<Model::name()>", "step": u64, "updates": u64,
 //    "epoch": i64 >= 0, "step_in_epoch": i64 >= 0, "random_offset": u64, "ranks": int >= 1,
 //    "config_hash": "<16 hex digits>", "optimizer_steps": i64 >= 0,
+//    "epoch_samples": i64 >= 0, ["epoch_complete": true,]
 //    "files": {"<name>": {"bytes": u64, "xxh64": "<16 hex digits>"}, ...},
 //    "manifest_xxh64": "<16 hex digits>"}
 // sealed by its last member (io/manifest.h). format_version 1 is the same without the seal; it is
-// still read. Every other member, a missing one, another type or a value out of range is an
+// still read; so are manifests without epoch_samples and epoch_complete (older writers: 0 and
+// false). Every other member, a missing one, another type or a value out of range is an
 // Error naming the file and the field.
 
 #include <cstdint>

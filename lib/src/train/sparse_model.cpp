@@ -253,8 +253,14 @@ SparseModel load_sparse_model(const std::string& dir) {
   out.base = base->sequence;
   // Everything verified before anything is read into the tables.
   std::vector<std::pair<std::string, Manifest>> parts;
+  int64_t expected = out.base;  // sequence numbers count up by one: a gap is a lost delta
   for (const auto& e : exports) {
     if (e.sequence < out.base) continue;
+    LOCKSTEP_CHECK(e.sequence == expected,
+                   "{}: {}-{:06d} is missing (the exports after base {} go on with {}): a delta "
+                   "cannot be skipped; restore it, or serve an earlier base",
+                   dir, expected == out.base ? "base" : "delta", expected, out.base, e.name);
+    ++expected;
     const std::string path = (fs::path(dir) / e.name).string();
     Manifest m = read_manifest(path);
     LOCKSTEP_CHECK(m.sequence == e.sequence && m.kind == e.kind,

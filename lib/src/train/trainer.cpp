@@ -14,6 +14,7 @@
 #include "lockstep/train/failure.h"
 #include "lockstep/train/metrics.h"
 #include "lockstep/train/sparse_model.h"
+#include "train/checkpoint_manifest.h"
 #include "train/consistency.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
@@ -97,11 +98,16 @@ void log_dynamic_tables(models::Model<float>& model, const std::string& when) {
     int64_t admitted_now = 0;
     for (int64_t s = 0; s < d->capacity(); ++s)
       admitted_now += d->index().occupied(s) && d->admitted(s) ? 1 : 0;
-    log().info("{}: dynamic table '{}': {} feasigns of {} ({} with embedx); since this "
-               "process started {} created, {} admitted, {} evicted when full, {} dropped (full "
-               "of the step's own), {} deleted by {} shrinks",
-               when, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
-               c.admitted, c.evicted, c.dropped, c.deleted, c.shrinks);
+    // Dropped feasigns got no slot (the table was full of the step's own): they trained
+    // nothing. That is a capacity too small for the data, not the store's lifecycle.
+    log().log(c.dropped > 0 ? spdlog::level::warn : spdlog::level::info,
+              "{}: dynamic table '{}': {} feasigns of {} ({} with embedx); since this process "
+              "started {} created, {} admitted, {} evicted when full, {} dropped (full of the "
+              "step's own{}), {} deleted by {} shrinks",
+              when, t->config().name, d->size(), d->capacity(), admitted_now, c.inserted,
+              c.admitted, c.evicted, c.dropped,
+              c.dropped > 0 ? ": they trained nothing; raise the table's capacity" : "", c.deleted,
+              c.shrinks);
   }
 }
 
@@ -141,7 +147,10 @@ struct Trainer::Impl {
     EvalResult eval;          // the best evaluation (after a resume: its auc and logloss only)
   } selection;
   uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
-  int64_t epoch_samples = 0;           // samples trained in the current epoch by this fit()
+  int64_t epoch_samples = 0;           // samples of all ranks trained in the current epoch
+  bool epoch_complete = false;         // a checkpoint now: the epoch's last step ran, not its end
+  bool completed = false;              // the last fit() trained all its epochs (or stopped early)
+  bool resumed_epoch_complete = false;  // resumed from such a checkpoint: the epoch's end is next
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   bool warned_no_auc = false;          // evaluate() has warned of an undefined AUC
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
@@ -228,12 +237,18 @@ Trainer::Trainer(models::Model<float>& model, comm::Communicator& comm, Context&
           "model has none (kind = \"dynamic\" in [[model.tables]])",
           c.sparse_export_dir);
       check_range("keep_checkpoints", int64_t{c.keep_checkpoints}, 1, 1 << 20);
+      const auto& allowed = checkpoint_extra_files();  // found now, not at the first checkpoint
+      for (const auto& [name, text] : c.model_files)
+        LOCKSTEP_CHECK(std::find(allowed.begin(), allowed.end(), name) != allowed.end(),
+                       "model_files: '{}' is not a checkpoint file (allowed: {})", name,
+                       fmt::join(allowed, ", "));
       check_range("eval_every", c.eval_every, int64_t{0}, int64_t{1} << 40);
       check_range("early_stop_patience", c.early_stop_patience, int64_t{0}, int64_t{1} << 30);
       LOCKSTEP_CHECK(c.select_metric == "auc" || c.select_metric == "logloss",
                      "select_metric = '{}': use auc or logloss", c.select_metric);
       LOCKSTEP_CHECK(!(c.resume || c.resume_or_start) || !c.checkpoint_dir.empty(),
-                     "--resume needs --checkpoint-dir");
+                     "resume needs a checkpoint_dir (lockstep-train: --resume needs "
+                     "--checkpoint-dir)");
       if (comm.rank() == 0) {  // rank 0 writes the outputs: they must be writable before step 1
         m.progress.open_metrics();
         if (!c.checkpoint_dir.empty()) {
@@ -318,6 +333,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   const bool profiling = m.config.profile && m.ctx.profile() == nullptr;
   const ScopedProfile attached(m.ctx, profiling ? &profile : m.ctx.profile());
   m.progress.start();
+  m.completed = false;
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
   m.evaluated_at = UINT64_MAX;
@@ -345,11 +361,14 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         result.last_eval = m.evaluate(*eval);
       }
       m.epoch = m.step_in_epoch = 0;
+      m.completed = true;
       return;
     }
     for (; m.epoch < m.config.epochs; ++m.epoch, m.step_in_epoch = 0) {
-      const int64_t samples_before = result.samples;
-      const EpochEnd end = m.train_epoch(train, eval, result);
+      // Resumed from the epoch's last step: its batches are done, its end is what comes next.
+      const EpochEnd end =
+          m.resumed_epoch_complete ? EpochEnd::kDone : m.train_epoch(train, eval, result);
+      m.resumed_epoch_complete = false;
       m.last_epoch = m.epoch;
       if (end == EpochEnd::kSignal) {
         result.stopped = true;
@@ -360,7 +379,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         break;
       }
       if (m.config.epoch_boundaries) m.boundary(fmt::format("epoch {}", m.epoch + 1));
-      m.progress.on_epoch_end(m.epoch, m.step_no, result.samples - samples_before);
+      m.progress.on_epoch_end(m.epoch, m.step_no, m.epoch_samples);
       // Each rank reports what its data source let pass (skipped bad records): no collective.
       if (const std::string report = train.epoch_report(); !report.empty())
         log().warn("epoch {}: rank {}: {}", m.epoch + 1, m.comm.rank(), report);
@@ -392,6 +411,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
         m.timed([&] { result.last_checkpoint = m.save_checkpoint(); });
       m.epoch = 0;  // completed: a further fit() trains config.epochs more epochs
       m.step_in_epoch = 0;
+      m.completed = true;  // ... and a checkpoint written now marks the run finished
       if (eval) m.restore_best(result);
     }
   });
@@ -401,6 +421,10 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
     result.best_epoch = s.best_epoch;
     result.best_eval = s.eval;
   }
+  // Without epoch boundaries (lockstep-train --follow: day markers) the stores are reported
+  // at the end of each fit() too, so that evictions and drops never go unsaid.
+  if (!m.config.epoch_boundaries && m.comm.rank() == 0 && result.steps > 0)
+    log_dynamic_tables(m.model, fmt::format("step {}", m.step_no));
   result.steps_staged_ahead =
       static_cast<uint64_t>(m.step.steps_staged_ahead() - staged_ahead_before);
   result.seconds = m.progress.elapsed();
@@ -429,8 +453,10 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
 /// kEarlyStop when an evaluation ended it.
 EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitResult& result) {
   train.start_epoch(epoch);
-  if (step_in_epoch > 0) train.skip(step_in_epoch);
-  epoch_samples = 0;
+  if (step_in_epoch > 0)
+    train.skip(step_in_epoch);  // epoch_samples: as the checkpoint (or the stopped fit) left it
+  else
+    epoch_samples = 0;
   const auto term_names = model.loss_term_names();
   Lookahead data(train, comm.rank(), ctx);
   step.drop_ahead();  // staged by an earlier fit() that stopped early: not this source's
@@ -467,7 +493,11 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
     if (summary.stop_requested) {
       result.data_wait_seconds += data.wait_seconds();
       if (comm.rank() == 0) log().warn("stop requested by a signal: stopping at step {}", step_no);
-      if (!config.checkpoint_dir.empty()) result.last_checkpoint = save_checkpoint();
+      if (!config.checkpoint_dir.empty()) {
+        epoch_complete = !summary.any_next;  // a resume then does the epoch's end first
+        result.last_checkpoint = save_checkpoint();
+        epoch_complete = false;
+      }
       return EpochEnd::kSignal;
     }
     // Mid-epoch evaluation (not after the epoch's last step: the epoch's own follows).
@@ -481,8 +511,12 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
       save_sparse(SparseSaveKind::Delta);  // (the epoch's last step: its base follows)
     if (!config.checkpoint_dir.empty() && config.checkpoint_every > 0 &&
         step_no % config.checkpoint_every == 0) {
+      // On the epoch's last step the checkpoint holds the state before the epoch's end
+      // (boundary, evaluation): marked so, and not the run's final one (saved_at unchanged).
+      epoch_complete = !summary.any_next;
       timed([&] { result.last_checkpoint = save_checkpoint(); });
-      saved_at = step_no;
+      if (!epoch_complete) saved_at = step_no;
+      epoch_complete = false;
     }
     if (!summary.any_next) {
       result.data_wait_seconds += data.wait_seconds();
@@ -522,22 +556,25 @@ bool Trainer::Impl::resume() {
   }
   const CheckpointMeta meta = read_checkpoint(path, model, ctx, config_hash);
   LOCKSTEP_CHECK(meta.ranks == comm.size(),
-                 "{}: written by a run with {} ranks; resume it with {} ranks (each rank's "
-                 "data position depends on the rank count)",
-                 path, meta.ranks, comm.size());
+                 "{}: written by a run with {} ranks; resume it with {} ranks, not {} (each "
+                 "rank's data position depends on the rank count)",
+                 path, meta.ranks, meta.ranks, comm.size());
   step_no = meta.step;
   updates = meta.updates;
   epoch = meta.epoch;
   step_in_epoch = meta.step_in_epoch;
+  epoch_samples = meta.epoch_samples;
+  resumed_epoch_complete = meta.epoch_complete;
   ctx.set_random_offset(meta.random_offset);
   load_selection(path);
   start_point = fmt::format("resumes from {} (step {})", path, step_no);
   const bool finished = epoch >= config.epochs;
   if (comm.rank() == 0) {
     if (finished)
-      log().info("{}: this run already finished (step {}, all {} epoch(s) trained): nothing to "
-                 "train, nothing written",
-                 path, step_no, config.epochs);
+      log().info(
+          "{}: this run already finished (step {}: its {} epoch(s) trained, or it "
+          "stopped early): nothing to train, nothing written",
+          path, step_no, config.epochs);
     else
       log().info("resumed from {} (step {}, epoch {}, batch {} of the epoch)", path, step_no,
                  epoch, step_in_epoch);
@@ -638,12 +675,14 @@ CheckpointMeta Trainer::Impl::current_meta() const {
   CheckpointMeta meta;
   meta.step = step_no;
   meta.updates = updates;
-  meta.epoch = epoch;
-  meta.step_in_epoch = step_in_epoch;
+  meta.epoch = completed ? config.epochs : epoch;  // completed: a resume trains nothing more
+  meta.step_in_epoch = completed ? 0 : step_in_epoch;
   meta.random_offset = ctx.random_offset();
   meta.ranks = comm.size();
   meta.config_hash = config_hash;
   meta.model = model.name();
+  meta.epoch_complete = epoch_complete;
+  meta.epoch_samples = epoch_samples;
   return meta;
 }
 

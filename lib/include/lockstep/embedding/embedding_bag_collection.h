@@ -52,6 +52,9 @@ class EmbeddingBagCollection {
 
   /// Width of the pooled output: sum of the pooled fields' table dims, in field order.
   int64_t output_width() const { return output_width_; }
+  /// The Batch::sparse columns the model reads, in their order (the constructor's
+  /// batch_columns): a staged batch must have exactly these.
+  const std::vector<std::string>& batch_columns() const { return batch_columns_; }
   /// Width of one position of the sequence output (sum of the sequence fields' dims) and the
   /// number of positions T (0 when there are no sequence fields).
   int64_t sequence_width() const { return sequence_width_; }
@@ -117,6 +120,7 @@ class EmbeddingBagCollection {
   std::vector<FieldConfig> fields_;
   std::vector<int> field_table_;   // table index of each field
   std::vector<int> field_column_;  // Batch::sparse index of each field
+  std::vector<std::string> batch_columns_;  // the Batch::sparse columns, in order
   std::vector<int64_t> field_offsets_;
   int64_t output_width_ = 0, sequence_width_ = 0, sequence_length_ = 0;
   int64_t rows_ = 0;

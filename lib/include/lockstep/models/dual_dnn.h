@@ -150,6 +150,8 @@ class DualDnn final : public EmbeddingModel<T> {
   /// atomically into `dir`. No teacher parameter is written. Dynamic tables: their admitted
   /// feasigns by key, or, with `sparse_export` (a directory train::write_sparse_model writes),
   /// a reference to it instead: the serving side then reads the newest base and its deltas there.
+  /// `sparse_columns` must be the model's own (its constructor's, in order): anything else
+  /// throws Error.
   void export_student(const Context& ctx, const std::string& dir,
                       const std::vector<std::string>& sparse_columns,
                       const std::string& sparse_export = "") const;

@@ -75,6 +75,8 @@ enum class BadRecordPolicy {
 
 struct FileSourceOptions {
   int64_t batch_size = 1024;
+  /// This rank's share of the files. Set them from the communicator (comm.rank(), comm.size()):
+  /// left at 0 of 1 under mpirun, every rank reads, and trains on, all the data.
   int rank = 0, ranks = 1;
   /// Decoding threads; 0 decodes in the caller's thread. Batches are the same for any count.
   int workers = 1;

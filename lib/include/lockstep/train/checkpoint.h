@@ -33,6 +33,10 @@ struct CheckpointMeta {
   int ranks = 1;               // ranks of the run that wrote it
   uint64_t config_hash = 0;    // hash of the run configuration (checked on resume)
   std::string model;           // Model::name()
+  /// Written on the epoch's last step, before its end (boundary, evaluation): a resume does
+  /// that end next instead of looking for more of the epoch's batches.
+  bool epoch_complete = false;
+  int64_t epoch_samples = 0;  // samples of all ranks trained in the epoch up to this step
 };
 
 /// Text files written into a checkpoint besides the model state, and covered by its manifest:
