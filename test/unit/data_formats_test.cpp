@@ -193,15 +193,18 @@ TEST_CASE("Every bad-record reason names the file and the line", "[data][formats
   const std::vector<Case> cases = {
       {&tsv, "1\t1,2\t3\t4", "1\t1,2\t3", "field count",
        "expected 4 tab-separated fields (one per schema column), found 3"},
-      {&tsv, "1\t1,2\t3\t4", "1\t1,x\t3\t4", "bad number", "column 'd' (field 2): 'x' is not a number"},
+      {&tsv, "1\t1,2\t3\t4", "1\t1,x\t3\t4", "bad number",
+       "column 'd' (field 2): 'x' is not a number"},
       {&tsv, "1\t1,2\t3\t4", "3\t1,2\t3\t4", "label range", "'3' is out of range"},
       {&tsv, "1\t1,2\t3\t4", "1\t1,2\t3\t-4", "bad id", "'-4' is not a decimal uint64 id"},
       {&tsv, "1\t1,2\t3\t4", "1\t1\t3\t4", "dense count", "expected 2 comma-separated values"},
-      {&tsv, "1\t1,2\t3\t4", "1\t1,2\t\t4", "empty field", "column 'one' (field 3): the field is empty"},
+      {&tsv, "1\t1,2\t3\t4", "1\t1,2\t\t4", "empty field",
+       "column 'one' (field 3): the field is empty"},
       {&svm, "1 0:1", "1 0=1", "bad pair", "'0=1' is not id:value"},
       {&svm, "1 0:1", "1 2:1", "index range", "index '2' is outside the dense column's [0, 2)"},
       {&fm, "1 0:3:1", "1 1:3:1", "index range", "field '1' is not a feature column"},
       {&svm_sparse, "1 4:1", "1 4:0.5", "non-binary value", "sparse columns take binary features"},
+      {&svm_sparse, "1 4:1", "1 x:0", "bad id", "'x' is not a decimal uint64 id"},  // absent, bad
       {&csv, "1,2,a,3", "1,2,\"a,3", "bad quotes", "has no closing quote"},
   };
   for (const Case& c : cases) {

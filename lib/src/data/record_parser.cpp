@@ -27,10 +27,9 @@ std::string escaped(std::string_view text) {
   return out;
 }
 
-std::string quote(std::string_view token) {
-  if (token.size() <= kMaxQuoted) return fmt::format("'{}'", escaped(token));
-  return fmt::format("'{}...' ({} characters)", escaped(token.substr(0, kMaxQuoted)),
-                     token.size());
+std::string quote(std::string_view token, size_t max = kMaxQuoted) {
+  if (token.size() <= max) return fmt::format("'{}'", escaped(token));
+  return fmt::format("'{}...' ({} characters)", escaped(token.substr(0, max)), token.size());
 }
 
 std::string separator_name(char c) {
@@ -97,7 +96,7 @@ void RecordParser::set_header(std::string_view line, const std::string& source) 
     const Column& col = schema_.columns()[c];
     LOCKSTEP_CHECK(found[static_cast<size_t>(c)] || col.kind == ColumnKind::kIgnore,
                    "{}:1: the header has no field '{}' (column {} of the schema); it names: {}",
-                   source, col.name, c + 1, quote(line));
+                   source, col.name, c + 1, quote(line, 400));  // a header: every name
   }
   expected_fields_ = static_cast<int64_t>(fields_.size());
 }
@@ -374,13 +373,14 @@ void RecordParser::parse_pairs(std::string_view line, Batch& out) {
       continue;
     }
     if (id_text.empty()) fail("bad id", column, fmt::format("{} has an empty id", quote(token)));
-    if (value == 0.0f) continue;  // an absent feature
+    const uint64_t id = parse_id(column, id_text);  // checked even when absent: "x:0" is bad
+    if (value == 0.0f) continue;                    // an absent feature
     if (value != 1.0f)
       fail("non-binary value", column,
            fmt::format("{}: value {} — sparse columns take binary features (1, or 0 for absent)",
                        quote(token), quote(value_text)));
     order.push_back(column);
-    scratch_ids_.push_back(parse_id(column, id_text));
+    scratch_ids_.push_back(id);
   }
   // Ids in record order, grouped by column (a stable pass per sparse slot).
   for (int64_t slot = 0; slot < schema_.num_sparse(); ++slot) {
