@@ -563,3 +563,28 @@ TEST_CASE(
                     Contains("the manifest of a student bundle") &&
                         Contains("lockstep-predict --bundle scores with it"));
 }
+
+TEST_CASE("Single-tower inference evaluates only the tower that runs", "[train][trainer][dual]") {
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto dual = test::fixture_dual(ctx);
+  train::Trainer trainer(*dual, *comm, ctx, quiet());
+  train::VectorBatchSource data(test::fixture_batches(4, 32));
+  trainer.fit(data);
+  train::VectorBatchSource held_out(test::fixture_batches(2, 64));
+  const train::EvalResult both = trainer.evaluate(held_out);
+  REQUIRE(both.output_names == std::vector<std::string>{"student", "teacher"});
+  for (const auto out :
+       {models::DualDnn<float>::Output::Student, models::DualDnn<float>::Output::Teacher}) {
+    dual->set_output(out);
+    dual->set_single_tower_inference(true);
+    const train::EvalResult one = trainer.evaluate(held_out);
+    const std::string name = out == models::DualDnn<float>::Output::Student ? "student" : "teacher";
+    INFO(name);
+    REQUIRE(one.output_names == std::vector<std::string>{name});  // not a stale other tower
+    CHECK(one.outputs[0].auc == both.output(name)->auc);
+    CHECK(one.outputs[0].logloss == both.output(name)->logloss);
+  }
+  dual->set_single_tower_inference(false);
+  dual->set_output(models::DualDnn<float>::Output::Student);
+}

@@ -392,6 +392,10 @@ void DualDnn<T>::backward_towers(const Context& ctx, const T* dz_t, const T* dz_
 
 template <class T>
 const T* DualDnn<T>::output_logits(size_t i) const {
+  if (single_tower_) {
+    LOCKSTEP_CHECK(i < 1, "dual with single-tower inference: output {} of 1", i);
+    return output_ == Output::Student ? student_logits_ : teacher_logits_;
+  }
   LOCKSTEP_CHECK(i < 2, "dual: output {} of 2", i);
   return i == 0 ? student_logits_ : teacher_logits_;
 }

@@ -118,7 +118,9 @@ void LockstepStep::stage_ahead(const data::Batch* next, uint64_t step) {
 void LockstepStep::fail(RankReport& report, uint16_t status, const std::string& what,
                         const Error& e) {
   error_ = fmt::format("{} failed: {}", what, e.what());
-  log().error("rank {}: step {}: {}", rank_, report.step, error_);
+  // At once, for the other ranks' logs to have it before the collective; alone, the step's
+  // JobError says it (once).
+  if (comm_.size() > 1) log().error("rank {}: step {}: {}", rank_, report.step, error_);
   report.status = status;
 }
 
@@ -213,7 +215,7 @@ void LockstepStep::summarize_step(uint64_t step) {
     if (host_block_[control_.status_index(rank_)] != static_cast<float>(kStatusDeviceInputFailed))
       throw;
     error_ = fmt::format("a CUDA kernel found invalid input: {}", e.what());
-    log().error("rank {}: step {}: {}", rank_, step, error_);
+    if (comm_.size() > 1) log().error("rank {}: step {}: {}", rank_, step, error_);
   }
   control_.decode(host_block_.data(), reports_);
   const auto& reports = reports_;

@@ -31,8 +31,8 @@ namespace {
 /// has another. A failure while reading becomes a status reported at the next step.
 class Lookahead {
  public:
-  Lookahead(BatchSource& source, int rank, const Context& ctx)
-      : source_(source), rank_(rank), ctx_(ctx) {
+  Lookahead(BatchSource& source, int rank, int ranks, const Context& ctx)
+      : source_(source), rank_(rank), ranks_(ranks), ctx_(ctx) {
     has_cur_ = read(cur_);
     has_nxt_ = has_cur_ && read(nxt_);
   }
@@ -60,14 +60,15 @@ class Lookahead {
       throw;
     } catch (const Error& e) {
       error_ = fmt::format("reading the next batch failed: {}", e.what());
-      log().error("rank {}: {}", rank_, error_);
+      // At once for the other ranks' sake; alone, the step's JobError says it (once).
+      if (ranks_ > 1) log().error("rank {}: {}", rank_, error_);
       status_ = kStatusDataFailed;
       return false;
     }
   }
 
   BatchSource& source_;
-  int rank_;
+  int rank_, ranks_;
   const Context& ctx_;
   data::Batch cur_, nxt_, empty_;
   bool has_cur_ = false, has_nxt_ = false;
@@ -334,6 +335,11 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   const ScopedProfile attached(m.ctx, profiling ? &profile : m.ctx.profile());
   m.progress.start();
   m.completed = false;
+  if (m.config.early_stop_patience > 0 && !eval && m.comm.rank() == 0)
+    log().warn(
+        "early_stop_patience = {} but fit() was given no evaluation source: no early "
+        "stopping (and no best model) in this fit()",
+        m.config.early_stop_patience);
   m.side_seconds = 0;
   m.saved_at = UINT64_MAX;
   m.evaluated_at = UINT64_MAX;
@@ -425,6 +431,11 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   // at the end of each fit() too, so that evictions and drops never go unsaid.
   if (!m.config.epoch_boundaries && m.comm.rank() == 0 && result.steps > 0)
     log_dynamic_tables(m.model, fmt::format("step {}", m.step_no));
+  if (result.steps > 0 && result.samples == 0 && m.comm.rank() == 0)
+    log().warn(
+        "fit() ran {} step(s) and trained on 0 samples: the training source gave no "
+        "record on any rank",
+        result.steps);
   result.steps_staged_ahead =
       static_cast<uint64_t>(m.step.steps_staged_ahead() - staged_ahead_before);
   result.seconds = m.progress.elapsed();
@@ -458,7 +469,7 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
   else
     epoch_samples = 0;
   const auto term_names = model.loss_term_names();
-  Lookahead data(train, comm.rank(), ctx);
+  Lookahead data(train, comm.rank(), comm.size(), ctx);
   step.drop_ahead();  // staged by an earlier fit() that stopped early: not this source's
   while (true) {
     const StepInput input{step_no, data.has_next(), data.status(), data.error(),

@@ -123,8 +123,12 @@ class DualDnn final : public EmbeddingModel<T> {
   void end_epoch(const Context& ctx) override;
   void apply_gradients(const Context& ctx, T grad_scale) override;
 
-  /// {"student", "teacher"}: the served output first.
-  std::vector<std::string> output_names() const override { return {"student", "teacher"}; }
+  /// {"student", "teacher"}: the served output first. With single-tower inference only the
+  /// tower that runs (output()): the other one's logits would be stale.
+  std::vector<std::string> output_names() const override {
+    if (single_tower_) return {output_ == Output::Student ? "student" : "teacher"};
+    return {"student", "teacher"};
+  }
   const T* output_logits(size_t i) const override;
   /// {"teacher", "student", "kd", "hint"}: the parts of last_losses(), accumulated.
   std::vector<std::string> loss_term_names() const override;
@@ -133,8 +137,8 @@ class DualDnn final : public EmbeddingModel<T> {
   void set_output(Output o) { output_ = o; }
   Output output() const { return output_; }
   /// Serving-style inference: forward(…, training = false) runs only output()'s tower (what
-  /// serving that tower costs); the other tower's logits are then stale. Off by default (an
-  /// evaluation reports both).
+  /// serving that tower costs); output_names() then names only that one (an evaluation reports
+  /// it alone). Off by default (an evaluation reports both).
   void set_single_tower_inference(bool on) { single_tower_ = on; }
   const T* teacher_logits() const { return teacher_logits_; }
   const T* student_logits() const { return student_logits_; }
