@@ -151,7 +151,7 @@ struct Trainer::Impl {
   int64_t epoch_samples = 0;           // samples of all ranks trained in the current epoch
   bool epoch_complete = false;         // a checkpoint now: the epoch's last step ran, not its end
   bool completed = false;              // the last fit() trained all its epochs (or stopped early)
-  bool resumed_epoch_complete = false;  // resumed from such a checkpoint: the epoch's end is next
+  bool resumed_epoch_complete = false;  // stopped (or resumed) there: the epoch's end is next
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
   bool warned_no_auc = false;          // evaluate() has warned of an undefined AUC
   bool holds_best = false;             // the model holds the restored best (selection.best_step)
@@ -509,6 +509,7 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
         result.last_checkpoint = save_checkpoint();
         epoch_complete = false;
       }
+      resumed_epoch_complete = !summary.any_next;  // so does this Trainer's next fit()
       return EpochEnd::kSignal;
     }
     // Mid-epoch evaluation (not after the epoch's last step: the epoch's own follows).
