@@ -145,8 +145,8 @@ void add_convert_command(CLI::App& app) {
                    "--on-bad-record skip (with fail, the first bad record stops the conversion)");
     const auto files = data::expand_data_paths(args->inputs, "lockstep-data convert");
     const data::Schema schema = data::Schema::load_or_preset(args->schema);
-    for (const auto& f :
-         files) {  // e.g. an unquoted glob: --out g/*.csv gave --out g/a.csv g/b.csv
+    // An unquoted glob, say: --out g/*.csv gives --out g/a.csv g/b.csv.
+    for (const auto& f : files) {
       std::error_code ec;
       LOCKSTEP_CHECK(!std::filesystem::equivalent(f, args->out, ec),
                      "--out {}: is one of the input files; write the cache elsewhere (quote a "

@@ -211,6 +211,13 @@ bool file_mode(const Options& o) {
   return !o.data_dir.empty() || !o.train.empty() || !o.follow.empty();
 }
 
+/// Where the best validation model is kept: --best-dir, else beside the checkpoints ("": in
+/// memory only).
+std::string best_dir(const Options& o) {
+  if (!o.best_dir.empty()) return o.best_dir;
+  return o.checkpoint_dir.empty() ? std::string() : o.checkpoint_dir + "/best";
+}
+
 /// The directories lockstep-train writes must be different ones: --save into the checkpoint
 /// directory, say, would replace the checkpoints with the model.
 void check_distinct_outputs(const Options& o) {
@@ -228,9 +235,7 @@ void check_distinct_outputs(const Options& o) {
     outputs.emplace_back(flag, key);
   };
   add("--checkpoint-dir", o.checkpoint_dir);
-  add("--best-dir", !o.best_dir.empty()         ? o.best_dir
-                    : !o.checkpoint_dir.empty() ? o.checkpoint_dir + "/best"
-                                                : "");
+  add("--best-dir", best_dir(o));
   add("--save", o.save);
   add("--export", o.export_dir);
   add("--export-sparse", o.export_sparse);
@@ -644,9 +649,7 @@ int train(const Options& o, Context& ctx, comm::Communicator& comm) {
   tc.select_metric = o.select_metric;
   if (d.valid) {
     tc.early_stop_patience = o.early_stop;
-    tc.best_dir = !o.best_dir.empty()           ? o.best_dir
-                  : !o.checkpoint_dir.empty() ? o.checkpoint_dir + "/best"
-                                              : "";
+    tc.best_dir = best_dir(o);
     // No directory for it: the best model's state stays in memory (restored, never written).
     tc.keep_best_in_memory = tc.best_dir.empty();
   } else {

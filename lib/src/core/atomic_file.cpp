@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "lockstep/core/error.h"
@@ -140,14 +142,15 @@ void probe_writable_parent(const std::string& path, std::string_view what) {
 
 std::string directory_target(const std::string& path) {
   namespace fs = std::filesystem;
-  fs::path p(path);
-  while (p.filename().empty() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
-  const std::string name = p.filename().string();
-  if (name == "." || name == "..") {  // ".", "a/..": the directory they name
+  const auto strip = [](fs::path p) {  // "out/" is "out"
+    while (p.filename().empty() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+    return p;
+  };
+  fs::path p = strip(fs::path(path));
+  if (p.filename() == "." || p.filename() == "..") {  // ".", "a/..": the directory they name
     std::error_code ec;
     const fs::path abs = fs::absolute(p, ec);
-    p = (ec ? p : abs).lexically_normal();
-    while (p.filename().empty() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+    p = strip((ec ? p : abs).lexically_normal());
   }
   return p.string();
 }
@@ -176,13 +179,8 @@ void check_replaceable_directory(const std::string& path, std::string_view what)
     if (it->path().filename() == "manifest.json") {
       // Every manifest lockstep writes is sealed by "manifest_xxh64" (io/manifest.h); older
       // checkpoints have "format_version", older bundles and exports "format": "lockstep-...".
-      std::string text(size_t{1} << 20, '\0');  // manifests are a few KiB
-      if (std::FILE* f = std::fopen(it->path().c_str(), "rb"); f) {
-        text.resize(std::fread(text.data(), 1, text.size(), f));
-        std::fclose(f);
-      } else {
-        text.clear();
-      }
+      std::ifstream in(it->path(), std::ios::binary);
+      const std::string text(std::istreambuf_iterator<char>(in), {});
       manifest = text.find("\"manifest_xxh64\"") != std::string::npos ||
                  text.find("\"format_version\"") != std::string::npos ||
                  text.find("\"format\": \"lockstep-") != std::string::npos;

@@ -149,7 +149,6 @@ struct Trainer::Impl {
   } selection;
   uint64_t evaluated_at = UINT64_MAX;  // step of the running fit()'s last evaluation
   int64_t epoch_samples = 0;           // samples of all ranks trained in the current epoch
-  bool epoch_complete = false;         // a checkpoint now: the epoch's last step ran, not its end
   bool completed = false;              // the last fit() trained all its epochs (or stopped early)
   bool resumed_epoch_complete = false;  // stopped (or resumed) there: the epoch's end is next
   int64_t last_epoch = 0;              // the epoch last trained (0-based), for metrics lines
@@ -201,11 +200,12 @@ struct Trainer::Impl {
   void check_same_start(const std::string& start);
   std::string start_point;  // where resume() found this rank starts
   EpochEnd train_epoch(BatchSource& train, BatchSource* eval, FitResult& result);
-  std::string save_checkpoint();
+  /// `epoch_complete`: written on the epoch's last step, before the epoch's end.
+  std::string save_checkpoint(bool epoch_complete = false);
   void save_sparse(SparseSaveKind kind);
   void boundary(const std::string& what);
   EvalResult evaluate(BatchSource& data);
-  CheckpointMeta current_meta() const;
+  CheckpointMeta current_meta(bool epoch_complete = false) const;
   CheckpointExtras checkpoint_extras() const;
   /// Evaluates `eval` as validation data, updates the selection (writing best_dir on an
   /// improvement) and returns whether training stops early. Collective.
@@ -504,11 +504,9 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
     if (summary.stop_requested) {
       result.data_wait_seconds += data.wait_seconds();
       if (comm.rank() == 0) log().warn("stop requested by a signal: stopping at step {}", step_no);
-      if (!config.checkpoint_dir.empty()) {
-        epoch_complete = !summary.any_next;  // a resume then does the epoch's end first
-        result.last_checkpoint = save_checkpoint();
-        epoch_complete = false;
-      }
+      // On the epoch's last step a resume then does the epoch's end first.
+      if (!config.checkpoint_dir.empty())
+        result.last_checkpoint = save_checkpoint(/*epoch_complete=*/!summary.any_next);
       resumed_epoch_complete = !summary.any_next;  // so does this Trainer's next fit()
       return EpochEnd::kSignal;
     }
@@ -525,10 +523,9 @@ EpochEnd Trainer::Impl::train_epoch(BatchSource& train, BatchSource* eval, FitRe
         step_no % config.checkpoint_every == 0) {
       // On the epoch's last step the checkpoint holds the state before the epoch's end
       // (boundary, evaluation): marked so, and not the run's final one (saved_at unchanged).
-      epoch_complete = !summary.any_next;
-      timed([&] { result.last_checkpoint = save_checkpoint(); });
-      if (!epoch_complete) saved_at = step_no;
-      epoch_complete = false;
+      timed(
+          [&] { result.last_checkpoint = save_checkpoint(/*epoch_complete=*/!summary.any_next); });
+      if (summary.any_next) saved_at = step_no;
     }
     if (!summary.any_next) {
       result.data_wait_seconds += data.wait_seconds();
@@ -608,12 +605,12 @@ void Trainer::Impl::check_same_start(const std::string& start) {
                                starts[0], differ));
 }
 
-std::string Trainer::Impl::save_checkpoint() {
+std::string Trainer::Impl::save_checkpoint(bool epoch_complete) {
   LOCKSTEP_CHECK(!config.checkpoint_dir.empty(), "save_checkpoint: no checkpoint directory set");
   std::string path, error;
   if (comm.rank() == 0) {
     try {
-      path = write_checkpoint(config.checkpoint_dir, current_meta(), model, ctx,
+      path = write_checkpoint(config.checkpoint_dir, current_meta(epoch_complete), model, ctx,
                               config.keep_checkpoints, checkpoint_extras());
       log().info("checkpoint written: {}", path);
     } catch (const Error& e) {
@@ -683,7 +680,7 @@ EvalResult Trainer::Impl::evaluate(BatchSource& data) {
   return last_eval;
 }
 
-CheckpointMeta Trainer::Impl::current_meta() const {
+CheckpointMeta Trainer::Impl::current_meta(bool epoch_complete) const {
   CheckpointMeta meta;
   meta.step = step_no;
   meta.updates = updates;
