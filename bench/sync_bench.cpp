@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
           std::vector<data::Batch>(batches.begin() + first, batches.begin() + first + count));
       t.staged_ahead += t.trainer->fit(part).steps_staged_ahead;
     };
-    const int64_t round = 10;
+    const int64_t round = std::min<int64_t>(10, steps);  // --steps below 10: one round
     for (int64_t first = 0; first + round <= static_cast<int64_t>(batches.size()); first += round) {
       for (int64_t s = first; s < first + round; ++s) {
         const auto t0 = Clock::now();

@@ -72,9 +72,14 @@ add_library(zstd_lib INTERFACE)
 target_include_directories(zstd_lib INTERFACE ${ZSTD_INCLUDE_DIR})
 target_link_libraries(zstd_lib INTERFACE ${ZSTD_LIBRARY})
 
-# CUDA: AUTO turns it on when nvcc is found.
+# CUDA: AUTO turns it on when nvcc is found. LOCKSTEP_CUDA_EMULATION builds the CUDA code paths
+# with the host compiler against lockstep's emulator of the CUDA runtime, cuBLAS and CUB (emu/,
+# docs/cuda_emulation.md): the GPU tests then run on the CPU. For testing; never for speed.
 set(LOCKSTEP_CUDA_ENABLED OFF)
-if(NOT LOCKSTEP_WITH_CUDA STREQUAL "OFF")
+if(LOCKSTEP_CUDA_EMULATION)
+  include(LockstepCudaEmulation)
+  set(LOCKSTEP_CUDA_ENABLED ON)
+elseif(NOT LOCKSTEP_WITH_CUDA STREQUAL "OFF")
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
   endif()
@@ -94,6 +99,6 @@ if(NOT LOCKSTEP_WITH_CUDA STREQUAL "OFF")
 endif()
 
 set(NCCL_FOUND OFF)
-if(LOCKSTEP_CUDA_ENABLED)
+if(LOCKSTEP_CUDA_ENABLED AND NOT LOCKSTEP_CUDA_EMULATION)  # NCCL needs real GPUs
   find_package(NCCL)
 endif()

@@ -1,0 +1,3 @@
+#pragma once
+// lockstep's CUDA emulator (docs/cuda_emulation.md): see cub/cub.cuh.
+#include "cub/cub.cuh"

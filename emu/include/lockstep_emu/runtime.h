@@ -1,0 +1,79 @@
+#pragma once
+// lockstep's CUDA emulator (docs/cuda_emulation.md): what its headers (device.h, cub/, cublas)
+// share with the runtime in emu/src. Internal to the emulation build.
+
+#include <cstdint>
+#include <functional>
+
+#include "cuda_runtime_api.h"
+
+namespace lockstep_emu {
+
+/// Work the "device" does, in stream order.
+using Op = std::function<void()>;
+
+/// Enqueues `op` on `stream`: it runs at the next synchronisation that reaches it (deferred, as
+/// a GPU runs work after the call returned), or is recorded into the graph the stream captures.
+/// `what` names it in diagnostics. Returns (and records as the thread's last error) an error
+/// where the call is not allowed, e.g. on the legacy stream while this thread captures.
+cudaError_t enqueue(cudaStream_t stream, const char* what, Op op);
+
+/// Records `err` as the calling thread's last error (unless cudaSuccess) and returns it.
+cudaError_t fail(cudaError_t err);
+
+/// Stops the process with a message: what a GPU would report as an illegal address, or
+/// undefined behaviour the emulator detected (compute-sanitizer's role).
+[[noreturn]] void fatal(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+/// Aborts (fatal) unless [p, p + bytes) lies within one live device allocation or pinned host
+/// allocation: memory a kernel or a library call may touch. `what` names the access.
+void require_device(const void* p, size_t bytes, const char* what);
+
+/// Aborts (fatal) unless p is null or points into (or just past) a live device or pinned host
+/// allocation: a kernel's pointer argument. `kernel` and `index` name it.
+void require_kernel_pointer(const void* p, const char* kernel, int index);
+
+/// (Re)installs the handler that names host accesses to device memory, in front of the
+/// SIGSEGV handler installed now (which keeps every other fault). Done at the first device
+/// allocation; a test harness that replaces handlers calls it again.
+void install_fault_handler();
+
+/// A kernel launch's configuration.
+struct Grid {
+  dim3 grid, block;
+  size_t shared_bytes;
+  const char* kernel;
+};
+
+/// cudaErrorInvalidConfiguration for a configuration a GPU refuses (and the last error set).
+cudaError_t check_grid(const Grid& g);
+
+/// Runs the grid: every thread of every block calls thread(arg) with threadIdx & co. set. The
+/// threads of a block run as fibers on the calling thread, switching only at barriers,
+/// shuffles and spin waits, so that __syncthreads and warp shuffles behave as on a GPU.
+void run_grid(const Grid& g, void (*thread)(void*), void* arg);
+
+// The running thread's coordinates (valid inside run_grid's threads).
+extern uint3 g_thread_idx;
+extern uint3 g_block_idx;
+extern dim3 g_block_dim;
+extern dim3 g_grid_dim;
+
+/// __syncthreads(): waits for every thread of the block that has not exited.
+void block_sync();
+
+/// The rendezvous of the lanes in `mask` of the calling thread's warp (__syncwarp and the
+/// shuffles). A lane in `mask` that has exited is undefined behaviour on a GPU: fatal here.
+void warp_sync(unsigned mask);
+
+/// The calling lane (0..31) and its warp's exchange buffer for the current rendezvous round.
+unsigned lane_id();
+uint64_t* warp_slots();
+
+/// A spin wait's pause (__nanosleep): lets the block's other threads run.
+void spin_pause();
+
+/// Lanes of the calling thread's warp that have not exited (__activemask).
+unsigned active_lanes();
+
+}  // namespace lockstep_emu

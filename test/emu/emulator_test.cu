@@ -1,0 +1,382 @@
+// The CUDA emulator's own tests (label emu; emulation builds only, docs/cuda_emulation.md):
+// that it runs CUDA C++ as a GPU would where lockstep's kernels depend on it (barriers, shuffles,
+// stream order, capture), and that it stops what a GPU would fault on or hang at.
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <lockstep_emu/runtime.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+#include <cub/cub.cuh>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace {
+
+#define CHECK_CUDA(expr) REQUIRE((expr) == cudaSuccess)
+
+template <class T>
+T* device_array(size_t n) {
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, n * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+template <class T>
+std::vector<T> to_host(const T* d, size_t n) {
+  std::vector<T> h(n);
+  CHECK_CUDA(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+template <class T>
+T* to_device(const std::vector<T>& h) {
+  T* d = device_array<T>(h.size());
+  CHECK_CUDA(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Runs `body` in a child process; returns (killed by SIGABRT, its stderr).
+std::pair<bool, std::string> run_child(const std::function<void()>& body) {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the child dies of the emulator's abort, unseen by Catch's handlers
+    dup2(fds[1], 2);
+    close(fds[0]);
+    signal(SIGABRT, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    lockstep_emu::install_fault_handler();
+    body();
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string err;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) err.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, err};
+}
+
+__global__ void block_sum_kernel(const int* in, int n, int* out) {
+  __shared__ int partial[256];
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  partial[threadIdx.x] = i < n ? in[i] : 0;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+__global__ void warp_kernel(int* xor_sum, int* broadcast, int* down, unsigned* ballot) {
+  const int lane = threadIdx.x % 32;
+  int v = lane;
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  xor_sum[threadIdx.x] = v;
+  broadcast[threadIdx.x] = __shfl_sync(0xffffffffu, lane * 10, 3);
+  down[threadIdx.x] = __shfl_down_sync(0xffffffffu, lane, 1);
+  ballot[threadIdx.x] = __ballot_sync(0xffffffffu, lane % 2 == 0);
+}
+
+__global__ void fill_kernel(int* out, int n, int value) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    out[i] = value;
+}
+
+__global__ void increment_kernel(int* counter) { *counter += 1; }
+
+__global__ void divergent_sync_kernel(int* out) {
+  // Lane 0 waits for the block, the others for their warp, which lane 0 never joins. (A block
+  // barrier some threads skip by exiting is no deadlock: exited threads count as arrived.)
+  if (threadIdx.x == 0)
+    __syncthreads();
+  else
+    __syncwarp();
+  out[threadIdx.x] = 1;
+}
+
+__global__ void divergent_shuffle_kernel(int* out) {
+  if (threadIdx.x % 32 >= 16) return;  // half the warp exits; the rest names it in the mask
+  out[threadIdx.x] = __shfl_sync(0xffffffffu, 1, 0);
+}
+
+}  // namespace
+
+TEST_CASE("emulator: __syncthreads and __shared__ give a block reduction", "[emu]") {
+  const int n = 1000;
+  std::vector<int> h(n);
+  std::iota(h.begin(), h.end(), 1);
+  int* in = to_device(h);
+  int* out = device_array<int>(4);
+  block_sum_kernel<<<4, 256>>>(in, n, out);
+  CHECK_CUDA(cudaGetLastError());
+  const std::vector<int> sums = to_host(out, 4);
+  for (int b = 0; b < 4; ++b) {
+    int expect = 0;
+    for (int i = b * 256; i < std::min(n, (b + 1) * 256); ++i) expect += h[i];
+    CHECK(sums[b] == expect);
+  }
+  CHECK_CUDA(cudaFree(in));
+  CHECK_CUDA(cudaFree(out));
+}
+
+TEST_CASE("emulator: warp shuffles and votes", "[emu]") {
+  int* x = device_array<int>(64);
+  int* b = device_array<int>(64);
+  int* d = device_array<int>(64);
+  unsigned* v = device_array<unsigned>(64);
+  warp_kernel<<<1, 64>>>(x, b, d, v);
+  const auto xs = to_host(x, 64), bs = to_host(b, 64), ds = to_host(d, 64);
+  const auto vs = to_host(v, 64);
+  for (int t = 0; t < 64; ++t) {
+    const int lane = t % 32;
+    CHECK(xs[t] == 496);  // 0 + 1 + ... + 31 in every lane
+    CHECK(bs[t] == 30);
+    CHECK(ds[t] == (lane == 31 ? 31 : lane + 1));  // the last lane keeps its own value
+    CHECK(vs[t] == 0x55555555u);
+  }
+  for (void* p : {(void*)x, (void*)b, (void*)d, (void*)v}) CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: work runs at a synchronisation, not at the call", "[emu]") {
+  cudaStream_t s;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  int* d = device_array<int>(8);
+  int* pinned = nullptr;
+  CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&pinned), 8 * sizeof(int)));
+  std::memset(pinned, 0, 8 * sizeof(int));
+  fill_kernel<<<1, 32, 0, s>>>(d, 8, 7);
+  CHECK_CUDA(cudaMemcpyAsync(pinned, d, 8 * sizeof(int), cudaMemcpyDeviceToHost, s));
+  CHECK(pinned[0] == 0);  // not synchronised yet: the copy has not happened
+
+  cudaEvent_t e;
+  CHECK_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  CHECK_CUDA(cudaEventRecord(e, s));
+  CHECK(cudaEventQuery(e) == cudaErrorNotReady);
+  CHECK(cudaGetLastError() == cudaErrorNotReady);  // recorded as the last error, as in CUDA
+  CHECK_CUDA(cudaEventSynchronize(e));
+  CHECK(pinned[0] == 7);
+  CHECK(pinned[7] == 7);
+
+  // A copy into pageable memory returns when the data is there.
+  std::vector<int> pageable(8, 0);
+  fill_kernel<<<1, 32, 0, s>>>(d, 8, 9);
+  CHECK_CUDA(cudaMemcpyAsync(pageable.data(), d, 8 * sizeof(int), cudaMemcpyDeviceToHost, s));
+  CHECK(pageable[3] == 9);
+  // A copy from pageable memory takes the data at the call.
+  pageable.assign(8, 5);
+  CHECK_CUDA(cudaMemcpyAsync(d, pageable.data(), 8 * sizeof(int), cudaMemcpyHostToDevice, s));
+  pageable.assign(8, 6);
+  CHECK(to_host(d, 8)[0] == 5);
+
+  CHECK_CUDA(cudaEventDestroy(e));
+  CHECK_CUDA(cudaFreeHost(pinned));
+  CHECK_CUDA(cudaFree(d));
+  CHECK_CUDA(cudaStreamDestroy(s));
+}
+
+TEST_CASE("emulator: fresh and freed device memory reads as 0xff bytes", "[emu]") {
+  int* d = device_array<int>(16);
+  const auto fresh = to_host(d, 16);
+  for (int v : fresh) CHECK(v == -1);
+  float* f = device_array<float>(4);
+  for (float v : to_host(f, 4)) CHECK(std::isnan(v));
+  CHECK_CUDA(cudaFree(d));
+  CHECK_CUDA(cudaFree(f));
+}
+
+TEST_CASE("emulator: stream capture records work and refuses synchronisation", "[emu]") {
+  cudaStream_t s;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  int* counter = to_device(std::vector<int>{0});
+
+  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  cudaStreamCaptureStatus status;
+  CHECK_CUDA(cudaStreamIsCapturing(s, &status));
+  CHECK(status == cudaStreamCaptureStatusActive);
+  increment_kernel<<<1, 1, 0, s>>>(counter);
+  cudaGraph_t graph = nullptr;
+  CHECK_CUDA(cudaStreamEndCapture(s, &graph));
+  CHECK(to_host(counter, 1)[0] == 0);  // captured, not run
+  cudaGraphExec_t exec = nullptr;
+  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CHECK_CUDA(cudaGraphLaunch(exec, s));
+  CHECK_CUDA(cudaGraphLaunch(exec, s));
+  CHECK_CUDA(cudaStreamSynchronize(s));
+  CHECK(to_host(counter, 1)[0] == 2);
+
+  // Synchronising the capturing stream fails and invalidates the capture.
+  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  increment_kernel<<<1, 1, 0, s>>>(counter);
+  CHECK(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t bad = nullptr;
+  CHECK(cudaStreamEndCapture(s, &bad) == cudaErrorStreamCaptureInvalidated);
+  CHECK(bad == nullptr);
+  // So does a copy through pageable memory, and work on the legacy stream.
+  std::vector<int> pageable(1);
+  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  CHECK(cudaMemcpyAsync(pageable.data(), counter, sizeof(int), cudaMemcpyDeviceToHost, s) ==
+        cudaErrorStreamCaptureUnsupported);
+  CHECK(cudaStreamEndCapture(s, &bad) == cudaErrorStreamCaptureInvalidated);
+  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  increment_kernel<<<1, 1>>>(counter);
+  CHECK(cudaGetLastError() == cudaErrorStreamCaptureImplicit);
+  CHECK(cudaStreamEndCapture(s, &bad) == cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+  CHECK(to_host(counter, 1)[0] == 2);  // nothing of the failed captures ran
+
+  CHECK_CUDA(cudaGraphExecDestroy(exec));
+  CHECK_CUDA(cudaGraphDestroy(graph));
+  CHECK_CUDA(cudaFree(counter));
+  CHECK_CUDA(cudaStreamDestroy(s));
+}
+
+TEST_CASE("emulator: a launch configuration a GPU refuses is an error", "[emu]") {
+  int* d = device_array<int>(1);
+  fill_kernel<<<1, 2048>>>(d, 1, 0);
+  CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  fill_kernel<<<0, 32>>>(d, 1, 0);
+  CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  CHECK_CUDA(cudaFree(d));
+}
+
+TEST_CASE("emulator: CUB sorts by the requested key bits only, encodes runs, scans in place",
+          "[emu]") {
+  // Keys that differ only above bit 4 are equal for a sort over bits [0, 4): input order stays.
+  const std::vector<uint64_t> keys{0x13, 0x02, 0x23, 0x01, 0x03};
+  const std::vector<int> values{0, 1, 2, 3, 4};
+  uint64_t* k_in = to_device(keys);
+  int* v_in = to_device(values);
+  uint64_t* k_out = device_array<uint64_t>(5);
+  int* v_out = device_array<int>(5);
+  size_t bytes = 0;
+  CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, bytes, k_in, k_out, v_in, v_out, 5, 0, 4));
+  void* temp = device_array<char>(bytes);
+  CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp, bytes, k_in, k_out, v_in, v_out, 5, 0, 4));
+  CHECK(to_host(v_out, 5) == std::vector<int>{3, 1, 0, 2, 4});
+
+  const std::vector<uint64_t> sorted{1, 1, 2, 5, 5, 5};
+  uint64_t* s_in = to_device(sorted);
+  uint64_t* unique = device_array<uint64_t>(6);
+  int64_t* counts = device_array<int64_t>(6);
+  int64_t* runs = device_array<int64_t>(1);
+  size_t rle_bytes = 0;
+  CHECK_CUDA(cub::DeviceRunLengthEncode::Encode(nullptr, rle_bytes, s_in, unique, counts, runs, 6));
+  void* rle_temp = device_array<char>(rle_bytes);
+  CHECK_CUDA(
+      cub::DeviceRunLengthEncode::Encode(rle_temp, rle_bytes, s_in, unique, counts, runs, 6));
+  CHECK(to_host(runs, 1)[0] == 3);
+  CHECK(to_host(counts, 3) == std::vector<int64_t>{2, 1, 3});
+
+  size_t scan_bytes = 0;
+  CHECK_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts, counts, 3));
+  void* scan_temp = device_array<char>(std::max<size_t>(scan_bytes, 1));
+  CHECK_CUDA(cub::DeviceScan::ExclusiveSum(scan_temp, scan_bytes, counts, counts, 3));
+  CHECK(to_host(counts, 3) == std::vector<int64_t>{0, 2, 3});
+  for (void* p : {(void*)k_in, (void*)v_in, (void*)k_out, (void*)v_out, temp, (void*)s_in,
+                  (void*)unique, (void*)counts, (void*)runs, rle_temp, scan_temp})
+    CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: cuBLAS GEMM, beta = 0 ignores C, TF32 rounds the inputs", "[emu]") {
+  // Column-major 2x2: C = A B with A = [1 2; 3 4], B = identity.
+  float* a = to_device(std::vector<float>{1, 3, 2, 4});
+  float* b = to_device(std::vector<float>{1, 0, 0, 1});
+  float* c = device_array<float>(4);  // NaN-filled: beta = 0 must not read it
+  cublasHandle_t h;
+  REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+  const float one = 1, zero = 0;
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, a, 2, b, 2, &zero, c, 2) ==
+          CUBLAS_STATUS_SUCCESS);
+  CHECK(to_host(c, 4) == std::vector<float>{1, 3, 2, 4});
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, 2, 2, 2, &one, a, 2, b, 2, &zero, c, 2) ==
+          CUBLAS_STATUS_SUCCESS);
+  CHECK(to_host(c, 4) == std::vector<float>{1, 2, 3, 4});
+
+  const float fine = 1.0f + std::ldexp(1.0f, -20);  // below TF32's 10 mantissa bits
+  float* x = to_device(std::vector<float>{fine});
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, x, 1, b, 1, &zero, c, 1) ==
+          CUBLAS_STATUS_SUCCESS);
+  CHECK(to_host(c, 1)[0] == fine);
+  REQUIRE(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, x, 1, b, 1, &zero, c, 1) ==
+          CUBLAS_STATUS_SUCCESS);
+  CHECK(to_host(c, 1)[0] == 1.0f);
+  REQUIRE(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS);
+  for (void* p : {(void*)a, (void*)b, (void*)c, (void*)x}) CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: stops what a GPU would fault on or hang at, naming it", "[emu]") {
+  SECTION("host code reading device memory") {
+    const auto [aborted, err] = run_child([] {
+      int* d = device_array<int>(4);
+      volatile int v = d[0];
+      (void)v;
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("host code accessed device memory"));
+  }
+  SECTION("a host pointer passed to a kernel") {
+    const auto [aborted, err] = run_child([] {
+      std::vector<int> host(32);
+      fill_kernel<<<1, 32>>>(host.data(), 32, 1);
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("kernel fill_kernel: argument 0"));
+    CHECK_THAT(err, Catch::Contains("host memory"));
+  }
+  SECTION("barriers in divergent code") {
+    const auto [aborted, err] = run_child([] {
+      int* d = device_array<int>(32);
+      divergent_sync_kernel<<<1, 32>>>(d);
+      (void)cudaDeviceSynchronize();
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("kernel divergent_sync_kernel: block (0,0,0) deadlocked"));
+  }
+  SECTION("a shuffle whose mask names exited lanes") {
+    const auto [aborted, err] = run_child([] {
+      int* d = device_array<int>(32);
+      divergent_shuffle_kernel<<<1, 32>>>(d);
+      (void)cudaDeviceSynchronize();
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("waits for lanes that have exited"));
+  }
+  SECTION("a copy past the end of an allocation") {
+    const auto [aborted, err] = run_child([] {
+      int* d = device_array<int>(4);
+      std::vector<int> host(8);
+      (void)cudaMemcpy(host.data(), d, 8 * sizeof(int), cudaMemcpyDeviceToHost);
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("is not inside one live device or pinned allocation"));
+  }
+  SECTION("CUB temp storage sized for fewer items") {
+    const auto [aborted, err] = run_child([] {
+      float* in = device_array<float>(4096);
+      float* out = device_array<float>(1);
+      size_t bytes = 0;
+      (void)cub::DeviceReduce::Sum(nullptr, bytes, in, out, 32);
+      void* temp = device_array<char>(bytes);
+      (void)cub::DeviceReduce::Sum(temp, bytes, in, out, 4096);
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("bytes of temp storage"));
+  }
+}
