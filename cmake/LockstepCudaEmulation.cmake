@@ -8,15 +8,27 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 # Shared: the library and the tests that call CUDA themselves must see one emulated device.
 add_library(lockstep_cuda_emu SHARED
             ${PROJECT_SOURCE_DIR}/emu/src/runtime.cpp ${PROJECT_SOURCE_DIR}/emu/src/fiber.cpp
-            ${PROJECT_SOURCE_DIR}/emu/src/cublas.cpp)
+            ${PROJECT_SOURCE_DIR}/emu/src/cublas.cpp ${PROJECT_SOURCE_DIR}/emu/src/nccl.cpp)
 target_include_directories(lockstep_cuda_emu BEFORE PUBLIC ${PROJECT_SOURCE_DIR}/emu/include)
 target_compile_features(lockstep_cuda_emu PUBLIC cxx_std_17)
 target_compile_options(lockstep_cuda_emu PRIVATE -Wall -Wextra)
 target_link_libraries(lockstep_cuda_emu PUBLIC Threads::Threads)
-foreach(lib cudart cublas)
+# A sanitizer build instruments the emulator too: under ASan, device memory comes from ASan's
+# allocator, so kernels reading out of bounds are reported (docs/cuda_emulation.md).
+if(LOCKSTEP_SANITIZE)
+  target_compile_options(lockstep_cuda_emu PRIVATE -fsanitize=${LOCKSTEP_SANITIZE}
+                         -fno-sanitize-recover=all -fno-omit-frame-pointer -g1)
+  target_link_options(lockstep_cuda_emu PRIVATE -fsanitize=${LOCKSTEP_SANITIZE})
+endif()
+foreach(lib cudart cublas)  # and NCCL::nccl below
   add_library(CUDA::${lib} INTERFACE IMPORTED GLOBAL)
   set_target_properties(CUDA::${lib} PROPERTIES INTERFACE_LINK_LIBRARIES lockstep_cuda_emu)
 endforeach()
+
+# NCCL between the processes of one machine (emu/src/nccl.cpp): the nccl communicator runs too.
+set(NCCL_FOUND ON)
+add_library(NCCL::nccl INTERFACE IMPORTED GLOBAL)
+set_target_properties(NCCL::nccl PROPERTIES INTERFACE_LINK_LIBRARIES lockstep_cuda_emu)
 
 # lockstep_emu_translate(<out-var> <file.cu>...): the C++ translations of the .cu files (in the
 # build tree, regenerated when the source or the translator changes).

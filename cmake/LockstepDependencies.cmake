@@ -98,7 +98,9 @@ elseif(NOT LOCKSTEP_WITH_CUDA STREQUAL "OFF")
   endif()
 endif()
 
-set(NCCL_FOUND OFF)
-if(LOCKSTEP_CUDA_ENABLED AND NOT LOCKSTEP_CUDA_EMULATION)  # NCCL needs real GPUs
+if(NOT LOCKSTEP_CUDA_EMULATION)  # the emulator brings its own (LockstepCudaEmulation)
+  set(NCCL_FOUND OFF)
+endif()
+if(LOCKSTEP_CUDA_ENABLED AND NOT LOCKSTEP_CUDA_EMULATION)
   find_package(NCCL)
 endif()

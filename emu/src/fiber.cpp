@@ -21,6 +21,9 @@
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 namespace lockstep_emu {
 
@@ -80,6 +83,7 @@ struct Fiber {
   ucontext_t context;
 #endif
   State state = State::Ready;
+  void* asan_fake_stack = nullptr;  // AddressSanitizer's state of the fiber while switched out
   uint64_t wait_gen = 0;
   uint3 tid{0, 0, 0};
   unsigned linear = 0;  // the thread's index in its block
@@ -113,6 +117,10 @@ struct Scheduler {
 #else
   ucontext_t main_context;
 #endif
+  // AddressSanitizer's view of the scheduler's stack (fiber switches are announced to it).
+  void* main_fake_stack = nullptr;
+  const void* main_bottom = nullptr;
+  size_t main_size = 0;
 };
 
 Scheduler g_sched;
@@ -123,25 +131,42 @@ Scheduler g_sched;
 void fiber_entry_ucontext() { fiber_main(); }
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+void asan_leave(void** fake_stack, const void* bottom, size_t size) {
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+}
+void asan_arrive(void* fake_stack, const void** old_bottom, size_t* old_size) {
+  __sanitizer_finish_switch_fiber(fake_stack, old_bottom, old_size);
+}
+#else
+void asan_leave(void**, const void*, size_t) {}
+void asan_arrive(void*, const void**, size_t*) {}
+#endif
+
 void switch_to(Fiber& f) {
   g_sched.current = &f;
   g_thread_idx = f.tid;
+  asan_leave(&g_sched.main_fake_stack, f.stack + kGuardBytes, kStackBytes);
 #if defined(__x86_64__)
   lockstep_emu_switch(&g_sched.main_sp, f.sp);
 #else
   swapcontext(&g_sched.main_context, &f.context);
 #endif
+  asan_arrive(g_sched.main_fake_stack, nullptr, nullptr);
   g_sched.current = nullptr;
 }
 
 // From the running fiber back to the scheduler.
-void yield_to_scheduler() {
+// A finished fiber passes `last`: AddressSanitizer then drops its state.
+void yield_to_scheduler(bool last = false) {
   Fiber& f = *g_sched.current;
+  asan_leave(last ? nullptr : &f.asan_fake_stack, g_sched.main_bottom, g_sched.main_size);
 #if defined(__x86_64__)
   lockstep_emu_switch(&f.sp, g_sched.main_sp);
 #else
   swapcontext(&f.context, &g_sched.main_context);
 #endif
+  asan_arrive(f.asan_fake_stack, &g_sched.main_bottom, &g_sched.main_size);
 }
 
 void prepare(Fiber& f) {
@@ -199,6 +224,7 @@ void release_warp_if_complete(Warp& w) {
 }
 
 [[noreturn]] void fiber_main() {
+  asan_arrive(nullptr, &g_sched.main_bottom, &g_sched.main_size);
   try {
     g_sched.thread(g_sched.arg);
   } catch (...) {
@@ -212,7 +238,7 @@ void release_warp_if_complete(Warp& w) {
   Warp& w = warp_of(f);
   w.exited |= 1u << (f.linear % 32);
   release_warp_if_complete(w);
-  yield_to_scheduler();
+  yield_to_scheduler(/*last=*/true);
   fatal("a finished kernel thread was resumed");
 }
 

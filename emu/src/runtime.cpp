@@ -90,6 +90,14 @@ bool env_flag(const char* name, bool fallback) {
 // ---- memory -------------------------------------------------------------------------------
 
 constexpr size_t kArenaBytes = size_t{64} << 30;  // address space, reserved not committed
+// Under AddressSanitizer (LOCKSTEP_SANITIZE=address) device allocations come from its allocator
+// instead of the arena: a kernel reading past an allocation's end, or freed memory, is then
+// reported by ASan (compute-sanitizer memcheck's role); host accesses are no longer caught.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
 constexpr size_t kAlign = 256;
 constexpr unsigned char kPoison = 0xff;
 
@@ -134,7 +142,7 @@ void on_fault(int sig, siginfo_t* info, void*) {
 }
 
 void init_memory() {
-  if (g_mem.base != nullptr) return;
+  if (g_mem.base != nullptr || kAsan) return;
   void* m =
       mmap(nullptr, kArenaBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED)
@@ -177,6 +185,14 @@ const std::pair<const uintptr_t, Allocation>* find_allocation(const void* p, siz
 
 void* device_alloc(size_t bytes) {
   init_memory();
+  if (kAsan) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kAlign, bytes) != 0) return nullptr;
+    std::memset(p, kPoison, bytes);
+    g_mem.live[reinterpret_cast<uintptr_t>(p)] = Allocation{bytes, bytes, false};
+    g_mem.live_bytes += bytes;
+    return p;
+  }
   const size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
   uintptr_t at = 0;
   auto fit = g_mem.free_blocks.lower_bound(size);
@@ -217,6 +233,10 @@ void device_free(void* p, const char* what) {
   for (auto& [q, n] : g_mem.to_poison)
     if (q == p) n = 0;
   std::memset(p, kPoison, size);  // a later read through a stale pointer sees garbage
+  if (kAsan) {
+    std::free(p);  // ASan reports a later use
+    return;
+  }
   g_mem.free_blocks.emplace(size, reinterpret_cast<uintptr_t>(p));
 }
 
@@ -225,7 +245,7 @@ enum class Space { Device, Pinned, Pageable };
 Space space_of(const void* p) {
   if (in_arena(p)) return Space::Device;
   const auto* a = find_allocation(p, 1);
-  if (a != nullptr && a->second.pinned) return Space::Pinned;
+  if (a != nullptr) return a->second.pinned ? Space::Pinned : Space::Device;
   return Space::Pageable;
 }
 
@@ -530,6 +550,8 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 }
 cudaError_t cudaDeviceGetPCIBusId(char* id, int len, int device) {
   if (const cudaError_t e = check_device(device)) return e;
+  // Per device index, as on a machine: two ranks on device 0 share "one GPU" (and the nccl
+  // communicator refuses them); with LOCKSTEP_EMU_DEVICES=N ranks take devices of their own.
   std::snprintf(id, static_cast<size_t>(len), "0000:%02x:00.0", device);
   return cudaSuccess;
 }
