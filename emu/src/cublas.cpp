@@ -63,8 +63,8 @@ struct Gemm {
             tb == CUBLAS_OP_N ? B[p + size_t(j) * ldb] : B[j + size_t(p) * ldb], rounding);
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
-        const float* ai = &a[size_t(i) * k];
-        const float* bj = &b[size_t(j) * k];
+        const float* ai = a.data() + size_t(i) * k;  // k may be 0: no element to address
+        const float* bj = b.data() + size_t(j) * k;
         float acc = 0.0f;
         for (int p = 0; p < k; ++p) acc = std::fma(ai[p], bj[p], acc);
         float& c = C[i + size_t(j) * ldc];

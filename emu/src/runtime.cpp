@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
@@ -111,6 +112,7 @@ struct Memory {
   char* base = nullptr;
   size_t committed = 0;  // bytes of the arena in use (page multiple): [base, base + committed)
   size_t live_bytes = 0;
+  size_t high_water = 0;  // the most live bytes so far: what a pool that keeps memory holds
   std::map<uintptr_t, Allocation> live;             // device and pinned allocations by start
   std::multimap<size_t, uintptr_t> free_blocks;     // freed device blocks by size
   std::vector<std::pair<void*, size_t>> to_poison;  // fresh allocations, filled on device entry
@@ -191,6 +193,7 @@ void* device_alloc(size_t bytes) {
     std::memset(p, kPoison, bytes);
     g_mem.live[reinterpret_cast<uintptr_t>(p)] = Allocation{bytes, bytes, false};
     g_mem.live_bytes += bytes;
+    g_mem.high_water = std::max(g_mem.high_water, g_mem.live_bytes);
     return p;
   }
   const size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
@@ -645,8 +648,8 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
       *out = pool->release_threshold;
       break;
     case cudaMemPoolAttrReservedMemCurrent:
-    case cudaMemPoolAttrReservedMemHigh:
-      *out = g_mem.committed;
+    case cudaMemPoolAttrReservedMemHigh:  // the arena's, or under ASan the most ever live
+      *out = kAsan ? g_mem.high_water : g_mem.committed;
       break;
     case cudaMemPoolAttrUsedMemCurrent:
     case cudaMemPoolAttrUsedMemHigh:
