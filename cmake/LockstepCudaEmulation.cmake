@@ -1,6 +1,6 @@
 # LOCKSTEP_CUDA_EMULATION=ON: lockstep's CUDA code paths built with the host compiler against its
-# emulator of the CUDA runtime, cuBLAS and CUB (emu/, docs/cuda_emulation.md). The emulator
-# stands in for the CUDA::cudart and CUDA::cublas targets; .cu files become C++ through
+# emulator of the CUDA runtime, cuBLAS, CUB and NCCL (emu/, docs/cuda_emulation.md). The
+# emulator stands in for the CUDA::cudart, CUDA::cublas and NCCL::nccl targets; .cu files become C++ through
 # emu/translate_cu.py (lockstep_emu_translate).
 
 find_package(Python3 REQUIRED COMPONENTS Interpreter)

@@ -73,7 +73,7 @@ target_include_directories(zstd_lib INTERFACE ${ZSTD_INCLUDE_DIR})
 target_link_libraries(zstd_lib INTERFACE ${ZSTD_LIBRARY})
 
 # CUDA: AUTO turns it on when nvcc is found. LOCKSTEP_CUDA_EMULATION builds the CUDA code paths
-# with the host compiler against lockstep's emulator of the CUDA runtime, cuBLAS and CUB (emu/,
+# with the host compiler against lockstep's emulator of CUDA, cuBLAS, CUB and NCCL (emu/,
 # docs/cuda_emulation.md): the GPU tests then run on the CPU. For testing; never for speed.
 set(LOCKSTEP_CUDA_ENABLED OFF)
 if(LOCKSTEP_CUDA_EMULATION)

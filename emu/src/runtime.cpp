@@ -54,7 +54,6 @@ struct CUevent_st {
 
 struct CUgraph_st {
   std::vector<lockstep_emu::Op> ops;
-  std::vector<const char*> names;
 };
 struct CUgraphExec_st {
   std::vector<lockstep_emu::Op> ops;
@@ -265,6 +264,7 @@ uint64_t g_next_seq = 1;
 uint64_t g_executed_seq = 0;
 bool g_sync_each = false;  // LOCKSTEP_EMU_SYNC=1: every operation runs when enqueued
 bool g_flushing = false;
+const char* g_running = nullptr;  // the queued operation running now (named by fatal())
 CUstream_st g_legacy_stream{0, true, 0, nullptr};
 CUmemPoolHandle_st g_pool;
 std::map<uint64_t, Capture*> g_captures;  // the active captures by id
@@ -292,9 +292,11 @@ void flush() {
   while (!g_queue.empty()) {
     Item item = std::move(g_queue.front());
     g_queue.pop_front();
+    g_running = item.what;
     item.op();
     g_executed_seq = item.seq;
   }
+  g_running = nullptr;
   g_flushing = false;
 }
 
@@ -347,6 +349,7 @@ void fatal(const char* format, ...) {
   va_start(args, format);
   std::vfprintf(stderr, format, args);
   va_end(args);
+  if (g_running != nullptr) std::fprintf(stderr, " (while the device ran %s)", g_running);
   std::fputc('\n', stderr);
   std::fflush(stderr);
   std::abort();
@@ -358,7 +361,6 @@ cudaError_t enqueue(cudaStream_t stream, const char* what, Op op) {
   if (s->capture != nullptr) {
     if (s->capture->invalidated) return fail(cudaErrorStreamCaptureInvalidated);
     s->capture->graph->ops.push_back(std::move(op));
-    s->capture->graph->names.push_back(what);
     return cudaSuccess;
   }
   if (s->legacy && t_capture != nullptr && t_capture->mode != cudaStreamCaptureModeRelaxed) {
