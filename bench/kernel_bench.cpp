@@ -14,6 +14,7 @@
 
 #include "bench/bench_util.h"
 #include "kernels/activation.h"
+#include "kernels/din_unit.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/init.h"
@@ -217,6 +218,48 @@ int main(int argc, char** argv) {
           3, iters);
       rows_out.push_back({"PReLU bwd (DIN unit, B*T x 80)", b_ms, n * 12.0 / (b_ms * 1e6),
                           bw_ceiling, "GB/s", "read x, dy, write dx (in place), dalpha"});
+    }
+
+    // ---- The DIN unit's first layer (kernels/din_unit.h) at din-bench shapes: target and history
+    // of D = 32 (item 16 + category 16), T = 50 positions, 80 hidden units; the backward with
+    // both input gradients. GF/s counts the multiply-adds of the decomposition
+    // (kernels/din_unit.h): (B·T, 2D)·(2D, H) forward, twice that backward (dW and the inputs'
+    // gradients).
+    {
+      const int64_t Tn = 50, D = 32, H = 80, urows = batch * Tn;
+      std::vector<float> init(static_cast<size_t>(urows * D));
+      std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+      for (auto& v : init) v = value(rng);
+      auto k_u = make_tensor(ctx, init);
+      init.resize(static_cast<size_t>(batch * D));
+      auto q_u = make_tensor(ctx, init);
+      init.resize(static_cast<size_t>(4 * D * H));
+      for (auto& v : init) v = 0.1f * value(rng);
+      auto w_u = make_tensor(ctx, init);
+      Tensor<float> b_u(ctx, {H}), h_u(ctx, {urows, H}), dw_u(ctx, {4 * D, H}), db_u(ctx, {H}),
+          dq_u(ctx, {batch, D}), dk_u(ctx, {urows, D});
+      for (Tensor<float>* t : {&b_u, &dw_u, &db_u, &dq_u, &dk_u})
+        zero_bytes(ctx, t->data(), t->bytes());
+      const double flops = 2.0 * urows * 2 * D * H;
+      const double f_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::din_unit_forward<float>(ctx, batch, Tn, D, H, q_u.data(), D, k_u.data(), D,
+                                             w_u.data(), b_u.data(), h_u.data());
+          },
+          3, iters);
+      rows_out.push_back({"DIN unit fwd (B*T x 128 -> 80)", f_ms, flops / (f_ms * 1e6), sgemm,
+                          "GF/s", "ceiling: measured large SGEMM"});
+      const double b_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::din_unit_backward<float>(ctx, batch, Tn, D, H, q_u.data(), D, k_u.data(), D,
+                                              w_u.data(), h_u.data(), dw_u.data(), db_u.data(),
+                                              dq_u.data(), D, dk_u.data(), D);
+          },
+          3, iters);
+      rows_out.push_back({"DIN unit bwd (dW, dq, dk)", b_ms, 2.0 * flops / (b_ms * 1e6), sgemm,
+                          "GF/s", "ceiling: measured large SGEMM"});
     }
 
     bench::print_table(

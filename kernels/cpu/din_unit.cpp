@@ -2,12 +2,19 @@
 //
 // The unit uses the decomposition of its weight matrix W = [W_q; W_k; W_d; W_p] (four (D, H)
 // blocks multiplying q, k, q − k and q ⊙ k):
-//   h = q·(W_q + W_d) + k·(W_k − W_d) + (q ⊙ k)·W_p + bias,
-// so the (B·T, 4D) concatenation is never built: one (B·T, D)·(D, H) GEMM for k, one for q ⊙ k
-// and a (B, D)·(D, H) GEMM for the target, broadcast over positions. The CUDA version follows
-// the same steps (same folded weights, same order of the additions). The plain concatenation
-// loop lives in the unit test, as the independent reference. Sizes and strides are validated by
-// the dispatcher.
+//   h = [k, q ⊙ k]·[W_k − W_d; W_p] + q·(W_q + W_d) + bias,
+// so the (B·T, 4D) concatenation is never built: per tile of samples, X = [k, q ⊙ k] (rows, 2D)
+// times the folded (2D, H) weights, plus the target's (B, H) term broadcast over positions.
+//
+// Fused by tiles (issue 14): the work is cut into tiles of whole samples (about kTileRows rows),
+// each tile done start to end by one thread — X built, its GEMMs, the element-wise epilogue —
+// while its X, dh and the backward's Y = dh·[W_k − W_d; W_p]ᵀ stay in that core's cache. dh is
+// read from memory once, the (B·T, D) q ⊙ k and P tensors never go to memory. The tiles depend on
+// B and T only, and the weight gradients are partial products of fixed chunks of tiles added in
+// chunk order, so the bits do not depend on the thread count. The CUDA version follows the same
+// algebra (same folded weights, same order of the element-wise additions) with whole-batch GEMMs.
+// The plain concatenation loop lives in the unit test, as the independent reference. Sizes and
+// strides are validated by the dispatcher.
 
 #include "kernels/din_unit.h"
 
@@ -15,43 +22,57 @@
 #include <vector>
 
 #include "kernels/bias.h"
+#include "kernels/cpu/gemm_serial.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/gemm.h"
 
 namespace lockstep::kernels::cpu {
 
 namespace {
 
-/// W_q + W_d and W_k − W_d, each (D, H): the weights of q and of k in the decomposition.
+constexpr int64_t kTileRows = 512;    // rows (positions) per tile, about
+constexpr int64_t kChunkRows = 4096;  // rows per chunk of the backward's weight-gradient partials
+
+/// Samples per tile: whole samples, about kTileRows positions.
+int64_t tile_samples(int64_t Tn) { return std::max<int64_t>(1, kTileRows / Tn); }
+/// Samples per chunk of the backward: a whole number of tiles, about kChunkRows positions.
+int64_t chunk_samples(int64_t Tn) {
+  const int64_t ts = tile_samples(Tn);
+  return ts * std::max<int64_t>(1, kChunkRows / (ts * Tn));
+}
+
+/// w_x = [W_k − W_d; W_p] (2D, H), the weights of X = [k, q ⊙ k]; w_qd = W_q + W_d (D, H).
 template <class T>
-void fold_din_weights(int64_t D, int64_t H, const T* W, std::vector<T>& w_qd,
-                      std::vector<T>& w_kd) {
+void fold_din_weights(int64_t D, int64_t H, const T* W, std::vector<T>& w_x, std::vector<T>& w_qd) {
   const int64_t n = D * H;
   const T* w_q = W;
   const T* w_k = W + n;
   const T* w_d = W + 2 * n;
+  const T* w_p = W + 3 * n;
+  w_x.resize(static_cast<size_t>(2 * n));
   w_qd.resize(static_cast<size_t>(n));
-  w_kd.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     w_qd[i] = w_q[i] + w_d[i];
-    w_kd[i] = w_k[i] - w_d[i];
+    w_x[i] = w_k[i] - w_d[i];
+    w_x[n + i] = w_p[i];
   }
 }
 
-/// qk[b·T + t, :] = q[b, :] ⊙ k[b, t, :], (B·T, D) contiguous.
+/// X[(b − s0)·T + t] = [k[b, t], q[b] ⊙ k[b, t]] for the samples b of [s0, s1): (rows, 2D).
 template <class T>
-void target_times_history(const Context& ctx, int64_t B, int64_t Tn, int64_t D, const T* q,
-                          int64_t ldq, const T* k, int64_t ldk, std::vector<T>& qk) {
-  qk.resize(static_cast<size_t>(B * Tn * D));
-  parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const T* q_row = q + b * ldq;
-      for (int64_t t = 0; t < Tn; ++t) {
-        const int64_t r = b * Tn + t;
-        for (int64_t d = 0; d < D; ++d) qk[r * D + d] = q_row[d] * k[r * ldk + d];
+void build_x(int64_t s0, int64_t s1, int64_t Tn, int64_t D, const T* q, int64_t ldq, const T* k,
+             int64_t ldk, std::vector<T>& X) {
+  X.resize(static_cast<size_t>((s1 - s0) * Tn * 2 * D));
+  T* x = X.data();
+  for (int64_t b = s0; b < s1; ++b) {
+    const T* q_row = q + b * ldq;
+    for (int64_t t = 0; t < Tn; ++t, x += 2 * D) {
+      const T* k_row = k + (b * Tn + t) * ldk;
+      for (int64_t d = 0; d < D; ++d) {
+        x[d] = k_row[d];
+        x[D + d] = q_row[d] * k_row[d];
       }
     }
-  });
+  }
 }
 
 }  // namespace
@@ -61,39 +82,42 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
                       int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, T* h) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
-  // Scratch kept between calls: a steady-state step allocates nothing.
-  LOCKSTEP_KEPT_VECTOR(T, q_term);
-  LOCKSTEP_KEPT_VECTOR(T, w_qd);
-  LOCKSTEP_KEPT_VECTOR(T, w_kd);
-  LOCKSTEP_KEPT_VECTOR(T, qk);
-  q_term.assign(static_cast<size_t>(B * H), T(0));
-  if (D == 0) {
-    std::fill(h, h + rows * H, T(0));
-  } else {
-    fold_din_weights(D, H, W, w_qd, w_kd);
-    target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
-    // h = k·(W_k − W_d) + (q ⊙ k)·W_p; q_term = q·(W_q + W_d).
-    cpu::gemm<T>(ctx, Trans::N, Trans::N, rows, H, D, T(1), k, ldk, w_kd.data(), H, T(0), h, H);
-    cpu::gemm<T>(ctx, Trans::N, Trans::N, rows, H, D, T(1), qk.data(), D, W + 3 * D * H, H, T(1), h,
-                 H);
-    cpu::gemm<T>(ctx, Trans::N, Trans::N, B, H, D, T(1), q, ldq, w_qd.data(), H, T(0),
-                 q_term.data(), H);
+  if (D == 0) {  // h = bias
+    parallel_for(ctx, rows, grain_for(H), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::copy(bias, bias + H, h + r * H);
+    });
+    return;
   }
-  parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
+  // Scratch kept between calls: a steady-state step allocates nothing.
+  LOCKSTEP_KEPT_VECTOR(T, w_x);
+  LOCKSTEP_KEPT_VECTOR(T, w_qd);
+  fold_din_weights(D, H, W, w_x, w_qd);
+  parallel_for(ctx, B, tile_samples(Tn), [&](int64_t s0, int64_t s1) {
+    LOCKSTEP_KEPT_VECTOR(T, X);       // this thread's tile
+    LOCKSTEP_KEPT_VECTOR(T, q_term);  // (samples, H) = q·(W_q + W_d)
+    const int64_t n = s1 - s0;
+    T* h_tile = h + s0 * Tn * H;
+    build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
+    q_term.resize(static_cast<size_t>(n * H));
+    gemm_serial(Trans::N, Trans::N, n * Tn, H, 2 * D, T(1), X.data(), 2 * D, w_x.data(), H, T(0),
+                h_tile, H);
+    gemm_serial(Trans::N, Trans::N, n, H, D, T(1), q + s0 * ldq, ldq, w_qd.data(), H, T(0),
+                q_term.data(), H);
+    for (int64_t b = 0; b < n; ++b) {
       const T* qt = q_term.data() + b * H;
       for (int64_t t = 0; t < Tn; ++t) {
-        T* h_row = h + (b * Tn + t) * H;
+        T* h_row = h_tile + (b * Tn + t) * H;
         for (int64_t j = 0; j < H; ++j) h_row[j] += qt[j] + bias[j];
       }
     }
   });
 }
 
-// With S[b] = Σ_t dh[b, t] and P = dh·W_pᵀ (B·T, D):
-//   dW_q += qᵀS,  dW_k += kᵀdh,  dW_d += qᵀS − kᵀdh,  dW_p += (q ⊙ k)ᵀdh,  dbias += Σ_b S[b];
+// With S[b] = Σ_t dh[b, t], X = [k, q ⊙ k] and Y = dh·[W_k − W_d; W_p]ᵀ = [Y_k, P] (B·T, 2D):
+//   [g_k; g_p] = Xᵀdh,  g_q = qᵀS;  dW_q += g_q,  dW_k += g_k,  dW_d += g_q − g_k,  dW_p += g_p;
+//   dbias += Σ_b S[b];
 //   dq[b] += S[b]·(W_q + W_d)ᵀ + Σ_t P[b, t] ⊙ k[b, t];
-//   dk[b, t] += dh[b, t]·(W_k − W_d)ᵀ + P[b, t] ⊙ q[b].
+//   dk[b, t] += Y_k[b, t] + P[b, t] ⊙ q[b].
 template <class T>
 void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
                        int64_t ldq, const T* k, int64_t ldk, const T* W, const T* dh, T* dW,
@@ -101,67 +125,83 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
 
-  // S: (B, H), summed over positions in increasing t.
   // Scratch kept between calls: a steady-state step allocates nothing.
-  LOCKSTEP_KEPT_VECTOR(T, S);
-  LOCKSTEP_KEPT_VECTOR(T, w_qd);
-  LOCKSTEP_KEPT_VECTOR(T, w_kd);
-  LOCKSTEP_KEPT_VECTOR(T, qk);
-  LOCKSTEP_KEPT_VECTOR(T, g_q);
-  LOCKSTEP_KEPT_VECTOR(T, g_k);
-  S.assign(static_cast<size_t>(B * H), T(0));
-  parallel_for(ctx, B, grain_for(Tn * H), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t t = 0; t < Tn; ++t) {
-        const T* dh_row = dh + (b * Tn + t) * H;
-        for (int64_t j = 0; j < H; ++j) S[b * H + j] += dh_row[j];
+  LOCKSTEP_KEPT_VECTOR(T, S);        // (B, H), summed over positions in increasing t
+  LOCKSTEP_KEPT_VECTOR(T, w_x);      // [W_k − W_d; W_p]
+  LOCKSTEP_KEPT_VECTOR(T, w_qd);     // W_q + W_d
+  LOCKSTEP_KEPT_VECTOR(T, partial);  // per chunk: [g_k; g_p; g_q] (3D, H)
+  S.resize(static_cast<size_t>(B * H));
+  const int64_t DH = D * H, ts = tile_samples(Tn), cs = chunk_samples(Tn);
+  const int64_t chunks = (B + cs - 1) / cs;
+  if (D > 0) fold_din_weights(D, H, W, w_x, w_qd);
+  partial.resize(static_cast<size_t>(chunks * 3 * DH));
+  parallel_for(ctx, B, cs, [&](int64_t c0, int64_t c1) {
+    LOCKSTEP_KEPT_VECTOR(T, X);  // this thread's tile: [k, q ⊙ k]
+    LOCKSTEP_KEPT_VECTOR(T, Y);  // and dh·[W_k − W_d; W_p]ᵀ
+    T* part = partial.data() + (c0 / cs) * 3 * DH;
+    for (int64_t s0 = c0; s0 < c1; s0 += ts) {
+      const int64_t s1 = std::min(c1, s0 + ts), n = s1 - s0, tile_rows = n * Tn;
+      const T* dh_tile = dh + s0 * Tn * H;
+      for (int64_t b = s0; b < s1; ++b) {
+        T* s_row = S.data() + b * H;
+        std::fill(s_row, s_row + H, T(0));
+        for (int64_t t = 0; t < Tn; ++t) {
+          const T* dh_row = dh + (b * Tn + t) * H;
+          for (int64_t j = 0; j < H; ++j) s_row[j] += dh_row[j];
+        }
       }
+      if (D == 0) continue;
+      build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
+      const T beta = s0 == c0 ? T(0) : T(1);  // the chunk's first tile starts its partials
+      gemm_serial(Trans::T, Trans::N, 2 * D, H, tile_rows, T(1), X.data(), 2 * D, dh_tile, H, beta,
+                  part, H);
+      gemm_serial(Trans::T, Trans::N, D, H, n, T(1), q + s0 * ldq, ldq, S.data() + s0 * H, H, beta,
+                  part + 2 * DH, H);
+      if (dq == nullptr && dk == nullptr) continue;
+      Y.resize(static_cast<size_t>(tile_rows * 2 * D));
+      gemm_serial(Trans::N, Trans::T, tile_rows, 2 * D, H, T(1), dh_tile, H, w_x.data(), H, T(0),
+                  Y.data(), 2 * D);
+      if (dk != nullptr) {
+        for (int64_t b = s0; b < s1; ++b) {
+          const T* q_row = q + b * ldq;
+          for (int64_t t = 0; t < Tn; ++t) {
+            const int64_t r = b * Tn + t;
+            const T* y = Y.data() + (r - s0 * Tn) * 2 * D;
+            T* g = dk + r * lddk;
+            for (int64_t d = 0; d < D; ++d) g[d] = (g[d] + y[d]) + y[D + d] * q_row[d];
+          }
+        }
+      }
+      if (dq != nullptr) {
+        gemm_serial(Trans::N, Trans::T, n, D, H, T(1), S.data() + s0 * H, H, w_qd.data(), H, T(1),
+                    dq + s0 * lddq, lddq);
+        for (int64_t b = s0; b < s1; ++b)
+          for (int64_t d = 0; d < D; ++d) {
+            T sum = T(0);
+            for (int64_t t = 0; t < Tn; ++t) {
+              const int64_t r = b * Tn + t;
+              sum += Y[(r - s0 * Tn) * 2 * D + D + d] * k[r * ldk + d];
+            }
+            dq[b * lddq + d] += sum;
+          }
+      }
+    }
   });
   cpu::bias_grad<T>(ctx, B, H, S.data(), dbias);
   if (D == 0) return;
-
-  const int64_t DH = D * H;
-  g_q.resize(static_cast<size_t>(DH));
-  g_k.resize(static_cast<size_t>(DH));
-  fold_din_weights(D, H, W, w_qd, w_kd);
-  target_times_history(ctx, B, Tn, D, q, ldq, k, ldk, qk);
-  cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, rows, T(1), k, ldk, dh, H, T(0), g_k.data(), H);
-  cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, B, T(1), q, ldq, S.data(), H, T(0), g_q.data(), H);
-  cpu::gemm<T>(ctx, Trans::T, Trans::N, D, H, rows, T(1), qk.data(), D, dh, H, T(1), dW + 3 * DH,
-               H);
+  // The chunks' partial products, added in chunk order.
   for (int64_t i = 0; i < DH; ++i) {
-    dW[i] += g_q[i];
-    dW[DH + i] += g_k[i];
-    dW[2 * DH + i] += g_q[i] - g_k[i];
-  }
-  if (dq == nullptr && dk == nullptr) return;
-
-  std::vector<T>& P = qk;  // (B·T, D), reuses the q ⊙ k buffer
-  cpu::gemm<T>(ctx, Trans::N, Trans::T, rows, D, H, T(1), dh, H, W + 3 * DH, H, T(0), P.data(), D);
-  if (dk != nullptr) {
-    cpu::gemm<T>(ctx, Trans::N, Trans::T, rows, D, H, T(1), dh, H, w_kd.data(), H, T(1), dk, lddk);
-    parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t t = 0; t < Tn; ++t) {
-          const int64_t r = b * Tn + t;
-          for (int64_t d = 0; d < D; ++d) dk[r * lddk + d] += P[r * D + d] * q[b * ldq + d];
-        }
-    });
-  }
-  if (dq != nullptr) {
-    cpu::gemm<T>(ctx, Trans::N, Trans::T, B, D, H, T(1), S.data(), H, w_qd.data(), H, T(1), dq,
-                 lddq);
-    parallel_for(ctx, B, grain_for(Tn * D), [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t d = 0; d < D; ++d) {
-          T sum = T(0);
-          for (int64_t t = 0; t < Tn; ++t) {
-            const int64_t r = b * Tn + t;
-            sum += P[r * D + d] * k[r * ldk + d];
-          }
-          dq[b * lddq + d] += sum;
-        }
-    });
+    T g_k = T(0), g_p = T(0), g_q = T(0);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = partial.data() + c * 3 * DH;
+      g_k += part[i];
+      g_p += part[DH + i];
+      g_q += part[2 * DH + i];
+    }
+    dW[i] += g_q;
+    dW[DH + i] += g_k;
+    dW[2 * DH + i] += g_q - g_k;
+    dW[3 * DH + i] += g_p;
   }
 }
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/gemm_serial.h"
 #include "kernels/cpu/parallel.h"
 
 // Sizes and leading dimensions are validated by the dispatcher (kernels/gemm.h).
@@ -23,9 +24,10 @@ namespace lockstep::kernels::cpu {
 
 namespace {
 CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
+}  // namespace
 
-void blas_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm_serial(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
 #if LOCKSTEP_GEMM_ONEDNN
   // LOCKSTEP_CPU_GEMM=openblas in the environment: OpenBLAS after all (side-by-side measurement).
   // The library is a function of the shape and the build, never of the thread count.
@@ -70,12 +72,13 @@ void blas_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
               ldc);
 #endif
 }
-void blas_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-               int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+void gemm_serial(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), M, N, K, alpha, A, lda, B, ldb, beta, C,
               ldc);
 }
 
+namespace {
 // How a GEMM is cut into fixed blocks for the kernel threads (kernels/cpu/parallel.h): by the
 // shape alone, so the result is the same with any number of threads. Each block is one
 // single-threaded BLAS call; blocks of rows (or columns) of C are independent; blocks of K
@@ -93,7 +96,7 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
   const int64_t macs = M * N * std::max<int64_t>(K, 1);
   const int64_t blocks = macs / kMinBlockMacs;
   if (blocks < 2) {  // (whatever the thread count: the blocks depend on the shape alone)
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const auto a_rows = [&](int64_t r) { return ta == Trans::N ? A + r * lda : A + r; };
@@ -101,12 +104,12 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
   if (M >= 2 * kMinRows) {  // blocks of rows of C
     const int64_t grain = std::max(kMinRows, (M + blocks - 1) / blocks);
     parallel_for(ctx, M, grain, [&](int64_t r0, int64_t r1) {
-      blas_gemm(ta, tb, r1 - r0, N, K, alpha, a_rows(r0), lda, B, ldb, beta, C + r0 * ldc, ldc);
+      gemm_serial(ta, tb, r1 - r0, N, K, alpha, a_rows(r0), lda, B, ldb, beta, C + r0 * ldc, ldc);
     });
   } else if (N >= 2 * kMinRows) {  // blocks of columns of C
     const int64_t grain = std::max(kMinRows, (N + blocks - 1) / blocks);
     parallel_for(ctx, N, grain, [&](int64_t c0, int64_t c1) {
-      blas_gemm(ta, tb, M, c1 - c0, K, alpha, A, lda, b_cols(c0), ldb, beta, C + c0, ldc);
+      gemm_serial(ta, tb, M, c1 - c0, K, alpha, A, lda, b_cols(c0), ldb, beta, C + c0, ldc);
     });
   } else if (K >= 2 * kBlockK) {  // blocks of K: partial products, added in order
     const int64_t parts = (K + kBlockK - 1) / kBlockK;
@@ -115,8 +118,8 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
     parallel_for(ctx, K, kBlockK, [&](int64_t k0, int64_t k1) {
       const T* a = ta == Trans::N ? A + k0 : A + k0 * lda;
       const T* b = tb == Trans::N ? B + k0 * ldb : B + k0;
-      blas_gemm(ta, tb, M, N, k1 - k0, T(1), a, lda, b, ldb, T(0),
-                partial.data() + (k0 / kBlockK) * M * N, N);
+      gemm_serial(ta, tb, M, N, k1 - k0, T(1), a, lda, b, ldb, T(0),
+                  partial.data() + (k0 / kBlockK) * M * N, N);
     });
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
@@ -126,7 +129,7 @@ void gemm(const Context& ctx, Trans ta, Trans tb, int64_t M, int64_t N, int64_t 
         c = beta == T(0) ? alpha * sum : alpha * sum + beta * c;
       }
   } else {
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 }
 
@@ -145,8 +148,8 @@ void gemm_strided_batched(const Context& ctx, Trans ta, Trans tb, int64_t M, int
   if (M == 0 || N == 0) return;
   parallel_for(ctx, batch, grain_for(M * N * std::max<int64_t>(K, 1)), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      blas_gemm(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
-                C + i * strideC, ldc);
+      gemm_serial(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
+                  C + i * strideC, ldc);
   });
 }
 

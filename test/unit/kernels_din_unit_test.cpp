@@ -64,7 +64,8 @@ TEMPLATE_TEST_CASE("din_unit_forward equals the explicit [q, k, q-k, q*k] concat
   };
   const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 1},      {3, 7, 5, 9, 5, 5},
                                      {1, 50, 32, 80, 32, 32}, {4, 5, 3, 17, 6, 4},
-                                     {2, 3, 4, 2, 9, 11},     {5, 2, 1, 3, 2, 3}};
+                                     {2, 3, 4, 2, 9, 11},     {5, 2, 1, 3, 2, 3},
+                                     {40, 30, 5, 7, 6, 5}};  // several tiles, the last short
   for (const auto& s : shapes) {
     DYNAMIC_SECTION("B " << s.B << " T " << s.Tn << " D " << s.D << " H " << s.H << " ldq " << s.ldq
                          << " ldk " << s.ldk) {
@@ -169,29 +170,39 @@ TEST_CASE("din_unit_backward matches central differences for W, bias, q and k",
 }
 
 TEST_CASE("din_unit_backward in float agrees with double precision", "[kernels][attention]") {
-  Context ctx;
-  const int64_t B = 5, Tn = 13, D = 8, H = 11, ld = 9;
-  const auto qf = strided_random<float>(B, D, ld, 21);
-  const auto kf = strided_random<float>(B * Tn, D, ld, 22);
-  const auto Wf = test::random_vector<float>(4 * D * H, 23);
-  const auto dhf = test::random_vector<float>(B * Tn * H, 24);
-  auto dWf = test::random_vector<float>(4 * D * H, 25);
-  auto dbf = test::random_vector<float>(H, 26);
-  auto dqf = strided_random<float>(B, D, ld, 27);
-  auto dkf = strided_random<float>(B * Tn, D, ld, 28);
-  auto dWd = to_double(dWf), dbd = to_double(dbf), dqd = to_double(dqf), dkd = to_double(dkf);
-  const auto qd = to_double(qf), kd = to_double(kf), Wd = to_double(Wf), dhd = to_double(dhf);
-  kernels::din_unit_backward<float>(ctx, B, Tn, D, H, qf.data(), ld, kf.data(), ld, Wf.data(),
-                                    dhf.data(), dWf.data(), dbf.data(), dqf.data(), ld, dkf.data(),
-                                    ld);
-  kernels::din_unit_backward<double>(ctx, B, Tn, D, H, qd.data(), ld, kd.data(), ld, Wd.data(),
-                                     dhd.data(), dWd.data(), dbd.data(), dqd.data(), ld, dkd.data(),
-                                     ld);
-  // dW sums B·T = 65 products, dq sums T·H: absolute tolerance ~ sqrt(terms) · 1e-6.
-  test::require_close(dWf, dWd, 1e-5, 1e-5, "dW float vs double");
-  test::require_close(dbf, dbd, 1e-5, 1e-5, "dbias float vs double");
-  test::require_close(dqf, dqd, 2e-5, 1e-5, "dq float vs double");
-  test::require_close(dkf, dkd, 1e-5, 1e-5, "dk float vs double");
+  // The second shape cuts the CPU kernel's work into several tiles (the last one short) and
+  // several chunks of weight-gradient partial products (kernels/cpu/din_unit.cpp).
+  struct Shape {
+    int64_t B, Tn, D, H;
+  };
+  for (const Shape s : {Shape{5, 13, 8, 11}, Shape{290, 30, 5, 7}}) {
+    DYNAMIC_SECTION("B " << s.B << " T " << s.Tn) {
+      Context ctx;
+      const int64_t B = s.B, Tn = s.Tn, D = s.D, H = s.H, ld = D + 1;
+      const auto qf = strided_random<float>(B, D, ld, 21);
+      const auto kf = strided_random<float>(B * Tn, D, ld, 22);
+      const auto Wf = test::random_vector<float>(4 * D * H, 23);
+      const auto dhf = test::random_vector<float>(B * Tn * H, 24);
+      auto dWf = test::random_vector<float>(4 * D * H, 25);
+      auto dbf = test::random_vector<float>(H, 26);
+      auto dqf = strided_random<float>(B, D, ld, 27);
+      auto dkf = strided_random<float>(B * Tn, D, ld, 28);
+      auto dWd = to_double(dWf), dbd = to_double(dbf), dqd = to_double(dqf), dkd = to_double(dkf);
+      const auto qd = to_double(qf), kd = to_double(kf), Wd = to_double(Wf), dhd = to_double(dhf);
+      kernels::din_unit_backward<float>(ctx, B, Tn, D, H, qf.data(), ld, kf.data(), ld, Wf.data(),
+                                        dhf.data(), dWf.data(), dbf.data(), dqf.data(), ld,
+                                        dkf.data(), ld);
+      kernels::din_unit_backward<double>(ctx, B, Tn, D, H, qd.data(), ld, kd.data(), ld, Wd.data(),
+                                         dhd.data(), dWd.data(), dbd.data(), dqd.data(), ld,
+                                         dkd.data(), ld);
+      // dW and dbias sum B·T products, dq T·H: absolute tolerance ~ sqrt(terms) · 1e-6.
+      const double rows = static_cast<double>(B * Tn);
+      test::require_close(dWf, dWd, 1.5e-6 * std::sqrt(rows), 1e-5, "dW float vs double");
+      test::require_close(dbf, dbd, 1.5e-6 * std::sqrt(rows), 1e-5, "dbias float vs double");
+      test::require_close(dqf, dqd, 2e-5, 1e-5, "dq float vs double");
+      test::require_close(dkf, dkd, 1e-5, 1e-5, "dk float vs double");
+    }
+  }
 }
 
 TEMPLATE_TEST_CASE("din_unit_backward with only dq or only dk requested", "[kernels][din_unit]",

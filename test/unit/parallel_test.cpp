@@ -10,6 +10,7 @@
 #include "kernels/activation.h"
 #include "kernels/bias.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/din_unit.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_norm.h"
@@ -183,6 +184,23 @@ TEST_CASE("Blocked kernels give the same bits with 1, 2 and 3 threads, and the r
     kernels::masked_softmax_backward<float>(ctx, rows, cols, y.data(), dy.data(), dx.data());
     y.insert(y.end(), dx.begin(), dx.end());
     return y;
+  });
+  require_thread_independent("din unit", [&](const Context& ctx) {
+    // 300 samples of 30 positions: tiles of 17 samples, weight-gradient chunks of 136 (3 chunks,
+    // the last one short); strided q and k, accumulating dq and dk.
+    const int64_t B = 300, Tn = 30, D = 6, H = 20, ld = 9;
+    const auto q = random_vector(B * ld, 11), k = random_vector(B * Tn * ld, 12);
+    const auto W = random_vector(4 * D * H, 13), bias = random_vector(H, 14);
+    const auto dh = random_vector(B * Tn * H, 15);
+    std::vector<float> h(B * Tn * H), dW(4 * D * H, 0.5f), dbias(H, 0.25f), dq(B * ld, 1.0f),
+        dk(B * Tn * ld, -1.0f);
+    kernels::din_unit_forward<float>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                     bias.data(), h.data());
+    kernels::din_unit_backward<float>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                      dh.data(), dW.data(), dbias.data(), dq.data(), ld, dk.data(),
+                                      ld);
+    for (const auto* v : {&dW, &dbias, &dq, &dk}) h.insert(h.end(), v->begin(), v->end());
+    return h;
   });
   require_thread_independent("pooled lookup", [&](const Context& ctx) {
     const int64_t bags = 20000, dim = 16, table_rows = 5000;
