@@ -260,6 +260,31 @@ int main(int argc, char** argv) {
           3, iters);
       rows_out.push_back({"DIN unit bwd (dW, dq, dk)", b_ms, 2.0 * flops / (b_ms * 1e6), sgemm,
                           "GF/s", "ceiling: measured large SGEMM"});
+      // With its PReLU fused (what DinAttention runs): against the two rows above plus PReLU's.
+      Tensor<float> a_u(ctx, {urows, H}), alpha_u(ctx, {H}), dalpha_u(ctx, {H});
+      kernels::fill_constant<float>(ctx, H, 0.25f, alpha_u.data());
+      zero_bytes(ctx, dalpha_u.data(), dalpha_u.bytes());
+      const double ff_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::din_unit_prelu_forward<float>(ctx, batch, Tn, D, H, q_u.data(), D, k_u.data(),
+                                                   D, w_u.data(), b_u.data(), alpha_u.data(),
+                                                   h_u.data(), a_u.data());
+          },
+          3, iters);
+      rows_out.push_back({"DIN unit + PReLU fwd, fused", ff_ms, flops / (ff_ms * 1e6), sgemm,
+                          "GF/s", "ceiling: measured large SGEMM"});
+      const double fb_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::din_unit_prelu_backward<float>(
+                ctx, batch, Tn, D, H, q_u.data(), D, k_u.data(), D, w_u.data(), h_u.data(),
+                alpha_u.data(), a_u.data(), dw_u.data(), db_u.data(), dalpha_u.data(), dq_u.data(),
+                D, dk_u.data(), D);
+          },
+          3, iters);
+      rows_out.push_back({"DIN unit + PReLU bwd, fused", fb_ms, 2.0 * flops / (fb_ms * 1e6), sgemm,
+                          "GF/s", "da: the forward's a (scratch)"});
     }
 
     bench::print_table(

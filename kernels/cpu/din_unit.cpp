@@ -75,39 +75,49 @@ void build_x(int64_t s0, int64_t s1, int64_t Tn, int64_t D, const T* q, int64_t 
   }
 }
 
-}  // namespace
-
+/// The forward of din_unit_forward, and with alpha != nullptr of din_unit_prelu_forward: the
+/// tile's epilogue then also writes a = PReLU(h) while the rows are in cache.
 template <class T>
-void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
-                      int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, T* h) {
+void unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
+                  int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, const T* alpha,
+                  T* h, T* a) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
-  if (D == 0) {  // h = bias
-    parallel_for(ctx, rows, grain_for(H), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::copy(bias, bias + H, h + r * H);
-    });
-    return;
-  }
   // Scratch kept between calls: a steady-state step allocates nothing.
   LOCKSTEP_KEPT_VECTOR(T, w_x);
   LOCKSTEP_KEPT_VECTOR(T, w_qd);
-  fold_din_weights(D, H, W, w_x, w_qd);
+  if (D > 0) fold_din_weights(D, H, W, w_x, w_qd);
   parallel_for(ctx, B, tile_samples(Tn), [&](int64_t s0, int64_t s1) {
     LOCKSTEP_KEPT_VECTOR(T, X);       // this thread's tile
     LOCKSTEP_KEPT_VECTOR(T, q_term);  // (samples, H) = q·(W_q + W_d)
     const int64_t n = s1 - s0;
     T* h_tile = h + s0 * Tn * H;
-    build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
-    q_term.resize(static_cast<size_t>(n * H));
-    gemm_serial(Trans::N, Trans::N, n * Tn, H, 2 * D, T(1), X.data(), 2 * D, w_x.data(), H, T(0),
-                h_tile, H);
-    gemm_serial(Trans::N, Trans::N, n, H, D, T(1), q + s0 * ldq, ldq, w_qd.data(), H, T(0),
-                q_term.data(), H);
+    if (D > 0) {
+      build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
+      q_term.resize(static_cast<size_t>(n * H));
+      gemm_serial(Trans::N, Trans::N, n * Tn, H, 2 * D, T(1), X.data(), 2 * D, w_x.data(), H, T(0),
+                  h_tile, H);
+      gemm_serial(Trans::N, Trans::N, n, H, D, T(1), q + s0 * ldq, ldq, w_qd.data(), H, T(0),
+                  q_term.data(), H);
+    }
     for (int64_t b = 0; b < n; ++b) {
       const T* qt = q_term.data() + b * H;
       for (int64_t t = 0; t < Tn; ++t) {
-        T* h_row = h_tile + (b * Tn + t) * H;
-        for (int64_t j = 0; j < H; ++j) h_row[j] += qt[j] + bias[j];
+        const int64_t r = b * Tn + t;
+        T* h_row = h_tile + r * H;
+        if (D > 0) {
+          for (int64_t j = 0; j < H; ++j) h_row[j] += qt[j] + bias[j];
+        } else {  // h = bias
+          std::copy(bias, bias + H, h_row);
+        }
+        if (alpha == nullptr) continue;
+        // PReLU as kernels/cpu/activation.cpp computes it (both sides, then the select).
+        T* a_row = a + (s0 * Tn + r) * H;
+#pragma GCC ivdep
+        for (int64_t j = 0; j < H; ++j) {
+          const T v = h_row[j], scaled = alpha[j] * v;
+          a_row[j] = v > T(0) ? v : scaled;
+        }
       }
     }
   });
@@ -118,35 +128,62 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
 //   dbias += Σ_b S[b];
 //   dq[b] += S[b]·(W_q + W_d)ᵀ + Σ_t P[b, t] ⊙ k[b, t];
 //   dk[b, t] += Y_k[b, t] + P[b, t] ⊙ q[b].
+//
+// unit_backward is din_unit_backward, and with h != nullptr din_unit_prelu_backward: `dh` is
+// then da, and each tile's dh = da ⊙ PReLU'(h) is formed in the thread's scratch (never written
+// to memory), its dalpha terms summed in double per chunk like the weight gradients.
 template <class T>
-void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
-                       int64_t ldq, const T* k, int64_t ldk, const T* W, const T* dh, T* dW,
-                       T* dbias, T* dq, int64_t lddq, T* dk, int64_t lddk) {
+void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
+                   int64_t ldq, const T* k, int64_t ldk, const T* W, const T* h, const T* alpha,
+                   const T* dh, T* dW, T* dbias, T* dalpha, T* dq, int64_t lddq, T* dk,
+                   int64_t lddk) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
 
   // Scratch kept between calls: a steady-state step allocates nothing.
-  LOCKSTEP_KEPT_VECTOR(T, S);        // (B, H), summed over positions in increasing t
-  LOCKSTEP_KEPT_VECTOR(T, w_x);      // [W_k − W_d; W_p]
-  LOCKSTEP_KEPT_VECTOR(T, w_qd);     // W_q + W_d
-  LOCKSTEP_KEPT_VECTOR(T, partial);  // per chunk: [g_k; g_p; g_q] (3D, H)
+  LOCKSTEP_KEPT_VECTOR(T, S);                    // (B, H), summed over positions in increasing t
+  LOCKSTEP_KEPT_VECTOR(T, w_x);                  // [W_k − W_d; W_p]
+  LOCKSTEP_KEPT_VECTOR(T, w_qd);                 // W_q + W_d
+  LOCKSTEP_KEPT_VECTOR(T, partial);              // per chunk: [g_k; g_p; g_q] (3D, H)
+  LOCKSTEP_KEPT_VECTOR(double, dalpha_partial);  // per chunk: (H)
   S.resize(static_cast<size_t>(B * H));
   const int64_t DH = D * H, ts = tile_samples(Tn), cs = chunk_samples(Tn);
   const int64_t chunks = (B + cs - 1) / cs;
   if (D > 0) fold_din_weights(D, H, W, w_x, w_qd);
   partial.resize(static_cast<size_t>(chunks * 3 * DH));
+  if (h != nullptr) dalpha_partial.assign(static_cast<size_t>(chunks * H), 0.0);
   parallel_for(ctx, B, cs, [&](int64_t c0, int64_t c1) {
     LOCKSTEP_KEPT_VECTOR(T, X);  // this thread's tile: [k, q ⊙ k]
     LOCKSTEP_KEPT_VECTOR(T, Y);  // and dh·[W_k − W_d; W_p]ᵀ
+    LOCKSTEP_KEPT_VECTOR(T, G);  // and its dh, when formed from da
     T* part = partial.data() + (c0 / cs) * 3 * DH;
     for (int64_t s0 = c0; s0 < c1; s0 += ts) {
       const int64_t s1 = std::min(c1, s0 + ts), n = s1 - s0, tile_rows = n * Tn;
       const T* dh_tile = dh + s0 * Tn * H;
+      if (h != nullptr) {  // dh = da ⊙ PReLU'(h), as kernels/cpu/activation.cpp
+        G.resize(static_cast<size_t>(tile_rows * H));
+        double* dalpha_sum = dalpha_partial.data() + (c0 / cs) * H;
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          const T* xr = h + (s0 * Tn + r) * H;
+          const T* gr = dh_tile + r * H;
+          T* dxr = G.data() + r * H;
+          for (int64_t j = 0; j < H; ++j) {
+            const double term = static_cast<double>(gr[j]) * static_cast<double>(xr[j]);
+            dalpha_sum[j] += xr[j] > T(0) ? 0.0 : term;
+          }
+#pragma GCC ivdep
+          for (int64_t j = 0; j < H; ++j) {
+            const T g = gr[j], scaled = alpha[j] * g;
+            dxr[j] = xr[j] > T(0) ? g : scaled;
+          }
+        }
+        dh_tile = G.data();
+      }
       for (int64_t b = s0; b < s1; ++b) {
         T* s_row = S.data() + b * H;
         std::fill(s_row, s_row + H, T(0));
         for (int64_t t = 0; t < Tn; ++t) {
-          const T* dh_row = dh + (b * Tn + t) * H;
+          const T* dh_row = dh_tile + ((b - s0) * Tn + t) * H;
           for (int64_t j = 0; j < H; ++j) s_row[j] += dh_row[j];
         }
       }
@@ -187,6 +224,12 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
       }
     }
   });
+  if (h != nullptr)
+    for (int64_t j = 0; j < H; ++j) {
+      double total = 0.0;
+      for (int64_t c = 0; c < chunks; ++c) total += dalpha_partial[c * H + j];
+      dalpha[j] += static_cast<T>(total);
+    }
   cpu::bias_grad<T>(ctx, B, H, S.data(), dbias);
   if (D == 0) return;
   // The chunks' partial products, added in chunk order.
@@ -205,12 +248,50 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   }
 }
 
+}  // namespace
+
+template <class T>
+void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
+                      int64_t ldq, const T* k, int64_t ldk, const T* W, const T* bias, T* h) {
+  unit_forward<T>(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, nullptr, h, nullptr);
+}
+
+template <class T>
+void din_unit_prelu_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
+                            const T* q, int64_t ldq, const T* k, int64_t ldk, const T* W,
+                            const T* bias, const T* alpha, T* h, T* a) {
+  unit_forward<T>(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, alpha, h, a);
+}
+
+template <class T>
+void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const T* q,
+                       int64_t ldq, const T* k, int64_t ldk, const T* W, const T* dh, T* dW,
+                       T* dbias, T* dq, int64_t lddq, T* dk, int64_t lddk) {
+  unit_backward<T>(ctx, B, Tn, D, H, q, ldq, k, ldk, W, nullptr, nullptr, dh, dW, dbias, nullptr,
+                   dq, lddq, dk, lddk);
+}
+
+template <class T>
+void din_unit_prelu_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
+                             const T* q, int64_t ldq, const T* k, int64_t ldk, const T* W,
+                             const T* h, const T* alpha, T* da, T* dW, T* dbias, T* dalpha, T* dq,
+                             int64_t lddq, T* dk, int64_t lddk) {
+  unit_backward<T>(ctx, B, Tn, D, H, q, ldq, k, ldk, W, h, alpha, da, dW, dbias, dalpha, dq, lddq,
+                   dk, lddk);
+}
+
 #define LOCKSTEP_INSTANTIATE(T)                                                                    \
   template void din_unit_forward<T>(const Context&, int64_t, int64_t, int64_t, int64_t, const T*,  \
                                     int64_t, const T*, int64_t, const T*, const T*, T*);           \
   template void din_unit_backward<T>(const Context&, int64_t, int64_t, int64_t, int64_t, const T*, \
                                      int64_t, const T*, int64_t, const T*, const T*, T*, T*, T*,   \
-                                     int64_t, T*, int64_t);
+                                     int64_t, T*, int64_t);                                        \
+  template void din_unit_prelu_forward<T>(const Context&, int64_t, int64_t, int64_t, int64_t,      \
+                                          const T*, int64_t, const T*, int64_t, const T*,          \
+                                          const T*, const T*, T*, T*);                             \
+  template void din_unit_prelu_backward<T>(                                                        \
+      const Context&, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,    \
+      const T*, const T*, const T*, T*, T*, T*, T*, T*, int64_t, T*, int64_t);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

@@ -7,6 +7,7 @@
 // the bias gradient goes through the fixed tree of column_reduce.cuh (via bias_grad). Sizes and
 // strides are validated by the dispatcher.
 
+#include "kernels/activation.h"
 #include "kernels/bias.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/workspace.cuh"
@@ -219,6 +220,25 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
     din_target_grad_kernel<<<grid_for(B * D), kBlock, 0, stream>>>(B, Tn, D, Y, k, ldk, dq, lddq);
     LOCKSTEP_KERNEL_CHECK(ctx, "din_unit_backward(target_grad)");
   }
+}
+
+// The PReLU-fused pair: on the GPU the two kernels in turn (cuBLAS has no PReLU epilogue), the
+// backward's PReLU in place over da, which then holds dh (allowed by the contract).
+void din_unit_prelu_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
+                            const float* q, int64_t ldq, const float* k, int64_t ldk,
+                            const float* W, const float* bias, const float* alpha, float* h,
+                            float* a) {
+  din_unit_forward(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, h);
+  cuda::prelu_forward(ctx, B * Tn, H, h, alpha, a);
+}
+
+void din_unit_prelu_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
+                             const float* q, int64_t ldq, const float* k, int64_t ldk,
+                             const float* W, const float* h, const float* alpha, float* da,
+                             float* dW, float* dbias, float* dalpha, float* dq, int64_t lddq,
+                             float* dk, int64_t lddk) {
+  cuda::prelu_backward(ctx, B * Tn, H, h, alpha, da, da, dalpha);
+  din_unit_backward(ctx, B, Tn, D, H, q, ldq, k, ldk, W, da, dW, dbias, dq, lddq, dk, lddk);
 }
 
 }  // namespace lockstep::kernels::cuda

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gradcheck.h"
+#include "kernels/activation.h"
 #include "kernels/din_unit.h"
 #include "lockstep/core/error.h"
 #include "strided.h"
@@ -241,6 +242,69 @@ TEMPLATE_TEST_CASE("din_unit_backward with only dq or only dk requested", "[kern
   test::require_bitwise_equal(dk_only.dq, dq0, "dq untouched (dk only)");
   CHECK(both.dq != dq0);
   CHECK(both.dk != dk0);
+}
+
+TEMPLATE_TEST_CASE("din_unit_prelu_forward/backward equal the unit and PReLU kernels in turn",
+                   "[kernels][din_unit]", float, double) {
+  // The fused pair gives the bits of din_unit_forward + prelu_forward and of prelu_backward +
+  // din_unit_backward (dalpha up to its double sum's grouping), over shapes of one tile, of many
+  // tiles and chunks, strided inputs and D = 0.
+  using T = TestType;
+  Context ctx;
+  struct Shape {
+    int64_t B, Tn, D, H, ld;
+  };
+  for (const Shape s : {Shape{3, 7, 5, 9, 6}, Shape{290, 30, 5, 7, 5}, Shape{4, 3, 0, 6, 1}}) {
+    DYNAMIC_SECTION("B " << s.B << " T " << s.Tn << " D " << s.D) {
+      const int64_t B = s.B, Tn = s.Tn, D = s.D, H = s.H, ld = s.ld, rows = B * Tn;
+      const auto q = strided_random<T>(B, D, ld, 91, kNaN);
+      const auto k = strided_random<T>(rows, D, ld, 92, kNaN);
+      const auto W = test::random_vector<T>(4 * D * H, 93, -0.5, 0.5);
+      const auto bias = test::random_vector<T>(H, 94);
+      auto alpha = test::random_vector<T>(H, 95, 0.05, 0.5);
+      const auto da0 = test::random_vector<T>(rows * H, 96);
+      const auto dW0 = test::random_vector<T>(4 * D * H, 97);
+      const auto db0 = test::random_vector<T>(H, 98);
+      const auto dalpha0 = test::random_vector<T>(H, 99);
+      const auto dq0 = strided_random<T>(B, D, ld, 100);
+      const auto dk0 = strided_random<T>(rows, D, ld, 101);
+
+      std::vector<T> h(rows * H), a(rows * H), h_f(rows * H, T(7)), a_f(rows * H, T(7));
+      kernels::din_unit_forward<T>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                   bias.data(), h.data());
+      kernels::prelu_forward<T>(ctx, rows, H, h.data(), alpha.data(), a.data());
+      kernels::din_unit_prelu_forward<T>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                         bias.data(), alpha.data(), h_f.data(), a_f.data());
+      test::require_bitwise_equal(h_f, h, "h");
+      test::require_bitwise_equal(a_f, a, "a");
+      REQUIRE(std::any_of(h.begin(), h.end(), [](T v) { return v < T(0); }));  // PReLU's slope used
+
+      auto da = da0, dW = dW0, db = db0, dalpha = dalpha0, dq = dq0, dk = dk0;
+      kernels::prelu_backward<T>(ctx, rows, H, h.data(), alpha.data(), da.data(), da.data(),
+                                 dalpha.data());
+      kernels::din_unit_backward<T>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                    da.data(), dW.data(), db.data(), dq.data(), ld, dk.data(), ld);
+      auto da_f = da0, dW_f = dW0, db_f = db0, dalpha_f = dalpha0, dq_f = dq0, dk_f = dk0;
+      kernels::din_unit_prelu_backward<T>(
+          ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(), h.data(), alpha.data(),
+          da_f.data(), dW_f.data(), db_f.data(), dalpha_f.data(), dq_f.data(), ld, dk_f.data(), ld);
+      test::require_bitwise_equal(dW_f, dW, "dW");
+      test::require_bitwise_equal(db_f, db, "dbias");
+      test::require_bitwise_equal(dq_f, dq, "dq");
+      test::require_bitwise_equal(dk_f, dk, "dk");
+      test::require_close(dalpha_f, dalpha, 1e-6, 1e-6, "dalpha");
+      REQUIRE(dalpha != dalpha0);
+      // Without input gradients, the parameter gradients keep their bits.
+      auto dW_p = dW0, db_p = db0, dalpha_p = dalpha0;
+      da_f = da0;
+      kernels::din_unit_prelu_backward<T>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                          h.data(), alpha.data(), da_f.data(), dW_p.data(),
+                                          db_p.data(), dalpha_p.data(), nullptr, 0, nullptr, 0);
+      test::require_bitwise_equal(dW_p, dW_f, "dW without input gradients");
+      test::require_bitwise_equal(db_p, db_f, "dbias without input gradients");
+      test::require_bitwise_equal(dalpha_p, dalpha_f, "dalpha without input gradients");
+    }
+  }
 }
 
 // ==== Argument checks ========================================================================

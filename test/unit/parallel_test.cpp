@@ -199,7 +199,16 @@ TEST_CASE("Blocked kernels give the same bits with 1, 2 and 3 threads, and the r
     kernels::din_unit_backward<float>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
                                       dh.data(), dW.data(), dbias.data(), dq.data(), ld, dk.data(),
                                       ld);
-    for (const auto* v : {&dW, &dbias, &dq, &dk}) h.insert(h.end(), v->begin(), v->end());
+    // The PReLU-fused pair (dalpha: double sums per chunk).
+    const auto alpha = random_vector(H, 16);
+    std::vector<float> a(h.size()), da = dh, dalpha(H, 0.5f);
+    kernels::din_unit_prelu_forward<float>(ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(),
+                                           bias.data(), alpha.data(), h.data(), a.data());
+    kernels::din_unit_prelu_backward<float>(
+        ctx, B, Tn, D, H, q.data(), ld, k.data(), ld, W.data(), h.data(), alpha.data(), da.data(),
+        dW.data(), dbias.data(), dalpha.data(), dq.data(), ld, dk.data(), ld);
+    for (const auto* v : {&a, &dW, &dbias, &dalpha, &dq, &dk})
+      h.insert(h.end(), v->begin(), v->end());
     return h;
   });
   require_thread_independent("pooled lookup", [&](const Context& ctx) {

@@ -45,7 +45,7 @@ TEST_CASE("A profile counts a step's phases and the kernels it launches", "[core
     CHECK(e->seconds > 0);
   }
   for (const char* kernel : {"gemm", "pooled_lookup_forward", "pooled_lookup_backward",
-                             "din_unit_forward", "sparse_adagrad_update"}) {
+                             "din_unit_prelu_forward", "sparse_adagrad_update"}) {
     INFO(kernel);
     const auto* e = find(p.kernels(), kernel);
     REQUIRE(e != nullptr);
@@ -56,7 +56,7 @@ TEST_CASE("A profile counts a step's phases and the kernels it launches", "[core
   for (const auto& e : p.phases()) phases += e.seconds;
   CHECK(kernels <= phases);  // kernels run inside the phases, each counted once
   const std::string table = p.table(2);
-  CHECK_THAT(table, Contains("loss + backward") && Contains("din_unit_forward") &&
+  CHECK_THAT(table, Contains("loss + backward") && Contains("din_unit_prelu_forward") &&
                         Contains("sum of phases") && Contains("all kernels"));
 }
 

@@ -46,13 +46,21 @@ void DinAttention<T>::forward(const Context& ctx, int64_t B, int64_t Tn, const T
   const int64_t rows = B * Tn, h1 = config_.hidden[0];
   h1_.resize(ctx, {rows, h1});
   weights_.resize(ctx, {B, Tn});
-  kernels::din_unit_forward<T>(ctx, B, Tn, dim_, h1, q, ldq, k, ldk, params_->value(w1_),
-                               params_->value(b1_), h1_.data());
   const T* a1 = h1_.data();
-  if (act1_) {
+  if (prelu_fused()) {  // the unit and its PReLU in one pass (kernels/din_unit.h)
     a1_.resize(ctx, {rows, h1});
-    act1_->forward(ctx, rows, h1_.data(), a1_.data(), training);
+    kernels::din_unit_prelu_forward<T>(ctx, B, Tn, dim_, h1, q, ldq, k, ldk, params_->value(w1_),
+                                       params_->value(b1_), params_->value(act1_->alpha()),
+                                       h1_.data(), a1_.data());
     a1 = a1_.data();
+  } else {
+    kernels::din_unit_forward<T>(ctx, B, Tn, dim_, h1, q, ldq, k, ldk, params_->value(w1_),
+                                 params_->value(b1_), h1_.data());
+    if (act1_) {
+      a1_.resize(ctx, {rows, h1});
+      act1_->forward(ctx, rows, h1_.data(), a1_.data(), training);
+      a1 = a1_.data();
+    }
   }
   const T* scores = rest_->forward(ctx, rows, a1, training);  // (B*T, 1)
   if (config_.softmax) {
@@ -77,10 +85,19 @@ void DinAttention<T>::backward(const Context& ctx, const T* dout, int64_t lddo, 
   da1_.resize(ctx, {rows, h1});
   const T* a1 = act1_ ? a1_.data() : h1_.data();
   rest_->backward(ctx, rows, a1, dweights_.data(), da1_.data());
-  if (act1_) act1_->backward(ctx, rows, h1_.data(), a1_.data(), da1_.data(), da1_.data());
-  kernels::din_unit_backward<T>(ctx, B_, T_, dim_, h1, q_, ldq_, k_, ldk_, params_->value(w1_),
-                                da1_.data(), params_->grad(w1_), params_->grad(b1_), dq, lddq, dk,
-                                lddk);
+  if (prelu_fused()) {
+    const auto alpha = act1_->alpha();
+    kernels::din_unit_prelu_backward<T>(ctx, B_, T_, dim_, h1, q_, ldq_, k_, ldk_,
+                                        params_->value(w1_), h1_.data(), params_->value(alpha),
+                                        da1_.data(), params_->grad(w1_), params_->grad(b1_),
+                                        params_->grad(alpha), dq, lddq, dk, lddk);
+    params_->grad_written(ctx, alpha);
+  } else {
+    if (act1_) act1_->backward(ctx, rows, h1_.data(), a1_.data(), da1_.data(), da1_.data());
+    kernels::din_unit_backward<T>(ctx, B_, T_, dim_, h1, q_, ldq_, k_, ldk_, params_->value(w1_),
+                                  da1_.data(), params_->grad(w1_), params_->grad(b1_), dq, lddq, dk,
+                                  lddk);
+  }
   params_->grad_written(ctx, w1_);
   params_->grad_written(ctx, b1_);
 }

@@ -44,6 +44,9 @@ class Activation {
 
   ActivationKind kind() const { return config_.kind; }
   int64_t width() const { return width_; }
+  /// PReLU and Dice: the handle of the learned alpha (for a layer that fuses the activation into
+  /// its own kernels, e.g. DinAttention's unit); -1 for the other kinds.
+  typename ParamSet<T>::Handle alpha() const { return alpha_; }
 
  private:
   ParamSet<T>* params_;

@@ -53,6 +53,9 @@ class DinAttention {
   int64_t dim() const { return dim_; }
 
  private:
+  /// The unit's first layer and a PReLU run as one kernel (din_unit_prelu_forward/backward).
+  bool prelu_fused() const { return act1_ && act1_->kind() == ActivationKind::PReLU; }
+
   ParamSet<T>* params_;
   int64_t dim_;
   DinAttentionConfig config_;
