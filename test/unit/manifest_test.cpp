@@ -1,7 +1,6 @@
 // What lockstep reads back: the checkpoint and student-bundle manifests (checksum, strict fields,
 // older versions), the strict JSON reader under them, and the clean-up of temporary directories
 // that a crashed write leaves behind.
-#include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <catch2/catch.hpp>
@@ -21,12 +20,14 @@
 #include "lockstep/serving/student_model.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
+#include "log_capture.h"
 #include "model_fixture.h"
 #include "serving/student_bundle.h"
 #include "train/checkpoint_manifest.h"
 
 using namespace lockstep;
 using Catch::Matchers::Contains;
+using test::LogCapture;
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
@@ -138,27 +139,6 @@ void require_only_lockstep_errors(const std::string& text, Parse parse) {
   CHECK(other_error == 0);
   CHECK(parsed < 3000);  // the edits do reach the parser
 }
-
-/// Collects what the library logs while alive.
-class LogCapture {
- public:
-  LogCapture()
-      : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)), level_(log().level()) {
-    log().sinks().push_back(sink_);
-    log().set_level(spdlog::level::info);
-  }
-  ~LogCapture() {
-    auto& sinks = log().sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-    log().set_level(level_);
-  }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-  spdlog::level::level_enum level_;
-};
 
 /// A pid that no process has: above every kernel's pid_max (2^22).
 constexpr long kDeadPid = 999999999;

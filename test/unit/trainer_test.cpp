@@ -15,6 +15,7 @@
 #include "lockstep/train/failure.h"
 #include "lockstep/train/local_trainer.h"
 #include "lockstep/train/trainer.h"
+#include "log_capture.h"
 #include "model_fixture.h"
 #include "train/fault_injection.h"
 
@@ -95,6 +96,46 @@ TEST_CASE("An empty shard runs one step, applies nothing and stops", "[train][tr
   CHECK(r.updates == 0);
   CHECK(r.samples == 0);
   test::require_bitwise_equal(test::all_state(ctx, *model), before, "no update on no data");
+}
+
+TEST_CASE("An epoch without data after one with data warns that the source may not rewind",
+          "[train][trainer]") {
+  // A BatchSource whose start_epoch() forgets to rewind: epoch 2 finds it exhausted.
+  class NoRewind final : public train::BatchSource {
+   public:
+    explicit NoRewind(std::vector<data::Batch> b) : batches_(std::move(b)) {}
+    void start_epoch(int64_t) override {}
+    bool next(data::Batch& out) override {
+      if (pos_ >= batches_.size()) return false;
+      out = batches_[pos_++];
+      return true;
+    }
+
+   private:
+    std::vector<data::Batch> batches_;
+    size_t pos_ = 0;
+  };
+  Context ctx;
+  auto comm = comm::create_communicator("local", ctx.device());
+  auto model = test::fixture_model(ctx);
+  auto config = quiet();
+  config.epochs = 3;
+  {
+    train::Trainer trainer(*model, *comm, ctx, config);
+    NoRewind source(test::fixture_batches(2, 16));
+    const test::LogCapture log;
+    const auto r = trainer.fit(source);
+    CHECK(r.samples == 32);
+    CHECK_THAT(log.text(), Contains("epoch 2 trained no samples on any rank, epoch 1 trained 32") &&
+                               Contains("rewind in start_epoch()"));
+    CHECK_THAT(log.text(), !Contains("epoch 3 trained no samples"));  // once, where it begins
+  }
+  // A source that rewinds: no such warning.
+  train::Trainer trainer(*model, *comm, ctx, config);
+  train::VectorBatchSource rewinds(test::fixture_batches(2, 16));
+  const test::LogCapture log;
+  CHECK(trainer.fit(rewinds).samples == 96);
+  CHECK_THAT(log.text(), !Contains("rewind"));
 }
 
 TEST_CASE("A failing step raises one clear error", "[train][trainer][errors]") {

@@ -346,6 +346,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   m.selection = {};
   m.holds_best = false;
   m.best_state.reset();
+  int64_t previous_epoch_samples = -1;  // of this fit()'s previous epoch
   m.collective([&] {
     bool finished = false;
     if ((m.config.resume || m.config.resume_or_start) && !m.resume_tried) {
@@ -386,6 +387,14 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
       }
       if (m.config.epoch_boundaries) m.boundary(fmt::format("epoch {}", m.epoch + 1));
       m.progress.on_epoch_end(m.epoch, m.step_no, m.epoch_samples);
+      // An epoch with no data after one with data: most likely a BatchSource whose start_epoch()
+      // does not rewind (the count is over all ranks, so every rank decides alike).
+      if (m.epoch_samples == 0 && previous_epoch_samples > 0 && m.comm.rank() == 0)
+        log().warn(
+            "epoch {} trained no samples on any rank, epoch {} trained {}: does the data "
+            "source rewind in start_epoch()? (every epoch reads the data again)",
+            m.epoch + 1, m.epoch, previous_epoch_samples);
+      previous_epoch_samples = m.epoch_samples;
       // Each rank reports what its data source let pass (skipped bad records): no collective.
       if (const std::string report = train.epoch_report(); !report.empty())
         log().warn("epoch {}: rank {}: {}", m.epoch + 1, m.comm.rank(), report);
