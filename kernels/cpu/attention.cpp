@@ -15,15 +15,6 @@ namespace lockstep::kernels::cpu {
 
 namespace {
 
-/// Per-thread scratch for a head's transposed K / V blocks (grows to the largest head seen;
-/// no allocation once the shapes repeat).
-template <class T>
-T* scratch(size_t n) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
-}
-
 /// dst[c · L + k] = src[k · ld + c] for k < len, c < dh: a head's rows transposed, so that the
 /// loops over keys run over contiguous memory.
 template <class T>
@@ -39,8 +30,9 @@ void attention_forward(const Context& ctx, int64_t B, int64_t L, int64_t heads, 
                        const int64_t* lengths, const T* qkv, T* probs, T* out) {
   detail::check_lengths("attention_forward", B, lengths, L, "L");
   const int64_t d = heads * dh, ld = 3 * d;
+  LOCKSTEP_SLOT_VECTORS(T, kt_slots, dh * L);  // each thread's transposed K block of a head
   parallel_for(ctx, B, grain_for(heads * L * L * dh), [&](int64_t b0, int64_t b1) {
-    T* kt = scratch<T>(static_cast<size_t>(dh * L));
+    T* kt = kt_slots[pool_slot()].data();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t len = lengths[b];
       const T* rows = qkv + b * L * ld;
@@ -88,8 +80,9 @@ void attention_backward(const Context& ctx, int64_t B, int64_t L, int64_t heads,
                         const T* dout, T* ds, T* dqkv) {
   detail::check_lengths("attention_backward", B, lengths, L, "L");
   const int64_t d = heads * dh, ld = 3 * d;
+  LOCKSTEP_SLOT_VECTORS(T, vt_slots, 3 * dh * L);  // each thread's transposed V, dK, dV blocks
   parallel_for(ctx, B, grain_for(3 * heads * L * L * dh), [&](int64_t b0, int64_t b1) {
-    T* vt = scratch<T>(static_cast<size_t>(3 * dh * L));
+    T* vt = vt_slots[pool_slot()].data();
     T* gkt = vt + dh * L;  // dK and dV of the head, transposed like vt
     T* gvt = gkt + dh * L;
     for (int64_t b = b0; b < b1; ++b) {

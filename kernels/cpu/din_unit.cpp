@@ -60,9 +60,7 @@ void fold_din_weights(int64_t D, int64_t H, const T* W, std::vector<T>& w_x, std
 /// X[(b − s0)·T + t] = [k[b, t], q[b] ⊙ k[b, t]] for the samples b of [s0, s1): (rows, 2D).
 template <class T>
 void build_x(int64_t s0, int64_t s1, int64_t Tn, int64_t D, const T* q, int64_t ldq, const T* k,
-             int64_t ldk, std::vector<T>& X) {
-  X.resize(static_cast<size_t>((s1 - s0) * Tn * 2 * D));
-  T* x = X.data();
+             int64_t ldk, T* x) {
   for (int64_t b = s0; b < s1; ++b) {
     const T* q_row = q + b * ldq;
     for (int64_t t = 0; t < Tn; ++t, x += 2 * D) {
@@ -87,21 +85,23 @@ void unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t 
   LOCKSTEP_KEPT_VECTOR(T, w_x);
   LOCKSTEP_KEPT_VECTOR(T, w_qd);
   if (D > 0) fold_din_weights(D, H, W, w_x, w_qd);
-  parallel_for(ctx, B, tile_samples(Tn), [&](int64_t s0, int64_t s1) {
-    LOCKSTEP_KEPT_VECTOR(T, X);       // this thread's tile
-    LOCKSTEP_KEPT_VECTOR(T, q_term);  // (samples, H) = q·(W_q + W_d)
+  const int64_t ts = tile_samples(Tn);
+  LOCKSTEP_SLOT_VECTORS(T, x_slots, ts * Tn * 2 * D);  // each thread's tile of X
+  LOCKSTEP_SLOT_VECTORS(T, q_term_slots, ts * H);      // and its (samples, H) q·(W_q + W_d)
+  parallel_for(ctx, B, ts, [&](int64_t s0, int64_t s1) {
+    T* X = x_slots[pool_slot()].data();
+    T* q_term = q_term_slots[pool_slot()].data();
     const int64_t n = s1 - s0;
     T* h_tile = h + s0 * Tn * H;
     if (D > 0) {
       build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
-      q_term.resize(static_cast<size_t>(n * H));
-      gemm_serial(Trans::N, Trans::N, n * Tn, H, 2 * D, T(1), X.data(), 2 * D, w_x.data(), H, T(0),
-                  h_tile, H);
+      gemm_serial(Trans::N, Trans::N, n * Tn, H, 2 * D, T(1), X, 2 * D, w_x.data(), H, T(0), h_tile,
+                  H);
       gemm_serial(Trans::N, Trans::N, n, H, D, T(1), q + s0 * ldq, ldq, w_qd.data(), H, T(0),
-                  q_term.data(), H);
+                  q_term, H);
     }
     for (int64_t b = 0; b < n; ++b) {
-      const T* qt = q_term.data() + b * H;
+      const T* qt = q_term + b * H;
       for (int64_t t = 0; t < Tn; ++t) {
         const int64_t r = b * Tn + t;
         T* h_row = h_tile + r * H;
@@ -152,21 +152,24 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
   if (D > 0) fold_din_weights(D, H, W, w_x, w_qd);
   partial.resize(static_cast<size_t>(chunks * 3 * DH));
   if (h != nullptr) dalpha_partial.assign(static_cast<size_t>(chunks * H), 0.0);
+  const int64_t tile_max = ts * Tn;
+  LOCKSTEP_SLOT_VECTORS(T, x_slots, tile_max * 2 * D);  // each thread's [k, q ⊙ k]
+  LOCKSTEP_SLOT_VECTORS(T, y_slots, tile_max * 2 * D);  // and dh·[W_k − W_d; W_p]ᵀ
+  LOCKSTEP_SLOT_VECTORS(T, g_slots, h != nullptr ? tile_max * H : 0);  // and dh from da
   parallel_for(ctx, B, cs, [&](int64_t c0, int64_t c1) {
-    LOCKSTEP_KEPT_VECTOR(T, X);  // this thread's tile: [k, q ⊙ k]
-    LOCKSTEP_KEPT_VECTOR(T, Y);  // and dh·[W_k − W_d; W_p]ᵀ
-    LOCKSTEP_KEPT_VECTOR(T, G);  // and its dh, when formed from da
+    T* X = x_slots[pool_slot()].data();
+    T* Y = y_slots[pool_slot()].data();
+    T* G = g_slots[pool_slot()].data();
     T* part = partial.data() + (c0 / cs) * 3 * DH;
     for (int64_t s0 = c0; s0 < c1; s0 += ts) {
       const int64_t s1 = std::min(c1, s0 + ts), n = s1 - s0, tile_rows = n * Tn;
       const T* dh_tile = dh + s0 * Tn * H;
       if (h != nullptr) {  // dh = da ⊙ PReLU'(h), as kernels/cpu/activation.cpp
-        G.resize(static_cast<size_t>(tile_rows * H));
         double* dalpha_sum = dalpha_partial.data() + (c0 / cs) * H;
         for (int64_t r = 0; r < tile_rows; ++r) {
           const T* xr = h + (s0 * Tn + r) * H;
           const T* gr = dh_tile + r * H;
-          T* dxr = G.data() + r * H;
+          T* dxr = G + r * H;
           for (int64_t j = 0; j < H; ++j) {
             const double term = static_cast<double>(gr[j]) * static_cast<double>(xr[j]);
             dalpha_sum[j] += xr[j] > T(0) ? 0.0 : term;
@@ -177,7 +180,7 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
             dxr[j] = xr[j] > T(0) ? g : scaled;
           }
         }
-        dh_tile = G.data();
+        dh_tile = G;
       }
       for (int64_t b = s0; b < s1; ++b) {
         T* s_row = S.data() + b * H;
@@ -190,20 +193,19 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
       if (D == 0) continue;
       build_x(s0, s1, Tn, D, q, ldq, k, ldk, X);
       const T beta = s0 == c0 ? T(0) : T(1);  // the chunk's first tile starts its partials
-      gemm_serial(Trans::T, Trans::N, 2 * D, H, tile_rows, T(1), X.data(), 2 * D, dh_tile, H, beta,
-                  part, H);
+      gemm_serial(Trans::T, Trans::N, 2 * D, H, tile_rows, T(1), X, 2 * D, dh_tile, H, beta, part,
+                  H);
       gemm_serial(Trans::T, Trans::N, D, H, n, T(1), q + s0 * ldq, ldq, S.data() + s0 * H, H, beta,
                   part + 2 * DH, H);
       if (dq == nullptr && dk == nullptr) continue;
-      Y.resize(static_cast<size_t>(tile_rows * 2 * D));
-      gemm_serial(Trans::N, Trans::T, tile_rows, 2 * D, H, T(1), dh_tile, H, w_x.data(), H, T(0),
-                  Y.data(), 2 * D);
+      gemm_serial(Trans::N, Trans::T, tile_rows, 2 * D, H, T(1), dh_tile, H, w_x.data(), H, T(0), Y,
+                  2 * D);
       if (dk != nullptr) {
         for (int64_t b = s0; b < s1; ++b) {
           const T* q_row = q + b * ldq;
           for (int64_t t = 0; t < Tn; ++t) {
             const int64_t r = b * Tn + t;
-            const T* y = Y.data() + (r - s0 * Tn) * 2 * D;
+            const T* y = Y + (r - s0 * Tn) * 2 * D;
             T* g = dk + r * lddk;
             for (int64_t d = 0; d < D; ++d) g[d] = (g[d] + y[d]) + y[D + d] * q_row[d];
           }

@@ -15,6 +15,8 @@ namespace lockstep::kernels::cpu {
 
 namespace {
 
+thread_local int tls_slot = 0;  // pool_slot(): the workers set theirs
+
 // The CPUs this process may run on: its affinity mask (mpirun's binding gives each rank its own
 // cores, so ranks sharing a machine do not each start a thread per core), else every core.
 int hardware_threads() {
@@ -86,6 +88,7 @@ class Pool {
   }
 
   void loop(int index) {
+    tls_slot = index + 1;
     uint64_t seen = 0;
     for (;;) {
       // A short spin first: kernels come in quick succession within a step.
@@ -119,6 +122,9 @@ class Pool {
 };
 
 }  // namespace
+
+int pool_slots() { return std::max(1, hardware_threads()); }
+int pool_slot() { return tls_slot; }
 
 int kernel_threads(const Context& ctx) {
   const int asked = ctx.options().cpu_threads;

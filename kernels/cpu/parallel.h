@@ -73,6 +73,31 @@ inline int64_t grain_for(int64_t cost_per_row) {
   thread_local std::vector<Type> name##_kept; \
   std::vector<Type>& name = name##_kept
 
+/// The number of threads that may run the chunks of one parallel_for (the caller and the pool's
+/// workers), and which of them the calling thread is: 0 for any thread that is not a pool worker
+/// (the caller of a kernel), 1.. for the workers. For scratch that each thread of a parallel_for
+/// needs: see LOCKSTEP_SLOT_VECTORS.
+int pool_slots();
+int pool_slot();
+
+/// Grows each of `slots` (one vector per pool slot) to at least n elements.
+template <class T>
+void size_slots(std::vector<std::vector<T>>& slots, size_t n) {
+  slots.resize(static_cast<size_t>(pool_slots()));
+  for (auto& s : slots)
+    if (s.size() < n) s.resize(n);
+}
+
+/// Declares `name`, kept between calls like LOCKSTEP_KEPT_VECTOR: one std::vector<Type> of at
+/// least n elements per pool slot, sized here, BEFORE the parallel_for; a chunk takes its
+/// thread's with `name[pool_slot()].data()` and must not grow it. Sized up front for every
+/// thread, the scratch does not depend on which threads happen to run the chunks, so a steady
+/// state allocates nothing (a thread_local grown inside a chunk would allocate the first time
+/// a chunk of that size lands on a thread that had none).
+#define LOCKSTEP_SLOT_VECTORS(Type, name, n)     \
+  LOCKSTEP_KEPT_VECTOR(std::vector<Type>, name); \
+  ::lockstep::kernels::cpu::size_slots(name, static_cast<size_t>(n))
+
 /// Per-column sums over `rows` rows, the same bits with any thread count: the rows are cut into
 /// fixed blocks of `grain`; add_block(r0, r1, sums) adds rows [r0, r1) into its block's `width`
 /// double sums (zeroed); the blocks are then added in block order and finish(c, total) gets each

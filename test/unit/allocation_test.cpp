@@ -12,6 +12,9 @@
 #include <new>
 #include <utility>
 
+#include "kernels/attention.h"
+#include "kernels/din_unit.h"
+#include "kernels/gemm.h"
 #include "lockstep/comm/communicator.h"
 #include "lockstep/train/local_trainer.h"
 #include "model_fixture.h"
@@ -129,4 +132,42 @@ TEST_CASE("A steady-state training step allocates nothing on the host", "[train]
       CHECK(step.steps_staged_ahead() > 0);
     }
   }
+}
+
+TEST_CASE("Kernel scratch is sized for every thread up front, whichever threads run the chunks",
+          "[train][parallel]") {
+  // Warmed up on one thread (a 1-thread context: the caller runs every chunk), then run on two:
+  // the pool's worker now runs chunks it never ran before. Scratch that a thread grew inside a
+  // chunk (a thread_local) would be allocated then; LOCKSTEP_SLOT_VECTORS sized it for every
+  // thread before the first call's chunks.
+  Context one(Device::cpu(), ContextOptions{false, 1}),
+      two(Device::cpu(), ContextOptions{false, 2});
+  const int64_t B = 400, Tn = 50, D = 16, H = 40, L = 20, heads = 4, dh = 8;
+  std::vector<float> q(B * D, 0.5f), k(B * Tn * D, 0.25f), W(4 * D * H, 0.1f), bias(H, 0.f),
+      alpha(H, 0.25f), h(B * Tn * H), a(B * Tn * H), dW(4 * D * H), db(H), dalpha(H), dq(B * D),
+      dk(B * Tn * D);
+  std::vector<float> qkv(B * L * 3 * heads * dh, 0.1f), probs(B * heads * L * L),
+      out(B * L * heads * dh), ds(B * heads * L * L), dqkv(qkv.size());
+  const std::vector<int64_t> lengths(B, L);
+  // A GEMM on both threads first: what the BLAS library sets up per thread is not this test's.
+  std::vector<float> gA(512 * 64, 1.f), gB(64 * 512, 1.f), gC(512 * 512);
+  kernels::gemm<float>(two, kernels::Trans::N, kernels::Trans::N, 512, 512, 64, 1.f, gA.data(), 64,
+                       gB.data(), 512, 0.f, gC.data(), 512);
+  const auto run = [&](const Context& ctx) {
+    kernels::din_unit_prelu_forward<float>(ctx, B, Tn, D, H, q.data(), D, k.data(), D, W.data(),
+                                           bias.data(), alpha.data(), h.data(), a.data());
+    kernels::din_unit_prelu_backward<float>(ctx, B, Tn, D, H, q.data(), D, k.data(), D, W.data(),
+                                            h.data(), alpha.data(), a.data(), dW.data(), db.data(),
+                                            dalpha.data(), dq.data(), D, dk.data(), D);
+    kernels::attention_forward<float>(ctx, B, L, heads, dh, 0.35f, lengths.data(), qkv.data(),
+                                      probs.data(), out.data());
+    kernels::attention_backward<float>(ctx, B, L, heads, dh, 0.35f, lengths.data(), qkv.data(),
+                                       probs.data(), out.data(), ds.data(), dqkv.data());
+  };
+  run(one);
+  allocations = 0;
+  counting = true;
+  for (int i = 0; i < 5; ++i) run(two);
+  counting = false;
+  CHECK(allocations.load() == 0);
 }
