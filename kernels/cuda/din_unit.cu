@@ -47,15 +47,20 @@ __global__ void din_build_x_kernel(int64_t B, int64_t Tn, int64_t D, const float
 }
 
 // h: (B·T, H) += q_term[b] + bias, with q_term: (B, H), bias: (H). Fuses the per-sample
-// broadcast of the target's term and the bias into one pass over h.
+// broadcast of the target's term and the bias into one pass over h; with alpha (H) != nullptr
+// also a = PReLU(h) (as prelu_forward_kernel computes it) in the same pass.
 __global__ void din_add_target_term_kernel(int64_t B, int64_t Tn, int64_t H,
                                            const float* __restrict__ q_term,
-                                           const float* __restrict__ bias, float* __restrict__ h) {
+                                           const float* __restrict__ bias,
+                                           const float* __restrict__ alpha, float* __restrict__ h,
+                                           float* __restrict__ a) {
   const int64_t n = B * Tn * H;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / H, j = i - r * H, b = r / Tn;
-    h[i] = __fadd_rn(h[i], __fadd_rn(q_term[b * H + j], bias[j]));
+    const float v = __fadd_rn(h[i], __fadd_rn(q_term[b * H + j], bias[j]));
+    h[i] = v;
+    if (alpha != nullptr) a[i] = v > 0.f ? v : __fmul_rn(alpha[j], v);
   }
 }
 
@@ -131,19 +136,19 @@ __global__ void din_target_grad_kernel(int64_t B, int64_t Tn, int64_t D,
   }
 }
 
-}  // namespace
-
 // Two GEMMs and three small elementwise kernels (see kernels/cpu/din_unit.cpp for the algebra):
-// h = [k, q ⊙ k]·[W_k − W_d; W_p]; q_term = q·(W_q + W_d); h += q_term + bias.
-void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
-                      const float* q, int64_t ldq, const float* k, int64_t ldk, const float* W,
-                      const float* bias, float* h) {
+// h = [k, q ⊙ k]·[W_k − W_d; W_p]; q_term = q·(W_q + W_d); h += q_term + bias (and, with alpha,
+// a = PReLU(h) in that pass).
+void unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H, const float* q,
+                  int64_t ldq, const float* k, int64_t ldk, const float* W, const float* bias,
+                  const float* alpha, float* h, float* a) {
   const int64_t rows = B * Tn;
   if (rows == 0 || H == 0) return;
   const cudaStream_t stream = stream_of(ctx);
   if (D == 0) {
     broadcast_rows_kernel<<<grid_for(rows * H), kBlock, 0, stream>>>(rows, H, bias, h);
     LOCKSTEP_KERNEL_CHECK(ctx, "din_unit_forward(broadcast_rows)");
+    if (alpha != nullptr) cuda::prelu_forward(ctx, rows, H, h, alpha, a);
     return;
   }
   const int64_t DH = D * H;
@@ -164,8 +169,17 @@ void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int6
   LOCKSTEP_KERNEL_CHECK(ctx, "din_unit_forward(build_x)");
   cuda::gemm(ctx, Trans::N, Trans::N, rows, H, 2 * D, 1.f, X, 2 * D, w_x, H, 0.f, h, H);
   cuda::gemm(ctx, Trans::N, Trans::N, B, H, D, 1.f, q, ldq, w_qd, H, 0.f, q_term, H);
-  din_add_target_term_kernel<<<grid_for(rows * H), kBlock, 0, stream>>>(B, Tn, H, q_term, bias, h);
+  din_add_target_term_kernel<<<grid_for(rows * H), kBlock, 0, stream>>>(B, Tn, H, q_term, bias,
+                                                                        alpha, h, a);
   LOCKSTEP_KERNEL_CHECK(ctx, "din_unit_forward(add_target_term)");
+}
+
+}  // namespace
+
+void din_unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
+                      const float* q, int64_t ldq, const float* k, int64_t ldk, const float* W,
+                      const float* bias, float* h) {
+  unit_forward(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, nullptr, h, nullptr);
 }
 
 void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
@@ -222,14 +236,14 @@ void din_unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int
   }
 }
 
-// The PReLU-fused pair: on the GPU the two kernels in turn (cuBLAS has no PReLU epilogue), the
-// backward's PReLU in place over da, which then holds dh (allowed by the contract).
+// The PReLU-fused pair: the forward applies PReLU in the pass that adds the target's term; the
+// backward runs prelu_backward (its dalpha reduction) in place over da, which then holds dh
+// (allowed by the contract), then the unit's backward.
 void din_unit_prelu_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,
                             const float* q, int64_t ldq, const float* k, int64_t ldk,
                             const float* W, const float* bias, const float* alpha, float* h,
                             float* a) {
-  din_unit_forward(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, h);
-  cuda::prelu_forward(ctx, B * Tn, H, h, alpha, a);
+  unit_forward(ctx, B, Tn, D, H, q, ldq, k, ldk, W, bias, alpha, h, a);
 }
 
 void din_unit_prelu_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t H,

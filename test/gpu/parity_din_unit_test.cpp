@@ -160,58 +160,66 @@ TEST_CASE("CUDA din_unit_backward with only dq or only dk requested", "[gpu][din
 }
 
 TEST_CASE("CUDA din_unit_prelu_forward/backward match the CPU's fused kernels", "[gpu][din_unit]") {
-  // The GPU runs the unit and PReLU in turn, the CPU fuses them by tiles: the same values up to
-  // the GEMMs' and dalpha's summation order; both run to run bitwise.
+  // The GPU applies PReLU in its element-wise pass and runs prelu_backward before the unit's
+  // backward, the CPU fuses them by tiles: the same values up to the GEMMs' and dalpha's
+  // summation order; both run to run bitwise. D = 0: h is the bias.
   test::ParityContexts ctx;
-  const int64_t B = 64, Tn = 50, D = 32, H = 80, ld = 40, rows = B * Tn;
-  const auto q = strided_random(B, D, ld, 301, kNaNf);
-  const auto k = strided_random(rows, D, ld, 302, kNaNf);
-  const auto W = test::random_vector<float>(4 * D * H, 303, -0.3, 0.3);
-  const auto bias = test::random_vector<float>(H, 304);
-  const auto alpha = test::random_vector<float>(H, 305, 0.05, 0.5);
-  const auto da0 = test::random_vector<float>(rows * H, 306);
-  const auto dW0 = test::random_vector<float>(4 * D * H, 307);
-  const auto db0 = test::random_vector<float>(H, 308);
-  const auto dalpha0 = test::random_vector<float>(H, 309);
-  const auto dq0 = strided_random(B, D, ld, 310);
-  const auto dk0 = strided_random(rows, D, ld, 311);
-  // Returns h, a, dW, dbias, dalpha, dq, dk.
-  const auto run = [&](const Context& c) {
-    std::vector<std::vector<float>> v = {std::vector<float>(rows * H, 1e9f),
-                                         std::vector<float>(rows * H, 1e9f),
-                                         dW0,
-                                         db0,
-                                         dalpha0,
-                                         dq0,
-                                         dk0,
-                                         q,
-                                         k,
-                                         W,
-                                         bias,
-                                         alpha,
-                                         da0};
-    std::vector<Tensor<float>> d;
-    for (const auto& x : v) d.push_back(test::to_gpu(c, x));
-    const auto p = [&](size_t i) { return c.is_cuda() ? d[i].data() : v[i].data(); };
-    kernels::din_unit_prelu_forward<float>(c, B, Tn, D, H, p(7), ld, p(8), ld, p(9), p(10), p(11),
-                                           p(0), p(1));
-    kernels::din_unit_prelu_backward<float>(c, B, Tn, D, H, p(7), ld, p(8), ld, p(9), p(0), p(11),
-                                            p(12), p(2), p(3), p(4), p(5), ld, p(6), ld);
-    if (c.is_cuda())
-      for (size_t i = 0; i < 7; ++i) v[i] = host(c, d[i]);
-    v.resize(7);
-    return v;
+  struct Shape {
+    int64_t B, Tn, D, H, ld;
   };
-  const auto cpu = run(ctx.cpu), gpu = run(ctx.gpu), gpu_again = run(ctx.gpu);
-  const char* names[] = {"h", "a", "dW", "dbias", "dalpha", "dq", "dk"};
-  for (size_t i = 0; i < cpu.size(); ++i)
-    test::require_bitwise_equal(gpu_again[i], gpu[i], names[i]);
-  test::require_close(gpu[0], cpu[0], reduce_atol(4 * D), kReduceRtol, "h");
-  test::require_close(gpu[1], cpu[1], reduce_atol(4 * D), kReduceRtol, "a");
-  test::require_close(gpu[2], cpu[2], reduce_atol(rows), kReduceRtol, "dW");
-  test::require_close(gpu[3], cpu[3], reduce_atol(rows), kReduceRtol, "dbias");
-  test::require_close(gpu[4], cpu[4], reduce_atol(rows), kReduceRtol, "dalpha");
-  test::require_close(gpu[5], cpu[5], reduce_atol(Tn * H), kReduceRtol, "dq");
-  test::require_close(gpu[6], cpu[6], reduce_atol(H), kReduceRtol, "dk");
-  REQUIRE(cpu[4] != dalpha0);
+  for (const Shape s : {Shape{64, 50, 32, 80, 40}, Shape{4, 3, 0, 6, 1}}) {
+    DYNAMIC_SECTION("B " << s.B << " D " << s.D) {
+      const int64_t B = s.B, Tn = s.Tn, D = s.D, H = s.H, ld = s.ld, rows = B * Tn;
+      const auto q = strided_random(B, D, ld, 301, kNaNf);
+      const auto k = strided_random(rows, D, ld, 302, kNaNf);
+      const auto W = test::random_vector<float>(4 * D * H, 303, -0.3, 0.3);
+      const auto bias = test::random_vector<float>(H, 304);
+      const auto alpha = test::random_vector<float>(H, 305, 0.05, 0.5);
+      const auto da0 = test::random_vector<float>(rows * H, 306);
+      const auto dW0 = test::random_vector<float>(4 * D * H, 307);
+      const auto db0 = test::random_vector<float>(H, 308);
+      const auto dalpha0 = test::random_vector<float>(H, 309);
+      const auto dq0 = strided_random(B, D, ld, 310);
+      const auto dk0 = strided_random(rows, D, ld, 311);
+      // Returns h, a, dW, dbias, dalpha, dq, dk.
+      const auto run = [&](const Context& c) {
+        std::vector<std::vector<float>> v = {std::vector<float>(rows * H, 1e9f),
+                                             std::vector<float>(rows * H, 1e9f),
+                                             dW0,
+                                             db0,
+                                             dalpha0,
+                                             dq0,
+                                             dk0,
+                                             q,
+                                             k,
+                                             W,
+                                             bias,
+                                             alpha,
+                                             da0};
+        std::vector<Tensor<float>> d;
+        for (const auto& x : v) d.push_back(test::to_gpu(c, x));
+        const auto p = [&](size_t i) { return c.is_cuda() ? d[i].data() : v[i].data(); };
+        kernels::din_unit_prelu_forward<float>(c, B, Tn, D, H, p(7), ld, p(8), ld, p(9), p(10),
+                                               p(11), p(0), p(1));
+        kernels::din_unit_prelu_backward<float>(c, B, Tn, D, H, p(7), ld, p(8), ld, p(9), p(0),
+                                                p(11), p(12), p(2), p(3), p(4), p(5), ld, p(6), ld);
+        if (c.is_cuda())
+          for (size_t i = 0; i < 7; ++i) v[i] = host(c, d[i]);
+        v.resize(7);
+        return v;
+      };
+      const auto cpu = run(ctx.cpu), gpu = run(ctx.gpu), gpu_again = run(ctx.gpu);
+      const char* names[] = {"h", "a", "dW", "dbias", "dalpha", "dq", "dk"};
+      for (size_t i = 0; i < cpu.size(); ++i)
+        test::require_bitwise_equal(gpu_again[i], gpu[i], names[i]);
+      test::require_close(gpu[0], cpu[0], reduce_atol(4 * D), kReduceRtol, "h");
+      test::require_close(gpu[1], cpu[1], reduce_atol(4 * D), kReduceRtol, "a");
+      test::require_close(gpu[2], cpu[2], reduce_atol(rows), kReduceRtol, "dW");
+      test::require_close(gpu[3], cpu[3], reduce_atol(rows), kReduceRtol, "dbias");
+      test::require_close(gpu[4], cpu[4], reduce_atol(rows), kReduceRtol, "dalpha");
+      test::require_close(gpu[5], cpu[5], reduce_atol(Tn * H), kReduceRtol, "dq");
+      test::require_close(gpu[6], cpu[6], reduce_atol(H), kReduceRtol, "dk");
+      REQUIRE(cpu[4] != dalpha0);
+    }
+  }
 }
