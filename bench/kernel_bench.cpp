@@ -14,6 +14,7 @@
 
 #include "bench/bench_util.h"
 #include "kernels/activation.h"
+#include "kernels/attention.h"
 #include "kernels/din_unit.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
@@ -285,6 +286,46 @@ int main(int argc, char** argv) {
           3, iters);
       rows_out.push_back({"DIN unit + PReLU bwd, fused", fb_ms, 2.0 * flops / (fb_ms * 1e6), sgemm,
                           "GF/s", "da: the forward's a (scratch)"});
+    }
+
+    // ---- BST's attention (kernels/attention.h) at bst-bench shapes: L = 21 (20 history items and
+    // the target), 8 heads of 4, lengths uniform in [1, 21]. GF/s counts the score and P·V
+    // products over the valid keys (×2 in the backward).
+    {
+      const int64_t L = 21, heads = 8, dh = 4, d = heads * dh;
+      std::vector<int64_t> lens(static_cast<size_t>(batch));
+      double pairs = 0;
+      for (auto& l : lens) {
+        l = 1 + static_cast<int64_t>(rng() % L);
+        pairs += static_cast<double>(L * l);
+      }
+      std::vector<float> init(static_cast<size_t>(batch * L * 3 * d));
+      std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+      for (auto& v : init) v = value(rng);
+      auto qkv = make_tensor(ctx, init), dout_a = make_tensor(ctx, init);
+      auto lens_d = make_tensor(ctx, lens);
+      Tensor<float> probs(ctx, {batch * heads * L, L}), out_a(ctx, {batch * L, d}),
+          ds(ctx, {batch * heads * L, L}), dqkv(ctx, {batch * L, 3 * d});
+      const double flops = 2.0 * 2.0 * pairs * heads * dh;
+      const double f_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::attention_forward<float>(ctx, batch, L, heads, dh, 0.5f, lens_d.data(),
+                                              qkv.data(), probs.data(), out_a.data());
+          },
+          3, iters);
+      rows_out.push_back({"BST attention fwd (L 21, 8 heads of 4)", f_ms, flops / (f_ms * 1e6),
+                          sgemm, "GF/s", "scores, softmax, P·V over the valid keys"});
+      const double b_ms = bench::median_ms(
+          ctx,
+          [&] {
+            kernels::attention_backward<float>(ctx, batch, L, heads, dh, 0.5f, lens_d.data(),
+                                               qkv.data(), probs.data(), dout_a.data(), ds.data(),
+                                               dqkv.data());
+          },
+          3, iters);
+      rows_out.push_back(
+          {"BST attention bwd", b_ms, 2.0 * flops / (b_ms * 1e6), sgemm, "GF/s", "dQ, dK, dV"});
     }
 
     bench::print_table(
