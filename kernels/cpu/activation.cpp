@@ -6,6 +6,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/prelu_rows.h"
 
 #include <cmath>
 #include <vector>
@@ -84,17 +85,7 @@ template <class T>
 void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const T* x, const T* alpha,
                    T* y) {
   parallel_for(ctx, rows, grain_for(cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * cols;
-      T* yr = y + r * cols;
-      // Element-wise (y may be x itself): no dependence between iterations; both sides computed
-      // so that the select becomes a vector blend (with -fno-trapping-math, CMakeLists.txt).
-#pragma GCC ivdep
-      for (int64_t c = 0; c < cols; ++c) {
-        const T v = xr[c], scaled = alpha[c] * v;
-        yr[c] = v > T(0) ? v : scaled;
-      }
-    }
+    for (int64_t r = r0; r < r1; ++r) prelu_forward_row(cols, x + r * cols, alpha, y + r * cols);
   });
 }
 
@@ -103,24 +94,9 @@ void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const T* x, 
                     const T* dy, T* dx, T* dalpha) {
   if (rows <= 0 || cols <= 0) return;
   // dalpha: double sums per column in fixed blocks of rows, added in block order.
-  // Per row: dalpha's terms first (dx may alias dy), then dx; two branch-free element-wise loops
-  // that vectorise (with -fno-trapping-math, CMakeLists.txt). A positive x adds 0.0 to its column's
-  // sum, which leaves the sum's bits as they were (the sums start at +0.0, and +0.0 + -0.0 = +0.0).
   const auto add_block = [&](int64_t r0, int64_t r1, double* dalpha_sum) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * cols;
-      const T* gr = dy + r * cols;
-      T* dxr = dx + r * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        const double term = static_cast<double>(gr[c]) * static_cast<double>(xr[c]);
-        dalpha_sum[c] += xr[c] > T(0) ? 0.0 : term;
-      }
-#pragma GCC ivdep
-      for (int64_t c = 0; c < cols; ++c) {
-        const T g = gr[c], scaled = alpha[c] * g;
-        dxr[c] = xr[c] > T(0) ? g : scaled;
-      }
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      prelu_backward_row(cols, x + r * cols, alpha, dy + r * cols, dx + r * cols, dalpha_sum);
   };
   column_sums(ctx, rows, grain_for(cols), cols, add_block,
               [&](int64_t c, double total) { dalpha[c] += static_cast<T>(total); });

@@ -24,6 +24,7 @@
 #include "kernels/bias.h"
 #include "kernels/cpu/gemm_serial.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/prelu_rows.h"
 
 namespace lockstep::kernels::cpu {
 
@@ -110,14 +111,7 @@ void unit_forward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t 
         } else {  // h = bias
           std::copy(bias, bias + H, h_row);
         }
-        if (alpha == nullptr) continue;
-        // PReLU as kernels/cpu/activation.cpp computes it (both sides, then the select).
-        T* a_row = a + (s0 * Tn + r) * H;
-#pragma GCC ivdep
-        for (int64_t j = 0; j < H; ++j) {
-          const T v = h_row[j], scaled = alpha[j] * v;
-          a_row[j] = v > T(0) ? v : scaled;
-        }
+        if (alpha != nullptr) prelu_forward_row(H, h_row, alpha, a + (s0 * Tn + r) * H);
       }
     }
   });
@@ -164,22 +158,11 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
     for (int64_t s0 = c0; s0 < c1; s0 += ts) {
       const int64_t s1 = std::min(c1, s0 + ts), n = s1 - s0, tile_rows = n * Tn;
       const T* dh_tile = dh + s0 * Tn * H;
-      if (h != nullptr) {  // dh = da ⊙ PReLU'(h), as kernels/cpu/activation.cpp
+      if (h != nullptr) {  // dh = da ⊙ PReLU'(h)
         double* dalpha_sum = dalpha_partial.data() + (c0 / cs) * H;
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          const T* xr = h + (s0 * Tn + r) * H;
-          const T* gr = dh_tile + r * H;
-          T* dxr = G + r * H;
-          for (int64_t j = 0; j < H; ++j) {
-            const double term = static_cast<double>(gr[j]) * static_cast<double>(xr[j]);
-            dalpha_sum[j] += xr[j] > T(0) ? 0.0 : term;
-          }
-#pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            const T g = gr[j], scaled = alpha[j] * g;
-            dxr[j] = xr[j] > T(0) ? g : scaled;
-          }
-        }
+        for (int64_t r = 0; r < tile_rows; ++r)
+          prelu_backward_row(H, h + (s0 * Tn + r) * H, alpha, dh_tile + r * H, G + r * H,
+                             dalpha_sum);
         dh_tile = G;
       }
       for (int64_t b = s0; b < s1; ++b) {
