@@ -30,7 +30,8 @@ LOCKSTEP_KERNEL_IMPLS(din_unit_backward, const Context& ctx, int64_t B, int64_t 
 // the backward starts from da = dL/da and the forward's h: dh = da ⊙ PReLU'(h), dalpha (H) +=
 // Σ da ⊙ (h > 0 ? 0 : h), then as din_unit_backward. h and a bitwise equal the two kernels in
 // turn; dW, dbias, dq, dk too, dalpha up to its sum's order. `da` is scratch: on return it is
-// either unchanged or holds dh (the CUDA version runs the two kernels in turn, in place).
+// either unchanged (CPU) or holds dh (the CUDA backward runs prelu_backward over it in place,
+// then the unit's backward).
 LOCKSTEP_KERNEL_IMPLS(din_unit_prelu_forward, const Context& ctx, int64_t B, int64_t Tn, int64_t D,
                       int64_t H, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* W,
                       const T* bias, const T* alpha, T* h, T* a)
