@@ -70,15 +70,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations per case")->check(CLI::Range(1, 100000));
   app.add_option("--json", json_path, "also write the results as JSON to this file");
+  bool smoke = false;
+  app.add_flag("--smoke", smoke,
+               "only check that every case runs (tests, the CUDA emulator): no ceiling "
+               "measurements, one timed iteration");
   CLI11_PARSE(app, argc, argv);
+  if (smoke) iters = 1;
   try {
     const Device device = select_device(device_flag);
     Context ctx(device);
     if (batch == 0) batch = device.is_cuda() ? 4096 : 1024;
     DeviceInfo info = query_device_info(device);
     const bool cpu = device.is_cpu();
-    const double bw_ceiling = cpu ? cpu_triad_gbs(ctx) : info.peak_bandwidth_gbs;
-    const double sgemm = measured_sgemm_gflops(ctx);
+    const double bw_ceiling = smoke ? 0.0 : cpu ? cpu_triad_gbs(ctx) : info.peak_bandwidth_gbs;
+    const double sgemm = smoke ? 0.0 : measured_sgemm_gflops(ctx);
     std::printf(
         "device: %s (%s)\n%s\nbandwidth ceiling: %.1f GB/s (%s); FP32 peak %.0f GFLOP/s; "
         "measured large SGEMM %.0f GFLOP/s\n",
