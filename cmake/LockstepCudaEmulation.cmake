@@ -45,3 +45,43 @@ function(lockstep_emu_translate out_var)
   endforeach()
   set(${out_var} ${outputs} PARENT_SCOPE)
 endfunction()
+
+# LOCKSTEP_EMU_FMA: kernels fuse a * b + c into FMAs as nvcc's device code does by default
+# (--fmad=true), so a parity test that holds only without fusion fails here as on a GPU. Needs an
+# x86-64 machine that runs FMA code (-mfma): AUTO checks that it does.
+include(CheckCXXSourceRuns)
+set(CMAKE_REQUIRED_FLAGS "-mfma")
+check_cxx_source_runs([[
+#include <cmath>
+int main(int argc, char**) {
+  float x = static_cast<float>(argc);
+  asm volatile("" : "+x"(x));
+  return std::fma(x, x, -x) == 0.0f ? 0 : 1;
+}]] LOCKSTEP_EMU_HOST_RUNS_FMA)
+unset(CMAKE_REQUIRED_FLAGS)
+if(LOCKSTEP_EMU_FMA STREQUAL "AUTO")
+  set(LOCKSTEP_EMU_FMA_ENABLED OFF)
+  if(LOCKSTEP_EMU_HOST_RUNS_FMA)
+    set(LOCKSTEP_EMU_FMA_ENABLED ON)
+  endif()
+elseif(LOCKSTEP_EMU_FMA)
+  if(NOT LOCKSTEP_EMU_HOST_RUNS_FMA)
+    message(FATAL_ERROR "LOCKSTEP_EMU_FMA=ON: this machine cannot build and run x86-64 FMA code")
+  endif()
+  set(LOCKSTEP_EMU_FMA_ENABLED ON)
+else()
+  set(LOCKSTEP_EMU_FMA_ENABLED OFF)
+endif()
+message(STATUS "lockstep: CUDA emulation fuses a*b+c in kernels (LOCKSTEP_EMU_FMA): ${LOCKSTEP_EMU_FMA_ENABLED}")
+
+# lockstep_emu_fma(<file.cu.cpp>...): where LOCKSTEP_EMU_FMA is on, these translations fuse as
+# described above; the _rn intrinsics stay unfused (emu/include/lockstep_emu/device.h). The
+# options come after the -ffp-contract=off every target gets, so they win;
+# -fexpensive-optimizations makes GCC fuse at -O1 too (the tests' level).
+function(lockstep_emu_fma)
+  if(LOCKSTEP_EMU_FMA_ENABLED)
+    set_source_files_properties(${ARGN} PROPERTIES
+      COMPILE_OPTIONS "-ffp-contract=fast;-mfma;-fexpensive-optimizations"
+      COMPILE_DEFINITIONS LOCKSTEP_EMU_FMA=1)
+  endif()
+endfunction()

@@ -3,7 +3,10 @@
 
 Every `name<<<grid, block[, shared[, stream]]>>>(args)` becomes
 `::lockstep_emu::launch("name", [](auto... a_) { name(a_...); }, grid, block...)(args)`, and
-the file starts with the emulator's device header. Line numbers are kept (#line names the
+each `__shared__ T name[N];` is followed (on the same line) by a call that fills the array with
+0xff bytes when the first thread of a block reaches it (a GPU's shared memory starts undefined;
+without this a block would see what the previous block left), and the file starts with the
+emulator's device header. Line numbers are kept (#line names the
 original file), so compiler messages and backtraces point into the .cu source.
 
 usage: translate_cu.py INPUT OUTPUT
@@ -59,11 +62,31 @@ def translate(text, path):
     return ''.join(out)
 
 
+SHARED = re.compile(r'__shared__\s+[\w:<>, ]+?\s+(\w+)\s*(?:\[[^\];]*\]\s*)*;')
+
+
+def fresh_shared(text, path):
+    """Appends ::lockstep_emu::fresh_shared(&name, sizeof(name)) to every __shared__ declaration."""
+    lines = text.split('\n')
+    for n, line in enumerate(lines):
+        code = re.sub(r'"(?:\\.|[^"\\])*"', '""', line).split('//')[0]  # no strings, comments
+        if '__shared__' not in code or code.lstrip().startswith('#'):
+            continue
+        match = SHARED.search(line) if SHARED.search(code) else None
+        if match is None or 'extern' in line[:match.start()]:
+            sys.exit(f'{path}:{n + 1}: the emulator supports `__shared__ T name[N];` on one line '
+                     f'(no extern/dynamic shared memory): {line.strip()}')
+        name = match.group(1)
+        lines[n] = (line[:match.end()] + f' ::lockstep_emu::fresh_shared(&{name}, sizeof({name}));'
+                    + line[match.end():])
+    return '\n'.join(lines)
+
+
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     with open(src, encoding='utf-8') as f:
         text = f.read()
-    body = translate(text, src)
+    body = fresh_shared(translate(text, src), src)
     header = '#include "lockstep_emu/device.h"\n'
     with open(dst, 'w', encoding='utf-8') as f:
         f.write(header + f'#line 1 "{src}"\n' + body)

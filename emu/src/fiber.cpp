@@ -7,6 +7,10 @@
 // one after another, so `__shared__` arrays (static locals here) are shared by a block's threads.
 // Undefined behaviour a GPU may hang on or compute garbage from is stopped with a message:
 // threads that wait on each other forever, a warp collective whose mask names an exited lane.
+//
+// The order in which threads and blocks run is LOCKSTEP_EMU_SCHEDULE's (shuffled by default, so
+// that a missing barrier or an order-dependent kernel computes a wrong answer; see
+// parse_schedule() below).
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -14,6 +18,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "lockstep_emu/runtime.h"
@@ -31,8 +37,77 @@ uint3 g_thread_idx{0, 0, 0};
 uint3 g_block_idx{0, 0, 0};
 dim3 g_block_dim{1, 1, 1};
 dim3 g_grid_dim{1, 1, 1};
+bool g_yield_at_atomics = false;
 
 namespace {
+
+// ---- schedule ---------------------------------------------------------------------------------
+
+enum class Order { Forward, Reverse, Shuffle };
+
+struct Schedule {
+  Order order = Order::Forward;
+  uint64_t rng = 0;  // shuffle's state (splitmix64), from the seed
+};
+
+/// LOCKSTEP_EMU_SCHEDULE: the order of a grid's blocks and, between two meeting points, of a
+/// block's threads. On a GPU neither is defined, so a kernel's result must not depend on it.
+///  - shuffle[:SEED] (the default, seed 1): a new random order per launch and per scheduling
+///    pass, and a switch right after an atomic operation with probability 1/2;
+///  - reverse: by decreasing index, and a switch after every atomic operation (round robin), so
+///    an atomic claim and the plain writes that follow it interleave with the other threads';
+///  - forward: by increasing index, each thread running to its next barrier, shuffle, vote or
+///    spin wait before the next one starts (the sequential answer: for debugging).
+/// A block whose threads race (a missing __syncthreads: one thread reads what another writes in
+/// the same phase) then computes another answer than the sequential one.
+Schedule parse_schedule(const char* v) {
+  Schedule s;
+  if (v == nullptr || *v == '\0') v = "shuffle";
+  if (std::strcmp(v, "forward") == 0) {
+    s.order = Order::Forward;
+  } else if (std::strcmp(v, "reverse") == 0) {
+    s.order = Order::Reverse;
+  } else if (std::strncmp(v, "shuffle", 7) == 0 && (v[7] == '\0' || v[7] == ':')) {
+    s.order = Order::Shuffle;
+    s.rng = 1;
+    if (v[7] == ':') {
+      char* end = nullptr;
+      s.rng = std::strtoull(v + 8, &end, 10);
+      if (end == v + 8 || *end != '\0')
+        fatal("LOCKSTEP_EMU_SCHEDULE=%s: the seed after 'shuffle:' must be a decimal integer", v);
+    }
+  } else {
+    fatal("LOCKSTEP_EMU_SCHEDULE=%s: expected forward, reverse, shuffle or shuffle:SEED", v);
+  }
+  return s;
+}
+
+Schedule g_schedule;
+bool g_schedule_set = false;
+
+Schedule& schedule() {
+  if (!g_schedule_set) set_schedule(nullptr);
+  return g_schedule;
+}
+
+uint64_t next_random(Schedule& s) {  // splitmix64
+  uint64_t z = (s.rng += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// order[0..n) = the visiting order of n threads or blocks for one pass.
+void order_of(std::vector<unsigned>& order, unsigned n) {
+  Schedule& s = schedule();
+  order.resize(n);
+  std::iota(order.begin(), order.end(), 0u);
+  if (s.order == Order::Reverse) {
+    std::reverse(order.begin(), order.end());
+  } else if (s.order == Order::Shuffle) {
+    for (unsigned i = n; i > 1; --i) std::swap(order[i - 1], order[next_random(s) % i]);
+  }
+}
 
 constexpr size_t kStackBytes = size_t{128} << 10;
 constexpr size_t kGuardBytes = 4096;
@@ -103,10 +178,12 @@ struct Block {
   unsigned arrived = 0;
   unsigned live = 0;
   std::vector<Warp> warps;
+  std::vector<const void*> fresh;  // __shared__ arrays filled with 0xff for this block
 };
 
 struct Scheduler {
   std::vector<Fiber> fibers;  // stacks kept between launches
+  std::vector<unsigned> pass_order, block_order;
   Block block;
   Fiber* current = nullptr;
   void (*thread)(void*) = nullptr;
@@ -250,6 +327,7 @@ void run_block(unsigned threads) {
   b.arrived = 0;
   b.live = threads;
   b.warps.resize((threads + 31) / 32);
+  b.fresh.clear();
   for (unsigned w = 0; w < b.warps.size(); ++w) {  // the exchange slots need no reset
     Warp& warp = b.warps[w];
     const unsigned lanes = std::min(32u, threads - 32 * w);
@@ -268,10 +346,12 @@ void run_block(unsigned threads) {
   }
   unsigned done = 0;
   uint64_t idle_passes = 0;  // passes in which only spinning threads ran
+  const bool forward = schedule().order == Order::Forward;
   while (done < threads) {
     bool progressed = false, ran = false;
-    for (unsigned i = 0; i < threads; ++i) {
-      Fiber& f = s.fibers[i];
+    if (!forward) order_of(s.pass_order, threads);
+    for (unsigned k = 0; k < threads; ++k) {
+      Fiber& f = s.fibers[forward ? k : s.pass_order[k]];
       if (f.state == State::Done) continue;
       if (f.state == State::WaitBlock && b.gen == f.wait_gen) continue;
       if (f.state == State::WaitWarp && warp_of(f).gen == f.wait_gen) continue;
@@ -305,12 +385,19 @@ void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
   g_grid_dim = g.grid;
   g_block_dim = g.block;
   const unsigned threads = g.block.x * g.block.y * g.block.z;
-  for (unsigned z = 0; z < g.grid.z; ++z)
-    for (unsigned y = 0; y < g.grid.y; ++y)
-      for (unsigned x = 0; x < g.grid.x; ++x) {
-        g_block_idx = uint3{x, y, z};
-        run_block(threads);
-      }
+  const uint64_t blocks = uint64_t{g.grid.x} * g.grid.y * g.grid.z;
+  const bool forward = schedule().order == Order::Forward;
+  if (!forward) {
+    if (blocks > 0xffffffffu) fatal("kernel %s: a grid of more than 2^32 blocks", g.kernel);
+    order_of(s.block_order, static_cast<unsigned>(blocks));
+  }
+  for (uint64_t k = 0; k < blocks; ++k) {
+    const uint64_t b = forward ? k : s.block_order[k];
+    g_block_idx =
+        uint3{static_cast<unsigned>(b % g.grid.x), static_cast<unsigned>(b / g.grid.x % g.grid.y),
+              static_cast<unsigned>(b / (uint64_t{g.grid.x} * g.grid.y))};
+    run_block(threads);
+  }
 }
 
 void block_sync() {
@@ -366,6 +453,29 @@ unsigned active_lanes() {
   if (g_sched.current == nullptr) fatal("__activemask outside a kernel");
   const Warp& w = warp_of(*g_sched.current);
   return w.present & ~w.exited;
+}
+
+void fresh_shared(void* p, size_t bytes) {
+  if (g_sched.current == nullptr) return;
+  std::vector<const void*>& fresh = g_sched.block.fresh;
+  if (std::find(fresh.begin(), fresh.end(), p) != fresh.end()) return;
+  fresh.push_back(p);
+  std::memset(p, 0xff, bytes);
+}
+
+void set_schedule(const char* spec) {
+  g_schedule = parse_schedule(spec != nullptr ? spec : std::getenv("LOCKSTEP_EMU_SCHEDULE"));
+  g_yield_at_atomics = g_schedule.order != Order::Forward;
+  g_schedule_set = true;
+}
+
+void atomic_point() {
+  Fiber* f = g_sched.current;
+  if (f == nullptr) return;
+  Schedule& s = schedule();
+  if (s.order == Order::Shuffle && (next_random(s) & 1u)) return;
+  f->state = State::Ready;  // a step of progress, unlike a spin wait's pause
+  yield_to_scheduler();
 }
 
 void spin_pause() {

@@ -87,6 +87,14 @@ bool env_flag(const char* name, bool fallback) {
   return std::strcmp(v, "0") != 0;
 }
 
+}  // namespace
+
+bool g_device_ulps = env_flag("LOCKSTEP_EMU_ULPS", true);
+
+void set_device_ulps(bool on) { g_device_ulps = on; }
+
+namespace {
+
 // ---- memory -------------------------------------------------------------------------------
 
 constexpr size_t kArenaBytes = size_t{64} << 30;  // address space, reserved not committed

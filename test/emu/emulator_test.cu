@@ -115,7 +115,200 @@ __global__ void divergent_shuffle_kernel(int* out) {
   out[threadIdx.x] = __shfl_sync(0xffffffffu, 1, 0);
 }
 
+// Racy on a GPU: each thread reads its lower neighbour's value with no barrier in between.
+__global__ void missing_barrier_kernel(int* out) {
+  __shared__ int value[64];
+  value[threadIdx.x] = static_cast<int>(threadIdx.x) + 1;
+  out[threadIdx.x] = threadIdx.x == 0 ? 0 : value[threadIdx.x - 1];
+}
+
+// Racy on a GPU: a thread claims a slot with an atomic and fills it afterwards, while every
+// thread reads all the claimed slots with no barrier in between.
+__global__ void claim_then_fill_kernel(int* unfilled) {
+  __shared__ int count;
+  __shared__ int slot[64];
+  if (threadIdx.x == 0) count = 0;
+  slot[threadIdx.x] = -1;
+  __syncthreads();
+  const int mine = atomicAdd(&count, 1);
+  slot[mine] = static_cast<int>(threadIdx.x);
+  int missing = 0;
+  for (int i = 0; i < count; ++i) missing += slot[i] < 0;
+  unfilled[threadIdx.x] = missing;
+}
+
+// What each block finds in its __shared__ memory before writing it (then it writes it).
+__global__ void shared_at_start_kernel(int* found) {
+  __shared__ int value[2];
+  if (threadIdx.x < 2) found[2 * blockIdx.x + threadIdx.x] = value[threadIdx.x];
+  __syncthreads();
+  value[threadIdx.x % 2] = 5;
+}
+
+__global__ void transcendental_kernel(const float* x, int n, float* e, float* l) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  e[i] = expf(x[i]);
+  l[i] = log1pf(x[i]);
+}
+
+__global__ void multiply_add_kernel(const float* a, const float* b, const float* c, int n,
+                                    float* plain, float* rounded) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  plain[i] = a[i] * b[i] + c[i];                        // nvcc may fuse this (--fmad=true)
+  rounded[i] = __fadd_rn(__fmul_rn(a[i], b[i]), c[i]);  // never fused
+}
+
+// |a - b| in ulps (a, b finite, same sign).
+int64_t ulps_apart(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::llabs(static_cast<int64_t>(ia) - ib);
+}
+
+// The order blocks run in: each block takes a ticket.
+__global__ void ticket_kernel(int* counter, int* ticket) {
+  if (threadIdx.x == 0) ticket[blockIdx.x] = atomicAdd(counter, 1);
+}
+
+// Runs missing_barrier_kernel and claim_then_fill_kernel under `schedule`: (the lower
+// neighbours seen right, no slot read unfilled).
+std::pair<bool, bool> run_racy_kernels(const char* schedule) {
+  lockstep_emu::set_schedule(schedule);
+  int* out = device_array<int>(64);
+  missing_barrier_kernel<<<1, 64>>>(out);
+  const std::vector<int> seen = to_host(out, 64);
+  bool neighbours_right = true;
+  for (int t = 1; t < 64; ++t) neighbours_right &= seen[t] == t;
+  claim_then_fill_kernel<<<1, 64>>>(out);
+  const std::vector<int> unfilled = to_host(out, 64);
+  const bool all_filled =
+      std::all_of(unfilled.begin(), unfilled.end(), [](int u) { return u == 0; });
+  CHECK_CUDA(cudaFree(out));
+  lockstep_emu::set_schedule(nullptr);
+  return {neighbours_right, all_filled};
+}
+
 }  // namespace
+
+TEST_CASE("emulator: a reverse or shuffled schedule exposes races a forward one hides", "[emu]") {
+  // Forward order runs each thread to its next barrier before the next thread starts, so both
+  // races compute the sequential answer; the other orders (shuffle is the default), with their
+  // switches after atomics, do not.
+  CHECK(run_racy_kernels("forward") == std::make_pair(true, true));
+  CHECK(run_racy_kernels("reverse") == std::make_pair(false, false));
+  CHECK(run_racy_kernels("shuffle:7") == std::make_pair(false, false));
+  if (std::getenv("LOCKSTEP_EMU_SCHEDULE") == nullptr)  // the default: shuffle
+    CHECK(run_racy_kernels(nullptr) == std::make_pair(false, false));
+
+  // A race-free kernel computes the same under every schedule.
+  std::vector<int> h(1000);
+  std::iota(h.begin(), h.end(), 1);
+  int* in = to_device(h);
+  int* out = device_array<int>(4);
+  for (const char* schedule : {"forward", "reverse", "shuffle", "shuffle:123"}) {
+    INFO(schedule);
+    lockstep_emu::set_schedule(schedule);
+    block_sum_kernel<<<4, 256>>>(in, 1000, out);
+    const std::vector<int> sums = to_host(out, 4);
+    CHECK(sums == std::vector<int>({32896, 98432, 163968, 205204}));
+  }
+
+  // Blocks run in the schedule's order too.
+  int* counter = device_array<int>(1);
+  int* ticket = device_array<int>(8);
+  const auto tickets = [&](const char* schedule) {
+    lockstep_emu::set_schedule(schedule);
+    CHECK_CUDA(cudaMemset(counter, 0, sizeof(int)));
+    ticket_kernel<<<8, 32>>>(counter, ticket);
+    return to_host(ticket, 8);
+  };
+  CHECK(tickets("forward") == std::vector<int>({0, 1, 2, 3, 4, 5, 6, 7}));
+  CHECK(tickets("reverse") == std::vector<int>({7, 6, 5, 4, 3, 2, 1, 0}));
+  std::vector<int> shuffled = tickets("shuffle:3");
+  CHECK(shuffled != std::vector<int>({0, 1, 2, 3, 4, 5, 6, 7}));
+  std::sort(shuffled.begin(), shuffled.end());
+  CHECK(shuffled == std::vector<int>({0, 1, 2, 3, 4, 5, 6, 7}));
+  lockstep_emu::set_schedule(nullptr);
+  for (void* p : {(void*)in, (void*)out, (void*)counter, (void*)ticket}) CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: expf and log1pf give the host's bits, or a GPU's error with ulps on",
+          "[emu]") {
+  const int n = 4096;
+  std::vector<float> h(n);
+  for (int i = 0; i < n; ++i) h[i] = -20.0f + 40.0f * static_cast<float>(i) / n;  // h[2048] = 0
+  float* x = to_device(h);
+  float* e = device_array<float>(n);
+  float* l = device_array<float>(n);
+  const bool by_default = lockstep_emu::g_device_ulps;  // on unless LOCKSTEP_EMU_ULPS=0
+  const auto run = [&](bool ulps) {
+    lockstep_emu::set_device_ulps(ulps);
+    transcendental_kernel<<<n / 256, 256>>>(x, n, e, l);
+    std::pair<std::vector<float>, std::vector<float>> out{to_host(e, n), to_host(l, n)};
+    lockstep_emu::set_device_ulps(by_default);
+    return out;
+  };
+  const auto [e_host, l_host] = run(false);
+  const auto [e_gpu, l_gpu] = run(true);
+  int e_moved = 0, l_moved = 0;
+  for (int i = 0; i < n; ++i) {
+    INFO("x = " << h[i]);
+    CHECK(e_host[i] == std::exp(h[i]));
+    CHECK(ulps_apart(e_gpu[i], e_host[i]) <= 2);  // CUDA's documented bound for expf
+    e_moved += e_gpu[i] != e_host[i];
+    if (h[i] > -1.0f) {
+      CHECK(l_host[i] == std::log1p(h[i]));
+      CHECK(ulps_apart(l_gpu[i], l_host[i]) <= 1);  // and for log1pf
+      l_moved += l_gpu[i] != l_host[i];
+    }
+  }
+  CHECK(e_gpu[2048] == 1.0f);  // exact where every implementation is: expf(0), log1pf(0)
+  CHECK(l_gpu[2048] == 0.0f);
+  CHECK(e_moved > n / 2);                     // 4 in 5 move, by -2..2 ulps
+  CHECK(l_moved > n / 4);                     // 2 in 3 of those with x > -1
+  const auto [e_again, l_again] = run(true);  // a function of the argument: deterministic
+  CHECK(std::memcmp(e_again.data(), e_gpu.data(), n * sizeof(float)) == 0);
+  CHECK(std::memcmp(l_again.data(), l_gpu.data(), n * sizeof(float)) == 0);  // NaN for x < -1
+  for (void* p : {(void*)x, (void*)e, (void*)l}) CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: a * b + c fuses only in a LOCKSTEP_EMU_FMA build, _rn intrinsics never",
+          "[emu]") {
+  const int n = 1024;
+  std::vector<float> a(n), b(n), c(n);
+  for (int i = 0; i < n; ++i) {
+    a[i] = 1.0f + static_cast<float>(i) / 3.0f;
+    b[i] = 1.0f - static_cast<float>(i) / 7.0f;
+    c[i] = -a[i] * b[i];  // the product's rounding error is all that is left when fused
+  }
+  float *da = to_device(a), *db = to_device(b), *dc = to_device(c);
+  float* plain = device_array<float>(n);
+  float* rounded = device_array<float>(n);
+  multiply_add_kernel<<<n / 256, 256>>>(da, db, dc, n, plain, rounded);
+  const std::vector<float> p = to_host(plain, n), r = to_host(rounded, n);
+  int fused = 0;
+  for (int i = 0; i < n; ++i) {
+    volatile float product = a[i] * b[i];  // rounded: this file's host code may fuse too
+    const float unfused = product + c[i];
+    CHECK(r[i] == unfused);
+#if defined(LOCKSTEP_EMU_FMA)
+    CHECK(p[i] == std::fma(a[i], b[i], c[i]));
+#else
+    CHECK(p[i] == unfused);
+#endif
+    fused += p[i] != unfused;
+  }
+#if defined(LOCKSTEP_EMU_FMA)
+  CHECK(fused > n / 2);
+#else
+  CHECK(fused == 0);
+#endif
+  for (void* q : {(void*)da, (void*)db, (void*)dc, (void*)plain, (void*)rounded})
+    CHECK_CUDA(cudaFree(q));
+}
 
 TEST_CASE("emulator: __syncthreads and __shared__ give a block reduction", "[emu]") {
   const int n = 1000;
@@ -196,6 +389,9 @@ TEST_CASE("emulator: fresh and freed device memory reads as 0xff bytes", "[emu]"
   for (int v : fresh) CHECK(v == -1);
   float* f = device_array<float>(4);
   for (float v : to_host(f, 4)) CHECK(std::isnan(v));
+  // So does every block's __shared__ memory, whatever the block before it left there.
+  shared_at_start_kernel<<<4, 32>>>(d);
+  for (int v : to_host(d, 8)) CHECK(v == -1);
   CHECK_CUDA(cudaFree(d));
   CHECK_CUDA(cudaFree(f));
 }
@@ -368,6 +564,11 @@ TEST_CASE("emulator: stops what a GPU would fault on or hang at, naming it", "[e
     });
     CHECK(aborted);
     CHECK_THAT(err, Catch::Contains("is not inside one live device or pinned allocation"));
+  }
+  SECTION("a schedule it does not know") {
+    const auto [aborted, err] = run_child([] { lockstep_emu::set_schedule("backwards"); });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("LOCKSTEP_EMU_SCHEDULE=backwards: expected forward"));
   }
   SECTION("CUB temp storage sized for fewer items") {
     const auto [aborted, err] = run_child([] {

@@ -42,21 +42,99 @@ using std::pow;
 using std::sqrt;
 using std::tanh;
 
-// Explicitly rounded operations: exactly the IEEE operations (the emulation build compiles
-// with -ffp-contract=off, so nothing is fused behind them).
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fdiv_rn(float a, float b) { return a / b; }
-inline float __frcp_rn(float a) { return 1.0f / a; }
+// Explicitly rounded operations: exactly the IEEE operations. The emulation build compiles with
+// -ffp-contract=off, so nothing is fused behind them; a LOCKSTEP_EMU_FMA build fuses a * b + c
+// in kernels as nvcc does by default (--fmad=true), and these stay unfused there as on a GPU:
+// their operands and result pass through an empty asm the compiler cannot look through.
+#if defined(LOCKSTEP_EMU_FMA)
+#define LOCKSTEP_EMU_UNFUSED(...) asm volatile("" : "+x"(__VA_ARGS__))
+#else
+#define LOCKSTEP_EMU_UNFUSED(...) (void)0
+#endif
+namespace lockstep_emu {
+template <class T, class Op>
+inline T rounded(T a, T b, Op op) {
+  LOCKSTEP_EMU_UNFUSED(a);
+  LOCKSTEP_EMU_UNFUSED(b);
+  T r = op(a, b);
+  LOCKSTEP_EMU_UNFUSED(r);
+  return r;
+}
+}  // namespace lockstep_emu
+inline float __fadd_rn(float a, float b) {
+  return ::lockstep_emu::rounded(a, b, [](float x, float y) { return x + y; });
+}
+inline float __fsub_rn(float a, float b) {
+  return ::lockstep_emu::rounded(a, b, [](float x, float y) { return x - y; });
+}
+inline float __fmul_rn(float a, float b) {
+  return ::lockstep_emu::rounded(a, b, [](float x, float y) { return x * y; });
+}
+inline float __fdiv_rn(float a, float b) {
+  return ::lockstep_emu::rounded(a, b, [](float x, float y) { return x / y; });
+}
+inline float __frcp_rn(float a) { return __fdiv_rn(1.0f, a); }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline float __expf(float a) { return std::exp(a); }
-inline float __logf(float a) { return std::log(a); }
+inline double __dadd_rn(double a, double b) {
+  return ::lockstep_emu::rounded(a, b, [](double x, double y) { return x + y; });
+}
+inline double __dmul_rn(double a, double b) {
+  return ::lockstep_emu::rounded(a, b, [](double x, double y) { return x * y; });
+}
 inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
 inline float __saturatef(float a) { return a < 0.0f ? 0.0f : a > 1.0f ? 1.0f : a; }
+
+// CUDA's single-precision transcendental functions are not correctly rounded: their results may
+// lie up to a documented number of ulps from the exact value (CUDA C++ Programming Guide,
+// "Mathematical Functions"), so a GPU's expf need not give the host's bits. The emulator moves
+// each result by a pseudo-random number of ulps within that bound, the same for the same
+// argument, so a test that expects CPU = CUDA bits where a GPU cannot give them fails on the
+// emulator too (LOCKSTEP_EMU_ULPS=0, or set_device_ulps(false), keeps the host's results).
+namespace lockstep_emu {
+extern bool g_device_ulps;
+inline float within_ulps(float host, float x, unsigned max_ulps, uint32_t function) {
+  uint32_t bits, arg;
+  std::memcpy(&bits, &host, 4);
+  std::memcpy(&arg, &x, 4);
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  // Arguments where every implementation is exact (x = 0) and results that are zero, subnormal,
+  // infinite or NaN keep the host's value.
+  if (!g_device_ulps || (arg & 0x7fffffffu) == 0 || magnitude < 0x00800000u ||
+      magnitude >= 0x7f800000u)
+    return host;
+  uint64_t z = (static_cast<uint64_t>(arg) << 8 | function) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
+  z ^= z >> 32;
+  const int64_t steps = static_cast<int64_t>(z % (2 * max_ulps + 1)) - max_ulps;
+  const int64_t moved = static_cast<int64_t>(magnitude) + steps;
+  if (moved < 0x00800000 || moved >= 0x7f800000) return host;  // stays normal and finite
+  bits = static_cast<uint32_t>(moved) | (bits & 0x80000000u);
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+// Maximum ulp errors as documented for CUDA 12/13 (full range).
+inline float device_expf(float x) { return within_ulps(std::exp(x), x, 2, 1); }
+inline float device_exp2f(float x) { return within_ulps(std::exp2(x), x, 2, 2); }
+inline float device_expm1f(float x) { return within_ulps(std::expm1(x), x, 1, 3); }
+inline float device_logf(float x) { return within_ulps(std::log(x), x, 1, 4); }
+inline float device_log2f(float x) { return within_ulps(std::log2(x), x, 1, 5); }
+inline float device_log1pf(float x) { return within_ulps(std::log1p(x), x, 1, 6); }
+inline float device_tanhf(float x) { return within_ulps(std::tanh(x), x, 2, 7); }
+// The intrinsics are less accurate still (__expf: 2 + floor(|1.173 x|) ulps); 2 is a floor.
+inline float device_fast_expf(float x) { return within_ulps(std::exp(x), x, 2, 8); }
+inline float device_fast_logf(float x) { return within_ulps(std::log(x), x, 2, 9); }
+}  // namespace lockstep_emu
+#define expf(x) ::lockstep_emu::device_expf(x)
+#define exp2f(x) ::lockstep_emu::device_exp2f(x)
+#define expm1f(x) ::lockstep_emu::device_expm1f(x)
+#define logf(x) ::lockstep_emu::device_logf(x)
+#define log2f(x) ::lockstep_emu::device_log2f(x)
+#define log1pf(x) ::lockstep_emu::device_log1pf(x)
+#define tanhf(x) ::lockstep_emu::device_tanhf(x)
+#define __expf(x) ::lockstep_emu::device_fast_expf(x)
+#define __logf(x) ::lockstep_emu::device_fast_logf(x)
 
 // CUDA's min/max overloads: fminf/fmaxf for floats (a NaN operand loses), the usual for ints.
 inline float max(float a, float b) { return std::fmax(a, b); }
@@ -118,54 +196,49 @@ inline void __threadfence_block() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 inline void __nanosleep(unsigned) { ::lockstep_emu::spin_pause(); }
 
 // Atomics: no other thread runs between a thread's switches, so plain read-modify-writes are
-// atomic here.
+// atomic here. Under a reverse or shuffled schedule (LOCKSTEP_EMU_SCHEDULE) a thread may switch
+// right after one: other threads then run between its claim and what it does next.
+namespace lockstep_emu {
+template <class T, class F>
+inline T atomic_rmw(T* p, F update) {
+  const T old = *p;
+  *p = update(old);
+  if (g_yield_at_atomics) atomic_point();
+  return old;
+}
+}  // namespace lockstep_emu
 template <class T>
 inline T atomicAdd(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return old + v; });
 }
 template <class T>
 inline T atomicSub(T* p, T v) {
-  const T old = *p;
-  *p = old - v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return old - v; });
 }
 template <class T>
 inline T atomicExch(T* p, T v) {
-  const T old = *p;
-  *p = v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T) { return v; });
 }
 template <class T>
 inline T atomicMax(T* p, T v) {
-  const T old = *p;
-  if (old < v) *p = v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return old < v ? v : old; });
 }
 template <class T>
 inline T atomicMin(T* p, T v) {
-  const T old = *p;
-  if (v < old) *p = v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return v < old ? v : old; });
 }
 template <class T>
 inline T atomicOr(T* p, T v) {
-  const T old = *p;
-  *p = old | v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return old | v; });
 }
 template <class T>
 inline T atomicAnd(T* p, T v) {
-  const T old = *p;
-  *p = old & v;
-  return old;
+  return ::lockstep_emu::atomic_rmw(p, [v](T old) { return old & v; });
 }
 template <class T>
 inline T atomicCAS(T* p, T compare, T value) {
-  const T old = *p;
-  if (old == compare) *p = value;
-  return old;
+  return ::lockstep_emu::atomic_rmw(
+      p, [compare, value](T old) { return old == compare ? value : old; });
 }
 
 // Barriers and warp collectives.

@@ -2,6 +2,7 @@
 // lockstep's CUDA emulator (docs/cuda_emulation.md): what its headers (device.h, cub/, cublas)
 // share with the runtime in emu/src. Internal to the emulation build.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -69,6 +70,24 @@ void warp_sync(unsigned mask);
 /// The calling lane (0..31) and its warp's exchange buffer for the current rendezvous round.
 unsigned lane_id();
 uint64_t* warp_slots();
+
+/// Whether expf & co. in kernels return results moved within CUDA's ulp bounds (see device.h);
+/// on unless LOCKSTEP_EMU_ULPS=0 at start-up.
+void set_device_ulps(bool on);
+
+/// The order of blocks and threads: "forward", "reverse", "shuffle" or "shuffle:SEED" (see
+/// emu/src/fiber.cpp); nullptr reads LOCKSTEP_EMU_SCHEDULE (shuffle where unset), as the first
+/// launch does. A spec that is none of these is fatal.
+void set_schedule(const char* spec);
+
+/// Set where the schedule is not forward: atomic operations then call atomic_point()
+/// after their update, which may switch to another thread of the block (see emu/src/fiber.cpp).
+extern bool g_yield_at_atomics;
+void atomic_point();
+
+/// A `__shared__` array's declaration (emu/translate_cu.py adds the call): the first thread of
+/// a block to reach it fills the array with 0xff bytes, as undefined as a GPU's shared memory.
+void fresh_shared(void* p, size_t bytes);
 
 /// A spin wait's pause (__nanosleep): lets the block's other threads run.
 void spin_pause();
