@@ -75,6 +75,10 @@ void adagrad_update(const Context&, const AdagradHyper& h, T grad_scale, int64_t
 }
 
 namespace {
+// Sparse updates ask for the row this many distinct ids ahead while they update one (as the
+// pooled lookups do): the rows are scattered over tables far larger than the caches.
+constexpr int64_t kPrefetchRows = 8;
+
 // The number of rows a sparse update applies, *num_unique, after the checks of its input
 // (readable here, in host memory; sizes and steps are validated by the dispatcher): the count
 // must fit the caller's bound and every listed id must be a row of the table. Everything is
@@ -105,6 +109,11 @@ void sparse_adagrad_update(const Context& ctx, const AdagradHyper& h, T grad_sca
   // Distinct ids: the rows are independent.
   parallel_for(ctx, count, grain_for(4 * dim), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
+      if (u + kPrefetchRows < count) {  // rows scattered over a large table: ask ahead
+        const int64_t ahead = static_cast<int64_t>(unique_ids[u + kPrefetchRows]);
+        __builtin_prefetch(table + ahead * dim, 1);
+        __builtin_prefetch(accum + ahead, 1);
+      }
       const T* grad_row = grad_rows + u * dim;
       const int64_t r = static_cast<int64_t>(unique_ids[u]);
       T* row = table + r * dim;
@@ -131,6 +140,12 @@ void sparse_adam_update(const Context& ctx, const AdamHyper& h, int64_t step, T 
   const T bc2 = static_cast<T>(bias_correction(h.beta2, step));
   parallel_for(ctx, count, grain_for(8 * dim), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
+      if (u + kPrefetchRows < count) {  // rows scattered over large tables: ask ahead
+        const int64_t ahead = static_cast<int64_t>(unique_ids[u + kPrefetchRows]) * dim;
+        __builtin_prefetch(table + ahead, 1);
+        __builtin_prefetch(m + ahead, 1);
+        __builtin_prefetch(v + ahead, 1);
+      }
       const int64_t base = static_cast<int64_t>(unique_ids[u]) * dim;
       for (int64_t d = 0; d < dim; ++d) {
         adam_step(h, bc1, bc2, grad_scale * grad_rows[u * dim + d], table[base + d], m[base + d],

@@ -37,6 +37,11 @@ class Pool {
   }
 
   /// False when another job holds the pool: the caller runs its chunks itself.
+  ///
+  /// The caller works too, and waits only for the helpers that joined the job before it ran out
+  /// of chunks: a helper still asleep then finds the job closed and goes back to sleep, instead
+  /// of the caller waiting for it to wake up (up to a scheduler tick, 4 ms, on a busy machine)
+  /// just to learn that nothing is left.
   bool run(int threads, int64_t chunks, const ChunkRef& chunk) {
     std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
     if (!job_lock.owns_lock()) return false;
@@ -47,14 +52,16 @@ class Pool {
       chunks_ = chunks;
       next_.store(0, std::memory_order_relaxed);
       helpers_ = helpers;
-      pending_ = helpers;
+      active_ = 0;
+      open_ = true;
       error_ = nullptr;
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     work();
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
+    open_ = false;  // every chunk is taken: no helper joins from now on
+    done_.wait(lock, [&] { return active_ == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
     return true;
@@ -100,11 +107,12 @@ class Pool {
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
-      if (index >= helpers_) continue;  // not wanted for this job
+      if (!open_ || index >= helpers_) continue;  // the job is done, or not wanted for it
+      ++active_;
       lock.unlock();
       work();
       lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      if (--active_ == 0) done_.notify_one();
     }
   }
 
@@ -116,7 +124,8 @@ class Pool {
   int64_t chunks_ = 0;
   std::atomic<int64_t> next_{0};
   std::atomic<uint64_t> generation_{0};
-  int helpers_ = 0, pending_ = 0;
+  int helpers_ = 0, active_ = 0;  // helpers wanted, helpers in the job now
+  bool open_ = false;             // helpers may still join the job
   bool stop_ = false;
   std::exception_ptr error_;
 };
