@@ -31,6 +31,33 @@ void untranspose_head(const T* src, int64_t rows, int64_t dh, int64_t L, T facto
     for (int64_t c = 0; c < dh; ++c) dst[k * ld + c] = src[c * L + k] * factor;
 }
 
+/// dst[q · L + k] = src[k · L + q] for k < len, 0 for len <= k < L, every q < L: an L × L block
+/// held key-major written query-major (probs' layout), zero past the valid keys.
+template <class T>
+void store_query_major(const T* src, int64_t len, int64_t L, T* dst) {
+  for (int64_t q = 0; q < L; ++q) {
+    T* row = dst + q * L;
+    for (int64_t k = 0; k < len; ++k) row[k] = src[k * L + q];
+    std::fill(row + len, row + L, T(0));
+  }
+}
+
+/// accᵀ[c, q] += Σ_k w[k · L + q] · head[k · ld + c] over k < len in increasing order, c < dh,
+/// q < L: a key-major weight block (Pᵀ, dSᵀ) times a head's rows (V, K), the queries innermost.
+template <class T>
+void add_weighted_rows(const T* w, const T* head, int64_t ld, int64_t len, int64_t dh, int64_t L,
+                       T* acc) {
+  for (int64_t k = 0; k < len; ++k) {
+    const T* wk = w + k * L;
+    const T* hr = head + k * ld;
+    for (int64_t c = 0; c < dh; ++c) {
+      const T hc = hr[c];
+      T* ac = acc + c * L;
+      for (int64_t q = 0; q < L; ++q) ac[q] += wk[q] * hc;
+    }
+  }
+}
+
 }  // namespace
 
 // A whole head at a time, its matrices transposed (position-major → column-major) so that the
@@ -88,21 +115,9 @@ void attention_forward(const Context& ctx, int64_t B, int64_t L, int64_t heads, 
         for (int64_t q = 0; q < L && len > 0; ++q) mx[q] = static_cast<T>(1.0 / sum[q]);
         for (int64_t k = 0; k < len; ++k)
           for (int64_t q = 0; q < L; ++q) st[k * L + q] *= mx[q];
-        for (int64_t q = 0; q < L; ++q) {
-          T* p = p_head + q * L;
-          for (int64_t k = 0; k < len; ++k) p[k] = st[k * L + q];
-          std::fill(p + len, p + L, T(0));
-        }
+        store_query_major(st, len, L, p_head);
         // Oᵀ[c, q] = Σ_k P[q, k] V[k, c], k in order.
-        for (int64_t k = 0; k < len; ++k) {
-          const T* s = st + k * L;
-          const T* vr = rows + k * ld + 2 * d + i * dh;
-          for (int64_t c = 0; c < dh; ++c) {
-            const T vc = vr[c];
-            T* oc = ot + c * L;
-            for (int64_t q = 0; q < L; ++q) oc[q] += s[q] * vc;
-          }
-        }
+        add_weighted_rows(st, rows + 2 * d + i * dh, ld, len, dh, L, ot);
         untranspose_head(ot, L, dh, L, T(1), o_head, d);
       }
     }
@@ -164,21 +179,9 @@ void attention_backward(const Context& ctx, int64_t B, int64_t L, int64_t heads,
           const T* p = pt + k * L;
           for (int64_t q = 0; q < L; ++q) g[q] = p[q] != T(0) ? p[q] * (g[q] - sd[q]) : T(0);
         }
-        for (int64_t q = 0; q < L; ++q) {
-          T* gr = g_head + q * L;
-          for (int64_t k = 0; k < len; ++k) gr[k] = gst[k * L + q];
-          std::fill(gr + len, gr + L, T(0));
-        }
+        store_query_major(gst, len, L, g_head);
         // dQᵀ[c, q] = scale · Σ_k dS[q, k] K[k, c], k in order.
-        for (int64_t k = 0; k < len; ++k) {
-          const T* g = gst + k * L;
-          const T* kr = rows + k * ld + off_k;
-          for (int64_t c = 0; c < dh; ++c) {
-            const T kc = kr[c];
-            T* gqc = gqt + c * L;
-            for (int64_t q = 0; q < L; ++q) gqc[q] += g[q] * kc;
-          }
-        }
+        add_weighted_rows(gst, rows + off_k, ld, len, dh, L, gqt);
         untranspose_head(gqt, L, dh, L, scale, grows + off_q, ld);
         // dKᵀ[c, k] += dS[q, k] Q[q, c], dVᵀ[c, k] += P[q, k] dO[q, c] (q in order), the keys
         // side by side.
