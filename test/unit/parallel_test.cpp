@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -35,6 +36,25 @@ TEST_CASE("parallel_for runs every fixed chunk exactly once", "[kernels][paralle
       CHECK(chunks[c].first == c * 37);
       CHECK(chunks[c].second == std::min<int64_t>(1000, (c + 1) * 37));
     }
+  }
+}
+
+TEST_CASE("parallel_for after idle gaps: helpers waking late join the current kernel or none",
+          "[kernels][parallel]") {
+  // Gaps longer than the helpers' 50 us spin put them to sleep; the caller then may take every
+  // chunk itself and return while a helper is still waking up. That helper must not run a chunk
+  // of the finished kernel (it was closed) and may join the next one.
+  Context ctx(Device::cpu(), ContextOptions{false, 3});
+  uint32_t rng = 12345;
+  for (int rep = 0; rep < 300; ++rep) {
+    const int64_t n = 1 + rep % 7;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    kernels::cpu::parallel_for(ctx, n, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+    });
+    for (const auto& h : hits) REQUIRE(h == 1);
+    rng = rng * 1664525u + 1013904223u;
+    std::this_thread::sleep_for(std::chrono::microseconds(rng % 3 == 0 ? 0 : rng % 200));
   }
 }
 
