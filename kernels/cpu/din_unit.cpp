@@ -150,10 +150,12 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
   LOCKSTEP_SLOT_VECTORS(T, x_slots, tile_max * 2 * D);  // each thread's [k, q ⊙ k]
   LOCKSTEP_SLOT_VECTORS(T, y_slots, tile_max * 2 * D);  // and dh·[W_k − W_d; W_p]ᵀ
   LOCKSTEP_SLOT_VECTORS(T, g_slots, h != nullptr ? tile_max * H : 0);  // and dh from da
+  LOCKSTEP_SLOT_VECTORS(T, acc_slots, D);                              // and a row of dq
   parallel_for(ctx, B, cs, [&](int64_t c0, int64_t c1) {
     T* X = x_slots[pool_slot()].data();
     T* Y = y_slots[pool_slot()].data();
     T* G = g_slots[pool_slot()].data();
+    T* acc = acc_slots[pool_slot()].data();
     T* part = partial.data() + (c0 / cs) * 3 * DH;
     for (int64_t s0 = c0; s0 < c1; s0 += ts) {
       const int64_t s1 = std::min(c1, s0 + ts), n = s1 - s0, tile_rows = n * Tn;
@@ -197,15 +199,17 @@ void unit_backward(const Context& ctx, int64_t B, int64_t Tn, int64_t D, int64_t
       if (dq != nullptr) {
         gemm_serial(Trans::N, Trans::T, n, D, H, T(1), S.data() + s0 * H, H, w_qd.data(), H, T(1),
                     dq + s0 * lddq, lddq);
-        for (int64_t b = s0; b < s1; ++b)
-          for (int64_t d = 0; d < D; ++d) {
-            T sum = T(0);
-            for (int64_t t = 0; t < Tn; ++t) {
-              const int64_t r = b * Tn + t;
-              sum += Y[(r - s0 * Tn) * 2 * D + D + d] * k[r * ldk + d];
-            }
-            dq[b * lddq + d] += sum;
+        // Σ_t P[b, t] ⊙ k[b, t], t in increasing order, the D columns side by side.
+        for (int64_t b = s0; b < s1; ++b) {
+          std::fill(acc, acc + D, T(0));
+          for (int64_t t = 0; t < Tn; ++t) {
+            const int64_t r = b * Tn + t;
+            const T* p = Y + (r - s0 * Tn) * 2 * D + D;
+            const T* k_row = k + r * ldk;
+            for (int64_t d = 0; d < D; ++d) acc[d] += p[d] * k_row[d];
           }
+          for (int64_t d = 0; d < D; ++d) dq[b * lddq + d] += acc[d];
+        }
       }
     }
   });
