@@ -40,7 +40,7 @@ class Pool {
   ///
   /// The caller works too, and waits only for the helpers that joined the job before it ran out
   /// of chunks: a helper still asleep then finds the job closed and goes back to sleep, instead
-  /// of the caller waiting for it to wake up (up to a scheduler tick, 4 ms, on a busy machine)
+  /// of the caller waiting for it to wake up (up to a scheduler tick, 4 ms, on the development VM)
   /// just to learn that nothing is left.
   bool run(int threads, int64_t chunks, const ChunkRef& chunk) {
     std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
