@@ -8,7 +8,8 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 # Shared: the library and the tests that call CUDA themselves must see one emulated device.
 add_library(lockstep_cuda_emu SHARED
             ${PROJECT_SOURCE_DIR}/emu/src/runtime.cpp ${PROJECT_SOURCE_DIR}/emu/src/fiber.cpp
-            ${PROJECT_SOURCE_DIR}/emu/src/cublas.cpp ${PROJECT_SOURCE_DIR}/emu/src/nccl.cpp)
+            ${PROJECT_SOURCE_DIR}/emu/src/cublas.cpp ${PROJECT_SOURCE_DIR}/emu/src/nccl.cpp
+            ${PROJECT_SOURCE_DIR}/emu/src/racecheck.cpp)
 target_include_directories(lockstep_cuda_emu BEFORE PUBLIC ${PROJECT_SOURCE_DIR}/emu/include)
 target_compile_features(lockstep_cuda_emu PUBLIC cxx_std_17)
 target_compile_options(lockstep_cuda_emu PRIVATE -Wall -Wextra)
@@ -74,14 +75,44 @@ else()
 endif()
 message(STATUS "lockstep: CUDA emulation fuses a*b+c in kernels (LOCKSTEP_EMU_FMA): ${LOCKSTEP_EMU_FMA_ENABLED}")
 
-# lockstep_emu_fma(<file.cu.cpp>...): where LOCKSTEP_EMU_FMA is on, these translations fuse as
-# described above; the _rn intrinsics stay unfused (emu/include/lockstep_emu/device.h). The
-# options come after the -ffp-contract=off every target gets, so they win;
-# -fexpensive-optimizations makes GCC fuse at -O1 too (the tests' level).
-function(lockstep_emu_fma)
+# The race check (emu/src/racecheck.cpp): code compiled with GCC's ThreadSanitizer
+# instrumentation calls the emulator's own __tsan_* functions, which find threads of a launch
+# that race on global or shared memory. The emulator always has them (with GCC, and unless the
+# build is a ThreadSanitizer build, whose runtime defines them); the emulator's tests are always
+# instrumented, lockstep's kernels where LOCKSTEP_EMU_RACECHECK is on (about 10x slower).
+set(LOCKSTEP_EMU_RACECHECK_HOOKS OFF)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT LOCKSTEP_SANITIZE MATCHES "thread")
+  set(LOCKSTEP_EMU_RACECHECK_HOOKS ON)
+  set_property(SOURCE ${PROJECT_SOURCE_DIR}/emu/src/racecheck.cpp APPEND PROPERTY
+               COMPILE_DEFINITIONS LOCKSTEP_EMU_RACECHECK=1)
+endif()
+if(LOCKSTEP_EMU_RACECHECK AND NOT LOCKSTEP_EMU_RACECHECK_HOOKS)
+  message(FATAL_ERROR "LOCKSTEP_EMU_RACECHECK needs GCC and no LOCKSTEP_SANITIZE=thread")
+endif()
+message(STATUS "lockstep: CUDA emulation checks lockstep's kernels for data races (LOCKSTEP_EMU_RACECHECK): ${LOCKSTEP_EMU_RACECHECK}")
+
+# lockstep_emu_kernels([RACECHECK] <file.cu.cpp>...): the options of translated kernels.
+#  - Where LOCKSTEP_EMU_FMA is on, they fuse as described above; the _rn intrinsics stay unfused
+#    (emu/include/lockstep_emu/device.h). The options come after the -ffp-contract=off every
+#    target gets, so they win; -fexpensive-optimizations makes GCC fuse at -O1 too (the tests'
+#    level).
+#  - Where LOCKSTEP_EMU_RACECHECK is on (or RACECHECK is given and the emulator has the race
+#    check's hooks), every load and store is instrumented for the race check (see above).
+function(lockstep_emu_kernels)
+  cmake_parse_arguments(ARG "RACECHECK" "" "" ${ARGN})
+  set(options)
+  set(definitions)
   if(LOCKSTEP_EMU_FMA_ENABLED)
-    set_source_files_properties(${ARGN} PROPERTIES
-      COMPILE_OPTIONS "-ffp-contract=fast;-mfma;-fexpensive-optimizations"
-      COMPILE_DEFINITIONS LOCKSTEP_EMU_FMA=1)
+    list(APPEND options -ffp-contract=fast -mfma -fexpensive-optimizations)
+    list(APPEND definitions LOCKSTEP_EMU_FMA=1)
+  endif()
+  if(LOCKSTEP_EMU_RACECHECK OR (ARG_RACECHECK AND LOCKSTEP_EMU_RACECHECK_HOOKS))
+    list(APPEND options -fsanitize=thread --param=tsan-instrument-func-entry-exit=0
+         --param=tsan-distinguish-volatile=1 -g1)  # -g1: line tables, for the reports
+    list(APPEND definitions LOCKSTEP_EMU_RACECHECK=1)
+  endif()
+  if(options)
+    set_source_files_properties(${ARG_UNPARSED_ARGUMENTS} PROPERTIES COMPILE_OPTIONS "${options}"
+                                COMPILE_DEFINITIONS "${definitions}")
   endif()
 endfunction()

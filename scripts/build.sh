@@ -2,7 +2,8 @@
 # Configures and builds lockstep into $LOCKSTEP_BUILD_DIR (default: build/).
 #   LOCKSTEP_WITH_CUDA=AUTO|ON|OFF (default AUTO), LOCKSTEP_CUDA_ARCHITECTURES (default 90),
 #   LOCKSTEP_SANITIZE (default none; e.g. address,undefined with LOCKSTEP_WITH_CUDA=OFF),
-#   LOCKSTEP_CUDA_EMULATION=ON (the CUDA code paths against the host emulator, emu/).
+#   LOCKSTEP_CUDA_EMULATION=ON (the CUDA code paths against the host emulator, emu/),
+#   LOCKSTEP_EMU_RACECHECK=ON (with it: the kernels checked for data races, docs/cuda_emulation.md).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOCKSTEP_BUILD_DIR:-$root/build}
@@ -13,5 +14,6 @@ cmake -S "$root" -B "$build" -G Ninja \
   -DLOCKSTEP_WITH_CUDA="${LOCKSTEP_WITH_CUDA:-AUTO}" \
   -DLOCKSTEP_CUDA_ARCHITECTURES="${LOCKSTEP_CUDA_ARCHITECTURES:-90}" \
   -DLOCKSTEP_SANITIZE="${LOCKSTEP_SANITIZE:-}" \
-  -DLOCKSTEP_CUDA_EMULATION="${LOCKSTEP_CUDA_EMULATION:-OFF}"
+  -DLOCKSTEP_CUDA_EMULATION="${LOCKSTEP_CUDA_EMULATION:-OFF}" \
+  -DLOCKSTEP_EMU_RACECHECK="${LOCKSTEP_EMU_RACECHECK:-OFF}"
 cmake --build "$build" -j "$(nproc)"

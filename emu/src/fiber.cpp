@@ -34,6 +34,7 @@
 namespace lockstep_emu {
 
 uint3 g_thread_idx{0, 0, 0};
+const KernelThread* g_running_thread = nullptr;
 uint3 g_block_idx{0, 0, 0};
 dim3 g_block_dim{1, 1, 1};
 dim3 g_grid_dim{1, 1, 1};
@@ -162,6 +163,7 @@ struct Fiber {
   uint64_t wait_gen = 0;
   uint3 tid{0, 0, 0};
   unsigned linear = 0;  // the thread's index in its block
+  KernelThread who;     // what the race check knows of it
 };
 
 struct Warp {
@@ -170,6 +172,8 @@ struct Warp {
   unsigned mask = 0;     // the mask of the round's first lane
   unsigned present = 0;  // lanes the block has in this warp
   unsigned exited = 0;   // lanes that have returned
+  bool fence_round = false;  // the current round is a __syncwarp (orders memory; shuffles do not)
+  uint64_t fence_gen = 0;    // completed __syncwarp rounds (the race check's warp phase)
   uint64_t slots[2][32] = {};
 };
 
@@ -222,6 +226,7 @@ void asan_arrive(void*, const void**, size_t*) {}
 
 void switch_to(Fiber& f) {
   g_sched.current = &f;
+  g_running_thread = &f.who;
   g_thread_idx = f.tid;
   asan_leave(&g_sched.main_fake_stack, f.stack + kGuardBytes, kStackBytes);
 #if defined(__x86_64__)
@@ -231,6 +236,7 @@ void switch_to(Fiber& f) {
 #endif
   asan_arrive(g_sched.main_fake_stack, nullptr, nullptr);
   g_sched.current = nullptr;
+  g_running_thread = nullptr;
 }
 
 // From the running fiber back to the scheduler.
@@ -297,6 +303,7 @@ void release_warp_if_complete(Warp& w) {
   if (w.arrived == expected) {
     w.arrived = 0;
     ++w.gen;
+    if (w.fence_round) ++w.fence_gen;
   }
 }
 
@@ -335,14 +342,26 @@ void run_block(unsigned threads) {
     warp.arrived = 0;
     warp.mask = 0;
     warp.exited = 0;
+    warp.fence_round = false;
+    warp.fence_gen = 0;
     warp.present = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
   }
+  race_block_begin();
   const dim3 dim = g_block_dim;
+  const uint64_t block =
+      g_block_idx.x +
+      uint64_t{g_grid_dim.x} * (g_block_idx.y + uint64_t{g_grid_dim.y} * g_block_idx.z);
   for (unsigned i = 0; i < threads; ++i) {
     Fiber& f = s.fibers[i];
     prepare(f);
     f.linear = i;
     f.tid = uint3{i % dim.x, i / dim.x % dim.y, i / (dim.x * dim.y)};
+    f.who = KernelThread{static_cast<uint32_t>(block),
+                         static_cast<uint16_t>(i),
+                         &b.gen,
+                         &b.warps[i / 32].fence_gen,
+                         f.stack,
+                         f.stack + kGuardBytes + kStackBytes};
   }
   unsigned done = 0;
   uint64_t idle_passes = 0;  // passes in which only spinning threads ran
@@ -391,6 +410,7 @@ void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
     if (blocks > 0xffffffffu) fatal("kernel %s: a grid of more than 2^32 blocks", g.kernel);
     order_of(s.block_order, static_cast<unsigned>(blocks));
   }
+  race_launch_begin(g.kernel);
   for (uint64_t k = 0; k < blocks; ++k) {
     const uint64_t b = forward ? k : s.block_order[k];
     g_block_idx =
@@ -398,6 +418,7 @@ void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
               static_cast<unsigned>(b / (uint64_t{g.grid.x} * g.grid.y))};
     run_block(threads);
   }
+  race_launch_end();
 }
 
 void block_sync() {
@@ -415,7 +436,7 @@ void block_sync() {
   yield_to_scheduler();
 }
 
-void warp_sync(unsigned mask) {
+void warp_sync(unsigned mask, bool fence) {
   Fiber* f = g_sched.current;
   if (f == nullptr) fatal("a warp collective outside a kernel");
   Warp& w = warp_of(*f);
@@ -425,6 +446,7 @@ void warp_sync(unsigned mask) {
           g_sched.kernel, lane, mask);
   if (w.arrived == 0) {
     w.mask = mask;
+    w.fence_round = fence;
   } else if (w.mask != mask) {
     fatal("kernel %s: lanes of one warp meet with different masks (0x%08x and 0x%08x)",
           g_sched.kernel, w.mask, mask);
@@ -461,6 +483,7 @@ void fresh_shared(void* p, size_t bytes) {
   if (std::find(fresh.begin(), fresh.end(), p) != fresh.end()) return;
   fresh.push_back(p);
   std::memset(p, 0xff, bytes);
+  race_shared(p, bytes);
 }
 
 void set_schedule(const char* spec) {

@@ -272,7 +272,7 @@ uint64_t g_next_seq = 1;
 uint64_t g_executed_seq = 0;
 bool g_sync_each = false;  // LOCKSTEP_EMU_SYNC=1: every operation runs when enqueued
 bool g_flushing = false;
-const char* g_running = nullptr;  // the queued operation running now (named by fatal())
+const char* g_running_op = nullptr;  // the queued operation running now (named by fatal())
 CUstream_st g_legacy_stream{0, true, 0, nullptr};
 CUmemPoolHandle_st g_pool;
 std::map<uint64_t, Capture*> g_captures;  // the active captures by id
@@ -300,11 +300,11 @@ void flush() {
   while (!g_queue.empty()) {
     Item item = std::move(g_queue.front());
     g_queue.pop_front();
-    g_running = item.what;
+    g_running_op = item.what;
     item.op();
     g_executed_seq = item.seq;
   }
-  g_running = nullptr;
+  g_running_op = nullptr;
   g_flushing = false;
 }
 
@@ -357,7 +357,7 @@ void fatal(const char* format, ...) {
   va_start(args, format);
   std::vfprintf(stderr, format, args);
   va_end(args);
-  if (g_running != nullptr) std::fprintf(stderr, " (while the device ran %s)", g_running);
+  if (g_running_op != nullptr) std::fprintf(stderr, " (while the device ran %s)", g_running_op);
   std::fputc('\n', stderr);
   std::fflush(stderr);
   std::abort();
@@ -391,12 +391,17 @@ void require_device(const void* p, size_t bytes, const char* what) {
           bytes, in_arena(p) ? "out of bounds, or freed" : "host memory");
 }
 
-void require_kernel_pointer(const void* p, const char* kernel, int index) {
+void require_kernel_pointer(const void* p, size_t align, const char* kernel, int index) {
   if (p == nullptr) return;
   Lock lock(g_mu);
   if (find_allocation(p, 0, /*end_ok=*/true) == nullptr)
     fatal("kernel %s: argument %d (%p) points to %s", kernel, index, p,
           in_arena(p) ? "freed or unallocated device memory" : "host memory, not device memory");
+  if (reinterpret_cast<uintptr_t>(p) % align != 0)
+    fatal(
+        "kernel %s: argument %d (%p) is not aligned to the %zu bytes of the type it points "
+        "to: a GPU's access through it fails with cudaErrorMisalignedAddress",
+        kernel, index, p, align);
 }
 
 cudaError_t check_grid(const Grid& g) {

@@ -53,17 +53,22 @@ __global__ void insert_kernel(ErrorSink sink, uint64_t* __restrict__ bucket_keys
   }
 }
 
+// Writes a tombstone over the key's slot. Other threads' probes pass over the buckets being
+// erased, so the slots are read through volatile loads and the tombstone is written with an
+// atomic exchange (a key erased twice writes it twice): whichever value a probe sees, a bucket
+// holding another key is passed over.
 __global__ void erase_kernel(const uint64_t* __restrict__ bucket_keys,
-                             int64_t* __restrict__ bucket_slots, uint64_t mask, int64_t n,
+                             unsigned long long* bucket_slots, uint64_t mask, int64_t n,
                              const uint64_t* __restrict__ keys) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     uint64_t b = key_home(keys[i]) & mask;
     for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
-      const int64_t s = bucket_slots[b];
+      const auto s =
+          static_cast<int64_t>(*static_cast<volatile unsigned long long*>(&bucket_slots[b]));
       if (s == kEmptyBucket) break;
       if (s >= 0 && bucket_keys[b] == keys[i]) {
-        bucket_slots[b] = kErasedBucket;  // a key erased twice: both write the same value
+        atomicExch(&bucket_slots[b], static_cast<unsigned long long>(kErasedBucket));
         break;
       }
     }
@@ -95,7 +100,8 @@ void key_index_erase(const Context& ctx, const uint64_t* bucket_keys, int64_t* b
                      int64_t mask, int64_t n, const uint64_t* keys) {
   if (n <= 0) return;
   erase_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(
-      bucket_keys, bucket_slots, static_cast<uint64_t>(mask), n, keys);
+      bucket_keys, reinterpret_cast<unsigned long long*>(bucket_slots), static_cast<uint64_t>(mask),
+      n, keys);
   LOCKSTEP_KERNEL_CHECK(ctx, "key_index_erase");
 }
 

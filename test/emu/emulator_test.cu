@@ -142,7 +142,7 @@ __global__ void shared_at_start_kernel(int* found) {
   __shared__ int value[2];
   if (threadIdx.x < 2) found[2 * blockIdx.x + threadIdx.x] = value[threadIdx.x];
   __syncthreads();
-  value[threadIdx.x % 2] = 5;
+  if (threadIdx.x < 2) value[threadIdx.x] = 5;
 }
 
 __global__ void transcendental_kernel(const float* x, int n, float* e, float* l) {
@@ -158,6 +158,52 @@ __global__ void multiply_add_kernel(const float* a, const float* b, const float*
   if (i >= n) return;
   plain[i] = a[i] * b[i] + c[i];                        // nvcc may fuse this (--fmad=true)
   rounded[i] = __fadd_rn(__fmul_rn(a[i], b[i]), c[i]);  // never fused
+}
+
+// Races of other kinds, for the race check: threads of two blocks on one global word, lanes of a
+// warp ordered by a shuffle only (which orders no memory), a plain read of a word other threads
+// update atomically, threads writing one global word.
+__global__ void across_blocks_kernel(int* x) {
+  if (threadIdx.x != 0) return;
+  if (blockIdx.x == 0)
+    x[0] = 1;
+  else
+    x[1] = x[0];
+}
+__global__ void shuffle_is_no_fence_kernel(int* out) {
+  __shared__ int value[32];
+  value[threadIdx.x] = static_cast<int>(threadIdx.x);
+  const int ready = __shfl_sync(0xffffffffu, 1, 0);
+  out[threadIdx.x] = ready * value[(threadIdx.x + 1) % 32];
+}
+__global__ void read_while_counting_kernel(int* counter, int* seen) {
+  atomicAdd(counter, 1);
+  seen[threadIdx.x] = *counter;
+}
+__global__ void same_word_kernel(int* x) { x[0] = static_cast<int>(threadIdx.x); }
+
+// Race-free, for the race check: the same exchange ordered by __syncwarp; every thread of every
+// block counting with atomics and reading the slot it claimed through a volatile load; bytes of
+// one word written by different threads.
+__global__ void syncwarp_exchange_kernel(int* out) {
+  __shared__ int value[32];
+  value[threadIdx.x] = static_cast<int>(threadIdx.x);
+  __syncwarp();
+  out[threadIdx.x] = value[(threadIdx.x + 1) % 32];
+}
+__global__ void claim_kernel(unsigned* slots, int* counter, int* owner) {
+  const int t = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  atomicAdd(counter, 1);
+  const unsigned key = static_cast<unsigned>(t % 8);
+  const unsigned previous = atomicCAS(&slots[key], 0xffffffffu, key);
+  const unsigned now = *static_cast<volatile unsigned*>(&slots[key]);
+  owner[t] = previous == 0xffffffffu ? 1 : (now == key ? 0 : -1);
+}
+__global__ void byte_per_thread_kernel(unsigned char* flags) { flags[threadIdx.x] = 1; }
+
+// Reads 8 bytes at `bytes + offset` as one int64_t (misaligned unless offset % 8 == 0).
+__global__ void read_int64_kernel(const char* bytes, int offset, int64_t* out) {
+  *out = *reinterpret_cast<const int64_t*>(bytes + offset);
 }
 
 // |a - b| in ulps (a, b finite, same sign).
@@ -177,6 +223,7 @@ __global__ void ticket_kernel(int* counter, int* ticket) {
 // neighbours seen right, no slot read unfilled).
 std::pair<bool, bool> run_racy_kernels(const char* schedule) {
   lockstep_emu::set_schedule(schedule);
+  const std::string racecheck = lockstep_emu::set_racecheck("off");  // races on purpose
   int* out = device_array<int>(64);
   missing_barrier_kernel<<<1, 64>>>(out);
   const std::vector<int> seen = to_host(out, 64);
@@ -188,6 +235,7 @@ std::pair<bool, bool> run_racy_kernels(const char* schedule) {
       std::all_of(unfilled.begin(), unfilled.end(), [](int u) { return u == 0; });
   CHECK_CUDA(cudaFree(out));
   lockstep_emu::set_schedule(nullptr);
+  lockstep_emu::set_racecheck(racecheck.c_str());
   return {neighbours_right, all_filled};
 }
 
@@ -233,6 +281,64 @@ TEST_CASE("emulator: a reverse or shuffled schedule exposes races a forward one 
   CHECK(shuffled == std::vector<int>({0, 1, 2, 3, 4, 5, 6, 7}));
   lockstep_emu::set_schedule(nullptr);
   for (void* p : {(void*)in, (void*)out, (void*)counter, (void*)ticket}) CHECK_CUDA(cudaFree(p));
+}
+
+TEST_CASE("emulator: the race check finds threads of a launch that race, and only those", "[emu]") {
+  // An instrumented build (LOCKSTEP_EMU_RACECHECK) checks every launch (fatal by default);
+  // elsewhere the check is off and sees nothing.
+  const std::string previous = lockstep_emu::set_racecheck("report");
+#if defined(LOCKSTEP_EMU_RACECHECK)
+  if (std::getenv("LOCKSTEP_EMU_RACECHECK") == nullptr) CHECK(previous == "fatal");
+  const size_t racy = 1;
+#else
+  CHECK(previous == "off");
+  const size_t racy = 0;
+#endif
+  (void)lockstep_emu::take_race_reports();
+  int* x = device_array<int>(64);
+  int* counter = device_array<int>(1);
+  int* owner = device_array<int>(256);
+  unsigned* slots = device_array<unsigned>(8);
+  const auto races = [] {
+    CHECK_CUDA(cudaDeviceSynchronize());
+    return lockstep_emu::take_race_reports();
+  };
+
+  missing_barrier_kernel<<<1, 64>>>(x);
+  CHECK(races() == racy);
+  claim_then_fill_kernel<<<1, 64>>>(x);
+  CHECK(races() >= racy);
+  across_blocks_kernel<<<2, 32>>>(x);
+  CHECK(races() == racy);
+  shuffle_is_no_fence_kernel<<<1, 32>>>(x);
+  CHECK(races() == racy);
+  read_while_counting_kernel<<<1, 32>>>(counter, x);
+  CHECK(races() == racy);
+  same_word_kernel<<<1, 32>>>(x);
+  CHECK(races() == racy);
+
+  std::vector<int> h(1000);
+  std::iota(h.begin(), h.end(), 1);
+  int* in = to_device(h);
+  block_sum_kernel<<<4, 256>>>(in, 1000, x);  // __shared__ reused by each block
+  syncwarp_exchange_kernel<<<1, 32>>>(x);
+  CHECK_CUDA(cudaMemset(slots, 0xff, 8 * sizeof(unsigned)));
+  CHECK_CUDA(cudaMemset(counter, 0, sizeof(int)));
+  claim_kernel<<<2, 128>>>(slots, counter, owner);
+  ticket_kernel<<<8, 32>>>(counter, x);
+  byte_per_thread_kernel<<<1, 64>>>(reinterpret_cast<unsigned char*>(x));
+  fill_kernel<<<2, 64>>>(x, 64, 7);
+  int *xs = device_array<int>(64), *bs = device_array<int>(64), *ds = device_array<int>(64);
+  warp_kernel<<<1, 64>>>(xs, bs, ds, reinterpret_cast<unsigned*>(x));
+  CHECK(races() == 0);
+  const std::vector<int> owners = to_host(owner, 256);
+  CHECK(std::count(owners.begin(), owners.end(), 1) == 8);   // one claim per key
+  CHECK(std::count(owners.begin(), owners.end(), -1) == 0);  // and everyone sees it
+
+  lockstep_emu::set_racecheck(previous.c_str());
+  for (void* p : {(void*)x, (void*)counter, (void*)owner, (void*)slots, (void*)in, (void*)xs,
+                  (void*)bs, (void*)ds})
+    CHECK_CUDA(cudaFree(p));
 }
 
 TEST_CASE("emulator: expf and log1pf give the host's bits, or a GPU's error with ulps on",
@@ -565,6 +671,47 @@ TEST_CASE("emulator: stops what a GPU would fault on or hang at, naming it", "[e
     CHECK(aborted);
     CHECK_THAT(err, Catch::Contains("is not inside one live device or pinned allocation"));
   }
+#if defined(LOCKSTEP_EMU_RACECHECK)
+  SECTION("threads that race (the race check)") {
+    const auto [aborted, err] = run_child([] {
+      lockstep_emu::set_racecheck("fatal");
+      int* d = device_array<int>(64);
+      missing_barrier_kernel<<<1, 64>>>(d);
+      (void)cudaDeviceSynchronize();
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("kernel missing_barrier_kernel: data race on __shared__"));
+    CHECK_THAT(err, Catch::Contains("no __syncthreads between them"));
+    CHECK_THAT(err, Catch::Contains("missing_barrier_kernel"));
+  }
+#endif
+  SECTION("a pointer argument not aligned to its type") {
+    const auto [aborted, err] = run_child([] {
+      int64_t* d = device_array<int64_t>(4);
+      fill_kernel<<<1, 32>>>(reinterpret_cast<int*>(reinterpret_cast<char*>(d) + 2), 4, 1);
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("kernel fill_kernel: argument 0"));
+    CHECK_THAT(err, Catch::Contains("is not aligned to the 4 bytes of the type it points to"));
+  }
+#if defined(LOCKSTEP_EMU_RACECHECK)
+  SECTION("a misaligned access in a kernel (instrumented code)") {
+    int64_t* d = device_array<int64_t>(4);
+    char* bytes = reinterpret_cast<char*>(d);
+    CHECK_CUDA(cudaMemset(bytes, 1, 16));
+    read_int64_kernel<<<1, 1>>>(bytes, 8, d);  // aligned: runs
+    CHECK(to_host(d, 1)[0] == 0x0101010101010101);
+    const auto [aborted, err] = run_child([bytes, d] {
+      read_int64_kernel<<<1, 1>>>(bytes, 4, d);
+      (void)cudaDeviceSynchronize();
+    });
+    CHECK(aborted);
+    CHECK_THAT(err, Catch::Contains("kernel read_int64_kernel: a 8-byte access"));
+    CHECK_THAT(err, Catch::Contains("not aligned to 8 bytes, at "));
+    CHECK_THAT(err, Catch::Contains("emulator_test.cu:"));
+    CHECK_CUDA(cudaFree(d));
+  }
+#endif
   SECTION("a schedule it does not know") {
     const auto [aborted, err] = run_child([] { lockstep_emu::set_schedule("backwards"); });
     CHECK(aborted);

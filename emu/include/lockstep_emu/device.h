@@ -22,6 +22,10 @@
 #define __shared__ static
 #define __launch_bounds__(...)
 
+// The emulator's own device-side helpers (atomics, the shuffles' exchange slots) are not
+// instrumented by a race-check build (LOCKSTEP_EMU_RACECHECK): atomics report themselves.
+#define LOCKSTEP_EMU_UNCHECKED __attribute__((no_sanitize("thread")))
+
 #define threadIdx (::lockstep_emu::g_thread_idx)
 #define blockIdx (::lockstep_emu::g_block_idx)
 #define blockDim (::lockstep_emu::g_block_dim)
@@ -200,7 +204,10 @@ inline void __nanosleep(unsigned) { ::lockstep_emu::spin_pause(); }
 // right after one: other threads then run between its claim and what it does next.
 namespace lockstep_emu {
 template <class T, class F>
-inline T atomic_rmw(T* p, F update) {
+LOCKSTEP_EMU_UNCHECKED inline T atomic_rmw(T* p, F update) {
+#if defined(LOCKSTEP_EMU_RACECHECK)
+  race_atomic(p, sizeof(T), __builtin_return_address(0));
+#endif
   const T old = *p;
   *p = update(old);
   if (g_yield_at_atomics) atomic_point();
@@ -243,7 +250,7 @@ inline T atomicCAS(T* p, T compare, T value) {
 
 // Barriers and warp collectives.
 inline void __syncthreads() { ::lockstep_emu::block_sync(); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { ::lockstep_emu::warp_sync(mask); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::lockstep_emu::warp_sync(mask, true); }
 inline unsigned __activemask() { return ::lockstep_emu::active_lanes(); }
 
 namespace lockstep_emu {
@@ -252,7 +259,7 @@ namespace lockstep_emu {
 // alternate between two buffers, so a lane that runs ahead cannot overwrite a value a slower
 // lane has still to read.
 template <class T>
-inline T shuffle(unsigned mask, T v, int src, bool valid) {
+LOCKSTEP_EMU_UNCHECKED inline T shuffle(unsigned mask, T v, int src, bool valid) {
   static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable_v<T>,
                 "shuffles of values up to 8 bytes");
   uint64_t* slots = warp_slots();
@@ -266,7 +273,7 @@ inline T shuffle(unsigned mask, T v, int src, bool valid) {
   std::memcpy(&out, &slots[src & 31], sizeof(T));
   return out;
 }
-inline unsigned vote(unsigned mask, bool predicate) {
+LOCKSTEP_EMU_UNCHECKED inline unsigned vote(unsigned mask, bool predicate) {
   uint64_t* slots = warp_slots();
   slots[lane_id()] = predicate ? 1 : 0;
   warp_sync(mask);
@@ -344,7 +351,12 @@ struct Launch {
  private:
   template <class T>
   void check_argument(const T& v, int index) const {
-    if constexpr (std::is_pointer_v<T>) require_kernel_pointer(v, grid.kernel, index);
+    if constexpr (std::is_pointer_v<T>) {
+      using E = std::remove_cv_t<std::remove_pointer_t<T>>;
+      size_t align = 1;
+      if constexpr (std::is_object_v<E>) align = alignof(E);
+      require_kernel_pointer(v, align, grid.kernel, index);
+    }
   }
 };
 

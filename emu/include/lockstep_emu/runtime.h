@@ -31,8 +31,9 @@ cudaError_t fail(cudaError_t err);
 void require_device(const void* p, size_t bytes, const char* what);
 
 /// Aborts (fatal) unless p is null or points into (or just past) a live device or pinned host
-/// allocation: a kernel's pointer argument. `kernel` and `index` name it.
-void require_kernel_pointer(const void* p, const char* kernel, int index);
+/// allocation, aligned to `align` bytes (its pointee type's): a kernel's pointer argument.
+/// `kernel` and `index` name it.
+void require_kernel_pointer(const void* p, size_t align, const char* kernel, int index);
 
 /// (Re)installs the handler that names host accesses to device memory, in front of the
 /// SIGSEGV handler installed now (which keeps every other fault). Done at the first device
@@ -65,7 +66,9 @@ void block_sync();
 
 /// The rendezvous of the lanes in `mask` of the calling thread's warp (__syncwarp and the
 /// shuffles). A lane in `mask` that has exited is undefined behaviour on a GPU: fatal here.
-void warp_sync(unsigned mask);
+/// `fence`: a __syncwarp, which also orders the lanes' memory accesses (the race check's warp
+/// phase); a shuffle or vote does not.
+void warp_sync(unsigned mask, bool fence = false);
 
 /// The calling lane (0..31) and its warp's exchange buffer for the current rendezvous round.
 unsigned lane_id();
@@ -88,6 +91,43 @@ void atomic_point();
 /// A `__shared__` array's declaration (emu/translate_cu.py adds the call): the first thread of
 /// a block to reach it fills the array with 0xff bytes, as undefined as a GPU's shared memory.
 void fresh_shared(void* p, size_t bytes);
+
+// ---- the race check (emu/src/racecheck.cpp, LOCKSTEP_EMU_RACECHECK) ----------------------------
+
+/// The running kernel thread, as the race check orders its accesses: two accesses of one launch
+/// are ordered when one thread made both, or threads of one block made them in different
+/// phases (a __syncthreads between them), or lanes of one warp in different warp phases (a
+/// __syncwarp between them). Threads of different blocks are never ordered within a launch.
+struct KernelThread {
+  uint32_t block = 0;                     // the block's linear index in the grid
+  uint16_t thread = 0;                    // the thread's linear index in its block (warp: / 32)
+  const uint64_t* block_phase = nullptr;  // __syncthreads the block has passed
+  const uint64_t* warp_phase = nullptr;   // __syncwarp rounds the thread's warp has completed
+  const char* stack_begin = nullptr;      // the thread's stack: private, not checked
+  const char* stack_end = nullptr;
+};
+
+/// The kernel thread running now; null outside kernel threads.
+extern const KernelThread* g_running_thread;
+
+// The scheduler's events (emu/src/fiber.cpp): a launch, a block, a `__shared__` array a block
+// reached (its accesses are the block's own: forgotten when the next block starts).
+void race_launch_begin(const char* kernel);
+void race_launch_end();
+void race_block_begin();
+void race_shared(const void* p, size_t bytes);
+
+/// An atomic operation's access (device.h's atomics, which are not instrumented themselves).
+void race_atomic(const void* p, size_t bytes, const void* pc);
+
+/// "off", "fatal" (the first race stops the process) or "report" (each distinct race is printed
+/// once and counted; the process goes on); nullptr reads LOCKSTEP_EMU_RACECHECK (fatal where the
+/// emulator has the race check, off otherwise). Only instrumented code is checked: lockstep's
+/// kernels in a LOCKSTEP_EMU_RACECHECK build, the emulator's tests. Returns the previous mode.
+const char* set_racecheck(const char* mode);
+
+/// Distinct races reported since the last call (report mode), and forgets them.
+size_t take_race_reports();
 
 /// A spin wait's pause (__nanosleep): lets the block's other threads run.
 void spin_pause();
