@@ -326,7 +326,8 @@ void release_warp_if_complete(Warp& w) {
   fatal("a finished kernel thread was resumed");
 }
 
-void run_block(unsigned threads) {
+// Runs block `block` (its linear index in the grid; blockIdx is set).
+void run_block(unsigned threads, uint64_t block) {
   Scheduler& s = g_sched;
   if (s.fibers.size() < threads) s.fibers.resize(threads);
   Block& b = s.block;
@@ -348,9 +349,6 @@ void run_block(unsigned threads) {
   }
   race_block_begin();
   const dim3 dim = g_block_dim;
-  const uint64_t block =
-      g_block_idx.x +
-      uint64_t{g_grid_dim.x} * (g_block_idx.y + uint64_t{g_grid_dim.y} * g_block_idx.z);
   for (unsigned i = 0; i < threads; ++i) {
     Fiber& f = s.fibers[i];
     prepare(f);
@@ -416,7 +414,7 @@ void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
     g_block_idx =
         uint3{static_cast<unsigned>(b % g.grid.x), static_cast<unsigned>(b / g.grid.x % g.grid.y),
               static_cast<unsigned>(b / (uint64_t{g.grid.x} * g.grid.y))};
-    run_block(threads);
+    run_block(threads, b);
   }
   race_launch_end();
 }

@@ -370,13 +370,13 @@ void check(Memory& m, Cell& c, uintptr_t key, const Access& a, uintptr_t addr, b
   auto against = [&](const Set& s, Kind k) {
     if (!s.before(a)) report(a, s, k, addr, shared);
   };
-  AtomicCell* atomic = c.atomic ? &m.atomic.at(key) : nullptr;
-  if (a.kind == AtomicRead || a.kind == AtomicWrite) {
-    if (atomic == nullptr) {
-      atomic = &m.atomic.at(key);
-      *atomic = AtomicCell{};
-      c.atomic = true;  // (c stays valid: the tables are separate)
-    }
+  AtomicCell* atomic = nullptr;  // (c stays valid: the tables are separate)
+  if (c.atomic) {
+    atomic = &m.atomic.at(key);
+  } else if (a.kind == AtomicRead || a.kind == AtomicWrite) {
+    atomic = &m.atomic.at(key);
+    *atomic = AtomicCell{};
+    c.atomic = true;
   }
   switch (a.kind) {
     case Read:

@@ -6,6 +6,12 @@
 namespace lockstep::kernels::cuda {
 
 namespace {
+// A bucket's slot while other threads of the kernel change it by CAS or exchange: a volatile
+// load (a relaxed atomic one on a GPU), so the race is well defined.
+__device__ inline unsigned long long load_slot(const unsigned long long* slot) {
+  return *static_cast<const volatile unsigned long long*>(slot);
+}
+
 __global__ void find_kernel(const uint64_t* __restrict__ bucket_keys,
                             const int64_t* __restrict__ bucket_slots, uint64_t mask, int64_t n,
                             const uint64_t* __restrict__ keys, int64_t* __restrict__ slots) {
@@ -42,7 +48,7 @@ __global__ void insert_kernel(ErrorSink sink, uint64_t* __restrict__ bucket_keys
     uint64_t b = key_home(keys[i]) & mask;
     bool placed = false;
     for (uint64_t probes = 0; probes <= mask && !placed; ++probes, b = (b + 1) & mask) {
-      const unsigned long long seen = *static_cast<volatile unsigned long long*>(&bucket_slots[b]);
+      const unsigned long long seen = load_slot(&bucket_slots[b]);
       if (static_cast<long long>(seen) >= 0) continue;
       placed = atomicCAS(&bucket_slots[b], seen, slot) == seen;
       if (placed) bucket_keys[b] = keys[i];
@@ -64,8 +70,7 @@ __global__ void erase_kernel(const uint64_t* __restrict__ bucket_keys,
        i += int64_t(gridDim.x) * blockDim.x) {
     uint64_t b = key_home(keys[i]) & mask;
     for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
-      const auto s =
-          static_cast<int64_t>(*static_cast<volatile unsigned long long*>(&bucket_slots[b]));
+      const auto s = static_cast<int64_t>(load_slot(&bucket_slots[b]));
       if (s == kEmptyBucket) break;
       if (s >= 0 && bucket_keys[b] == keys[i]) {
         atomicExch(&bucket_slots[b], static_cast<unsigned long long>(kErasedBucket));
