@@ -13,6 +13,7 @@
 #include "lockstep/core/context.h"
 
 #if LOCKSTEP_CUDA_ENABLED
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -42,6 +43,9 @@ inline double median_host_ms(const Context& ctx, const std::function<void()>& fn
 
 /// Median wall time in milliseconds of `iters` runs of fn after `warmup` runs. On CUDA each run
 /// is bracketed by events on the context's stream (device time); on the CPU by steady_clock.
+/// On CUDA the timed runs are also bracketed by cudaProfilerStart/Stop, so that a profiler
+/// (nsys --capture-range=cudaProfilerApi, ncu --profile-from-start off, the emulator's
+/// LOCKSTEP_EMU_PROFILE) sees them without the warm-up.
 inline double median_ms(const Context& ctx, const std::function<void()>& fn, int warmup,
                         int iters) {
 #if LOCKSTEP_CUDA_ENABLED
@@ -53,6 +57,7 @@ inline double median_ms(const Context& ctx, const std::function<void()>& fn, int
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
+    cudaProfilerStart();
     for (int i = 0; i < iters; ++i) {
       cudaEventRecord(start, stream);
       fn();
@@ -62,6 +67,7 @@ inline double median_ms(const Context& ctx, const std::function<void()>& fn, int
       cudaEventElapsedTime(&ms, start, stop);
       times.push_back(ms);
     }
+    cudaProfilerStop();
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
     return median(std::move(times));

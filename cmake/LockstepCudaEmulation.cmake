@@ -9,7 +9,7 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_library(lockstep_cuda_emu SHARED
             ${PROJECT_SOURCE_DIR}/emu/src/runtime.cpp ${PROJECT_SOURCE_DIR}/emu/src/fiber.cpp
             ${PROJECT_SOURCE_DIR}/emu/src/cublas.cpp ${PROJECT_SOURCE_DIR}/emu/src/nccl.cpp
-            ${PROJECT_SOURCE_DIR}/emu/src/racecheck.cpp)
+            ${PROJECT_SOURCE_DIR}/emu/src/racecheck.cpp ${PROJECT_SOURCE_DIR}/emu/src/profile.cpp)
 target_include_directories(lockstep_cuda_emu BEFORE PUBLIC ${PROJECT_SOURCE_DIR}/emu/include)
 target_compile_features(lockstep_cuda_emu PUBLIC cxx_std_17)
 target_compile_options(lockstep_cuda_emu PRIVATE -Wall -Wextra)

@@ -106,7 +106,12 @@ cublasStatus_t enqueue_gemms(cublasHandle_t h, const char* what, cublasOperation
     lockstep_emu::require_device(B + i * sb, extent(b_rows, b_cols, ldb) * sizeof(float), what);
     lockstep_emu::require_device(C + i * sc, extent(m, n, ldc) * sizeof(float), what);
   }
+  const double bytes = (double(a_rows) * a_cols + double(b_rows) * b_cols +
+                        (beta != 0.0f ? 2.0 : 1.0) * double(m) * n) *
+                       sizeof(float) * batch;
+  const double flops = 2.0 * m * n * k * batch;
   const cudaError_t e = lockstep_emu::enqueue(h->stream, what, [=] {
+    if (lockstep_emu::g_profiling) lockstep_emu::profile_op(what, bytes, flops, 'd');
     for (int i = 0; i < batch; ++i) g.run(A + i * sa, B + i * sb, C + i * sc);
   });
   return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;

@@ -393,6 +393,8 @@ void run_block(unsigned threads, uint64_t block) {
 
 }  // namespace
 
+uintptr_t g_params_lo = 0, g_params_hi = 0;
+
 void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
   Scheduler& s = g_sched;
   if (s.current != nullptr) fatal("kernel %s launched from a kernel thread", g.kernel);
@@ -408,14 +410,19 @@ void run_grid(const Grid& g, void (*thread)(void*), void* arg) {
     if (blocks > 0xffffffffu) fatal("kernel %s: a grid of more than 2^32 blocks", g.kernel);
     order_of(s.block_order, static_cast<unsigned>(blocks));
   }
+  g_params_lo = reinterpret_cast<uintptr_t>(g.params);
+  g_params_hi = g_params_lo + g.params_bytes;
   race_launch_begin(g.kernel);
+  profile_launch_begin(g.kernel, blocks, threads);
   for (uint64_t k = 0; k < blocks; ++k) {
     const uint64_t b = forward ? k : s.block_order[k];
     g_block_idx =
         uint3{static_cast<unsigned>(b % g.grid.x), static_cast<unsigned>(b / g.grid.x % g.grid.y),
               static_cast<unsigned>(b / (uint64_t{g.grid.x} * g.grid.y))};
     run_block(threads, b);
+    profile_block_end();
   }
+  profile_launch_end();
   race_launch_end();
 }
 

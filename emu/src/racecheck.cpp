@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "lockstep_emu/runtime.h"
+#include "shadow.h"
 
 namespace lockstep_emu {
 namespace {
@@ -188,61 +189,8 @@ struct AtomicCell {
   Set writes, reads;  // atomic updates, volatile reads
 };
 
-// The shadow of byte granules and atomic cells: key -> cell, in open addressing. A slot is in
-// use when it carries the current generation, so forgetting a launch (or a block's __shared__
-// arrays) is one increment. Keys: (address & ~3) << 1 for a word, address << 1 | 1 for a byte.
-template <class C>
-class Shadow {
- public:
-  C& at(uintptr_t key) {
-    if (2 * (used_ + 1) > slots_.size()) grow();
-    for (size_t i = index(key);; i = (i + 1) & mask_) {
-      Slot& s = slots_[i];
-      if (s.gen != gen_) {
-        s = Slot{key, gen_, C{}};
-        ++used_;
-        return s.cell;
-      }
-      if (s.key == key) return s.cell;
-    }
-  }
-
-  void forget() {
-    used_ = 0;
-    if (slots_.size() > (size_t{1} << 20)) {
-      std::vector<Slot>().swap(slots_);  // give a large launch's memory back
-    } else if (++gen_ == 0) {
-      for (Slot& s : slots_) s.gen = 0;
-      gen_ = 1;
-    }
-  }
-
- private:
-  struct Slot {
-    uintptr_t key = 0;
-    uint32_t gen = 0;  // 0: never used
-    C cell;
-  };
-
-  size_t index(uintptr_t key) const {
-    return static_cast<size_t>((key * 0x9e3779b97f4a7c15ull) >> 20) & mask_;
-  }
-
-  void grow() {
-    std::vector<Slot> old(std::max<size_t>(1024, 2 * slots_.size()));
-    old.swap(slots_);
-    mask_ = slots_.size() - 1;
-    const uint32_t gen = gen_;
-    gen_ = 1;
-    used_ = 0;
-    for (const Slot& s : old)
-      if (s.gen == gen) at(s.key) = s.cell;
-  }
-
-  std::vector<Slot> slots_;
-  size_t mask_ = 0, used_ = 0;
-  uint32_t gen_ = 1;
-};
+// The shadow of byte granules and atomic cells (shadow.h). Keys: (address & ~3) << 1 for a word,
+// address << 1 | 1 for a byte.
 
 // The shadow of word granules: a page of cells per 4 KiB of memory, so that neighbouring
 // words' cells are neighbours too (kernels mostly sweep arrays). Cells of older generations
@@ -430,9 +378,10 @@ void require_aligned(const void* p, size_t n, const void* pc) {
       g.kernel, n, p, n, place(pc).c_str());
 }
 
-void on_access(const void* p, size_t n, Kind kind, const void* pc) {
+// rmw: an atomic read-modify-write (kind AtomicWrite), for the profile.
+void on_access(const void* p, size_t n, Kind kind, const void* pc, bool rmw = false) {
   const KernelThread* t = g_running_thread;
-  if (t == nullptr || !g.in_launch || n == 0) return;
+  if (t == nullptr || (!g.in_launch && !g_profiling) || n == 0) return;
   auto addr = reinterpret_cast<uintptr_t>(p);
   if (addr >= reinterpret_cast<uintptr_t>(t->stack_begin) &&
       addr < reinterpret_cast<uintptr_t>(t->stack_end))
@@ -440,6 +389,13 @@ void on_access(const void* p, size_t n, Kind kind, const void* pc) {
   if (within(addr, g_thread_idx) || within(addr, g_block_idx) || within(addr, g_block_dim) ||
       within(addr, g_grid_dim))
     return;  // threadIdx & co.: the scheduler's, read-only to kernels
+  if (addr >= g_params_lo && addr < g_params_hi) return;  // the launch's arguments
+  const bool shared = is_shared(addr);
+  if (g_profiling) {
+    const char what = rmw ? 'a' : kind == Read || kind == AtomicRead ? 'r' : 'w';
+    profile_access(*t, addr, n, what, pc, shared);
+  }
+  if (!g.in_launch) return;
   const Access a{t->block,
                  t->thread,
                  static_cast<uint16_t>(t->thread / 32),
@@ -447,7 +403,6 @@ void on_access(const void* p, size_t n, Kind kind, const void* pc) {
                  static_cast<uint32_t>(*t->warp_phase),
                  pc_id(pc),
                  kind};
-  const bool shared = is_shared(addr);
   Memory& m = shared ? g.shared : g.global;
   const uintptr_t end = addr + n;
   while (addr < end) {
@@ -462,6 +417,8 @@ void on_access(const void* p, size_t n, Kind kind, const void* pc) {
 }
 
 }  // namespace
+
+std::string code_place(const void* pc) { return place(pc); }
 
 void race_launch_begin(const char* kernel) {
   g.in_launch = mode() != Mode::Off;
@@ -488,7 +445,7 @@ void race_shared(const void* p, size_t bytes) {
 }
 
 void race_atomic(const void* p, size_t bytes, const void* pc) {
-  on_access(p, bytes, AtomicWrite, pc);
+  on_access(p, bytes, AtomicWrite, pc, /*rmw=*/true);
 }
 
 const char* set_racecheck(const char* m) {

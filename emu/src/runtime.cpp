@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "cuda_profiler_api.h"
 #include "lockstep_emu/runtime.h"
 
 struct CUstream_st {
@@ -579,6 +580,16 @@ cudaError_t cudaDeviceSynchronize() {
   flush();
   return cudaSuccess;
 }
+cudaError_t cudaProfilerStart() {
+  if (const cudaError_t e = cudaDeviceSynchronize()) return e;
+  lockstep_emu::profile_range(true);
+  return cudaSuccess;
+}
+cudaError_t cudaProfilerStop() {
+  if (const cudaError_t e = cudaDeviceSynchronize()) return e;
+  lockstep_emu::profile_range(false);
+  return cudaSuccess;
+}
 cudaError_t cudaDriverGetVersion(int* v) {
   *v = CUDART_VERSION;
   return cudaSuccess;
@@ -735,10 +746,17 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     // From pageable memory: the data is taken now (staged), written in stream order.
     auto staged = std::make_shared<std::vector<unsigned char>>(
         static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
-    return enqueue(stream, "cudaMemcpyAsync",
-                   [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    return enqueue(stream, "cudaMemcpyAsync", [dst, staged] {
+      if (g_profiling) profile_op("cudaMemcpyAsync (pageable)", double(staged->size()), 0, 'h');
+      std::memcpy(dst, staged->data(), staged->size());
+    });
   }
-  return enqueue(stream, "cudaMemcpyAsync", [dst, src, bytes] { std::memmove(dst, src, bytes); });
+  const char transfer = s == Space::Pinned ? 'h' : d == Space::Pinned ? 'D' : 'd';
+  return enqueue(stream, "cudaMemcpyAsync", [dst, src, bytes, transfer] {
+    if (g_profiling)
+      profile_op("cudaMemcpyAsync", transfer == 'd' ? 2.0 * bytes : double(bytes), 0, transfer);
+    std::memmove(dst, src, bytes);
+  });
 }
 
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
@@ -753,6 +771,7 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
     return fail(cudaErrorNotSupported);
   if (const cudaError_t e = check_copy(dst, d_extent, src, s_extent, kind, d, s)) return e;
   return enqueue(stream, "cudaMemcpy2DAsync", [=] {
+    if (g_profiling) profile_op("cudaMemcpy2DAsync", 2.0 * width * height, 0, 'd');
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                    width);
@@ -776,8 +795,10 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (bytes == 0) return cudaSuccess;
   if (space_of(dst) == Space::Pageable) return fail(cudaErrorInvalidValue);
   require_device(dst, bytes, "cudaMemsetAsync");
-  return enqueue(stream, "cudaMemsetAsync",
-                 [dst, value, bytes] { std::memset(dst, value, bytes); });
+  return enqueue(stream, "cudaMemsetAsync", [dst, value, bytes] {
+    if (g_profiling) profile_op("cudaMemsetAsync", double(bytes), 0, 'd');
+    std::memset(dst, value, bytes);
+  });
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {

@@ -92,33 +92,33 @@ __global__ void dice_update_running_kernel(int64_t cols, float momentum, float u
   }
 }
 
-// ---- Column-tile kernels (launch with column_launch(cols)). --------------------------------
+// ---- Column-tile kernels (kernels/cuda/column_reduce.cuh). ---------------------------------
 
 // x, dy, dx: (rows, cols), dx may alias dy (each element's dy is read by the thread that then
-// writes its dx); alpha, dalpha: (cols), dalpha accumulated.
-__global__ void prelu_backward_kernel(int64_t rows, int64_t cols, const float* x,
-                                      const float* alpha, const float* dy, float* dx,
-                                      float* dalpha) {
+// writes its dx); alpha: (cols); dalpha: (cols), accumulated, or the chunks' partials (see
+// column_reduce.cuh).
+__global__ void prelu_backward_kernel(int64_t rows, int64_t cols, int64_t chunk_rows,
+                                      const float* x, const float* alpha, const float* dy,
+                                      float* dx, float* dalpha) {
   __shared__ float smem[kColumnBlockThreads];
+  int64_t r0, r1;
+  chunk_rows_of(rows, chunk_rows, &r0, &r1);
   const int64_t tiles = (cols + blockDim.x - 1) / blockDim.x;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t c = tile * blockDim.x + threadIdx.x;
     float acc[1] = {0.f};
     if (c < cols) {
       const float a = alpha[c];
-      for (int64_t r = threadIdx.y; r < rows; r += blockDim.y) {
+      for (int64_t r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
         const int64_t i = r * cols + c;
         const float xi = x[i], g = dy[i];
-        if (xi > 0.f) {
-          dx[i] = g;
-        } else {
-          acc[0] += g * xi;
-          dx[i] = a * g;
-        }
+        const bool positive = xi > 0.f;
+        if (!positive) acc[0] += g * xi;
+        dx[i] = positive ? g : a * g;  // one store for both sides
       }
     }
     column_tree_sum(acc, smem);
-    if (threadIdx.y == 0 && c < cols) dalpha[c] += acc[0];
+    if (threadIdx.y == 0 && c < cols) store_column_total(dalpha, cols, c, acc[0]);
   }
 }
 
@@ -262,10 +262,12 @@ void prelu_forward(const Context& ctx, int64_t rows, int64_t cols, const float* 
 void prelu_backward(const Context& ctx, int64_t rows, int64_t cols, const float* x,
                     const float* alpha, const float* dy, float* dx, float* dalpha) {
   if (rows <= 0 || cols <= 0) return;
-  const ColumnLaunch launch = column_launch(cols);
-  prelu_backward_kernel<<<launch.grid, launch.block, 0, stream_of(ctx)>>>(rows, cols, x, alpha, dy,
-                                                                          dx, dalpha);
+  const ColumnLaunch launch = column_launch(rows, cols);
+  float* totals = column_totals_target(ctx, launch, cols, dalpha);
+  prelu_backward_kernel<<<launch.grid, launch.block, 0, stream_of(ctx)>>>(
+      rows, cols, launch.chunk_rows, x, alpha, dy, dx, totals);
   LOCKSTEP_KERNEL_CHECK(ctx, "prelu_backward");
+  add_column_partials(ctx, launch, cols, totals, dalpha);
 }
 
 void dice_forward_train(const Context& ctx, int64_t rows, int64_t cols, float eps, const float* x,

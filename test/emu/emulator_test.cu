@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <cub/cub.cuh>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -339,6 +340,128 @@ TEST_CASE("emulator: the race check finds threads of a launch that race, and onl
   for (void* p : {(void*)x, (void*)counter, (void*)owner, (void*)slots, (void*)in, (void*)xs,
                   (void*)bs, (void*)ds})
     CHECK_CUDA(cudaFree(p));
+}
+
+// For the memory-access profile: one load or store per kernel line that matters.
+__global__ void coalesced_copy_kernel(const float* in, float* out) {
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[i] = in[i];
+}
+__global__ void strided_load_kernel(const float* in, float* out) {
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  out[i] = in[i * 32];  // 128 bytes apart: a sector per lane
+}
+__global__ void bank_conflict_kernel(float* out) {
+  __shared__ float tile[32 * 33];
+  tile[threadIdx.x * 32] = 1.f;  // one bank for all 32 lanes
+  __syncthreads();
+  out[threadIdx.x] = tile[0];  // one word for all: a broadcast
+  __syncthreads();
+  tile[threadIdx.x * 33] = 2.f;  // padded: 32 banks
+}
+__global__ void divergent_loop_kernel(const float* x, float* out) {
+  for (int k = 0; k < 4; ++k) {
+    const unsigned i = k * 32 + threadIdx.x;
+    const float v = x[i];
+    if (v > 0.f)  // some lanes each side, which ones changing from trip to trip
+      out[i] = v;
+    else
+      out[128 + i] = v;
+  }
+}
+__global__ void same_address_atomic_kernel(int* counter) { atomicAdd(counter, 1); }
+
+TEST_CASE("emulator: the memory-access profile sees warp instructions as a GPU serves them",
+          "[emu]") {
+  // Only instrumented code is profiled (the emulator's tests always are, in GCC builds).
+#if defined(LOCKSTEP_EMU_RACECHECK)
+  float* in = device_array<float>(64 * 32);
+  float* out = device_array<float>(256);
+  int* counter = device_array<int>(1);
+  // Trip k: the lanes t with t % 4 <= k take the first side (8, 16, 24, 32 lanes).
+  std::vector<float> signs(128);
+  for (size_t i = 0; i < signs.size(); ++i) signs[i] = (i % 32) % 4 <= i / 32 ? 1.f : -1.f;
+  float* x = to_device(signs);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  (void)lockstep_emu::take_profile_lines();
+  lockstep_emu::set_profile(true);
+  coalesced_copy_kernel<<<2, 32>>>(in, out);
+  strided_load_kernel<<<2, 32>>>(in, out);
+  bank_conflict_kernel<<<1, 32>>>(out);
+  divergent_loop_kernel<<<1, 32>>>(x, out);
+  same_address_atomic_kernel<<<1, 32>>>(counter);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  lockstep_emu::set_profile(false);
+  const std::vector<lockstep_emu::ProfileLine> lines = lockstep_emu::take_profile_lines();
+  // The places of one kernel, access kind and memory space, in code order.
+  const auto of = [&](const char* kernel, char kind, bool shared) {
+    std::vector<lockstep_emu::ProfileLine> found;
+    for (const auto& l : lines)
+      if (std::string(l.kernel) == kernel && l.kind == kind && l.shared == shared)
+        found.push_back(l);
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.pc < b.pc; });
+    return found;
+  };
+
+  for (const auto& l : lines)
+    UNSCOPED_INFO(l.kernel << " " << lockstep_emu::code_place(l.pc) << " " << l.kind << " "
+                           << (l.shared ? "shared" : "global") << " requests " << l.requests
+                           << " lanes " << l.lanes << " units " << l.units << " ideal "
+                           << l.ideal_units << " serial " << l.serial);
+  // Two warps, 4 bytes per lane, contiguous: 4 sectors per request, as few as possible.
+  const auto copy = of("coalesced_copy_kernel", 'r', false);
+  REQUIRE(copy.size() == 1);
+  CHECK(copy[0].requests == 2);
+  CHECK(copy[0].lanes == 64);
+  CHECK(copy[0].units == 8);
+  CHECK(copy[0].ideal_units == 8);
+  CHECK(copy[0].used_bytes == 256);
+  // 128 bytes between lanes: 32 sectors per request where the bytes fit in 4.
+  const auto strided = of("strided_load_kernel", 'r', false);
+  REQUIRE(strided.size() == 1);
+  CHECK(strided[0].requests == 2);
+  CHECK(strided[0].units == 64);
+  CHECK(strided[0].ideal_units == 8);
+  // Shared memory: a 32-way bank conflict (32 wavefronts), a broadcast (1), a padded store (1).
+  const auto stores = of("bank_conflict_kernel", 'w', true);
+  REQUIRE(stores.size() == 2);
+  uint64_t conflicted = 0, padded = 0;
+  for (const auto& l : stores) (l.units == 32 ? conflicted : padded) += 1;
+  CHECK(conflicted == 1);
+  CHECK(padded == 1);
+  for (const auto& l : stores) CHECK(l.ideal_units == 1);
+  const auto broadcast = of("bank_conflict_kernel", 'r', true);
+  REQUIRE(broadcast.size() == 1);
+  CHECK(broadcast[0].units == 1);
+  // A branch inside a loop, matched trip by trip though no lane takes a side as often as
+  // another: each side's store touches the 4 sectors of its trip's 128 bytes (the cost of the
+  // divergence), where its lanes' bytes would fit in 1, 2, 3, 4 (first side) or 3, 2, 1 sectors.
+  const auto sides = of("divergent_loop_kernel", 'w', false);
+  REQUIRE(sides.size() == 2);
+  const auto& first = sides[0].lanes == 80 ? sides[0] : sides[1];
+  const auto& second = sides[0].lanes == 80 ? sides[1] : sides[0];
+  CHECK(first.lanes == 80);
+  CHECK(first.requests == 4);
+  CHECK(first.units == 16);
+  CHECK(first.ideal_units == 10);
+  CHECK(second.lanes == 48);
+  CHECK(second.requests == 3);
+  CHECK(second.units == 12);
+  CHECK(second.ideal_units == 6);
+  const auto loads = of("divergent_loop_kernel", 'r', false);
+  REQUIRE(loads.size() == 1);
+  CHECK(loads[0].requests == 4);
+  CHECK(loads[0].lanes == 128);
+  // 32 lanes adding to one address: served one after another.
+  const auto atomics = of("same_address_atomic_kernel", 'a', false);
+  REQUIRE(atomics.size() == 1);
+  CHECK(atomics[0].requests == 1);
+  CHECK(atomics[0].serial == 32);
+  CHECK(atomics[0].units == 1);
+  for (void* p : {(void*)in, (void*)out, (void*)counter, (void*)x}) CHECK_CUDA(cudaFree(p));
+#else
+  SUCCEED("not an instrumented build: nothing is profiled");
+#endif
 }
 
 TEST_CASE("emulator: expf and log1pf give the host's bits, or a GPU's error with ulps on",

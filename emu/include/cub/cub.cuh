@@ -69,6 +69,10 @@ struct DeviceRadixSort {
     const int bits = end_bit - begin_bit;
     const K mask = bits >= int(sizeof(K) * 8) ? ~K{0} : static_cast<K>((K{1} << bits) - 1);
     return ::lockstep_emu::enqueue(stream, what, [=] {
+      if (::lockstep_emu::g_profiling)  // CUB's onesweep: a histogram pass, 8 bits per pass
+        ::lockstep_emu::profile_op(
+            what, double(n) * (sizeof(K) + double((bits + 7) / 8) * 2 * (sizeof(K) + sizeof(V))), 0,
+            'd');
       std::vector<size_t> order(n);
       std::iota(order.begin(), order.end(), size_t{0});
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -100,6 +104,8 @@ struct DeviceRunLengthEncode {
     ::lockstep_emu::require_device(counts_out, n * sizeof(C), what);
     ::lockstep_emu::require_device(num_runs_out, sizeof(R), what);
     return ::lockstep_emu::enqueue(stream, what, [=] {
+      if (::lockstep_emu::g_profiling)
+        ::lockstep_emu::profile_op(what, double(n) * (2 * sizeof(K) + sizeof(C)), 0, 'd');
       size_t runs = 0;
       for (size_t i = 0; i < n;) {
         size_t j = i + 1;
@@ -125,6 +131,8 @@ struct DeviceScan {
     ::lockstep_emu::require_device(in, n * sizeof(T), what);
     ::lockstep_emu::require_device(out, n * sizeof(T), what);
     return ::lockstep_emu::enqueue(stream, what, [=] {
+      if (::lockstep_emu::g_profiling)
+        ::lockstep_emu::profile_op(what, double(n) * 2 * sizeof(T), 0, 'd');
       T sum{};
       for (size_t i = 0; i < n; ++i) {
         const T v = in[i];  // in may be out
@@ -145,7 +153,11 @@ struct DeviceReduce {
       return cudaSuccess;
     ::lockstep_emu::require_device(in, n * sizeof(T), what);
     ::lockstep_emu::require_device(out, sizeof(T), what);
-    return ::lockstep_emu::enqueue(stream, what, [=] { *out = detail_emu::pairwise_sum(in, n); });
+    return ::lockstep_emu::enqueue(stream, what, [=] {
+      if (::lockstep_emu::g_profiling)
+        ::lockstep_emu::profile_op(what, double(n) * sizeof(T), 0, 'd');
+      *out = detail_emu::pairwise_sum(in, n);
+    });
   }
 };
 

@@ -338,12 +338,15 @@ struct Launch {
       struct Call {
         const Body* body;
         const std::tuple<A...>* args;
-        static void run(void* self) {
+        LOCKSTEP_EMU_UNCHECKED static void run(void* self) {  // (host code: not profiled)
           auto* c = static_cast<Call*>(self);
           std::apply(*c->body, *c->args);
         }
       } call{&body, &packed};
-      run_grid(grid, &Call::run, &call);
+      Grid g = grid;
+      g.params = &packed;  // (constant memory on a GPU: not profiled or race-checked)
+      g.params_bytes = sizeof(packed);
+      run_grid(g, &Call::run, &call);
     };
     enqueue(stream, grid.kernel, std::move(op));
   }

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "cuda_runtime_api.h"
 
@@ -45,6 +47,8 @@ struct Grid {
   dim3 grid, block;
   size_t shared_bytes;
   const char* kernel;
+  const void* params = nullptr;  // the launch's copy of its arguments
+  size_t params_bytes = 0;
 };
 
 /// cudaErrorInvalidConfiguration for a configuration a GPU refuses (and the last error set).
@@ -54,6 +58,9 @@ cudaError_t check_grid(const Grid& g);
 /// threads of a block run as fibers on the calling thread, switching only at barriers,
 /// shuffles and spin waits, so that __syncthreads and warp shuffles behave as on a GPU.
 void run_grid(const Grid& g, void (*thread)(void*), void* arg);
+
+/// The running launch's copy of its arguments (a GPU's constant memory): [lo, hi).
+extern uintptr_t g_params_lo, g_params_hi;
 
 // The running thread's coordinates (valid inside run_grid's threads).
 extern uint3 g_thread_idx;
@@ -128,6 +135,49 @@ const char* set_racecheck(const char* mode);
 
 /// Distinct races reported since the last call (report mode), and forgets them.
 size_t take_race_reports();
+
+/// "file:line" of a place in instrumented kernel code (addr2line; the first frame of its
+/// inlining chain outside the emulator's headers), or "module+offset".
+std::string code_place(const void* pc);
+
+// ---- the memory-access profile (emu/src/profile.cpp) -------------------------------------------
+
+/// Set while the profile collects (LOCKSTEP_EMU_PROFILE=FILE at start-up, or set_profile):
+/// instrumented kernels' accesses, grouped into warp instructions, and library calls' bytes.
+extern bool g_profiling;
+
+/// One place in a kernel's code that accesses memory, over the launches profiled: `units` are
+/// the 32-byte sectors (global memory) or the wavefronts (shared memory) its warp instructions
+/// cost, `ideal_units` the fewest their bytes would need; `serial` sums, per atomic
+/// instruction, the most lanes that update one address.
+struct ProfileLine {
+  const char* kernel = "";
+  const void* pc = nullptr;
+  char kind = 'r';  // 'r' load, 'w' store, 'a' atomic read-modify-write
+  bool shared = false;
+  uint64_t requests = 0, lanes = 0, units = 0, ideal_units = 0, used_bytes = 0, serial = 0;
+};
+
+/// Starts (true) or stops collecting. LOCKSTEP_EMU_PROFILE=FILE starts it at the first launch
+/// and writes FILE ("%p": the process id) at exit, for emu/profile_report.py.
+void set_profile(bool on);
+/// cudaProfilerStart (true) and cudaProfilerStop: where LOCKSTEP_EMU_PROFILE is set, the
+/// profile keeps the first range from a start to a stop only (as nsys's capture range does).
+void profile_range(bool start);
+/// The places collected so far; forgets them and the launches and library calls.
+std::vector<ProfileLine> take_profile_lines();
+
+// The scheduler's and libraries' events.
+void read_profile_env();
+void profile_launch_begin(const char* kernel, uint64_t blocks, unsigned threads);
+void profile_block_end();
+void profile_launch_end();
+struct KernelThread;
+void profile_access(const KernelThread& t, uintptr_t addr, size_t bytes, char kind, const void* pc,
+                    bool shared);
+/// A library call (cuBLAS, CUB, a copy) as it runs: its bytes and FLOPs; transfer 'd' on the
+/// device, 'h' host to device, 'D' device to host.
+void profile_op(const char* what, double bytes, double flops, char transfer);
 
 /// A spin wait's pause (__nanosleep): lets the block's other threads run.
 void spin_pause();

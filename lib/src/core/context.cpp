@@ -24,6 +24,7 @@ struct Context::Impl {
   void* stream = nullptr;
   void* cublas = nullptr;
   Buffer workspace;     // declared after stream: destroyed first, while the stream still exists
+  Buffer reduce_scratch;    // the column reductions' partial sums (CUDA)
   Buffer cublas_workspace;  // cuBLAS's, set on the handle (CUDA only)
   Buffer device_error;  // one DeviceErrorRecord (CUDA only)
   DeviceErrorRecord* host_error = nullptr;  // its page-locked host mirror (CUDA only)
@@ -54,6 +55,7 @@ struct Context::Impl {
     // The cuBLAS handle before its workspace, which must stay valid while the handle exists.
     if (cublas) cublasDestroy(static_cast<cublasHandle_t>(cublas));
     workspace = Buffer();
+    reduce_scratch = Buffer();
     random_base = Buffer();
     device_error = Buffer();
     cublas_workspace = Buffer();
@@ -130,13 +132,18 @@ const ContextOptions& Context::options() const { return impl_->options; }
 void* Context::stream() const { return impl_->stream; }
 void* Context::cublas() const { return impl_->cublas; }
 
-void* Context::workspace(size_t bytes) const {
-  if (bytes > impl_->workspace.bytes()) {
-    // Grow by at least 1.5x so that slowly growing requests do not reallocate every step.
-    const size_t grown = std::max(bytes, impl_->workspace.bytes() + impl_->workspace.bytes() / 2);
-    impl_->workspace = Buffer(*this, grown);
-  }
-  return impl_->workspace.data();
+namespace {
+// Grows by at least 1.5x so that slowly growing requests do not reallocate every step.
+void* grown(const Context& ctx, Buffer& buffer, size_t bytes) {
+  if (bytes > buffer.bytes())
+    buffer = Buffer(ctx, std::max(bytes, buffer.bytes() + buffer.bytes() / 2));
+  return buffer.data();
+}
+}  // namespace
+
+void* Context::workspace(size_t bytes) const { return grown(*this, impl_->workspace, bytes); }
+void* Context::reduce_scratch(size_t bytes) const {
+  return grown(*this, impl_->reduce_scratch, bytes);
 }
 
 void Context::wait_for(const Context& other) const {

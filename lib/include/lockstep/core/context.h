@@ -72,6 +72,10 @@ class Context {
   /// Scratch memory of at least `bytes` on this context's device, valid until the next call
   /// of workspace() on this context (stream order on CUDA). Grows, never shrinks.
   void* workspace(size_t bytes) const;
+  /// Scratch of its own for the partial sums of the CUDA column reductions (bias and PReLU
+  /// gradients), so that they may reduce what their caller keeps in workspace(). Same rules:
+  /// valid until the next call of reduce_scratch(); grows, never shrinks.
+  void* reduce_scratch(size_t bytes) const;
 
   /// Waits until all work on this context's stream is done (no-op on the CPU).
   void synchronize() const;
