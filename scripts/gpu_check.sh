@@ -4,7 +4,9 @@
 # important first: the GPU parity tests, the model benchmarks with and without CUDA graphs, the
 # lockstep sync benchmark, the PyTorch peer (.device/peers/torch_bench.py: eager side by side
 # through bench/vs_torch.py, then --compile),
-# the kernel and feasign benchmarks, the GPU tests with LOCKSTEP_SYNC_CHECK=1, and compute-sanitizer memcheck.
+# the kernel and feasign benchmarks, the GPU tests with LOCKSTEP_SYNC_CHECK=1, compute-sanitizer memcheck,
+# and, with time left, Nsight Compute's memory counters for the kernels the emulator's
+# memory-access profile estimated (docs/cuda_emulation.md), to check the estimate.
 #
 # Sized for one device call (at most 10 minutes, the machine's start not counted): every command
 # runs under `timeout`, capped at its own limit and at what is left of BUDGET_S minus the floors
@@ -14,7 +16,7 @@
 # The device tool brings back at most 8 files: every log goes to $WORK (default
 # /tmp/gpu-results), and after every command $OUT (default ./gpu-results) gets a fresh
 # gpu-results.tgz of all of them plus summary.txt (one line per command and its last lines).
-#   STAGES="build gpu bench peers kernels sync sanitize" (default all, in that order), JOBS (default
+#   STAGES="build gpu bench peers kernels sync sanitize ncu" (default all, in that order), JOBS (default
 #   nproc), BUDGET_S (default 540)
 set -uo pipefail
 root=$(pwd)
@@ -31,7 +33,7 @@ lockstep_env=("${libs[@]}" stdbuf -oL -eL)
 # A missing or unusable device fails the GPU tests here instead of skipping them.
 export PATH="/usr/local/cuda/bin:$PATH" PYTHONUNBUFFERED=1 LOCKSTEP_REQUIRE_GPU=1
 build="$root/build-gpu"
-stages=${STAGES:-build gpu bench peers kernels sync sanitize}
+stages=${STAGES:-build gpu bench peers kernels sync sanitize ncu}
 jobs=${JOBS:-$(nproc)}
 budget=${BUDGET_S:-540}
 t_start=$(date +%s)
@@ -117,6 +119,15 @@ for stage in $stages; do
                # launches would take minutes under memcheck
       run sanitize sanitizer 150 "${libs[@]}" compute-sanitizer --tool memcheck \
         --error-exitcode 9 "$build/test/lockstep_gpu_tests" "~[large]~[graphs]" ;;
+    ncu)  # the timed steps only (bench::median_ms brackets them with cudaProfilerStart/Stop)
+      if command -v ncu >/dev/null; then
+        run ncu ncu_memory 90 "${lockstep_env[@]}" ncu --profile-from-start off --launch-count 24 \
+          -k 'regex:prelu_backward|bias_grad|attention|pooled_lookup_forward' --metrics \
+          gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_requests_pipe_lsu_mem_global_op_st.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum \
+          "$build/bench/lockstep-bench-models" --device cuda --iters 1 --models din,bst
+      else
+        echo "ncu_memory             SKIPPED (no ncu on this machine)" >>"$work/summary.txt"
+      fi ;;
   esac
 done
 echo "total $(($(date +%s) - t_start)) s of a budget of $budget s" >>"$work/summary.txt"
