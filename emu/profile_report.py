@@ -64,7 +64,11 @@ def main():
         ops = [o for o in ops if not skip.search(o[0])]
         lines = [l for l in lines if not skip.search(l[0])]
     if not launches and not ops:
-        sys.exit(f"{a.profile}: no launches (were the kernels instrumented? LOCKSTEP_EMU_RACECHECK=ON build)")
+        sys.exit(f"{a.profile}: nothing was profiled")
+    if launches and not any(l[4] or l[9] for l in launches):
+        print(f"{a.profile}: the kernels made no memory accesses the profile saw: a build without "
+              "LOCKSTEP_EMU_RACECHECK=ON does not instrument them (only launches and library calls "
+              "are counted)", file=sys.stderr)
 
     def launch_us(blocks, threads, sectors, dram, wavefronts):
         warps = blocks * ((threads + 31) // 32)

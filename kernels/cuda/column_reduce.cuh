@@ -8,7 +8,7 @@
 // {r0 + ty, r0 + ty + by, ...} in order, then the block combines the by partial sums with a
 // fixed shared-memory tree. With one chunk (few rows) the block adds its totals to the output;
 // with several, each block writes its chunk's totals to a (chunks, cols) matrix of partials in
-// ctx.reduce_scratch() and a second launch (column_sums_kernel: one chunk) adds them to the
+// ctx.reduce_scratch() and a second launch (add_column_partials: one chunk) adds them to the
 // output by the same fixed tree. The chunks depend on (rows, cols) only, never on the device:
 // no atomics, no dependence on scheduling, identical results run to run and across GPUs.
 //
