@@ -5,6 +5,7 @@
 //
 //   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst,dual]
 //                         [--profile] [--no-cuda-graphs] [--allow-tf32|--allow-bf16]
+//                         [--batches-on-device]
 //
 // --profile also prints the host pass of a graph replay: the step's host code with every launch
 // skipped (train/step_graphs.h), and how many launches a step makes.
@@ -80,12 +81,37 @@ void host_pass(Context& ctx, models::Model<float>& model, const data::Batch& bat
               ms * 1e3, recorder.log().size());
 }
 
-/// Median milliseconds of one training step (forward, backward, optimizer update) on `batch`.
-/// With `profile`, then `iters` more steps with a Profile attached, printed under `title`.
-double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& batch, int iters,
-               bool profile, const std::string& title) {
+/// Batches staged once before the timing with --batches-on-device (as torch_bench.py keeps its
+/// batches on the device).
+constexpr int kBatchesOnDevice = 8;
+
+/// Median milliseconds of one training step (forward, backward, optimizer update, the loss read)
+/// on `batch`, staged in the step (host layout and copy) or, with `on_device`, on the next of
+/// kBatchesOnDevice batches from `gen` staged before the timing. With `profile`, then `iters`
+/// more steps with a Profile attached, printed under `title`.
+double step_ms(Context& ctx, models::Model<float>& model, const data::SyntheticGenerator& gen,
+               const data::Batch& batch, bool on_device, int iters, bool profile,
+               const std::string& title) {
   train::LocalTrainer<float> trainer(model, ctx);
-  const double ms = bench::median_ms(ctx, [&] { trainer.step(batch); }, 3, iters);
+  std::vector<models::DeviceBatch<float>> staged(on_device ? kBatchesOnDevice : 0);
+  for (size_t i = 0; i < staged.size(); ++i)
+    model.stage(ctx, gen.generate(static_cast<int64_t>(i) * batch.size, batch.size), staged[i]);
+  size_t next = 0;
+  const auto step = [&] {
+    if (!on_device) {
+      trainer.step(batch);
+      return;
+    }
+    const models::DeviceBatch<float>& b = staged[next++ % staged.size()];
+    const float* loss = trainer.compute_gradients(b);
+    model.apply_gradients(ctx, 1.0f / static_cast<float>(b.size()));
+    float value = 0.0f;  // the step's one read, as LocalTrainer::step
+    to_host(ctx, loss, 1, &value);
+  };
+  // On-device batches: every one seen 3 times before the timing (a graph is captured on the
+  // third sight of a shape, train/step_graphs.h), as the steps of one staged batch after 3.
+  const int warmup = on_device ? 3 * kBatchesOnDevice : 3;
+  const double ms = bench::median_ms(ctx, step, warmup, iters);
   if (trainer.graphs()) {
     const train::GraphStats g = trainer.graph_stats();
     std::printf("%s: CUDA graphs: %lld steps replayed, %lld captured, %lld eager, %lld fallbacks\n",
@@ -97,7 +123,7 @@ double step_ms(Context& ctx, models::Model<float>& model, const data::Batch& bat
     Profile p;
     {
       const ScopedProfile attached(ctx, &p);
-      for (int i = 0; i < iters; ++i) trainer.step(batch);
+      for (int i = 0; i < iters; ++i) step();
     }
     host_pass(ctx, model, batch, iters, title);
     std::printf("\n%s: step profile on %s, %d steps (unprofiled median %.3f ms)\n%s", title.c_str(),
@@ -117,11 +143,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
   app.add_option("--models", which, "any of din, bst, dual, comma-separated");
-  bool profile = false, tf32 = false, bf16 = false, no_graphs = false;
+  bool profile = false, tf32 = false, bf16 = false, no_graphs = false, on_device = false;
   app.add_flag("--allow-tf32", tf32, "TF32 tensor-core GEMMs on CUDA");
   app.add_flag("--allow-bf16", bf16, "bf16 tensor-core GEMMs on CUDA (fp32 accumulation)");
   app.add_flag("--no-cuda-graphs", no_graphs,
                "launch every kernel instead of replaying CUDA graphs");
+  app.add_flag("--batches-on-device", on_device,
+               "train on 8 batches staged before the timing, as ../shared/peers/torch_bench.py "
+               "keeps its batches on the device (default: each step stages its batch, host "
+               "layout and copy, which the trainer does one step ahead)");
   app.add_flag("--profile", profile,
                "also print where each step's time goes: phases and kernels (lockstep/core/profile.h)");
   CLI11_PARSE(app, argc, argv);
@@ -143,7 +173,7 @@ int main(int argc, char** argv) {
       models::Din<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
       const int64_t T = 50, D = 32, in = model.input_width();
       const double fwd = 2.0 * batch * (T * (4.0 * D * 80 + 80.0 * 40 + 40) + in * 200.0 + 200.0 * 80 + 80);
-      const double ms = step_ms(ctx, model, b, iters, profile, "din-bench");
+      const double ms = step_ms(ctx, model, gen, b, on_device, iters, profile, "din-bench");
       rows.push_back({"din-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
                       info.peak_fp32_gflops, "GF/s",
                       fmt::format("B={} T=50 unit 128-80-40-1, MLP {}-200-80-1", batch, in)});
@@ -159,7 +189,7 @@ int main(int argc, char** argv) {
       const double L = 21, d = 32, f = 32, in = static_cast<double>(model.input_width());
       const double block = 2.0 * L * (d * 3 * d + d * d + 2 * d * f) + 4.0 * L * L * d;
       const double fwd = batch * (block + 2.0 * (in * 1024 + 1024.0 * 512 + 512.0 * 256 + 256));
-      const double ms = step_ms(ctx, model, b, iters, profile, "bst-bench");
+      const double ms = step_ms(ctx, model, gen, b, on_device, iters, profile, "bst-bench");
       rows.push_back({"bst-bench step (fwd+bwd+update)", ms, 3 * fwd / (ms * 1e6),
                       info.peak_fp32_gflops, "GF/s",
                       fmt::format("B={} L=21 d=32 8 heads, MLP 1024-512-256-1", batch)});
@@ -174,7 +204,7 @@ int main(int argc, char** argv) {
         if (name.rfind("hist_", 0) == 0)
           c.fields.push_back({name, name == "hist_items" ? "item" : "item_cat", 50});
       models::DualDnn<float> model(c, columns_of(gen.schema()), gen.schema().num_dense(), ctx);
-      const double ms = step_ms(ctx, model, b, iters, profile, "dual-bench");
+      const double ms = step_ms(ctx, model, gen, b, on_device, iters, profile, "dual-bench");
       const double w0 = 9 * 16 + 8, wt = w0 + 32 + w0;  // shared input; teacher input
       const double fwd = 2.0 * batch *
                          (50 * (4.0 * 32 * 80 + 80.0 * 40 + 40) + 3 * 2 * w0 + wt * 512 +
@@ -197,6 +227,10 @@ int main(int argc, char** argv) {
       }
       std::filesystem::remove_all(dir);
     }
+    if (on_device)
+      for (bench::Row& r : rows)
+        if (r.name.find("step") != std::string::npos)
+          r.note += fmt::format("; {} batches on the device", kBatchesOnDevice);
     bench::print_table(fmt::format("models on {} ({}), ceiling = theoretical FP32 peak",
                                    device.str(), info.name),
                        rows);

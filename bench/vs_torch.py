@@ -5,6 +5,10 @@ per-pair speed ratios (torch step ms / lockstep step ms; > 1: lockstep is faster
 
   bench/vs_torch.py --bench build/bench/lockstep-bench-models [--device cpu] [--batch 1024]
                     [--pairs 3] [--iters 10] [--torch-python /usr/bin/python3] [--compile]
+                    [--batches-on-device]
+
+torch_bench.py keeps 8 batches on the device; lockstep-bench-models stages every step's batch
+(host layout and copy) unless --batches-on-device, which stages 8 before the timing too.
 
 Timings on shared machines drift by tens of percent within minutes; only ratios taken side by
 side compare (../shared/peers/README.md).
@@ -21,9 +25,11 @@ WORKLOADS = {"din": "din-bench", "bst": "bst-bench", "dual": "dual-bench"}
 
 
 def lockstep_ms(args):
-    out = subprocess.run([args.bench, "--device", args.device, "--batch", str(args.batch),
-                          "--iters", str(args.iters), "--models", ",".join(args.workloads)],
-                         check=True, capture_output=True, text=True).stdout
+    cmd = [args.bench, "--device", args.device, "--batch", str(args.batch), "--iters",
+           str(args.iters), "--models", ",".join(args.workloads)]
+    if args.batches_on_device:
+        cmd.append("--batches-on-device")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     ms = {}
     for w, case in WORKLOADS.items():
         m = re.search(rf"^{case} step \(fwd\+bwd\+update\)\s+([0-9.]+)", out, re.M)
@@ -62,6 +68,9 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="torch.compile the PyTorch side")
     p.add_argument("--workloads", default="din,bst,dual")
+    p.add_argument("--batches-on-device", action="store_true",
+                   help="lockstep trains on batches staged before the timing, as torch_bench.py "
+                        "does (default: each lockstep step also stages its batch)")
     args = p.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
     ratios = {w: [] for w in args.workloads}

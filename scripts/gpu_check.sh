@@ -107,8 +107,10 @@ for stage in $stages; do
       printf '#!/bin/sh\nexec env LD_LIBRARY_PATH="%s:%s/openblas-pthread:${LD_LIBRARY_PATH:-}" "%s" "$@"\n' \
         "$lib" "$lib" "$build/bench/lockstep-bench-models" >"$wrapper"
       chmod +x "$wrapper"
+      # like for like: batches on the device on both sides (bench_models above stages each step's)
       run peers vs_torch_eager 120 python3 "$root/bench/vs_torch.py" --bench "$wrapper" \
-        --torch-bench "$peer" --torch-python python3 --device cuda --batch 4096 --pairs 3 --iters 20
+        --torch-bench "$peer" --torch-python python3 --device cuda --batch 4096 --pairs 3 --iters 20 \
+        --batches-on-device
       run peers torch_compile 150 python3 "$peer" --workload all --device cuda --batch 4096 --steps 50 --compile ;;
     kernels)
       run kernels bench_kernels 40 "${lockstep_env[@]}" "$build/bench/lockstep-bench-kernels" --device cuda --json "$work/bench_kernels.json"
