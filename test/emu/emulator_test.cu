@@ -3,6 +3,7 @@
 // stream order, capture), and that it stops what a GPU would fault on or hang at.
 
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <lockstep_emu/runtime.h>
 #include <signal.h>
@@ -555,6 +556,24 @@ TEST_CASE("emulator: __syncthreads and __shared__ give a block reduction", "[emu
   }
   CHECK_CUDA(cudaFree(in));
   CHECK_CUDA(cudaFree(out));
+}
+
+TEST_CASE(
+    "emulator: cudaProfilerStart and Stop bound the profile (test/emu/profile_report_test.sh)",
+    "[emu]") {
+  // A launch before the range, one in it, one after: with LOCKSTEP_EMU_PROFILE set, the script
+  // finds only the one in the range in the file.
+  int* x = device_array<int>(1024);
+  fill_kernel<<<4, 256>>>(x, 1024, 1);
+  CHECK_CUDA(cudaProfilerStart());
+  block_sum_kernel<<<4, 256>>>(x, 1000, x + 1000);
+  CHECK_CUDA(cudaProfilerStop());
+  increment_kernel<<<1, 1>>>(x);
+  const std::vector<int> h = to_host(x, 1024);
+  CHECK(h[0] == 2);
+  CHECK(h[1000] == 256);
+  CHECK(h[1003] == 1000 - 3 * 256);
+  CHECK_CUDA(cudaFree(x));
 }
 
 TEST_CASE("emulator: warp shuffles and votes", "[emu]") {
