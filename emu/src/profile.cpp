@@ -342,8 +342,7 @@ void at_exit() {
   if (!s.path.empty()) write_file(s);
 }
 
-}  // namespace
-
+// LOCKSTEP_EMU_PROFILE, read at the first event.
 void read_profile_env() {
   State& s = st();
   if (s.env_read) return;
@@ -354,6 +353,8 @@ void read_profile_env() {
   g_profiling = true;
   std::atexit(at_exit);
 }
+
+}  // namespace
 
 void profile_launch_begin(const char* kernel, uint64_t blocks, unsigned threads) {
   read_profile_env();

@@ -119,6 +119,25 @@ constexpr int64_t kBackwardStage = 12288;
 // Row strides in shared memory: odd, so that lanes on consecutive rows hit different banks.
 __host__ __device__ __forceinline__ int64_t odd(int64_t n) { return n | 1; }
 
+// A sample's arrays in shared memory, in floats: rows of qkv's width (L, odd(3d)), of d
+// (L, odd(d)), and of probs' (heads * L, odd(L)). The kernels lay them out one after another;
+// the launchers check that they fit.
+struct StageLayout {
+  int64_t d, hl, s_ld, s_lp, s_ldo;
+  __host__ __device__ StageLayout(int64_t L, int64_t heads, int64_t dh)
+      : d(heads * dh), hl(heads * L), s_ld(odd(3 * d)), s_lp(odd(L)), s_ldo(odd(d)) {}
+  __host__ __device__ int64_t qkv_rows(int64_t L) const { return L * s_ld; }
+  __host__ __device__ int64_t d_rows(int64_t L) const { return L * s_ldo; }
+  __host__ __device__ int64_t l_rows() const { return hl * s_lp; }
+  // The forward's qkv, probs, out; the backward's qkv, probs, dO, dS, dqkv.
+  __host__ __device__ int64_t forward_floats(int64_t L) const {
+    return qkv_rows(L) + l_rows() + d_rows(L);
+  }
+  __host__ __device__ int64_t backward_floats(int64_t L) const {
+    return 2 * qkv_rows(L) + 2 * l_rows() + d_rows(L);
+  }
+};
+
 // rows x width floats from rows `from_ld` apart to rows `to_ld` apart, by the whole block with
 // consecutive threads on consecutive columns (coalesced on the side whose rows are contiguous).
 __device__ __forceinline__ void copy_rows(const float* __restrict__ from, int64_t from_ld,
@@ -131,18 +150,18 @@ __device__ __forceinline__ void copy_rows(const float* __restrict__ from, int64_
 }
 
 // One block of heads * L threads per sample (grid-stride over samples); thread t = i * L + q.
-// Shared: the sample's qkv rows (L, odd(ld)), probs (heads * L, odd(L)), out rows (L, odd(d)).
+// Shared (StageLayout): the sample's qkv rows, probs, out rows.
 __global__ void attention_forward_staged_kernel(int64_t B, int64_t L, int64_t heads, int64_t dh,
                                                 float scale, const int64_t* __restrict__ lengths,
                                                 const float* __restrict__ qkv,
                                                 float* __restrict__ probs,
                                                 float* __restrict__ out) {
   __shared__ float stage[kForwardStage];
-  const int64_t d = heads * dh, ld = 3 * d, hl = heads * L;
-  const int64_t s_ld = odd(ld), s_lp = odd(L), s_ldo = odd(d);
+  const StageLayout sl(L, heads, dh);
+  const int64_t d = sl.d, ld = 3 * d, hl = sl.hl, s_ld = sl.s_ld, s_lp = sl.s_lp, s_ldo = sl.s_ldo;
   float* s_rows = stage;
-  float* s_probs = s_rows + L * s_ld;
-  float* s_out = s_probs + hl * s_lp;
+  float* s_probs = s_rows + sl.qkv_rows(L);
+  float* s_out = s_probs + sl.l_rows();
   const int64_t t = threadIdx.x, i = t / L, q = t - i * L;
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     const int64_t len = clamp_length(lengths[b], L);
@@ -158,8 +177,8 @@ __global__ void attention_forward_staged_kernel(int64_t B, int64_t L, int64_t he
 }
 
 // One block of heads * L threads per sample: dS and dQ with thread t = i * L + q, then dK and
-// dV with thread t = i * L + k. Shared: the sample's qkv rows, probs, dO rows, dS, dqkv rows
-// (row strides odd, as above).
+// dV with thread t = i * L + k. Shared (StageLayout): the sample's qkv rows, probs, dO rows, dS,
+// dqkv rows.
 __global__ void attention_backward_staged_kernel(int64_t B, int64_t L, int64_t heads, int64_t dh,
                                                  float scale, const int64_t* __restrict__ lengths,
                                                  const float* __restrict__ qkv,
@@ -167,13 +186,13 @@ __global__ void attention_backward_staged_kernel(int64_t B, int64_t L, int64_t h
                                                  const float* __restrict__ dout,
                                                  float* __restrict__ ds, float* __restrict__ dqkv) {
   __shared__ float stage[kBackwardStage];
-  const int64_t d = heads * dh, ld = 3 * d, hl = heads * L;
-  const int64_t s_ld = odd(ld), s_lp = odd(L), s_ldo = odd(d);
+  const StageLayout sl(L, heads, dh);
+  const int64_t d = sl.d, ld = 3 * d, hl = sl.hl, s_ld = sl.s_ld, s_lp = sl.s_lp, s_ldo = sl.s_ldo;
   float* s_rows = stage;
-  float* s_probs = s_rows + L * s_ld;
-  float* s_dout = s_probs + hl * s_lp;
-  float* s_ds = s_dout + L * s_ldo;
-  float* s_dqkv = s_ds + hl * s_lp;
+  float* s_probs = s_rows + sl.qkv_rows(L);
+  float* s_dout = s_probs + sl.l_rows();
+  float* s_ds = s_dout + sl.d_rows(L);
+  float* s_dqkv = s_ds + sl.l_rows();
   const int64_t t = threadIdx.x, i = t / L, r = t - i * L;  // r: a query, then a key
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     const int64_t len = clamp_length(lengths[b], L);
@@ -244,13 +263,9 @@ __global__ void attention_backward_key_kernel(int64_t B, int64_t L, int64_t head
   }
 }
 
-// Whether a sample's staged arrays fit in `capacity` floats (`qkv_rows` arrays of (L, odd(3d)),
-// `d_rows` of (L, odd(d)), `l_rows` of (heads * L, odd(L))) and its rows in one block.
-bool staged(int64_t L, int64_t heads, int64_t dh, int64_t qkv_rows, int64_t d_rows, int64_t l_rows,
-            int64_t capacity) {
-  const int64_t d = heads * dh, hl = heads * L;
-  return hl <= 1024 &&
-         L * (qkv_rows * odd(3 * d) + d_rows * odd(d)) + l_rows * hl * odd(L) <= capacity;
+// Whether a sample's rows fit in one block and its staged arrays (`floats`) in `capacity`.
+bool staged(int64_t hl, int64_t floats, int64_t capacity) {
+  return hl <= 1024 && floats <= capacity;
 }
 
 unsigned sample_grid(int64_t B) { return static_cast<unsigned>(std::min<int64_t>(B, 65535LL * 8)); }
@@ -262,7 +277,8 @@ void attention_forward(const Context& ctx, int64_t B, int64_t L, int64_t heads, 
                        float* out) {
   const int64_t n = B * heads * L;
   if (n == 0) return;
-  if (staged(L, heads, dh, /*qkv*/ 1, /*out*/ 1, /*probs*/ 1, kForwardStage))
+  const StageLayout sl(L, heads, dh);
+  if (staged(sl.hl, sl.forward_floats(L), kForwardStage))
     attention_forward_staged_kernel<<<sample_grid(B), static_cast<unsigned>(heads * L), 0,
                                       stream_of(ctx)>>>(B, L, heads, dh, scale, lengths, qkv, probs,
                                                         out);
@@ -277,7 +293,8 @@ void attention_backward(const Context& ctx, int64_t B, int64_t L, int64_t heads,
                         const float* dout, float* ds, float* dqkv) {
   const int64_t n = B * heads * L;
   if (n == 0) return;
-  if (staged(L, heads, dh, /*qkv, dqkv*/ 2, /*dout*/ 1, /*probs, ds*/ 2, kBackwardStage)) {
+  const StageLayout sl(L, heads, dh);
+  if (staged(sl.hl, sl.backward_floats(L), kBackwardStage)) {
     attention_backward_staged_kernel<<<sample_grid(B), static_cast<unsigned>(heads * L), 0,
                                        stream_of(ctx)>>>(B, L, heads, dh, scale, lengths, qkv,
                                                          probs, dout, ds, dqkv);

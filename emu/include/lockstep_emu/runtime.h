@@ -168,11 +168,9 @@ void profile_range(bool start);
 std::vector<ProfileLine> take_profile_lines();
 
 // The scheduler's and libraries' events.
-void read_profile_env();
 void profile_launch_begin(const char* kernel, uint64_t blocks, unsigned threads);
 void profile_block_end();
 void profile_launch_end();
-struct KernelThread;
 void profile_access(const KernelThread& t, uintptr_t addr, size_t bytes, char kind, const void* pc,
                     bool shared);
 /// A library call (cuBLAS, CUB, a copy) as it runs: its bytes and FLOPs; transfer 'd' on the
