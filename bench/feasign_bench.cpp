@@ -4,8 +4,9 @@
 // feasign, and DynamicTable::apply (a step's merged records: find, insert, counts, lr and embedx
 // updates) in records/s.
 //
-// With a CUDA device: the device key index kernels (kernels/key_index.h) — insert, find of held
-// and of absent keys — in keys/s of device time (published HierarchicalKV figure for scale:
+// With a CUDA device: DynamicTable::apply on the device (records/s of device time), and the
+// device key index kernels (kernels/key_index.h) — insert, find of held and of absent keys — in
+// keys/s of device time (published HierarchicalKV figure for scale:
 // about 2.5e9 finds/s on an A100, dim 8).
 //
 //   lockstep-bench-feasign [--capacity N] [--dim D] [--records N] [--reps N]
@@ -124,10 +125,12 @@ int main(int argc, char** argv) {
 
   // Bytes per feasign of a dynamic table with adagrad (row-wise accumulator) and with adam.
   const auto buckets = static_cast<size_t>(kernels::key_index_buckets(capacity));
+  // The store (kernels/feasign_store.h): buckets (key, slot), per slot its key and a free-slot
+  // entry; statistics: show, click, delta score, unseen days and a flags byte.
   const double index_bytes =
-      static_cast<double>(buckets * (8 + 8) + static_cast<size_t>(capacity) * (8 + 1 + 8)) /
+      static_cast<double>(buckets * (8 + 8) + static_cast<size_t>(capacity) * (8 + 8)) /
       static_cast<double>(capacity);
-  const double stats = sizeof(embedding::FeasignStats) + 1;  // + admitted flag
+  const double stats = 4 * 4 + 1;
   const double adagrad = 4.0 * (1 + 1 + dim + 1), adam = 4.0 * (3 + 3 * dim);
   std::printf("\nbytes per feasign slot (capacity %lld, dim %lld): key index %.1f, statistics "
               "%.0f, weights + optimizer state: adagrad %.0f, adam %.0f; total adagrad %.1f, "
@@ -181,10 +184,34 @@ int main(int argc, char** argv) {
               step_keys.size(), static_cast<long long>(dim), apply);
 
   if (cuda_device_count() == 0) {
-    std::printf("\ndevice key index: skipped (no CUDA device)\n");
+    std::printf(
+        "\ndevice key index and DynamicTable::apply on a device: skipped (no CUDA device)\n");
     return 0;
   }
   Context gpu(Device::cuda(0));
+  {  // DynamicTable::apply on the device, the same records again and again (held after the
+     // first: the steady state of a table with room), no host round trip
+    const auto to_device = [&](const embedding::SparseGrad<float>& h) {
+      embedding::SparseGrad<float> g;
+      g.reserve(gpu, h.capacity(), width);
+      copy_bytes(gpu, g.ids(), gpu.device(), h.ids(), Device::cpu(), h.capacity() * 8);
+      copy_bytes(gpu, g.rows(), gpu.device(), h.rows(), Device::cpu(),
+                 static_cast<size_t>(h.capacity() * width) * sizeof(float));
+      copy_bytes(gpu, g.count(), gpu.device(), h.count(), Device::cpu(), sizeof(int64_t));
+      g.mark_ready();
+      return g;
+    };
+    const auto fill_dev = to_device(fill_grad), step_dev = to_device(step_grad);
+    embedding::DynamicTable<float> dev_table(gpu, capacity, dim, 0.05f, accessor, 0, opt, 1, 2);
+    dev_table.apply(gpu, fill_dev, 1.0f, step++);
+    const double ms = bench::median_ms(
+        gpu, [&] { dev_table.apply(gpu, step_dev, 1.0f, step++); }, 2, reps);
+    std::printf(
+        "\nDynamicTable::apply on %s, %zu held records: %.3g records/s of device time "
+        "(%.3f ms per apply)\n",
+        gpu.device().str().c_str(), step_keys.size(),
+        static_cast<double>(step_keys.size()) / (ms * 1e-3), ms);
+  }
   const int64_t gb = static_cast<int64_t>(buckets), mask = gb - 1;
   Tensor<uint64_t> bk(gpu, {gb});
   Tensor<int64_t> bs(gpu, {gb});

@@ -35,8 +35,22 @@ LOCKSTEP_HD uint64_t key_home(uint64_t x) {
   return x;
 }
 
+/// The slot of `key` in the bucket array, or kEmptyBucket when it is not held: its probe from
+/// key_home(key) & mask skips tombstones and ends at an empty bucket. Host and device, for a
+/// bucket array no thread changes meanwhile.
+LOCKSTEP_HD int64_t key_index_probe(const uint64_t* bucket_keys, const int64_t* bucket_slots,
+                                    uint64_t mask, uint64_t key) {
+  uint64_t b = key_home(key) & mask;
+  for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
+    const int64_t s = bucket_slots[b];
+    if (s == kEmptyBucket) break;
+    if (s >= 0 && bucket_keys[b] == key) return s;
+  }
+  return kEmptyBucket;
+}
+
 /// Buckets for `capacity` keys: the smallest power of two >= 2 · capacity (load factor <= 1/2),
-/// as KeyIndex and DeviceKeyIndex size their arrays.
+/// as KeyIndex and the feasign store (kernels/feasign_store.h) size their arrays.
 inline int64_t key_index_buckets(int64_t capacity) {
   int64_t buckets = 2;
   while (buckets < 2 * capacity) buckets <<= 1;

@@ -9,21 +9,8 @@ namespace lockstep::kernels::cpu {
 template <class T>
 void key_index_find(const Context&, const uint64_t* bucket_keys, const int64_t* bucket_slots,
                     int64_t mask, int64_t n, const uint64_t* keys, int64_t* slots) {
-  const auto m = static_cast<uint64_t>(mask);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t key = keys[i];
-    int64_t found = kEmptyBucket;
-    uint64_t b = key_home(key) & m;
-    for (uint64_t probes = 0; probes <= m; ++probes, b = (b + 1) & m) {
-      const int64_t s = bucket_slots[b];
-      if (s == kEmptyBucket) break;  // the end of the key's probe: not held
-      if (s >= 0 && bucket_keys[b] == key) {
-        found = s;
-        break;
-      }
-    }
-    slots[i] = found;
-  }
+  for (int64_t i = 0; i < n; ++i)
+    slots[i] = key_index_probe(bucket_keys, bucket_slots, static_cast<uint64_t>(mask), keys[i]);
 }
 
 template <class T>

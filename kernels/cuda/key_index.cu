@@ -17,18 +17,7 @@ __global__ void find_kernel(const uint64_t* __restrict__ bucket_keys,
                             const uint64_t* __restrict__ keys, int64_t* __restrict__ slots) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const uint64_t key = keys[i];
-    int64_t found = kEmptyBucket;
-    uint64_t b = key_home(key) & mask;
-    for (uint64_t probes = 0; probes <= mask; ++probes, b = (b + 1) & mask) {
-      const int64_t s = bucket_slots[b];
-      if (s == kEmptyBucket) break;
-      if (s >= 0 && bucket_keys[b] == key) {
-        found = s;
-        break;
-      }
-    }
-    slots[i] = found;
+    slots[i] = key_index_probe(bucket_keys, bucket_slots, mask, keys[i]);
   }
 }
 

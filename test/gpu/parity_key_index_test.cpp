@@ -11,7 +11,6 @@
 #include "gpu_util.h"
 #include "kernels/key_hash.h"
 #include "kernels/key_index.h"
-#include "lockstep/embedding/device_key_index.h"
 #include "lockstep/embedding/key_index.h"
 
 using namespace lockstep;
@@ -76,39 +75,4 @@ TEST_CASE("Device key index: CUDA = CPU for find after racing inserts and erases
   CHECK(results[0][n / 8] == -1);
   CHECK(results[0][n / 4] == slots[n / 4]);
   CHECK(results[0].back() == -1);
-}
-
-TEST_CASE("DeviceKeyIndex on CUDA holds KeyIndex's map for the same calls", "[gpu][key_index]") {
-  const Context gpu(Device::cuda(0));
-  const int64_t capacity = 50000;
-  embedding::KeyIndex host(capacity);
-  embedding::DeviceKeyIndex dev(gpu, capacity);
-  std::mt19937_64 rng(23);
-  for (int round = 0; round < 30; ++round) {
-    std::vector<uint64_t> fresh;
-    std::unordered_set<uint64_t> batch;
-    while (static_cast<int64_t>(fresh.size()) < 4000 &&
-           host.size() + static_cast<int64_t>(fresh.size()) < capacity) {
-      const uint64_t k = rng() % 200000;
-      if (host.find(k) < 0 && batch.insert(k).second) fresh.push_back(k);
-    }
-    auto keys = make_tensor(gpu, fresh);
-    Tensor<int64_t> slots(gpu, {std::max<int64_t>(static_cast<int64_t>(fresh.size()), 1)});
-    dev.insert_new(gpu, keys.data(), static_cast<int64_t>(fresh.size()), slots.data());
-    const auto s = to_host(gpu, slots.data(), static_cast<int64_t>(fresh.size()));
-    for (size_t i = 0; i < fresh.size(); ++i) REQUIRE(s[i] == host.insert(fresh[i]));
-    std::vector<uint64_t> gone;
-    for (int64_t slot = 0; slot < capacity; ++slot)
-      if (host.occupied(slot) && rng() % 3 == 0) gone.push_back(host.key_of(slot));
-    for (uint64_t k : gone) host.erase(k);
-    auto g = make_tensor(gpu, gone);
-    dev.erase(gpu, g.data(), static_cast<int64_t>(gone.size()));
-    std::vector<uint64_t> probe;
-    for (uint64_t k = 0; k < 200000; k += 3) probe.push_back(k);
-    auto p = make_tensor(gpu, probe);
-    Tensor<int64_t> found(gpu, {static_cast<int64_t>(probe.size())});
-    dev.find(gpu, p.data(), static_cast<int64_t>(probe.size()), found.data());
-    const auto f = to_host(gpu, found);
-    for (size_t i = 0; i < probe.size(); ++i) REQUIRE(f[i] == host.find(probe[i]));
-  }
 }

@@ -175,7 +175,7 @@ TEST_CASE("Dynamic table: shrink decays, counts unseen days and deletes (strictl
     a.show_click_decay_rate = 1.0f;  // no decay: the scores stay as counted
     auto t = make_table(8, a);
     step(ctx, t, {{1, 8, 0}, {2, 7, 0}});  // scores 0.8 (= delete_threshold) and 0.7
-    CHECK(t.shrink() == 1);
+    CHECK(t.shrink(ctx) == 1);
     CHECK(t.index().find(1) >= 0);
     CHECK(t.index().find(2) < 0);
     CHECK(t.counters().deleted == 1);
@@ -185,7 +185,7 @@ TEST_CASE("Dynamic table: shrink decays, counts unseen days and deletes (strictl
     a.show_click_decay_rate = 0.5f;
     auto t = make_table(8, a);
     step(ctx, t, {{1, 100, 40}});
-    t.shrink();
+    t.shrink(ctx);
     const int64_t s = t.index().find(1);
     CHECK(t.stats(s).show == 50.0f);
     CHECK(t.stats(s).click == 20.0f);
@@ -196,14 +196,14 @@ TEST_CASE("Dynamic table: shrink decays, counts unseen days and deletes (strictl
     a.show_click_decay_rate = 1.0f;
     auto t = make_table(8, a);
     step(ctx, t, {{1, 100, 100}, {2, 100, 100}});
-    t.shrink();  // both seen: unseen_days 0
+    t.shrink(ctx);  // both seen: unseen_days 0
     for (int day = 1; day <= 2; ++day) {
       step(ctx, t, {{2, 1, 0}}, 1 + day);  // 2 is seen every day, 1 never again
-      t.shrink();
+      t.shrink(ctx);
       CHECK(t.stats(t.index().find(1)).unseen_days == day);
     }
     CHECK(t.index().find(1) >= 0);  // 2 days unseen: kept
-    t.shrink();
+    t.shrink(ctx);
     CHECK(t.index().find(1) < 0);  // 3 > 2: deleted
     CHECK(t.index().find(2) >= 0);
   }

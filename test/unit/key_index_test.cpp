@@ -10,11 +10,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "lockstep/embedding/device_key_index.h"
 #include "lockstep/embedding/key_index.h"
 
-using lockstep::Context;
-using lockstep::embedding::DeviceKeyIndex;
 using lockstep::embedding::KeyIndex;
 
 TEST_CASE("KeyIndex matches a reference map over random inserts and erases", "[embedding][key_index]") {
@@ -153,46 +150,4 @@ TEST_CASE("KeyIndex: an index restored from its slot -> key map continues as the
   used[0] = used[1] = 1;
   CHECK_THROWS_WITH(b.restore(keys.data(), used.data()),
                     Catch::Matchers::Contains("key 7 is held by slots 0 and 1"));
-}
-
-TEST_CASE("DeviceKeyIndex (on the CPU reference) holds KeyIndex's map for the same calls, "
-          "through tombstone rebuilds",
-          "[embedding][key_index]") {
-  Context ctx;
-  const int64_t capacity = 600;
-  KeyIndex host(capacity);
-  DeviceKeyIndex dev(ctx, capacity);
-  std::mt19937_64 rng(17);
-  for (int round = 0; round < 80; ++round) {
-    // New keys (distinct, not held) in a batch: the same lowest free slots in the same order.
-    std::vector<uint64_t> fresh;
-    std::unordered_set<uint64_t> batch;
-    while (static_cast<int64_t>(fresh.size()) < 40 &&
-           host.size() + static_cast<int64_t>(fresh.size()) < capacity) {
-      const uint64_t k = rng() % 3000;
-      if (host.find(k) < 0 && batch.insert(k).second) fresh.push_back(k);
-    }
-    std::vector<int64_t> slots(fresh.size());
-    dev.insert_new(ctx, fresh.data(), static_cast<int64_t>(fresh.size()), slots.data());
-    for (size_t i = 0; i < fresh.size(); ++i) REQUIRE(slots[i] == host.insert(fresh[i]));
-    // Erase some held keys, one absent key and one held key twice (its slot is freed once).
-    std::vector<uint64_t> gone;
-    for (int64_t s = 0; s < capacity; ++s)
-      if (host.occupied(s) && rng() % 4 == 0) gone.push_back(host.key_of(s));
-    for (uint64_t k : gone) host.erase(k);
-    const auto held = static_cast<int64_t>(gone.size());
-    gone.push_back(1u << 20);
-    if (held > 0) gone.push_back(gone.front());
-    CHECK(dev.erase(ctx, gone.data(), static_cast<int64_t>(gone.size())) == held);
-    REQUIRE(dev.size() == host.size());
-    std::vector<uint64_t> probe;
-    for (uint64_t k = 0; k < 3000; k += 7) probe.push_back(k);
-    std::vector<int64_t> found(probe.size());
-    dev.find(ctx, probe.data(), static_cast<int64_t>(probe.size()), found.data());
-    for (size_t i = 0; i < probe.size(); ++i) REQUIRE(found[i] == host.find(probe[i]));
-  }
-  std::vector<uint64_t> too_many(capacity + 1);
-  std::vector<int64_t> out(too_many.size());
-  CHECK_THROWS_WITH(dev.insert_new(ctx, too_many.data(), capacity + 1, out.data()),
-                    Catch::Matchers::Contains("new keys, and room for"));
 }

@@ -91,14 +91,14 @@ TEST_CASE("Sparse export: a delta carries exactly the feasigns touched since the
              third = test::fixture_batches(3, 16, 900);
   train_on(trainer, first);
   const auto base = train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Base, *model, 8);
-  train::mark_sparse_saved(SparseSaveKind::Base, *model);
+  train::mark_sparse_saved(ctx, SparseSaveKind::Base, *model);
   CHECK(base.sequence == 1);
   CHECK(fs::path(base.path).filename() == "base-000001");
   check_equal_to_model(train::load_sparse_model(dir.file("sparse")), *model);
 
   train_on(trainer, second);
   const auto delta = train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Delta, *model, 11);
-  train::mark_sparse_saved(SparseSaveKind::Delta, *model);
+  train::mark_sparse_saved(ctx, SparseSaveKind::Delta, *model);
   CHECK(fs::path(delta.path).filename() == "delta-000002");
   // Expected from the batches alone: touched since the base, delta score >= delta_threshold
   // (the score of the counts since the base for a feasign the base carried; of all its counts for
@@ -146,7 +146,7 @@ TEST_CASE("Sparse export: a delta carries exactly the feasigns touched since the
 
   train_on(trainer, third);
   train::write_sparse_model(ctx, dir.file("sparse"), SparseSaveKind::Delta, *model, 14);
-  train::mark_sparse_saved(SparseSaveKind::Delta, *model);
+  train::mark_sparse_saved(ctx, SparseSaveKind::Delta, *model);
   const auto all = train::load_sparse_model(dir.file("sparse"));
   CHECK(all.deltas == std::vector<int64_t>{2, 3});
   if (tiny_delta) check_equal_to_model(all, *model);

@@ -6,6 +6,7 @@
 
 #include "kernels/copy.h"
 #include "kernels/feasign.h"
+#include "kernels/feasign_store.h"
 #include "kernels/init.h"
 #include "kernels/optimizer.h"
 #include "lockstep/embedding/feasign_init.h"
@@ -21,21 +22,79 @@ constexpr int kFeasignColumns = 7;  // held, admitted, seen, unseen_days, show, 
 }  // namespace
 
 template <class T>
+struct DynamicTable<T>::Kernels {
+  static kernels::FeasignStore store(const DynamicTable& t) {
+    auto* self = const_cast<DynamicTable*>(&t);  // the kernels' view; const methods only read it
+    kernels::FeasignStore s;
+    s.capacity = t.capacity_;
+    s.mask = t.mask_;
+    s.bucket_keys = self->bucket_keys_.data();
+    s.bucket_slots = self->bucket_slots_.data();
+    s.slot_keys = self->slot_keys_.data();
+    s.flags = self->flags_.data();
+    s.show = self->show_.data();
+    s.click = self->click_.data();
+    s.delta = self->delta_.data();
+    s.unseen = self->unseen_.data();
+    s.free_slots = self->free_slots_.data();
+    s.meta = self->meta_.data();
+    return s;
+  }
+  static kernels::FeasignRules rules(const DynamicTable& t) {
+    const AccessorConfig& a = t.accessor_;
+    kernels::FeasignRules r;
+    r.nonclk_coeff = a.nonclk_coeff;
+    r.click_coeff = a.click_coeff;
+    r.embedx_threshold = a.embedx_threshold;
+    r.decay = a.show_click_decay_rate;
+    r.delete_threshold = a.delete_threshold;
+    r.delete_after_unseen_days = a.delete_after_unseen_days;
+    return r;
+  }
+  static kernels::FeasignRows<T> rows(DynamicTable& t) {
+    const bool adam = t.optimizer_.kind == nn::OptimizerKind::Adam;
+    kernels::FeasignRows<T> r;
+    r.dim = t.dim_;
+    r.adam = adam;
+    r.acc0 = adam ? T(0) : T(t.optimizer_.initial_accumulator);
+    r.lr = t.lr_.data();
+    r.lr_s0 = t.lr_state0_.data();
+    r.lr_s1 = adam ? t.lr_state1_.data() : nullptr;
+    r.embedx = t.embedx_.data();
+    r.x_s0 = t.embedx_state0_.data();
+    r.x_s1 = adam ? t.embedx_state1_.data() : nullptr;
+    return r;
+  }
+};
+
+template <class T>
 DynamicTable<T>::DynamicTable(const Context& ctx, int64_t capacity, int64_t dim, float init_scale,
                               const AccessorConfig& accessor, int64_t shrink_every_steps,
                               const nn::OptimizerConfig& optimizer, uint64_t seed, uint64_t stream)
-    : dim_(dim),
+    : capacity_(capacity),
+      dim_(dim),
       init_scale_(init_scale),
       accessor_(accessor),
       shrink_every_steps_(shrink_every_steps),
       optimizer_(optimizer),
       seed_(seed),
       stream_(stream),
-      on_cpu_(ctx.is_cpu()),
-      index_(capacity) {
+      on_cpu_(ctx.is_cpu()) {
+  LOCKSTEP_CHECK(capacity >= 1 && capacity <= (int64_t{1} << 40),
+                 "key index capacity {} is out of range: must be in [1, 1099511627776]", capacity);
+  const int64_t buckets = kernels::key_index_buckets(capacity);
+  mask_ = buckets - 1;
+  bucket_keys_.resize(ctx, {buckets});
+  bucket_slots_.resize(ctx, {buckets});
+  slot_keys_.resize(ctx, {capacity});
+  free_slots_.resize(ctx, {capacity});
+  meta_.resize(ctx, {kernels::kFeasignMetaWords});
+  flags_.resize(ctx, {capacity});
+  for (auto* t : {&show_, &click_, &delta_}) t->resize(ctx, {capacity});
+  unseen_.resize(ctx, {capacity});
+  kernels::feasign_clear<T>(ctx, Kernels::store(*this));
+
   const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  stats_.assign(static_cast<size_t>(capacity), FeasignStats{});
-  admitted_.assign(static_cast<size_t>(capacity), 0);
   const T acc0 = adam ? T(0) : T(optimizer_.initial_accumulator);
   const auto init = [&](Tensor<T>& t, Shape shape, T value) {
     t.resize(ctx, std::move(shape));
@@ -51,6 +110,61 @@ DynamicTable<T>::DynamicTable(const Context& ctx, int64_t capacity, int64_t dim,
   } else {
     init(embedx_state0_, {capacity}, acc0);
   }
+}
+
+template <class T>
+const int64_t* DynamicTable<T>::read_meta(const Context& ctx) const {
+  host_meta_.resize(static_cast<size_t>(meta_.numel()));
+  lockstep::to_host(ctx, meta_.data(), meta_.numel(), host_meta_.data());
+  return host_meta_.data();
+}
+
+template <class T>
+void DynamicTable<T>::sync_host(const Context& ctx) const {
+  if (view_fresh_) return;
+  const auto cap = static_cast<size_t>(capacity_);
+  const std::vector<uint64_t> keys = lockstep::to_host(ctx, slot_keys_);
+  const std::vector<uint8_t> flags = lockstep::to_host(ctx, flags_);
+  const std::vector<float> show = lockstep::to_host(ctx, show_),
+                           click = lockstep::to_host(ctx, click_),
+                           delta = lockstep::to_host(ctx, delta_);
+  const std::vector<int32_t> unseen = lockstep::to_host(ctx, unseen_);
+  const int64_t* meta = read_meta(ctx);
+  auto v = std::make_unique<View>(capacity_);
+  std::vector<uint8_t> used(cap);
+  v->stats.resize(cap);
+  v->admitted.resize(cap);
+  for (size_t s = 0; s < cap; ++s) {
+    used[s] = flags[s] & kernels::kFeasignHeld;
+    v->admitted[s] = used[s] && (flags[s] & kernels::kFeasignAdmitted) ? 1 : 0;
+    FeasignStats& st = v->stats[s];
+    st.show = show[s];
+    st.click = click[s];
+    st.delta_score = delta[s];
+    st.unseen_days = unseen[s];
+    st.seen = (flags[s] & kernels::kFeasignSeen) != 0;
+  }
+  v->index.restore(keys.data(), used.data());
+  DynamicCounters& c = v->counters;
+  c.inserted = meta[kernels::kMetaInserted];
+  c.admitted = meta[kernels::kMetaAdmitted];
+  c.evicted = meta[kernels::kMetaEvicted];
+  c.dropped = meta[kernels::kMetaDropped];
+  c.deleted = meta[kernels::kMetaDeleted];
+  c.shrinks = shrinks_;
+  view_ = std::move(v);
+  view_fresh_ = true;
+}
+
+template <class T>
+const typename DynamicTable<T>::View& DynamicTable<T>::view() const {
+  if (!view_fresh_) {
+    LOCKSTEP_CHECK(on_cpu_,
+                   "dynamic table: its host view is older than the table on the device: call "
+                   "sync_host(ctx) first");
+    sync_host(Context{});  // host memory: a CPU context reads it
+  }
+  return *view_;
 }
 
 template <class T>
@@ -74,236 +188,132 @@ std::pair<std::vector<T>, std::vector<T>> DynamicTable<T>::values(
 template <class T>
 void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx,
                              T* lr) const {
-  // One index array: the embedx row of each key (-1: zeros), then its lr row (-1: zero).
-  std::vector<int64_t>& index = host_.index;
-  index.resize(static_cast<size_t>(2 * n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = index_.find(keys[i]);
-    index[i] = slot >= 0 && admitted_[static_cast<size_t>(slot)] ? slot : -1;
-    index[n + i] = slot;
-  }
-  upload(ctx, index, gather_index_);
+  // One index array from the device's key index: the embedx row of each key (-1: zeros), then
+  // its lr row (-1: zero).
+  if (n <= 0) return;
+  gather_keys_.resize(ctx, {n});
+  copy_bytes(ctx, gather_keys_.data(), ctx.device(), keys, Device::cpu(),
+             static_cast<size_t>(n) * sizeof(uint64_t));
+  gather_index_.resize(ctx, {2 * n});
+  kernels::feasign_gather_index<T>(ctx, Kernels::store(*this), n, gather_keys_.data(),
+                                   gather_index_.data());
   kernels::gather_rows<T>(ctx, n, dim_, embedx_.data(), dim_, capacity(), gather_index_.data(),
                           embedx, dim_);
   kernels::gather_rows<T>(ctx, n, 1, lr_.data(), 1, capacity(), gather_index_.data() + n, lr, 1);
 }
 
 template <class T>
-void DynamicTable<T>::reset_rows(const Context& ctx, const int64_t* slots, int64_t n) {
-  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  const T acc0 = adam ? T(0) : T(optimizer_.initial_accumulator);
-  const int64_t cap = capacity();
-  kernels::fill_rows<T>(ctx, n, 1, slots, T(0), lr_.data(), 1, cap);
-  kernels::fill_rows<T>(ctx, n, 1, slots, acc0, lr_state0_.data(), 1, cap);
-  kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_.data(), dim_, cap);
-  if (adam) {
-    kernels::fill_rows<T>(ctx, n, 1, slots, T(0), lr_state1_.data(), 1, cap);
-    kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_state0_.data(), dim_, cap);
-    kernels::fill_rows<T>(ctx, n, dim_, slots, T(0), embedx_state1_.data(), dim_, cap);
-  } else {
-    kernels::fill_rows<T>(ctx, n, 1, slots, acc0, embedx_state0_.data(), 1, cap);
-  }
-}
-
-template <class T>
 void DynamicTable<T>::update_rows(const Context& ctx, float lr, int64_t dim, const int64_t* count,
-                                  const uint64_t* slots, int64_t n, const T* grads, T grad_scale,
+                                  const uint64_t* ids, int64_t n, const T* grads, T grad_scale,
                                   int64_t step, T* weights, T* s0, T* s1) {
-  if (n == 0) return;
   const auto& o = optimizer_;
   if (o.kind == nn::OptimizerKind::Adam)
     kernels::sparse_adam_update<T>(ctx, {lr, o.beta1, o.beta2, o.eps, o.weight_decay}, step,
-                                   grad_scale, dim, count, n, slots, grads, weights, capacity(), s0,
+                                   grad_scale, dim, count, n, ids, grads, weights, capacity(), s0,
                                    s1);
   else
-    kernels::sparse_adagrad_update<T>(ctx, {lr, o.eps}, grad_scale, dim, count, n, slots, grads,
+    kernels::sparse_adagrad_update<T>(ctx, {lr, o.eps}, grad_scale, dim, count, n, ids, grads,
                                       weights, capacity(), s0);
-}
-
-// Makes room for `needed` new feasigns: the held feasigns not in this step, lowest score first
-// (ties: the smaller key first), leave the table.
-template <class T>
-void DynamicTable<T>::evict_for(int64_t needed) {
-  const std::vector<uint8_t>& in_step = host_.in_step;
-  std::vector<int64_t>& candidates = host_.candidates;
-  candidates.clear();
-  for (int64_t s = 0; s < capacity(); ++s)
-    if (index_.occupied(s) && !in_step[static_cast<size_t>(s)]) candidates.push_back(s);
-  const int64_t n = std::min<int64_t>(needed, static_cast<int64_t>(candidates.size()));
-  if (n <= 0) return;
-  const auto lower = [&](int64_t a, int64_t b) {
-    const float sa = show_click_score(accessor_, stats_[a].show, stats_[a].click);
-    const float sb = show_click_score(accessor_, stats_[b].show, stats_[b].click);
-    return sa != sb ? sa < sb : index_.key_of(a) < index_.key_of(b);
-  };
-  std::nth_element(candidates.begin(), candidates.begin() + (n - 1), candidates.end(), lower);
-  for (int64_t i = 0; i < n; ++i) index_.erase(index_.key_of(candidates[static_cast<size_t>(i)]));
-  counters_.evicted += n;
 }
 
 template <class T>
 void DynamicTable<T>::apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale,
                             int64_t step) {
-  int64_t n = 0;
-  if (grad.ready()) lockstep::to_host(ctx, grad.count(), 1, &n);
+  if (!grad.ready()) return after_update(ctx, step);
   const int64_t width = dim_ + kDynamicRecordExtra;
-  LOCKSTEP_CHECK(n == 0 || grad.dim() == width,
+  LOCKSTEP_CHECK(grad.dim() == width,
                  "dynamic table: a gradient of width {} for records of width {}", grad.dim(),
                  width);
-  if (n == 0) return after_update(step);
-  const T* rec = grad.rows();
+  // The merged gradient's count is on the device; n bounds it.
+  const int64_t n = grad.capacity();
+  const kernels::FeasignStore store = Kernels::store(*this);
+  const kernels::FeasignRows<T> rows = Kernels::rows(*this);
+  slots_.resize(ctx, {n});
+  rank_.resize(ctx, {n});
+  changed();
 
-  // 0. One read: the merged keys, then each record's show and click (as raw 64-bit words).
-  static_assert(8 % sizeof(T) == 0 && sizeof(T) <= 8, "records pack into 64-bit words");
-  const int64_t count_words = n * 2 * static_cast<int64_t>(sizeof(T)) / 8;
-  plan_.resize(ctx, {n + count_words});
-  copy_bytes(ctx, plan_.data(), ctx.device(), grad.ids(), ctx.device(), n * sizeof(uint64_t));
-  kernels::copy_2d<T>(ctx, n, 2, rec, width, reinterpret_cast<T*>(plan_.data() + n), 2);
-  std::vector<uint64_t>& words = host_.words;
-  words.resize(static_cast<size_t>(n + count_words));
-  lockstep::to_host(ctx, plan_.data(), n + count_words, words.data());
-  const uint64_t* keys = words.data();
-  std::vector<T>& counts = host_.counts;
-  counts.resize(static_cast<size_t>(2 * n));
-  std::memcpy(counts.data(), words.data() + n, counts.size() * sizeof(T));
-
-  // 1. Slots: held keys found, new ones inserted in key order (the same on every replica).
-  slots_.assign(static_cast<size_t>(n), -1);
-  std::vector<uint8_t>& in_step = host_.in_step;
-  in_step.resize(static_cast<size_t>(capacity()), 0);  // all 0 (cleared below after use)
-  int64_t fresh = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    slots_[i] = index_.find(keys[i]);
-    if (slots_[i] >= 0)
-      in_step[static_cast<size_t>(slots_[i])] = 1;
-    else
-      ++fresh;
+  // 1. Slots of held keys; ranks of the new ones among them (in key order).
+  kernels::feasign_find<T>(ctx, store, n, grad.count(), grad.ids(), slots_.data(), rank_.data());
+  // 2. Eviction, when the held feasigns and the new keys may exceed the capacity: the lowest
+  // scores not in this step leave (decided from two counters read back).
+  if (size_bound_ + n > capacity_) {
+    const int64_t* meta = read_meta(ctx);
+    const int64_t size = meta[kernels::kMetaSize], fresh = meta[kernels::kMetaNew];
+    kernels::feasign_evict<T>(ctx, store, Kernels::rules(*this),
+                              std::max<int64_t>(0, fresh - (capacity_ - size)));
+    size_bound_ = std::min(capacity_, size + fresh);
+  } else {
+    size_bound_ += n;
   }
-  const int64_t room = capacity() - size();
-  if (fresh > room) evict_for(fresh - room);
-  for (int64_t i = 0; i < n; ++i)  // in_step back to all 0, touching only what was set
-    if (slots_[i] >= 0) in_step[static_cast<size_t>(slots_[i])] = 0;
-  // The plan, uploaded once: [reset: slots] [lr: count, slots, records] [embedx: count, slots,
-  // records] [admit: slots, keys] (64-bit words; slots and records read as int64).
-  HostScratch& h = host_;
-  auto &plan = h.plan, &reset = h.reset, &lr_slots = h.lr_slots, &lr_recs = h.lr_recs,
-       &x_slots = h.x_slots, &x_recs = h.x_recs, &admit_slots = h.admit_slots,
-       &admit_keys = h.admit_keys;
-  for (auto* v : {&reset, &lr_slots, &lr_recs, &x_slots, &x_recs, &admit_slots, &admit_keys}) {
-    v->clear();
-    v->reserve(static_cast<size_t>(n));  // each holds at most one entry per key
-  }
-  plan.clear();
-  plan.reserve(static_cast<size_t>(7 * n + 2));
-  for (int64_t i = 0; i < n; ++i) {
-    if (slots_[i] >= 0) continue;
-    bool inserted = false;
-    slots_[i] = index_.insert(keys[i], &inserted);
-    if (slots_[i] < 0) {
-      ++counters_.dropped;
-      continue;
-    }
-    stats_[static_cast<size_t>(slots_[i])] = FeasignStats{};
-    admitted_[static_cast<size_t>(slots_[i])] = 0;
-    reset.push_back(static_cast<uint64_t>(slots_[i]));
-    ++counters_.inserted;
-  }
-
-  // 2. Counts; every stored key's lr learns; embedx learns where it existed before this step and
-  // is created where the score now admits.
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = slots_[i];
-    if (slot < 0) continue;
-    const auto s = static_cast<size_t>(slot);
-    update_stats(accessor_, stats_[s], static_cast<float>(counts[2 * i]),
-                 static_cast<float>(counts[2 * i + 1]));
-    lr_slots.push_back(static_cast<uint64_t>(slot));
-    lr_recs.push_back(static_cast<uint64_t>(i));
-    if (admitted_[s]) {
-      x_slots.push_back(static_cast<uint64_t>(slot));
-      x_recs.push_back(static_cast<uint64_t>(i));
-    } else if (admits_embedx(accessor_, stats_[s])) {
-      admitted_[s] = 1;
-      admit_slots.push_back(static_cast<uint64_t>(slot));
-      admit_keys.push_back(keys[i]);
-      ++counters_.admitted;
-    }
-  }
-  const auto put = [&](const std::vector<uint64_t>& v) {
-    const size_t at = plan.size();
-    plan.insert(plan.end(), v.begin(), v.end());
-    return at;
-  };
-  const auto put_count = [&](size_t count) {
-    plan.push_back(count);
-    return plan.size() - 1;
-  };
-  const size_t at_reset = put(reset);
-  const size_t at_lr_count = put_count(lr_slots.size()), at_lr = put(lr_slots),
-               at_lr_rec = put(lr_recs);
-  const size_t at_x_count = put_count(x_slots.size()), at_x = put(x_slots), at_x_rec = put(x_recs);
-  const size_t at_admit = put(admit_slots), at_keys = put(admit_keys);
-  // Device scratch sized by bounds of the step's keys, not by what this step admitted: the
-  // table's state does not grow them from step to step.
-  plan_.resize(ctx, {static_cast<int64_t>(plan.capacity())});
-  copy_bytes(ctx, plan_.data(), ctx.device(), plan.data(), Device::cpu(),
-             plan.size() * sizeof(uint64_t));
-  const uint64_t* dev = plan_.data();
-  const auto as_int = [&](size_t at) { return reinterpret_cast<const int64_t*>(dev + at); };
-
-  reset_rows(ctx, as_int(at_reset), static_cast<int64_t>(reset.size()));
-  const bool adam = optimizer_.kind == nn::OptimizerKind::Adam;
-  const auto nl = static_cast<int64_t>(lr_slots.size()), nx = static_cast<int64_t>(x_slots.size());
-  grads_.resize(ctx, {std::max<int64_t>(n * std::max<int64_t>(dim_, 1), 1)});  // >= nl, nx·dim
-  kernels::gather_rows<T>(ctx, nl, 1, rec + 2, width, n, as_int(at_lr_rec), grads_.data(), 1);
-  update_rows(ctx, accessor_.lr_learning_rate, 1, as_int(at_lr_count), dev + at_lr, nl,
-              grads_.data(), grad_scale, step, lr_.data(), lr_state0_.data(),
-              adam ? lr_state1_.data() : nullptr);
-  kernels::gather_rows<T>(ctx, nx, dim_, rec + kDynamicRecordExtra, width, n, as_int(at_x_rec),
-                          grads_.data(), dim_);
-  update_rows(ctx, optimizer_.lr, dim_, as_int(at_x_count), dev + at_x, nx, grads_.data(),
-              grad_scale, step, embedx_.data(), embedx_state0_.data(),
-              adam ? embedx_state1_.data() : nullptr);
-  kernels::feasign_init_rows<T>(ctx, static_cast<int64_t>(admit_slots.size()), dim_, dev + at_keys,
-                                as_int(at_admit), seed_, stream_, init_scale_, embedx_.data(),
-                                capacity());
-  after_update(step);
+  // 3. New keys take the lowest free slots; their rows start afresh.
+  kernels::feasign_place<T>(ctx, store, rows, n, grad.count(), grad.ids(), slots_.data(),
+                            rank_.data());
+  // 4. Counts, admission, the update lists; then every stored key's lr learns, and embedx where
+  // it existed before this step.
+  lr_ids_.resize(ctx, {n});
+  lr_grads_.resize(ctx, {n});
+  x_ids_.resize(ctx, {n});
+  x_grads_.resize(ctx, {n * std::max<int64_t>(dim_, 1)});
+  lists_.resize(ctx, {2});
+  kernels::FeasignRecords rec;
+  rec.width = width;
+  rec.seed = seed_;
+  rec.stream = stream_;
+  rec.init_scale = init_scale_;
+  kernels::feasign_count<T>(ctx, store, Kernels::rules(*this), rows, rec, n, grad.count(),
+                            grad.ids(), slots_.data(), grad.rows(), lr_ids_.data(),
+                            lr_grads_.data(), x_ids_.data(), x_grads_.data(), lists_.data());
+  update_rows(ctx, accessor_.lr_learning_rate, 1, lists_.data(), lr_ids_.data(), n,
+              lr_grads_.data(), grad_scale, step, rows.lr, rows.lr_s0, rows.lr_s1);
+  update_rows(ctx, optimizer_.lr, dim_, lists_.data() + 1, x_ids_.data(), n, x_grads_.data(),
+              grad_scale, step, rows.embedx, rows.x_s0, rows.x_s1);
+  after_update(ctx, step);
 }
 
 template <class T>
-void DynamicTable<T>::after_update(int64_t step) {
-  if (shrink_every_steps_ > 0 && step % shrink_every_steps_ == 0) shrink();
+void DynamicTable<T>::after_update(const Context& ctx, int64_t step) {
+  if (shrink_every_steps_ > 0 && step % shrink_every_steps_ == 0) shrink(ctx);
 }
 
 template <class T>
-int64_t DynamicTable<T>::shrink() {
-  int64_t deleted = 0;
-  for (int64_t s = 0; s < capacity(); ++s) {
-    if (!index_.occupied(s) || !embedding::shrink(accessor_, stats_[static_cast<size_t>(s)]))
-      continue;
-    index_.erase(index_.key_of(s));
-    ++deleted;
+int64_t DynamicTable<T>::shrink(const Context& ctx) {
+  // A boundary reads the counters twice: the deletions, and whether tombstones have piled up.
+  const int64_t deleted_before = read_meta(ctx)[kernels::kMetaDeleted];
+  changed();
+  kernels::feasign_shrink<T>(ctx, Kernels::store(*this), Kernels::rules(*this));
+  const int64_t* meta = read_meta(ctx);
+  if (meta[kernels::kMetaTombstones] * 4 > mask_ + 1) {
+    kernels::feasign_rebuild<T>(ctx, Kernels::store(*this));
   }
-  counters_.deleted += deleted;
-  ++counters_.shrinks;
-  return deleted;
+  size_bound_ = meta[kernels::kMetaSize];
+  ++shrinks_;
+  return meta[kernels::kMetaDeleted] - deleted_before;
 }
 
 template <class T>
 void DynamicTable<T>::load_serving(const Context& ctx, const uint64_t* keys, const T* embedx,
                                    int64_t n) {
   LOCKSTEP_CHECK(n <= capacity(), "dynamic table: {} feasigns for a capacity of {}", n, capacity());
-  KeyIndex index(capacity());
-  for (int64_t i = 0; i < n; ++i) {
-    bool inserted = false;
-    const int64_t slot = index.insert(keys[i], &inserted);
-    LOCKSTEP_CHECK(inserted, "dynamic table: key {} is given twice", keys[i]);
-    LOCKSTEP_CHECK(slot == i, "dynamic table: an empty index gave key {} slot {}", i, slot);
+  {
+    KeyIndex index(capacity());
+    for (int64_t i = 0; i < n; ++i) {
+      bool inserted = false;
+      index.insert(keys[i], &inserted);
+      LOCKSTEP_CHECK(inserted, "dynamic table: key {} is given twice", keys[i]);
+    }
   }
-  index_ = std::move(index);  // an empty index hands out slots 0, 1, ...: row i is slot i
-  std::fill(stats_.begin(), stats_.end(), FeasignStats{});
-  std::fill(admitted_.begin(), admitted_.begin() + n, uint8_t{1});
-  std::fill(admitted_.begin() + n, admitted_.end(), uint8_t{0});
+  // Row i is slot i: held and admitted, fresh statistics.
+  const auto cap = static_cast<size_t>(capacity_);
+  std::vector<uint64_t> slot_keys(cap, 0);
+  std::copy(keys, keys + n, slot_keys.begin());
+  std::vector<uint8_t> flags(cap, 0);
+  std::fill(flags.begin(), flags.begin() + n, kernels::kFeasignHeld | kernels::kFeasignAdmitted);
+  changed();
+  kernels::feasign_clear<T>(ctx, Kernels::store(*this));
+  upload(ctx, slot_keys, slot_keys_, {capacity_});
+  upload(ctx, flags, flags_, {capacity_});
+  kernels::feasign_rebuild<T>(ctx, Kernels::store(*this));
+  size_bound_ = n;
   kernels::fill_constant<T>(ctx, lr_.numel(), T(0), lr_.data());
   kernels::fill_constant<T>(ctx, embedx_.numel(), T(0), embedx_.data());
   if (n > 0)
@@ -313,37 +323,43 @@ void DynamicTable<T>::load_serving(const Context& ctx, const uint64_t* keys, con
 
 template <class T>
 std::vector<int64_t> DynamicTable<T>::export_slots(bool delta) const {
+  const View& v = view();
   std::vector<int64_t> out;
   for (int64_t s = 0; s < capacity(); ++s) {
-    if (!index_.occupied(s)) continue;
-    const FeasignStats& st = stats_[static_cast<size_t>(s)];
+    if (!v.index.occupied(s)) continue;
+    const FeasignStats& st = v.stats[static_cast<size_t>(s)];
     if (delta ? in_delta(accessor_, st) : in_base(accessor_, st)) out.push_back(s);
   }
   std::sort(out.begin(), out.end(),
-            [&](int64_t a, int64_t b) { return index_.key_of(a) < index_.key_of(b); });
+            [&](int64_t a, int64_t b) { return v.index.key_of(a) < v.index.key_of(b); });
   return out;
 }
 
 template <class T>
-void DynamicTable<T>::mark_saved(bool delta) {
-  for (int64_t s : export_slots(delta)) saved(stats_[static_cast<size_t>(s)]);
+void DynamicTable<T>::mark_saved(const Context& ctx, bool delta) {
+  changed();
+  kernels::feasign_mark_saved<T>(ctx, Kernels::store(*this), Kernels::rules(*this),
+                                 accessor_.base_threshold, accessor_.delta_threshold,
+                                 accessor_.delta_keep_days, delta);
 }
 
 template <class T>
 void DynamicTable<T>::to_host(const Context& ctx, const std::string& name,
                               std::map<std::string, std::vector<T>>& out) const {
+  sync_host(ctx);
+  const View& v = *view_;
   const auto cap = static_cast<size_t>(capacity());
   static_assert(8 % sizeof(T) == 0, "a key is a whole number of values");
   constexpr size_t per_key = 8 / sizeof(T);
   std::vector<T> keys(cap * per_key), feasign(cap * kFeasignColumns);
   for (size_t s = 0; s < cap; ++s) {
-    const bool held = index_.occupied(static_cast<int64_t>(s));
-    const uint64_t key = held ? index_.key_of(static_cast<int64_t>(s)) : 0;
+    const bool held = v.index.occupied(static_cast<int64_t>(s));
+    const uint64_t key = held ? v.index.key_of(static_cast<int64_t>(s)) : 0;
     std::memcpy(keys.data() + s * per_key, &key, 8);
-    const FeasignStats& st = stats_[s];
+    const FeasignStats& st = v.stats[s];
     T* f = feasign.data() + s * kFeasignColumns;
     f[0] = held ? T(1) : T(0);
-    f[1] = held && admitted_[s] ? T(1) : T(0);
+    f[1] = held && v.admitted[s] ? T(1) : T(0);
     f[2] = st.seen ? T(1) : T(0);
     f[3] = static_cast<T>(st.unseen_days);
     f[4] = st.show;
@@ -387,27 +403,35 @@ void DynamicTable<T>::from_host(const Context& ctx, const std::string& name,
   const std::vector<T>& keys = tensors.at(name + ".keys");
   const std::vector<T>& feasign = tensors.at(name + ".feasign");
   std::vector<uint64_t> slot_keys(cap);
-  std::vector<uint8_t> used(cap);
+  std::vector<uint8_t> used(cap), flags(cap);
+  std::vector<float> show(cap), click(cap), delta(cap);
+  std::vector<int32_t> unseen(cap);
   for (size_t s = 0; s < cap; ++s) {
     std::memcpy(&slot_keys[s], keys.data() + s * per_key, 8);
     const T* f = feasign.data() + s * kFeasignColumns;
     LOCKSTEP_CHECK((f[0] == T(0) || f[0] == T(1)) && (f[1] == T(0) || f[1] == T(1)) && f[3] >= T(0),
                    "embedding tensor '{}.feasign': slot {} is malformed", name, s);
     used[s] = f[0] == T(1) ? 1 : 0;
+    if (!used[s]) slot_keys[s] = 0;
+    flags[s] = static_cast<uint8_t>((used[s] ? kernels::kFeasignHeld : 0) |
+                                    (used[s] && f[1] == T(1) ? kernels::kFeasignAdmitted : 0) |
+                                    (f[2] != T(0) ? kernels::kFeasignSeen : 0));
+    unseen[s] = static_cast<int32_t>(f[3]);
+    show[s] = static_cast<float>(f[4]);
+    click[s] = static_cast<float>(f[5]);
+    delta[s] = static_cast<float>(f[6]);
   }
-  KeyIndex index(capacity());
-  index.restore(slot_keys.data(), used.data());  // throws for a key held twice: nothing changed
-  index_ = std::move(index);
-  for (size_t s = 0; s < cap; ++s) {
-    const T* f = feasign.data() + s * kFeasignColumns;
-    admitted_[s] = f[1] == T(1) ? 1 : 0;
-    FeasignStats& st = stats_[s];
-    st.seen = f[2] != T(0);
-    st.unseen_days = static_cast<int32_t>(f[3]);
-    st.show = static_cast<float>(f[4]);
-    st.click = static_cast<float>(f[5]);
-    st.delta_score = static_cast<float>(f[6]);
-  }
+  KeyIndex(capacity()).restore(slot_keys.data(), used.data());  // throws for a key held twice
+  // Everything checked: now overwrite.
+  changed();
+  upload(ctx, slot_keys, slot_keys_, {capacity_});
+  upload(ctx, flags, flags_, {capacity_});
+  upload(ctx, show, show_, {capacity_});
+  upload(ctx, click, click_, {capacity_});
+  upload(ctx, delta, delta_, {capacity_});
+  upload(ctx, unseen, unseen_, {capacity_});
+  kernels::feasign_rebuild<T>(ctx, Kernels::store(*this));
+  size_bound_ = read_meta(ctx)[kernels::kMetaSize];
   for (const auto& [suffix, t] : row_tensors(*this)) {
     const std::vector<T>& v = tensors.at(name + suffix);
     copy_bytes(ctx, t->data(), ctx.device(), v.data(), Device::cpu(), v.size() * sizeof(T));

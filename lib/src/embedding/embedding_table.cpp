@@ -97,7 +97,8 @@ void EmbeddingTable<T>::apply_gradients(const Context& ctx, T grad_scale, int64_
     if (grad_.ready())
       dynamic_->apply(ctx, grad_, grad_scale, step);
     else
-      dynamic_->after_update(step);  // every replica: the exchange left no record for the table
+      dynamic_->after_update(ctx,
+                             step);  // every replica: the exchange left no record for the table
     grad_.clear();
     return;
   }
@@ -160,8 +161,8 @@ void EmbeddingTable<T>::from_host(const Context& ctx,
 }
 
 template <class T>
-void EmbeddingTable<T>::end_epoch() {
-  if (dynamic_ && config_.shrink_each_epoch) dynamic_->shrink();
+void EmbeddingTable<T>::end_epoch(const Context& ctx) {
+  if (dynamic_ && config_.shrink_each_epoch) dynamic_->shrink(ctx);
 }
 
 template class EmbeddingTable<float>;

@@ -495,6 +495,7 @@ void DualDnn<T>::export_student(const Context& ctx, const std::string& dir,
                                    this->embeddings_->tables().end(),
                                    [&](const auto& t) { return t.config().name == tc.name; })
                           ->dynamic_table();
+      d->sync_host(ctx);
       std::vector<std::pair<uint64_t, int64_t>> held;  // (key, slot), ascending keys
       for (int64_t s = 0; s < d->capacity(); ++s)
         if (d->index().occupied(s) && d->admitted(s)) held.emplace_back(d->index().key_of(s), s);

@@ -193,6 +193,7 @@ SparseSaveInfo write_sparse_model(const Context& ctx, const std::string& dir, Sp
     std::vector<std::string> files;
     for (auto* t : tables) {
       const auto& d = *t->dynamic_table();
+      d.sync_host(ctx);
       const std::vector<int64_t> slots = d.export_slots(delta);
       const auto n = static_cast<int64_t>(slots.size());
       std::vector<uint64_t> keys(slots.size());
@@ -224,8 +225,9 @@ SparseSaveInfo write_sparse_model(const Context& ctx, const std::string& dir, Sp
   return info;
 }
 
-void mark_sparse_saved(SparseSaveKind kind, models::Model<float>& model) {
-  for (auto* t : dynamic_tables(model)) t->dynamic_table()->mark_saved(kind == SparseSaveKind::Delta);
+void mark_sparse_saved(const Context& ctx, SparseSaveKind kind, models::Model<float>& model) {
+  for (auto* t : dynamic_tables(model))
+    t->dynamic_table()->mark_saved(ctx, kind == SparseSaveKind::Delta);
 }
 
 bool SparseServingTable::lookup(uint64_t key, float* embedx_out, float* lr_out) const {

@@ -91,10 +91,11 @@ std::string settings_text(const TrainerConfig& c) {
 }
 
 /// The feasign stores after an epoch (identical on every rank: rank 0 reports them).
-void log_dynamic_tables(models::Model<float>& model, const std::string& when) {
+void log_dynamic_tables(const Context& ctx, models::Model<float>& model, const std::string& when) {
   for (auto* t : model.tables()) {
     const auto* d = t->dynamic_table();
     if (!d) continue;
+    d->sync_host(ctx);
     const auto& c = d->counters();
     int64_t admitted_now = 0;
     for (int64_t s = 0; s < d->capacity(); ++s)
@@ -439,7 +440,7 @@ FitResult Trainer::fit(BatchSource& train, BatchSource* eval) {
   // Without epoch boundaries (lockstep-train --follow: day markers) the stores are reported
   // at the end of each fit() too, so that evictions and drops never go unsaid.
   if (!m.config.epoch_boundaries && m.comm.rank() == 0 && result.steps > 0)
-    log_dynamic_tables(m.model, fmt::format("step {}", m.step_no));
+    log_dynamic_tables(m.ctx, m.model, fmt::format("step {}", m.step_no));
   if (result.steps > 0 && result.samples == 0 && m.comm.rank() == 0)
     log().warn(
         "fit() ran {} step(s) and trained on 0 samples: the training source gave no "
@@ -636,7 +637,7 @@ std::string Trainer::Impl::save_checkpoint(bool epoch_complete) {
 void Trainer::Impl::boundary(const std::string& what) {
   if (!config.sparse_export_dir.empty()) save_sparse(SparseSaveKind::Base);
   model.end_epoch(ctx);
-  if (comm.rank() == 0) log_dynamic_tables(model, what);
+  if (comm.rank() == 0) log_dynamic_tables(ctx, model, what);
 }
 
 // Rank 0 writes the export; every rank learns whether it succeeded (so all stop together on a
@@ -657,7 +658,7 @@ void Trainer::Impl::save_sparse(SparseSaveKind kind) {
   }
   host.vote(fmt::format("writing the sparse {} at step {}", sparse_save_kind_name(kind), step_no),
             error);
-  mark_sparse_saved(kind, model);
+  mark_sparse_saved(ctx, kind, model);
 }
 
 EvalResult Trainer::Impl::evaluate(BatchSource& data) {

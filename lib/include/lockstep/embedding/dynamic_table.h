@@ -12,16 +12,19 @@
 // replica), so every replica makes the same inserts, admissions, evictions and updates and stays
 // bitwise identical.
 //
-// Where things live: the decisions are made on the host (the key index, the statistics, the
-// admitted flags: a few bytes per feasign), the rows (lr, embedx and their optimizer state) live
-// in the context's memory and move only through the kernels of kernels/feasign.h and the sparse
-// optimizers, so a CPU and a CUDA context run the same operations and agree bitwise. Per step on
-// CUDA: gather() uploads one index array; apply() reads the merged gradient's keys and counts
-// back once and uploads one plan (slots to reset, to update, to initialise). The device key index
-// (DeviceKeyIndex) can take the host's place later (docs/feasign_store.md "On the GPU").
+// Where things live: everything in the context's memory. The decisions (the key index, the
+// statistics, the admitted flags, the free slots: kernels/feasign_store.h) and the rows (lr,
+// embedx and their optimizer state: kernels/feasign.h and the sparse optimizers) change only
+// through kernels with a CPU reference, so a CPU and a CUDA context run the same operations and
+// agree bitwise on the key -> slot map and the statistics. A step needs no host round trip:
+// gather() uploads the batch's keys; apply() launches kernels only, except when the held
+// feasigns and the step's keys may exceed the capacity (then it reads two counters to decide on
+// eviction). The host's view (index(), stats(), admitted(), counters(), export_slots()) is a
+// copy, refreshed by sync_host(ctx) on a device and by itself on the CPU.
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,16 +66,20 @@ class DynamicTable {
                const AccessorConfig& accessor, int64_t shrink_every_steps,
                const nn::OptimizerConfig& optimizer, uint64_t seed, uint64_t stream);
 
-  int64_t capacity() const { return index_.capacity(); }
+  int64_t capacity() const { return capacity_; }
   int64_t dim() const { return dim_; }
-  int64_t size() const { return index_.size(); }
-  const KeyIndex& index() const { return index_; }
   const AccessorConfig& accessor() const { return accessor_; }
-  const DynamicCounters& counters() const { return counters_; }
 
+  /// The host's view of the decisions, a copy of the context's state. On a device it is
+  /// refreshed by sync_host(ctx), and the accessors below throw Error when it is older than the
+  /// last change; on the CPU they refresh it themselves.
+  void sync_host(const Context& ctx) const;
+  int64_t size() const { return view().index.size(); }
+  const KeyIndex& index() const { return view().index; }
+  const DynamicCounters& counters() const { return view().counters; }
   /// Per slot (held: index().occupied(slot)).
-  const FeasignStats& stats(int64_t slot) const { return stats_[static_cast<size_t>(slot)]; }
-  bool admitted(int64_t slot) const { return admitted_[static_cast<size_t>(slot)] != 0; }
+  const FeasignStats& stats(int64_t slot) const { return view().stats[static_cast<size_t>(slot)]; }
+  bool admitted(int64_t slot) const { return view().admitted[static_cast<size_t>(slot)] != 0; }
   /// The lr weight of a slot: a table on a CPU context only (Error otherwise; use values()).
   T lr(int64_t slot) const;
   /// The embedx vectors (capacity × dim; zero for a feasign not admitted) and the lr weights
@@ -97,16 +104,16 @@ class DynamicTable {
   void apply(const Context& ctx, const SparseGrad<T>& grad, T grad_scale, int64_t step);
   /// The end of update `step` when no record reached the table (apply() calls it too): the
   /// shrink every shrink_every_steps updates happens whether or not the step touched the table.
-  void after_update(int64_t step);
+  void after_update(const Context& ctx, int64_t step);
 
   /// A boundary: decay, unseen days, deletion (feasign_accessor.h). Returns the feasigns deleted.
-  int64_t shrink();
+  int64_t shrink(const Context& ctx);
 
   /// The slots a base (delta = false) or delta export carries (in_base / in_delta), in
-  /// ascending key order.
+  /// ascending key order (the host's view: sync_host() first on a device).
   std::vector<int64_t> export_slots(bool delta) const;
   /// After a successful export of that kind: the delta score of what it carried is reset.
-  void mark_saved(bool delta);
+  void mark_saved(const Context& ctx, bool delta);
 
   /// Serving: the table holds exactly `n` admitted feasigns, keys[i] with embedx row i (n ×
   /// dim, host memory), lr 0 (an exported student reads embedx only). Throws Error when n >
@@ -126,44 +133,56 @@ class DynamicTable {
                  const std::map<std::string, std::vector<T>>& tensors);
 
  private:
-  void evict_for(int64_t needed);
-  /// The rows of `n` slots (ctx memory) start afresh: lr 0, embedx 0, optimizer state initial.
-  void reset_rows(const Context& ctx, const int64_t* slots, int64_t n);
-  /// The optimizer step of `n` rows of `dim`: ids (slots) and count in ctx memory, grads (n, dim).
+  /// The host's view: index, statistics, admitted flags, counters.
+  struct View {
+    explicit View(int64_t capacity) : index(capacity) {}
+    KeyIndex index;
+    std::vector<FeasignStats> stats;
+    std::vector<uint8_t> admitted;
+    DynamicCounters counters;
+  };
+  const View& view() const;
+  /// The context's state changed: the host's view is stale.
+  void changed() { view_fresh_ = false; }
+  /// The kernels' views of this table (kernels/feasign_store.h; defined in the .cpp).
+  struct Kernels;
+  /// The host copy of the store's counters (one read), in host_meta_.
+  const int64_t* read_meta(const Context& ctx) const;
+  /// The optimizer step of the rows listed by ids (count of them in ctx memory, at most n).
   void update_rows(const Context& ctx, float lr, int64_t dim, const int64_t* count,
-                   const uint64_t* slots, int64_t n, const T* grads, T grad_scale, int64_t step,
+                   const uint64_t* ids, int64_t n, const T* grads, T grad_scale, int64_t step,
                    T* weights, T* s0, T* s1);
 
-  int64_t dim_;
+  int64_t capacity_, dim_;
   float init_scale_;
   AccessorConfig accessor_;
   int64_t shrink_every_steps_;
   nn::OptimizerConfig optimizer_;
   uint64_t seed_, stream_;
   bool on_cpu_;
-  // The host's part: the decisions.
-  KeyIndex index_;
-  std::vector<FeasignStats> stats_;
-  std::vector<uint8_t> admitted_;
-  // ctx's part: the rows.
+  // ctx's part: the decisions (kernels/feasign_store.h) ...
+  int64_t mask_;
+  Tensor<uint64_t> bucket_keys_, slot_keys_;
+  Tensor<int64_t> bucket_slots_, free_slots_, meta_;
+  Tensor<uint8_t> flags_;
+  Tensor<float> show_, click_, delta_;
+  Tensor<int32_t> unseen_;
+  // ... and the rows.
   Tensor<T> lr_, lr_state0_, lr_state1_;                // (capacity)
   Tensor<T> embedx_, embedx_state0_, embedx_state1_;    // (capacity, dim); adagrad: (capacity)
-  DynamicCounters counters_;
-  // Scratch: gather()'s indices, apply()'s counts, plan and gathered gradients (ctx memory).
+  // The host's side: its view, and a bound on the feasigns held (exact after each read of the
+  // counters, grown by each step's record bound), which says when eviction may be needed.
+  mutable std::unique_ptr<View> view_;
+  mutable bool view_fresh_ = false;
+  int64_t size_bound_ = 0, shrinks_ = 0;
+  mutable std::vector<int64_t> host_meta_;
+  // Scratch of a step (ctx memory): gather()'s keys and indices, apply()'s slots, ranks and
+  // update lists.
+  mutable Tensor<uint64_t> gather_keys_;
   mutable Tensor<int64_t> gather_index_;
-  Tensor<T> counts_, grads_;
-  Tensor<uint64_t> plan_;
-  std::vector<int64_t> slots_;
-  // Host scratch of apply(), gather() and evict_for(), kept between steps: once the shapes
-  // repeat, a step allocates nothing. in_step (capacity) is all 0 between steps.
-  struct HostScratch {
-    std::vector<uint64_t> words, plan, reset, lr_slots, lr_recs, x_slots, x_recs, admit_slots,
-        admit_keys;
-    std::vector<T> counts;
-    std::vector<uint8_t> in_step;
-    std::vector<int64_t> index, candidates;
-  };
-  mutable HostScratch host_;
+  Tensor<int64_t> slots_, rank_, lists_;
+  Tensor<uint64_t> lr_ids_, x_ids_;
+  Tensor<T> lr_grads_, x_grads_;
 
   /// The rows' tensors by checkpoint suffix (".lr", ".weight", the optimizer state).
   /// (Self: this table, const or not.)

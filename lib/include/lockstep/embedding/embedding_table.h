@@ -80,7 +80,7 @@ class EmbeddingTable {
   /// gradient is keyed by feasign (ids() are keys) and carries its show/click counts.
   int64_t grad_width() const { return dynamic() ? config_.dim + kDynamicRecordExtra : config_.dim; }
   /// The end of an epoch: a dynamic table with shrink_each_epoch shrinks.
-  void end_epoch();
+  void end_epoch(const Context& ctx);
   const nn::OptimizerConfig& optimizer_config() const { return optimizer_; }
   int64_t rows() const { return config_.rows; }
   int64_t dim() const { return config_.dim; }

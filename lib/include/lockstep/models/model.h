@@ -63,8 +63,8 @@ class Model {
   }
   /// The end of a training epoch, on every rank after its last step: dynamic tables with
   /// shrink_each_epoch apply the shrink boundary (decay, unseen days, deletion).
-  virtual void end_epoch(const Context& /*ctx*/) {
-    for (auto* t : tables()) t->end_epoch();
+  virtual void end_epoch(const Context& ctx) {
+    for (auto* t : tables()) t->end_epoch(ctx);
   }
   /// Clears the dense gradients before a step.
   virtual void zero_grad(const Context& ctx) { dense_params().zero_grad(ctx); }

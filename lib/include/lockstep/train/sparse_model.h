@@ -42,7 +42,7 @@ SparseSaveInfo write_sparse_model(const Context& ctx, const std::string& dir, Sp
 
 /// After a successful save, on every rank (replicas stay identical): the delta score of every
 /// feasign that save carried starts again from 0.
-void mark_sparse_saved(SparseSaveKind kind, models::Model<float>& model);
+void mark_sparse_saved(const Context& ctx, SparseSaveKind kind, models::Model<float>& model);
 
 /// One dynamic table as served: key -> its lr weight and embedx (or none, before admission).
 struct SparseServingTable {
