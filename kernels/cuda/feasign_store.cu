@@ -191,10 +191,11 @@ __global__ void count_kernel(FeasignStore s, FeasignRules r, FeasignRows<float> 
                              const uint64_t* __restrict__ keys, const int64_t* __restrict__ slots,
                              const float* __restrict__ records, uint64_t* __restrict__ lr_ids,
                              float* __restrict__ lr_grads, uint64_t* __restrict__ x_ids,
-                             float* __restrict__ x_grads, int64_t* lists) {
+                             int64_t* __restrict__ x_pos, int64_t* lists) {
   const int64_t n = min(*count, n_max), dim = rows.dim;
   LOCKSTEP_GRID_LOOP(i, n) {
     const int64_t slot = slots[i];
+    x_pos[i] = -1;
     if (slot < 0) continue;
     const float* rc = records + i * rec.width;
     const float shows = rc[0], clicks = rc[1];
@@ -210,7 +211,7 @@ __global__ void count_kernel(FeasignStore s, FeasignRules r, FeasignRows<float> 
     if (flags & kFeasignAdmitted) {
       const auto x = static_cast<int64_t>(atomicAdd(reinterpret_cast<ull*>(&lists[1]), 1ULL));
       x_ids[x] = static_cast<uint64_t>(slot);
-      for (int64_t d = 0; d < dim; ++d) x_grads[x * dim + d] = rc[3 + d];
+      x_pos[i] = x;  // its row is copied by copy_x_grads_kernel, one thread per element
     } else if (score_rn(r, show, click) >= r.embedx_threshold) {
       s.flags[slot] |= kFeasignAdmitted;
       add_meta(s, kMetaAdmitted, 1);
@@ -218,6 +219,19 @@ __global__ void count_kernel(FeasignStore s, FeasignRules r, FeasignRows<float> 
         rows.embedx[slot * dim + d] =
             embedding::feasign_init_value(rec.seed, rec.stream, keys[i], d, rec.init_scale);
     }
+  }
+}
+
+// The embedx update list's gradient rows: element d of record i's row to its list position.
+__global__ void copy_x_grads_kernel(int64_t n_max, int64_t dim, int64_t width,
+                                    const int64_t* __restrict__ count,
+                                    const int64_t* __restrict__ x_pos,
+                                    const float* __restrict__ records,
+                                    float* __restrict__ x_grads) {
+  const int64_t n = min(*count, n_max);
+  LOCKSTEP_GRID_LOOP(e, n * dim) {
+    const int64_t i = e / dim, d = e % dim, x = x_pos[i];
+    if (x >= 0) x_grads[x * dim + d] = records[i * width + 3 + d];
   }
 }
 
@@ -377,9 +391,14 @@ void feasign_count(const Context& ctx, const FeasignStore& s, const FeasignRules
   const cudaStream_t stream = stream_of(ctx);
   LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(lists, 0, 2 * sizeof(int64_t), stream));
   if (n_max == 0) return;
+  auto* x_pos = static_cast<int64_t*>(ctx.workspace(static_cast<size_t>(n_max) * sizeof(int64_t)));
   count_kernel<<<grid_for(n_max), kBlock, 0, stream>>>(s, rules, rows, rec, n_max, count, keys,
                                                        slots, records, lr_ids, lr_grads, x_ids,
-                                                       x_grads, lists);
+                                                       x_pos, lists);
+  LOCKSTEP_KERNEL_CHECK(ctx, "feasign_count");
+  if (rows.dim == 0) return;
+  copy_x_grads_kernel<<<grid_for(n_max * rows.dim), kBlock, 0, stream>>>(
+      n_max, rows.dim, rec.width, count, x_pos, records, x_grads);
   LOCKSTEP_KERNEL_CHECK(ctx, "feasign_count");
 }
 

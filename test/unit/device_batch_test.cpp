@@ -39,6 +39,20 @@ TEST_CASE("DeviceBatch holds every table's rows and offsets, lengths, dense and 
     }
     CHECK(staged.nnz(1) == staged.offsets(1)[staged.bags(1)]);
   }
+  CHECK_THROWS_WITH(staged.staged_keys(0), Contains("not staged with its keys"));  // hashed
+  // A dynamic table's distinct keys, their count and their shows/clicks travel with the batch.
+  embedding::AccessorConfig a;
+  auto dyn = test::fixture_dynamic_model(ctx, a);
+  embedding::DeviceBatch<float> keyed;
+  dyn->stage(ctx, batch, keyed);
+  for (size_t t = 0; t < keyed.num_tables(); ++t) {
+    const auto& keys = keyed.keys(t);
+    REQUIRE(!keys.empty());
+    CHECK(*keyed.staged_key_count(t) == static_cast<int64_t>(keys.size()));
+    CHECK(std::vector<uint64_t>(keyed.staged_keys(t), keyed.staged_keys(t) + keys.size()) == keys);
+    CHECK(std::vector<float>(keyed.staged_key_counts(t),
+                             keyed.staged_key_counts(t) + 2 * keys.size()) == keyed.key_counts(t));
+  }
   // Dense features and labels only (a model without embeddings).
   embedding::DeviceBatch<float> plain;
   plain.stage(ctx, batch);

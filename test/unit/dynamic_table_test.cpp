@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <set>
 
 #include "gradcheck.h"
 #include "lockstep/embedding/dynamic_table.h"
@@ -517,4 +518,130 @@ TEST_CASE("Student-only training of a dual DNN leaves its dynamic tables untouch
   std::map<std::string, std::vector<float>> after;
   for (auto* t : student_only->tables()) after.merge(t->to_host(ctx));
   CHECK(after == state);
+}
+
+namespace {
+/// A plain model of the feasign store's rules (docs/feasign_store.md), written apart from the
+/// kernels: keys in a std::map, free slots in a std::set (the lowest first).
+struct ReferenceStore {
+  struct Feasign {
+    int64_t slot;
+    embedding::FeasignStats stats;
+    bool admitted = false;
+  };
+  int64_t capacity;
+  AccessorConfig a;
+  std::map<uint64_t, Feasign> held;
+  std::set<int64_t> free;
+  int64_t evicted = 0, dropped = 0, deleted = 0;
+
+  ReferenceStore(int64_t cap, const AccessorConfig& acc) : capacity(cap), a(acc) {
+    for (int64_t s = 0; s < cap; ++s) free.insert(s);
+  }
+  float score(const Feasign& f) const {
+    return embedding::show_click_score(a, f.stats.show, f.stats.click);
+  }
+  void apply(const std::vector<Rec>& recs) {  // recs: distinct keys, ascending
+    std::vector<uint64_t> fresh;
+    for (const Rec& r : recs)
+      if (!held.count(r.key)) fresh.push_back(r.key);
+    const auto room = static_cast<int64_t>(free.size());
+    if (static_cast<int64_t>(fresh.size()) > room) {
+      std::vector<std::pair<float, uint64_t>> candidates;  // (score, key): the lowest first
+      for (const auto& [key, f] : held) {
+        const bool in_step =
+            std::any_of(recs.begin(), recs.end(), [&](const Rec& r) { return r.key == key; });
+        if (!in_step) candidates.emplace_back(score(f), key);
+      }
+      std::sort(candidates.begin(), candidates.end());
+      const int64_t n = std::min<int64_t>(static_cast<int64_t>(fresh.size()) - room,
+                                          static_cast<int64_t>(candidates.size()));
+      for (int64_t i = 0; i < n; ++i) {
+        free.insert(held.at(candidates[static_cast<size_t>(i)].second).slot);
+        held.erase(candidates[static_cast<size_t>(i)].second);
+      }
+      evicted += n;
+    }
+    for (uint64_t key : fresh) {
+      if (free.empty()) {
+        ++dropped;
+        continue;
+      }
+      held[key] = Feasign{*free.begin(), {}, false};
+      free.erase(free.begin());
+    }
+    for (const Rec& r : recs) {
+      auto it = held.find(r.key);
+      if (it == held.end()) continue;
+      embedding::update_stats(a, it->second.stats, r.show, r.click);
+      if (!it->second.admitted && embedding::admits_embedx(a, it->second.stats))
+        it->second.admitted = true;
+    }
+  }
+  void shrink() {
+    for (auto it = held.begin(); it != held.end();) {
+      if (embedding::shrink(a, it->second.stats)) {
+        free.insert(it->second.slot);
+        it = held.erase(it);
+        ++deleted;
+      } else {
+        ++it;
+      }
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE(
+    "Dynamic table: 400 random steps with evictions, drops and shrinks hold a plain model's "
+    "slots, statistics and counters",
+    "[embedding][dynamic]") {
+  AccessorConfig a;
+  a.embedx_threshold = 3;
+  a.delete_threshold = 0.3f;
+  a.delete_after_unseen_days = 2;
+  const int64_t capacity = 64;
+  auto t = make_table(capacity, a);
+  ReferenceStore ref(capacity, a);
+  const Context ctx;
+  std::mt19937_64 rng(7);
+  for (int step_no = 1; step_no <= 400; ++step_no) {
+    // 1 to 90 distinct keys of 200 (some steps bring more new keys than the table holds), with
+    // extreme keys now and then.
+    std::map<uint64_t, Rec> by_key;
+    const int n = 1 + static_cast<int>(rng() % 90);
+    for (int i = 0; i < n; ++i) {
+      uint64_t key = rng() % 200;
+      if (key == 0) key = std::numeric_limits<uint64_t>::max();
+      const float show = static_cast<float>(1 + rng() % 3);
+      by_key[key] = Rec{key, show, static_cast<float>(rng() % 2) * show, 0.01f, 0.01f};
+    }
+    std::vector<Rec> recs;
+    for (const auto& [key, r] : by_key) recs.push_back(r);
+    step(ctx, t, recs, step_no);
+    ref.apply(recs);
+    if (step_no % 7 == 0) {
+      const int64_t before = ref.deleted;
+      ref.shrink();
+      CHECK(t.shrink(ctx) == ref.deleted - before);
+    }
+    INFO("step " << step_no);
+    REQUIRE(t.size() == static_cast<int64_t>(ref.held.size()));
+    for (const auto& [key, f] : ref.held) {
+      REQUIRE(t.index().find(key) == f.slot);
+      const auto& st = t.stats(f.slot);
+      REQUIRE(st.show == f.stats.show);
+      REQUIRE(st.click == f.stats.click);
+      REQUIRE(st.delta_score == f.stats.delta_score);
+      REQUIRE(st.unseen_days == f.stats.unseen_days);
+      REQUIRE(st.seen == f.stats.seen);
+      REQUIRE(t.admitted(f.slot) == f.admitted);
+    }
+    REQUIRE(t.counters().evicted == ref.evicted);
+    REQUIRE(t.counters().dropped == ref.dropped);
+    REQUIRE(t.counters().deleted == ref.deleted);
+  }
+  CHECK(ref.evicted > 0);  // the run covered every path
+  CHECK(ref.dropped > 0);
+  CHECK(ref.deleted > 0);
 }

@@ -46,6 +46,9 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     tb.staged = tb.padded ? padded_count(tb.nnz) : tb.nnz;
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
     tb.ids_at = take(static_cast<size_t>(tb.staged) * sizeof(uint64_t));
+    tb.keyed = tables[t].keyed;  // at most nnz distinct keys: room for their count, keys, counts
+    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.nnz) * sizeof(uint64_t) : 0);
+    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.nnz) * sizeof(T) : 0);
     tb.keys.clear();
     tb.counts.clear();
   }
@@ -66,6 +69,16 @@ void DeviceBatch<T>::finish(const Context& ctx, const data::Batch& batch) {
       len[b] = host_lengths_[b];
       tok[b] = host_lengths_[b] + 1;
     }
+  }
+  for (Table& tb : tables_) {
+    if (!tb.keyed) continue;
+    LOCKSTEP_CHECK(
+        static_cast<int64_t>(tb.keys.size()) <= tb.nnz && tb.counts.size() == 2 * tb.keys.size(),
+        "DeviceBatch: {} keys with {} counts for {} ids", tb.keys.size(), tb.counts.size(), tb.nnz);
+    auto* count = host_ptr<int64_t>(tb.keys_at);
+    *count = static_cast<int64_t>(tb.keys.size());
+    std::copy(tb.keys.begin(), tb.keys.end(), host_ptr<uint64_t>(tb.keys_at + sizeof(int64_t)));
+    std::copy(tb.counts.begin(), tb.counts.end(), host_ptr<T>(tb.counts_at));
   }
   // Checked as copied (a batch from a driver's own source has not met the file readers' checks):
   // a label outside [0, 1] or a value that is not finite would train a NaN or a negative loss.

@@ -191,12 +191,8 @@ void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n
   // One index array from the device's key index: the embedx row of each key (-1: zeros), then
   // its lr row (-1: zero).
   if (n <= 0) return;
-  gather_keys_.resize(ctx, {n});
-  copy_bytes(ctx, gather_keys_.data(), ctx.device(), keys, Device::cpu(),
-             static_cast<size_t>(n) * sizeof(uint64_t));
   gather_index_.resize(ctx, {2 * n});
-  kernels::feasign_gather_index<T>(ctx, Kernels::store(*this), n, gather_keys_.data(),
-                                   gather_index_.data());
+  kernels::feasign_gather_index<T>(ctx, Kernels::store(*this), n, keys, gather_index_.data());
   kernels::gather_rows<T>(ctx, n, dim_, embedx_.data(), dim_, capacity(), gather_index_.data(),
                           embedx, dim_);
   kernels::gather_rows<T>(ctx, n, 1, lr_.data(), 1, capacity(), gather_index_.data() + n, lr, 1);

@@ -29,7 +29,7 @@ struct EmbeddingBagCollection<T>::TableBatch {
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
   // Dynamic tables: the batch's keys' embedx rows and lr weights (forward); the embedx gradient
   // by batch key, each bag's dwide, the lr gradient by batch key and the keys' counts (backward).
-  Tensor<T> compact, compact_lr, key_rows, bag_dwide, dlr_rows, counts;
+  Tensor<T> compact, compact_lr, key_rows, bag_dwide, dlr_rows;
   Tensor<uint64_t> key_ids, dlr_ids;
   Tensor<int64_t> key_count;
 };
@@ -178,6 +178,7 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     const TableBatch& tb = *batches_[t];
     sizes[t].bags = rows * tb.bags_per_sample;
     sizes[t].may_pad = !tables_[t].dynamic();  // a dynamic table's ids index the batch's keys
+    sizes[t].keyed = tables_[t].dynamic();
     for (int f : tb.fields) {
       const int c = field_column_[f];
       LOCKSTEP_CHECK(c < static_cast<int>(batch.sparse.size()),
@@ -307,7 +308,7 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
       table_rows = static_cast<int64_t>(keys.size());
       tb.compact.resize(ctx, {std::max<int64_t>(table_rows, 1), table.dim()});
       tb.compact_lr.resize(ctx, {std::max<int64_t>(table_rows, 1)});
-      table.dynamic_table()->gather(ctx, keys.data(), table_rows, tb.compact.data(),
+      table.dynamic_table()->gather(ctx, batch.staged_keys(t), table_rows, tb.compact.data(),
                                     tb.compact_lr.data());
       weights = tb.compact.data();
       for (size_t k = 0; k < tb.fields.size(); ++k) {  // every occurrence's lr, field by field
@@ -383,9 +384,7 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   EmbeddingTable<T>& table = tables_[t];
   const DeviceBatch<T>& batch = *batch_;
   const int64_t dim = table.dim(), width = table.grad_width(), nnz = batch.nnz(t);
-  const auto& keys = batch.keys(t);
-  const auto& key_counts = batch.key_counts(t);
-  const auto n = static_cast<int64_t>(keys.size());
+  const auto n = static_cast<int64_t>(batch.keys(t).size());
   tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
   tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
   tb.key_count.resize(ctx, {1});
@@ -409,15 +408,17 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   } else {
     kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
   }
-  // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1.
-  upload(ctx, key_counts, tb.counts);
+  // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1. The
+  // keys, their counts and n came with the staged batch: nothing is uploaded here.
   SparseGrad<T>& g = table.grad();
   g.reserve(ctx, n, width);
-  copy_bytes(ctx, g.ids(), ctx.device(), keys.data(), Device::cpu(), keys.size() * sizeof(uint64_t));
-  kernels::copy_2d<T>(ctx, n, 2, tb.counts.data(), 2, g.rows(), width);
+  copy_bytes(ctx, g.ids(), ctx.device(), batch.staged_keys(t), ctx.device(),
+             static_cast<size_t>(n) * sizeof(uint64_t));
+  kernels::copy_2d<T>(ctx, n, 2, batch.staged_key_counts(t), 2, g.rows(), width);
   kernels::copy_2d<T>(ctx, n, 1, tb.dlr_rows.data(), 1, g.rows() + 2, width);
   kernels::copy_2d<T>(ctx, n, dim, tb.key_rows.data(), dim, g.rows() + kDynamicRecordExtra, width);
-  copy_bytes(ctx, g.count(), ctx.device(), &n, Device::cpu(), sizeof(int64_t));
+  copy_bytes(ctx, g.count(), ctx.device(), batch.staged_key_count(t), ctx.device(),
+             sizeof(int64_t));
   g.mark_ready();
 }
 

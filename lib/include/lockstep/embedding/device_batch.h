@@ -74,6 +74,13 @@ class DeviceBatch {
   /// occurrences (shows) and their summed labels (clicks), (keys, 2) row-major.
   const std::vector<uint64_t>& keys(size_t t) const { return tables_.at(t).keys; }
   const std::vector<T>& key_counts(size_t t) const { return tables_.at(t).counts; }
+  /// The same, staged with the batch (a table staged with TableSize::keyed): the number of keys
+  /// (one int64), the keys and their counts, on ctx's device.
+  const int64_t* staged_key_count(size_t t) const { return ptr<int64_t>(keyed_at(t)); }
+  const uint64_t* staged_keys(size_t t) const {
+    return ptr<uint64_t>(keyed_at(t) + sizeof(int64_t));
+  }
+  const T* staged_key_counts(size_t t) const { return ptr<T>(tables_.at(t).counts_at); }
 
   /// dst[:, 0:num_dense] (size() rows, row stride ld) = the dense features, on ctx's device.
   /// Throws Error when the batch does not hold exactly num_dense values per sample. No-op when
@@ -85,6 +92,7 @@ class DeviceBatch {
   struct TableSize {
     int64_t bags = 0, nnz = 0;
     bool may_pad = false;  // padded to padded_count(nnz) when pad_ids() is set
+    bool keyed = false;    // a dynamic table: its keys and counts travel with the batch
   };
   /// Lays out `batch` with the given per-table sizes and reserves the pinned buffer.
   void begin(const Context& ctx, const data::Batch& batch, const std::vector<TableSize>& tables,
@@ -105,11 +113,15 @@ class DeviceBatch {
  private:
   struct Table {
     int64_t bags = 0, nnz = 0, staged = 0;
-    bool padded = false;
-    size_t offsets_at = 0, ids_at = 0;
+    bool padded = false, keyed = false;
+    size_t offsets_at = 0, ids_at = 0, keys_at = 0, counts_at = 0;
     std::vector<uint64_t> keys;  // dynamic tables
     std::vector<T> counts;
   };
+  size_t keyed_at(size_t t) const {
+    LOCKSTEP_CHECK(tables_.at(t).keyed, "DeviceBatch: table {} was not staged with its keys", t);
+    return tables_[t].keys_at;
+  }
   template <class U>
   const U* ptr(size_t at) const {
     return reinterpret_cast<const U*>(static_cast<const char*>(base_) + at);

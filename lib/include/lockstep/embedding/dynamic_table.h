@@ -92,7 +92,7 @@ class DynamicTable {
   std::pair<std::vector<T>, std::vector<T>> values(const Context& ctx,
                                                   const std::vector<int64_t>& slots) const;
 
-  /// The forward's view of n keys (host memory): embedx rows (n × dim; zero for a key not held
+  /// The forward's view of n keys (ctx's memory): embedx rows (n × dim; zero for a key not held
   /// or not admitted) and lr weights (n; zero for a key not held), written to ctx's memory.
   void gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx, T* lr) const;
 
@@ -176,9 +176,7 @@ class DynamicTable {
   mutable bool view_fresh_ = false;
   int64_t size_bound_ = 0, shrinks_ = 0;
   mutable std::vector<int64_t> host_meta_;
-  // Scratch of a step (ctx memory): gather()'s keys and indices, apply()'s slots, ranks and
-  // update lists.
-  mutable Tensor<uint64_t> gather_keys_;
+  // Scratch of a step (ctx memory): gather()'s indices, apply()'s slots, ranks and update lists.
   mutable Tensor<int64_t> gather_index_;
   Tensor<int64_t> slots_, rank_, lists_;
   Tensor<uint64_t> lr_ids_, x_ids_;
