@@ -5,7 +5,7 @@
 //
 //   lockstep-bench-models [--device cpu|cuda] [--batch N] [--iters N] [--models din,bst,dual]
 //                         [--profile] [--no-cuda-graphs] [--allow-tf32|--allow-bf16]
-//                         [--batches-on-device]
+//                         [--batches-on-device] [--tables hashed|dynamic]
 //
 // --profile also prints the host pass of a graph replay: the step's host code with every launch
 // skipped (train/step_graphs.h), and how many launches a step makes.
@@ -42,6 +42,11 @@ std::vector<std::string> columns_of(const data::Schema& schema) {
   return names;
 }
 
+/// --tables dynamic: feasign stores (docs/feasign_store.md) with room for twice the hashed rows
+/// (no eviction: the steady state of a table with room) and every feasign admitted at once, so
+/// each record updates its embedx as a hashed row would be updated.
+bool g_dynamic = false;
+
 /// din-bench tables: 1M items, 10k categories, 1M users, 4 context fields of 25k; dim 16.
 void bench_tables(const data::Schema& schema, int64_t max_len,
                   std::vector<embedding::TableConfig>& tables,
@@ -52,6 +57,11 @@ void bench_tables(const data::Schema& schema, int64_t max_len,
                          : table == "item_cat"              ? 10000
                                                             : 25000;
     if (table == name) tables.push_back({name, rows, 16});
+    if (table == name && g_dynamic) {
+      tables.back().kind = embedding::TableKind::Dynamic;
+      tables.back().rows = 2 * rows;
+      tables.back().accessor.embedx_threshold = 0;
+    }
     fields.push_back({name, table, name.rfind("hist_", 0) == 0 ? max_len : 0});
   }
 }
@@ -143,6 +153,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--iters", iters, "timed iterations")->check(CLI::Range(1, 100000));
   app.add_option("--models", which, "any of din, bst, dual, comma-separated");
+  std::string tables = "hashed";
+  app.add_option("--tables", tables,
+                 "hashed, or dynamic: feasign stores with room for every key, every feasign "
+                 "admitted (docs/feasign_store.md)")
+      ->check(CLI::IsMember({"hashed", "dynamic"}));
   bool profile = false, tf32 = false, bf16 = false, no_graphs = false, on_device = false;
   app.add_flag("--allow-tf32", tf32, "TF32 tensor-core GEMMs on CUDA");
   app.add_flag("--allow-bf16", bf16, "bf16 tensor-core GEMMs on CUDA (fp32 accumulation)");
@@ -155,6 +170,7 @@ int main(int argc, char** argv) {
   app.add_flag("--profile", profile,
                "also print where each step's time goes: phases and kernels (lockstep/core/profile.h)");
   CLI11_PARSE(app, argc, argv);
+  g_dynamic = tables == "dynamic";
   try {
     const Device device = select_device(device_flag);
     ContextOptions options;
@@ -199,6 +215,7 @@ int main(int argc, char** argv) {
       const data::SyntheticGenerator gen(data::SyntheticConfig::din_bench());
       const data::Batch b = gen.generate(0, batch);
       models::DualConfig c;
+      c.student_residual = !g_dynamic;  // residual tables are built for hashed tables only
       bench_tables(gen.schema(), 0, c.tables, c.fields);  // every column pooled (both towers)
       for (const auto& name : columns_of(gen.schema()))   // + the history as sequences (teacher)
         if (name.rfind("hist_", 0) == 0)
@@ -231,6 +248,9 @@ int main(int argc, char** argv) {
       for (bench::Row& r : rows)
         if (r.name.find("step") != std::string::npos)
           r.note += fmt::format("; {} batches on the device", kBatchesOnDevice);
+    if (g_dynamic)
+      for (bench::Row& r : rows)
+        if (r.name.find("step") != std::string::npos) r.note += "; dynamic tables";
     bench::print_table(fmt::format("models on {} ({}), ceiling = theoretical FP32 peak",
                                    device.str(), info.name),
                        rows);

@@ -30,6 +30,12 @@ LOCKSTEP_KERNEL_IMPLS(feasign_init_rows, const Context& ctx, int64_t n, int64_t 
 LOCKSTEP_KERNEL_IMPLS(wide_lookup_forward, const Context& ctx, int64_t batch, int64_t per_sample,
                       const int64_t* offsets, const uint64_t* ids, const T* lr, int64_t lr_rows,
                       T* out)
+// A batch's distinct keys of one dynamic table: the nnz raw keys in ids become positions in
+// keys (the distinct keys, ascending; zeros past them); counts[2u] = the occurrences of keys[u]
+// and counts[2u + 1] = the sum of their labels (labels: one per id), added in position order;
+// *count = the number of distinct keys. keys: (nnz), counts: (nnz, 2).
+LOCKSTEP_KERNEL_IMPLS(unique_keys, const Context& ctx, int64_t nnz, uint64_t* ids, const T* labels,
+                      uint64_t* keys, T* counts, int64_t* count)
 // dst[i * repeat + p] = src[i] for i < n, p < repeat.
 LOCKSTEP_KERNEL_IMPLS(repeat_each, const Context& ctx, int64_t n, int64_t repeat, const T* src,
                       T* dst)
@@ -75,6 +81,12 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
   detail::check_size("wide_lookup_forward", "per_sample", per_sample);
   if (batch == 0 || per_sample == 0) return;
   LOCKSTEP_DISPATCH(T, ctx, wide_lookup_forward, batch, per_sample, offsets, ids, lr, lr_rows, out);
+}
+template <class T>
+void unique_keys(const Context& ctx, int64_t nnz, uint64_t* ids, const T* labels, uint64_t* keys,
+                 T* counts, int64_t* count) {
+  detail::check_size("unique_keys", "nnz", nnz);
+  LOCKSTEP_DISPATCH(T, ctx, unique_keys, nnz, ids, labels, keys, counts, count);
 }
 template <class T>
 void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const T* src, T* dst) {

@@ -114,7 +114,10 @@ for stage in $stages; do
       run peers torch_compile 150 python3 "$peer" --workload all --device cuda --batch 4096 --steps 50 --compile ;;
     kernels)
       run kernels bench_kernels 40 "${lockstep_env[@]}" "$build/bench/lockstep-bench-kernels" --device cuda --json "$work/bench_kernels.json"
-      run kernels bench_feasign 30 "${lockstep_env[@]}" "$build/bench/lockstep-bench-feasign" --capacity 4194304 --reps 1 ;;
+      run kernels bench_feasign 30 "${lockstep_env[@]}" "$build/bench/lockstep-bench-feasign" --capacity 4194304 --reps 1
+      # end to end with dynamic tables (the feasign store on the device) against the hashed run
+      run kernels bench_models_dynamic 40 "${models[@]}" --device cuda --models din,dual \
+        --tables dynamic --batches-on-device ;;
     sync)  # every kernel synchronised: an asynchronous error names its kernel
       run sync gpu_tests_sync 60 env LOCKSTEP_SYNC_CHECK=1 "${gpu_tests[@]}" ;;
     sanitize)  # the benchmark-scale cases ([large]) and the graph tests' tens of thousands of

@@ -4,6 +4,8 @@
 #include "kernels/input_errors.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "lockstep/core/error.h"
 #include "lockstep/embedding/feasign_init.h"
@@ -62,6 +64,28 @@ void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample, cons
 }
 
 template <class T>
+void unique_keys(const Context&, int64_t nnz, uint64_t* ids, const T* labels, uint64_t* keys,
+                 T* counts, int64_t* count) {
+  // (key, position) pairs sorted: each run is one key, its positions ascending (the CUDA
+  // kernels' stable sort gives the same order). Kept between calls: no allocation per step.
+  thread_local std::vector<std::pair<uint64_t, int64_t>> order;
+  order.resize(static_cast<size_t>(nnz));
+  for (int64_t j = 0; j < nnz; ++j) order[static_cast<size_t>(j)] = {ids[j], j};
+  std::sort(order.begin(), order.end());
+  std::fill(keys, keys + nnz, uint64_t{0});
+  std::fill(counts, counts + 2 * nnz, T(0));
+  int64_t n = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i == 0 || order[i].first != order[i - 1].first) keys[n++] = order[i].first;
+    const int64_t u = n - 1, j = order[i].second;
+    ids[j] = static_cast<uint64_t>(u);
+    counts[2 * u] += T(1);
+    counts[2 * u + 1] += labels[j];
+  }
+  *count = n;
+}
+
+template <class T>
 void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst) {
   for (int64_t i = 0; i < n; ++i) std::fill(dst + i * repeat, dst + (i + 1) * repeat, src[i]);
 }
@@ -69,6 +93,8 @@ void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst
 #define LOCKSTEP_INSTANTIATE(T)                                                                \
   template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,   \
                                const int64_t*, T*, int64_t);                                   \
+  template void unique_keys<T>(const Context&, int64_t, uint64_t*, const T*, uint64_t*, T*,    \
+                               int64_t*);                                                      \
   template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t, \
                              int64_t);                                                         \
   template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,        \

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "lockstep/embedding/feasign_init.h"
 
 namespace lockstep::kernels::cpu {
@@ -80,12 +81,14 @@ void feasign_clear(const Context&, const FeasignStore& s) {
 }
 
 template <class T>
-void feasign_find(const Context&, const FeasignStore& s, int64_t n_max, const int64_t* count,
+void feasign_find(const Context& ctx, const FeasignStore& s, int64_t n_max, const int64_t* count,
                   const uint64_t* keys, int64_t* slots, int64_t* rank) {
   const int64_t n = std::min(*count, n_max);
+  parallel_for(ctx, n, grain_for(64), [&](int64_t begin, int64_t end) {  // lookups only
+    for (int64_t i = begin; i < end; ++i) slots[i] = find_slot(s, keys[i]);
+  });
   int64_t fresh = 0;
   for (int64_t i = 0; i < n; ++i) {
-    slots[i] = find_slot(s, keys[i]);
     rank[i] = fresh;
     if (slots[i] >= 0)
       s.flags[slots[i]] |= kFeasignInStep;
@@ -179,13 +182,15 @@ void feasign_count(const Context&, const FeasignStore& s, const FeasignRules& ru
 }
 
 template <class T>
-void feasign_gather_index(const Context&, const FeasignStore& s, int64_t n, const uint64_t* keys,
-                          int64_t* index) {
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = find_slot(s, keys[i]);
-    index[i] = slot >= 0 && (s.flags[slot] & kFeasignAdmitted) ? slot : -1;
-    index[n + i] = slot;
-  }
+void feasign_gather_index(const Context& ctx, const FeasignStore& s, int64_t n,
+                          const uint64_t* keys, int64_t* index) {
+  parallel_for(ctx, n, grain_for(64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t slot = find_slot(s, keys[i]);
+      index[i] = slot >= 0 && (s.flags[slot] & kFeasignAdmitted) ? slot : -1;
+      index[n + i] = slot;
+    }
+  });
 }
 
 template <class T>

@@ -2,8 +2,12 @@
 // CPU reference's arithmetic in its order. An index out of range (none is expected: the host
 // computes every index from its own key index) is skipped and recorded in the context's device
 // error record (kernels/cuda/input_errors.cuh), which the host reports with the CPU's message.
+#include <cub/cub.cuh>
+
 #include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/warp.cuh"
+#include "kernels/cuda/workspace.cuh"
 #include "kernels/feasign.h"
 #include "lockstep/embedding/feasign_init.h"
 
@@ -73,6 +77,76 @@ __global__ void wide_forward_kernel(ErrorSink sink, int64_t batch, int64_t per_s
   }
 }
 
+// The same sums with one warp per sample, for fields of many positions (sequences): a sample's
+// ids are one contiguous range (its bags are consecutive), which the lanes load 32 at a time;
+// the values then join the running sum in position order (shuffled to every lane one by one),
+// so the bits are the one-thread kernel's and the CPU's.
+__global__ void wide_forward_warp_kernel(ErrorSink sink, int64_t batch, int64_t per_sample,
+                                         const int64_t* __restrict__ offsets,
+                                         const uint64_t* __restrict__ ids,
+                                         const float* __restrict__ lr, int64_t lr_rows,
+                                         float* __restrict__ out) {
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  for (int64_t b = first_warp_row(); b < batch; b += warp_row_stride()) {
+    const int64_t begin = offsets[b * per_sample], end = offsets[(b + 1) * per_sample];
+    float acc = lane == 0 ? out[b] : 0.0f;  // lane 0's sum is the one written
+    for (int64_t base = begin; base < end; base += kWarp) {
+      const int64_t j = base + lane;
+      float v = 0.0f;
+      if (j < end) {
+        if (ids[j] < static_cast<uint64_t>(lr_rows))
+          v = lr[ids[j]];
+        else
+          record_input_error(sink, InputError::IdOutOfRange, j, j, static_cast<int64_t>(ids[j]), b,
+                             lr_rows);
+      }
+      const int n = static_cast<int>(end - base < kWarp ? end - base : kWarp);
+      for (int k = 0; k < n; ++k) acc += __shfl_sync(kFullMask, v, k);
+    }
+    if (lane == 0) out[b] = acc;
+  }
+}
+
+// unique_keys: positions sorted by key (stable: equal keys keep position order), run heads
+// flagged; the heads up to a position (the exclusive sum plus its own flag) less one number
+// its key.
+__global__ void positions_kernel(int64_t n, int64_t* __restrict__ pos) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    pos[i] = i;
+}
+__global__ void run_heads_kernel(int64_t n, const uint64_t* __restrict__ sorted,
+                                 int64_t* __restrict__ head) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    head[i] = i == 0 || sorted[i] != sorted[i - 1] ? 1 : 0;
+}
+// Each sorted position sends its id to its key's number; each run's head writes the key and
+// sums the run's occurrences and labels in position order (the CPU's order).
+__global__ void unique_scatter_kernel(int64_t n, const uint64_t* __restrict__ sorted,
+                                      const int64_t* __restrict__ pos,
+                                      const int64_t* __restrict__ head,
+                                      const int64_t* __restrict__ u,
+                                      const float* __restrict__ labels, uint64_t* __restrict__ ids,
+                                      uint64_t* __restrict__ keys, float* __restrict__ counts,
+                                      int64_t* __restrict__ count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t run = u[i] + head[i] - 1;  // heads up to i, less one: its key's number
+    ids[pos[i]] = static_cast<uint64_t>(run);
+    if (i == n - 1) *count = run + 1;
+    if (!head[i]) continue;
+    keys[run] = sorted[i];
+    float shows = 0.0f, clicks = 0.0f;
+    for (int64_t j = i; j < n && (j == i || !head[j]); ++j) {
+      shows += 1.0f;
+      clicks += labels[pos[j]];
+    }
+    counts[2 * run] = shows;
+    counts[2 * run + 1] = clicks;
+  }
+}
+
 __global__ void repeat_each_kernel(int64_t n, int64_t repeat, const float* __restrict__ src,
                                    float* __restrict__ dst) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * repeat;
@@ -106,9 +180,56 @@ void feasign_init_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
 void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
                          const int64_t* offsets, const uint64_t* ids, const float* lr,
                          int64_t lr_rows, float* out) {
-  wide_forward_kernel<<<grid_for(batch), kBlock, 0, stream_of(ctx)>>>(
-      error_sink(ctx, "wide_lookup_forward"), batch, per_sample, offsets, ids, lr, lr_rows, out);
+  if (per_sample >= 4)  // a sequence field: lanes load a sample's positions together
+    wide_forward_warp_kernel<<<warp_grid(batch), kBlock, 0, stream_of(ctx)>>>(
+        error_sink(ctx, "wide_lookup_forward"), batch, per_sample, offsets, ids, lr, lr_rows, out);
+  else
+    wide_forward_kernel<<<grid_for(batch), kBlock, 0, stream_of(ctx)>>>(
+        error_sink(ctx, "wide_lookup_forward"), batch, per_sample, offsets, ids, lr, lr_rows, out);
   LOCKSTEP_KERNEL_CHECK(ctx, "wide_lookup_forward");
+}
+
+void unique_keys(const Context& ctx, int64_t nnz, uint64_t* ids, const float* labels,
+                 uint64_t* keys, float* counts, int64_t* count) {
+  const cudaStream_t stream = stream_of(ctx);
+  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(int64_t), stream));
+  if (nnz == 0) return;
+  LOCKSTEP_CUDA_CHECK(
+      cudaMemsetAsync(keys, 0, static_cast<size_t>(nnz) * sizeof(uint64_t), stream));
+  LOCKSTEP_CUDA_CHECK(
+      cudaMemsetAsync(counts, 0, static_cast<size_t>(2 * nnz) * sizeof(float), stream));
+  size_t sort_bytes = 0, scan_bytes = 0;
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
+      static_cast<const int64_t*>(nullptr), static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
+  LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes,
+                                                    static_cast<const int64_t*>(nullptr),
+                                                    static_cast<int64_t*>(nullptr), nnz, stream));
+  const size_t n = static_cast<size_t>(nnz);
+  WorkspaceLayout layout;
+  const size_t in_at = layout.reserve(n * sizeof(int64_t)),
+               pos_at = layout.reserve(n * sizeof(int64_t)),
+               sorted_at = layout.reserve(n * sizeof(uint64_t)),
+               head_at = layout.reserve(n * sizeof(int64_t)),
+               u_at = layout.reserve(n * sizeof(int64_t)),
+               temp_at = layout.reserve(std::max(sort_bytes, scan_bytes));
+  void* base = ctx.workspace(layout.bytes());
+  auto* in = at<int64_t>(base, in_at);
+  auto* pos = at<int64_t>(base, pos_at);
+  auto* sorted = at<uint64_t>(base, sorted_at);
+  auto* head = at<int64_t>(base, head_at);
+  auto* u = at<int64_t>(base, u_at);
+  void* temp = at<void>(base, temp_at);
+  positions_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, in);
+  LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
+  LOCKSTEP_CUDA_CHECK(
+      cub::DeviceRadixSort::SortPairs(temp, sort_bytes, ids, sorted, in, pos, nnz, 0, 64, stream));
+  run_heads_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, head);
+  LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
+  LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, scan_bytes, head, u, nnz, stream));
+  unique_scatter_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, pos, head, u, labels,
+                                                              ids, keys, counts, count);
+  LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
 }
 
 void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const float* src, float* dst) {

@@ -73,6 +73,69 @@ TEST_CASE("Feasign row kernels: CUDA = CPU bitwise", "[gpu][dynamic]") {
   test::require_bitwise_equal(out[1][3], out[0][3], "repeat_each");
 }
 
+TEST_CASE("wide_lookup_forward: CUDA = CPU bitwise for sequence fields (one warp per sample)",
+          "[gpu][dynamic]") {
+  test::ParityContexts pc;
+  std::mt19937_64 rng(5);
+  const int64_t rows = 300, batch = 37, per = 20;  // up to 60 ids a sample: past one warp's 32
+  std::vector<float> lr(rows);
+  for (auto& v : lr) v = static_cast<float>(rng() % 1000) / 997.0f - 0.5f;
+  std::vector<int64_t> offsets = {0};
+  std::vector<uint64_t> ids;
+  for (int64_t b = 0; b < batch * per; ++b) {
+    for (uint64_t k = rng() % 4; k > 0; --k) ids.push_back(rng() % rows);
+    offsets.push_back(static_cast<int64_t>(ids.size()));
+  }
+  std::vector<float> out[2];
+  for (int side = 0; side < 2; ++side) {
+    const Context& ctx = side == 0 ? pc.cpu : pc.gpu;
+    auto l = make_tensor(ctx, lr);
+    auto off = make_tensor(ctx, offsets);
+    auto id = make_tensor(ctx, ids);
+    Tensor<float> wide(ctx, {batch});
+    kernels::fill_constant<float>(ctx, batch, 0.25f, wide.data());
+    kernels::wide_lookup_forward<float>(ctx, batch, per, off.data(), id.data(), l.data(), rows,
+                                        wide.data());
+    out[side] = to_host(ctx, wide);
+  }
+  test::require_bitwise_equal(out[1], out[0], "wide_lookup_forward, 20 positions a sample");
+}
+
+TEST_CASE("unique_keys: CUDA = CPU bitwise (duplicates, extreme keys, fractional labels)",
+          "[gpu][dynamic]") {
+  test::ParityContexts pc;
+  std::mt19937_64 rng(11);
+  const int64_t nnz = 5000;
+  std::vector<uint64_t> ids(nnz);
+  std::vector<float> labels(nnz);
+  for (int64_t j = 0; j < nnz; ++j) {
+    const uint64_t r = rng() % 700;  // duplicates; one hot key
+    ids[j] = r < 100 ? 42 : r == 699 ? ~uint64_t{0} : r * 0x9e3779b97f4a7c15ULL;
+    labels[j] = static_cast<float>(rng() % 8) / 7.0f;
+  }
+  std::vector<uint64_t> out_ids[2], out_keys[2];
+  std::vector<float> out_counts[2];
+  int64_t n[2];
+  for (int side = 0; side < 2; ++side) {
+    const Context& ctx = side == 0 ? pc.cpu : pc.gpu;
+    auto id = make_tensor(ctx, ids);
+    auto lab = make_tensor(ctx, labels);
+    Tensor<uint64_t> keys(ctx, {nnz});
+    Tensor<float> counts(ctx, {nnz, 2});
+    Tensor<int64_t> count(ctx, {1});
+    kernels::unique_keys<float>(ctx, nnz, id.data(), lab.data(), keys.data(), counts.data(),
+                                count.data());
+    out_ids[side] = to_host(ctx, id);
+    out_keys[side] = to_host(ctx, keys);
+    out_counts[side] = to_host(ctx, counts);
+    n[side] = to_host(ctx, count)[0];
+  }
+  CHECK(n[1] == n[0]);
+  CHECK(out_ids[1] == out_ids[0]);
+  CHECK(out_keys[1] == out_keys[0]);
+  test::require_bitwise_equal(out_counts[1], out_counts[0], "shows and clicks");
+}
+
 namespace {
 /// Trains `make`'s model on both contexts for `steps` steps; the key maps and statistics are
 /// bitwise equal, every value close.

@@ -46,16 +46,20 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     tb.staged = tb.padded ? padded_count(tb.nnz) : tb.nnz;
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
     tb.ids_at = take(static_cast<size_t>(tb.staged) * sizeof(uint64_t));
-    tb.keyed = tables[t].keyed;  // at most nnz distinct keys: room for their count, keys, counts
-    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.nnz) * sizeof(uint64_t) : 0);
-    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.nnz) * sizeof(T) : 0);
-    tb.keys.clear();
-    tb.counts.clear();
+    // A keyed table: its ids' labels travel; its distinct keys (at most nnz), their number and
+    // counts are made on the device, in room after everything copied (below).
+    tb.keyed = tables[t].keyed;
+    tb.labels_at = take(tb.keyed ? static_cast<size_t>(tb.nnz) * sizeof(T) : 0);
   }
   lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   token_lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   dense_at_ = take(static_cast<size_t>(dense_values_) * sizeof(T));
   labels_at_ = take(static_cast<size_t>(num_labels_) * sizeof(T));
+  copied_ = at;
+  for (Table& tb : tables_) {
+    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.nnz) * sizeof(uint64_t) : 0);
+    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.nnz) * sizeof(T) : 0);
+  }
   bytes_ = at;
   host_.reserve(ctx, bytes_);  // waits until the previous batch's copy has read the buffer
 }
@@ -69,16 +73,6 @@ void DeviceBatch<T>::finish(const Context& ctx, const data::Batch& batch) {
       len[b] = host_lengths_[b];
       tok[b] = host_lengths_[b] + 1;
     }
-  }
-  for (Table& tb : tables_) {
-    if (!tb.keyed) continue;
-    LOCKSTEP_CHECK(
-        static_cast<int64_t>(tb.keys.size()) <= tb.nnz && tb.counts.size() == 2 * tb.keys.size(),
-        "DeviceBatch: {} keys with {} counts for {} ids", tb.keys.size(), tb.counts.size(), tb.nnz);
-    auto* count = host_ptr<int64_t>(tb.keys_at);
-    *count = static_cast<int64_t>(tb.keys.size());
-    std::copy(tb.keys.begin(), tb.keys.end(), host_ptr<uint64_t>(tb.keys_at + sizeof(int64_t)));
-    std::copy(tb.counts.begin(), tb.counts.end(), host_ptr<T>(tb.counts_at));
   }
   // Checked as copied (a batch from a driver's own source has not met the file readers' checks):
   // a label outside [0, 1] or a value that is not finite would train a NaN or a negative loss.
@@ -101,7 +95,7 @@ void DeviceBatch<T>::finish(const Context& ctx, const data::Batch& batch) {
   }
   if (device_.bytes() < bytes_ || device_.device() != ctx.device() || device_.data() == nullptr)
     device_ = Buffer(ctx, std::max(bytes_, device_.bytes() + device_.bytes() / 2));
-  host_.copy_to_device(ctx, device_.data(), bytes_);  // THE copy of the step
+  host_.copy_to_device(ctx, device_.data(), copied_);  // THE copy of the step
   base_ = device_.data();
 }
 

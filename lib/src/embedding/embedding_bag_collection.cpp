@@ -166,7 +166,6 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   // counts: ids per sample in the first sequence field, before truncation.
   thread_local std::vector<int64_t> counts;
   thread_local std::vector<typename DeviceBatch<T>::TableSize> sizes;
-  thread_local std::vector<T> occurrence_label;
   // Pass 1 (host): check the columns and size every table's CSR. A batch of another layout
   // (a column more or less) would feed one column's ids to another's table.
   LOCKSTEP_CHECK(batch.sparse.size() == batch_columns_.size(),
@@ -224,7 +223,7 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     uint64_t* ids = out.host_ids(t);
     int64_t bag = 0, nnz = 0;
     offsets[0] = 0;
-    if (dynamic) occurrence_label.assign(static_cast<size_t>(sizes[t].nnz), T(0));
+    T* occurrence_label = dynamic ? out.host_id_labels(t) : nullptr;
     const auto label_of = [&](int64_t b) {
       return b < static_cast<int64_t>(batch.labels.size()) ? static_cast<T>(batch.labels[b]) : T(0);
     };
@@ -257,26 +256,19 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
       std::fill(ids + nnz, ids + out.staged_nnz(t), static_cast<uint64_t>(table.rows()));
       continue;
     }
-    // The batch's distinct keys (ascending), their shows (occurrences) and clicks (labels).
-    std::vector<uint64_t>& keys = out.mutable_keys(t);
-    keys.assign(ids, ids + nnz);
-    std::sort(keys.begin(), keys.end());
-    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    std::vector<T>& key_counts = out.mutable_key_counts(t);
-    key_counts.assign(2 * keys.size(), T(0));
-    for (int64_t j = 0; j < nnz; ++j) {
-      const auto u = static_cast<size_t>(std::lower_bound(keys.begin(), keys.end(), ids[j]) -
-                                         keys.begin());
-      ids[j] = u;
-      key_counts[2 * u] += T(1);
-      key_counts[2 * u + 1] += occurrence_label[static_cast<size_t>(j)];
-    }
   }
   if (Tn > 0) {
     auto& lengths = out.mutable_host_lengths();
     for (int64_t b = 0; b < rows; ++b) lengths[b] = std::min(counts[b], Tn);
   }
   out.finish(ctx, batch);
+  // A dynamic table's distinct keys (ascending), their shows (occurrences) and clicks (labels),
+  // and its ids as positions among them: on the device (kernels/feasign.h).
+  for (size_t t = 0; t < tables_.size(); ++t)
+    if (tables_[t].dynamic())
+      kernels::unique_keys<T>(ctx, sizes[t].nnz, out.staged_ids(t), out.staged_id_labels(t),
+                              out.staged_keys(t), out.staged_key_counts(t),
+                              out.staged_key_count(t));
   for (size_t t = 0; t < tables_.size(); ++t)  // key -> row on the device (kernels/key_hash.h)
     if (tables_[t].hashes_keys())
       kernels::hash_keys_to_rows(ctx, sizes[t].nnz, tables_[t].hash_seed(), tables_[t].rows(),
@@ -304,8 +296,7 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
     const T* weights = table.weights();
     int64_t table_rows = table.rows();
     if (table.dynamic()) {  // the batch's keys, gathered: their embedx rows and lr weights
-      const auto& keys = batch.keys(t);
-      table_rows = static_cast<int64_t>(keys.size());
+      table_rows = batch.nnz(t);  // bounds the distinct keys (their number is on the device)
       tb.compact.resize(ctx, {std::max<int64_t>(table_rows, 1), table.dim()});
       tb.compact_lr.resize(ctx, {std::max<int64_t>(table_rows, 1)});
       table.dynamic_table()->gather(ctx, batch.staged_keys(t), table_rows, tb.compact.data(),
@@ -384,7 +375,7 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   EmbeddingTable<T>& table = tables_[t];
   const DeviceBatch<T>& batch = *batch_;
   const int64_t dim = table.dim(), width = table.grad_width(), nnz = batch.nnz(t);
-  const auto n = static_cast<int64_t>(batch.keys(t).size());
+  const int64_t n = nnz;  // bounds the distinct keys (their number is on the device)
   tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
   tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
   tb.key_count.resize(ctx, {1});

@@ -5,6 +5,7 @@
 // the BST encoder read the step's batch from here; nothing else uploads batch data.
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "lockstep/core/context.h"
@@ -69,13 +70,11 @@ class DeviceBatch {
   bool pad_ids() const { return pad_ids_; }
   const int64_t* offsets(size_t t) const { return ptr<int64_t>(tables_.at(t).offsets_at); }
   const uint64_t* ids(size_t t) const { return ptr<uint64_t>(tables_.at(t).ids_at); }
-  /// A dynamic table t (host memory; empty for a hashed table): the batch's distinct keys of the
-  /// table in ascending order — ids(t) are positions in this list — and per key its
-  /// occurrences (shows) and their summed labels (clicks), (keys, 2) row-major.
-  const std::vector<uint64_t>& keys(size_t t) const { return tables_.at(t).keys; }
-  const std::vector<T>& key_counts(size_t t) const { return tables_.at(t).counts; }
-  /// The same, staged with the batch (a table staged with TableSize::keyed): the number of keys
-  /// (one int64), the keys and their counts, on ctx's device.
+  /// A dynamic table t (staged with TableSize::keyed), on ctx's device: the number n of the
+  /// batch's distinct keys of the table (one int64; n <= nnz(t)), the keys in ascending order
+  /// (nnz(t) entries, zeros past n) — ids(t) are positions in this list — and per key its
+  /// occurrences (shows) and their summed labels (clicks), (nnz(t), 2) row-major. Computed on
+  /// the device from the staged raw keys and each id's label (kernels::unique_keys).
   const int64_t* staged_key_count(size_t t) const { return ptr<int64_t>(keyed_at(t)); }
   const uint64_t* staged_keys(size_t t) const {
     return ptr<uint64_t>(keyed_at(t) + sizeof(int64_t));
@@ -104,8 +103,19 @@ class DeviceBatch {
   uint64_t* staged_ids(size_t t) {
     return const_cast<uint64_t*>(ptr<uint64_t>(tables_.at(t).ids_at));
   }
-  std::vector<uint64_t>& mutable_keys(size_t t) { return tables_.at(t).keys; }
-  std::vector<T>& mutable_key_counts(size_t t) { return tables_.at(t).counts; }
+  /// A keyed table's label of each id (nnz(t)), to fill before finish().
+  T* host_id_labels(size_t t) { return host_ptr<T>(tables_.at(t).labels_at); }
+  /// After finish(): where unique_keys writes a keyed table's keys, their counts and labels.
+  const T* staged_id_labels(size_t t) const { return ptr<T>(tables_.at(t).labels_at); }
+  int64_t* staged_key_count(size_t t) {
+    return const_cast<int64_t*>(std::as_const(*this).staged_key_count(t));
+  }
+  uint64_t* staged_keys(size_t t) {
+    return const_cast<uint64_t*>(std::as_const(*this).staged_keys(t));
+  }
+  T* staged_key_counts(size_t t) {
+    return const_cast<T*>(std::as_const(*this).staged_key_counts(t));
+  }
   /// The history lengths, to fill (size() elements) before finish().
   std::vector<int64_t>& mutable_host_lengths() { return host_lengths_; }
   void finish(const Context& ctx, const data::Batch& batch);
@@ -114,9 +124,7 @@ class DeviceBatch {
   struct Table {
     int64_t bags = 0, nnz = 0, staged = 0;
     bool padded = false, keyed = false;
-    size_t offsets_at = 0, ids_at = 0, keys_at = 0, counts_at = 0;
-    std::vector<uint64_t> keys;  // dynamic tables
-    std::vector<T> counts;
+    size_t offsets_at = 0, ids_at = 0, keys_at = 0, counts_at = 0, labels_at = 0;
   };
   size_t keyed_at(size_t t) const {
     LOCKSTEP_CHECK(tables_.at(t).keyed, "DeviceBatch: table {} was not staged with its keys", t);
@@ -136,6 +144,7 @@ class DeviceBatch {
   bool pad_ids_ = false;
   std::vector<Table> tables_;
   size_t lengths_at_ = 0, token_lengths_at_ = 0, dense_at_ = 0, labels_at_ = 0, bytes_ = 0;
+  size_t copied_ = 0;  // bytes_ less the room of keyed tables' distinct keys (made on the device)
   std::vector<int64_t> host_lengths_;
   PinnedBuffer host_;
   Buffer device_;
