@@ -87,6 +87,27 @@ struct FeasignRows {
   T *lr = nullptr, *lr_s0 = nullptr, *lr_s1 = nullptr;
   T *embedx = nullptr, *x_s0 = nullptr, *x_s1 = nullptr;
 };
+/// A new feasign in `slot` (its bucket claimed by the caller): held, not admitted, fresh
+/// statistics, rows at 0 and accumulators at acc0. Host and device (the CPU reference and the
+/// CUDA kernel place feasigns alike).
+template <class T>
+LOCKSTEP_HD void start_feasign(const FeasignStore& s, const FeasignRows<T>& r, int64_t slot,
+                               uint64_t key) {
+  s.slot_keys[slot] = key;
+  s.flags[slot] = kFeasignHeld;
+  s.show[slot] = s.click[slot] = s.delta[slot] = 0.0f;
+  s.unseen[slot] = 0;
+  r.lr[slot] = T(0);
+  r.lr_s0[slot] = r.acc0;
+  if (r.lr_s1) r.lr_s1[slot] = T(0);
+  for (int64_t d = 0; d < r.dim; ++d) r.embedx[slot * r.dim + d] = T(0);
+  if (r.adam) {
+    for (int64_t d = 0; d < r.dim; ++d) r.x_s0[slot * r.dim + d] = r.x_s1[slot * r.dim + d] = T(0);
+  } else {
+    r.x_s0[slot] = r.acc0;
+  }
+}
+
 template <class T>
 uint64_t launch_hash(const FeasignRows<T>& r) {
   return LaunchRecorder::hash_fields(r.dim, r.adam, r.acc0, r.lr, r.lr_s0, r.lr_s1, r.embedx,

@@ -53,19 +53,6 @@ void rebuild_free_slots(const FeasignStore& s) {
   s.meta[kMetaHead] = 0;
 }
 
-template <class T>
-void reset_rows(const FeasignRows<T>& r, int64_t slot) {
-  r.lr[slot] = T(0);
-  r.lr_s0[slot] = r.acc0;
-  if (r.lr_s1) r.lr_s1[slot] = T(0);
-  std::fill(r.embedx + slot * r.dim, r.embedx + (slot + 1) * r.dim, T(0));
-  if (r.adam) {
-    std::fill(r.x_s0 + slot * r.dim, r.x_s0 + (slot + 1) * r.dim, T(0));
-    std::fill(r.x_s1 + slot * r.dim, r.x_s1 + (slot + 1) * r.dim, T(0));
-  } else {
-    r.x_s0[slot] = r.acc0;
-  }
-}
 }  // namespace
 
 template <class T>
@@ -132,11 +119,7 @@ void feasign_place(const Context&, const FeasignStore& s, const FeasignRows<T>& 
     }
     const int64_t slot = s.free_slots[head + rank[i]];
     insert_key(s, keys[i], slot);
-    s.slot_keys[slot] = keys[i];
-    s.flags[slot] = kFeasignHeld;
-    s.show[slot] = s.click[slot] = s.delta[slot] = 0.0f;
-    s.unseen[slot] = 0;
-    reset_rows(rows, slot);
+    start_feasign(s, rows, slot, keys[i]);
     slots[i] = slot;
     ++placed;
   }

@@ -147,19 +147,6 @@ __global__ void evict_kernel(FeasignStore s, int64_t need, const int64_t* __rest
   }
 }
 
-template <class R>
-__device__ inline void reset_rows(const R& r, int64_t slot) {
-  r.lr[slot] = 0.0f;
-  r.lr_s0[slot] = r.acc0;
-  if (r.lr_s1) r.lr_s1[slot] = 0.0f;
-  for (int64_t d = 0; d < r.dim; ++d) r.embedx[slot * r.dim + d] = 0.0f;
-  if (r.adam) {
-    for (int64_t d = 0; d < r.dim; ++d) r.x_s0[slot * r.dim + d] = r.x_s1[slot * r.dim + d] = 0.0f;
-  } else {
-    r.x_s0[slot] = r.acc0;
-  }
-}
-
 __global__ void place_kernel(FeasignStore s, FeasignRows<float> rows, int64_t n_max,
                              const int64_t* __restrict__ count, const uint64_t* __restrict__ keys,
                              int64_t* __restrict__ slots, const int64_t* __restrict__ rank) {
@@ -169,11 +156,7 @@ __global__ void place_kernel(FeasignStore s, FeasignRows<float> rows, int64_t n_
     if (slots[i] >= 0 || rank[i] >= avail) continue;
     const int64_t slot = s.free_slots[head + rank[i]];
     insert_key(s, keys[i], slot);
-    s.slot_keys[slot] = keys[i];
-    s.flags[slot] = kFeasignHeld;
-    s.show[slot] = s.click[slot] = s.delta[slot] = 0.0f;
-    s.unseen[slot] = 0;
-    reset_rows(rows, slot);
+    start_feasign(s, rows, slot, keys[i]);
     slots[i] = slot;
   }
 }

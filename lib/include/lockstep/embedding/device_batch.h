@@ -105,7 +105,8 @@ class DeviceBatch {
   }
   /// A keyed table's label of each id (nnz(t)), to fill before finish().
   T* host_id_labels(size_t t) { return host_ptr<T>(tables_.at(t).labels_at); }
-  /// After finish(): where unique_keys writes a keyed table's keys, their counts and labels.
+  /// After finish(): a keyed table's id labels on the device (unique_keys reads them), and
+  /// where unique_keys writes its distinct keys, their number and their counts.
   const T* staged_id_labels(size_t t) const { return ptr<T>(tables_.at(t).labels_at); }
   int64_t* staged_key_count(size_t t) {
     return const_cast<int64_t*>(std::as_const(*this).staged_key_count(t));

@@ -17,7 +17,8 @@
 // embedx and their optimizer state: kernels/feasign.h and the sparse optimizers) change only
 // through kernels with a CPU reference, so a CPU and a CUDA context run the same operations and
 // agree bitwise on the key -> slot map and the statistics. A step needs no host round trip:
-// gather() uploads the batch's keys; apply() launches kernels only, except when the held
+// gather() reads the batch's distinct keys staged on the device (DeviceBatch::staged_keys);
+// apply() launches kernels only, except when the held
 // feasigns and the step's keys may exceed the capacity (then it reads two counters to decide on
 // eviction). The host's view (index(), stats(), admitted(), counters(), export_slots()) is a
 // copy, refreshed by sync_host(ctx) on a device and by itself on the CPU.
