@@ -118,9 +118,11 @@ double step_ms(Context& ctx, models::Model<float>& model, const data::SyntheticG
     float value = 0.0f;  // the step's one read, as LocalTrainer::step
     to_host(ctx, loss, 1, &value);
   };
-  // On-device batches: every one seen 3 times before the timing (a graph is captured on the
-  // third sight of a shape, train/step_graphs.h), as the steps of one staged batch after 3.
-  const int warmup = on_device ? 3 * kBatchesOnDevice : 3;
+  // On-device batches: every one seen 4 times before the timing. A graph is captured on the
+  // third sight of a shape whose two runs before logged the same launches
+  // (train/step_graphs.h); in the first round later batches grow buffers that earlier ones
+  // use, so their first two sights may differ. As the steps of one staged batch after 3.
+  const int warmup = on_device ? 4 * kBatchesOnDevice : 3;
   const double ms = bench::median_ms(ctx, step, warmup, iters);
   if (trainer.graphs()) {
     const train::GraphStats g = trainer.graph_stats();

@@ -33,9 +33,10 @@ LOCKSTEP_KERNEL_IMPLS(wide_lookup_forward, const Context& ctx, int64_t batch, in
 // A batch's distinct keys of one dynamic table: the nnz raw keys in ids become positions in
 // keys (the distinct keys, ascending; zeros past them); counts[2u] = the occurrences of keys[u]
 // and counts[2u + 1] = the sum of their labels (labels: one per id), added in position order;
-// *count = the number of distinct keys. keys: (nnz), counts: (nnz, 2).
-LOCKSTEP_KERNEL_IMPLS(unique_keys, const Context& ctx, int64_t nnz, uint64_t* ids, const T* labels,
-                      uint64_t* keys, T* counts, int64_t* count)
+// *count = the number of distinct keys. keys: (room), counts: (room, 2), room >= nnz (a padded
+// batch's staged id count: zeros up to it).
+LOCKSTEP_KERNEL_IMPLS(unique_keys, const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids,
+                      const T* labels, uint64_t* keys, T* counts, int64_t* count)
 // dst[i * repeat + p] = src[i] for i < n, p < repeat.
 LOCKSTEP_KERNEL_IMPLS(repeat_each, const Context& ctx, int64_t n, int64_t repeat, const T* src,
                       T* dst)
@@ -83,10 +84,11 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
   LOCKSTEP_DISPATCH(T, ctx, wide_lookup_forward, batch, per_sample, offsets, ids, lr, lr_rows, out);
 }
 template <class T>
-void unique_keys(const Context& ctx, int64_t nnz, uint64_t* ids, const T* labels, uint64_t* keys,
-                 T* counts, int64_t* count) {
+void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, const T* labels,
+                 uint64_t* keys, T* counts, int64_t* count) {
   detail::check_size("unique_keys", "nnz", nnz);
-  LOCKSTEP_DISPATCH(T, ctx, unique_keys, nnz, ids, labels, keys, counts, count);
+  LOCKSTEP_CHECK(room >= nnz, "unique_keys: room={} is smaller than nnz={}", room, nnz);
+  LOCKSTEP_DISPATCH(T, ctx, unique_keys, nnz, room, ids, labels, keys, counts, count);
 }
 template <class T>
 void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const T* src, T* dst) {

@@ -156,9 +156,10 @@ LOCKSTEP_KERNEL_IMPLS(feasign_count, const Context& ctx, const FeasignStore& sto
                       const uint64_t* keys, const int64_t* slots, const T* records,
                       uint64_t* lr_ids, T* lr_grads, uint64_t* x_ids, T* x_grads, int64_t* lists)
 // The forward's indices of n keys: index[i] = the key's slot when held and admitted, else -1
-// (its embedx row reads as zeros); index[n + i] = its slot when held, else -1.
+// (its embedx row reads as zeros); index[n + i] = its slot when held, else -1. count: the keys
+// given (one int64 in ctx's memory, <= n; both indices -1 past it), or nullptr: n.
 LOCKSTEP_KERNEL_IMPLS(feasign_gather_index, const Context& ctx, const FeasignStore& store,
-                      int64_t n, const uint64_t* keys, int64_t* index)
+                      int64_t n, const int64_t* count, const uint64_t* keys, int64_t* index)
 // A boundary: every held feasign's show and click decay; unseen_days = 0 when seen since the
 // last boundary, else + 1; seen cleared; a feasign with score < delete_threshold or unseen_days
 // > delete_after_unseen_days is deleted (kMetaDeleted). free_slots is rebuilt.
@@ -209,9 +210,9 @@ void feasign_count(const Context& ctx, const FeasignStore& store, const FeasignR
 }
 template <class T>
 void feasign_gather_index(const Context& ctx, const FeasignStore& store, int64_t n,
-                          const uint64_t* keys, int64_t* index) {
+                          const int64_t* count, const uint64_t* keys, int64_t* index) {
   detail::check_size("feasign_gather_index", "n", n);
-  if (n > 0) LOCKSTEP_DISPATCH(T, ctx, feasign_gather_index, store, n, keys, index);
+  if (n > 0) LOCKSTEP_DISPATCH(T, ctx, feasign_gather_index, store, n, count, keys, index);
 }
 template <class T>
 void feasign_shrink(const Context& ctx, const FeasignStore& store, const FeasignRules& rules) {

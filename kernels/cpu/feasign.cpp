@@ -64,16 +64,16 @@ void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample, cons
 }
 
 template <class T>
-void unique_keys(const Context&, int64_t nnz, uint64_t* ids, const T* labels, uint64_t* keys,
-                 T* counts, int64_t* count) {
+void unique_keys(const Context&, int64_t nnz, int64_t room, uint64_t* ids, const T* labels,
+                 uint64_t* keys, T* counts, int64_t* count) {
   // (key, position) pairs sorted: each run is one key, its positions ascending (the CUDA
   // kernels' stable sort gives the same order). Kept between calls: no allocation per step.
   thread_local std::vector<std::pair<uint64_t, int64_t>> order;
   order.resize(static_cast<size_t>(nnz));
   for (int64_t j = 0; j < nnz; ++j) order[static_cast<size_t>(j)] = {ids[j], j};
   std::sort(order.begin(), order.end());
-  std::fill(keys, keys + nnz, uint64_t{0});
-  std::fill(counts, counts + 2 * nnz, T(0));
+  std::fill(keys, keys + room, uint64_t{0});
+  std::fill(counts, counts + 2 * room, T(0));
   int64_t n = 0;
   for (size_t i = 0; i < order.size(); ++i) {
     if (i == 0 || order[i].first != order[i - 1].first) keys[n++] = order[i].first;
@@ -90,17 +90,17 @@ void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst
   for (int64_t i = 0; i < n; ++i) std::fill(dst + i * repeat, dst + (i + 1) * repeat, src[i]);
 }
 
-#define LOCKSTEP_INSTANTIATE(T)                                                                \
-  template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,   \
-                               const int64_t*, T*, int64_t);                                   \
-  template void unique_keys<T>(const Context&, int64_t, uint64_t*, const T*, uint64_t*, T*,    \
-                               int64_t*);                                                      \
-  template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t, \
-                             int64_t);                                                         \
-  template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,        \
-                                     const int64_t*, uint64_t, uint64_t, float, T*, int64_t);  \
-  template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,       \
-                                       const uint64_t*, const T*, int64_t, T*);                \
+#define LOCKSTEP_INSTANTIATE(T)                                                                  \
+  template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,     \
+                               const int64_t*, T*, int64_t);                                     \
+  template void unique_keys<T>(const Context&, int64_t, int64_t, uint64_t*, const T*, uint64_t*, \
+                               T*, int64_t*);                                                    \
+  template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t,   \
+                             int64_t);                                                           \
+  template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,          \
+                                     const int64_t*, uint64_t, uint64_t, float, T*, int64_t);    \
+  template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,         \
+                                       const uint64_t*, const T*, int64_t, T*);                  \
   template void repeat_each<T>(const Context&, int64_t, int64_t, const T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)

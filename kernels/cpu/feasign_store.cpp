@@ -166,10 +166,11 @@ void feasign_count(const Context&, const FeasignStore& s, const FeasignRules& ru
 
 template <class T>
 void feasign_gather_index(const Context& ctx, const FeasignStore& s, int64_t n,
-                          const uint64_t* keys, int64_t* index) {
+                          const int64_t* count, const uint64_t* keys, int64_t* index) {
+  const int64_t given = count ? *count : n;
   parallel_for(ctx, n, grain_for(64), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t slot = find_slot(s, keys[i]);
+      const int64_t slot = i < given ? find_slot(s, keys[i]) : -1;
       index[i] = slot >= 0 && (s.flags[slot] & kFeasignAdmitted) ? slot : -1;
       index[n + i] = slot;
     }
@@ -236,7 +237,7 @@ void feasign_mark_saved(const Context&, const FeasignStore& s, const FeasignRule
                                  const int64_t*, const uint64_t*, const int64_t*, const T*,     \
                                  uint64_t*, T*, uint64_t*, T*, int64_t*);                       \
   template void feasign_gather_index<T>(const Context&, const FeasignStore&, int64_t,           \
-                                        const uint64_t*, int64_t*);                             \
+                                        const int64_t*, const uint64_t*, int64_t*);             \
   template void feasign_shrink<T>(const Context&, const FeasignStore&, const FeasignRules&);    \
   template void feasign_rebuild<T>(const Context&, const FeasignStore&);                        \
   template void feasign_mark_saved<T>(const Context&, const FeasignStore&, const FeasignRules&, \

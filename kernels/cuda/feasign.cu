@@ -189,15 +189,17 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
   LOCKSTEP_KERNEL_CHECK(ctx, "wide_lookup_forward");
 }
 
-void unique_keys(const Context& ctx, int64_t nnz, uint64_t* ids, const float* labels,
+void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, const float* labels,
                  uint64_t* keys, float* counts, int64_t* count) {
   const cudaStream_t stream = stream_of(ctx);
   LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(int64_t), stream));
+  if (room > 0) {
+    LOCKSTEP_CUDA_CHECK(
+        cudaMemsetAsync(keys, 0, static_cast<size_t>(room) * sizeof(uint64_t), stream));
+    LOCKSTEP_CUDA_CHECK(
+        cudaMemsetAsync(counts, 0, static_cast<size_t>(2 * room) * sizeof(float), stream));
+  }
   if (nnz == 0) return;
-  LOCKSTEP_CUDA_CHECK(
-      cudaMemsetAsync(keys, 0, static_cast<size_t>(nnz) * sizeof(uint64_t), stream));
-  LOCKSTEP_CUDA_CHECK(
-      cudaMemsetAsync(counts, 0, static_cast<size_t>(2 * nnz) * sizeof(float), stream));
   size_t sort_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),

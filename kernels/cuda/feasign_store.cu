@@ -218,10 +218,12 @@ __global__ void copy_x_grads_kernel(int64_t n_max, int64_t dim, int64_t width,
   }
 }
 
-__global__ void gather_index_kernel(FeasignStore s, int64_t n, const uint64_t* __restrict__ keys,
+__global__ void gather_index_kernel(FeasignStore s, int64_t n, const int64_t* __restrict__ count,
+                                    const uint64_t* __restrict__ keys,
                                     int64_t* __restrict__ index) {
+  const int64_t given = count ? *count : n;
   LOCKSTEP_GRID_LOOP(i, n) {
-    const int64_t slot = find_slot(s, keys[i]);
+    const int64_t slot = i < given ? find_slot(s, keys[i]) : -1;
     index[i] = slot >= 0 && (s.flags[slot] & kFeasignAdmitted) ? slot : -1;
     index[n + i] = slot;
   }
@@ -386,8 +388,8 @@ void feasign_count(const Context& ctx, const FeasignStore& s, const FeasignRules
 }
 
 void feasign_gather_index(const Context& ctx, const FeasignStore& s, int64_t n,
-                          const uint64_t* keys, int64_t* index) {
-  gather_index_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(s, n, keys, index);
+                          const int64_t* count, const uint64_t* keys, int64_t* index) {
+  gather_index_kernel<<<grid_for(n), kBlock, 0, stream_of(ctx)>>>(s, n, count, keys, index);
   LOCKSTEP_KERNEL_CHECK(ctx, "feasign_gather_index");
 }
 

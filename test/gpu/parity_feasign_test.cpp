@@ -123,10 +123,12 @@ TEST_CASE("unique_keys: CUDA = CPU bitwise (duplicates, extreme keys, fractional
     const Context& ctx = side == 0 ? pc.cpu : pc.gpu;
     auto id = make_tensor(ctx, ids);
     auto lab = make_tensor(ctx, labels);
-    Tensor<uint64_t> keys(ctx, {nnz});
-    Tensor<float> counts(ctx, {nnz, 2});
+    const int64_t room = nnz + 100;  // a padded batch's: zeros past the distinct keys
+    Tensor<uint64_t> keys(ctx, {room});
+    Tensor<float> counts(ctx, {room, 2});
     Tensor<int64_t> count(ctx, {1});
-    kernels::unique_keys<float>(ctx, nnz, id.data(), lab.data(), keys.data(), counts.data(),
+    kernels::fill_constant<float>(ctx, 2 * room, -1.0f, counts.data());
+    kernels::unique_keys<float>(ctx, nnz, room, id.data(), lab.data(), keys.data(), counts.data(),
                                 count.data());
     out_ids[side] = to_host(ctx, id);
     out_keys[side] = to_host(ctx, keys);

@@ -63,13 +63,14 @@ std::unique_ptr<models::EmbeddingMlp<T>> fixture_dynamic_model(
 
 /// The fixture's data read by DIN: the target item attends over the history (a sequence of up to
 /// 4 positions: longer histories are truncated).
-/// `dynamic`: the tables made dynamic with these rules (make_dynamic).
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic), each of `capacity`.
 inline std::unique_ptr<models::Din<float>> fixture_din(
-    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr) {
+    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr,
+    int64_t capacity = 600) {
   models::DinConfig c;
   const auto base = fixture_config();
   c.tables = base.tables;
-  if (dynamic) make_dynamic(c.tables, *dynamic);
+  if (dynamic) make_dynamic(c.tables, *dynamic, capacity, capacity);
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
   c.query = {"item"};
   c.keys = {"hist"};
@@ -100,16 +101,17 @@ inline std::unique_ptr<models::Bst<float>> fixture_bst(
 
 /// The fixture's data read by a dual DNN: teacher = DIN over the history + cross network,
 /// student = MLP over the pooled fields (the history mean-pooled).
-/// `dynamic`: the tables made dynamic with these rules (make_dynamic; no student residual tables).
-inline models::DualConfig fixture_dual_config(
-    models::DualMode mode = models::DualMode::Joint,
-    const embedding::AccessorConfig* dynamic = nullptr) {
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic, each of `capacity`; no
+/// student residual tables).
+inline models::DualConfig fixture_dual_config(models::DualMode mode = models::DualMode::Joint,
+                                              const embedding::AccessorConfig* dynamic = nullptr,
+                                              int64_t capacity = 600) {
   models::DualConfig c;
   c.mode = mode;
   const auto base = fixture_config();
   c.tables = base.tables;
   if (dynamic) {
-    make_dynamic(c.tables, *dynamic);
+    make_dynamic(c.tables, *dynamic, capacity, capacity);
     c.student_residual = false;
   }
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item"}, {"hist", "item", 4}};

@@ -108,6 +108,14 @@ TEST_CASE("Dynamic table: embedx is admitted at exactly the threshold; lr learns
   CHECK(rows == std::vector<float>(2 * kDim, 0.0f));
   CHECK(lr[0] == t.lr(s2));
   CHECK(lr[1] == 0.0f);
+  // Only the first `count` keys are read (a padded batch's count is on the device): the rest
+  // gather zeros, even a held, admitted key.
+  const uint64_t given[3] = {2, 1, 1};
+  const int64_t count = 1;
+  std::vector<float> rows3(3 * kDim, -1.0f), lr3(3, -1.0f);
+  t.gather(ctx, given, 3, rows3.data(), lr3.data(), &count);
+  CHECK(lr3 == std::vector<float>{t.lr(s2), 0.0f, 0.0f});
+  CHECK(rows3 == std::vector<float>(3 * kDim, 0.0f));
 
   step(ctx, t, {{2, 1, 1, 0, 1.0f}}, 2);  // key 2 reaches 10: admitted now
   CHECK(t.admitted(s2));

@@ -71,15 +71,22 @@ TEST_CASE("unique_keys: distinct keys ascending, ids as their positions, shows a
   const uint64_t max = ~uint64_t{0};
   std::vector<uint64_t> ids = {7, max, 0, 7, 3, 7, max};
   const std::vector<float> labels = {1, 0.5f, 0, 0, 1, 0.25f, 1};
-  std::vector<uint64_t> keys(ids.size(), 99);
-  std::vector<float> counts(2 * ids.size(), -1.0f);
+  // Room for 9 (a padded batch): zeros past the 4 distinct keys, up to the room.
+  std::vector<uint64_t> keys(9, 99);
+  std::vector<float> counts(2 * 9, -1.0f);
   int64_t n = -1;
-  kernels::unique_keys<float>(ctx, static_cast<int64_t>(ids.size()), ids.data(), labels.data(),
+  kernels::unique_keys<float>(ctx, static_cast<int64_t>(ids.size()), 9, ids.data(), labels.data(),
                               keys.data(), counts.data(), &n);
   CHECK(n == 4);
-  CHECK(keys == std::vector<uint64_t>{0, 3, 7, max, 0, 0, 0});
+  CHECK(keys == std::vector<uint64_t>{0, 3, 7, max, 0, 0, 0, 0, 0});
   CHECK(ids == std::vector<uint64_t>{2, 3, 0, 2, 1, 2, 3});
-  CHECK(counts == std::vector<float>{1, 0, 1, 1, 3, 1.25f, 2, 1.5f, 0, 0, 0, 0, 0, 0});
-  kernels::unique_keys<float>(ctx, 0, ids.data(), labels.data(), keys.data(), counts.data(), &n);
+  CHECK(counts == std::vector<float>{1, 0, 1, 1, 3, 1.25f, 2, 1.5f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  std::fill(keys.begin(), keys.end(), 99);
+  kernels::unique_keys<float>(ctx, 0, 2, ids.data(), labels.data(), keys.data(), counts.data(), &n);
   CHECK(n == 0);
+  CHECK(keys[1] == 0);
+  CHECK(keys[2] == 99);
+  CHECK_THROWS_WITH(kernels::unique_keys<float>(ctx, 7, 6, ids.data(), labels.data(), keys.data(),
+                                                counts.data(), &n),
+                    Contains("room=6 is smaller than nnz=7"));
 }

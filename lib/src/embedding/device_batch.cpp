@@ -47,9 +47,10 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
     tb.ids_at = take(static_cast<size_t>(tb.staged) * sizeof(uint64_t));
     // A keyed table: its ids' labels travel; its distinct keys (at most nnz), their number and
-    // counts are made on the device, in room after everything copied (below).
+    // counts are made on the device, in room after everything copied (below). Every part is
+    // sized by the ids staged, so batches of one padded shape have one layout (CUDA graphs).
     tb.keyed = tables[t].keyed;
-    tb.labels_at = take(tb.keyed ? static_cast<size_t>(tb.nnz) * sizeof(T) : 0);
+    tb.labels_at = take(tb.keyed ? static_cast<size_t>(tb.staged) * sizeof(T) : 0);
   }
   lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   token_lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
@@ -57,8 +58,8 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
   labels_at_ = take(static_cast<size_t>(num_labels_) * sizeof(T));
   copied_ = at;
   for (Table& tb : tables_) {
-    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.nnz) * sizeof(uint64_t) : 0);
-    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.nnz) * sizeof(T) : 0);
+    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.staged) * sizeof(uint64_t) : 0);
+    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.staged) * sizeof(T) : 0);
   }
   bytes_ = at;
   host_.reserve(ctx, bytes_);  // waits until the previous batch's copy has read the buffer

@@ -186,13 +186,14 @@ std::pair<std::vector<T>, std::vector<T>> DynamicTable<T>::values(
 }
 
 template <class T>
-void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx,
-                             T* lr) const {
+void DynamicTable<T>::gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx, T* lr,
+                             const int64_t* count) const {
   // One index array from the device's key index: the embedx row of each key (-1: zeros), then
   // its lr row (-1: zero).
   if (n <= 0) return;
   gather_index_.resize(ctx, {2 * n});
-  kernels::feasign_gather_index<T>(ctx, Kernels::store(*this), n, keys, gather_index_.data());
+  kernels::feasign_gather_index<T>(ctx, Kernels::store(*this), n, count, keys,
+                                   gather_index_.data());
   kernels::gather_rows<T>(ctx, n, dim_, embedx_.data(), dim_, capacity(), gather_index_.data(),
                           embedx, dim_);
   kernels::gather_rows<T>(ctx, n, 1, lr_.data(), 1, capacity(), gather_index_.data() + n, lr, 1);

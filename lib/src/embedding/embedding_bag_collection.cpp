@@ -176,7 +176,7 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   for (size_t t = 0; t < tables_.size(); ++t) {
     const TableBatch& tb = *batches_[t];
     sizes[t].bags = rows * tb.bags_per_sample;
-    sizes[t].may_pad = !tables_[t].dynamic();  // a dynamic table's ids index the batch's keys
+    sizes[t].may_pad = true;
     sizes[t].keyed = tables_[t].dynamic();
     for (int f : tb.fields) {
       const int c = field_column_[f];
@@ -250,12 +250,13 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
         }
       }
     }
-    if (!dynamic) {
-      // Padding (DeviceBatch::padded): the row count, above every row; hashed tables hash only
-      // the bags' keys below.
-      std::fill(ids + nnz, ids + out.staged_nnz(t), static_cast<uint64_t>(table.rows()));
-      continue;
-    }
+    // Padding (DeviceBatch::padded): an id above every row, which hashing (below) and the
+    // distinct keys (unique_keys reads the bags' ids only) leave alone: the row count of a
+    // hashed table; for a dynamic one, whose ids become positions among at most staged_nnz(t)
+    // distinct keys, staged_nnz(t).
+    std::fill(ids + nnz, ids + out.staged_nnz(t),
+              static_cast<uint64_t>(dynamic ? out.staged_nnz(t) : table.rows()));
+    if (dynamic) std::fill(occurrence_label + nnz, occurrence_label + out.staged_nnz(t), T(0));
   }
   if (Tn > 0) {
     auto& lengths = out.mutable_host_lengths();
@@ -266,8 +267,8 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
   // and its ids as positions among them: on the device (kernels/feasign.h).
   for (size_t t = 0; t < tables_.size(); ++t)
     if (tables_[t].dynamic())
-      kernels::unique_keys<T>(ctx, sizes[t].nnz, out.staged_ids(t), out.staged_id_labels(t),
-                              out.staged_keys(t), out.staged_key_counts(t),
+      kernels::unique_keys<T>(ctx, sizes[t].nnz, out.staged_nnz(t), out.staged_ids(t),
+                              out.staged_id_labels(t), out.staged_keys(t), out.staged_key_counts(t),
                               out.staged_key_count(t));
   for (size_t t = 0; t < tables_.size(); ++t)  // key -> row on the device (kernels/key_hash.h)
     if (tables_[t].hashes_keys())
@@ -296,11 +297,12 @@ void EmbeddingBagCollection<T>::forward(const Context& ctx, const DeviceBatch<T>
     const T* weights = table.weights();
     int64_t table_rows = table.rows();
     if (table.dynamic()) {  // the batch's keys, gathered: their embedx rows and lr weights
-      table_rows = batch.nnz(t);  // bounds the distinct keys (their number is on the device)
+      // The staged ids bound the distinct keys (their number is on the device).
+      table_rows = batch.staged_nnz(t);
       tb.compact.resize(ctx, {std::max<int64_t>(table_rows, 1), table.dim()});
       tb.compact_lr.resize(ctx, {std::max<int64_t>(table_rows, 1)});
       table.dynamic_table()->gather(ctx, batch.staged_keys(t), table_rows, tb.compact.data(),
-                                    tb.compact_lr.data());
+                                    tb.compact_lr.data(), batch.staged_key_count(t));
       weights = tb.compact.data();
       for (size_t k = 0; k < tb.fields.size(); ++k) {  // every occurrence's lr, field by field
         const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
@@ -374,15 +376,17 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   TableBatch& tb = *batches_[t];
   EmbeddingTable<T>& table = tables_[t];
   const DeviceBatch<T>& batch = *batch_;
-  const int64_t dim = table.dim(), width = table.grad_width(), nnz = batch.nnz(t);
-  const int64_t n = nnz;  // bounds the distinct keys (their number is on the device)
+  const int64_t dim = table.dim(), width = table.grad_width();
+  // The staged ids bound the distinct keys (their number is on the device); padding ids are n.
+  const int64_t nnz = batch.staged_nnz(t), n = nnz;
+  const bool padded = batch.padded(t);
+  const int id_bits = kernels::id_bits_for(padded ? n + 1 : n);
   tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
   tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
   tb.key_count.resize(ctx, {1});
-  kernels::pooled_lookup_backward<T>(ctx, to_kernel(table.config().pooling), batch.bags(t), dim,
-                                     batch.offsets(t), batch.ids(t), nnz, grad, ld,
-                                     tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(),
-                                     kernels::id_bits_for(n));
+  kernels::pooled_lookup_backward<T>(
+      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t),
+      nnz, grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded);
   // The lr gradient: every bag carries its sample's dwide; summed per key like the embedx rows.
   tb.dlr_rows.resize(ctx, {std::max<int64_t>(nnz, 1)});  // n <= nnz: keys come from the ids
   if (dwide) {
@@ -395,7 +399,7 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
     kernels::pooled_lookup_backward<T>(ctx, kernels::Pooling::Sum, batch.bags(t), 1,
                                        batch.offsets(t), batch.ids(t), nnz, tb.bag_dwide.data(), 1,
                                        tb.dlr_ids.data(), tb.dlr_rows.data(), tb.key_count.data(),
-                                       kernels::id_bits_for(n));
+                                       id_bits, padded);
   } else {
     kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
   }

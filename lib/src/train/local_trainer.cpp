@@ -19,8 +19,6 @@ LocalTrainer<T>::~LocalTrainer() = default;
 
 template <class T>
 void LocalTrainer<T>::set_graphs(bool on) {
-  for (auto* t : model_->tables())
-    if (t->dynamic()) on = false;
   if (on == graphs()) return;
   graphs_ = on ? std::make_unique<StepGraphs>(*ctx_) : nullptr;
   batch_.set_pad_ids(on);

@@ -61,8 +61,9 @@ class DeviceBatch {
   int64_t nnz(size_t t) const { return tables_.at(t).nnz; }
   /// The ids staged for table t: nnz(t), or with padding (padded(t)) nnz(t) rounded up to
   /// padded_count(), the positions past nnz(t) holding the table's row count (an id above every
-  /// row: pooled_lookup_backward's `padded` contract). So batches of one size repeat their
-  /// shapes — what lets a CUDA graph replay the step — and the results keep their bits.
+  /// row: pooled_lookup_backward's `padded` contract; for a dynamic table, whose ids are
+  /// positions among the batch's distinct keys, staged_nnz(t)). So batches of one size repeat
+  /// their shapes — what lets a CUDA graph replay the step — and the results keep their bits.
   int64_t staged_nnz(size_t t) const { return tables_.at(t).staged; }
   bool padded(size_t t) const { return tables_.at(t).padded; }
   /// Pad the id counts of the tables that allow it (set before staging; kept by later stages).
@@ -72,9 +73,10 @@ class DeviceBatch {
   const uint64_t* ids(size_t t) const { return ptr<uint64_t>(tables_.at(t).ids_at); }
   /// A dynamic table t (staged with TableSize::keyed), on ctx's device: the number n of the
   /// batch's distinct keys of the table (one int64; n <= nnz(t)), the keys in ascending order
-  /// (nnz(t) entries, zeros past n) — ids(t) are positions in this list — and per key its
-  /// occurrences (shows) and their summed labels (clicks), (nnz(t), 2) row-major. Computed on
-  /// the device from the staged raw keys and each id's label (kernels::unique_keys).
+  /// (staged_nnz(t) entries, zeros past n) — ids(t) are positions in this list, and a padded
+  /// table's padding ids are staged_nnz(t) — and per key its occurrences (shows) and their
+  /// summed labels (clicks), (staged_nnz(t), 2) row-major, zeros past n. Computed on the device
+  /// from the staged raw keys and each id's label (kernels::unique_keys).
   const int64_t* staged_key_count(size_t t) const { return ptr<int64_t>(keyed_at(t)); }
   const uint64_t* staged_keys(size_t t) const {
     return ptr<uint64_t>(keyed_at(t) + sizeof(int64_t));
@@ -103,7 +105,8 @@ class DeviceBatch {
   uint64_t* staged_ids(size_t t) {
     return const_cast<uint64_t*>(ptr<uint64_t>(tables_.at(t).ids_at));
   }
-  /// A keyed table's label of each id (nnz(t)), to fill before finish().
+  /// A keyed table's label of each id (staged_nnz(t): nnz(t) and the padding), to fill before
+  /// finish().
   T* host_id_labels(size_t t) { return host_ptr<T>(tables_.at(t).labels_at); }
   /// After finish(): a keyed table's id labels on the device (unique_keys reads them), and
   /// where unique_keys writes its distinct keys, their number and their counts.

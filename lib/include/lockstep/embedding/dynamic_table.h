@@ -95,7 +95,10 @@ class DynamicTable {
 
   /// The forward's view of n keys (ctx's memory): embedx rows (n × dim; zero for a key not held
   /// or not admitted) and lr weights (n; zero for a key not held), written to ctx's memory.
-  void gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx, T* lr) const;
+  /// count: how many of the n keys are given (one int64 in ctx's memory; rows past it are
+  /// zeros), or nullptr: all n — so a caller who knows only a bound on the host needs no read.
+  void gather(const Context& ctx, const uint64_t* keys, int64_t n, T* embedx, T* lr,
+              const int64_t* count = nullptr) const;
 
   /// Applies a merged keyed gradient (ids: distinct keys in ascending order; rows of dim +
   /// kDynamicRecordExtra): new keys inserted (evicting the lowest-score feasigns not in this

@@ -31,9 +31,11 @@ class LocalTrainer {
   /// CUDA graphs (train/step_graphs.h): compute_gradients() is captured once per batch shape
   /// and then replayed; batches are staged padded (DeviceBatch::set_pad_ids) so that their
   /// shapes repeat. The bits are those of launching every kernel. On by default on a CUDA
-  /// context with ctx.options().cuda_graphs; never with dynamic tables (their step is planned on
-  /// the host). On the CPU, set_graphs(true) replays the kept launches instead: nothing to
-  /// gain, but the same logic, for tests. Stage batches after changing it.
+  /// context with ctx.options().cuda_graphs (dynamic tables included: their forward and
+  /// backward read the batch's distinct keys and their count on the device; their update, with
+  /// its eviction check, runs after the region). On the CPU, set_graphs(true) replays the kept
+  /// launches instead: nothing to gain, but the same logic, for tests. Stage batches after
+  /// changing it.
   void set_graphs(bool on);
   bool graphs() const { return graphs_ != nullptr; }
   /// Zeros while graphs are off.
