@@ -74,6 +74,11 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 //               about 3x fewer passes on CUDA; 2 passes instead of a comparison sort on the CPU).
 //               The CPU reference throws on an id at or above 2^id_bits; CUDA may group such an
 //               id wrongly, but it is at or above the table's rows, which the optimizers reject.
+//   side_dout:  nullptr, or (batch) one value per bag: a second, one-wide gradient over the same
+//               ids, Sum-pooled whatever `pooling` is: side_rows[u] (>= nnz) = the sum over the
+//               positions j of unique_ids[u] of side_dout[bag(j)], in the order above — the bits
+//               of a separate Sum backward of dim 1, for one more segmented sum instead of
+//               another sort (a dynamic table's lr weights: their gradient per key).
 /// Positions per chunk of a hot id's sum, and the lanes its chunk sums are spread over.
 inline constexpr int64_t kHotChunk = 32;
 inline constexpr int kHotLanes = 32;
@@ -88,7 +93,8 @@ inline int id_bits_for(int64_t rows) {
 LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
                       int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                       const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                      int64_t* num_unique, int id_bits, bool padded)
+                      int64_t* num_unique, int id_bits, bool padded, const T* side_dout,
+                      T* side_rows)
 namespace detail {
 inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout,
                                          int id_bits) {
@@ -104,10 +110,15 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits = 64, bool padded = false) {
+                            int64_t* num_unique, int id_bits = 64, bool padded = false,
+                            const T* side_dout = nullptr, T* side_rows = nullptr) {
   detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout, id_bits);
+  LOCKSTEP_CHECK(
+      (side_dout == nullptr) == (side_rows == nullptr),
+      "pooled_lookup_backward: side_dout and side_rows are given together or not at all");
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
-                    ld_dout, unique_ids, grad_rows, num_unique, id_bits, padded);
+                    ld_dout, unique_ids, grad_rows, num_unique, id_bits, padded, side_dout,
+                    side_rows);
 }
 
 // Merges the sparse gradients gathered from several ranks: rows with equal ids are summed.

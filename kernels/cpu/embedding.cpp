@@ -87,11 +87,13 @@ void order_by_id(const Context& ctx, int64_t nnz, const uint64_t* ids, int id_bi
 // The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
 // distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
 // positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
-// (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
-//   ids: (nnz), each < 2^id_bits; unique_ids: (>= nnz); out: (>= nnz, dim)
-template <class T, class Contribution>
+// (increasing j from 0; hot ids by chunks and lanes); with side_out, side_out[u] = the same sum
+// of side(j). Returns the number of distinct ids.
+//   ids: (nnz), each < 2^id_bits; unique_ids: (>= nnz); out: (>= nnz, dim); side_out: (>= nnz)
+template <class T, class Contribution, class Side>
 int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
-                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out) {
+                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out,
+                       Side side, T* side_out) {
   LOCKSTEP_KEPT_VECTOR(IdPosition, keys);
   LOCKSTEP_KEPT_VECTOR(IdPosition, merged);
   LOCKSTEP_KEPT_VECTOR(int64_t, starts);
@@ -104,32 +106,33 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   const auto segments = static_cast<int64_t>(starts.size());
   starts.push_back(nnz);
   const int64_t per_segment = segments > 0 ? nnz / segments : 1;
-  parallel_for(ctx, segments, grain_for(per_segment * dim), [&](int64_t u0, int64_t u1) {
+  // The sum over sorted positions begin .. end - 1 of value(j) (j: the original position).
+  const auto segment_sum = [&](int64_t begin, int64_t end, const auto& value) {
+    const auto chunk_sum = [&](int64_t from, int64_t to) {
+      T sum = T(0);
+      for (int64_t k = from; k < to; ++k) sum += value(keys[k].second);
+      return sum;
+    };
+    if (end - begin <= kHotChunk) return chunk_sum(begin, end);
+    // A hot id: chunk j's sum goes to lane j mod 32, then the lanes' xor butterfly.
+    T lanes[kHotLanes] = {};
+    for (int64_t from = begin, j = 0; from < end; from += kHotChunk, ++j)
+      lanes[j % kHotLanes] += chunk_sum(from, std::min(end, from + kHotChunk));
+    for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
+      T next[kHotLanes];
+      for (int l = 0; l < kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ offset];
+      std::copy_n(next, kHotLanes, lanes);
+    }
+    return lanes[0];
+  };
+  parallel_for(ctx, segments, grain_for(per_segment * (dim + 1)), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       unique_ids[u] = keys[starts[u]].first;
       T* out_row = out + u * dim;
       const int64_t begin = starts[u], end = starts[u + 1];
-      for (int64_t d = 0; d < dim; ++d) {
-        const auto chunk_sum = [&](int64_t from, int64_t to) {
-          T sum = T(0);
-          for (int64_t k = from; k < to; ++k) sum += contribution(keys[k].second, d);
-          return sum;
-        };
-        if (end - begin <= kHotChunk) {
-          out_row[d] = chunk_sum(begin, end);
-          continue;
-        }
-        // A hot id: chunk j's sum goes to lane j mod 32, then the lanes' xor butterfly.
-        T lanes[kHotLanes] = {};
-        for (int64_t from = begin, j = 0; from < end; from += kHotChunk, ++j)
-          lanes[j % kHotLanes] += chunk_sum(from, std::min(end, from + kHotChunk));
-        for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
-          T next[kHotLanes];
-          for (int l = 0; l < kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ offset];
-          std::copy_n(next, kHotLanes, lanes);
-        }
-        out_row[d] = lanes[0];
-      }
+      for (int64_t d = 0; d < dim; ++d)
+        out_row[d] = segment_sum(begin, end, [&](int64_t j) { return contribution(j, d); });
+      if (side_out != nullptr) side_out[u] = segment_sum(begin, end, side);
     }
   });
   return segments;
@@ -179,7 +182,8 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits, bool padded) {
+                            int64_t* num_unique, int id_bits, bool padded, const T* side_dout,
+                            T* side_rows) {
   constexpr const char* op = "pooled_lookup_backward";
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
@@ -227,7 +231,9 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
     const int64_t b = bag_of[j];
     return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
   };
-  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, id_bits, contribution, unique_ids, grad_rows);
+  const auto side = [&](int64_t j) { return side_dout[bag_of[j]]; };
+  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, id_bits, contribution, unique_ids, grad_rows,
+                                  side, side_rows);
 }
 
 // Row i is a bag of one id with Sum pooling: the backward's reduction with contribution(i, d) =
@@ -236,16 +242,17 @@ template <class T>
 void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
                        const T* rows, uint64_t* unique_ids, T* merged, int64_t* num_unique) {
   const auto contribution = [rows, dim](int64_t i, int64_t d) { return rows[i * dim + d]; };
-  *num_unique =
-      sum_rows_by_id<T>(ctx, n, dim, ids, /*id_bits=*/64, contribution, unique_ids, merged);
+  const auto no_side = [](int64_t) { return T(0); };
+  *num_unique = sum_rows_by_id<T>(ctx, n, dim, ids, /*id_bits=*/64, contribution, unique_ids,
+                                  merged, no_side, static_cast<T*>(nullptr));
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                   \
   template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,     \
                                          int64_t, const int64_t*, const uint64_t*, T*, int64_t);  \
-  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,              \
-                                          const int64_t*, const uint64_t*, int64_t, const T*,     \
-                                          int64_t, uint64_t*, T*, int64_t*, int, bool);           \
+  template void pooled_lookup_backward<T>(                                                        \
+      const Context&, Pooling, int64_t, int64_t, const int64_t*, const uint64_t*, int64_t,        \
+      const T*, int64_t, uint64_t*, T*, int64_t*, int, bool, const T*, T*);                       \
   template void merge_sparse_rows<T>(const Context&, int64_t, int64_t, const uint64_t*, const T*, \
                                      uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)

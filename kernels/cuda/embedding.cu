@@ -288,7 +288,8 @@ constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows
 void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pooling pooling,
                           int64_t batch, int64_t dim, const int64_t* offsets, const uint64_t* ids,
                           int64_t nnz, const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                          float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
+                          float* grad_rows, int64_t* num_unique, int id_bits, bool padded,
+                          const float* side_dout, float* side_rows) {
   // cub::DeviceRunLengthEncode counts items in int, and bags are sorted as int.
   LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", names.op,
                  nnz, INT_MAX);
@@ -321,7 +322,9 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   const size_t n = static_cast<size_t>(nnz);
   // Hot ids (more than kHotChunk positions) exist only when nnz > kHotChunk. Each has at least
   // kHotChunk + 1 positions and at most 2 chunks per kHotChunk of them: <= 2 nnz / kHotChunk.
-  const bool may_be_hot = nnz > kHotChunk && dim > 0;
+  // The side sum (one value per bag, Sum pooling) reuses the sort, the segments and the chunks.
+  const bool summed = dim > 0 || side_dout != nullptr;
+  const bool may_be_hot = nnz > kHotChunk && summed;
   const int64_t max_chunks = may_be_hot ? 2 * nnz / kHotChunk + 1 : 0;
 
   WorkspaceLayout layout;
@@ -334,7 +337,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
       layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
   const size_t chunk_count_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
   const size_t chunk_start_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
-  const size_t partial_at = layout.reserve(floats(max_chunks * dim));
+  const size_t partial_at = layout.reserve(floats(max_chunks * std::max<int64_t>(dim, 1)));
   const size_t cub_at = layout.reserve(cub_bytes);
   void* base = ctx.workspace(layout.bytes());
   int* bag_of = at<int>(base, bag_at);
@@ -374,25 +377,35 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   LOCKSTEP_CUDA_CHECK(
       cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz, stream));
 
-  if (dim == 0) return;
-  const int lanes = lanes_per_row(dim);
-  segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
-      dim, lanes, num_unique, starts, counts, sorted_bag, scales, dout, ld_dout, grad_rows);
-  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-  if (!may_be_hot) return;
-  hot_chunk_count_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, num_unique, counts,
-                                                               chunk_count);
-  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-  temp_bytes = scan_bytes;
-  LOCKSTEP_CUDA_CHECK(
-      cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, chunk_count, chunk_start, nnz, stream));
-  hot_chunk_sum_kernel<<<grid_for(max_chunks * lanes), kBlock, 0, stream>>>(
-      dim, lanes, nnz, max_chunks, num_unique, starts, counts, chunk_count, chunk_start, sorted_bag,
-      scales, dout, ld_dout, partial);
-  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-  hot_lane_sum_kernel<<<warp_grid(max_chunks * dim), kBlock, 0, stream>>>(
-      dim, nnz, max_chunks, num_unique, chunk_count, chunk_start, partial, grad_rows);
-  LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  if (!summed) return;
+  if (may_be_hot) {  // the chunks of the hot segments, shared by both sums
+    hot_chunk_count_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, num_unique, counts,
+                                                                 chunk_count);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    temp_bytes = scan_bytes;
+    LOCKSTEP_CUDA_CHECK(
+        cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, chunk_count, chunk_start, nnz, stream));
+  }
+  // The segmented sums of `width` columns of g (per bag, row stride ld; scaled by `s` unless
+  // nullptr) into out (>= num_unique, width).
+  const auto sum_segments = [&](int64_t width, const float* s, const float* g, int64_t ld,
+                                float* out) {
+    if (width == 0) return;
+    const int lanes = lanes_per_row(width);
+    segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
+        width, lanes, num_unique, starts, counts, sorted_bag, s, g, ld, out);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    if (!may_be_hot) return;
+    hot_chunk_sum_kernel<<<grid_for(max_chunks * lanes), kBlock, 0, stream>>>(
+        width, lanes, nnz, max_chunks, num_unique, starts, counts, chunk_count, chunk_start,
+        sorted_bag, s, g, ld, partial);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    hot_lane_sum_kernel<<<warp_grid(max_chunks * width), kBlock, 0, stream>>>(
+        width, nnz, max_chunks, num_unique, chunk_count, chunk_start, partial, out);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+  };
+  sum_segments(dim, scales, dout, ld_dout, grad_rows);
+  if (side_dout != nullptr) sum_segments(1, nullptr, side_dout, 1, side_rows);
 }
 
 }  // namespace
@@ -412,9 +425,10 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                             const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
+                            float* grad_rows, int64_t* num_unique, int id_bits, bool padded,
+                            const float* side_dout, float* side_rows) {
   sort_and_segment_sum(ctx, kBackwardNames, pooling, batch, dim, offsets, ids, nnz, dout, ld_dout,
-                       unique_ids, grad_rows, num_unique, id_bits, padded);
+                       unique_ids, grad_rows, num_unique, id_bits, padded, side_dout, side_rows);
 }
 
 // Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
@@ -423,7 +437,8 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                        const float* rows, uint64_t* unique_ids, float* merged,
                        int64_t* num_unique) {
   sort_and_segment_sum(ctx, kMergeNames, Pooling::Sum, n, dim, nullptr, ids, n, rows, dim,
-                       unique_ids, merged, num_unique, /*id_bits=*/64, /*padded=*/false);
+                       unique_ids, merged, num_unique, /*id_bits=*/64, /*padded=*/false, nullptr,
+                       nullptr);
 }
 
 }  // namespace lockstep::kernels::cuda

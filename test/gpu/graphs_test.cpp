@@ -67,6 +67,9 @@ const std::vector<ModelFactory>& factories() {
         return test::fixture_din(c, &dynamic_rules(), kRoomy);
       },
       [](const Context& c) -> std::unique_ptr<models::Model<float>> {
+        return test::fixture_bst(c, &dynamic_rules(), 0.1f, kRoomy);
+      },
+      [](const Context& c) -> std::unique_ptr<models::Model<float>> {
         auto config = test::fixture_dual_config(models::DualMode::Joint, &dynamic_rules(), kRoomy);
         config.kd_warmup_steps = 3;
         return std::make_unique<models::DualDnn<float>>(config, test::fixture_columns(), 3, c);

@@ -60,6 +60,45 @@ void require_lookup_parity(test::ParityContexts& pc, const LookupCase& c, const 
   unique_cpu.resize(static_cast<size_t>(num_unique_cpu));
   grad_cpu.resize(static_cast<size_t>(num_unique_cpu * dim));
 
+  // The side sum (one value per bag, Sum pooling) over the same sort: on the CPU the bits of a
+  // separate one-wide Sum backward, the main rows unchanged; on CUDA the CPU's bits.
+  const auto side =
+      test::random_vector<float>(static_cast<size_t>(std::max<int64_t>(batch, 1)), seed + 2);
+  const auto room = static_cast<size_t>(std::max<int64_t>(nnz, 1));
+  std::vector<uint64_t> side_ids(room);
+  std::vector<float> side_cpu(room), alone_cpu(room), grad_with_side(room * dim);
+  int64_t n_side = -1;
+  kernels::pooled_lookup_backward<float>(
+      pc.cpu, c.pooling, batch, dim, csr.offsets.data(), csr.ids.data(), nnz, dout.data(), ld,
+      side_ids.data(), grad_with_side.data(), &n_side, 64, false, side.data(), side_cpu.data());
+  REQUIRE(n_side == num_unique_cpu);
+  grad_with_side.resize(grad_cpu.size());
+  test::require_bitwise_equal(grad_with_side, grad_cpu, "grad_rows with a side sum");
+  kernels::pooled_lookup_backward<float>(pc.cpu, Pooling::Sum, batch, 1, csr.offsets.data(),
+                                         csr.ids.data(), nnz, side.data(), 1, side_ids.data(),
+                                         alone_cpu.data(), &n_side);
+  side_cpu.resize(static_cast<size_t>(num_unique_cpu));
+  alone_cpu.resize(static_cast<size_t>(num_unique_cpu));
+  test::require_bitwise_equal(side_cpu, alone_cpu, "side sum = a one-wide Sum backward");
+  {
+    const auto d_side = test::to_gpu(pc.gpu, side);
+    const auto d_dout_side = test::to_gpu(pc.gpu, dout);
+    Tensor<uint64_t> d_ids2(pc.gpu, {std::max<int64_t>(nnz, 1)});
+    Tensor<float> d_grad2(pc.gpu, {std::max<int64_t>(nnz * dim, 1)});
+    Tensor<float> d_side_rows(pc.gpu, {std::max<int64_t>(nnz, 1)});
+    auto d_n = test::to_gpu(pc.gpu, std::vector<int64_t>{-1});
+    kernels::pooled_lookup_backward<float>(pc.gpu, c.pooling, batch, dim, d_offsets.data(),
+                                           d_ids.data(), nnz, d_dout_side.data(), ld, d_ids2.data(),
+                                           d_grad2.data(), d_n.data(),
+                                           kernels::id_bits_for(std::max<int64_t>(c.rows, 1)),
+                                           false, d_side.data(), d_side_rows.data());
+    REQUIRE(to_host(pc.gpu, d_n.data(), 1)[0] == num_unique_cpu);
+    test::require_bitwise_equal(to_host(pc.gpu, d_grad2.data(), num_unique_cpu * dim), grad_cpu,
+                                "CUDA grad_rows with a side sum");
+    test::require_bitwise_equal(to_host(pc.gpu, d_side_rows.data(), num_unique_cpu), side_cpu,
+                                "CUDA side sum");
+  }
+
   const auto d_dout = test::to_gpu(pc.gpu, dout);
   Tensor<uint64_t> d_unique(pc.gpu, {nnz});
   Tensor<float> d_grad(pc.gpu, {nnz * dim});

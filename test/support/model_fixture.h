@@ -81,13 +81,14 @@ inline std::unique_ptr<models::Din<float>> fixture_din(
 }
 
 /// The same read by BST (target token + history, 2 heads over the 8-wide item embeddings).
-/// `dynamic`: the tables made dynamic with these rules (make_dynamic).
+/// `dynamic`: the tables made dynamic with these rules (make_dynamic), each of `capacity`.
 inline std::unique_ptr<models::Bst<float>> fixture_bst(
-    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr, float dropout = 0.1f) {
+    const Context& ctx, const embedding::AccessorConfig* dynamic = nullptr, float dropout = 0.1f,
+    int64_t capacity = 600) {
   models::BstConfig c;
   const auto base = fixture_config();
   c.tables = base.tables;
-  if (dynamic) make_dynamic(c.tables, *dynamic);
+  if (dynamic) make_dynamic(c.tables, *dynamic, capacity, capacity);
   c.fields = {{"user", "user"}, {"item", "item"}, {"hist", "item", 4}};
   c.target = {"item"};
   c.sequence = {"hist"};

@@ -284,6 +284,68 @@ TEST_CASE("pooled_lookup_backward sums a hot id by chunks, lanes and the butterf
   }
 }
 
+TEST_CASE("pooled_lookup_backward's side sum gives the bits of a one-wide Sum backward",
+          "[kernels][embedding]") {
+  // Mean pooling for the main rows (the side sum is Sum-pooled all the same), an id hot enough
+  // for chunks and lanes (100 positions), and padding past the bags.
+  std::vector<std::vector<uint64_t>> bags;
+  for (int b = 0; b < 60; ++b) bags.push_back({uint64_t(b % 7), 9, uint64_t(b % 3)});
+  bags.push_back({});
+  bags.push_back(std::vector<uint64_t>(40, 9));
+  const CsrBatch csr = csr_from_bags(bags);
+  const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = 5, staged = nnz + 6;
+  std::vector<uint64_t> ids = csr.ids;
+  ids.resize(static_cast<size_t>(staged), 10);  // padding: the row count of a 10-row table
+  const auto dout = test::random_vector<float>(static_cast<size_t>(batch * dim), 3);
+  const auto side = test::random_vector<float>(static_cast<size_t>(batch), 4);
+  const auto n = static_cast<size_t>(staged);
+  std::vector<uint64_t> unique(n), unique_alone(n);
+  std::vector<float> rows(n * dim), rows_alone(n * dim), side_rows(n), side_alone(n);
+  int64_t u = -1, u_alone = -1;
+  const int bits = kernels::id_bits_for(11);
+  kernels::pooled_lookup_backward<float>(
+      Context{}, Pooling::Mean, batch, dim, csr.offsets.data(), ids.data(), staged, dout.data(),
+      dim, unique.data(), rows.data(), &u, bits, true, side.data(), side_rows.data());
+  kernels::pooled_lookup_backward<float>(Context{}, Pooling::Mean, batch, dim, csr.offsets.data(),
+                                         ids.data(), staged, dout.data(), dim, unique_alone.data(),
+                                         rows_alone.data(), &u_alone, bits, true);
+  REQUIRE(u == 8);  // ids 0..6 and 9
+  REQUIRE(u_alone == u);
+  CHECK(unique == unique_alone);
+  CHECK(rows == rows_alone);
+  kernels::pooled_lookup_backward<float>(Context{}, Pooling::Sum, batch, 1, csr.offsets.data(),
+                                         ids.data(), staged, side.data(), 1, unique_alone.data(),
+                                         side_alone.data(), &u_alone, bits, true);
+  REQUIRE(u_alone == u);
+  side_rows.resize(8);
+  side_alone.resize(8);
+  CHECK(side_rows == side_alone);
+  // Id 9's side value in the contract's order: 100 positions, chunks of 32 to lanes, butterfly.
+  std::vector<float> nine;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t j = csr.offsets[b]; j < csr.offsets[b + 1]; ++j)
+      if (csr.ids[j] == 9) nine.push_back(side[b]);
+  REQUIRE(nine.size() == 100);
+  float lanes[kernels::kHotLanes] = {};
+  for (size_t from = 0, c = 0; from < nine.size(); from += kernels::kHotChunk, ++c) {
+    float chunk = 0.0f;
+    for (size_t k = from; k < std::min(nine.size(), from + kernels::kHotChunk); ++k)
+      chunk += nine[k];
+    lanes[c % kernels::kHotLanes] += chunk;
+  }
+  for (int o = kernels::kHotLanes / 2; o > 0; o /= 2) {
+    float next[kernels::kHotLanes];
+    for (int l = 0; l < kernels::kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ o];
+    std::copy_n(next, kernels::kHotLanes, lanes);
+  }
+  CHECK(side_rows[7] == lanes[0]);
+  CHECK_THROWS_WITH(
+      kernels::pooled_lookup_backward<float>(
+          Context{}, Pooling::Sum, batch, dim, csr.offsets.data(), ids.data(), staged, dout.data(),
+          dim, unique.data(), rows.data(), &u, bits, true, side.data(), nullptr),
+      Contains("given together"));
+}
+
 TEST_CASE("id_bits_for gives the bits of the largest id; a bad id_bits is rejected",
           "[kernels][embedding]") {
   CHECK(kernels::id_bits_for(0) == 1);

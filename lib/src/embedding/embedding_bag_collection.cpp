@@ -30,7 +30,7 @@ struct EmbeddingBagCollection<T>::TableBatch {
   // Dynamic tables: the batch's keys' embedx rows and lr weights (forward); the embedx gradient
   // by batch key, each bag's dwide, the lr gradient by batch key and the keys' counts (backward).
   Tensor<T> compact, compact_lr, key_rows, bag_dwide, dlr_rows;
-  Tensor<uint64_t> key_ids, dlr_ids;
+  Tensor<uint64_t> key_ids;
   Tensor<int64_t> key_count;
 };
 
@@ -384,25 +384,22 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
   tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
   tb.key_count.resize(ctx, {1});
-  kernels::pooled_lookup_backward<T>(
-      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t),
-      nnz, grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded);
-  // The lr gradient: every bag carries its sample's dwide; summed per key like the embedx rows.
   tb.dlr_rows.resize(ctx, {std::max<int64_t>(nnz, 1)});  // n <= nnz: keys come from the ids
+  // The lr gradient: every bag carries its sample's dwide, summed per key over the embedx
+  // gradient's sort and segments (pooled_lookup_backward's side sum).
   if (dwide) {
     tb.bag_dwide.resize(ctx, {std::max<int64_t>(batch.bags(t), 1)});
     for (size_t k = 0; k < tb.fields.size(); ++k) {
       const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
       kernels::repeat_each<T>(ctx, rows_, per, dwide, tb.bag_dwide.data() + rows_ * tb.bag_start[k]);
     }
-    tb.dlr_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
-    kernels::pooled_lookup_backward<T>(ctx, kernels::Pooling::Sum, batch.bags(t), 1,
-                                       batch.offsets(t), batch.ids(t), nnz, tb.bag_dwide.data(), 1,
-                                       tb.dlr_ids.data(), tb.dlr_rows.data(), tb.key_count.data(),
-                                       id_bits, padded);
   } else {
     kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
   }
+  kernels::pooled_lookup_backward<T>(
+      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t),
+      nnz, grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded,
+      dwide ? tb.bag_dwide.data() : nullptr, dwide ? tb.dlr_rows.data() : nullptr);
   // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1. The
   // keys, their counts and n came with the staged batch: nothing is uploaded here.
   SparseGrad<T>& g = table.grad();
