@@ -84,6 +84,37 @@ void order_by_id(const Context& ctx, int64_t nnz, const uint64_t* ids, int id_bi
   }
 }
 
+// A hot segment (more than kHotChunk positions) summed in the order kernels/embedding.h states:
+// chunk c's sequential sum goes to lane c mod kHotLanes, then the lanes' xor butterfly.
+template <class T, class Value>
+[[gnu::noinline]] T hot_segment_sum(const IdPosition* keys, int64_t begin, int64_t end,
+                                    const Value& value) {
+  T lanes[kHotLanes] = {};
+  for (int64_t from = begin, c = 0; from < end; from += kHotChunk, ++c) {
+    T sum = T(0);
+    for (int64_t k = from; k < std::min(end, from + kHotChunk); ++k) sum += value(keys[k].second);
+    lanes[c % kHotLanes] += sum;
+  }
+  for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
+    T next[kHotLanes];
+    for (int l = 0; l < kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ offset];
+    std::copy_n(next, kHotLanes, lanes);
+  }
+  return lanes[0];
+}
+
+// The sum over the sorted positions begin .. end - 1 of value(j) (j: the original position):
+// sequential from 0 in increasing j, or a hot segment's order. The common short segment stays
+// inline in the caller's loop.
+template <class T, class Value>
+[[gnu::always_inline]] inline T segment_sum(const IdPosition* keys, int64_t begin, int64_t end,
+                                            const Value& value) {
+  if (end - begin > kHotChunk) return hot_segment_sum<T>(keys, begin, end, value);
+  T sum = T(0);
+  for (int64_t k = begin; k < end; ++k) sum += value(keys[k].second);
+  return sum;
+}
+
 // The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
 // distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
 // positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
@@ -106,33 +137,24 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   const auto segments = static_cast<int64_t>(starts.size());
   starts.push_back(nnz);
   const int64_t per_segment = segments > 0 ? nnz / segments : 1;
-  // The sum over sorted positions begin .. end - 1 of value(j) (j: the original position).
-  const auto segment_sum = [&](int64_t begin, int64_t end, const auto& value) {
-    const auto chunk_sum = [&](int64_t from, int64_t to) {
-      T sum = T(0);
-      for (int64_t k = from; k < to; ++k) sum += value(keys[k].second);
-      return sum;
-    };
-    if (end - begin <= kHotChunk) return chunk_sum(begin, end);
-    // A hot id: chunk j's sum goes to lane j mod 32, then the lanes' xor butterfly.
-    T lanes[kHotLanes] = {};
-    for (int64_t from = begin, j = 0; from < end; from += kHotChunk, ++j)
-      lanes[j % kHotLanes] += chunk_sum(from, std::min(end, from + kHotChunk));
-    for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
-      T next[kHotLanes];
-      for (int l = 0; l < kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ offset];
-      std::copy_n(next, kHotLanes, lanes);
-    }
-    return lanes[0];
-  };
-  parallel_for(ctx, segments, grain_for(per_segment * (dim + 1)), [&](int64_t u0, int64_t u1) {
+  const IdPosition* sorted = keys.data();
+  parallel_for(ctx, segments, grain_for(per_segment * dim), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
-      unique_ids[u] = keys[starts[u]].first;
+      unique_ids[u] = sorted[starts[u]].first;
       T* out_row = out + u * dim;
       const int64_t begin = starts[u], end = starts[u + 1];
-      for (int64_t d = 0; d < dim; ++d)
-        out_row[d] = segment_sum(begin, end, [&](int64_t j) { return contribution(j, d); });
-      if (side_out != nullptr) side_out[u] = segment_sum(begin, end, side);
+      if (end - begin <= kHotChunk) {  // the common case, inline: every column, in order
+        for (int64_t d = 0; d < dim; ++d) {
+          T sum = T(0);
+          for (int64_t k = begin; k < end; ++k) sum += contribution(sorted[k].second, d);
+          out_row[d] = sum;
+        }
+      } else {
+        for (int64_t d = 0; d < dim; ++d)
+          out_row[d] =
+              hot_segment_sum<T>(sorted, begin, end, [&](int64_t j) { return contribution(j, d); });
+      }
+      if (side_out != nullptr) side_out[u] = segment_sum<T>(sorted, begin, end, side);
     }
   });
   return segments;
