@@ -115,6 +115,18 @@ __global__ void positions_kernel(int64_t n, int64_t* __restrict__ pos) {
        i += int64_t(gridDim.x) * blockDim.x)
     pos[i] = i;
 }
+// Before a batch's distinct keys are made: the count, and the keys and counts up to `room`,
+// zero (one launch instead of three memsets).
+__global__ void clear_unique_kernel(int64_t room, uint64_t* __restrict__ keys,
+                                    float* __restrict__ counts, int64_t* __restrict__ count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < room;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    keys[i] = 0;
+    counts[2 * i] = 0.0f;
+    counts[2 * i + 1] = 0.0f;
+  }
+  if (blockIdx.x == 0 && threadIdx.x == 0) *count = 0;
+}
 __global__ void run_heads_kernel(int64_t n, const uint64_t* __restrict__ sorted,
                                  int64_t* __restrict__ head) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -192,13 +204,8 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
 void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, const float* labels,
                  uint64_t* keys, float* counts, int64_t* count) {
   const cudaStream_t stream = stream_of(ctx);
-  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(int64_t), stream));
-  if (room > 0) {
-    LOCKSTEP_CUDA_CHECK(
-        cudaMemsetAsync(keys, 0, static_cast<size_t>(room) * sizeof(uint64_t), stream));
-    LOCKSTEP_CUDA_CHECK(
-        cudaMemsetAsync(counts, 0, static_cast<size_t>(2 * room) * sizeof(float), stream));
-  }
+  clear_unique_kernel<<<grid_for(room), kBlock, 0, stream>>>(room, keys, counts, count);
+  LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
   if (nnz == 0) return;
   size_t sort_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
