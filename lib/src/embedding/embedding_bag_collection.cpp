@@ -377,14 +377,15 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
   EmbeddingTable<T>& table = tables_[t];
   const DeviceBatch<T>& batch = *batch_;
   const int64_t dim = table.dim(), width = table.grad_width();
-  // The staged ids bound the distinct keys (their number is on the device); padding ids are n.
-  const int64_t nnz = batch.staged_nnz(t), n = nnz;
+  // The ids staged (padding included) bound the distinct keys, whose number is on the device;
+  // a padded table's padding ids are n.
+  const int64_t n = batch.staged_nnz(t);
   const bool padded = batch.padded(t);
   const int id_bits = kernels::id_bits_for(padded ? n + 1 : n);
-  tb.key_ids.resize(ctx, {std::max<int64_t>(nnz, 1)});
-  tb.key_rows.resize(ctx, {std::max<int64_t>(nnz, 1), dim});
+  tb.key_ids.resize(ctx, {std::max<int64_t>(n, 1)});
+  tb.key_rows.resize(ctx, {std::max<int64_t>(n, 1), dim});
   tb.key_count.resize(ctx, {1});
-  tb.dlr_rows.resize(ctx, {std::max<int64_t>(nnz, 1)});  // n <= nnz: keys come from the ids
+  tb.dlr_rows.resize(ctx, {std::max<int64_t>(n, 1)});
   // The lr gradient: every bag carries its sample's dwide, summed per key over the embedx
   // gradient's sort and segments (pooled_lookup_backward's side sum).
   if (dwide) {
@@ -397,8 +398,8 @@ void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, con
     kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
   }
   kernels::pooled_lookup_backward<T>(
-      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t),
-      nnz, grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded,
+      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t), n,
+      grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded,
       dwide ? tb.bag_dwide.data() : nullptr, dwide ? tb.dlr_rows.data() : nullptr);
   // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1. The
   // keys, their counts and n came with the staged batch: nothing is uploaded here.
