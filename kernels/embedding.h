@@ -74,11 +74,6 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 //               about 3x fewer passes on CUDA; 2 passes instead of a comparison sort on the CPU).
 //               The CPU reference throws on an id at or above 2^id_bits; CUDA may group such an
 //               id wrongly, but it is at or above the table's rows, which the optimizers reject.
-//   side_dout:  nullptr, or (batch) one value per bag: a second, one-wide gradient over the same
-//               ids, Sum-pooled whatever `pooling` is: side_rows[u] (>= nnz) = the sum over the
-//               positions j of unique_ids[u] of side_dout[bag(j)], in the order above — the bits
-//               of a separate Sum backward of dim 1, for one more segmented sum instead of
-//               another sort (a dynamic table's lr weights: their gradient per key).
 /// Positions per chunk of a hot id's sum, and the lanes its chunk sums are spread over.
 inline constexpr int64_t kHotChunk = 32;
 inline constexpr int kHotLanes = 32;
@@ -93,8 +88,7 @@ inline int id_bits_for(int64_t rows) {
 LOCKSTEP_KERNEL_IMPLS(pooled_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
                       int64_t dim, const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                       const T* dout, int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                      int64_t* num_unique, int id_bits, bool padded, const T* side_dout,
-                      T* side_rows)
+                      int64_t* num_unique, int id_bits, bool padded)
 namespace detail {
 inline void check_pooled_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout,
                                          int id_bits) {
@@ -110,15 +104,65 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits = 64, bool padded = false,
-                            const T* side_dout = nullptr, T* side_rows = nullptr) {
+                            int64_t* num_unique, int id_bits = 64, bool padded = false) {
   detail::check_pooled_lookup_backward(batch, dim, nnz, ld_dout, id_bits);
-  LOCKSTEP_CHECK(
-      (side_dout == nullptr) == (side_rows == nullptr),
-      "pooled_lookup_backward: side_dout and side_rows are given together or not at all");
   LOCKSTEP_DISPATCH(T, ctx, pooled_lookup_backward, pooling, batch, dim, offsets, ids, nnz, dout,
-                    ld_dout, unique_ids, grad_rows, num_unique, id_bits, padded, side_dout,
-                    side_rows);
+                    ld_dout, unique_ids, grad_rows, num_unique, id_bits, padded);
+}
+
+// The backward of a dynamic table's lookup, whose ids are positions among the batch's distinct
+// keys and arrive sorted (kernels::unique_keys sorted them once, when the batch was staged): the
+// gradient per key without sorting again, and with it `side_width` Sum-pooled values per bag.
+//   offsets, nnz, padded, dout, ld_dout: as pooled_lookup_backward (positions offsets[batch] ..
+//               nnz - 1 are padding, in no bag and in no key's run)
+//   order:      (offsets[batch]) the positions grouped by key: key u's positions are order[
+//               starts[u] .. starts[u + 1] - 1], ascending
+//   starts:     (num_keys + 1) starts[0] = 0, non-decreasing, starts[num_keys] = offsets[batch]
+//   num_keys:   ONE int64 in ctx's device memory (host memory on the CPU), <= nnz
+//   side:       (batch, side_width) row-major, or nullptr when side_width == 0
+//   rows:       (>= num_keys, ld_rows), ld_rows >= side_width + dim; out: row u = [the sums of
+//               side[bag(j), c] (c < side_width), then of scale_bag(j) * dout[bag(j), d] (d < dim)]
+//               over key u's positions j, each in pooled_lookup_backward's order (sequential in
+//               increasing j, or a hot key's chunks and lanes). Rows past num_keys: untouched.
+// So the columns have exactly the bits of pooled_lookup_backward over the same ids (and of a
+// one-wide Sum backward per side column). Bad offsets: as pooled_lookup_backward. A grouping
+// unique_keys does not make (an order entry outside [0, offsets[batch]), starts that decrease or
+// miss the ends, num_keys past offsets[batch]): the CPU throws naming it and writes nothing;
+// CUDA records a bad order entry with the CPU's message, clamps the starts and the count to
+// [0, nnz], reads nothing out of bounds, and leaves the affected rows undefined.
+LOCKSTEP_KERNEL_IMPLS(keyed_lookup_backward, const Context& ctx, Pooling pooling, int64_t batch,
+                      int64_t dim, const int64_t* offsets, int64_t nnz, bool padded,
+                      const int* order, const int64_t* starts, const int64_t* num_keys,
+                      const T* dout, int64_t ld_dout, int64_t side_width, const T* side, T* rows,
+                      int64_t ld_rows)
+namespace detail {
+inline void check_keyed_lookup_backward(int64_t batch, int64_t dim, int64_t nnz, int64_t ld_dout,
+                                        int64_t side_width, bool has_side, int64_t ld_rows) {
+  constexpr const char* op = "keyed_lookup_backward";
+  LOCKSTEP_CHECK(batch >= 0 && dim >= 0 && nnz >= 0 && side_width >= 0,
+                 "{}: negative size batch={} dim={} nnz={} side_width={}", op, batch, dim, nnz,
+                 side_width);
+  LOCKSTEP_CHECK(ld_dout >= dim, "{}: ld_dout={} is smaller than dim={}", op, ld_dout, dim);
+  LOCKSTEP_CHECK(batch > 0 || nnz == 0, "{}: nnz={} but the batch has no samples", op, nnz);
+  LOCKSTEP_CHECK(side_width == 0 || has_side, "{}: side_width={} but no side matrix", op,
+                 side_width);
+  LOCKSTEP_CHECK(ld_rows >= side_width + dim,
+                 "{}: ld_rows={} is smaller than side_width + dim = {}", op, ld_rows,
+                 side_width + dim);
+  LOCKSTEP_CHECK(nnz <= INT32_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", op, nnz,
+                 INT32_MAX);
+}
+}  // namespace detail
+template <class T>
+void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                           const int64_t* offsets, int64_t nnz, bool padded, const int* order,
+                           const int64_t* starts, const int64_t* num_keys, const T* dout,
+                           int64_t ld_dout, int64_t side_width, const T* side, T* rows,
+                           int64_t ld_rows) {
+  detail::check_keyed_lookup_backward(batch, dim, nnz, ld_dout, side_width, side != nullptr,
+                                      ld_rows);
+  LOCKSTEP_DISPATCH(T, ctx, keyed_lookup_backward, pooling, batch, dim, offsets, nnz, padded, order,
+                    starts, num_keys, dout, ld_dout, side_width, side, rows, ld_rows);
 }
 
 // Merges the sparse gradients gathered from several ranks: rows with equal ids are summed.

@@ -30,16 +30,21 @@ LOCKSTEP_KERNEL_IMPLS(feasign_init_rows, const Context& ctx, int64_t n, int64_t 
 LOCKSTEP_KERNEL_IMPLS(wide_lookup_forward, const Context& ctx, int64_t batch, int64_t per_sample,
                       const int64_t* offsets, const uint64_t* ids, const T* lr, int64_t lr_rows,
                       T* out)
-// A batch's distinct keys of one dynamic table: the nnz raw keys in ids become positions in
-// keys (the distinct keys, ascending; zeros past them); counts[2u] = the occurrences of keys[u]
-// and counts[2u + 1] = the sum of their labels (labels: one per id), added in position order;
-// *count = the number of distinct keys. keys: (room), counts: (room, 2), room >= nnz (a padded
-// batch's staged id count: zeros up to it).
+// A batch's distinct keys of one dynamic table, sorted once for the whole step: the nnz raw keys
+// in ids become positions in keys (the distinct keys, ascending; zeros past them), *count = the
+// number n of distinct keys, and order/starts group the positions by key for the backward
+// (keyed_lookup_backward): key u's positions are order[starts[u] .. starts[u + 1] - 1],
+// ascending; starts[n] = nnz. keys: (room), order: (room) (entries past nnz untouched), starts:
+// (room + 1) (zeros past n + 1); room >= nnz (a padded batch's staged id count). nnz must fit
+// in an int.
 LOCKSTEP_KERNEL_IMPLS(unique_keys, const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids,
-                      const T* labels, uint64_t* keys, T* counts, int64_t* count)
-// dst[i * repeat + p] = src[i] for i < n, p < repeat.
-LOCKSTEP_KERNEL_IMPLS(repeat_each, const Context& ctx, int64_t n, int64_t repeat, const T* src,
-                      T* dst)
+                      uint64_t* keys, int64_t* count, int* order, int64_t* starts)
+// The per-bag side values of a dynamic table's backward (keyed_lookup_backward's side, width 3):
+// row i * repeat + p of dst (n * repeat, 3) = [1, labels[i], dwide[i]] for i < n, p < repeat, a
+// zero for a nullptr labels or dwide. Summed per key they are its record's show (occurrences),
+// click (their labels) and lr gradient (DynamicTable's record, lockstep/embedding/dynamic_table.h).
+LOCKSTEP_KERNEL_IMPLS(feasign_bag_stats, const Context& ctx, int64_t n, int64_t repeat,
+                      const T* labels, const T* dwide, T* dst)
 
 namespace detail {
 inline void check_rows_op(const char* op, int64_t n, int64_t dim, int64_t ld, const char* ld_name) {
@@ -84,18 +89,21 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
   LOCKSTEP_DISPATCH(T, ctx, wide_lookup_forward, batch, per_sample, offsets, ids, lr, lr_rows, out);
 }
 template <class T>
-void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, const T* labels,
-                 uint64_t* keys, T* counts, int64_t* count) {
+void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, uint64_t* keys,
+                 int64_t* count, int* order, int64_t* starts) {
   detail::check_size("unique_keys", "nnz", nnz);
   LOCKSTEP_CHECK(room >= nnz, "unique_keys: room={} is smaller than nnz={}", room, nnz);
-  LOCKSTEP_DISPATCH(T, ctx, unique_keys, nnz, room, ids, labels, keys, counts, count);
+  LOCKSTEP_CHECK(nnz <= INT32_MAX, "unique_keys: nnz={} ids in one batch exceeds the limit of {}",
+                 nnz, INT32_MAX);
+  LOCKSTEP_DISPATCH(T, ctx, unique_keys, nnz, room, ids, keys, count, order, starts);
 }
 template <class T>
-void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const T* src, T* dst) {
-  detail::check_size("repeat_each", "n", n);
-  detail::check_size("repeat_each", "repeat", repeat);
+void feasign_bag_stats(const Context& ctx, int64_t n, int64_t repeat, const T* labels,
+                       const T* dwide, T* dst) {
+  detail::check_size("feasign_bag_stats", "n", n);
+  detail::check_size("feasign_bag_stats", "repeat", repeat);
   if (n == 0 || repeat == 0) return;
-  LOCKSTEP_DISPATCH(T, ctx, repeat_each, n, repeat, src, dst);
+  LOCKSTEP_DISPATCH(T, ctx, feasign_bag_stats, n, repeat, labels, dwide, dst);
 }
 
 }  // namespace lockstep::kernels

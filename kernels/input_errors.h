@@ -29,7 +29,7 @@ enum class InputError : int32_t {
 };
 
 /// The index arrays a RowOutOfRange names.
-enum class RowArray : int64_t { Index = 0, Slots = 1 };
+enum class RowArray : int64_t { Index = 0, Slots = 1, Order = 2 };
 
 /// Where an error sorts among the errors of one launch: by check, then by position (the
 /// element the message names first). Positions are array indices, < 2^56.
@@ -52,7 +52,8 @@ std::string count_out_of_range_message(const char* op, int64_t count, int64_t ma
 /// unique_ids[u] = id is not a row of a table of `rows` rows.
 std::string unique_id_out_of_range_message(const char* op, int64_t u, uint64_t id, int64_t rows);
 
-/// <array>[i] = row is not a row of [0, rows) (the row kernels of kernels/feasign.h).
+/// <array>[i] = row is not a row of [0, rows) (the row kernels of kernels/feasign.h; a key run's
+/// position in keyed_lookup_backward).
 std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, int64_t row,
                                      int64_t rows);
 

@@ -85,14 +85,15 @@ void order_by_id(const Context& ctx, int64_t nnz, const uint64_t* ids, int id_bi
 }
 
 // A hot segment (more than kHotChunk positions) summed in the order kernels/embedding.h states:
-// chunk c's sequential sum goes to lane c mod kHotLanes, then the lanes' xor butterfly.
-template <class T, class Value>
-[[gnu::noinline]] T hot_segment_sum(const IdPosition* keys, int64_t begin, int64_t end,
+// chunk c's sequential sum goes to lane c mod kHotLanes, then the lanes' xor butterfly. pos(k):
+// the original position of sorted position k; value(j): the term of position j.
+template <class T, class Pos, class Value>
+[[gnu::noinline]] T hot_segment_sum(const Pos& pos, int64_t begin, int64_t end,
                                     const Value& value) {
   T lanes[kHotLanes] = {};
   for (int64_t from = begin, c = 0; from < end; from += kHotChunk, ++c) {
     T sum = T(0);
-    for (int64_t k = from; k < std::min(end, from + kHotChunk); ++k) sum += value(keys[k].second);
+    for (int64_t k = from; k < std::min(end, from + kHotChunk); ++k) sum += value(pos(k));
     lanes[c % kHotLanes] += sum;
   }
   for (int offset = kHotLanes / 2; offset > 0; offset /= 2) {
@@ -103,28 +104,33 @@ template <class T, class Value>
   return lanes[0];
 }
 
-// The sum over the sorted positions begin .. end - 1 of value(j) (j: the original position):
-// sequential from 0 in increasing j, or a hot segment's order. The common short segment stays
-// inline in the caller's loop.
-template <class T, class Value>
-[[gnu::always_inline]] inline T segment_sum(const IdPosition* keys, int64_t begin, int64_t end,
-                                            const Value& value) {
-  if (end - begin > kHotChunk) return hot_segment_sum<T>(keys, begin, end, value);
-  T sum = T(0);
-  for (int64_t k = begin; k < end; ++k) sum += value(keys[k].second);
-  return sum;
+// out_row[d] (d < width) = the sum over the sorted positions begin .. end - 1 of
+// contribution(j, d) (j = pos(k)): sequential from 0 in increasing j, or a hot segment's order.
+// The common short segment's columns stay inline in the caller's loop.
+template <class T, class Pos, class Contribution>
+[[gnu::always_inline]] inline void sum_segment(const Pos& pos, int64_t begin, int64_t end,
+                                               int64_t width, const Contribution& contribution,
+                                               T* out_row) {
+  if (end - begin <= kHotChunk) {  // the common case: every column, in order
+    for (int64_t d = 0; d < width; ++d) {
+      T sum = T(0);
+      for (int64_t k = begin; k < end; ++k) sum += contribution(pos(k), d);
+      out_row[d] = sum;
+    }
+    return;
+  }
+  for (int64_t d = 0; d < width; ++d)
+    out_row[d] = hot_segment_sum<T>(pos, begin, end, [&](int64_t j) { return contribution(j, d); });
 }
 
 // The sparse-gradient reduction shared by pooled_lookup_backward and merge_sparse_rows: for each
 // distinct id, in ascending id order, unique_ids[u] = id and out[u, d] = the sum over the
 // positions j with ids[j] == id of contribution(j, d), in the order kernels/embedding.h states
-// (increasing j from 0; hot ids by chunks and lanes); with side_out, side_out[u] = the same sum
-// of side(j). Returns the number of distinct ids.
-//   ids: (nnz), each < 2^id_bits; unique_ids: (>= nnz); out: (>= nnz, dim); side_out: (>= nnz)
-template <class T, class Contribution, class Side>
+// (increasing j from 0; hot ids by chunks and lanes). Returns the number of distinct ids.
+//   ids: (nnz), each < 2^id_bits; unique_ids: (>= nnz); out: (>= nnz, dim)
+template <class T, class Contribution>
 int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint64_t* ids,
-                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out,
-                       Side side, T* side_out) {
+                       int id_bits, Contribution contribution, uint64_t* unique_ids, T* out) {
   LOCKSTEP_KEPT_VECTOR(IdPosition, keys);
   LOCKSTEP_KEPT_VECTOR(IdPosition, merged);
   LOCKSTEP_KEPT_VECTOR(int64_t, starts);
@@ -138,26 +144,48 @@ int64_t sum_rows_by_id(const Context& ctx, int64_t nnz, int64_t dim, const uint6
   starts.push_back(nnz);
   const int64_t per_segment = segments > 0 ? nnz / segments : 1;
   const IdPosition* sorted = keys.data();
+  const auto pos = [sorted](int64_t k) { return sorted[k].second; };
   parallel_for(ctx, segments, grain_for(per_segment * dim), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       unique_ids[u] = sorted[starts[u]].first;
-      T* out_row = out + u * dim;
-      const int64_t begin = starts[u], end = starts[u + 1];
-      if (end - begin <= kHotChunk) {  // the common case, inline: every column, in order
-        for (int64_t d = 0; d < dim; ++d) {
-          T sum = T(0);
-          for (int64_t k = begin; k < end; ++k) sum += contribution(sorted[k].second, d);
-          out_row[d] = sum;
-        }
-      } else {
-        for (int64_t d = 0; d < dim; ++d)
-          out_row[d] =
-              hot_segment_sum<T>(sorted, begin, end, [&](int64_t j) { return contribution(j, d); });
-      }
-      if (side_out != nullptr) side_out[u] = segment_sum<T>(sorted, begin, end, side);
+      sum_segment(pos, starts[u], starts[u + 1], dim, contribution, out + u * dim);
     }
   });
   return segments;
+}
+
+// Checks a (possibly padded) CSR against the nnz its caller passed: offsets[batch] == nnz, or
+// <= nnz with padding.
+void check_offsets_end(const char* op, int64_t batch, const int64_t* offsets, int64_t nnz,
+                       bool padded) {
+  check_offsets(op, batch, offsets);
+  if (padded ? offsets[batch] > nnz : offsets[batch] != nnz)
+    throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
+}
+
+// bag_of[j] = the bag of position j < offsets[batch], and with Mean pooling scaled_dout = each
+// bag's dout times its pooling factor, stored before summing: the product is rounded on its own
+// (no fused multiply-add into the sum), as on CUDA. Returns contribution(j, d), the term of
+// position j in column d of a row's gradient.
+template <class T>
+auto bag_contributions(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                       const int64_t* offsets, const T* dout, int64_t ld_dout,
+                       std::vector<int64_t>& bag_of, std::vector<T>& scaled_dout) {
+  bag_of.resize(static_cast<size_t>(offsets[batch]));
+  if (pooling == Pooling::Mean) scaled_dout.resize(static_cast<size_t>(batch * dim));
+  parallel_for(ctx, batch, grain_for(dim + 1), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) bag_of[j] = b;
+      if (pooling != Pooling::Mean) continue;
+      const T scale = bag_scale<T>(pooling, offsets[b + 1] - offsets[b]);
+      for (int64_t d = 0; d < dim; ++d) scaled_dout[b * dim + d] = dout[b * ld_dout + d] * scale;
+    }
+  });
+  return [pooling, dim, dout, ld_dout, bag = bag_of.data(), scaled = scaled_dout.data()](
+             int64_t j, int64_t d) {
+    const int64_t b = bag[j];
+    return pooling == Pooling::Mean ? scaled[b * dim + d] : dout[b * ld_dout + d];
+  };
 }
 
 }  // namespace
@@ -204,14 +232,11 @@ template <class T>
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz, const T* dout,
                             int64_t ld_dout, uint64_t* unique_ids, T* grad_rows,
-                            int64_t* num_unique, int id_bits, bool padded, const T* side_dout,
-                            T* side_rows) {
+                            int64_t* num_unique, int id_bits, bool padded) {
   constexpr const char* op = "pooled_lookup_backward";
   *num_unique = 0;
   if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
-  check_offsets(op, batch, offsets);
-  if (padded ? offsets[batch] > nnz : offsets[batch] != nnz)
-    throw Error(offsets_end_message(op, batch, offsets[batch], nnz));
+  check_offsets_end(op, batch, offsets, nnz, padded);
   if (id_bits < 64)
     for (int64_t j = 0; j < nnz; ++j)
       if (ids[j] >> id_bits != 0)
@@ -234,28 +259,50 @@ void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, 
   }
   nnz = padding_from;
   if (nnz == 0) return;
-
-  // Each position's bag and its pooling factor applied to dout, stored before summing: the
-  // product is rounded on its own (no fused multiply-add into the sum), as on CUDA.
   LOCKSTEP_KEPT_VECTOR(int64_t, bag_of);
   LOCKSTEP_KEPT_VECTOR(T, scaled_dout);
-  bag_of.resize(static_cast<size_t>(nnz));
-  if (pooling == Pooling::Mean) scaled_dout.resize(static_cast<size_t>(batch * dim));
-  parallel_for(ctx, batch, grain_for(dim + 1), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) bag_of[j] = b;
-      if (pooling != Pooling::Mean) continue;
-      const T scale = bag_scale<T>(pooling, offsets[b + 1] - offsets[b]);
-      for (int64_t d = 0; d < dim; ++d) scaled_dout[b * dim + d] = dout[b * ld_dout + d] * scale;
-    }
-  });
-  const auto contribution = [&](int64_t j, int64_t d) {
-    const int64_t b = bag_of[j];
-    return pooling == Pooling::Mean ? scaled_dout[b * dim + d] : dout[b * ld_dout + d];
-  };
-  const auto side = [&](int64_t j) { return side_dout[bag_of[j]]; };
-  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, id_bits, contribution, unique_ids, grad_rows,
-                                  side, side_rows);
+  const auto contribution =
+      bag_contributions(ctx, pooling, batch, dim, offsets, dout, ld_dout, bag_of, scaled_dout);
+  *num_unique = sum_rows_by_id<T>(ctx, nnz, dim, ids, id_bits, contribution, unique_ids, grad_rows);
+}
+
+template <class T>
+void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                           const int64_t* offsets, int64_t nnz, bool padded, const int* order,
+                           const int64_t* starts, const int64_t* num_keys, const T* dout,
+                           int64_t ld_dout, int64_t side_width, const T* side, T* rows,
+                           int64_t ld_rows) {
+  constexpr const char* op = "keyed_lookup_backward";
+  if (batch == 0) return;  // nnz == 0 (checked by the dispatcher)
+  check_offsets_end(op, batch, offsets, nnz, padded);
+  // The grouping unique_keys made, checked before anything is written.
+  const int64_t total = offsets[batch], keys = *num_keys;
+  if (keys < 0 || keys > total) throw Error(count_out_of_range_message(op, keys, total));
+  for (int64_t u = 0; u <= keys; ++u)
+    if ((u == 0 && starts[0] != 0) || (u > 0 && starts[u] < starts[u - 1]) || starts[u] > total ||
+        (u == keys && starts[u] != total))
+      throw Error(fmt::format(
+          "{}: starts[{}] = {}: the key runs must start at 0, not decrease and end at the {} "
+          "positions of the bags",
+          op, u, starts[u], total));
+  for (int64_t k = 0; k < total; ++k)
+    if (order[k] < 0 || order[k] >= total)
+      throw Error(row_out_of_range_message(op, RowArray::Order, k, order[k], total));
+  if (keys == 0) return;
+  LOCKSTEP_KEPT_VECTOR(int64_t, bag_of);
+  LOCKSTEP_KEPT_VECTOR(T, scaled_dout);
+  const auto contribution =
+      bag_contributions(ctx, pooling, batch, dim, offsets, dout, ld_dout, bag_of, scaled_dout);
+  const auto side_term = [&](int64_t j, int64_t c) { return side[bag_of[j] * side_width + c]; };
+  const auto pos = [order](int64_t k) { return static_cast<int64_t>(order[k]); };
+  parallel_for(ctx, keys, grain_for(std::max<int64_t>(1, total / keys) * (dim + side_width)),
+               [&](int64_t u0, int64_t u1) {
+                 for (int64_t u = u0; u < u1; ++u) {
+                   T* row = rows + u * ld_rows;
+                   sum_segment(pos, starts[u], starts[u + 1], side_width, side_term, row);
+                   sum_segment(pos, starts[u], starts[u + 1], dim, contribution, row + side_width);
+                 }
+               });
 }
 
 // Row i is a bag of one id with Sum pooling: the backward's reduction with contribution(i, d) =
@@ -264,17 +311,19 @@ template <class T>
 void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_t* ids,
                        const T* rows, uint64_t* unique_ids, T* merged, int64_t* num_unique) {
   const auto contribution = [rows, dim](int64_t i, int64_t d) { return rows[i * dim + d]; };
-  const auto no_side = [](int64_t) { return T(0); };
-  *num_unique = sum_rows_by_id<T>(ctx, n, dim, ids, /*id_bits=*/64, contribution, unique_ids,
-                                  merged, no_side, static_cast<T*>(nullptr));
+  *num_unique =
+      sum_rows_by_id<T>(ctx, n, dim, ids, /*id_bits=*/64, contribution, unique_ids, merged);
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                   \
   template void pooled_lookup_forward<T>(const Context&, Pooling, int64_t, int64_t, const T*,     \
                                          int64_t, const int64_t*, const uint64_t*, T*, int64_t);  \
-  template void pooled_lookup_backward<T>(                                                        \
-      const Context&, Pooling, int64_t, int64_t, const int64_t*, const uint64_t*, int64_t,        \
-      const T*, int64_t, uint64_t*, T*, int64_t*, int, bool, const T*, T*);                       \
+  template void pooled_lookup_backward<T>(const Context&, Pooling, int64_t, int64_t,              \
+                                          const int64_t*, const uint64_t*, int64_t, const T*,     \
+                                          int64_t, uint64_t*, T*, int64_t*, int, bool);           \
+  template void keyed_lookup_backward<T>(                                                         \
+      const Context&, Pooling, int64_t, int64_t, const int64_t*, int64_t, bool, const int*,       \
+      const int64_t*, const int64_t*, const T*, int64_t, int64_t, const T*, T*, int64_t);         \
   template void merge_sparse_rows<T>(const Context&, int64_t, int64_t, const uint64_t*, const T*, \
                                      uint64_t*, T*, int64_t*);
 LOCKSTEP_INSTANTIATE(float)

@@ -64,44 +64,54 @@ void wide_lookup_forward(const Context&, int64_t batch, int64_t per_sample, cons
 }
 
 template <class T>
-void unique_keys(const Context&, int64_t nnz, int64_t room, uint64_t* ids, const T* labels,
-                 uint64_t* keys, T* counts, int64_t* count) {
+void unique_keys(const Context&, int64_t nnz, int64_t room, uint64_t* ids, uint64_t* keys,
+                 int64_t* count, int* order, int64_t* starts) {
   // (key, position) pairs sorted: each run is one key, its positions ascending (the CUDA
   // kernels' stable sort gives the same order). Kept between calls: no allocation per step.
-  thread_local std::vector<std::pair<uint64_t, int64_t>> order;
-  order.resize(static_cast<size_t>(nnz));
-  for (int64_t j = 0; j < nnz; ++j) order[static_cast<size_t>(j)] = {ids[j], j};
-  std::sort(order.begin(), order.end());
+  thread_local std::vector<std::pair<uint64_t, int64_t>> sorted;
+  sorted.resize(static_cast<size_t>(nnz));
+  for (int64_t j = 0; j < nnz; ++j) sorted[static_cast<size_t>(j)] = {ids[j], j};
+  std::sort(sorted.begin(), sorted.end());
   std::fill(keys, keys + room, uint64_t{0});
-  std::fill(counts, counts + 2 * room, T(0));
+  std::fill(starts, starts + room + 1, int64_t{0});
   int64_t n = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (i == 0 || order[i].first != order[i - 1].first) keys[n++] = order[i].first;
-    const int64_t u = n - 1, j = order[i].second;
-    ids[j] = static_cast<uint64_t>(u);
-    counts[2 * u] += T(1);
-    counts[2 * u + 1] += labels[j];
+  for (int64_t i = 0; i < nnz; ++i) {
+    const auto [key, j] = sorted[static_cast<size_t>(i)];
+    if (i == 0 || key != sorted[static_cast<size_t>(i - 1)].first) {
+      starts[n] = i;
+      keys[n++] = key;
+    }
+    ids[j] = static_cast<uint64_t>(n - 1);
+    order[i] = static_cast<int>(j);
   }
+  starts[n] = nnz;
   *count = n;
 }
 
 template <class T>
-void repeat_each(const Context&, int64_t n, int64_t repeat, const T* src, T* dst) {
-  for (int64_t i = 0; i < n; ++i) std::fill(dst + i * repeat, dst + (i + 1) * repeat, src[i]);
+void feasign_bag_stats(const Context&, int64_t n, int64_t repeat, const T* labels, const T* dwide,
+                       T* dst) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < repeat; ++p) {
+      T* row = dst + (i * repeat + p) * 3;
+      row[0] = T(1);
+      row[1] = labels != nullptr ? labels[i] : T(0);
+      row[2] = dwide != nullptr ? dwide[i] : T(0);
+    }
 }
 
 #define LOCKSTEP_INSTANTIATE(T)                                                                  \
   template void gather_rows<T>(const Context&, int64_t, int64_t, const T*, int64_t, int64_t,     \
                                const int64_t*, T*, int64_t);                                     \
-  template void unique_keys<T>(const Context&, int64_t, int64_t, uint64_t*, const T*, uint64_t*, \
-                               T*, int64_t*);                                                    \
+  template void unique_keys<T>(const Context&, int64_t, int64_t, uint64_t*, uint64_t*, int64_t*, \
+                               int*, int64_t*);                                                  \
   template void fill_rows<T>(const Context&, int64_t, int64_t, const int64_t*, T, T*, int64_t,   \
                              int64_t);                                                           \
   template void feasign_init_rows<T>(const Context&, int64_t, int64_t, const uint64_t*,          \
                                      const int64_t*, uint64_t, uint64_t, float, T*, int64_t);    \
   template void wide_lookup_forward<T>(const Context&, int64_t, int64_t, const int64_t*,         \
                                        const uint64_t*, const T*, int64_t, T*);                  \
-  template void repeat_each<T>(const Context&, int64_t, int64_t, const T*, T*);
+  template void feasign_bag_stats<T>(const Context&, int64_t, int64_t, const T*, const T*, T*);
 LOCKSTEP_INSTANTIATE(float)
 LOCKSTEP_INSTANTIATE(double)
 #undef LOCKSTEP_INSTANTIATE

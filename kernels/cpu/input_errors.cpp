@@ -45,7 +45,10 @@ std::string unique_id_out_of_range_message(const char* op, int64_t u, uint64_t i
 std::string row_out_of_range_message(const char* op, RowArray array, int64_t i, int64_t row,
                                      int64_t rows) {
   return fmt::format("{}: {}[{}] = {} is outside [0, {})", op,
-                     array == RowArray::Slots ? "slots" : "index", i, row, rows);
+                     array == RowArray::Slots   ? "slots"
+                     : array == RowArray::Order ? "order"
+                                                : "index",
+                     i, row, rows);
 }
 
 std::string index_full_message(const char* op, int64_t i, uint64_t key) {

@@ -13,6 +13,7 @@
 #include <cub/cub.cuh>
 
 #include <climits>
+#include <initializer_list>
 
 #include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
@@ -126,6 +127,31 @@ __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
   }
 }
 
+// keyed_lookup_backward: sorted_bag[k] = the bag of position order[k], for the k < offsets[batch]
+// positions of the bags (the padding past them: bag 0, never summed). An order entry outside
+// [0, offsets[batch]) is recorded and gets bag 0. Looking the bags up in position order first
+// (position_bag_kernel: neighbouring threads search neighbouring positions) and gathering them
+// here costs one scattered read per position instead of a scattered binary search.
+//   order, bag_of, sorted_bag: (nnz)
+__global__ void order_bags_kernel(ErrorSink sink, int64_t batch,
+                                  const int64_t* __restrict__ offsets, int64_t nnz,
+                                  const int* __restrict__ order, const int* __restrict__ bag_of,
+                                  int* __restrict__ sorted_bag) {
+  const int64_t total = offsets[batch] < nnz ? offsets[batch] : nnz;
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nnz;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t p = k < total ? order[k] : 0;
+    if (p < 0 || p >= total) {
+      if (k < total)
+        record_input_error(sink, InputError::RowOutOfRange, k, k, p, total,
+                           static_cast<int64_t>(RowArray::Order));
+      sorted_bag[k] = 0;
+      continue;
+    }
+    sorted_bag[k] = bag_of[p];
+  }
+}
+
 // scales[b] = the pooling factor of bag b (Mean only; Sum needs no multiply).
 //   offsets: (batch + 1); scales: (batch)
 __global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offsets,
@@ -144,57 +170,75 @@ __global__ void drop_padding_kernel(int64_t batch, const int64_t* __restrict__ o
   if (has_padding && *num_unique > 0) --*num_unique;
 }
 
-// Column d of sorted positions [begin, end) summed sequentially: scale_b * dout[b, d] for their
-// bags b, each product rounded before it is added (the CPU's order).
+// The segments: u < *num_unique (at most nnz) covers sorted positions starts[u] .. starts[u + 1]
+// - 1, clamped to [0, nnz] so that a bad grouping (keyed_lookup_backward's, checked on the CPU)
+// never reads out of bounds.
+__device__ __forceinline__ int64_t segment_count(const int64_t* __restrict__ num_unique,
+                                                 int64_t nnz) {
+  const int64_t u = *num_unique;
+  return u < 0 ? 0 : u > nnz ? nnz : u;
+}
+__device__ __forceinline__ void segment_bounds(const int64_t* __restrict__ starts, int64_t u,
+                                               int64_t nnz, int64_t& begin, int64_t& end) {
+  begin = min(max(starts[u], int64_t{0}), nnz);
+  end = min(max(starts[u + 1], begin), nnz);
+}
+
+// Column d of sorted positions [begin, end) summed sequentially: scale_b * g[b, d] for their
+// rows b = index[k], each product rounded before it is added (the CPU's order).
 __device__ __forceinline__ float sum_positions(int64_t begin, int64_t end, int64_t d,
-                                               const int* __restrict__ sorted_bag,
+                                               const int* __restrict__ index,
                                                const float* __restrict__ scales,
-                                               const float* __restrict__ dout, int64_t ld_dout) {
+                                               const float* __restrict__ g, int64_t ld_g) {
   float sum = 0.0f;
   for (int64_t k = begin; k < end; ++k) {
-    const int b = sorted_bag[k];
-    const float g = dout[b * ld_dout + d];
-    sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(g, scales[b]) : g);
+    const int b = index[k];
+    const float v = g[b * ld_g + d];
+    sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(v, scales[b]) : v);
   }
   return sum;
 }
 
-// Segmented reduction over the id-sorted positions: one group of `lanes` threads per unique id
-// u < *num_unique, lanes over dim. Segment u is sorted positions starts[u] .. starts[u] +
-// counts[u] - 1, in increasing original position (the radix sort is stable); each element sums
-// scale_b * dout[b, d] over it sequentially, like the CPU. Hot ids (counts[u] > kHotChunk) are
-// left to the two kernels below. Launched for the upper bound of nnz segments; groups past
+// Segmented reduction over the grouped positions: one group of `lanes` threads per segment
+// u < *num_unique, lanes over the width. Segment u's positions are summed in their sorted order
+// (increasing original position: the radix sorts are stable); each element sums scale_b * g[b,
+// d] over it sequentially, like the CPU. Hot segments (more than kHotChunk positions) are left
+// to the two kernels below. Launched for the upper bound of nnz segments; groups past
 // *num_unique exit at once.
-//   sorted_bag: (nnz); scales: (batch) or nullptr for Sum; dout: (batch, ld_dout)
-//   grad_rows: (>= num_unique, dim)
-__global__ void segment_sum_kernel(int64_t dim, int lanes, const int64_t* __restrict__ num_unique,
+//   index: (nnz) the row of g of each sorted position; scales: (rows of g) or nullptr;
+//   out: (>= num_unique, ld_out)
+__global__ void segment_sum_kernel(int64_t width, int lanes, int64_t nnz,
+                                   const int64_t* __restrict__ num_unique,
                                    const int64_t* __restrict__ starts,
-                                   const int64_t* __restrict__ counts,
-                                   const int* __restrict__ sorted_bag,
-                                   const float* __restrict__ scales, const float* __restrict__ dout,
-                                   int64_t ld_dout, float* __restrict__ grad_rows) {
-  const int64_t unique = *num_unique;
+                                   const int* __restrict__ index, const float* __restrict__ scales,
+                                   const float* __restrict__ g, int64_t ld_g,
+                                   float* __restrict__ out, int64_t ld_out) {
+  const int64_t unique = segment_count(num_unique, nnz);
   const int64_t rows_per_block = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes;
   for (int64_t u = blockIdx.x * rows_per_block + threadIdx.x / lanes; u < unique;
        u += int64_t(gridDim.x) * rows_per_block) {
-    if (counts[u] > kHotChunk) continue;
-    const int64_t begin = starts[u], end = begin + counts[u];
-    for (int64_t d = lane; d < dim; d += lanes)
-      grad_rows[u * dim + d] = sum_positions(begin, end, d, sorted_bag, scales, dout, ld_dout);
+    int64_t begin, end;
+    segment_bounds(starts, u, nnz, begin, end);
+    if (end - begin > kHotChunk) continue;
+    for (int64_t d = lane; d < width; d += lanes)
+      out[u * ld_out + d] = sum_positions(begin, end, d, index, scales, g, ld_g);
   }
 }
 
-// Hot ids, step 1: chunk_count[u] = the chunks of kHotChunk positions of a hot segment u, 0 for
-// the others and for u >= *num_unique (so that the scan over all nnz entries sums only these).
+// Hot segments, step 1: chunk_count[u] = the chunks of kHotChunk positions of a hot segment u, 0
+// for the others and for u >= *num_unique (so that the scan over all nnz entries sums only
+// these).
 __global__ void hot_chunk_count_kernel(int64_t nnz, const int64_t* __restrict__ num_unique,
-                                       const int64_t* __restrict__ counts,
+                                       const int64_t* __restrict__ starts,
                                        int64_t* __restrict__ chunk_count) {
-  const int64_t unique = *num_unique;
+  const int64_t unique = segment_count(num_unique, nnz);
   for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < nnz;
-       u += int64_t(gridDim.x) * blockDim.x)
-    chunk_count[u] =
-        u < unique && counts[u] > kHotChunk ? (counts[u] + kHotChunk - 1) / kHotChunk : 0;
+       u += int64_t(gridDim.x) * blockDim.x) {
+    int64_t begin = 0, end = 0;
+    if (u < unique) segment_bounds(starts, u, nnz, begin, end);
+    chunk_count[u] = end - begin > kHotChunk ? (end - begin + kHotChunk - 1) / kHotChunk : 0;
+  }
 }
 
 // The hot segment that chunk c belongs to: the last u with chunk_start[u] <= c (segments without
@@ -212,52 +256,169 @@ __device__ __forceinline__ int64_t hot_segment_of(int64_t c, int64_t unique,
   return lo;
 }
 
-// Hot ids, step 2: partial[c, :] = the sequential sum of chunk c's positions, one group of
-// `lanes` threads per chunk (every chunk of every hot id at once). Launched for the upper bound
-// max_chunks; chunks past the total exit at once.
-__global__ void hot_chunk_sum_kernel(
-    int64_t dim, int lanes, int64_t nnz, int64_t max_chunks, const int64_t* __restrict__ num_unique,
-    const int64_t* __restrict__ starts, const int64_t* __restrict__ counts,
-    const int64_t* __restrict__ chunk_count, const int64_t* __restrict__ chunk_start,
-    const int* __restrict__ sorted_bag, const float* __restrict__ scales,
-    const float* __restrict__ dout, int64_t ld_dout, float* __restrict__ partial) {
-  const int64_t unique = *num_unique;
+// Hot segments, step 2: partial[c, :] = the sequential sum of chunk c's positions, one group of
+// `lanes` threads per chunk (every chunk of every hot segment at once). Launched for the upper
+// bound max_chunks; chunks past the total exit at once.
+__global__ void hot_chunk_sum_kernel(int64_t width, int lanes, int64_t nnz, int64_t max_chunks,
+                                     const int64_t* __restrict__ num_unique,
+                                     const int64_t* __restrict__ starts,
+                                     const int64_t* __restrict__ chunk_count,
+                                     const int64_t* __restrict__ chunk_start,
+                                     const int* __restrict__ index,
+                                     const float* __restrict__ scales, const float* __restrict__ g,
+                                     int64_t ld_g, float* __restrict__ partial) {
+  const int64_t unique = segment_count(num_unique, nnz);
   const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
   const int64_t rows_per_block = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes;
   for (int64_t c = blockIdx.x * rows_per_block + threadIdx.x / lanes; c < max_chunks && c < total;
        c += int64_t(gridDim.x) * rows_per_block) {
     const int64_t u = hot_segment_of(c, unique, chunk_start);
-    const int64_t begin = starts[u] + (c - chunk_start[u]) * kHotChunk;
-    const int64_t end = min(begin + kHotChunk, starts[u] + counts[u]);
-    for (int64_t d = lane; d < dim; d += lanes)
-      partial[c * dim + d] = sum_positions(begin, end, d, sorted_bag, scales, dout, ld_dout);
+    int64_t first, last;
+    segment_bounds(starts, u, nnz, first, last);
+    const int64_t begin = first + (c - chunk_start[u]) * kHotChunk;
+    const int64_t end = min(begin + kHotChunk, last);
+    for (int64_t d = lane; d < width; d += lanes)
+      partial[c * width + d] = sum_positions(begin, end, d, index, scales, g, ld_g);
   }
 }
 
-// Hot ids, step 3: one warp per (hot id, d): lane l adds the chunk sums l, l + 32, ... in order,
-// then the warp's xor butterfly (warp_sum). Warps are launched per (chunk, d) and only a hot
-// id's first chunk does the work, so the whole warp takes the same branch.
-__global__ void hot_lane_sum_kernel(int64_t dim, int64_t nnz, int64_t max_chunks,
+// Hot segments, step 3: one warp per (hot segment, d): lane l adds the chunk sums l, l + 32, ...
+// in order, then the warp's xor butterfly (warp_sum). Warps are launched per (chunk, d) and only
+// a hot segment's first chunk does the work, so the whole warp takes the same branch.
+__global__ void hot_lane_sum_kernel(int64_t width, int64_t nnz, int64_t max_chunks,
                                     const int64_t* __restrict__ num_unique,
                                     const int64_t* __restrict__ chunk_count,
                                     const int64_t* __restrict__ chunk_start,
-                                    const float* __restrict__ partial,
-                                    float* __restrict__ grad_rows) {
-  const int64_t unique = *num_unique;
+                                    const float* __restrict__ partial, float* __restrict__ out,
+                                    int64_t ld_out) {
+  const int64_t unique = segment_count(num_unique, nnz);
   const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
   const int lane = threadIdx.x % kWarp;
-  for (int64_t w = first_warp_row(); w < max_chunks * dim; w += warp_row_stride()) {
-    const int64_t c = w / dim, d = w % dim;
+  for (int64_t w = first_warp_row(); w < max_chunks * width; w += warp_row_stride()) {
+    const int64_t c = w / width, d = w % width;
     if (c >= total) continue;
     const int64_t u = hot_segment_of(c, unique, chunk_start);
-    if (chunk_start[u] != c) continue;  // not the id's first chunk
+    if (chunk_start[u] != c) continue;  // not the segment's first chunk
     float sum = 0.0f;
     for (int64_t j = lane; j < chunk_count[u]; j += kWarp)
-      sum = __fadd_rn(sum, partial[(c + j) * dim + d]);
+      sum = __fadd_rn(sum, partial[(c + j) * width + d]);
     sum = warp_sum(sum);
-    if (lane == 0) grad_rows[u * dim + d] = sum;
+    if (lane == 0) out[u * ld_out + d] = sum;
   }
+}
+
+// The op and its kernels, for error messages.
+struct SegmentSumNames {
+  const char* op;
+  const char* position_bag;
+  const char* bag_scale;
+  const char* segment_sum;
+};
+constexpr SegmentSumNames kBackwardNames = {
+    "pooled_lookup_backward", "pooled_lookup_backward(position_bag)",
+    "pooled_lookup_backward(bag_scale)", "pooled_lookup_backward(segment_sum)"};
+constexpr SegmentSumNames kKeyedNames = {
+    "keyed_lookup_backward", "keyed_lookup_backward(position_bag)",
+    "keyed_lookup_backward(bag_scale)", "keyed_lookup_backward(segment_sum)"};
+constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows(position_bag)",
+                                         "merge_sparse_rows(bag_scale)",
+                                         "merge_sparse_rows(segment_sum)"};
+
+// One segmented sum: out[u, :width] (row stride ld_out) = the sum over segment u's positions of
+// scale_b * g[b, :width] (b = index of the position; unscaled without scales).
+struct SegmentedSum {
+  int64_t width;
+  const float* scales;
+  const float* g;
+  int64_t ld_g;
+  float* out;
+  int64_t ld_out;
+};
+
+// The segmented sums of the positions grouped into *num_unique segments (starts: nnz + 1, the
+// segment starts then the end), sharing one pass over the hot segments: their workspace, sized
+// for the widest sum, is reserved in the caller's layout (reserve()), bound to the workspace
+// (bind()), and then run() enqueues the sums.
+class SegmentedSums {
+ public:
+  SegmentedSums(int64_t nnz, int64_t widest, size_t scan_bytes)
+      : nnz_(nnz),
+        widest_(widest),
+        may_be_hot_(nnz > kHotChunk && widest > 0),
+        // Each hot segment has at least kHotChunk + 1 positions and at most 2 chunks per
+        // kHotChunk of them: <= 2 nnz / kHotChunk.
+        max_chunks_(may_be_hot_ ? 2 * nnz / kHotChunk + 1 : 0),
+        scan_bytes_(scan_bytes) {}
+  void reserve(WorkspaceLayout& layout) {
+    const size_t n = static_cast<size_t>(nnz_);
+    count_at_ = layout.reserve(may_be_hot_ ? n * sizeof(int64_t) : 0);
+    start_at_ = layout.reserve(may_be_hot_ ? n * sizeof(int64_t) : 0);
+    partial_at_ = layout.reserve(floats(max_chunks_ * std::max<int64_t>(widest_, 1)));
+  }
+  void bind(void* base, void* cub_temp) {
+    chunk_count_ = at<int64_t>(base, count_at_);
+    chunk_start_ = at<int64_t>(base, start_at_);
+    partial_ = at<float>(base, partial_at_);
+    cub_temp_ = cub_temp;
+  }
+  void run(const Context& ctx, const SegmentSumNames& names, const int64_t* num_unique,
+           const int64_t* starts, const int* index, std::initializer_list<SegmentedSum> sums) {
+    const cudaStream_t stream = stream_of(ctx);
+    if (widest_ == 0 || nnz_ == 0) return;
+    if (may_be_hot_) {  // the chunks of the hot segments, shared by every sum
+      hot_chunk_count_kernel<<<grid_for(nnz_), kBlock, 0, stream>>>(nnz_, num_unique, starts,
+                                                                    chunk_count_);
+      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+      size_t temp_bytes = scan_bytes_;
+      LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(cub_temp_, temp_bytes, chunk_count_,
+                                                        chunk_start_, nnz_, stream));
+    }
+    for (const SegmentedSum& s : sums) {
+      if (s.width == 0) continue;
+      const int lanes = lanes_per_row(s.width);
+      segment_sum_kernel<<<grid_for(nnz_ * lanes), kBlock, 0, stream>>>(
+          s.width, lanes, nnz_, num_unique, starts, index, s.scales, s.g, s.ld_g, s.out, s.ld_out);
+      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+      if (!may_be_hot_) continue;
+      hot_chunk_sum_kernel<<<grid_for(max_chunks_ * lanes), kBlock, 0, stream>>>(
+          s.width, lanes, nnz_, max_chunks_, num_unique, starts, chunk_count_, chunk_start_, index,
+          s.scales, s.g, s.ld_g, partial_);
+      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+      hot_lane_sum_kernel<<<warp_grid(max_chunks_ * s.width), kBlock, 0, stream>>>(
+          s.width, nnz_, max_chunks_, num_unique, chunk_count_, chunk_start_, partial_, s.out,
+          s.ld_out);
+      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    }
+  }
+
+ private:
+  int64_t nnz_, widest_;
+  bool may_be_hot_;
+  int64_t max_chunks_;
+  size_t scan_bytes_;
+  size_t count_at_ = 0, start_at_ = 0, partial_at_ = 0;
+  int64_t* chunk_count_ = nullptr;
+  int64_t* chunk_start_ = nullptr;
+  float* partial_ = nullptr;
+  void* cub_temp_ = nullptr;
+};
+
+// Bytes of cub::DeviceScan::ExclusiveSum over n int64 values.
+size_t exclusive_sum_bytes(int64_t n, cudaStream_t stream) {
+  size_t bytes = 0;
+  LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, static_cast<int64_t*>(nullptr),
+                                                    static_cast<int64_t*>(nullptr), n, stream));
+  return bytes;
+}
+
+// The offsets' checks of an empty batch (nnz == 0): still the CPU's.
+void check_empty_bags(const Context& ctx, const SegmentSumNames& names, int64_t batch,
+                      const int64_t* offsets, bool padded) {
+  if (offsets == nullptr || batch == 0) return;
+  position_bag_kernel<<<grid_for(batch), kBlock, 0, stream_of(ctx)>>>(
+      error_sink(ctx, names.op), batch, offsets, 0, padded, nullptr);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
 }
 
 // The sparse gradient of pooled_lookup_backward, and the row merge of merge_sparse_rows (one
@@ -271,73 +432,45 @@ __global__ void hot_lane_sum_kernel(int64_t dim, int64_t nnz, int64_t max_chunks
 // device and every later kernel reads it there. Sizes are validated by the dispatcher, the CSR
 // by position_bag_kernel (into the context's device error record). Ids are not checked against
 // a table here (there is none): the sparse optimizers check the unique ids they apply.
-//   names: the op and its kernels, for error messages.
-struct SegmentSumNames {
-  const char* op;
-  const char* position_bag;
-  const char* bag_scale;
-  const char* segment_sum;
-};
-constexpr SegmentSumNames kBackwardNames = {
-    "pooled_lookup_backward", "pooled_lookup_backward(position_bag)",
-    "pooled_lookup_backward(bag_scale)", "pooled_lookup_backward(segment_sum)"};
-constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows(position_bag)",
-                                         "merge_sparse_rows(bag_scale)",
-                                         "merge_sparse_rows(segment_sum)"};
-
 void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pooling pooling,
                           int64_t batch, int64_t dim, const int64_t* offsets, const uint64_t* ids,
                           int64_t nnz, const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                          float* grad_rows, int64_t* num_unique, int id_bits, bool padded,
-                          const float* side_dout, float* side_rows) {
+                          float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
   // cub::DeviceRunLengthEncode counts items in int, and bags are sorted as int.
-  LOCKSTEP_CHECK(nnz <= INT_MAX, "{}: nnz={} ids in one batch exceeds the limit of {}", names.op,
-                 nnz, INT_MAX);
+  LOCKSTEP_CHECK(nnz <= INT_MAX - 1, "{}: nnz={} ids in one batch exceeds the limit of {}",
+                 names.op, nnz, INT_MAX - 1);
   LOCKSTEP_CHECK(batch <= INT_MAX, "{}: batch={} bags in one batch exceeds the limit of {}",
                  names.op, batch, INT_MAX);
   const cudaStream_t stream = stream_of(ctx);
   if (nnz == 0) {
     LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(num_unique, 0, sizeof(int64_t), stream));
-    if (offsets != nullptr && batch > 0) {  // empty bags: still the CPU's offsets checks
-      position_bag_kernel<<<grid_for(batch), kBlock, 0, stream>>>(error_sink(ctx, names.op), batch,
-                                                                  offsets, 0, padded, nullptr);
-      LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
-    }
+    check_empty_bags(ctx, names, batch, offsets, padded);
     return;
   }
 
   // Temporary storage of the CUB calls (they run one after another, so they share it). The
   // size queries use exactly the argument types of the real calls below.
-  size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
+  size_t sort_bytes = 0, rle_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       nullptr, sort_bytes, ids, static_cast<uint64_t*>(nullptr), static_cast<int*>(nullptr),
       static_cast<int*>(nullptr), nnz, 0, id_bits, stream));
   LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(
       nullptr, rle_bytes, static_cast<uint64_t*>(nullptr), unique_ids,
       static_cast<int64_t*>(nullptr), num_unique, static_cast<int>(nnz), stream));
-  LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes,
-                                                    static_cast<int64_t*>(nullptr),
-                                                    static_cast<int64_t*>(nullptr), nnz, stream));
+  const size_t scan_bytes = exclusive_sum_bytes(nnz + 1, stream);
   const size_t cub_bytes = std::max({sort_bytes, rle_bytes, scan_bytes, size_t{1}});
   const size_t n = static_cast<size_t>(nnz);
-  // Hot ids (more than kHotChunk positions) exist only when nnz > kHotChunk. Each has at least
-  // kHotChunk + 1 positions and at most 2 chunks per kHotChunk of them: <= 2 nnz / kHotChunk.
-  // The side sum (one value per bag, Sum pooling) reuses the sort, the segments and the chunks.
-  const bool summed = dim > 0 || side_dout != nullptr;
-  const bool may_be_hot = nnz > kHotChunk && summed;
-  const int64_t max_chunks = may_be_hot ? 2 * nnz / kHotChunk + 1 : 0;
+  SegmentedSums sums(nnz, dim, scan_bytes);
 
   WorkspaceLayout layout;
   const size_t bag_at = layout.reserve(n * sizeof(int));             // bag of each position
   const size_t sorted_id_at = layout.reserve(n * sizeof(uint64_t));  // ids in sorted order
   const size_t sorted_bag_at = layout.reserve(n * sizeof(int));      // their bags
-  const size_t count_at = layout.reserve(n * sizeof(int64_t));       // positions per unique id
-  const size_t start_at = layout.reserve(n * sizeof(int64_t));       // first sorted position
+  const size_t count_at = layout.reserve((n + 1) * sizeof(int64_t));  // positions per unique id
+  const size_t start_at = layout.reserve((n + 1) * sizeof(int64_t));  // first sorted position
   const size_t scale_at =
       layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
-  const size_t chunk_count_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
-  const size_t chunk_start_at = layout.reserve(may_be_hot ? n * sizeof(int64_t) : 0);
-  const size_t partial_at = layout.reserve(floats(max_chunks * std::max<int64_t>(dim, 1)));
+  sums.reserve(layout);
   const size_t cub_at = layout.reserve(cub_bytes);
   void* base = ctx.workspace(layout.bytes());
   int* bag_of = at<int>(base, bag_at);
@@ -346,10 +479,8 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   int64_t* counts = at<int64_t>(base, count_at);
   int64_t* starts = at<int64_t>(base, start_at);
   float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
-  int64_t* chunk_count = at<int64_t>(base, chunk_count_at);
-  int64_t* chunk_start = at<int64_t>(base, chunk_start_at);
-  float* partial = at<float>(base, partial_at);
   void* cub_temp = static_cast<char*>(base) + cub_at;
+  sums.bind(base, cub_temp);
 
   position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
       error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of);
@@ -364,7 +495,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
                                                       sorted_bag, nnz, 0, id_bits, stream));
   // Counts past num_unique are never written by the encoding but are read by the scan below
   // (its length must be known on the host): zero them so that it reads defined values.
-  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(counts, 0, n * sizeof(int64_t), stream));
+  LOCKSTEP_CUDA_CHECK(cudaMemsetAsync(counts, 0, (n + 1) * sizeof(int64_t), stream));
   temp_bytes = rle_bytes;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(cub_temp, temp_bytes, sorted_ids,
                                                          unique_ids, counts, num_unique,
@@ -373,39 +504,13 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
     drop_padding_kernel<<<1, 1, 0, stream>>>(batch, offsets, nnz, num_unique);
     LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
   }
+  // starts: nnz + 1 entries, so that segment u ends where u + 1 starts (the last at the bags'
+  // position count: the padding's count, past num_unique, is not summed).
   temp_bytes = scan_bytes;
   LOCKSTEP_CUDA_CHECK(
-      cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz, stream));
-
-  if (!summed) return;
-  if (may_be_hot) {  // the chunks of the hot segments, shared by both sums
-    hot_chunk_count_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, num_unique, counts,
-                                                                 chunk_count);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-    temp_bytes = scan_bytes;
-    LOCKSTEP_CUDA_CHECK(
-        cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, chunk_count, chunk_start, nnz, stream));
-  }
-  // The segmented sums of `width` columns of g (per bag, row stride ld; scaled by `s` unless
-  // nullptr) into out (>= num_unique, width).
-  const auto sum_segments = [&](int64_t width, const float* s, const float* g, int64_t ld,
-                                float* out) {
-    if (width == 0) return;
-    const int lanes = lanes_per_row(width);
-    segment_sum_kernel<<<grid_for(nnz * lanes), kBlock, 0, stream>>>(
-        width, lanes, num_unique, starts, counts, sorted_bag, s, g, ld, out);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-    if (!may_be_hot) return;
-    hot_chunk_sum_kernel<<<grid_for(max_chunks * lanes), kBlock, 0, stream>>>(
-        width, lanes, nnz, max_chunks, num_unique, starts, counts, chunk_count, chunk_start,
-        sorted_bag, s, g, ld, partial);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-    hot_lane_sum_kernel<<<warp_grid(max_chunks * width), kBlock, 0, stream>>>(
-        width, nnz, max_chunks, num_unique, chunk_count, chunk_start, partial, out);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-  };
-  sum_segments(dim, scales, dout, ld_dout, grad_rows);
-  if (side_dout != nullptr) sum_segments(1, nullptr, side_dout, 1, side_rows);
+      cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz + 1, stream));
+  sums.run(ctx, names, num_unique, starts, sorted_bag,
+           {SegmentedSum{dim, scales, dout, ld_dout, grad_rows, dim}});
 }
 
 }  // namespace
@@ -425,10 +530,53 @@ void pooled_lookup_forward(const Context& ctx, Pooling pooling, int64_t batch, i
 void pooled_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
                             const int64_t* offsets, const uint64_t* ids, int64_t nnz,
                             const float* dout, int64_t ld_dout, uint64_t* unique_ids,
-                            float* grad_rows, int64_t* num_unique, int id_bits, bool padded,
-                            const float* side_dout, float* side_rows) {
+                            float* grad_rows, int64_t* num_unique, int id_bits, bool padded) {
   sort_and_segment_sum(ctx, kBackwardNames, pooling, batch, dim, offsets, ids, nnz, dout, ld_dout,
-                       unique_ids, grad_rows, num_unique, id_bits, padded, side_dout, side_rows);
+                       unique_ids, grad_rows, num_unique, id_bits, padded);
+}
+
+// The keys' runs came sorted from unique_keys: each position's bag (and the CSR's checks), each
+// sorted position's bag, then the segmented sums — no sort, encoding or scan of the segments.
+void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, int64_t dim,
+                           const int64_t* offsets, int64_t nnz, bool padded, const int* order,
+                           const int64_t* starts, const int64_t* num_keys, const float* dout,
+                           int64_t ld_dout, int64_t side_width, const float* side, float* rows,
+                           int64_t ld_rows) {
+  const SegmentSumNames& names = kKeyedNames;
+  LOCKSTEP_CHECK(batch <= INT_MAX, "{}: batch={} bags in one batch exceeds the limit of {}",
+                 names.op, batch, INT_MAX);
+  const cudaStream_t stream = stream_of(ctx);
+  if (nnz == 0) {
+    check_empty_bags(ctx, names, batch, offsets, padded);
+    return;
+  }
+  const size_t scan_bytes = exclusive_sum_bytes(nnz, stream);
+  SegmentedSums sums(nnz, std::max(dim, side_width), scan_bytes);
+  WorkspaceLayout layout;
+  const size_t bag_at = layout.reserve(static_cast<size_t>(nnz) * sizeof(int));
+  const size_t sorted_bag_at = layout.reserve(static_cast<size_t>(nnz) * sizeof(int));
+  const size_t scale_at =
+      layout.reserve(pooling == Pooling::Mean ? static_cast<size_t>(batch) * sizeof(float) : 0);
+  sums.reserve(layout);
+  const size_t cub_at = layout.reserve(std::max(scan_bytes, size_t{1}));
+  void* base = ctx.workspace(layout.bytes());
+  int* bag_of = at<int>(base, bag_at);
+  int* sorted_bag = at<int>(base, sorted_bag_at);
+  float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
+  sums.bind(base, at<void>(base, cub_at));
+  position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
+      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
+  order_bags_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(error_sink(ctx, names.op), batch, offsets,
+                                                          nnz, order, bag_of, sorted_bag);
+  LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
+  if (scales != nullptr) {
+    bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.bag_scale);
+  }
+  sums.run(ctx, names, num_keys, starts, sorted_bag,
+           {SegmentedSum{side_width, nullptr, side, side_width, rows, ld_rows},
+            SegmentedSum{dim, scales, dout, ld_dout, rows + side_width, ld_rows}});
 }
 
 // Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
@@ -437,8 +585,7 @@ void merge_sparse_rows(const Context& ctx, int64_t n, int64_t dim, const uint64_
                        const float* rows, uint64_t* unique_ids, float* merged,
                        int64_t* num_unique) {
   sort_and_segment_sum(ctx, kMergeNames, Pooling::Sum, n, dim, nullptr, ids, n, rows, dim,
-                       unique_ids, merged, num_unique, /*id_bits=*/64, /*padded=*/false, nullptr,
-                       nullptr);
+                       unique_ids, merged, num_unique, /*id_bits=*/64, /*padded=*/false);
 }
 
 }  // namespace lockstep::kernels::cuda

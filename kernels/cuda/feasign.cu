@@ -110,60 +110,58 @@ __global__ void wide_forward_warp_kernel(ErrorSink sink, int64_t batch, int64_t 
 // unique_keys: positions sorted by key (stable: equal keys keep position order), run heads
 // flagged; the heads up to a position (the exclusive sum plus its own flag) less one number
 // its key.
-__global__ void positions_kernel(int64_t n, int64_t* __restrict__ pos) {
+__global__ void positions_kernel(int64_t n, int* __restrict__ pos) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    pos[i] = i;
+    pos[i] = static_cast<int>(i);
 }
-// Before a batch's distinct keys are made: the count, and the keys and counts up to `room`,
-// zero (one launch instead of three memsets).
+// Before a batch's distinct keys are made: the count, the keys up to `room` and the run starts
+// up to room + 1, zero (one launch instead of three memsets).
 __global__ void clear_unique_kernel(int64_t room, uint64_t* __restrict__ keys,
-                                    float* __restrict__ counts, int64_t* __restrict__ count) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < room;
+                                    int64_t* __restrict__ starts, int64_t* __restrict__ count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i <= room;
        i += int64_t(gridDim.x) * blockDim.x) {
-    keys[i] = 0;
-    counts[2 * i] = 0.0f;
-    counts[2 * i + 1] = 0.0f;
+    if (i < room) keys[i] = 0;
+    starts[i] = 0;
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) *count = 0;
 }
 __global__ void run_heads_kernel(int64_t n, const uint64_t* __restrict__ sorted,
-                                 int64_t* __restrict__ head) {
+                                 int* __restrict__ head) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     head[i] = i == 0 || sorted[i] != sorted[i - 1] ? 1 : 0;
 }
-// Each sorted position sends its id to its key's number; each run's head writes the key and
-// sums the run's occurrences and labels in position order (the CPU's order).
+// Each sorted position sends its id to its key's number; each run's head writes the key and the
+// run's start; the last position writes the count and the end of the last run.
 __global__ void unique_scatter_kernel(int64_t n, const uint64_t* __restrict__ sorted,
-                                      const int64_t* __restrict__ pos,
-                                      const int64_t* __restrict__ head,
-                                      const int64_t* __restrict__ u,
-                                      const float* __restrict__ labels, uint64_t* __restrict__ ids,
-                                      uint64_t* __restrict__ keys, float* __restrict__ counts,
+                                      const int* __restrict__ order, const int* __restrict__ head,
+                                      const int* __restrict__ u, uint64_t* __restrict__ ids,
+                                      uint64_t* __restrict__ keys, int64_t* __restrict__ starts,
                                       int64_t* __restrict__ count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t run = u[i] + head[i] - 1;  // heads up to i, less one: its key's number
-    ids[pos[i]] = static_cast<uint64_t>(run);
-    if (i == n - 1) *count = run + 1;
+    ids[order[i]] = static_cast<uint64_t>(run);
+    if (i == n - 1) {
+      *count = run + 1;
+      starts[run + 1] = n;
+    }
     if (!head[i]) continue;
     keys[run] = sorted[i];
-    float shows = 0.0f, clicks = 0.0f;
-    for (int64_t j = i; j < n && (j == i || !head[j]); ++j) {
-      shows += 1.0f;
-      clicks += labels[pos[j]];
-    }
-    counts[2 * run] = shows;
-    counts[2 * run + 1] = clicks;
+    starts[run] = i;
   }
 }
 
-__global__ void repeat_each_kernel(int64_t n, int64_t repeat, const float* __restrict__ src,
-                                   float* __restrict__ dst) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * repeat;
-       e += int64_t(gridDim.x) * blockDim.x)
-    dst[e] = src[e / repeat];
+__global__ void bag_stats_kernel(int64_t n, int64_t repeat, const float* __restrict__ labels,
+                                 const float* __restrict__ dwide, float* __restrict__ dst) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * repeat * 3;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = e / (3 * repeat);
+    const int c = static_cast<int>(e % 3);
+    const float* column = c == 1 ? labels : dwide;
+    dst[e] = c == 0 ? 1.0f : column != nullptr ? column[i] : 0.0f;
+  }
 }
 }  // namespace
 
@@ -201,49 +199,48 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
   LOCKSTEP_KERNEL_CHECK(ctx, "wide_lookup_forward");
 }
 
-void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, const float* labels,
-                 uint64_t* keys, float* counts, int64_t* count) {
+void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, uint64_t* keys,
+                 int64_t* count, int* order, int64_t* starts) {
   const cudaStream_t stream = stream_of(ctx);
-  clear_unique_kernel<<<grid_for(room), kBlock, 0, stream>>>(room, keys, counts, count);
+  clear_unique_kernel<<<grid_for(room + 1), kBlock, 0, stream>>>(room, keys, starts, count);
   LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
   if (nnz == 0) return;
   size_t sort_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
-      static_cast<const int64_t*>(nullptr), static_cast<int64_t*>(nullptr), nnz, 0, 64, stream));
+      static_cast<const int*>(nullptr), static_cast<int*>(nullptr), nnz, 0, 64, stream));
   LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes,
-                                                    static_cast<const int64_t*>(nullptr),
-                                                    static_cast<int64_t*>(nullptr), nnz, stream));
+                                                    static_cast<const int*>(nullptr),
+                                                    static_cast<int*>(nullptr), nnz, stream));
   const size_t n = static_cast<size_t>(nnz);
   WorkspaceLayout layout;
-  const size_t in_at = layout.reserve(n * sizeof(int64_t)),
-               pos_at = layout.reserve(n * sizeof(int64_t)),
+  const size_t in_at = layout.reserve(n * sizeof(int)),
                sorted_at = layout.reserve(n * sizeof(uint64_t)),
-               head_at = layout.reserve(n * sizeof(int64_t)),
-               u_at = layout.reserve(n * sizeof(int64_t)),
+               head_at = layout.reserve(n * sizeof(int)), u_at = layout.reserve(n * sizeof(int)),
                temp_at = layout.reserve(std::max(sort_bytes, scan_bytes));
   void* base = ctx.workspace(layout.bytes());
-  auto* in = at<int64_t>(base, in_at);
-  auto* pos = at<int64_t>(base, pos_at);
+  auto* in = at<int>(base, in_at);
   auto* sorted = at<uint64_t>(base, sorted_at);
-  auto* head = at<int64_t>(base, head_at);
-  auto* u = at<int64_t>(base, u_at);
+  auto* head = at<int>(base, head_at);
+  auto* u = at<int>(base, u_at);
   void* temp = at<void>(base, temp_at);
   positions_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, in);
   LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
-  LOCKSTEP_CUDA_CHECK(
-      cub::DeviceRadixSort::SortPairs(temp, sort_bytes, ids, sorted, in, pos, nnz, 0, 64, stream));
+  LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, sort_bytes, ids, sorted, in, order, nnz,
+                                                      0, 64, stream));
   run_heads_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, head);
   LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
   LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, scan_bytes, head, u, nnz, stream));
-  unique_scatter_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, pos, head, u, labels,
-                                                              ids, keys, counts, count);
+  unique_scatter_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, order, head, u, ids,
+                                                              keys, starts, count);
   LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
 }
 
-void repeat_each(const Context& ctx, int64_t n, int64_t repeat, const float* src, float* dst) {
-  repeat_each_kernel<<<grid_for(n * repeat), kBlock, 0, stream_of(ctx)>>>(n, repeat, src, dst);
-  LOCKSTEP_KERNEL_CHECK(ctx, "repeat_each");
+void feasign_bag_stats(const Context& ctx, int64_t n, int64_t repeat, const float* labels,
+                       const float* dwide, float* dst) {
+  bag_stats_kernel<<<grid_for(n * repeat * 3), kBlock, 0, stream_of(ctx)>>>(n, repeat, labels,
+                                                                            dwide, dst);
+  LOCKSTEP_KERNEL_CHECK(ctx, "feasign_bag_stats");
 }
 
 }  // namespace lockstep::kernels::cuda

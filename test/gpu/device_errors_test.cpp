@@ -341,6 +341,69 @@ void update(const Context& ctx, int64_t dim, const int64_t* count, const uint64_
 
 }  // namespace
 
+TEST_CASE("CUDA keyed lookup backward reports bad offsets and a bad order with the CPU's message",
+          "[gpu][embedding][errors]") {
+  test::ParityContexts pc;
+  // Bags {7, 3}, {3}, {9, 7}: keys 3, 7, 9 at positions {1, 2}, {0, 4}, {3}.
+  const std::vector<int> good_order = {1, 2, 0, 4, 3};
+  const std::vector<int64_t> starts = {0, 2, 4, 5}, good_offsets = {0, 2, 3, 5};
+  struct Case {
+    const char* what;
+    std::vector<int64_t> offsets;
+    std::vector<int> order;
+  };
+  const std::vector<Case> cases = {
+      {"decreasing offsets", {0, 3, 2, 5}, good_order},
+      {"offsets[batch] != nnz", {0, 2, 3, 4}, good_order},
+      {"an order entry past the positions", good_offsets, {1, 2, 0, 5, 3}},
+      {"a negative order entry", good_offsets, {1, -2, 0, 4, 3}},
+  };
+  const int64_t dim = 4, side_width = 3, ld = side_width + dim, keys = 3, nnz = 5, guard = 2;
+  const auto dout = test::random_vector<float>(3 * dim, 43);
+  const auto side = test::random_vector<float>(3 * side_width, 44);
+  for (const auto& c : cases) {
+    INFO(c.what);
+    std::vector<float> rows_cpu(keys * ld);
+    const std::string expected = test::error_of([&] {
+      kernels::keyed_lookup_backward<float>(
+          pc.cpu, Pooling::Sum, 3, dim, c.offsets.data(), nnz, false, c.order.data(), starts.data(),
+          &keys, dout.data(), dim, side_width, side.data(), rows_cpu.data(), ld);
+    });
+    const auto d_offsets = test::to_gpu(pc.gpu, c.offsets);
+    const auto d_order = test::to_gpu(pc.gpu, c.order);
+    const auto d_starts = test::to_gpu(pc.gpu, starts);
+    const auto d_keys = test::to_gpu(pc.gpu, std::vector<int64_t>{keys});
+    const auto d_dout = test::to_gpu(pc.gpu, dout);
+    const auto d_side = test::to_gpu(pc.gpu, side);
+    auto d_rows = with_guard(pc.gpu, std::vector<float>(keys * ld, 0.0f), guard * ld);
+    kernels::keyed_lookup_backward<float>(
+        pc.gpu, Pooling::Sum, 3, dim, d_offsets.data(), nnz, false, d_order.data(), d_starts.data(),
+        d_keys.data(), d_dout.data(), dim, side_width, d_side.data(), d_rows.data(), ld);
+    REQUIRE_THROWS_WITH(pc.gpu.check_device_errors(), expected);
+    pc.gpu.check_device_errors();  // reset
+    const auto rows = to_host(pc.gpu, d_rows);
+    test::require_bitwise_equal(std::vector<float>(rows.begin() + keys * ld, rows.end()),
+                                std::vector<float>(guard * ld, kGuard), "rows guard");
+  }
+  // The next valid call: bitwise equal to the CPU.
+  std::vector<float> rows_cpu(keys * ld);
+  kernels::keyed_lookup_backward<float>(pc.cpu, Pooling::Mean, 3, dim, good_offsets.data(), nnz,
+                                        false, good_order.data(), starts.data(), &keys, dout.data(),
+                                        dim, side_width, side.data(), rows_cpu.data(), ld);
+  const auto d_offsets = test::to_gpu(pc.gpu, good_offsets);
+  const auto d_order = test::to_gpu(pc.gpu, good_order);
+  const auto d_starts = test::to_gpu(pc.gpu, starts);
+  const auto d_keys = test::to_gpu(pc.gpu, std::vector<int64_t>{keys});
+  const auto d_dout = test::to_gpu(pc.gpu, dout);
+  const auto d_side = test::to_gpu(pc.gpu, side);
+  Tensor<float> d_rows(pc.gpu, {keys * ld});
+  kernels::keyed_lookup_backward<float>(
+      pc.gpu, Pooling::Mean, 3, dim, d_offsets.data(), nnz, false, d_order.data(), d_starts.data(),
+      d_keys.data(), d_dout.data(), dim, side_width, d_side.data(), d_rows.data(), ld);
+  test::require_bitwise_equal(to_host(pc.gpu, d_rows), rows_cpu, "valid call after the error");
+  CHECK(rows_cpu[0] == side[0] + side[side_width]);  // key 3: positions 1 (bag 0) and 2 (bag 1)
+}
+
 TEST_CASE("CUDA sparse optimizers report num_unique > max_unique and change nothing",
           "[gpu][optimizer][errors]") {
   test::ParityContexts pc;

@@ -11,6 +11,8 @@
 #include "csr_batch.h"
 #include "gpu_util.h"
 #include "kernels/embedding.h"
+#include "kernels/feasign.h"
+#include "kernels/init.h"
 
 using namespace lockstep;
 using kernels::Pooling;
@@ -60,43 +62,38 @@ void require_lookup_parity(test::ParityContexts& pc, const LookupCase& c, const 
   unique_cpu.resize(static_cast<size_t>(num_unique_cpu));
   grad_cpu.resize(static_cast<size_t>(num_unique_cpu * dim));
 
-  // The side sum (one value per bag, Sum pooling) over the same sort: on the CPU the bits of a
-  // separate one-wide Sum backward, the main rows unchanged; on CUDA the CPU's bits.
-  const auto side =
-      test::random_vector<float>(static_cast<size_t>(std::max<int64_t>(batch, 1)), seed + 2);
-  const auto room = static_cast<size_t>(std::max<int64_t>(nnz, 1));
-  std::vector<uint64_t> side_ids(room);
-  std::vector<float> side_cpu(room), alone_cpu(room), grad_with_side(room * dim);
-  int64_t n_side = -1;
-  kernels::pooled_lookup_backward<float>(
-      pc.cpu, c.pooling, batch, dim, csr.offsets.data(), csr.ids.data(), nnz, dout.data(), ld,
-      side_ids.data(), grad_with_side.data(), &n_side, 64, false, side.data(), side_cpu.data());
-  REQUIRE(n_side == num_unique_cpu);
-  grad_with_side.resize(grad_cpu.size());
-  test::require_bitwise_equal(grad_with_side, grad_cpu, "grad_rows with a side sum");
-  kernels::pooled_lookup_backward<float>(pc.cpu, Pooling::Sum, batch, 1, csr.offsets.data(),
-                                         csr.ids.data(), nnz, side.data(), 1, side_ids.data(),
-                                         alone_cpu.data(), &n_side);
-  side_cpu.resize(static_cast<size_t>(num_unique_cpu));
-  alone_cpu.resize(static_cast<size_t>(num_unique_cpu));
-  test::require_bitwise_equal(side_cpu, alone_cpu, "side sum = a one-wide Sum backward");
+  // The keyed backward (a dynamic table's: its ids are positions among the distinct ids,
+  // grouped by unique_keys) with two Sum-pooled side columns: CUDA = CPU, both made from the
+  // ids on their own device.
   {
-    const auto d_side = test::to_gpu(pc.gpu, side);
-    const auto d_dout_side = test::to_gpu(pc.gpu, dout);
-    Tensor<uint64_t> d_ids2(pc.gpu, {std::max<int64_t>(nnz, 1)});
-    Tensor<float> d_grad2(pc.gpu, {std::max<int64_t>(nnz * dim, 1)});
-    Tensor<float> d_side_rows(pc.gpu, {std::max<int64_t>(nnz, 1)});
-    auto d_n = test::to_gpu(pc.gpu, std::vector<int64_t>{-1});
-    kernels::pooled_lookup_backward<float>(pc.gpu, c.pooling, batch, dim, d_offsets.data(),
-                                           d_ids.data(), nnz, d_dout_side.data(), ld, d_ids2.data(),
-                                           d_grad2.data(), d_n.data(),
-                                           kernels::id_bits_for(std::max<int64_t>(c.rows, 1)),
-                                           false, d_side.data(), d_side_rows.data());
-    REQUIRE(to_host(pc.gpu, d_n.data(), 1)[0] == num_unique_cpu);
-    test::require_bitwise_equal(to_host(pc.gpu, d_grad2.data(), num_unique_cpu * dim), grad_cpu,
-                                "CUDA grad_rows with a side sum");
-    test::require_bitwise_equal(to_host(pc.gpu, d_side_rows.data(), num_unique_cpu), side_cpu,
-                                "CUDA side sum");
+    const int64_t side_width = 2, ld_rows = side_width + dim + 1;
+    const auto side = test::random_vector<float>(
+        static_cast<size_t>(std::max<int64_t>(batch, 1) * side_width), seed + 2);
+    const int64_t room = std::max<int64_t>(nnz, 1);
+    std::vector<float> keyed[2];
+    for (int on = 0; on < 2; ++on) {
+      const Context& ctx = on == 0 ? pc.cpu : pc.gpu;
+      auto ids = make_tensor(ctx, csr.ids);
+      auto offsets = make_tensor(ctx, csr.offsets);
+      auto d = make_tensor(ctx, dout);
+      auto sd = make_tensor(ctx, side);
+      Tensor<uint64_t> keys(ctx, {room});
+      Tensor<int> order(ctx, {room});
+      Tensor<int64_t> starts(ctx, {room + 1}), count(ctx, {1});
+      Tensor<float> rows(ctx, {room, ld_rows});
+      kernels::fill_constant<float>(ctx, room * ld_rows, -5.0f, rows.data());
+      kernels::unique_keys<float>(ctx, nnz, room, ids.data(), keys.data(), count.data(),
+                                  order.data(), starts.data());
+      kernels::keyed_lookup_backward<float>(ctx, c.pooling, batch, dim, offsets.data(), nnz, false,
+                                            order.data(), starts.data(), count.data(), d.data(), ld,
+                                            side_width, sd.data(), rows.data(), ld_rows);
+      REQUIRE(to_host(ctx, count)[0] == num_unique_cpu);
+      keyed[on] = to_host(ctx, rows);
+    }
+    test::require_bitwise_equal(keyed[1], keyed[0], "keyed_lookup_backward");
+    for (int64_t u = 0; u < num_unique_cpu; ++u)  // the gradient columns: the sort's bits
+      for (int64_t j = 0; j < dim; ++j)
+        REQUIRE(keyed[0][u * ld_rows + side_width + j] == grad_cpu[u * dim + j]);
   }
 
   const auto d_dout = test::to_gpu(pc.gpu, dout);

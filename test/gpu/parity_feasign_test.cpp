@@ -40,8 +40,9 @@ TEST_CASE("Feasign row kernels: CUDA = CPU bitwise", "[gpu][dynamic]") {
     for (uint64_t k = rng() % 4; k > 0; --k) ids.push_back(rng() % rows);
     offsets.push_back(static_cast<int64_t>(ids.size()));
   }
-  std::vector<float> dwide(batch);
+  std::vector<float> dwide(batch), labels(batch);
   for (auto& v : dwide) v = static_cast<float>(rng() % 100) / 7.0f;
+  for (auto& v : labels) v = static_cast<float>(rng() % 8) / 7.0f;
 
   std::vector<float> out[2][4];
   for (int side = 0; side < 2; ++side) {
@@ -54,7 +55,8 @@ TEST_CASE("Feasign row kernels: CUDA = CPU bitwise", "[gpu][dynamic]") {
     auto off = make_tensor(ctx, offsets);
     auto id = make_tensor(ctx, ids);
     auto dw = make_tensor(ctx, dwide);
-    Tensor<float> g(ctx, {n, dim + 2}), wide(ctx, {batch}), rep(ctx, {batch * per});
+    auto lab = make_tensor(ctx, labels);
+    Tensor<float> g(ctx, {n, dim + 2}), wide(ctx, {batch}), stats(ctx, {batch * per, 3});
     kernels::fill_constant<float>(ctx, n * (dim + 2), -3.0f,
                                   g.data());  // the 2 columns gather skips
     kernels::gather_rows<float>(ctx, n, dim, t.data(), dim, rows, ix.data(), g.data(), dim + 2);
@@ -67,13 +69,13 @@ TEST_CASE("Feasign row kernels: CUDA = CPU bitwise", "[gpu][dynamic]") {
     kernels::wide_lookup_forward<float>(ctx, batch, per, off.data(), id.data(), l.data(), rows,
                                         wide.data());
     out[side][2] = to_host(ctx, wide);
-    kernels::repeat_each<float>(ctx, batch, per, dw.data(), rep.data());
-    out[side][3] = to_host(ctx, rep);
+    kernels::feasign_bag_stats<float>(ctx, batch, per, lab.data(), dw.data(), stats.data());
+    out[side][3] = to_host(ctx, stats);
   }
   test::require_bitwise_equal(out[1][0], out[0][0], "gather_rows");
   test::require_bitwise_equal(out[1][1], out[0][1], "fill_rows + feasign_init_rows");
   test::require_bitwise_equal(out[1][2], out[0][2], "wide_lookup_forward");
-  test::require_bitwise_equal(out[1][3], out[0][3], "repeat_each");
+  test::require_bitwise_equal(out[1][3], out[0][3], "feasign_bag_stats");
 }
 
 TEST_CASE("wide_lookup_forward: CUDA = CPU bitwise for sequence fields (one warp per sample)",
@@ -104,41 +106,42 @@ TEST_CASE("wide_lookup_forward: CUDA = CPU bitwise for sequence fields (one warp
   test::require_bitwise_equal(out[1], out[0], "wide_lookup_forward, 20 positions a sample");
 }
 
-TEST_CASE("unique_keys: CUDA = CPU bitwise (duplicates, extreme keys, fractional labels)",
+TEST_CASE("unique_keys: CUDA = CPU (duplicates, extreme keys, a hot key, room past nnz)",
           "[gpu][dynamic]") {
   test::ParityContexts pc;
   std::mt19937_64 rng(11);
   const int64_t nnz = 5000;
   std::vector<uint64_t> ids(nnz);
-  std::vector<float> labels(nnz);
   for (int64_t j = 0; j < nnz; ++j) {
     const uint64_t r = rng() % 700;  // duplicates; one hot key
     ids[j] = r < 100 ? 42 : r == 699 ? ~uint64_t{0} : r * 0x9e3779b97f4a7c15ULL;
-    labels[j] = static_cast<float>(rng() % 8) / 7.0f;
   }
   std::vector<uint64_t> out_ids[2], out_keys[2];
-  std::vector<float> out_counts[2];
+  std::vector<int> out_order[2];
+  std::vector<int64_t> out_starts[2];
   int64_t n[2];
   for (int side = 0; side < 2; ++side) {
     const Context& ctx = side == 0 ? pc.cpu : pc.gpu;
     auto id = make_tensor(ctx, ids);
-    auto lab = make_tensor(ctx, labels);
     const int64_t room = nnz + 100;  // a padded batch's: zeros past the distinct keys
     Tensor<uint64_t> keys(ctx, {room});
-    Tensor<float> counts(ctx, {room, 2});
+    Tensor<int> order(ctx, {room});
     Tensor<int64_t> count(ctx, {1});
-    kernels::fill_constant<float>(ctx, 2 * room, -1.0f, counts.data());
-    kernels::unique_keys<float>(ctx, nnz, room, id.data(), lab.data(), keys.data(), counts.data(),
-                                count.data());
+    auto starts = make_tensor(ctx, std::vector<int64_t>(room + 1, -1));
+    kernels::unique_keys<float>(ctx, nnz, room, id.data(), keys.data(), count.data(), order.data(),
+                                starts.data());
     out_ids[side] = to_host(ctx, id);
     out_keys[side] = to_host(ctx, keys);
-    out_counts[side] = to_host(ctx, counts);
+    out_order[side] = to_host(ctx, order);
+    out_order[side].resize(nnz);  // past nnz: untouched
+    out_starts[side] = to_host(ctx, starts);
     n[side] = to_host(ctx, count)[0];
   }
   CHECK(n[1] == n[0]);
   CHECK(out_ids[1] == out_ids[0]);
   CHECK(out_keys[1] == out_keys[0]);
-  test::require_bitwise_equal(out_counts[1], out_counts[0], "shows and clicks");
+  CHECK(out_order[1] == out_order[0]);
+  CHECK(out_starts[1] == out_starts[0]);
 }
 
 namespace {

@@ -2,6 +2,8 @@
 // backward paths (CPU).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "lockstep/data/synthetic.h"
 #include "lockstep/models/factory.h"
 #include "lockstep/train/local_trainer.h"
@@ -40,8 +42,8 @@ TEST_CASE("DeviceBatch holds every table's rows and offsets, lengths, dense and 
     CHECK(staged.nnz(1) == staged.offsets(1)[staged.bags(1)]);
   }
   CHECK_THROWS_WITH(staged.staged_keys(0), Contains("not staged with its keys"));  // hashed
-  // A dynamic table's distinct keys (ascending), their number, shows and clicks are made from
-  // the staged keys; its ids become positions among them.
+  // A dynamic table's distinct keys (ascending) and their number are made from the staged keys;
+  // its ids become positions among them, grouped by key for the backward.
   embedding::AccessorConfig a;
   auto dyn = test::fixture_dynamic_model(ctx, a);
   embedding::DeviceBatch<float> keyed;
@@ -52,17 +54,23 @@ TEST_CASE("DeviceBatch holds every table's rows and offsets, lengths, dense and 
     REQUIRE(n <= nnz);
     const uint64_t* keys = keyed.staged_keys(t);
     for (int64_t u = 1; u < n; ++u) CHECK(keys[u - 1] < keys[u]);
-    float shows = 0, clicks = 0, labels = 0;
+    for (int64_t j = 0; j < nnz; ++j) CHECK(keyed.ids(t)[j] < static_cast<uint64_t>(n));
+    const int64_t* starts = keyed.staged_key_starts(t);
+    const int* order = keyed.staged_key_order(t);
+    CHECK(starts[0] == 0);
+    CHECK(starts[n] == nnz);
+    std::vector<int> seen(static_cast<size_t>(nnz), 0);
     for (int64_t u = 0; u < n; ++u) {
-      shows += keyed.staged_key_counts(t)[2 * u];
-      clicks += keyed.staged_key_counts(t)[2 * u + 1];
+      CHECK(starts[u] < starts[u + 1]);
+      for (int64_t k = starts[u]; k < starts[u + 1]; ++k) {
+        REQUIRE(order[k] >= 0);
+        REQUIRE(order[k] < nnz);
+        CHECK(keyed.ids(t)[order[k]] == static_cast<uint64_t>(u));
+        if (k > starts[u]) CHECK(order[k - 1] < order[k]);
+        ++seen[static_cast<size_t>(order[k])];
+      }
     }
-    for (int64_t j = 0; j < nnz; ++j) {
-      CHECK(keyed.ids(t)[j] < static_cast<uint64_t>(n));
-      labels += keyed.staged_id_labels(t)[j];
-    }
-    CHECK(shows == static_cast<float>(nnz));
-    CHECK(clicks == labels);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
   }
   // Dense features and labels only (a model without embeddings).
   embedding::DeviceBatch<float> plain;

@@ -42,7 +42,7 @@ TEST_CASE("fill_rows and feasign_init_rows write exactly the indexed rows", "[ke
                     Contains("slots[0] = 4 is outside [0, 4)"));
 }
 
-TEST_CASE("wide_lookup_forward adds each sample's lr weights; repeat_each spreads dwide",
+TEST_CASE("wide_lookup_forward adds each sample's lr weights; feasign_bag_stats spreads them",
           "[kernels][dynamic]") {
   Context ctx;
   // 2 samples × 2 positions (bags 0..3) in a window starting at bag 1 of a larger CSR.
@@ -59,34 +59,40 @@ TEST_CASE("wide_lookup_forward adds each sample's lr weights; repeat_each spread
       kernels::wide_lookup_forward<double>(ctx, 2, 1, two.data(), bad_ids.data(), lr.data(), 3,
                                            out.data()),
       Contains("wide_lookup_forward: ids[1] = 3 (sample 1) is out of range for a table of 3 rows"));
-  std::vector<double> rep(6);
-  const std::vector<double> src = {1, 2};
-  kernels::repeat_each<double>(ctx, 2, 3, src.data(), rep.data());
-  CHECK(rep == std::vector<double>{1, 1, 1, 2, 2, 2});
+  // Per bag (2 samples x 2 positions): show 1, the sample's label and dwide; zeros without them.
+  std::vector<double> stats(12, -1);
+  const std::vector<double> labels = {0.25, 1}, dwide = {-3, 5};
+  kernels::feasign_bag_stats<double>(ctx, 2, 2, labels.data(), dwide.data(), stats.data());
+  CHECK(stats == std::vector<double>{1, 0.25, -3, 1, 0.25, -3, 1, 1, 5, 1, 1, 5});
+  kernels::feasign_bag_stats<double>(ctx, 2, 1, nullptr, nullptr, stats.data());
+  CHECK(stats == std::vector<double>{1, 0, 0, 1, 0, 0, 1, 1, 5, 1, 1, 5});
 }
 
-TEST_CASE("unique_keys: distinct keys ascending, ids as their positions, shows and clicks",
+TEST_CASE("unique_keys: distinct keys ascending, ids as their positions, grouped by key",
           "[kernels][dynamic]") {
   const Context ctx;
   const uint64_t max = ~uint64_t{0};
   std::vector<uint64_t> ids = {7, max, 0, 7, 3, 7, max};
-  const std::vector<float> labels = {1, 0.5f, 0, 0, 1, 0.25f, 1};
   // Room for 9 (a padded batch): zeros past the 4 distinct keys, up to the room.
   std::vector<uint64_t> keys(9, 99);
-  std::vector<float> counts(2 * 9, -1.0f);
+  std::vector<int> order(9, -1);
+  std::vector<int64_t> starts(10, -1);
   int64_t n = -1;
-  kernels::unique_keys<float>(ctx, static_cast<int64_t>(ids.size()), 9, ids.data(), labels.data(),
-                              keys.data(), counts.data(), &n);
+  kernels::unique_keys<float>(ctx, static_cast<int64_t>(ids.size()), 9, ids.data(), keys.data(), &n,
+                              order.data(), starts.data());
   CHECK(n == 4);
   CHECK(keys == std::vector<uint64_t>{0, 3, 7, max, 0, 0, 0, 0, 0});
   CHECK(ids == std::vector<uint64_t>{2, 3, 0, 2, 1, 2, 3});
-  CHECK(counts == std::vector<float>{1, 0, 1, 1, 3, 1.25f, 2, 1.5f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  // Key u's positions, ascending: order[starts[u] .. starts[u + 1] - 1]; past nnz untouched.
+  CHECK(order == std::vector<int>{2, 4, 0, 3, 5, 1, 6, -1, -1});
+  CHECK(starts == std::vector<int64_t>{0, 1, 2, 5, 7, 0, 0, 0, 0, 0});
   std::fill(keys.begin(), keys.end(), 99);
-  kernels::unique_keys<float>(ctx, 0, 2, ids.data(), labels.data(), keys.data(), counts.data(), &n);
+  kernels::unique_keys<float>(ctx, 0, 2, ids.data(), keys.data(), &n, order.data(), starts.data());
   CHECK(n == 0);
   CHECK(keys[1] == 0);
   CHECK(keys[2] == 99);
-  CHECK_THROWS_WITH(kernels::unique_keys<float>(ctx, 7, 6, ids.data(), labels.data(), keys.data(),
-                                                counts.data(), &n),
+  CHECK(starts[0] == 0);
+  CHECK_THROWS_WITH(kernels::unique_keys<float>(ctx, 7, 6, ids.data(), keys.data(), &n,
+                                                order.data(), starts.data()),
                     Contains("room=6 is smaller than nnz=7"));
 }

@@ -12,6 +12,7 @@
 
 #include "csr_batch.h"
 #include "kernels/embedding.h"
+#include "kernels/feasign.h"
 #include "lockstep/core/error.h"
 #include "test_util.h"
 
@@ -284,53 +285,76 @@ TEST_CASE("pooled_lookup_backward sums a hot id by chunks, lanes and the butterf
   }
 }
 
-TEST_CASE("pooled_lookup_backward's side sum gives the bits of a one-wide Sum backward",
+TEST_CASE("keyed_lookup_backward over unique_keys' grouping gives pooled_lookup_backward's bits",
           "[kernels][embedding]") {
-  // Mean pooling for the main rows (the side sum is Sum-pooled all the same), an id hot enough
-  // for chunks and lanes (100 positions), and padding past the bags.
+  // Keys far apart (a dynamic table's), Mean pooling for the gradient columns (the side columns
+  // are Sum-pooled all the same), a key hot enough for chunks and lanes (100 positions), an
+  // empty bag, and padding past the bags.
   std::vector<std::vector<uint64_t>> bags;
-  for (int b = 0; b < 60; ++b) bags.push_back({uint64_t(b % 7), 9, uint64_t(b % 3)});
+  const uint64_t hot = ~uint64_t{0};
+  for (int b = 0; b < 60; ++b) bags.push_back({uint64_t(b % 7) << 40, hot, uint64_t(b % 3) * 977});
   bags.push_back({});
-  bags.push_back(std::vector<uint64_t>(40, 9));
+  bags.push_back(std::vector<uint64_t>(40, hot));
   const CsrBatch csr = csr_from_bags(bags);
-  const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = 5, staged = nnz + 6;
-  std::vector<uint64_t> ids = csr.ids;
-  ids.resize(static_cast<size_t>(staged), 10);  // padding: the row count of a 10-row table
-  const auto dout = test::random_vector<float>(static_cast<size_t>(batch * dim), 3);
-  const auto side = test::random_vector<float>(static_cast<size_t>(batch), 4);
+  const int64_t batch = csr.batch(), nnz = csr.nnz(), dim = 5, staged = nnz + 6, side_width = 3;
   const auto n = static_cast<size_t>(staged);
-  std::vector<uint64_t> unique(n), unique_alone(n);
-  std::vector<float> rows(n * dim), rows_alone(n * dim), side_rows(n), side_alone(n);
-  int64_t u = -1, u_alone = -1;
-  const int bits = kernels::id_bits_for(11);
-  kernels::pooled_lookup_backward<float>(
-      Context{}, Pooling::Mean, batch, dim, csr.offsets.data(), ids.data(), staged, dout.data(),
-      dim, unique.data(), rows.data(), &u, bits, true, side.data(), side_rows.data());
+  std::vector<uint64_t> ids = csr.ids, keys(n);
+  ids.resize(n, static_cast<uint64_t>(staged));  // padding: the staged count
+  std::vector<int> order(n, -7);
+  std::vector<int64_t> starts(n + 1, -7);
+  int64_t num_keys = -1;
+  kernels::unique_keys<float>(Context{}, nnz, staged, ids.data(), keys.data(), &num_keys,
+                              order.data(), starts.data());
+  REQUIRE(num_keys == 10);  // 0, 977, 1954, 1 << 40 .. 6 << 40, and the hot key (the last)
+  const auto dout = test::random_vector<float>(static_cast<size_t>(batch * dim), 3);
+  const auto side = test::random_vector<float>(static_cast<size_t>(batch * side_width), 4);
+  const int64_t ld = side_width + dim + 2;  // a record wider than its columns
+  std::vector<float> rows(n * ld, 42.0f);
+  kernels::keyed_lookup_backward<float>(Context{}, Pooling::Mean, batch, dim, csr.offsets.data(),
+                                        staged, true, order.data(), starts.data(), &num_keys,
+                                        dout.data(), dim, side_width, side.data(), rows.data(), ld);
+  const auto column = [&](int64_t c) {
+    std::vector<float> v;
+    for (int64_t u = 0; u < num_keys; ++u) v.push_back(rows[u * ld + c]);
+    return v;
+  };
+  // The same positions' backward through the sort: the same bits, column by column.
+  std::vector<uint64_t> unique(n);
+  std::vector<float> alone(n * dim);
+  int64_t u_alone = -1;
+  const int bits = kernels::id_bits_for(staged + 1);
   kernels::pooled_lookup_backward<float>(Context{}, Pooling::Mean, batch, dim, csr.offsets.data(),
-                                         ids.data(), staged, dout.data(), dim, unique_alone.data(),
-                                         rows_alone.data(), &u_alone, bits, true);
-  REQUIRE(u == 8);  // ids 0..6 and 9
-  REQUIRE(u_alone == u);
-  CHECK(unique == unique_alone);
-  CHECK(rows == rows_alone);
-  kernels::pooled_lookup_backward<float>(Context{}, Pooling::Sum, batch, 1, csr.offsets.data(),
-                                         ids.data(), staged, side.data(), 1, unique_alone.data(),
-                                         side_alone.data(), &u_alone, bits, true);
-  REQUIRE(u_alone == u);
-  side_rows.resize(8);
-  side_alone.resize(8);
-  CHECK(side_rows == side_alone);
-  // Id 9's side value in the contract's order: 100 positions, chunks of 32 to lanes, butterfly.
-  std::vector<float> nine;
+                                         ids.data(), staged, dout.data(), dim, unique.data(),
+                                         alone.data(), &u_alone, bits, true);
+  REQUIRE(u_alone == num_keys);
+  for (int64_t d = 0; d < dim; ++d) {
+    std::vector<float> expect;
+    for (int64_t u = 0; u < num_keys; ++u) expect.push_back(alone[u * dim + d]);
+    CHECK(column(side_width + d) == expect);
+  }
+  for (int64_t c = 0; c < side_width; ++c) {
+    std::vector<float> side_c, expect(n);
+    for (int64_t b = 0; b < batch; ++b) side_c.push_back(side[b * side_width + c]);
+    kernels::pooled_lookup_backward<float>(Context{}, Pooling::Sum, batch, 1, csr.offsets.data(),
+                                           ids.data(), staged, side_c.data(), 1, unique.data(),
+                                           expect.data(), &u_alone, bits, true);
+    expect.resize(static_cast<size_t>(num_keys));
+    CHECK(column(c) == expect);
+  }
+  CHECK(rows[side_width + dim] == 42.0f);  // past the columns: untouched
+  CHECK(rows[num_keys * ld] == 42.0f);     // past the keys: untouched
+  // The hot key's side column 0 in the contract's order: 100 positions, chunks of 32 to lanes,
+  // butterfly.
+  std::vector<float> hot_terms;
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = csr.offsets[b]; j < csr.offsets[b + 1]; ++j)
-      if (csr.ids[j] == 9) nine.push_back(side[b]);
-  REQUIRE(nine.size() == 100);
+      if (csr.ids[j] == hot) hot_terms.push_back(side[b * side_width]);
+  REQUIRE(hot_terms.size() == 100);
   float lanes[kernels::kHotLanes] = {};
-  for (size_t from = 0, c = 0; from < nine.size(); from += kernels::kHotChunk, ++c) {
+  for (size_t from = 0, c = 0; from < hot_terms.size(); from += kernels::kHotChunk, ++c) {
     float chunk = 0.0f;
-    for (size_t k = from; k < std::min(nine.size(), from + kernels::kHotChunk); ++k)
-      chunk += nine[k];
+    for (size_t k = from; k < std::min(hot_terms.size(), from + kernels::kHotChunk); ++k)
+      chunk += hot_terms[k];
     lanes[c % kernels::kHotLanes] += chunk;
   }
   for (int o = kernels::kHotLanes / 2; o > 0; o /= 2) {
@@ -338,12 +362,31 @@ TEST_CASE("pooled_lookup_backward's side sum gives the bits of a one-wide Sum ba
     for (int l = 0; l < kernels::kHotLanes; ++l) next[l] = lanes[l] + lanes[l ^ o];
     std::copy_n(next, kernels::kHotLanes, lanes);
   }
-  CHECK(side_rows[7] == lanes[0]);
-  CHECK_THROWS_WITH(
-      kernels::pooled_lookup_backward<float>(
-          Context{}, Pooling::Sum, batch, dim, csr.offsets.data(), ids.data(), staged, dout.data(),
-          dim, unique.data(), rows.data(), &u, bits, true, side.data(), nullptr),
-      Contains("given together"));
+  CHECK(rows[9 * ld] == lanes[0]);
+
+  // A grouping unique_keys does not make: named, and nothing written.
+  const auto run = [&](const std::vector<int>& o, const std::vector<int64_t>& st, int64_t k) {
+    std::fill(rows.begin(), rows.end(), 42.0f);
+    kernels::keyed_lookup_backward<float>(Context{}, Pooling::Sum, batch, dim, csr.offsets.data(),
+                                          staged, true, o.data(), st.data(), &k, dout.data(), dim,
+                                          side_width, side.data(), rows.data(), ld);
+  };
+  auto bad_order = order;
+  bad_order[17] = static_cast<int>(nnz);
+  CHECK_THROWS_WITH(run(bad_order, starts, num_keys),
+                    Contains("keyed_lookup_backward: order[17] = " + std::to_string(nnz)));
+  CHECK(std::all_of(rows.begin(), rows.end(), [](float v) { return v == 42.0f; }));
+  auto bad_starts = starts;
+  bad_starts[3] = bad_starts[2] - 1;
+  CHECK_THROWS_WITH(run(order, bad_starts, num_keys), Contains("starts[3]"));
+  CHECK_THROWS_WITH(run(order, starts, num_keys - 1), Contains("starts[9]"));
+  CHECK_THROWS_WITH(run(order, starts, nnz + 1),
+                    Contains("num_unique = " + std::to_string(nnz + 1)));
+  CHECK_THROWS_WITH(kernels::keyed_lookup_backward<float>(
+                        Context{}, Pooling::Sum, batch, dim, csr.offsets.data(), staged, true,
+                        order.data(), starts.data(), &num_keys, dout.data(), dim, side_width,
+                        side.data(), rows.data(), side_width + dim - 1),
+                    Contains("ld_rows"));
 }
 
 TEST_CASE("id_bits_for gives the bits of the largest id; a bad id_bits is rejected",

@@ -168,7 +168,7 @@ TEST_CASE("A staged batch pads its hashed tables' ids with the row count", "[gra
 TEST_CASE("A staged batch pads its dynamic tables' ids past every distinct key",
           "[graphs][padding][dynamic]") {
   // A dynamic table's ids are positions among the batch's distinct keys: padding ids are the
-  // staged id count, and the distinct keys and counts are zeros up to it.
+  // staged id count, and the distinct keys and run starts are zeros up to it.
   const Context ctx;
   embedding::AccessorConfig a;
   auto model = test::fixture_din(ctx, &a);
@@ -188,9 +188,8 @@ TEST_CASE("A staged batch pads its dynamic tables' ids past every distinct key",
     for (int64_t j = 0; j < staged; ++j) {
       CHECK(padded.ids(t)[j] == (j < nnz ? plain.ids(t)[j] : static_cast<uint64_t>(staged)));
       CHECK(padded.staged_keys(t)[j] == (j < n ? plain.staged_keys(t)[j] : 0));
-      for (int c = 0; c < 2; ++c)
-        CHECK(padded.staged_key_counts(t)[2 * j + c] ==
-              (j < n ? plain.staged_key_counts(t)[2 * j + c] : 0.0f));
+      CHECK(padded.staged_key_starts(t)[j] == (j <= n ? plain.staged_key_starts(t)[j] : 0));
+      if (j < nnz) CHECK(padded.staged_key_order(t)[j] == plain.staged_key_order(t)[j]);
     }
   }
 }

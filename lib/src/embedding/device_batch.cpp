@@ -46,20 +46,21 @@ void DeviceBatch<T>::begin(const Context& ctx, const data::Batch& batch,
     tb.staged = tb.padded ? padded_count(tb.nnz) : tb.nnz;
     tb.offsets_at = take(static_cast<size_t>(tb.bags + 1) * sizeof(int64_t));
     tb.ids_at = take(static_cast<size_t>(tb.staged) * sizeof(uint64_t));
-    // A keyed table: its ids' labels travel; its distinct keys (at most nnz), their number and
-    // counts are made on the device, in room after everything copied (below). Every part is
-    // sized by the ids staged, so batches of one padded shape have one layout (CUDA graphs).
     tb.keyed = tables[t].keyed;
-    tb.labels_at = take(tb.keyed ? static_cast<size_t>(tb.staged) * sizeof(T) : 0);
   }
   lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   token_lengths_at_ = take(has_lengths ? static_cast<size_t>(size_) * sizeof(int64_t) : 0);
   dense_at_ = take(static_cast<size_t>(dense_values_) * sizeof(T));
   labels_at_ = take(static_cast<size_t>(num_labels_) * sizeof(T));
   copied_ = at;
+  // A keyed table's distinct keys (at most nnz), their number and the grouping of its ids are
+  // made on the device, in room after everything copied. Every part is sized by the ids staged,
+  // so batches of one padded shape have one layout (CUDA graphs).
   for (Table& tb : tables_) {
-    tb.keys_at = take(tb.keyed ? static_cast<size_t>(1 + tb.staged) * sizeof(uint64_t) : 0);
-    tb.counts_at = take(tb.keyed ? static_cast<size_t>(2 * tb.staged) * sizeof(T) : 0);
+    const auto staged = static_cast<size_t>(tb.keyed ? tb.staged : 0);
+    tb.keys_at = take(tb.keyed ? (1 + staged) * sizeof(uint64_t) : 0);
+    tb.order_at = take(staged * sizeof(int));
+    tb.starts_at = take(tb.keyed ? (1 + staged) * sizeof(int64_t) : 0);
   }
   bytes_ = at;
   host_.reserve(ctx, bytes_);  // waits until the previous batch's copy has read the buffer

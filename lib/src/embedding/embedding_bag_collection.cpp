@@ -27,11 +27,9 @@ struct EmbeddingBagCollection<T>::TableBatch {
   std::vector<int64_t> bag_start;  // first bag of each of those fields, per sample of the batch
   int64_t bags_per_sample = 0;
   Tensor<T> dout;  // (bags, dim): gathered gradient when several fields share the table
-  // Dynamic tables: the batch's keys' embedx rows and lr weights (forward); the embedx gradient
-  // by batch key, each bag's dwide, the lr gradient by batch key and the keys' counts (backward).
-  Tensor<T> compact, compact_lr, key_rows, bag_dwide, dlr_rows;
-  Tensor<uint64_t> key_ids;
-  Tensor<int64_t> key_count;
+  // Dynamic tables: the batch's keys' embedx rows and lr weights (forward); each bag's show,
+  // click and dwide (backward: kernels::feasign_bag_stats).
+  Tensor<T> compact, compact_lr, bag_stats;
 };
 
 void check_layout(const std::vector<TableConfig>& tables, const std::vector<FieldConfig>& fields) {
@@ -223,18 +221,10 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     uint64_t* ids = out.host_ids(t);
     int64_t bag = 0, nnz = 0;
     offsets[0] = 0;
-    T* occurrence_label = dynamic ? out.host_id_labels(t) : nullptr;
-    const auto label_of = [&](int64_t b) {
-      return b < static_cast<int64_t>(batch.labels.size()) ? static_cast<T>(batch.labels[b]) : T(0);
-    };
     for (int f : tb.fields) {
       const data::SparseColumn& col = batch.sparse[field_column_[f]];
       if (fields_[f].max_len == 0) {
         for (int64_t b = 1; b <= rows; ++b) offsets[++bag] = nnz + col.offsets[b];
-        if (dynamic)
-          for (int64_t b = 0; b < rows; ++b)
-            for (int64_t j = col.offsets[b]; j < col.offsets[b + 1]; ++j)
-              occurrence_label[nnz + j] = label_of(b);
         for (uint64_t key : col.keys) ids[nnz++] = row_of(key);
         continue;
       }
@@ -242,10 +232,7 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
       for (int64_t b = 0; b < rows; ++b) {
         const int64_t len = std::min(counts[b], Tn);
         for (int64_t p = 0; p < Tn; ++p) {
-          if (p < len) {
-            if (dynamic) occurrence_label[nnz] = label_of(b);
-            ids[nnz++] = row_of(col.keys[col.offsets[b + 1] - 1 - p]);
-          }
+          if (p < len) ids[nnz++] = row_of(col.keys[col.offsets[b + 1] - 1 - p]);
           offsets[++bag] = nnz;
         }
       }
@@ -256,20 +243,19 @@ void EmbeddingBagCollection<T>::stage(const Context& ctx, const data::Batch& bat
     // distinct keys, staged_nnz(t).
     std::fill(ids + nnz, ids + out.staged_nnz(t),
               static_cast<uint64_t>(dynamic ? out.staged_nnz(t) : table.rows()));
-    if (dynamic) std::fill(occurrence_label + nnz, occurrence_label + out.staged_nnz(t), T(0));
   }
   if (Tn > 0) {
     auto& lengths = out.mutable_host_lengths();
     for (int64_t b = 0; b < rows; ++b) lengths[b] = std::min(counts[b], Tn);
   }
   out.finish(ctx, batch);
-  // A dynamic table's distinct keys (ascending), their shows (occurrences) and clicks (labels),
-  // and its ids as positions among them: on the device (kernels/feasign.h).
+  // A dynamic table's distinct keys (ascending), its ids as positions among them, and the ids
+  // grouped by key for the backward: on the device, one sort per step (kernels/feasign.h).
   for (size_t t = 0; t < tables_.size(); ++t)
     if (tables_[t].dynamic())
       kernels::unique_keys<T>(ctx, sizes[t].nnz, out.staged_nnz(t), out.staged_ids(t),
-                              out.staged_id_labels(t), out.staged_keys(t), out.staged_key_counts(t),
-                              out.staged_key_count(t));
+                              out.staged_keys(t), out.staged_key_count(t), out.staged_key_order(t),
+                              out.staged_key_starts(t));
   for (size_t t = 0; t < tables_.size(); ++t)  // key -> row on the device (kernels/key_hash.h)
     if (tables_[t].hashes_keys())
       kernels::hash_keys_to_rows(ctx, sizes[t].nnz, tables_[t].hash_seed(), tables_[t].rows(),
@@ -368,48 +354,37 @@ void EmbeddingBagCollection<T>::backward(const Context& ctx, const T* dout, int6
 }
 
 // A dynamic table's gradient, keyed by feasign: per distinct key of the batch (ascending) its
-// record [show, click, d lr, d embedx] (DynamicTable). The lr gradient of a key sums dwide over
-// its occurrences (the wide term adds every occurrence's lr weight to its sample's logit).
+// record [show, click, d lr, d embedx] (DynamicTable), summed over the key's occurrences in the
+// grouping unique_keys made when the batch was staged (no sort here): show adds 1, click the
+// sample's label and d lr the sample's dwide (the wide term adds every occurrence's lr weight to
+// its sample's logit) per occurrence — keyed_lookup_backward's side columns — and d embedx the
+// pooled lookup's gradient. Every key of the batch occurs in it, so the record has one row per
+// key, u = 0 .. n-1; the keys and n came with the staged batch: nothing is uploaded here.
 template <class T>
 void EmbeddingBagCollection<T>::keyed_gradient(const Context& ctx, size_t t, const T* grad,
                                                int64_t ld, const T* dwide) {
   TableBatch& tb = *batches_[t];
   EmbeddingTable<T>& table = tables_[t];
   const DeviceBatch<T>& batch = *batch_;
-  const int64_t dim = table.dim(), width = table.grad_width();
-  // The ids staged (padding included) bound the distinct keys, whose number is on the device;
-  // a padded table's padding ids are n.
+  const int64_t dim = table.dim(), width = table.grad_width(), bags = batch.bags(t);
+  static_assert(kDynamicRecordExtra == 3, "the side columns are the record's show, click, d lr");
+  // The ids staged (padding included) bound the distinct keys, whose number is on the device.
   const int64_t n = batch.staged_nnz(t);
-  const bool padded = batch.padded(t);
-  const int id_bits = kernels::id_bits_for(padded ? n + 1 : n);
-  tb.key_ids.resize(ctx, {std::max<int64_t>(n, 1)});
-  tb.key_rows.resize(ctx, {std::max<int64_t>(n, 1), dim});
-  tb.key_count.resize(ctx, {1});
-  tb.dlr_rows.resize(ctx, {std::max<int64_t>(n, 1)});
-  // The lr gradient: every bag carries its sample's dwide, summed per key over the embedx
-  // gradient's sort and segments (pooled_lookup_backward's side sum).
-  if (dwide) {
-    tb.bag_dwide.resize(ctx, {std::max<int64_t>(batch.bags(t), 1)});
-    for (size_t k = 0; k < tb.fields.size(); ++k) {
-      const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
-      kernels::repeat_each<T>(ctx, rows_, per, dwide, tb.bag_dwide.data() + rows_ * tb.bag_start[k]);
-    }
-  } else {
-    kernels::fill_constant<T>(ctx, n, T(0), tb.dlr_rows.data());
+  tb.bag_stats.resize(ctx, {std::max<int64_t>(bags, 1), kDynamicRecordExtra});
+  for (size_t k = 0; k < tb.fields.size(); ++k) {
+    const int64_t per = fields_[tb.fields[k]].max_len > 0 ? sequence_length_ : 1;
+    kernels::feasign_bag_stats<T>(
+        ctx, rows_, per, batch.labels(), dwide,
+        tb.bag_stats.data() + rows_ * tb.bag_start[k] * kDynamicRecordExtra);
   }
-  kernels::pooled_lookup_backward<T>(
-      ctx, to_kernel(table.config().pooling), batch.bags(t), dim, batch.offsets(t), batch.ids(t), n,
-      grad, ld, tb.key_ids.data(), tb.key_rows.data(), tb.key_count.data(), id_bits, padded,
-      dwide ? tb.bag_dwide.data() : nullptr, dwide ? tb.dlr_rows.data() : nullptr);
-  // Every key of the batch occurs in it, so both sums have one row per key, u = 0 .. n-1. The
-  // keys, their counts and n came with the staged batch: nothing is uploaded here.
   SparseGrad<T>& g = table.grad();
   g.reserve(ctx, n, width);
+  kernels::keyed_lookup_backward<T>(ctx, to_kernel(table.config().pooling), bags, dim,
+                                    batch.offsets(t), n, batch.padded(t), batch.staged_key_order(t),
+                                    batch.staged_key_starts(t), batch.staged_key_count(t), grad, ld,
+                                    kDynamicRecordExtra, tb.bag_stats.data(), g.rows(), width);
   copy_bytes(ctx, g.ids(), ctx.device(), batch.staged_keys(t), ctx.device(),
              static_cast<size_t>(n) * sizeof(uint64_t));
-  kernels::copy_2d<T>(ctx, n, 2, batch.staged_key_counts(t), 2, g.rows(), width);
-  kernels::copy_2d<T>(ctx, n, 1, tb.dlr_rows.data(), 1, g.rows() + 2, width);
-  kernels::copy_2d<T>(ctx, n, dim, tb.key_rows.data(), dim, g.rows() + kDynamicRecordExtra, width);
   copy_bytes(ctx, g.count(), ctx.device(), batch.staged_key_count(t), ctx.device(),
              sizeof(int64_t));
   g.mark_ready();

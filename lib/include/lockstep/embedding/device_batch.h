@@ -74,14 +74,16 @@ class DeviceBatch {
   /// A dynamic table t (staged with TableSize::keyed), on ctx's device: the number n of the
   /// batch's distinct keys of the table (one int64; n <= nnz(t)), the keys in ascending order
   /// (staged_nnz(t) entries, zeros past n) — ids(t) are positions in this list, and a padded
-  /// table's padding ids are staged_nnz(t) — and per key its occurrences (shows) and their
-  /// summed labels (clicks), (staged_nnz(t), 2) row-major, zeros past n. Computed on the device
-  /// from the staged raw keys and each id's label (kernels::unique_keys).
+  /// table's padding ids are staged_nnz(t) — and the ids' positions grouped by key for the
+  /// backward: key u's positions are staged_key_order(t)[starts[u] .. starts[u + 1] - 1],
+  /// ascending (order: staged_nnz(t) ints, starts: staged_nnz(t) + 1). Made on the device from
+  /// the staged raw keys (kernels::unique_keys), which sorts them once per step.
   const int64_t* staged_key_count(size_t t) const { return ptr<int64_t>(keyed_at(t)); }
   const uint64_t* staged_keys(size_t t) const {
     return ptr<uint64_t>(keyed_at(t) + sizeof(int64_t));
   }
-  const T* staged_key_counts(size_t t) const { return ptr<T>(tables_.at(t).counts_at); }
+  const int* staged_key_order(size_t t) const { return ptr<int>(tables_.at(t).order_at); }
+  const int64_t* staged_key_starts(size_t t) const { return ptr<int64_t>(tables_.at(t).starts_at); }
 
   /// dst[:, 0:num_dense] (size() rows, row stride ld) = the dense features, on ctx's device.
   /// Throws Error when the batch does not hold exactly num_dense values per sample. No-op when
@@ -93,7 +95,7 @@ class DeviceBatch {
   struct TableSize {
     int64_t bags = 0, nnz = 0;
     bool may_pad = false;  // padded to padded_count(nnz) when pad_ids() is set
-    bool keyed = false;    // a dynamic table: its keys and counts travel with the batch
+    bool keyed = false;    // a dynamic table: its distinct keys are made with the batch
   };
   /// Lays out `batch` with the given per-table sizes and reserves the pinned buffer.
   void begin(const Context& ctx, const data::Batch& batch, const std::vector<TableSize>& tables,
@@ -105,20 +107,19 @@ class DeviceBatch {
   uint64_t* staged_ids(size_t t) {
     return const_cast<uint64_t*>(ptr<uint64_t>(tables_.at(t).ids_at));
   }
-  /// A keyed table's label of each id (staged_nnz(t): nnz(t) and the padding), to fill before
-  /// finish().
-  T* host_id_labels(size_t t) { return host_ptr<T>(tables_.at(t).labels_at); }
-  /// After finish(): a keyed table's id labels on the device (unique_keys reads them), and
-  /// where unique_keys writes its distinct keys, their number and their counts.
-  const T* staged_id_labels(size_t t) const { return ptr<T>(tables_.at(t).labels_at); }
+  /// After finish(): where unique_keys writes a keyed table's distinct keys, their number and
+  /// the grouping of its ids.
   int64_t* staged_key_count(size_t t) {
     return const_cast<int64_t*>(std::as_const(*this).staged_key_count(t));
   }
   uint64_t* staged_keys(size_t t) {
     return const_cast<uint64_t*>(std::as_const(*this).staged_keys(t));
   }
-  T* staged_key_counts(size_t t) {
-    return const_cast<T*>(std::as_const(*this).staged_key_counts(t));
+  int* staged_key_order(size_t t) {
+    return const_cast<int*>(std::as_const(*this).staged_key_order(t));
+  }
+  int64_t* staged_key_starts(size_t t) {
+    return const_cast<int64_t*>(std::as_const(*this).staged_key_starts(t));
   }
   /// The history lengths, to fill (size() elements) before finish().
   std::vector<int64_t>& mutable_host_lengths() { return host_lengths_; }
@@ -128,7 +129,7 @@ class DeviceBatch {
   struct Table {
     int64_t bags = 0, nnz = 0, staged = 0;
     bool padded = false, keyed = false;
-    size_t offsets_at = 0, ids_at = 0, keys_at = 0, counts_at = 0, labels_at = 0;
+    size_t offsets_at = 0, ids_at = 0, keys_at = 0, order_at = 0, starts_at = 0;
   };
   size_t keyed_at(size_t t) const {
     LOCKSTEP_CHECK(tables_.at(t).keyed, "DeviceBatch: table {} was not staged with its keys", t);
