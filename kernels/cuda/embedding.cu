@@ -13,7 +13,6 @@
 #include <cub/cub.cuh>
 
 #include <climits>
-#include <initializer_list>
 
 #include "kernels/cuda/input_errors.cuh"
 #include "kernels/cuda/launch.cuh"
@@ -184,36 +183,46 @@ __device__ __forceinline__ void segment_bounds(const int64_t* __restrict__ start
   end = min(max(starts[u + 1], begin), nnz);
 }
 
-// Column d of sorted positions [begin, end) summed sequentially: scale_b * g[b, d] for their
-// rows b = index[k], each product rounded before it is added (the CPU's order).
-__device__ __forceinline__ float sum_positions(int64_t begin, int64_t end, int64_t d,
-                                               const int* __restrict__ index,
-                                               const float* __restrict__ scales,
-                                               const float* __restrict__ g, int64_t ld_g) {
-  float sum = 0.0f;
-  for (int64_t k = begin; k < end; ++k) {
-    const int b = index[k];
-    const float v = g[b * ld_g + d];
-    sum = __fadd_rn(sum, scales != nullptr ? __fmul_rn(v, scales[b]) : v);
+// The columns a segmented sum adds, per position of bag (row) b: first side_width Sum-pooled
+// side columns, side[b, c]; then dim columns scale_b * g[b, d] (unscaled without scales). out:
+// (>= num_unique, ld_out), row u = the sums over segment u's positions, columns in that order.
+struct SegmentColumns {
+  int64_t side_width;
+  const float* side;  // (rows of g, side_width) or nullptr
+  int64_t dim;
+  const float* g;  // (rows, ld_g)
+  int64_t ld_g;
+  const float* scales;  // (rows) or nullptr
+  float* out;
+  int64_t ld_out;
+  __host__ __device__ int64_t width() const { return side_width + dim; }
+  // The term of row b in column c, the product rounded before it is added (the CPU's order).
+  __device__ __forceinline__ float term(int b, int64_t c) const {
+    if (c < side_width) return side[b * side_width + c];
+    const float v = g[b * ld_g + (c - side_width)];
+    return scales != nullptr ? __fmul_rn(v, scales[b]) : v;
   }
+};
+
+// Column c of sorted positions [begin, end) summed sequentially over their rows b = index[k].
+__device__ __forceinline__ float sum_positions(int64_t begin, int64_t end, int64_t c,
+                                               const int* __restrict__ index,
+                                               const SegmentColumns& cols) {
+  float sum = 0.0f;
+  for (int64_t k = begin; k < end; ++k) sum = __fadd_rn(sum, cols.term(index[k], c));
   return sum;
 }
 
 // Segmented reduction over the grouped positions: one group of `lanes` threads per segment
-// u < *num_unique, lanes over the width. Segment u's positions are summed in their sorted order
-// (increasing original position: the radix sorts are stable); each element sums scale_b * g[b,
-// d] over it sequentially, like the CPU. Hot segments (more than kHotChunk positions) are left
-// to the two kernels below. Launched for the upper bound of nnz segments; groups past
-// *num_unique exit at once.
-//   index: (nnz) the row of g of each sorted position; scales: (rows of g) or nullptr;
-//   out: (>= num_unique, ld_out)
-__global__ void segment_sum_kernel(int64_t width, int lanes, int64_t nnz,
-                                   const int64_t* __restrict__ num_unique,
+// u < *num_unique, lanes over the columns. Segment u's positions are summed in their sorted
+// order (increasing original position: the radix sorts are stable), each column sequentially,
+// like the CPU. Hot segments (more than kHotChunk positions) are left to the two kernels below.
+// Launched for the upper bound of nnz segments; groups past *num_unique exit at once.
+//   index: (nnz) the row of each sorted position
+__global__ void segment_sum_kernel(int lanes, int64_t nnz, const int64_t* __restrict__ num_unique,
                                    const int64_t* __restrict__ starts,
-                                   const int* __restrict__ index, const float* __restrict__ scales,
-                                   const float* __restrict__ g, int64_t ld_g,
-                                   float* __restrict__ out, int64_t ld_out) {
-  const int64_t unique = segment_count(num_unique, nnz);
+                                   const int* __restrict__ index, SegmentColumns cols) {
+  const int64_t unique = segment_count(num_unique, nnz), width = cols.width();
   const int64_t rows_per_block = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes;
   for (int64_t u = blockIdx.x * rows_per_block + threadIdx.x / lanes; u < unique;
@@ -221,8 +230,8 @@ __global__ void segment_sum_kernel(int64_t width, int lanes, int64_t nnz,
     int64_t begin, end;
     segment_bounds(starts, u, nnz, begin, end);
     if (end - begin > kHotChunk) continue;
-    for (int64_t d = lane; d < width; d += lanes)
-      out[u * ld_out + d] = sum_positions(begin, end, d, index, scales, g, ld_g);
+    for (int64_t c = lane; c < width; c += lanes)
+      cols.out[u * cols.ld_out + c] = sum_positions(begin, end, c, index, cols);
   }
 }
 
@@ -259,15 +268,14 @@ __device__ __forceinline__ int64_t hot_segment_of(int64_t c, int64_t unique,
 // Hot segments, step 2: partial[c, :] = the sequential sum of chunk c's positions, one group of
 // `lanes` threads per chunk (every chunk of every hot segment at once). Launched for the upper
 // bound max_chunks; chunks past the total exit at once.
-__global__ void hot_chunk_sum_kernel(int64_t width, int lanes, int64_t nnz, int64_t max_chunks,
+__global__ void hot_chunk_sum_kernel(int lanes, int64_t nnz, int64_t max_chunks,
                                      const int64_t* __restrict__ num_unique,
                                      const int64_t* __restrict__ starts,
                                      const int64_t* __restrict__ chunk_count,
                                      const int64_t* __restrict__ chunk_start,
-                                     const int* __restrict__ index,
-                                     const float* __restrict__ scales, const float* __restrict__ g,
-                                     int64_t ld_g, float* __restrict__ partial) {
-  const int64_t unique = segment_count(num_unique, nnz);
+                                     const int* __restrict__ index, SegmentColumns cols,
+                                     float* __restrict__ partial) {
+  const int64_t unique = segment_count(num_unique, nnz), width = cols.width();
   const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
   const int64_t rows_per_block = blockDim.x / lanes;
   const int lane = threadIdx.x % lanes;
@@ -279,20 +287,19 @@ __global__ void hot_chunk_sum_kernel(int64_t width, int lanes, int64_t nnz, int6
     const int64_t begin = first + (c - chunk_start[u]) * kHotChunk;
     const int64_t end = min(begin + kHotChunk, last);
     for (int64_t d = lane; d < width; d += lanes)
-      partial[c * width + d] = sum_positions(begin, end, d, index, scales, g, ld_g);
+      partial[c * width + d] = sum_positions(begin, end, d, index, cols);
   }
 }
 
-// Hot segments, step 3: one warp per (hot segment, d): lane l adds the chunk sums l, l + 32, ...
-// in order, then the warp's xor butterfly (warp_sum). Warps are launched per (chunk, d) and only
-// a hot segment's first chunk does the work, so the whole warp takes the same branch.
-__global__ void hot_lane_sum_kernel(int64_t width, int64_t nnz, int64_t max_chunks,
+// Hot segments, step 3: one warp per (hot segment, column): lane l adds the chunk sums l, l + 32,
+// ... in order, then the warp's xor butterfly (warp_sum). Warps are launched per (chunk, column)
+// and only a hot segment's first chunk does the work, so the whole warp takes the same branch.
+__global__ void hot_lane_sum_kernel(int64_t nnz, int64_t max_chunks,
                                     const int64_t* __restrict__ num_unique,
                                     const int64_t* __restrict__ chunk_count,
                                     const int64_t* __restrict__ chunk_start,
-                                    const float* __restrict__ partial, float* __restrict__ out,
-                                    int64_t ld_out) {
-  const int64_t unique = segment_count(num_unique, nnz);
+                                    const float* __restrict__ partial, SegmentColumns cols) {
+  const int64_t unique = segment_count(num_unique, nnz), width = cols.width();
   const int64_t total = chunk_start[nnz - 1] + chunk_count[nnz - 1];
   const int lane = threadIdx.x % kWarp;
   for (int64_t w = first_warp_row(); w < max_chunks * width; w += warp_row_stride()) {
@@ -304,7 +311,7 @@ __global__ void hot_lane_sum_kernel(int64_t width, int64_t nnz, int64_t max_chun
     for (int64_t j = lane; j < chunk_count[u]; j += kWarp)
       sum = __fadd_rn(sum, partial[(c + j) * width + d]);
     sum = warp_sum(sum);
-    if (lane == 0) out[u * ld_out + d] = sum;
+    if (lane == 0) cols.out[u * cols.ld_out + d] = sum;
   }
 }
 
@@ -325,27 +332,16 @@ constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows
                                          "merge_sparse_rows(bag_scale)",
                                          "merge_sparse_rows(segment_sum)"};
 
-// One segmented sum: out[u, :width] (row stride ld_out) = the sum over segment u's positions of
-// scale_b * g[b, :width] (b = index of the position; unscaled without scales).
-struct SegmentedSum {
-  int64_t width;
-  const float* scales;
-  const float* g;
-  int64_t ld_g;
-  float* out;
-  int64_t ld_out;
-};
-
 // The segmented sums of the positions grouped into *num_unique segments (starts: nnz + 1, the
-// segment starts then the end), sharing one pass over the hot segments: their workspace, sized
-// for the widest sum, is reserved in the caller's layout (reserve()), bound to the workspace
-// (bind()), and then run() enqueues the sums.
+// segment starts then the end), every column of a SegmentColumns in one set of launches. The
+// hot segments' workspace, sized for `width` columns, is reserved in the caller's layout
+// (reserve()) and bound to the workspace (bind()); run() then enqueues the sums.
 class SegmentedSums {
  public:
-  SegmentedSums(int64_t nnz, int64_t widest, size_t scan_bytes)
+  SegmentedSums(int64_t nnz, int64_t width, size_t scan_bytes)
       : nnz_(nnz),
-        widest_(widest),
-        may_be_hot_(nnz > kHotChunk && widest > 0),
+        width_(width),
+        may_be_hot_(nnz > kHotChunk && width > 0),
         // Each hot segment has at least kHotChunk + 1 positions and at most 2 chunks per
         // kHotChunk of them: <= 2 nnz / kHotChunk.
         max_chunks_(may_be_hot_ ? 2 * nnz / kHotChunk + 1 : 0),
@@ -354,7 +350,7 @@ class SegmentedSums {
     const size_t n = static_cast<size_t>(nnz_);
     count_at_ = layout.reserve(may_be_hot_ ? n * sizeof(int64_t) : 0);
     start_at_ = layout.reserve(may_be_hot_ ? n * sizeof(int64_t) : 0);
-    partial_at_ = layout.reserve(floats(max_chunks_ * std::max<int64_t>(widest_, 1)));
+    partial_at_ = layout.reserve(floats(max_chunks_ * std::max<int64_t>(width_, 1)));
   }
   void bind(void* base, void* cub_temp) {
     chunk_count_ = at<int64_t>(base, count_at_);
@@ -363,37 +359,34 @@ class SegmentedSums {
     cub_temp_ = cub_temp;
   }
   void run(const Context& ctx, const SegmentSumNames& names, const int64_t* num_unique,
-           const int64_t* starts, const int* index, std::initializer_list<SegmentedSum> sums) {
+           const int64_t* starts, const int* index, const SegmentColumns& cols) {
     const cudaStream_t stream = stream_of(ctx);
-    if (widest_ == 0 || nnz_ == 0) return;
-    if (may_be_hot_) {  // the chunks of the hot segments, shared by every sum
-      hot_chunk_count_kernel<<<grid_for(nnz_), kBlock, 0, stream>>>(nnz_, num_unique, starts,
-                                                                    chunk_count_);
-      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-      size_t temp_bytes = scan_bytes_;
-      LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(cub_temp_, temp_bytes, chunk_count_,
-                                                        chunk_start_, nnz_, stream));
-    }
-    for (const SegmentedSum& s : sums) {
-      if (s.width == 0) continue;
-      const int lanes = lanes_per_row(s.width);
-      segment_sum_kernel<<<grid_for(nnz_ * lanes), kBlock, 0, stream>>>(
-          s.width, lanes, nnz_, num_unique, starts, index, s.scales, s.g, s.ld_g, s.out, s.ld_out);
-      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-      if (!may_be_hot_) continue;
-      hot_chunk_sum_kernel<<<grid_for(max_chunks_ * lanes), kBlock, 0, stream>>>(
-          s.width, lanes, nnz_, max_chunks_, num_unique, starts, chunk_count_, chunk_start_, index,
-          s.scales, s.g, s.ld_g, partial_);
-      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-      hot_lane_sum_kernel<<<warp_grid(max_chunks_ * s.width), kBlock, 0, stream>>>(
-          s.width, nnz_, max_chunks_, num_unique, chunk_count_, chunk_start_, partial_, s.out,
-          s.ld_out);
-      LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
-    }
+    const int64_t width = cols.width();
+    LOCKSTEP_CHECK(width == width_, "{}: {} columns summed in room for {}", names.op, width,
+                   width_);
+    if (width == 0 || nnz_ == 0) return;
+    const int lanes = lanes_per_row(width);
+    segment_sum_kernel<<<grid_for(nnz_ * lanes), kBlock, 0, stream>>>(lanes, nnz_, num_unique,
+                                                                      starts, index, cols);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    if (!may_be_hot_) return;
+    hot_chunk_count_kernel<<<grid_for(nnz_), kBlock, 0, stream>>>(nnz_, num_unique, starts,
+                                                                  chunk_count_);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    size_t temp_bytes = scan_bytes_;
+    LOCKSTEP_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(cub_temp_, temp_bytes, chunk_count_,
+                                                      chunk_start_, nnz_, stream));
+    hot_chunk_sum_kernel<<<grid_for(max_chunks_ * lanes), kBlock, 0, stream>>>(
+        lanes, nnz_, max_chunks_, num_unique, starts, chunk_count_, chunk_start_, index, cols,
+        partial_);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
+    hot_lane_sum_kernel<<<warp_grid(max_chunks_ * width), kBlock, 0, stream>>>(
+        nnz_, max_chunks_, num_unique, chunk_count_, chunk_start_, partial_, cols);
+    LOCKSTEP_KERNEL_CHECK(ctx, names.segment_sum);
   }
 
  private:
-  int64_t nnz_, widest_;
+  int64_t nnz_, width_;
   bool may_be_hot_;
   int64_t max_chunks_;
   size_t scan_bytes_;
@@ -510,7 +503,7 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   LOCKSTEP_CUDA_CHECK(
       cub::DeviceScan::ExclusiveSum(cub_temp, temp_bytes, counts, starts, nnz + 1, stream));
   sums.run(ctx, names, num_unique, starts, sorted_bag,
-           {SegmentedSum{dim, scales, dout, ld_dout, grad_rows, dim}});
+           SegmentColumns{0, nullptr, dim, dout, ld_dout, scales, grad_rows, dim});
 }
 
 }  // namespace
@@ -551,7 +544,7 @@ void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, i
     return;
   }
   const size_t scan_bytes = exclusive_sum_bytes(nnz, stream);
-  SegmentedSums sums(nnz, std::max(dim, side_width), scan_bytes);
+  SegmentedSums sums(nnz, side_width + dim, scan_bytes);
   WorkspaceLayout layout;
   const size_t bag_at = layout.reserve(static_cast<size_t>(nnz) * sizeof(int));
   const size_t sorted_bag_at = layout.reserve(static_cast<size_t>(nnz) * sizeof(int));
@@ -575,8 +568,7 @@ void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, i
     LOCKSTEP_KERNEL_CHECK(ctx, names.bag_scale);
   }
   sums.run(ctx, names, num_keys, starts, sorted_bag,
-           {SegmentedSum{side_width, nullptr, side, side_width, rows, ld_rows},
-            SegmentedSum{dim, scales, dout, ld_dout, rows + side_width, ld_rows}});
+           SegmentColumns{side_width, side, dim, dout, ld_dout, scales, rows, ld_rows});
 }
 
 // Each row is a bag of one id with Sum pooling: the pooled-lookup backward's sort and segmented
