@@ -96,10 +96,11 @@ __global__ void pooled_lookup_forward_kernel(ErrorSink sink, Pooling pooling, in
 // offsets[0] == 0 and offsets[batch] == nnz, or <= nnz when padded), recording a failure in
 // `sink`, so it is launched for max(nnz, batch) threads, even when nnz == 0. Padding positions
 // (j >= offsets[batch]) get bag batch - 1: in bounds, and their segment is dropped later.
-//   offsets: (batch + 1) or nullptr; bag_of: (nnz)
+// With `scales` (Mean pooling), thread b < batch also writes bag b's pooling factor.
+//   offsets: (batch + 1) or nullptr; bag_of: (nnz); scales: (batch) or nullptr
 __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
                                     const int64_t* __restrict__ offsets, int64_t nnz, bool padded,
-                                    int* __restrict__ bag_of) {
+                                    int* __restrict__ bag_of, float* __restrict__ scales) {
   const int64_t threads = nnz > batch ? nnz : batch;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < threads;
        j += int64_t(gridDim.x) * blockDim.x) {
@@ -111,6 +112,8 @@ __global__ void position_bag_kernel(ErrorSink sink, int64_t batch,
       record_input_error(sink, InputError::OffsetsStart, 0, offsets[0], /*window=*/0);
     if (j < batch && offsets[j + 1] < offsets[j])
       record_input_error(sink, InputError::OffsetsDecreasing, j, j, offsets[j], offsets[j + 1]);
+    if (j < batch && scales != nullptr)
+      scales[j] = bag_scale(Pooling::Mean, offsets[j + 1] - offsets[j]);
     if (j == 0 && (padded ? offsets[batch] > nnz : offsets[batch] != nnz))
       record_input_error(sink, InputError::OffsetsEnd, 0, batch, offsets[batch], nnz);
     if (j >= nnz) continue;
@@ -149,15 +152,6 @@ __global__ void order_bags_kernel(ErrorSink sink, int64_t batch,
     }
     sorted_bag[k] = bag_of[p];
   }
-}
-
-// scales[b] = the pooling factor of bag b (Mean only; Sum needs no multiply).
-//   offsets: (batch + 1); scales: (batch)
-__global__ void bag_scale_kernel(int64_t batch, const int64_t* __restrict__ offsets,
-                                 float* __restrict__ scales) {
-  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < batch;
-       b += int64_t(gridDim.x) * blockDim.x)
-    scales[b] = bag_scale(Pooling::Mean, offsets[b + 1] - offsets[b]);
 }
 
 // A padded batch (positions offsets[batch] .. nnz - 1 hold one id above every id of a bag): the
@@ -319,17 +313,15 @@ __global__ void hot_lane_sum_kernel(int64_t nnz, int64_t max_chunks,
 struct SegmentSumNames {
   const char* op;
   const char* position_bag;
-  const char* bag_scale;
   const char* segment_sum;
 };
-constexpr SegmentSumNames kBackwardNames = {
-    "pooled_lookup_backward", "pooled_lookup_backward(position_bag)",
-    "pooled_lookup_backward(bag_scale)", "pooled_lookup_backward(segment_sum)"};
-constexpr SegmentSumNames kKeyedNames = {
-    "keyed_lookup_backward", "keyed_lookup_backward(position_bag)",
-    "keyed_lookup_backward(bag_scale)", "keyed_lookup_backward(segment_sum)"};
+constexpr SegmentSumNames kBackwardNames = {"pooled_lookup_backward",
+                                            "pooled_lookup_backward(position_bag)",
+                                            "pooled_lookup_backward(segment_sum)"};
+constexpr SegmentSumNames kKeyedNames = {"keyed_lookup_backward",
+                                         "keyed_lookup_backward(position_bag)",
+                                         "keyed_lookup_backward(segment_sum)"};
 constexpr SegmentSumNames kMergeNames = {"merge_sparse_rows", "merge_sparse_rows(position_bag)",
-                                         "merge_sparse_rows(bag_scale)",
                                          "merge_sparse_rows(segment_sum)"};
 
 // The segmented sums of the positions grouped into *num_unique segments (starts: nnz + 1, the
@@ -410,7 +402,7 @@ void check_empty_bags(const Context& ctx, const SegmentSumNames& names, int64_t 
                       const int64_t* offsets, bool padded) {
   if (offsets == nullptr || batch == 0) return;
   position_bag_kernel<<<grid_for(batch), kBlock, 0, stream_of(ctx)>>>(
-      error_sink(ctx, names.op), batch, offsets, 0, padded, nullptr);
+      error_sink(ctx, names.op), batch, offsets, 0, padded, nullptr, nullptr);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
 }
 
@@ -476,12 +468,8 @@ void sort_and_segment_sum(const Context& ctx, const SegmentSumNames& names, Pool
   sums.bind(base, cub_temp);
 
   position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
-      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of);
+      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of, scales);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
-  if (scales != nullptr) {
-    bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.bag_scale);
-  }
 
   size_t temp_bytes = sort_bytes;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_temp, temp_bytes, ids, sorted_ids, bag_of,
@@ -558,15 +546,11 @@ void keyed_lookup_backward(const Context& ctx, Pooling pooling, int64_t batch, i
   float* scales = pooling == Pooling::Mean ? at<float>(base, scale_at) : nullptr;
   sums.bind(base, at<void>(base, cub_at));
   position_bag_kernel<<<grid_for(std::max(nnz, batch)), kBlock, 0, stream>>>(
-      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of);
+      error_sink(ctx, names.op), batch, offsets, nnz, padded, bag_of, scales);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
   order_bags_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(error_sink(ctx, names.op), batch, offsets,
                                                           nnz, order, bag_of, sorted_bag);
   LOCKSTEP_KERNEL_CHECK(ctx, names.position_bag);
-  if (scales != nullptr) {
-    bag_scale_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, offsets, scales);
-    LOCKSTEP_KERNEL_CHECK(ctx, names.bag_scale);
-  }
   sums.run(ctx, names, num_keys, starts, sorted_bag,
            SegmentColumns{side_width, side, dim, dout, ld_dout, scales, rows, ld_rows});
 }

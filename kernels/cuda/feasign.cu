@@ -110,17 +110,14 @@ __global__ void wide_forward_warp_kernel(ErrorSink sink, int64_t batch, int64_t 
 // unique_keys: positions sorted by key (stable: equal keys keep position order), run heads
 // flagged; the heads up to a position (the exclusive sum plus its own flag) less one number
 // its key.
-__global__ void positions_kernel(int64_t n, int* __restrict__ pos) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    pos[i] = static_cast<int>(i);
-}
-// Before a batch's distinct keys are made: the count, the keys up to `room` and the run starts
-// up to room + 1, zero (one launch instead of three memsets).
-__global__ void clear_unique_kernel(int64_t room, uint64_t* __restrict__ keys,
-                                    int64_t* __restrict__ starts, int64_t* __restrict__ count) {
+// Before a batch's distinct keys are made, one launch: the count, the keys up to `room` and the
+// run starts up to room + 1 zero, and pos[i] = i for i < n (the sort's values).
+__global__ void prepare_unique_kernel(int64_t n, int64_t room, int* __restrict__ pos,
+                                      uint64_t* __restrict__ keys, int64_t* __restrict__ starts,
+                                      int64_t* __restrict__ count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i <= room;
        i += int64_t(gridDim.x) * blockDim.x) {
+    if (i < n) pos[i] = static_cast<int>(i);
     if (i < room) keys[i] = 0;
     starts[i] = 0;
   }
@@ -202,9 +199,6 @@ void wide_lookup_forward(const Context& ctx, int64_t batch, int64_t per_sample,
 void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, uint64_t* keys,
                  int64_t* count, int* order, int64_t* starts) {
   const cudaStream_t stream = stream_of(ctx);
-  clear_unique_kernel<<<grid_for(room + 1), kBlock, 0, stream>>>(room, keys, starts, count);
-  LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
-  if (nnz == 0) return;
   size_t sort_bytes = 0, scan_bytes = 0;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
@@ -224,8 +218,10 @@ void unique_keys(const Context& ctx, int64_t nnz, int64_t room, uint64_t* ids, u
   auto* head = at<int>(base, head_at);
   auto* u = at<int>(base, u_at);
   void* temp = at<void>(base, temp_at);
-  positions_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, in);
+  prepare_unique_kernel<<<grid_for(room + 1), kBlock, 0, stream>>>(nnz, room, in, keys, starts,
+                                                                   count);
   LOCKSTEP_KERNEL_CHECK(ctx, "unique_keys");
+  if (nnz == 0) return;
   LOCKSTEP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, sort_bytes, ids, sorted, in, order, nnz,
                                                       0, 64, stream));
   run_heads_kernel<<<grid_for(nnz), kBlock, 0, stream>>>(nnz, sorted, head);
